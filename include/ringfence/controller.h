@@ -1,0 +1,269 @@
+// Controller: the rollout state machine, and the one object a vendor needs to
+// run rollouts in-process.
+//
+//   PENDING --resume--> RUNNING(stage k) --gate PROMOTE--> RUNNING(k+1) ...
+//     ... --> RUNNING(late track) --> COMPLETED
+//   RUNNING <--pause/resume--> PAUSED
+//   RUNNING/PAUSED/PENDING --gate HALT or emergency stop--> HALTED
+//   RUNNING/PAUSED/PENDING --abort--> ABORTED
+// HALTED and ABORTED are "rolled back": every host is assigned the baseline
+// (last known good) release again.
+//
+// Safety properties:
+//  * Every transition is committed to the Store (with an audit entry naming
+//    who, when, why and the evidence) before it takes effect; an exposure is
+//    recorded before the host is told to load the release. If the store
+//    fails, the controller fails closed: no new exposure until a write
+//    succeeds again, and the error is returned.
+//  * A paused rollout keeps evaluating its safety rules and still halts.
+//  * Exposure within a stage is paced (slow start, see config.proto Pacing):
+//    a release that kills its hosts stops at a handful of them.
+//  * Earlier stages stay under watch after promotion.
+//
+// Example:
+//   FakeClock clock;
+//   StorePtr store = NewMemoryStore();
+//   auto controller = Controller::Create(store.get(), &clock, {}).value();
+//   controller->CreateRelease(release, "ci").IgnoreError();
+//   controller->StartRollout({.release_id = release.id(), .plan = plan,
+//                             .actor = "ci", .reason = "weekly"});
+//   Assignment a = controller->Assign(host, "channel-file/291");
+//   controller->Ingest(events);
+//   controller->Tick();  // evaluates every active rollout's gate
+//
+// Thread safety: all methods are thread-safe. Assign() reads an immutable
+// snapshot without locking (it takes one shard lock of the rollout's host
+// table only for hosts in the current stage's paced audience).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "ringfence/assign.h"
+#include "ringfence/clock.h"
+#include "ringfence/model.h"
+#include "ringfence/store.h"
+#include "ringfence/telemetry.h"
+
+namespace ringfence {
+
+struct ControllerOptions {
+  // Tenants and their tracks (default: none, every tenant general).
+  FleetConfig fleet;
+  // Expected hosts per rollout, to size host tables (default 0: grow).
+  uint64_t expected_hosts = 0;
+  // Largest telemetry batch accepted (default 100,000 events).
+  size_t max_batch_events = 100000;
+};
+
+struct StartRolloutRequest {
+  // Optional; generated ("<content-type>#<n>") when empty.
+  std::string rollout_id;
+  std::string release_id;
+  Plan plan;
+  // Optional; default: the release of the content type's last completed
+  // rollout (none: hosts outside the rollout keep what they run).
+  std::string baseline_release_id;
+  std::string actor;
+  std::string reason;
+  // Create in PENDING; a Resume() starts it.
+  bool start_pending = false;
+};
+
+// Why a host got the answer it got.
+enum class AssignReason {
+  kNoRelease,         // nothing has been released for this content type
+  kNotTargeted,       // the release does not target the host's agent/platform
+  kPinned,            // the host's tenant is pinned to N-1
+  kNotInAudience,     // no stage of the plan selects the host
+  kNotYet,            // a later stage selects the host
+  kWaitingForPacing,  // in the current stage, but its exposure budget is used
+  kExposed,           // exposed in the current (paced) stage
+  kStageOpen,         // in an earlier, fully open stage
+  kCompleted,         // the rollout completed
+  kPaused,            // paused or pending: exposure frozen
+  kRolledBack,        // halted or aborted: last known good
+  kEmergencyStop,     // the content type is under emergency stop
+  kStoreUnavailable,  // the store failed: fail closed
+};
+absl::string_view AssignReasonName(AssignReason r);
+
+// Assignment
+//
+// The answer for one content type. `release` is the release to run; nullptr
+// means "no release known: keep what you run". Pointers stay valid for the
+// controller's lifetime.
+struct Assignment {
+  const Release* release = nullptr;
+  AssignReason reason = AssignReason::kNoRelease;
+  const std::string* rollout_id = nullptr;  // nullptr if none
+  int stage = -1;
+};
+
+// RolloutStatus: a rollout with its live aggregates.
+struct RolloutStatus {
+  Rollout rollout;
+  TrackerSnapshot telemetry;
+  uint64_t stage_exposure_budget = 0;
+};
+
+// The answer to CI's "is release R cleared for stage S?".
+enum class GateStatus { kCleared, kPending, kRejected };
+struct GateCheck {
+  GateStatus status = GateStatus::kPending;
+  Rollout rollout;
+  std::string explanation;
+};
+
+class Controller {
+ public:
+  // Create
+  //
+  // Loads every rollout, exposure and emergency stop from `store` and resumes
+  // them. Telemetry aggregates start empty: the freshness rule holds until
+  // telemetry arrives, and exposed hosts that stay silent for the silence
+  // timeout after the restart are caught. `store` and `clock` must outlive
+  // the controller.
+  static absl::StatusOr<std::unique_ptr<Controller>> Create(
+      Store* store, const Clock* clock, ControllerOptions options);
+  ~Controller();
+  Controller(const Controller&) = delete;
+  Controller& operator=(const Controller&) = delete;
+
+  // ---- Releases ----
+  absl::Status CreateRelease(const Release& release, absl::string_view actor);
+  absl::StatusOr<Release> GetRelease(absl::string_view id);
+  absl::StatusOr<std::vector<Release>> ListReleases();
+
+  // ---- Rollouts ----
+  absl::StatusOr<Rollout> StartRollout(const StartRolloutRequest& request);
+  absl::StatusOr<Rollout> Pause(absl::string_view rollout_id,
+                                absl::string_view actor,
+                                absl::string_view reason);
+  absl::StatusOr<Rollout> Resume(absl::string_view rollout_id,
+                                 absl::string_view actor,
+                                 absl::string_view reason);
+  absl::StatusOr<Rollout> Abort(absl::string_view rollout_id,
+                                absl::string_view actor,
+                                absl::string_view reason);
+  // Promote
+  //
+  // Moves to the next stage past the gate; recorded as an override.
+  absl::StatusOr<Rollout> Promote(absl::string_view rollout_id,
+                                  absl::string_view actor,
+                                  absl::string_view reason);
+  // EmergencyStop
+  //
+  // Halts every active rollout of `content_type` and refuses new ones until
+  // ClearEmergencyStop.
+  absl::Status EmergencyStop(absl::string_view content_type,
+                             absl::string_view actor, absl::string_view reason);
+  absl::Status ClearEmergencyStop(absl::string_view content_type,
+                                  absl::string_view actor,
+                                  absl::string_view reason);
+
+  absl::StatusOr<RolloutStatus> GetRollout(absl::string_view rollout_id);
+  absl::StatusOr<std::vector<Rollout>> ListRollouts();
+  absl::StatusOr<std::vector<Decision>> ListDecisions(
+      absl::string_view rollout_id, uint64_t after_seq = 0);
+
+  // CheckGate
+  //
+  // Whether `release_id` is cleared for the stage named `stage` (empty: the
+  // whole fleet, i.e. the rollout completed).
+  absl::StatusOr<GateCheck> CheckGate(absl::string_view release_id,
+                                      absl::string_view stage);
+
+  // ---- Gate ----
+  // Evaluate
+  //
+  // Runs the gate of one rollout now and applies its verdict.
+  absl::StatusOr<Decision> Evaluate(absl::string_view rollout_id);
+  // Tick
+  //
+  // Evaluates every active rollout. Returns the first error.
+  absl::Status Tick();
+
+  // ---- Fleet ----
+  // Assign
+  //
+  // Which release of `content_type` `host` should run now. REQUIRES:
+  // ValidateHostInfo(host).ok() (the service validates).
+  Assignment Assign(const HostInfo& host, absl::string_view content_type);
+
+  // Ingest
+  //
+  // Validates the whole batch (INVALID_ARGUMENT naming the event and field;
+  // nothing is applied) and then applies it to every active rollout.
+  absl::Status Ingest(absl::Span<const TelemetryEvent> events);
+
+  // Whether the store is accepting writes (false = failing closed).
+  bool store_healthy() const {
+    return store_healthy_.load(std::memory_order_acquire);
+  }
+
+ private:
+  struct Runtime;
+  struct ContentView;
+  struct View;
+
+  Controller(Store* store, const Clock* clock, ControllerOptions options);
+  absl::Status Load();
+
+  Runtime* FindLocked(absl::string_view id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Runtime*> NewRuntimeLocked(const Rollout& rollout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<const Release*> ReleaseLocked(absl::string_view id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits `next` (a modified copy of rt->record) with an audit entry, then
+  // applies it in memory and republishes assignments.
+  absl::Status CommitLocked(Runtime* rt, Rollout next, absl::string_view actor,
+                            absl::string_view action, absl::string_view reason,
+                            const Decision* decision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Rollout> ManualLocked(absl::string_view id,
+                                       absl::string_view actor,
+                                       absl::string_view reason,
+                                       absl::string_view action)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Decision> EvaluateLocked(Runtime* rt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ConfigureStageLocked(Runtime* rt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateBudgetLocked(Runtime* rt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteStoreResult(const absl::Status& s);
+  AuditEntry MakeAudit(absl::string_view actor, absl::string_view action,
+                       absl::string_view reason) const;
+
+  Store* const store_;
+  const Clock* const clock_;
+  const ControllerOptions options_;
+  const TenantTracks tenants_;
+  std::atomic<bool> store_healthy_{true};
+
+  absl::Mutex mu_;
+  // Never erased: published views point into them.
+  std::vector<std::unique_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Runtime*> by_id_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<const Release>> releases_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ringfence::EmergencyStop> stops_
+      ABSL_GUARDED_BY(mu_);
+  uint64_t rollout_counter_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // The published assignment view; retired views are kept until destruction
+  // so lock-free readers never see freed memory (views change only on
+  // transitions, so they are few).
+  std::atomic<const View*> view_{nullptr};
+  std::vector<std::unique_ptr<const View>> views_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ringfence

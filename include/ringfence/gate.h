@@ -1,0 +1,58 @@
+// The gate: policy + telemetry aggregates -> HOLD / PROMOTE / HALT, with the
+// evidence a person (and an auditor) can check.
+//
+// Rules, in the order they are checked:
+//  1. Circuit breaker: a stage's cohort has >= max_affected_hosts distinct
+//     hosts showing a signal. Every cohort stays under its own stage's rules
+//     after promotion, so latent failures of earlier stages still halt.
+//  2. Ceiling: affected / exposed of a cohort exceeds max_affected_fraction
+//     once ceiling_min_exposed_hosts are exposed.
+//  3. Comparison with control: the signal's anytime-valid sequential test
+//     (stats.h) rejected "treatment rate <= (1 + margin) * control rate" over
+//     the whole rollout.
+//  4. Freshness: no telemetry yet, or none for max_staleness => HOLD; never
+//     PROMOTE on stale data.
+//  5. Promotion: bake time elapsed in the stage, at least min_exposed_hosts
+//     exposed in the stage (and min_exposed_host_hours), nothing tripped.
+// HALT rules run on the evidence that has arrived even while telemetry is
+// stale (evidence received is real); the controller suspends only the
+// derivation of `silent` while telemetry is stale, since silence on stale
+// data is an artifact of the outage.
+//
+// Thread safety: EvaluateGate is a pure function.
+#pragma once
+
+#include "absl/time/time.h"
+#include "ringfence/model.h"
+#include "ringfence/telemetry.h"
+
+namespace ringfence {
+
+// GateInput
+struct GateInput {
+  const Plan* plan = nullptr;
+  // Current stage; == plan->stages_size() for the late-track stage.
+  int stage = 0;
+  RolloutState state = config::v1::RUNNING;
+  absl::Time stage_started_at;
+  absl::Time now;
+  const TrackerSnapshot* telemetry = nullptr;
+};
+
+// EvaluateGate
+//
+// Returns the decision (seq, rollout_id and `at` are left for the caller).
+Decision EvaluateGate(const GateInput& input);
+
+// StageBakeTime
+//
+// How long `stage` must bake before promotion, including the late track's
+// extra bake on the last regular stage.
+absl::Duration StageBakeTime(const Plan& plan, int stage);
+
+// StageName
+//
+// The stage's name, or "late-track" for the late-track stage.
+std::string StageName(const Plan& plan, int stage);
+
+}  // namespace ringfence

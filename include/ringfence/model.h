@@ -1,0 +1,154 @@
+// The ringfence data model: releases, plans, stages, gate policies (protobuf
+// messages from ringfence/config/v1/config.proto), rollout state and decisions
+// (state.proto), and their validation.
+//
+// Validation happens before anything starts and names the exact field and the
+// reason, e.g. `stages[2].audience.percent: must be greater than
+// stages[1].audience.percent (10)`; errors are INVALID_ARGUMENT.
+//
+// Thread safety: all functions are pure.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/duration.pb.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "ringfence/config/v1/config.pb.h"
+#include "ringfence/config/v1/state.pb.h"
+
+namespace ringfence {
+
+using config::v1::Arm;
+using config::v1::ArmCounts;
+using config::v1::Audience;
+using config::v1::AuditEntry;
+using config::v1::Decision;
+using config::v1::Evidence;
+using config::v1::FleetConfig;
+using config::v1::GatePolicy;
+using config::v1::LateTrack;
+using config::v1::Pacing;
+using config::v1::Plan;
+using config::v1::Release;
+using config::v1::Rollout;
+using config::v1::RolloutState;
+using config::v1::SignalRule;
+using config::v1::SignalSummary;
+using config::v1::Stage;
+using config::v1::Targeting;
+using config::v1::Tenant;
+using config::v1::Track;
+using config::v1::Verdict;
+
+// Built-in signal names.
+inline constexpr absl::string_view kSignalCrash = "crash";
+inline constexpr absl::string_view kSignalUncleanReboot = "unclean_reboot";
+inline constexpr absl::string_view kSignalSilent = "silent";
+inline constexpr absl::string_view kSignalApplyStuck = "apply_stuck";
+
+// Maximum number of distinct signals one rollout tracks (built-in + custom).
+inline constexpr int kMaxSignals = 8;
+
+// ---- Loading ---------------------------------------------------------------
+
+// ParseTextOrJson
+//
+// Parses `text` into `message`: JSON if its first non-space character is '{'
+// (and the text parses as JSON), text-proto otherwise. Errors are
+// INVALID_ARGUMENT with the parser's line/column.
+absl::Status ParseTextOrJson(absl::string_view text,
+                             google::protobuf::Message* message);
+
+// LoadMessageFile
+//
+// Reads a text-proto (.textproto, .txtpb, .pbtxt) or JSON (.json) file into
+// `message`. NOT_FOUND if the file cannot be read.
+absl::Status LoadMessageFile(const std::string& path,
+                             google::protobuf::Message* message);
+
+// ---- Validation ------------------------------------------------------------
+
+// ValidatePlan
+//
+// Checks every field of `plan`; the error names the first offending field.
+absl::Status ValidatePlan(const Plan& plan);
+
+// ValidateGatePolicy
+//
+// Checks `policy`, naming fields under `path` (e.g. "stages[1].policy").
+absl::Status ValidateGatePolicy(const GatePolicy& policy,
+                                absl::string_view path);
+
+// ValidateRelease
+//
+// Checks id, content type, digest, size and targeting of `release`.
+absl::Status ValidateRelease(const Release& release);
+
+// ValidateFleetConfig
+//
+// Checks tenant names are non-empty and unique.
+absl::Status ValidateFleetConfig(const FleetConfig& fleet);
+
+// ValidateId
+//
+// Ids (release, rollout, host, actor) are 1..128 characters of
+// [A-Za-z0-9._:/@-]. `field` names the field in the error.
+absl::Status ValidateId(absl::string_view id, absl::string_view field);
+
+// ---- Defaults
+// ----------------------------------------------------------------
+
+// DefaultSignalRules
+//
+// The rules used when a policy lists no signals: crash, unclean_reboot and
+// silent compared with control (margin 0.2); apply_stuck with a 5 % ceiling.
+std::vector<SignalRule> DefaultSignalRules();
+
+// EffectivePolicy
+//
+// The policy of `stage` of `plan` (the stage's own if set, else the plan's)
+// with every zero-valued default filled in.
+GatePolicy EffectivePolicy(const Plan& plan, int stage);
+
+// EffectivePacing
+//
+// The pacing of `stage` with defaults filled in.
+Pacing EffectivePacing(const Plan& plan, int stage);
+
+// ---- Conversions
+// -------------------------------------------------------------
+
+absl::Duration FromProto(const google::protobuf::Duration& d);
+absl::Time FromProto(const google::protobuf::Timestamp& t);
+google::protobuf::Duration ToProtoDuration(absl::Duration d);
+google::protobuf::Timestamp ToProtoTime(absl::Time t);
+
+// CompareAgentVersions
+//
+// Compares dotted numeric versions ("7.11" < "7.11.1" < "7.12"); missing
+// components are 0. Returns <0, 0, >0. Non-numeric components compare as 0.
+int CompareAgentVersions(absl::string_view a, absl::string_view b);
+
+// IsValidAgentVersion
+//
+// True for dotted numeric versions of 1..4 components ("7", "7.11.0").
+bool IsValidAgentVersion(absl::string_view v);
+
+// RolloutStateName / VerdictName
+//
+// Lower-case names ("running", "halt") for messages.
+absl::string_view RolloutStateName(RolloutState s);
+absl::string_view VerdictName(Verdict v);
+
+// IsTerminal
+//
+// True for HALTED, ABORTED and COMPLETED.
+bool IsTerminal(RolloutState s);
+
+}  // namespace ringfence

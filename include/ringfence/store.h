@@ -1,0 +1,108 @@
+// Store: where ringfence keeps what it must not forget.
+//
+// The controller writes through this interface *before* a change takes
+// effect: a transition is visible to hosts only after CommitTransition
+// returned OK; an exposure is granted only after RecordExposures returned OK.
+// Any error makes the controller fail closed (no new exposure).
+//
+// Implementations: NewMemoryStore() (tests, embedding without persistence);
+// SQLite and PostgreSQL stores come with their own issues.
+//
+// Thread safety: implementations must be safe for concurrent use.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "ringfence/model.h"
+
+namespace ringfence {
+
+// One host exposed to a rollout's release.
+struct Exposure {
+  std::string host_id;
+  uint32_t stage = 0;
+  absl::Time at;
+};
+
+// An emergency stop of a content type: no rollout of it may expose hosts.
+struct EmergencyStop {
+  std::string content_type;
+  std::string actor;
+  std::string reason;
+  absl::Time at;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // PutRelease
+  //
+  // Stores a new release. ALREADY_EXISTS if the id is taken.
+  virtual absl::Status PutRelease(const Release& release,
+                                  const AuditEntry& audit) = 0;
+  // GetRelease: NOT_FOUND if absent.
+  virtual absl::StatusOr<Release> GetRelease(absl::string_view id) = 0;
+  virtual absl::StatusOr<std::vector<Release>> ListReleases() = 0;
+
+  // CreateRollout
+  //
+  // Stores a new rollout with its audit entry, atomically. ALREADY_EXISTS if
+  // the id is taken.
+  virtual absl::Status CreateRollout(const Rollout& rollout,
+                                     const AuditEntry& audit) = 0;
+
+  // CommitTransition
+  //
+  // Atomically replaces the rollout (if its stored version equals
+  // `expected_version`; else ABORTED) and appends `audit`.
+  virtual absl::Status CommitTransition(const Rollout& rollout,
+                                        uint64_t expected_version,
+                                        const AuditEntry& audit) = 0;
+
+  virtual absl::StatusOr<Rollout> GetRollout(absl::string_view id) = 0;
+  // All rollouts, in creation order.
+  virtual absl::StatusOr<std::vector<Rollout>> ListRollouts() = 0;
+
+  // AppendDecision: records a gate decision (seq unique per rollout).
+  virtual absl::Status AppendDecision(const Decision& decision) = 0;
+  // Decisions of a rollout with seq > after_seq, oldest first.
+  virtual absl::StatusOr<std::vector<Decision>> ListDecisions(
+      absl::string_view rollout_id, uint64_t after_seq) = 0;
+
+  // RecordExposures: durably records exposed hosts (idempotent per host).
+  virtual absl::Status RecordExposures(
+      absl::string_view rollout_id, absl::Span<const Exposure> exposures) = 0;
+  virtual absl::StatusOr<std::vector<Exposure>> ListExposures(
+      absl::string_view rollout_id) = 0;
+
+  // SetEmergencyStop / ClearEmergencyStop, each with its audit entry.
+  virtual absl::Status SetEmergencyStop(const EmergencyStop& stop,
+                                        const AuditEntry& audit) = 0;
+  virtual absl::Status ClearEmergencyStop(absl::string_view content_type,
+                                          const AuditEntry& audit) = 0;
+  virtual absl::StatusOr<std::vector<EmergencyStop>> ListEmergencyStops() = 0;
+
+  // AppendAudit: an audit entry on its own (e.g. a rejected request).
+  virtual absl::Status AppendAudit(const AuditEntry& audit) = 0;
+  // Audit entries with seq > after_seq, oldest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<AuditEntry>> ReadAudit(uint64_t after_seq,
+                                                            size_t limit) = 0;
+};
+
+using StorePtr = std::unique_ptr<Store>;
+
+// NewMemoryStore
+//
+// A Store that keeps everything in memory (lost when destroyed). Assigns
+// audit sequence numbers from 1.
+StorePtr NewMemoryStore();
+
+}  // namespace ringfence

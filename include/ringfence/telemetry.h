@@ -1,0 +1,262 @@
+// Telemetry: ingest of host events and the per-rollout aggregates the gate
+// reads.
+//
+// A RolloutTracker follows one rollout. It keeps a compact per-host record
+// (24 bytes per slot: a 64-bit host key and 16 bytes of state) and aggregates
+// per stage x arm x signal: distinct affected hosts and host-time of exposure.
+// Treatment = hosts exposed to the rollout's release; control = hosts that
+// report telemetry and are not exposed (the same population, still on the
+// previous release, observed over the same time).
+//
+// Signals are counted once per host and arm: a crash-looping host counts once,
+// and duplicate or replayed events change nothing (every update is monotone:
+// flags only get set, times only move forward). `silent` (no event received
+// for policy.silence_timeout) and `apply_stuck` (exposed, no `applied` within
+// policy.apply_timeout) are derived by Sweep(), for both arms alike.
+//
+// Every newly affected host is fed, with the number of hosts at risk in each
+// arm at that instant, to the signal's anytime-valid sequential test
+// (stats.h), so the e-values the gate reads are valid under continuous
+// evaluation.
+//
+// Times are *receive* times from the tracker's Clock, not host clocks: a host
+// whose clock is wrong can neither hide nor fake silence.
+//
+// Thread safety: all methods are thread-safe. The host table is split into
+// shards with a mutex each; Ingest locks each shard once per batch.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "ringfence/clock.h"
+#include "ringfence/model.h"
+#include "ringfence/stats.h"
+
+namespace ringfence {
+
+namespace internal {
+class HostTable;
+struct HostState;
+}  // namespace internal
+
+enum class EventType : uint8_t {
+  // The host is about to load `release_id`.
+  kApplying = 1,
+  // The host loaded `release_id` and is running it.
+  kApplied = 2,
+  // The host is alive; `release_id` is the release of the rollout's content
+  // type it currently runs (may be empty).
+  kHeartbeat = 3,
+  // The agent (or the host) crashed; `signal` may carry a signature. May
+  // arrive after the reboot.
+  kCrash = 4,
+  // The host booted; `clean` says whether the previous shutdown was clean.
+  kBoot = 5,
+  // A vendor-defined signal named `signal`.
+  kSignal = 6,
+};
+
+// TelemetryEvent
+//
+// One host event. Field requirements by type are checked by
+// ValidateTelemetryBatch().
+struct TelemetryEvent {
+  std::string host_id;
+  EventType type = EventType::kHeartbeat;
+  // When it happened on the host (informational; see the file comment).
+  absl::Time time = absl::UnixEpoch();
+  std::string release_id;
+  // kCrash: crash signature (optional); kSignal: the signal name.
+  std::string signal;
+  // kBoot only.
+  bool clean = true;
+  uint64_t boot_id = 0;
+};
+
+absl::string_view EventTypeName(EventType type);
+
+// ValidateTelemetryBatch
+//
+// INVALID_ARGUMENT naming the first bad event, e.g.
+// `events[3].host_id: must not be empty`. At most `max_events` events.
+absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
+                                    size_t max_events = 100000);
+
+// Aggregates of one stage's cohort (the hosts newly exposed in that stage).
+struct CohortCounts {
+  uint64_t exposed = 0;
+  uint64_t applied = 0;
+  uint64_t healthy = 0;
+  double host_hours = 0;
+  std::array<uint64_t, kMaxSignals> affected{};
+};
+
+// Aggregates of one signal over the whole rollout.
+struct SignalCounts {
+  std::string signal;
+  uint64_t treatment_affected = 0;
+  uint64_t control_affected = 0;
+  double e_value = 1.0;
+  double e_threshold = 0;  // 0 = not compared with control
+  bool compared = false;
+  // The test crossed its threshold at some point (sticky).
+  bool rejected = false;
+};
+
+// TrackerSnapshot
+//
+// A consistent-enough copy of a tracker's aggregates for the gate. Counters
+// are read without stopping ingest, so two counters may differ by the events
+// of one in-flight batch; every counter is itself exact.
+struct TrackerSnapshot {
+  absl::Time now;
+  // When the last telemetry batch was received; InfinitePast() if never.
+  absl::Time last_ingest = absl::InfinitePast();
+  absl::Time created = absl::InfinitePast();
+  uint64_t tracked_hosts = 0;
+  uint64_t treatment_hosts = 0;
+  double treatment_host_hours = 0;
+  uint64_t control_hosts = 0;
+  double control_host_hours = 0;
+  std::vector<std::string> signals;  // index -> name
+  std::vector<SignalCounts> signal_counts;
+  std::vector<CohortCounts> cohorts;  // per stage
+};
+
+// TrackerOptions
+struct TrackerOptions {
+  // Number of stages (plan stages + 1 for the late track).
+  int num_stages = 1;
+  // Signals tracked, in index order (at most kMaxSignals). Built-in ones
+  // (crash, unclean_reboot, silent, apply_stuck) are added if absent.
+  std::vector<std::string> signals;
+  // Hosts to size the table for (0 = grow on demand).
+  uint64_t expected_hosts = 0;
+  // The release whose `applying`/`applied`/heartbeat mark a host exposed.
+  std::string release_id;
+};
+
+class RolloutTracker {
+ public:
+  RolloutTracker(const TrackerOptions& options, const Clock* clock);
+  ~RolloutTracker();
+  RolloutTracker(const RolloutTracker&) = delete;
+  RolloutTracker& operator=(const RolloutTracker&) = delete;
+
+  // SetRules
+  //
+  // Sets which signals are compared with control and their margins, and the
+  // rollout's false-halt budget `alpha` (split evenly over compared signals).
+  // Tests keep their accumulated evidence across calls. Unknown signal names
+  // are ignored.
+  void SetRules(absl::Span<const SignalRule> rules, double alpha);
+
+  // Ingest
+  //
+  // Applies a batch. REQUIRES: ValidateTelemetryBatch(events).ok() (the
+  // controller validates; the tracker skips events it cannot use).
+  void Ingest(absl::Span<const TelemetryEvent> events);
+
+  // Ingest for pre-hashed hosts (simulator, benchmarks): `host_keys[i]` is
+  // HostKey(events[i].host_id); events[i].host_id is not read.
+  void IngestKeyed(absl::Span<const TelemetryEvent> events,
+                   absl::Span<const uint64_t> host_keys);
+
+  // TryExpose
+  //
+  // Called when `host_key` asks for an assignment and is in stage `stage`'s
+  // paced audience. Returns true if the host is (now or already) exposed:
+  // grants count against `stage_budget`, the number of hosts the current
+  // stage may grant in all. `*newly` says whether this call exposed it.
+  bool TryExpose(uint64_t host_key, int stage, uint64_t stage_budget,
+                 bool* newly);
+
+  // MarkExposed
+  //
+  // Records an exposure unconditionally (exposures restored from the store
+  // after a restart): exposed at `exposed_at`, last seen at `seen_at`.
+  void MarkExposed(uint64_t host_key, int stage, absl::Time exposed_at,
+                   absl::Time seen_at);
+
+  // IsExposed
+  bool IsExposed(uint64_t host_key) const;
+
+  // Sweep
+  //
+  // Derives `silent` and `apply_stuck` for hosts whose timeouts passed.
+  // Returns the number of newly affected hosts.
+  uint64_t Sweep(absl::Duration silence_timeout, absl::Duration apply_timeout);
+
+  // SetHealthyAfter
+  //
+  // A host becomes healthy (for pacing) once it reported `applied` and was
+  // seen again at least `d` after its exposure.
+  void SetHealthyAfter(absl::Duration d);
+
+  // SetCurrentStage
+  //
+  // The cohort that hosts exposed outside an assignment grant (an `applying`
+  // or `applied` for the release the tracker did not grant) are counted in.
+  void SetCurrentStage(int stage);
+
+  // Snapshot
+  TrackerSnapshot Snapshot() const;
+
+  // Exposed hosts in `stage`'s cohort: hosts whose exposure happened while
+  // `stage` was the current stage (granted, or reported applying).
+  uint64_t CohortExposed(int stage) const;
+  // Exposures of `stage` granted by TryExpose (what pacing counts).
+  uint64_t CohortGranted(int stage) const;
+  // Healthy hosts in `stage`'s cohort (applied, seen healthy_after later,
+  // never affected).
+  uint64_t CohortHealthy(int stage) const;
+
+  // Bytes used by the host table, for the memory benchmark.
+  size_t MemoryBytes() const;
+  uint64_t TrackedHosts() const;
+
+  // The index of `signal`, or -1.
+  int SignalIndex(absl::string_view signal) const;
+
+ private:
+  friend class internal::HostTable;
+  struct Aggregates;
+
+  void ApplyEvent(const TelemetryEvent& e, uint32_t now_s,
+                  internal::HostState* h, bool inserted);
+  void OnInsert(internal::HostState* h, uint32_t now_s);
+  // Moves a host from control to `stage`'s cohort.
+  void Expose(internal::HostState* h, int stage, uint32_t now_s);
+  void MarkAffected(int signal, internal::HostState* h);
+  void MaybeHealthy(internal::HostState* h);
+  void IngestImpl(absl::Span<const TelemetryEvent> events,
+                  const uint64_t* keys);
+  uint32_t ToSeconds(absl::Time t) const;
+
+  const Clock* const clock_;
+  const absl::Time epoch_;
+  std::vector<std::string> signals_;
+  std::string release_id_;
+  int num_stages_;
+  std::unique_ptr<internal::HostTable> table_;
+  std::unique_ptr<Aggregates> agg_;
+  std::atomic<int64_t> last_ingest_ns_{0};
+  std::atomic<uint32_t> healthy_after_s_{60};
+  std::atomic<int> current_stage_{0};
+
+  mutable absl::Mutex test_mu_;
+  std::vector<std::unique_ptr<ConditionalMixtureTest>> tests_
+      ABSL_GUARDED_BY(test_mu_);  // per signal; null = not compared
+};
+
+}  // namespace ringfence

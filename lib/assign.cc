@@ -1,0 +1,119 @@
+#include "ringfence/assign.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "ringfence/hash.h"
+#include "ringfence/status_macros.h"
+
+namespace ringfence {
+
+absl::Status ValidateHostInfo(const HostInfo& host) {
+  RETURN_IF_ERROR(ValidateId(host.host_id, "host_id"));
+  if (!host.tenant.empty()) RETURN_IF_ERROR(ValidateId(host.tenant, "tenant"));
+  if (host.labels.size() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "labels: at most 64 labels (got ", host.labels.size(), ")"));
+  }
+  for (size_t i = 0; i < host.labels.size(); ++i) {
+    RETURN_IF_ERROR(
+        ValidateId(host.labels[i], absl::StrCat("labels[", i, "]")));
+  }
+  if (!host.agent_version.empty() && !IsValidAgentVersion(host.agent_version)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("agent_version: must be a dotted version like 7.11.0 "
+                     "(got \"",
+                     absl::CHexEscape(host.agent_version), "\")"));
+  }
+  if (!host.platform.empty()) {
+    RETURN_IF_ERROR(ValidateId(host.platform, "platform"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsTargeted(const Targeting& t, const HostInfo& host) {
+  if (!t.min_agent_version().empty() || !t.max_agent_version().empty()) {
+    if (host.agent_version.empty()) return false;
+    if (!t.min_agent_version().empty() &&
+        CompareAgentVersions(host.agent_version, t.min_agent_version()) < 0) {
+      return false;
+    }
+    if (!t.max_agent_version().empty() &&
+        CompareAgentVersions(host.agent_version, t.max_agent_version()) >= 0) {
+      return false;
+    }
+  }
+  if (t.platforms_size() > 0) {
+    for (const std::string& p : t.platforms()) {
+      if (p == host.platform) return true;
+    }
+    return false;
+  }
+  return true;
+}
+
+TenantTracks::TenantTracks(const FleetConfig& fleet) {
+  for (const Tenant& t : fleet.tenants()) tracks_[t.name()] = t.track();
+}
+
+Track TenantTracks::TrackOf(absl::string_view tenant) const {
+  auto it = tracks_.find(tenant);
+  if (it == tracks_.end() || it->second == config::v1::TRACK_UNSPECIFIED) {
+    return config::v1::TRACK_GENERAL;
+  }
+  return it->second;
+}
+
+std::unique_ptr<const AudienceIndex> AudienceIndex::Build(
+    const Plan& plan, absl::string_view salt) {
+  std::unique_ptr<AudienceIndex> index(new AudienceIndex);
+  index->num_stages_ = plan.stages_size();
+  index->salt_seed_ = SaltSeed(salt);
+  for (int s = 0; s < plan.stages_size(); ++s) {
+    const Audience& a = plan.stages(s).audience();
+    for (const std::string& h : a.hosts()) index->host_stage_.emplace(h, s);
+    for (const std::string& l : a.labels()) index->label_stage_.emplace(l, s);
+    if (a.early_track() && index->early_stage_ < 0) index->early_stage_ = s;
+    if (a.percent() > 0) {
+      index->percent_limits_.emplace_back(PercentToBucketLimit(a.percent()), s);
+    }
+  }
+  return index;
+}
+
+uint32_t AudienceIndex::BucketOf(absl::string_view host_id) const {
+  return ringfence::BucketOf(salt_seed_, host_id);
+}
+
+int AudienceIndex::Place(const HostInfo& host, Track track) const {
+  if (track == config::v1::TRACK_PINNED) return -1;
+  if (track == config::v1::TRACK_LATE) return num_stages_;
+  int best = -1;
+  auto consider = [&best](int s) {
+    if (best < 0 || s < best) best = s;
+  };
+  if (!host_stage_.empty()) {
+    auto it = host_stage_.find(host.host_id);
+    if (it != host_stage_.end()) consider(it->second);
+  }
+  if (!label_stage_.empty()) {
+    for (const std::string& l : host.labels) {
+      auto it = label_stage_.find(l);
+      if (it != label_stage_.end()) consider(it->second);
+    }
+  }
+  if (track == config::v1::TRACK_EARLY && early_stage_ >= 0) {
+    consider(early_stage_);
+  }
+  if (!percent_limits_.empty() && (best < 0 || best > 0)) {
+    const uint32_t bucket = BucketOf(host.host_id);
+    for (const auto& [limit, stage] : percent_limits_) {
+      if (bucket < limit) {
+        consider(stage);
+        break;
+      }
+    }
+  }
+  return best;
+}
+
+}  // namespace ringfence

@@ -1,0 +1,830 @@
+#include "ringfence/controller.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "ringfence/gate.h"
+#include "ringfence/hash.h"
+#include "ringfence/status_macros.h"
+
+namespace ringfence {
+
+using config::v1::ABORTED;
+using config::v1::COMPLETED;
+using config::v1::HALT;
+using config::v1::HALTED;
+using config::v1::HOLD;
+using config::v1::PAUSED;
+using config::v1::PENDING;
+using config::v1::PROMOTE;
+using config::v1::RUNNING;
+
+struct Controller::Runtime {
+  explicit Runtime(std::string rollout_id) : id(std::move(rollout_id)) {}
+  // A copy of record.id() that never changes, for lock-free readers.
+  const std::string id;
+  Rollout record;
+  const Release* release = nullptr;
+  const Release* baseline = nullptr;
+  std::unique_ptr<const AudienceIndex> index;
+  std::unique_ptr<RolloutTracker> tracker;
+  std::atomic<uint64_t> budget{0};
+  uint64_t next_decision_seq = 1;
+  std::string last_recorded_key;  // verdict + rule of the last stored decision
+  absl::Time window_start = absl::InfinitePast();
+  uint64_t window_base = 0;
+};
+
+// What Assign() reads for one content type.
+struct Controller::ContentView {
+  Runtime* rt = nullptr;  // the latest rollout, or nullptr
+  RolloutState state = config::v1::ROLLOUT_STATE_UNSPECIFIED;
+  int stage = 0;
+  const Release* release = nullptr;
+  const Release* baseline = nullptr;  // last known good
+  bool emergency_stop = false;
+};
+
+struct Controller::View {
+  absl::flat_hash_map<std::string, ContentView> content;
+};
+
+namespace {
+
+absl::Status RequireText(absl::string_view value, absl::string_view field) {
+  if (value.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must not be empty"));
+  }
+  if (value.size() > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be at most 1024 characters"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsActive(RolloutState s) {
+  return s == PENDING || s == RUNNING || s == PAUSED;
+}
+
+std::vector<std::string> SignalsOf(const Plan& plan) {
+  std::vector<std::string> out;
+  for (int s = 0; s <= plan.stages_size(); ++s) {
+    const GatePolicy policy = EffectivePolicy(plan, s);
+    for (const SignalRule& r : policy.signals()) {
+      if (std::find(out.begin(), out.end(), r.signal()) == out.end()) {
+        out.push_back(r.signal());
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::string_view AssignReasonName(AssignReason r) {
+  switch (r) {
+    case AssignReason::kNoRelease:
+      return "no_release";
+    case AssignReason::kNotTargeted:
+      return "not_targeted";
+    case AssignReason::kPinned:
+      return "pinned";
+    case AssignReason::kNotInAudience:
+      return "not_in_audience";
+    case AssignReason::kNotYet:
+      return "not_yet";
+    case AssignReason::kWaitingForPacing:
+      return "waiting_for_pacing";
+    case AssignReason::kExposed:
+      return "exposed";
+    case AssignReason::kStageOpen:
+      return "stage_open";
+    case AssignReason::kCompleted:
+      return "completed";
+    case AssignReason::kPaused:
+      return "paused";
+    case AssignReason::kRolledBack:
+      return "rolled_back";
+    case AssignReason::kEmergencyStop:
+      return "emergency_stop";
+    case AssignReason::kStoreUnavailable:
+      return "store_unavailable";
+  }
+  return "unknown";
+}
+
+Controller::Controller(Store* store, const Clock* clock,
+                       ControllerOptions options)
+    : store_(store),
+      clock_(clock),
+      options_(std::move(options)),
+      tenants_(options_.fleet) {}
+
+Controller::~Controller() = default;
+
+absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
+    Store* store, const Clock* clock, ControllerOptions options) {
+  RETURN_IF_ERROR(ValidateFleetConfig(options.fleet));
+  std::unique_ptr<Controller> c(
+      new Controller(store, clock, std::move(options)));
+  RETURN_IF_ERROR(c->Load());
+  return c;
+}
+
+absl::Status Controller::Load() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::vector<ringfence::EmergencyStop> stops,
+                   store_->ListEmergencyStops());
+  for (auto& s : stops) stops_[s.content_type] = s;
+  ASSIGN_OR_RETURN(std::vector<Rollout> rollouts, store_->ListRollouts());
+  const absl::Time now = clock_->Now();
+  for (const Rollout& r : rollouts) {
+    ++rollout_counter_;
+    ASSIGN_OR_RETURN(Runtime * rt, NewRuntimeLocked(r));
+    if (!IsActive(r.state())) continue;
+    ASSIGN_OR_RETURN(std::vector<Exposure> exposures,
+                     store_->ListExposures(r.id()));
+    for (const Exposure& e : exposures) {
+      // Hosts count as seen at the restart: the time we were down is not
+      // their silence. If they stay silent from now on, they are caught.
+      rt->tracker->MarkExposed(HostKey(e.host_id), e.stage, e.at, now);
+    }
+    ASSIGN_OR_RETURN(std::vector<Decision> decisions,
+                     store_->ListDecisions(r.id(), 0));
+    if (!decisions.empty()) {
+      rt->next_decision_seq = decisions.back().seq() + 1;
+    }
+    UpdateBudgetLocked(rt);
+  }
+  PublishLocked();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const Release*> Controller::ReleaseLocked(absl::string_view id) {
+  auto it = releases_.find(id);
+  if (it != releases_.end()) return it->second.get();
+  ASSIGN_OR_RETURN(Release r, store_->GetRelease(id));
+  auto owned = std::make_unique<const Release>(std::move(r));
+  const Release* p = owned.get();
+  releases_.emplace(std::string(id), std::move(owned));
+  return p;
+}
+
+absl::StatusOr<Controller::Runtime*> Controller::NewRuntimeLocked(
+    const Rollout& rollout) {
+  auto rt = std::make_unique<Runtime>(rollout.id());
+  rt->record = rollout;
+  ASSIGN_OR_RETURN(rt->release, ReleaseLocked(rollout.release_id()));
+  if (!rollout.baseline_release_id().empty()) {
+    ASSIGN_OR_RETURN(rt->baseline,
+                     ReleaseLocked(rollout.baseline_release_id()));
+  }
+  rt->index = AudienceIndex::Build(rollout.plan(), rollout.salt());
+  TrackerOptions topts;
+  topts.num_stages = rollout.plan().stages_size() + 1;
+  topts.signals = SignalsOf(rollout.plan());
+  topts.expected_hosts =
+      IsActive(rollout.state()) ? options_.expected_hosts : 0;
+  topts.release_id = rollout.release_id();
+  rt->tracker = std::make_unique<RolloutTracker>(topts, clock_);
+  Runtime* p = rt.get();
+  ConfigureStageLocked(p);
+  runtimes_.push_back(std::move(rt));
+  by_id_[rollout.id()] = p;
+  return p;
+}
+
+void Controller::ConfigureStageLocked(Runtime* rt) {
+  const Plan& plan = rt->record.plan();
+  const int stage = static_cast<int>(rt->record.stage());
+  const GatePolicy policy = EffectivePolicy(plan, stage);
+  rt->tracker->SetRules(
+      std::vector<SignalRule>(policy.signals().begin(), policy.signals().end()),
+      policy.alpha());
+  rt->tracker->SetCurrentStage(stage);
+  rt->tracker->SetHealthyAfter(
+      FromProto(EffectivePacing(plan, stage).healthy_after()));
+  rt->window_start = absl::InfinitePast();
+}
+
+void Controller::UpdateBudgetLocked(Runtime* rt) {
+  const Plan& plan = rt->record.plan();
+  const int stage = static_cast<int>(rt->record.stage());
+  const Pacing pacing = EffectivePacing(plan, stage);
+  const uint64_t exposed = rt->tracker->CohortGranted(stage);
+  const uint64_t healthy = rt->tracker->CohortHealthy(stage);
+  double budget = pacing.initial_hosts() + pacing.growth_per_healthy_host() *
+                                               static_cast<double>(healthy);
+  if (pacing.max_new_hosts_per_minute() > 0) {
+    const absl::Time now = clock_->Now();
+    if (now - rt->window_start >= absl::Minutes(1)) {
+      rt->window_start = now;
+      rt->window_base = exposed;
+    }
+    budget = std::min(budget,
+                      static_cast<double>(rt->window_base +
+                                          pacing.max_new_hosts_per_minute()));
+  }
+  const uint64_t b = static_cast<uint64_t>(std::min(budget, 1e18));
+  rt->budget.store(b, std::memory_order_release);
+  rt->record.set_stage_exposure_budget(b);
+}
+
+void Controller::PublishLocked() {
+  auto view = std::make_unique<View>();
+  for (const auto& owned : runtimes_) {
+    Runtime* rt = owned.get();
+    ContentView& cv = view->content[rt->record.content_type()];
+    // Runtimes are in creation order: the latest rollout wins. The last known
+    // good release is the latest completed one (or the baseline of the
+    // latest rollout if none completed since).
+    const Release* last_good = cv.baseline;
+    if (cv.rt != nullptr && cv.state == COMPLETED) last_good = cv.release;
+    cv.rt = rt;
+    cv.state = rt->record.state();
+    cv.stage = static_cast<int>(rt->record.stage());
+    cv.release = rt->release;
+    cv.baseline = rt->baseline != nullptr ? rt->baseline : last_good;
+  }
+  for (const auto& [type, stop] : stops_) {
+    view->content[type].emergency_stop = true;
+  }
+  view_.store(view.get(), std::memory_order_release);
+  views_.push_back(std::move(view));
+}
+
+void Controller::NoteStoreResult(const absl::Status& s) {
+  store_healthy_.store(s.ok(), std::memory_order_release);
+}
+
+AuditEntry Controller::MakeAudit(absl::string_view actor,
+                                 absl::string_view action,
+                                 absl::string_view reason) const {
+  AuditEntry a;
+  *a.mutable_at() = ToProtoTime(clock_->Now());
+  a.set_actor(std::string(actor));
+  a.set_action(std::string(action));
+  a.set_reason(std::string(reason));
+  return a;
+}
+
+Controller::Runtime* Controller::FindLocked(absl::string_view id) {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
+// ---- Releases -----------------------------------------------------------
+
+absl::Status Controller::CreateRelease(const Release& release,
+                                       absl::string_view actor) {
+  RETURN_IF_ERROR(ValidateRelease(release));
+  RETURN_IF_ERROR(ValidateId(actor, "actor"));
+  Release r = release;
+  if (!r.has_created_at()) *r.mutable_created_at() = ToProtoTime(clock_->Now());
+  AuditEntry audit = MakeAudit(actor, "create_release", "");
+  audit.set_reason(absl::StrCat("release ", r.id(), " of ", r.content_type()));
+  absl::MutexLock lock(&mu_);
+  absl::Status s = store_->PutRelease(r, audit);
+  if (!absl::IsAlreadyExists(s)) NoteStoreResult(s);
+  return s;
+}
+
+absl::StatusOr<Release> Controller::GetRelease(absl::string_view id) {
+  return store_->GetRelease(id);
+}
+
+absl::StatusOr<std::vector<Release>> Controller::ListReleases() {
+  return store_->ListReleases();
+}
+
+// ---- Rollouts -----------------------------------------------------------
+
+absl::StatusOr<Rollout> Controller::StartRollout(
+    const StartRolloutRequest& req) {
+  RETURN_IF_ERROR(ValidateId(req.release_id, "release_id"));
+  if (!req.rollout_id.empty()) {
+    RETURN_IF_ERROR(ValidateId(req.rollout_id, "rollout_id"));
+  }
+  RETURN_IF_ERROR(ValidateId(req.actor, "actor"));
+  RETURN_IF_ERROR(RequireText(req.reason, "reason"));
+  {
+    absl::Status s = ValidatePlan(req.plan);
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("plan.", s.message()));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  auto release = ReleaseLocked(req.release_id);
+  if (!release.ok()) {
+    if (absl::IsNotFound(release.status())) {
+      return absl::NotFoundError(absl::StrCat("release_id: release \"",
+                                              req.release_id, "\" not found"));
+    }
+    return release.status();
+  }
+  const std::string& type = (*release)->content_type();
+  if (auto it = stops_.find(type); it != stops_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("content type \"", type, "\" is under emergency stop (by ",
+                     it->second.actor, ": ", it->second.reason,
+                     "); clear the stop before starting a rollout"));
+  }
+  std::string baseline = req.baseline_release_id;
+  for (const auto& rt : runtimes_) {
+    const Rollout& r = rt->record;
+    if (r.content_type() != type) continue;
+    if (IsActive(r.state())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "content type \"", type, "\" already has an active rollout \"",
+          r.id(), "\" (", RolloutStateName(r.state()), ", stage ",
+          StageName(r.plan(), static_cast<int>(r.stage())),
+          "); finish, abort or wait for it first"));
+    }
+    if (req.baseline_release_id.empty() && r.state() == COMPLETED) {
+      baseline = r.release_id();
+    }
+    if (r.release_id() == req.release_id && r.state() == COMPLETED) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("release \"", req.release_id,
+                       "\" was already rolled out by \"", r.id(), "\""));
+    }
+  }
+  if (!baseline.empty()) {
+    auto b = ReleaseLocked(baseline);
+    if (!b.ok()) {
+      return absl::NotFoundError(absl::StrCat("baseline_release_id: release \"",
+                                              baseline, "\" not found"));
+    }
+    if ((*b)->content_type() != type) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("baseline_release_id: release \"", baseline,
+                       "\" is of content type \"", (*b)->content_type(),
+                       "\", not \"", type, "\""));
+    }
+    if (baseline == req.release_id) {
+      return absl::InvalidArgumentError(
+          "baseline_release_id: must differ from release_id");
+    }
+  }
+  std::string id = req.rollout_id;
+  if (id.empty()) id = absl::StrCat(type, "#", rollout_counter_ + 1);
+  if (FindLocked(id) != nullptr) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("rollout_id: rollout \"", id, "\" already exists"));
+  }
+  const absl::Time now = clock_->Now();
+  Rollout r;
+  r.set_id(id);
+  r.set_release_id(req.release_id);
+  r.set_content_type(type);
+  r.set_baseline_release_id(baseline);
+  *r.mutable_plan() = req.plan;
+  r.set_state(req.start_pending ? PENDING : RUNNING);
+  r.set_stage(0);
+  *r.mutable_created_at() = ToProtoTime(now);
+  *r.mutable_stage_started_at() = ToProtoTime(now);
+  *r.mutable_updated_at() = ToProtoTime(now);
+  r.set_salt(id);
+  r.set_version(1);
+  AuditEntry audit = MakeAudit(req.actor, "start", req.reason);
+  audit.set_rollout_id(id);
+  audit.set_to_state(r.state());
+  absl::Status s = store_->CreateRollout(r, audit);
+  NoteStoreResult(s);
+  RETURN_IF_ERROR(s);
+  ++rollout_counter_;
+  ASSIGN_OR_RETURN(Runtime * rt, NewRuntimeLocked(r));
+  UpdateBudgetLocked(rt);
+  PublishLocked();
+  return rt->record;
+}
+
+absl::Status Controller::CommitLocked(Runtime* rt, Rollout next,
+                                      absl::string_view actor,
+                                      absl::string_view action,
+                                      absl::string_view reason,
+                                      const Decision* decision) {
+  const absl::Time now = clock_->Now();
+  const Rollout& cur = rt->record;
+  next.set_version(cur.version() + 1);
+  *next.mutable_updated_at() = ToProtoTime(now);
+  if (IsTerminal(next.state()) && !IsTerminal(cur.state())) {
+    *next.mutable_finished_at() = ToProtoTime(now);
+  }
+  AuditEntry audit = MakeAudit(actor, action, reason);
+  audit.set_rollout_id(cur.id());
+  audit.set_from_state(cur.state());
+  audit.set_to_state(next.state());
+  audit.set_from_stage(cur.stage());
+  audit.set_to_stage(next.stage());
+  if (decision != nullptr) *audit.mutable_decision() = *decision;
+  absl::Status s = store_->CommitTransition(next, cur.version(), audit);
+  NoteStoreResult(s);
+  RETURN_IF_ERROR(s);
+  const bool stage_changed = next.stage() != cur.stage();
+  rt->record = std::move(next);
+  if (stage_changed) ConfigureStageLocked(rt);
+  UpdateBudgetLocked(rt);
+  PublishLocked();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Rollout> Controller::ManualLocked(absl::string_view id,
+                                                 absl::string_view actor,
+                                                 absl::string_view reason,
+                                                 absl::string_view action) {
+  RETURN_IF_ERROR(ValidateId(id, "rollout_id"));
+  RETURN_IF_ERROR(ValidateId(actor, "actor"));
+  RETURN_IF_ERROR(RequireText(reason, "reason"));
+  Runtime* rt = FindLocked(id);
+  if (rt == nullptr) {
+    return absl::NotFoundError(absl::StrCat("rollout \"", id, "\" not found"));
+  }
+  const Rollout& cur = rt->record;
+  const RolloutState state = cur.state();
+  auto wrong_state = [&](absl::string_view allowed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot ", action, " rollout \"", id, "\": it is ",
+        RolloutStateName(state), " (", action, " needs ", allowed, ")"));
+  };
+  Rollout next = cur;
+  const absl::Time now = clock_->Now();
+  if (action == "pause") {
+    if (state != RUNNING) return wrong_state("running");
+    next.set_state(PAUSED);
+    next.set_reason(absl::StrCat("paused by ", actor, ": ", reason));
+  } else if (action == "resume") {
+    if (state != PAUSED && state != PENDING)
+      return wrong_state("paused or pending");
+    next.set_state(RUNNING);
+    next.set_reason("");
+    if (state == PENDING) *next.mutable_stage_started_at() = ToProtoTime(now);
+  } else if (action == "abort") {
+    if (!IsActive(state)) return wrong_state("pending, running or paused");
+    next.set_state(ABORTED);
+    next.set_reason(absl::StrCat("aborted by ", actor, ": ", reason));
+  } else if (action == "promote") {
+    if (state != RUNNING && state != PAUSED)
+      return wrong_state("running or paused");
+    next.set_overridden(true);
+    if (static_cast<int>(cur.stage()) >= cur.plan().stages_size()) {
+      next.set_state(COMPLETED);
+    } else {
+      next.set_stage(cur.stage() + 1);
+      *next.mutable_stage_started_at() = ToProtoTime(now);
+    }
+  }
+  RETURN_IF_ERROR(
+      CommitLocked(rt, std::move(next), actor, action, reason, nullptr));
+  return rt->record;
+}
+
+absl::StatusOr<Rollout> Controller::Pause(absl::string_view id,
+                                          absl::string_view actor,
+                                          absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  return ManualLocked(id, actor, reason, "pause");
+}
+
+absl::StatusOr<Rollout> Controller::Resume(absl::string_view id,
+                                           absl::string_view actor,
+                                           absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  return ManualLocked(id, actor, reason, "resume");
+}
+
+absl::StatusOr<Rollout> Controller::Abort(absl::string_view id,
+                                          absl::string_view actor,
+                                          absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  return ManualLocked(id, actor, reason, "abort");
+}
+
+absl::StatusOr<Rollout> Controller::Promote(absl::string_view id,
+                                            absl::string_view actor,
+                                            absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  return ManualLocked(id, actor, reason, "promote");
+}
+
+absl::Status Controller::EmergencyStop(absl::string_view content_type,
+                                       absl::string_view actor,
+                                       absl::string_view reason) {
+  RETURN_IF_ERROR(ValidateId(content_type, "content_type"));
+  RETURN_IF_ERROR(ValidateId(actor, "actor"));
+  RETURN_IF_ERROR(RequireText(reason, "reason"));
+  absl::MutexLock lock(&mu_);
+  ringfence::EmergencyStop stop;
+  stop.content_type = std::string(content_type);
+  stop.actor = std::string(actor);
+  stop.reason = std::string(reason);
+  stop.at = clock_->Now();
+  AuditEntry audit = MakeAudit(actor, "emergency_stop", reason);
+  audit.set_reason(absl::StrCat(content_type, ": ", reason));
+  absl::Status s = store_->SetEmergencyStop(stop, audit);
+  NoteStoreResult(s);
+  RETURN_IF_ERROR(s);
+  stops_[stop.content_type] = stop;
+  PublishLocked();  // takes effect for assignments now
+  for (const auto& owned : runtimes_) {
+    Runtime* rt = owned.get();
+    if (rt->record.content_type() != content_type ||
+        !IsActive(rt->record.state())) {
+      continue;
+    }
+    Rollout next = rt->record;
+    next.set_state(HALTED);
+    next.set_reason(absl::StrCat("emergency stop of ", content_type, " by ",
+                                 actor, ": ", reason));
+    RETURN_IF_ERROR(CommitLocked(rt, std::move(next), actor, "emergency_stop",
+                                 reason, nullptr));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Controller::ClearEmergencyStop(absl::string_view content_type,
+                                            absl::string_view actor,
+                                            absl::string_view reason) {
+  RETURN_IF_ERROR(ValidateId(content_type, "content_type"));
+  RETURN_IF_ERROR(ValidateId(actor, "actor"));
+  RETURN_IF_ERROR(RequireText(reason, "reason"));
+  absl::MutexLock lock(&mu_);
+  AuditEntry audit = MakeAudit(actor, "clear_emergency_stop", reason);
+  audit.set_reason(absl::StrCat(content_type, ": ", reason));
+  absl::Status s = store_->ClearEmergencyStop(content_type, audit);
+  if (!absl::IsNotFound(s)) NoteStoreResult(s);
+  RETURN_IF_ERROR(s);
+  stops_.erase(std::string(content_type));
+  PublishLocked();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RolloutStatus> Controller::GetRollout(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  Runtime* rt = FindLocked(id);
+  if (rt == nullptr) {
+    return absl::NotFoundError(absl::StrCat("rollout \"", id, "\" not found"));
+  }
+  RolloutStatus st;
+  st.rollout = rt->record;
+  st.telemetry = rt->tracker->Snapshot();
+  st.stage_exposure_budget = rt->budget.load(std::memory_order_relaxed);
+  return st;
+}
+
+absl::StatusOr<std::vector<Rollout>> Controller::ListRollouts() {
+  absl::MutexLock lock(&mu_);
+  std::vector<Rollout> out;
+  for (const auto& rt : runtimes_) out.push_back(rt->record);
+  return out;
+}
+
+absl::StatusOr<std::vector<Decision>> Controller::ListDecisions(
+    absl::string_view rollout_id, uint64_t after_seq) {
+  return store_->ListDecisions(rollout_id, after_seq);
+}
+
+absl::StatusOr<GateCheck> Controller::CheckGate(absl::string_view release_id,
+                                                absl::string_view stage) {
+  RETURN_IF_ERROR(ValidateId(release_id, "release_id"));
+  absl::MutexLock lock(&mu_);
+  Runtime* latest = nullptr;
+  for (const auto& rt : runtimes_) {
+    if (rt->record.release_id() == release_id) latest = rt.get();
+  }
+  if (latest == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("no rollout of release \"", release_id, "\""));
+  }
+  const Rollout& r = latest->record;
+  const Plan& plan = r.plan();
+  int target = plan.stages_size() + 1;  // whole fleet = completed
+  if (!stage.empty()) {
+    target = -1;
+    for (int i = 0; i < plan.stages_size(); ++i) {
+      if (plan.stages(i).name() == stage) target = i;
+    }
+    if (stage == "late-track") target = plan.stages_size();
+    if (target < 0) {
+      return absl::NotFoundError(absl::StrCat(
+          "stage: rollout \"", r.id(), "\" has no stage \"", stage, "\""));
+    }
+  }
+  GateCheck check;
+  check.rollout = r;
+  if (r.state() == HALTED || r.state() == ABORTED) {
+    check.status = GateStatus::kRejected;
+    check.explanation =
+        absl::StrCat("rollout ", r.id(), " is ", RolloutStateName(r.state()),
+                     ": ", r.reason());
+  } else if (r.state() == COMPLETED ||
+             (r.state() != PENDING && static_cast<int>(r.stage()) >= target)) {
+    check.status = GateStatus::kCleared;
+    check.explanation = absl::StrCat(
+        "release ", release_id, " is cleared for ",
+        stage.empty() ? std::string("the whole fleet")
+                      : absl::StrCat("stage ", stage),
+        " (rollout ", r.id(), " is ", RolloutStateName(r.state()), ")");
+  } else {
+    check.status = GateStatus::kPending;
+    check.explanation = absl::StrCat(
+        "rollout ", r.id(), " is ", RolloutStateName(r.state()), " in stage ",
+        StageName(plan, static_cast<int>(r.stage())),
+        r.has_last_decision() ? absl::StrCat("; ", r.last_decision().summary())
+                              : std::string());
+  }
+  return check;
+}
+
+// ---- Gate ---------------------------------------------------------------
+
+absl::StatusOr<Decision> Controller::Evaluate(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  Runtime* rt = FindLocked(id);
+  if (rt == nullptr) {
+    return absl::NotFoundError(absl::StrCat("rollout \"", id, "\" not found"));
+  }
+  return EvaluateLocked(rt);
+}
+
+absl::Status Controller::Tick() {
+  absl::MutexLock lock(&mu_);
+  absl::Status first;
+  for (size_t i = 0; i < runtimes_.size(); ++i) {
+    Runtime* rt = runtimes_[i].get();
+    if (!IsActive(rt->record.state())) continue;
+    absl::StatusOr<Decision> d = EvaluateLocked(rt);
+    if (!d.ok() && first.ok()) first = d.status();
+  }
+  return first;
+}
+
+absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
+  if (!IsActive(rt->record.state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "rollout \"", rt->record.id(), "\" is ",
+        RolloutStateName(rt->record.state()), "; the gate no longer runs"));
+  }
+  const absl::Time now = clock_->Now();
+  const Plan& plan = rt->record.plan();
+  const int stage = static_cast<int>(rt->record.stage());
+  const GatePolicy policy = EffectivePolicy(plan, stage);
+  TrackerSnapshot snap = rt->tracker->Snapshot();
+  const bool fresh =
+      snap.last_ingest != absl::InfinitePast() &&
+      now - snap.last_ingest <= FromProto(policy.max_staleness());
+  if (fresh) {
+    // Silence is only meaningful while telemetry flows.
+    rt->tracker->Sweep(FromProto(policy.silence_timeout()),
+                       FromProto(policy.apply_timeout()));
+    snap = rt->tracker->Snapshot();
+  }
+  GateInput in;
+  in.plan = &plan;
+  in.stage = stage;
+  in.state = rt->record.state();
+  in.stage_started_at = FromProto(rt->record.stage_started_at());
+  in.now = now;
+  in.telemetry = &snap;
+  Decision d = EvaluateGate(in);
+  d.set_rollout_id(rt->record.id());
+  *d.mutable_at() = ToProtoTime(now);
+
+  // Record the decision when its verdict or deciding rule changes, and every
+  // decision that changes state. Durable before it takes effect.
+  const std::string key = absl::StrCat(
+      VerdictName(d.verdict()), "/",
+      d.evidence_size() > 0 ? d.evidence(0).rule() : "", "/", stage);
+  const bool acts = d.verdict() == HALT ||
+                    (d.verdict() == PROMOTE && rt->record.state() == RUNNING);
+  if (acts || key != rt->last_recorded_key) {
+    d.set_seq(rt->next_decision_seq);
+    absl::Status s = store_->AppendDecision(d);
+    NoteStoreResult(s);
+    RETURN_IF_ERROR(s);
+    ++rt->next_decision_seq;
+    rt->last_recorded_key = key;
+  }
+
+  Rollout next = rt->record;
+  *next.mutable_last_decision() = d;
+  if (d.verdict() == HALT) {
+    next.set_state(HALTED);
+    next.set_reason(d.summary());
+    RETURN_IF_ERROR(
+        CommitLocked(rt, std::move(next), "gate", "halt", d.summary(), &d));
+  } else if (d.verdict() == PROMOTE && rt->record.state() == RUNNING) {
+    if (stage >= plan.stages_size()) {
+      next.set_state(COMPLETED);
+      RETURN_IF_ERROR(CommitLocked(rt, std::move(next), "gate", "complete",
+                                   d.summary(), &d));
+    } else {
+      next.set_stage(stage + 1);
+      *next.mutable_stage_started_at() = ToProtoTime(now);
+      RETURN_IF_ERROR(CommitLocked(rt, std::move(next), "gate", "gate_promote",
+                                   d.summary(), &d));
+    }
+  } else {
+    // HOLD: no transition; keep the latest decision in memory only.
+    *rt->record.mutable_last_decision() = d;
+    UpdateBudgetLocked(rt);
+  }
+  return d;
+}
+
+// ---- Fleet --------------------------------------------------------------
+
+Assignment Controller::Assign(const HostInfo& host,
+                              absl::string_view content_type) {
+  Assignment a;
+  const View* view = view_.load(std::memory_order_acquire);
+  if (view == nullptr) return a;
+  auto it = view->content.find(content_type);
+  if (it == view->content.end()) return a;
+  const ContentView& cv = it->second;
+  Runtime* rt = cv.rt;
+  if (rt == nullptr) {
+    a.reason = cv.emergency_stop ? AssignReason::kEmergencyStop
+                                 : AssignReason::kNoRelease;
+    return a;
+  }
+  a.rollout_id = &rt->id;
+  auto baseline = [&](AssignReason reason) {
+    a.release = cv.baseline;
+    a.reason = reason;
+    return a;
+  };
+  if (cv.emergency_stop) return baseline(AssignReason::kEmergencyStop);
+  if (cv.state == HALTED || cv.state == ABORTED) {
+    return baseline(AssignReason::kRolledBack);
+  }
+  if (!IsTargeted(cv.release->targeting(), host)) {
+    return baseline(AssignReason::kNotTargeted);
+  }
+  const Track track = tenants_.TrackOf(host.tenant);
+  if (track == config::v1::TRACK_PINNED) return baseline(AssignReason::kPinned);
+  if (cv.state == COMPLETED) {
+    a.release = cv.release;
+    a.reason = AssignReason::kCompleted;
+    return a;
+  }
+  const int placed = rt->index->Place(host, track);
+  a.stage = placed;
+  if (placed < 0) return baseline(AssignReason::kNotInAudience);
+  if (placed > cv.stage) return baseline(AssignReason::kNotYet);
+  if (cv.state == PENDING) return baseline(AssignReason::kPaused);
+  const bool store_ok = store_healthy_.load(std::memory_order_acquire);
+  if (cv.state == PAUSED || !store_ok) {
+    // Frozen: only hosts that already have the release keep it.
+    if (rt->tracker->IsExposed(HostKey(host.host_id))) {
+      a.release = cv.release;
+      a.reason = AssignReason::kExposed;
+      return a;
+    }
+    return baseline(store_ok ? AssignReason::kPaused
+                             : AssignReason::kStoreUnavailable);
+  }
+  if (placed < cv.stage) {
+    a.release = cv.release;
+    a.reason = AssignReason::kStageOpen;
+    return a;
+  }
+  bool newly = false;
+  if (!rt->tracker->TryExpose(HostKey(host.host_id), placed,
+                              rt->budget.load(std::memory_order_acquire),
+                              &newly)) {
+    return baseline(AssignReason::kWaitingForPacing);
+  }
+  if (newly) {
+    Exposure e;
+    e.host_id = host.host_id;
+    e.stage = static_cast<uint32_t>(placed);
+    e.at = clock_->Now();
+    absl::Status s = store_->RecordExposures(rt->record.id(), {e});
+    if (!s.ok()) {
+      // The tracker counts the host as exposed (it may have been): safer.
+      NoteStoreResult(s);
+      return baseline(AssignReason::kStoreUnavailable);
+    }
+  }
+  a.release = cv.release;
+  a.reason = AssignReason::kExposed;
+  return a;
+}
+
+absl::Status Controller::Ingest(absl::Span<const TelemetryEvent> events) {
+  RETURN_IF_ERROR(ValidateTelemetryBatch(events, options_.max_batch_events));
+  std::vector<RolloutTracker*> trackers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& rt : runtimes_) {
+      if (IsActive(rt->record.state())) trackers.push_back(rt->tracker.get());
+    }
+  }
+  for (RolloutTracker* t : trackers) t->Ingest(events);
+  return absl::OkStatus();
+}
+
+}  // namespace ringfence

@@ -1,0 +1,109 @@
+// HostTable: the compact per-host table behind RolloutTracker.
+//
+// Open addressing with linear probing over 24-byte slots (64-bit host key +
+// 16 bytes of state), split into kShards shards with a mutex each so
+// assignment grants and ingest batches on different shards do not contend.
+// A shard grows by 1.5x when its load would pass 0.8, so the table costs
+// 24 / load bytes per host: 30 at the top of the range, 45 just after growth.
+// Reserve() sizes every shard for a known fleet up front.
+//
+// Thread safety: callers lock a shard (ShardMutex) around every access to it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace ringfence::internal {
+
+// Per-host state. Times are seconds since the tracker's epoch; 0 = never.
+struct HostState {
+  uint32_t last_seen = 0;
+  uint32_t exposed_at = 0;  // 0 = control
+  uint32_t first_seen = 0;
+  uint8_t affected = 0;  // bit per signal index
+  uint8_t flags = 0;     // HostFlags
+  uint8_t stage = 0;     // cohort (stage at exposure)
+  uint8_t reserved = 0;
+};
+static_assert(sizeof(HostState) == 16, "HostState must stay 16 bytes");
+
+enum HostFlags : uint8_t {
+  kApplied = 1,
+  kHealthy = 2,
+};
+
+struct Slot {
+  uint64_t key = 0;  // 0 = empty
+  HostState state;
+};
+static_assert(sizeof(Slot) == 24, "Slot must stay 24 bytes");
+
+class HostTable {
+ public:
+  static constexpr int kShardBits = 6;
+  static constexpr int kShards = 1 << kShardBits;
+
+  HostTable();
+
+  // Sizes every shard to hold `hosts / kShards` hosts at load 0.8.
+  void Reserve(uint64_t hosts);
+
+  static int ShardOf(uint64_t key) {
+    return static_cast<int>(key >> (64 - kShardBits));
+  }
+  absl::Mutex& ShardMutex(int shard) const { return shards_[shard].mu; }
+
+  // Find
+  //
+  // Returns the state of `key` or nullptr. REQUIRES: shard lock held.
+  HostState* Find(uint64_t key);
+  const HostState* Find(uint64_t key) const;
+
+  // FindOrInsert
+  //
+  // Returns the state of `key`, inserting a zeroed one (and setting
+  // `*inserted`) if absent. Pointers stay valid until the next insert into
+  // the same shard. REQUIRES: shard lock held.
+  HostState* FindOrInsert(uint64_t key, bool* inserted);
+
+  // Prefetch
+  //
+  // Hints the cache to load the first slot `key` probes. REQUIRES: shard
+  // lock held.
+  void Prefetch(uint64_t key) const;
+
+  // ForEach
+  //
+  // Calls f(key, HostState*) for every host of `shard`. REQUIRES: shard lock.
+  template <typename F>
+  void ForEach(int shard, F f) {
+    for (Slot& s : shards_[shard].slots) {
+      if (s.key != 0) f(s.key, &s.state);
+    }
+  }
+
+  uint64_t size() const;
+  size_t MemoryBytes() const;
+
+ private:
+  struct Shard {
+    mutable absl::Mutex mu;
+    std::vector<Slot> slots;  // capacity is slots.size()
+    uint64_t size = 0;
+  };
+
+  static size_t IndexOf(uint64_t key, size_t capacity) {
+    // Fast range reduction on the low bits (the high bits chose the shard).
+    return static_cast<size_t>(
+        (static_cast<unsigned __int128>(key << kShardBits) * capacity) >> 64);
+  }
+  static void Rehash(Shard& shard, size_t capacity);
+
+  std::unique_ptr<Shard[]> shards_;
+};
+
+}  // namespace ringfence::internal

@@ -1,0 +1,201 @@
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "ringfence/store.h"
+
+namespace ringfence {
+namespace {
+
+class MemoryStore final : public Store {
+ public:
+  absl::Status PutRelease(const Release& release,
+                          const AuditEntry& audit) override {
+    absl::MutexLock lock(&mu_);
+    if (releases_.contains(release.id())) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("release \"", release.id(), "\" already exists"));
+    }
+    releases_[release.id()] = release;
+    release_order_.push_back(release.id());
+    AppendAuditLocked(audit);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Release> GetRelease(absl::string_view id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = releases_.find(id);
+    if (it == releases_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("release \"", id, "\" not found"));
+    }
+    return it->second;
+  }
+
+  absl::StatusOr<std::vector<Release>> ListReleases() override {
+    absl::MutexLock lock(&mu_);
+    std::vector<Release> out;
+    for (const std::string& id : release_order_) out.push_back(releases_[id]);
+    return out;
+  }
+
+  absl::Status CreateRollout(const Rollout& rollout,
+                             const AuditEntry& audit) override {
+    absl::MutexLock lock(&mu_);
+    if (rollouts_.contains(rollout.id())) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("rollout \"", rollout.id(), "\" already exists"));
+    }
+    rollouts_[rollout.id()] = rollout;
+    rollout_order_.push_back(rollout.id());
+    AppendAuditLocked(audit);
+    return absl::OkStatus();
+  }
+
+  absl::Status CommitTransition(const Rollout& rollout,
+                                uint64_t expected_version,
+                                const AuditEntry& audit) override {
+    absl::MutexLock lock(&mu_);
+    auto it = rollouts_.find(rollout.id());
+    if (it == rollouts_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("rollout \"", rollout.id(), "\" not found"));
+    }
+    if (it->second.version() != expected_version) {
+      return absl::AbortedError(absl::StrCat(
+          "rollout \"", rollout.id(), "\" changed concurrently (version ",
+          it->second.version(), ", expected ", expected_version, ")"));
+    }
+    it->second = rollout;
+    AppendAuditLocked(audit);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Rollout> GetRollout(absl::string_view id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = rollouts_.find(id);
+    if (it == rollouts_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("rollout \"", id, "\" not found"));
+    }
+    return it->second;
+  }
+
+  absl::StatusOr<std::vector<Rollout>> ListRollouts() override {
+    absl::MutexLock lock(&mu_);
+    std::vector<Rollout> out;
+    for (const std::string& id : rollout_order_) out.push_back(rollouts_[id]);
+    return out;
+  }
+
+  absl::Status AppendDecision(const Decision& decision) override {
+    absl::MutexLock lock(&mu_);
+    auto& list = decisions_[decision.rollout_id()];
+    if (!list.empty() && list.back().seq() >= decision.seq()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("decision ", decision.seq(), " of rollout \"",
+                       decision.rollout_id(), "\" already recorded"));
+    }
+    list.push_back(decision);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<Decision>> ListDecisions(
+      absl::string_view rollout_id, uint64_t after_seq) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<Decision> out;
+    auto it = decisions_.find(rollout_id);
+    if (it == decisions_.end()) return out;
+    for (const Decision& d : it->second) {
+      if (d.seq() > after_seq) out.push_back(d);
+    }
+    return out;
+  }
+
+  absl::Status RecordExposures(absl::string_view rollout_id,
+                               absl::Span<const Exposure> exposures) override {
+    absl::MutexLock lock(&mu_);
+    auto& m = exposures_[rollout_id];
+    for (const Exposure& e : exposures) m.emplace(e.host_id, e);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<Exposure>> ListExposures(
+      absl::string_view rollout_id) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<Exposure> out;
+    auto it = exposures_.find(rollout_id);
+    if (it == exposures_.end()) return out;
+    for (const auto& [host, e] : it->second) out.push_back(e);
+    return out;
+  }
+
+  absl::Status SetEmergencyStop(const EmergencyStop& stop,
+                                const AuditEntry& audit) override {
+    absl::MutexLock lock(&mu_);
+    stops_[stop.content_type] = stop;
+    AppendAuditLocked(audit);
+    return absl::OkStatus();
+  }
+
+  absl::Status ClearEmergencyStop(absl::string_view content_type,
+                                  const AuditEntry& audit) override {
+    absl::MutexLock lock(&mu_);
+    if (stops_.erase(std::string(content_type)) == 0) {
+      return absl::NotFoundError(absl::StrCat("content type \"", content_type,
+                                              "\" has no emergency stop"));
+    }
+    AppendAuditLocked(audit);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<EmergencyStop>> ListEmergencyStops() override {
+    absl::MutexLock lock(&mu_);
+    std::vector<EmergencyStop> out;
+    for (const auto& [type, stop] : stops_) out.push_back(stop);
+    return out;
+  }
+
+  absl::Status AppendAudit(const AuditEntry& audit) override {
+    absl::MutexLock lock(&mu_);
+    AppendAuditLocked(audit);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<AuditEntry>> ReadAudit(uint64_t after_seq,
+                                                    size_t limit) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<AuditEntry> out;
+    for (size_t i = after_seq; i < audit_.size() && out.size() < limit; ++i) {
+      out.push_back(audit_[i]);
+    }
+    return out;
+  }
+
+ private:
+  void AppendAuditLocked(const AuditEntry& audit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    audit_.push_back(audit);
+    audit_.back().set_seq(audit_.size());
+  }
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Release> releases_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> release_order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Rollout> rollouts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> rollout_order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<Decision>> decisions_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::map<std::string, Exposure>> exposures_
+      ABSL_GUARDED_BY(mu_);
+  std::map<std::string, EmergencyStop> stops_ ABSL_GUARDED_BY(mu_);
+  std::vector<AuditEntry> audit_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+StorePtr NewMemoryStore() { return std::make_unique<MemoryStore>(); }
+
+}  // namespace ringfence

@@ -1,0 +1,494 @@
+#include "ringfence/model.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "ringfence/status_macros.h"
+
+namespace ringfence {
+namespace {
+
+using ::google::protobuf::Duration;
+
+// Collects text-format parse errors so they can be returned as a Status.
+class ErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (first_.empty()) {
+      first_ = absl::StrFormat("line %d, column %d: %s", line + 1, column + 1,
+                               message);
+    }
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+absl::Status Invalid(absl::string_view field, absl::string_view reason) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", reason));
+}
+
+constexpr int64_t kMaxDurationSeconds = 365LL * 24 * 3600;  // one year
+
+// Checks a Duration is well-formed and within [0, one year]; `positive`
+// additionally requires > 0.
+absl::Status CheckDuration(const Duration& d, absl::string_view field,
+                           bool positive) {
+  if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() > 999999999) {
+    return Invalid(field, "must not be negative");
+  }
+  if (positive && d.seconds() == 0 && d.nanos() == 0) {
+    return Invalid(field, "must be > 0");
+  }
+  if (d.seconds() > kMaxDurationSeconds) {
+    return Invalid(field, absl::StrCat("must be at most one year (got ",
+                                       d.seconds(), "s)"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsIdChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+         c == '_' || c == ':' || c == '/' || c == '@' || c == '-';
+}
+
+absl::Status ValidateSignalName(absl::string_view name,
+                                absl::string_view field) {
+  if (name.empty()) return Invalid(field, "must not be empty");
+  if (name.size() > 64) return Invalid(field, "must be at most 64 characters");
+  for (char c : name) {
+    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
+          absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '_')) {
+      return Invalid(
+          field, absl::StrCat("must match [a-z0-9_]+ (got \"", name, "\")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePacing(const Pacing& p, absl::string_view path) {
+  if (!std::isfinite(p.growth_per_healthy_host()) ||
+      p.growth_per_healthy_host() < 0 || p.growth_per_healthy_host() > 100) {
+    return Invalid(absl::StrCat(path, ".growth_per_healthy_host"),
+                   absl::StrCat("must be in [0, 100] (got ",
+                                p.growth_per_healthy_host(), ")"));
+  }
+  if (p.initial_hosts() > 1000000) {
+    return Invalid(absl::StrCat(path, ".initial_hosts"),
+                   "must be at most 1000000");
+  }
+  return CheckDuration(p.healthy_after(), absl::StrCat(path, ".healthy_after"),
+                       false);
+}
+
+}  // namespace
+
+absl::Status ParseTextOrJson(absl::string_view text,
+                             google::protobuf::Message* message) {
+  absl::string_view stripped = absl::StripLeadingAsciiWhitespace(text);
+  if (absl::StartsWith(stripped, "{")) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto status = google::protobuf::util::JsonStringToMessage(std::string(text),
+                                                              message, options);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid JSON for ", message->GetTypeName(), ": ",
+                       status.message().ToString()));
+    }
+    return absl::OkStatus();
+  }
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), message)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid text proto for ",
+                                                   message->GetTypeName(), ": ",
+                                                   errors.first()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LoadMessageFile(const std::string& path,
+                             google::protobuf::Message* message) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  absl::Status s = ParseTextOrJson(buffer.str(), message);
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateId(absl::string_view id, absl::string_view field) {
+  if (id.empty()) return Invalid(field, "must not be empty");
+  if (id.size() > 128) {
+    return Invalid(field, absl::StrCat("must be at most 128 characters (got ",
+                                       id.size(), ")"));
+  }
+  for (char c : id) {
+    if (!IsIdChar(c)) {
+      return Invalid(field,
+                     absl::StrCat("must match [A-Za-z0-9._:/@-]+ (got \"",
+                                  absl::CHexEscape(id), "\")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateGatePolicy(const GatePolicy& policy,
+                                absl::string_view path) {
+  auto field = [&](absl::string_view f) { return absl::StrCat(path, ".", f); };
+  if (!std::isfinite(policy.alpha()) || policy.alpha() < 0 ||
+      policy.alpha() > 0.5) {
+    return Invalid(field("alpha"), absl::StrCat("must be in (0, 0.5] (got ",
+                                                policy.alpha(), ")"));
+  }
+  RETURN_IF_ERROR(
+      CheckDuration(policy.silence_timeout(), field("silence_timeout"), false));
+  RETURN_IF_ERROR(
+      CheckDuration(policy.apply_timeout(), field("apply_timeout"), false));
+  RETURN_IF_ERROR(
+      CheckDuration(policy.max_staleness(), field("max_staleness"), false));
+  if (!std::isfinite(policy.min_exposed_host_hours()) ||
+      policy.min_exposed_host_hours() < 0) {
+    return Invalid(field("min_exposed_host_hours"), "must be >= 0");
+  }
+  if (policy.signals_size() > kMaxSignals) {
+    return Invalid(field("signals"),
+                   absl::StrCat("at most ", kMaxSignals, " signals (got ",
+                                policy.signals_size(), ")"));
+  }
+  absl::flat_hash_set<std::string> seen;
+  for (int i = 0; i < policy.signals_size(); ++i) {
+    const SignalRule& r = policy.signals(i);
+    const std::string p = absl::StrCat(path, ".signals[", i, "]");
+    RETURN_IF_ERROR(ValidateSignalName(r.signal(), absl::StrCat(p, ".signal")));
+    if (!seen.insert(r.signal()).second) {
+      return Invalid(absl::StrCat(p, ".signal"),
+                     absl::StrCat("duplicate signal \"", r.signal(), "\""));
+    }
+    if (!std::isfinite(r.max_affected_fraction()) ||
+        r.max_affected_fraction() < 0 || r.max_affected_fraction() > 1) {
+      return Invalid(absl::StrCat(p, ".max_affected_fraction"),
+                     absl::StrCat("must be in [0, 1] (got ",
+                                  r.max_affected_fraction(), ")"));
+    }
+    if (!std::isfinite(r.margin()) || r.margin() < 0 || r.margin() > 100) {
+      return Invalid(
+          absl::StrCat(p, ".margin"),
+          absl::StrCat("must be in [0, 100] (got ", r.margin(), ")"));
+    }
+    if (r.max_affected_hosts() == 0 && r.max_affected_fraction() == 0 &&
+        !r.compare_with_control()) {
+      return Invalid(p,
+                     "enables no rule (set max_affected_hosts, "
+                     "max_affected_fraction or compare_with_control)");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePlan(const Plan& plan) {
+  if (!plan.name().empty()) RETURN_IF_ERROR(ValidateId(plan.name(), "name"));
+  if (plan.stages_size() == 0) {
+    return Invalid("stages", "must have at least one stage");
+  }
+  constexpr int kMaxStages = 64;
+  if (plan.stages_size() > kMaxStages) {
+    return Invalid("stages",
+                   absl::StrCat("at most ", kMaxStages, " stages (got ",
+                                plan.stages_size(), ")"));
+  }
+  if (plan.has_policy())
+    RETURN_IF_ERROR(ValidateGatePolicy(plan.policy(), "policy"));
+  absl::flat_hash_set<std::string> names;
+  absl::flat_hash_set<std::string> hosts;
+  int last_percent_stage = -1;
+  for (int i = 0; i < plan.stages_size(); ++i) {
+    const Stage& s = plan.stages(i);
+    const std::string p = absl::StrCat("stages[", i, "]");
+    RETURN_IF_ERROR(ValidateId(s.name(), absl::StrCat(p, ".name")));
+    if (!names.insert(s.name()).second) {
+      return Invalid(absl::StrCat(p, ".name"),
+                     absl::StrCat("duplicate stage name \"", s.name(), "\""));
+    }
+    const Audience& a = s.audience();
+    if (a.hosts_size() == 0 && a.labels_size() == 0 && !a.early_track() &&
+        a.percent() == 0) {
+      return Invalid(absl::StrCat(p, ".audience"),
+                     "must select hosts (hosts, labels, early_track or "
+                     "percent)");
+    }
+    for (int h = 0; h < a.hosts_size(); ++h) {
+      const std::string f = absl::StrCat(p, ".audience.hosts[", h, "]");
+      RETURN_IF_ERROR(ValidateId(a.hosts(h), f));
+      if (!hosts.insert(a.hosts(h)).second) {
+        return Invalid(f, absl::StrCat("host \"", a.hosts(h),
+                                       "\" is listed twice in the plan"));
+      }
+    }
+    for (int l = 0; l < a.labels_size(); ++l) {
+      RETURN_IF_ERROR(ValidateId(a.labels(l),
+                                 absl::StrCat(p, ".audience.labels[", l, "]")));
+    }
+    const std::string pf = absl::StrCat(p, ".audience.percent");
+    if (!std::isfinite(a.percent()) || a.percent() < 0 || a.percent() > 100) {
+      return Invalid(
+          pf, absl::StrCat("must be in [0, 100] (got ", a.percent(), ")"));
+    }
+    if (a.percent() > 0) {
+      if (last_percent_stage >= 0 &&
+          a.percent() <= plan.stages(last_percent_stage).audience().percent()) {
+        return Invalid(
+            pf, absl::StrCat(
+                    "must be greater than stages[", last_percent_stage,
+                    "].audience.percent (",
+                    plan.stages(last_percent_stage).audience().percent(), ")"));
+      }
+      last_percent_stage = i;
+    }
+    RETURN_IF_ERROR(
+        CheckDuration(s.bake_time(), absl::StrCat(p, ".bake_time"), true));
+    RETURN_IF_ERROR(ValidatePacing(s.pacing(), absl::StrCat(p, ".pacing")));
+    if (s.has_policy()) {
+      RETURN_IF_ERROR(
+          ValidateGatePolicy(s.policy(), absl::StrCat(p, ".policy")));
+    }
+  }
+  const int last = plan.stages_size() - 1;
+  if (plan.stages(last).audience().percent() != 100) {
+    return Invalid(absl::StrCat("stages[", last, "].audience.percent"),
+                   absl::StrCat("the last stage must reach 100 (got ",
+                                plan.stages(last).audience().percent(), ")"));
+  }
+  RETURN_IF_ERROR(CheckDuration(plan.late_track().extra_bake(),
+                                "late_track.extra_bake", false));
+  RETURN_IF_ERROR(CheckDuration(plan.late_track().bake_time(),
+                                "late_track.bake_time", false));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRelease(const Release& release) {
+  RETURN_IF_ERROR(ValidateId(release.id(), "id"));
+  RETURN_IF_ERROR(ValidateId(release.content_type(), "content_type"));
+  if (release.version().size() > 128) {
+    return Invalid("version", "must be at most 128 characters");
+  }
+  const std::string& d = release.digest_sha256();
+  if (d.size() != 64) {
+    return Invalid("digest_sha256",
+                   absl::StrCat("must be 64 lower-case hex characters (got ",
+                                d.size(), " characters)"));
+  }
+  for (char c : d) {
+    if (!(absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
+          (c >= 'a' && c <= 'f'))) {
+      return Invalid("digest_sha256", "must be lower-case hex");
+    }
+  }
+  if (release.size_bytes() == 0) return Invalid("size_bytes", "must be > 0");
+  const Targeting& t = release.targeting();
+  if (!t.min_agent_version().empty() &&
+      !IsValidAgentVersion(t.min_agent_version())) {
+    return Invalid(
+        "targeting.min_agent_version",
+        absl::StrCat("must be a dotted version like 7.11.0 (got \"",
+                     absl::CHexEscape(t.min_agent_version()), "\")"));
+  }
+  if (!t.max_agent_version().empty() &&
+      !IsValidAgentVersion(t.max_agent_version())) {
+    return Invalid(
+        "targeting.max_agent_version",
+        absl::StrCat("must be a dotted version like 7.11.0 (got \"",
+                     absl::CHexEscape(t.max_agent_version()), "\")"));
+  }
+  if (!t.min_agent_version().empty() && !t.max_agent_version().empty() &&
+      CompareAgentVersions(t.min_agent_version(), t.max_agent_version()) >= 0) {
+    return Invalid("targeting.max_agent_version",
+                   absl::StrCat("must be greater than min_agent_version (",
+                                t.min_agent_version(), ")"));
+  }
+  for (int i = 0; i < t.platforms_size(); ++i) {
+    RETURN_IF_ERROR(ValidateId(t.platforms(i),
+                               absl::StrCat("targeting.platforms[", i, "]")));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateFleetConfig(const FleetConfig& fleet) {
+  absl::flat_hash_set<std::string> names;
+  for (int i = 0; i < fleet.tenants_size(); ++i) {
+    const std::string f = absl::StrCat("tenants[", i, "].name");
+    RETURN_IF_ERROR(ValidateId(fleet.tenants(i).name(), f));
+    if (!names.insert(fleet.tenants(i).name()).second) {
+      return Invalid(f, absl::StrCat("duplicate tenant \"",
+                                     fleet.tenants(i).name(), "\""));
+    }
+    if (!config::v1::Track_IsValid(fleet.tenants(i).track())) {
+      return Invalid(absl::StrCat("tenants[", i, "].track"), "unknown track");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<SignalRule> DefaultSignalRules() {
+  std::vector<SignalRule> rules;
+  for (absl::string_view name :
+       {kSignalCrash, kSignalUncleanReboot, kSignalSilent}) {
+    SignalRule r;
+    r.set_signal(std::string(name));
+    r.set_compare_with_control(true);
+    r.set_margin(0.2);
+    rules.push_back(r);
+  }
+  SignalRule stuck;
+  stuck.set_signal(std::string(kSignalApplyStuck));
+  stuck.set_max_affected_fraction(0.05);
+  rules.push_back(stuck);
+  return rules;
+}
+
+GatePolicy EffectivePolicy(const Plan& plan, int stage) {
+  GatePolicy p = plan.policy();
+  if (stage >= 0 && stage < plan.stages_size() &&
+      plan.stages(stage).has_policy()) {
+    p = plan.stages(stage).policy();
+  }
+  if (p.signals_size() == 0) {
+    for (const SignalRule& r : DefaultSignalRules()) *p.add_signals() = r;
+  }
+  if (p.alpha() == 0) p.set_alpha(0.01);
+  auto default_duration = [](google::protobuf::Duration* d, int64_t seconds) {
+    if (d->seconds() == 0 && d->nanos() == 0) d->set_seconds(seconds);
+  };
+  default_duration(p.mutable_silence_timeout(), 600);
+  default_duration(p.mutable_apply_timeout(), 600);
+  default_duration(p.mutable_max_staleness(), 120);
+  if (p.min_exposed_hosts() == 0) p.set_min_exposed_hosts(1);
+  if (p.ceiling_min_exposed_hosts() == 0) p.set_ceiling_min_exposed_hosts(20);
+  return p;
+}
+
+Pacing EffectivePacing(const Plan& plan, int stage) {
+  Pacing p;
+  if (stage >= 0 && stage < plan.stages_size()) p = plan.stages(stage).pacing();
+  if (p.initial_hosts() == 0) p.set_initial_hosts(5);
+  if (p.growth_per_healthy_host() == 0) p.set_growth_per_healthy_host(1.0);
+  if (p.healthy_after().seconds() == 0 && p.healthy_after().nanos() == 0) {
+    p.mutable_healthy_after()->set_seconds(60);
+  }
+  return p;
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+google::protobuf::Duration ToProtoDuration(absl::Duration d) {
+  google::protobuf::Duration out;
+  const int64_t ns = absl::ToInt64Nanoseconds(d);
+  out.set_seconds(ns / 1000000000);
+  out.set_nanos(static_cast<int32_t>(ns % 1000000000));
+  return out;
+}
+
+google::protobuf::Timestamp ToProtoTime(absl::Time t) {
+  google::protobuf::Timestamp out;
+  const int64_t ns = absl::ToUnixNanos(t);
+  int64_t s = ns / 1000000000;
+  int64_t n = ns % 1000000000;
+  if (n < 0) {
+    n += 1000000000;
+    s -= 1;
+  }
+  out.set_seconds(s);
+  out.set_nanos(static_cast<int32_t>(n));
+  return out;
+}
+
+int CompareAgentVersions(absl::string_view a, absl::string_view b) {
+  std::vector<absl::string_view> pa = absl::StrSplit(a, '.');
+  std::vector<absl::string_view> pb = absl::StrSplit(b, '.');
+  const size_t n = std::max(pa.size(), pb.size());
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t x = 0, y = 0;
+    if (i < pa.size() && !absl::SimpleAtoi(pa[i], &x)) x = 0;
+    if (i < pb.size() && !absl::SimpleAtoi(pb[i], &y)) y = 0;
+    if (x != y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+bool IsValidAgentVersion(absl::string_view v) {
+  if (v.empty() || v.size() > 64) return false;
+  std::vector<absl::string_view> parts = absl::StrSplit(v, '.');
+  if (parts.size() > 4) return false;
+  for (absl::string_view p : parts) {
+    if (p.empty() || p.size() > 9) return false;
+    for (char c : p) {
+      if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
+    }
+  }
+  return true;
+}
+
+absl::string_view RolloutStateName(RolloutState s) {
+  switch (s) {
+    case config::v1::PENDING:
+      return "pending";
+    case config::v1::RUNNING:
+      return "running";
+    case config::v1::PAUSED:
+      return "paused";
+    case config::v1::HALTED:
+      return "halted";
+    case config::v1::ABORTED:
+      return "aborted";
+    case config::v1::COMPLETED:
+      return "completed";
+    default:
+      return "unspecified";
+  }
+}
+
+absl::string_view VerdictName(Verdict v) {
+  switch (v) {
+    case config::v1::HOLD:
+      return "hold";
+    case config::v1::PROMOTE:
+      return "promote";
+    case config::v1::HALT:
+      return "halt";
+    default:
+      return "unspecified";
+  }
+}
+
+bool IsTerminal(RolloutState s) {
+  return s == config::v1::HALTED || s == config::v1::ABORTED ||
+         s == config::v1::COMPLETED;
+}
+
+}  // namespace ringfence
