@@ -204,6 +204,7 @@ void Controller::ConfigureStageLocked(Runtime* rt) {
       std::vector<SignalRule>(policy.signals().begin(), policy.signals().end()),
       policy.alpha());
   rt->tracker->SetCurrentStage(stage);
+  rt->tracker->SetMaxStaleness(FromProto(policy.max_staleness()));
   rt->tracker->SetHealthyAfter(
       FromProto(EffectivePacing(plan, stage).healthy_after()));
   rt->window_start = absl::InfinitePast();
@@ -369,7 +370,7 @@ absl::StatusOr<Rollout> Controller::StartRollout(
     }
   }
   std::string id = req.rollout_id;
-  if (id.empty()) id = absl::StrCat(type, "#", rollout_counter_ + 1);
+  if (id.empty()) id = absl::StrCat(type, "@", rollout_counter_ + 1);
   if (FindLocked(id) != nullptr) {
     return absl::AlreadyExistsError(
         absl::StrCat("rollout_id: rollout \"", id, "\" already exists"));
@@ -791,22 +792,26 @@ Assignment Controller::Assign(const HostInfo& host,
     a.reason = AssignReason::kStageOpen;
     return a;
   }
-  bool newly = false;
-  if (!rt->tracker->TryExpose(HostKey(host.host_id), placed,
-                              rt->budget.load(std::memory_order_acquire),
-                              &newly)) {
-    return baseline(AssignReason::kWaitingForPacing);
-  }
-  if (newly) {
-    Exposure e;
-    e.host_id = host.host_id;
-    e.stage = static_cast<uint32_t>(placed);
-    e.at = clock_->Now();
-    absl::Status s = store_->RecordExposures(rt->record.id(), {e});
-    if (!s.ok()) {
-      // The tracker counts the host as exposed (it may have been): safer.
-      NoteStoreResult(s);
-      return baseline(AssignReason::kStoreUnavailable);
+  const uint64_t key = HostKey(host.host_id);
+  switch (rt->tracker->TryReserve(
+      key, placed, rt->budget.load(std::memory_order_acquire))) {
+    case RolloutTracker::Grant::kNoBudget:
+      return baseline(AssignReason::kWaitingForPacing);
+    case RolloutTracker::Grant::kAlreadyExposed:
+      break;
+    case RolloutTracker::Grant::kReserved: {
+      Exposure e;
+      e.host_id = host.host_id;
+      e.stage = static_cast<uint32_t>(placed);
+      e.at = clock_->Now();
+      absl::Status s = store_->RecordExposures(rt->id, {e});
+      if (!s.ok()) {
+        NoteStoreResult(s);
+        rt->tracker->CancelReserved(placed);
+        return baseline(AssignReason::kStoreUnavailable);
+      }
+      rt->tracker->CommitReserved(key, placed);
+      break;
     }
   }
   a.release = cv.release;
@@ -816,15 +821,25 @@ Assignment Controller::Assign(const HostInfo& host,
 
 absl::Status Controller::Ingest(absl::Span<const TelemetryEvent> events) {
   RETURN_IF_ERROR(ValidateTelemetryBatch(events, options_.max_batch_events));
-  std::vector<RolloutTracker*> trackers;
+  std::vector<Runtime*> active;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& rt : runtimes_) {
-      if (IsActive(rt->record.state())) trackers.push_back(rt->tracker.get());
+      if (IsActive(rt->record.state())) active.push_back(rt.get());
     }
   }
-  for (RolloutTracker* t : trackers) t->Ingest(events);
-  return absl::OkStatus();
+  absl::Status result;
+  for (Runtime* rt : active) {
+    std::vector<Exposure> exposed;
+    rt->tracker->Ingest(events, &exposed);
+    if (exposed.empty()) continue;
+    // Hosts that report running the release are exposed whether or not we
+    // granted it: record who got what, for rollback and restarts.
+    absl::Status s = store_->RecordExposures(rt->id, exposed);
+    NoteStoreResult(s);
+    if (!s.ok() && result.ok()) result = s;
+  }
+  return result;
 }
 
 }  // namespace ringfence

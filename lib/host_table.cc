@@ -1,12 +1,13 @@
 #include "host_table.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace ringfence::internal {
 namespace {
 
 constexpr size_t kInitialCapacity = 64;
-constexpr double kMaxLoad = 0.8;
+constexpr double kMaxLoad = 0.85;
 
 }  // namespace
 
@@ -17,8 +18,11 @@ HostTable::HostTable() : shards_(new Shard[kShards]) {
 }
 
 void HostTable::Reserve(uint64_t hosts) {
+  // Hosts spread over shards binomially: leave four standard deviations of
+  // headroom so no shard has to grow.
+  const double mean = static_cast<double>(hosts) / kShards;
   const size_t per_shard =
-      static_cast<size_t>(static_cast<double>(hosts) / kShards / kMaxLoad) + 1;
+      static_cast<size_t>((mean + 4 * std::sqrt(mean) + 16) / kMaxLoad) + 1;
   for (int i = 0; i < kShards; ++i) {
     absl::MutexLock lock(&shards_[i].mu);
     if (shards_[i].slots.size() < per_shard) Rehash(shards_[i], per_shard);

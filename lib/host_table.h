@@ -3,9 +3,10 @@
 // Open addressing with linear probing over 24-byte slots (64-bit host key +
 // 16 bytes of state), split into kShards shards with a mutex each so
 // assignment grants and ingest batches on different shards do not contend.
-// A shard grows by 1.5x when its load would pass 0.8, so the table costs
-// 24 / load bytes per host: 30 at the top of the range, 45 just after growth.
-// Reserve() sizes every shard for a known fleet up front.
+// A shard grows by 1.5x when its load would pass 0.85, so the table costs
+// 24 / load bytes per host: 28 at the top of the range, 42 just after growth.
+// Reserve() sizes every shard for a known fleet up front (with headroom for
+// the shards' binomial spread).
 //
 // Thread safety: callers lock a shard (ShardMutex) around every access to it.
 #pragma once
@@ -49,7 +50,7 @@ class HostTable {
 
   HostTable();
 
-  // Sizes every shard to hold `hosts / kShards` hosts at load 0.8.
+  // Sizes every shard to hold its share of `hosts` without growing.
   void Reserve(uint64_t hosts);
 
   static int ShardOf(uint64_t key) {

@@ -192,6 +192,11 @@ void RolloutTracker::SetHealthyAfter(absl::Duration d) {
       std::memory_order_relaxed);
 }
 
+void RolloutTracker::SetMaxStaleness(absl::Duration d) {
+  max_staleness_ns_.store(absl::ToInt64Nanoseconds(d),
+                          std::memory_order_relaxed);
+}
+
 void RolloutTracker::SetCurrentStage(int stage) {
   current_stage_.store(std::clamp(stage, 0, num_stages_ - 1),
                        std::memory_order_relaxed);
@@ -321,24 +326,31 @@ void RolloutTracker::ApplyEvent(const TelemetryEvent& e, uint32_t now_s,
   MaybeHealthy(h);
 }
 
-void RolloutTracker::Ingest(absl::Span<const TelemetryEvent> events) {
+void RolloutTracker::Ingest(absl::Span<const TelemetryEvent> events,
+                            std::vector<Exposure>* newly_exposed) {
   std::vector<uint64_t> keys(events.size());
   for (size_t i = 0; i < events.size(); ++i) {
     keys[i] = HostKey(events[i].host_id);
   }
-  IngestImpl(events, keys.data());
+  IngestImpl(events, keys.data(), newly_exposed);
 }
 
 void RolloutTracker::IngestKeyed(absl::Span<const TelemetryEvent> events,
                                  absl::Span<const uint64_t> host_keys) {
-  IngestImpl(events, host_keys.data());
+  IngestImpl(events, host_keys.data(), nullptr);
 }
 
 void RolloutTracker::IngestImpl(absl::Span<const TelemetryEvent> events,
-                                const uint64_t* keys) {
-  const uint32_t now_s = ToSeconds(clock_->Now());
-  last_ingest_ns_.store(absl::ToUnixNanos(clock_->Now()),
-                        std::memory_order_relaxed);
+                                const uint64_t* keys,
+                                std::vector<Exposure>* newly_exposed) {
+  const absl::Time now = clock_->Now();
+  const uint32_t now_s = ToSeconds(now);
+  const int64_t now_ns = absl::ToUnixNanos(now);
+  const int64_t prev_ns = last_ingest_ns_.exchange(now_ns);
+  if (prev_ns == 0 ||
+      now_ns - prev_ns > max_staleness_ns_.load(std::memory_order_relaxed)) {
+    silence_floor_s_.store(now_s, std::memory_order_relaxed);
+  }
   const size_t n = events.size();
   if (n == 0) return;
   // Counting sort of event indices by shard, so each shard is locked once
@@ -368,14 +380,18 @@ void RolloutTracker::IngestImpl(absl::Span<const TelemetryEvent> events,
       const uint32_t i = order[j];
       bool inserted = false;
       HostState* h = table_->FindOrInsert(keys[i], &inserted);
+      const bool was_exposed = h->exposed_at != 0;
       ApplyEvent(events[i], now_s, h, inserted);
+      if (newly_exposed != nullptr && !was_exposed && h->exposed_at != 0) {
+        newly_exposed->push_back(
+            {events[i].host_id, h->stage, epoch_ + absl::Seconds(now_s)});
+      }
     }
   }
 }
 
-bool RolloutTracker::TryExpose(uint64_t host_key, int stage,
-                               uint64_t stage_budget, bool* newly) {
-  *newly = false;
+RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
+                                                uint64_t stage_budget) {
   stage = std::clamp(stage, 0, num_stages_ - 1);
   const uint32_t now_s = ToSeconds(clock_->Now());
   absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
@@ -383,16 +399,29 @@ bool RolloutTracker::TryExpose(uint64_t host_key, int stage,
   HostState* h = table_->FindOrInsert(host_key, &inserted);
   if (inserted) OnInsert(h, now_s);
   if (now_s > h->last_seen) h->last_seen = now_s;
-  if (h->exposed_at != 0) return true;
+  if (h->exposed_at != 0) return Grant::kAlreadyExposed;
   std::atomic<uint64_t>& granted = agg_->cohort_granted[stage];
   uint64_t cur = granted.load(std::memory_order_relaxed);
   do {
-    if (cur >= stage_budget) return false;
-  } while (
-      !granted.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed));
+    if (cur >= stage_budget) return Grant::kNoBudget;
+  } while (!granted.compare_exchange_weak(cur, cur + 1,
+                                          std::memory_order_relaxed));
+  return Grant::kReserved;
+}
+
+void RolloutTracker::CommitReserved(uint64_t host_key, int stage) {
+  stage = std::clamp(stage, 0, num_stages_ - 1);
+  const uint32_t now_s = ToSeconds(clock_->Now());
+  absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
+  bool inserted = false;
+  HostState* h = table_->FindOrInsert(host_key, &inserted);
+  if (inserted) OnInsert(h, now_s);
   Expose(h, stage, now_s);
-  *newly = true;
-  return true;
+}
+
+void RolloutTracker::CancelReserved(int stage) {
+  stage = std::clamp(stage, 0, num_stages_ - 1);
+  agg_->cohort_granted[stage].fetch_sub(1, std::memory_order_relaxed);
 }
 
 void RolloutTracker::MarkExposed(uint64_t host_key, int stage,
@@ -421,18 +450,21 @@ uint64_t RolloutTracker::Sweep(absl::Duration silence_timeout,
   const int64_t apply_s = absl::ToInt64Seconds(apply_timeout);
   const int silent = SignalIndex(kSignalSilent);
   const int stuck = SignalIndex(kSignalApplyStuck);
+  const uint32_t floor_s = silence_floor_s_.load(std::memory_order_relaxed);
   uint64_t newly = 0;
   for (int s = 0; s < HostTable::kShards; ++s) {
     absl::MutexLock lock(&table_->ShardMutex(s));
     table_->ForEach(s, [&](uint64_t, HostState* h) {
       const uint8_t before = h->affected;
       if (silent >= 0 && h->last_seen != 0 &&
-          static_cast<int64_t>(now_s) - h->last_seen > silence_s) {
+          static_cast<int64_t>(now_s) - std::max(h->last_seen, floor_s) >
+              silence_s) {
         MarkAffected(silent, h);
       }
       if (stuck >= 0 && h->exposed_at != 0 &&
           !(h->flags & internal::kApplied) &&
-          static_cast<int64_t>(now_s) - h->exposed_at > apply_s) {
+          static_cast<int64_t>(now_s) - std::max(h->exposed_at, floor_s) >
+              apply_s) {
         MarkAffected(stuck, h);
       }
       if (h->affected != before) ++newly;

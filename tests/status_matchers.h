@@ -27,6 +27,13 @@ MATCHER_P2(StatusIs, code, message_matcher,
              message_matcher, std::string(s.message()), result_listener);
 }
 
+// StatusIs(code): matches a Status or StatusOr with `code`, any message.
+MATCHER_P(StatusIs, code, "status code " + ::testing::PrintToString(code)) {
+  const absl::Status& s = ::ringfence::testing::GetStatus(arg);
+  *result_listener << "status is " << s;
+  return s.code() == code;
+}
+
 MATCHER(IsOk, "is OK") {
   const absl::Status& s = ::ringfence::testing::GetStatus(arg);
   *result_listener << "status is " << s;

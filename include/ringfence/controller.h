@@ -65,7 +65,7 @@ struct ControllerOptions {
 };
 
 struct StartRolloutRequest {
-  // Optional; generated ("<content-type>#<n>") when empty.
+  // Optional; generated ("<content-type>@<n>") when empty.
   std::string rollout_id;
   std::string release_id;
   Plan plan;

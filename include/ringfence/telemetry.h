@@ -41,6 +41,7 @@
 #include "ringfence/clock.h"
 #include "ringfence/model.h"
 #include "ringfence/stats.h"
+#include "ringfence/store.h"
 
 namespace ringfence {
 
@@ -164,22 +165,28 @@ class RolloutTracker {
   // Ingest
   //
   // Applies a batch. REQUIRES: ValidateTelemetryBatch(events).ok() (the
-  // controller validates; the tracker skips events it cannot use).
-  void Ingest(absl::Span<const TelemetryEvent> events);
+  // controller validates; the tracker skips events it cannot use). Hosts that
+  // become exposed by reporting the release (`applying`, `applied`, or a
+  // heartbeat running it) are appended to `newly_exposed` if not null, so the
+  // caller can persist them.
+  void Ingest(absl::Span<const TelemetryEvent> events,
+              std::vector<Exposure>* newly_exposed = nullptr);
 
   // Ingest for pre-hashed hosts (simulator, benchmarks): `host_keys[i]` is
   // HostKey(events[i].host_id); events[i].host_id is not read.
   void IngestKeyed(absl::Span<const TelemetryEvent> events,
                    absl::Span<const uint64_t> host_keys);
 
-  // TryExpose
-  //
-  // Called when `host_key` asks for an assignment and is in stage `stage`'s
-  // paced audience. Returns true if the host is (now or already) exposed:
-  // grants count against `stage_budget`, the number of hosts the current
-  // stage may grant in all. `*newly` says whether this call exposed it.
-  bool TryExpose(uint64_t host_key, int stage, uint64_t stage_budget,
-                 bool* newly);
+  // Exposure grants, in two phases so an exposure is persisted before it
+  // takes effect: TryReserve() checks the host and takes one unit of the
+  // current stage's budget; the caller persists the exposure, then calls
+  // CommitReserved() (or CancelReserved() if persisting failed, which gives
+  // the unit back and leaves the host unexposed).
+  enum class Grant { kAlreadyExposed, kReserved, kNoBudget };
+  // `stage_budget` is the number of hosts the stage may grant in all.
+  Grant TryReserve(uint64_t host_key, int stage, uint64_t stage_budget);
+  void CommitReserved(uint64_t host_key, int stage);
+  void CancelReserved(int stage);
 
   // MarkExposed
   //
@@ -202,6 +209,13 @@ class RolloutTracker {
   // A host becomes healthy (for pacing) once it reported `applied` and was
   // seen again at least `d` after its exposure.
   void SetHealthyAfter(absl::Duration d);
+
+  // SetMaxStaleness
+  //
+  // A batch arriving after a gap longer than `d` (or the first batch ever)
+  // restarts every host's silence clock: the gap was ours, not the hosts',
+  // so nobody is `silent` until silence_timeout after telemetry resumed.
+  void SetMaxStaleness(absl::Duration d);
 
   // SetCurrentStage
   //
@@ -240,7 +254,7 @@ class RolloutTracker {
   void MarkAffected(int signal, internal::HostState* h);
   void MaybeHealthy(internal::HostState* h);
   void IngestImpl(absl::Span<const TelemetryEvent> events,
-                  const uint64_t* keys);
+                  const uint64_t* keys, std::vector<Exposure>* newly_exposed);
   uint32_t ToSeconds(absl::Time t) const;
 
   const Clock* const clock_;
@@ -253,6 +267,10 @@ class RolloutTracker {
   std::atomic<int64_t> last_ingest_ns_{0};
   std::atomic<uint32_t> healthy_after_s_{60};
   std::atomic<int> current_stage_{0};
+  std::atomic<int64_t> max_staleness_ns_{absl::ToInt64Nanoseconds(
+      absl::Minutes(2))};
+  // Silence is measured from max(last_seen, silence_floor_s_).
+  std::atomic<uint32_t> silence_floor_s_{0};
 
   mutable absl::Mutex test_mu_;
   std::vector<std::unique_ptr<ConditionalMixtureTest>> tests_

@@ -1,0 +1,216 @@
+#include "ringfence/gate.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ringfence {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kPlan[] = R"pb(
+  policy {
+    max_staleness { seconds: 120 }
+    min_exposed_hosts: 5
+    min_exposed_host_hours: 1
+    ceiling_min_exposed_hosts: 20
+    signals { signal: "crash" max_affected_fraction: 0.1 compare_with_control: true }
+    signals { signal: "silent" compare_with_control: true }
+  }
+  stages {
+    name: "canary"
+    audience { labels: "canary" }
+    bake_time { seconds: 600 }
+    policy {
+      min_exposed_hosts: 5
+      signals { signal: "crash" max_affected_hosts: 3 }
+      signals { signal: "silent" max_affected_hosts: 2 }
+    }
+  }
+  stages {
+    name: "half"
+    audience { percent: 50 }
+    bake_time { seconds: 3600 }
+  }
+  stages {
+    name: "all"
+    audience { percent: 100 }
+    bake_time { seconds: 3600 }
+  }
+)pb";
+
+class GateTest : public ::testing::Test {
+ protected:
+  GateTest() {
+    EXPECT_TRUE(ParseTextOrJson(kPlan, &plan_).ok());
+    EXPECT_TRUE(ValidatePlan(plan_).ok());
+    now_ = absl::FromUnixSeconds(1700000000);
+    snap_.now = now_;
+    snap_.created = now_ - absl::Hours(2);
+    snap_.last_ingest = now_ - absl::Seconds(5);
+    snap_.signals = {"crash", "unclean_reboot", "silent", "apply_stuck"};
+    snap_.signal_counts.resize(4);
+    for (int i = 0; i < 4; ++i) snap_.signal_counts[i].signal = snap_.signals[i];
+    snap_.signal_counts[0].compared = true;
+    snap_.signal_counts[0].e_threshold = 200;
+    snap_.signal_counts[2].compared = true;
+    snap_.signal_counts[2].e_threshold = 200;
+    snap_.cohorts.resize(4);
+    snap_.cohorts[0].exposed = 10;
+    snap_.cohorts[0].host_hours = 5;
+    snap_.treatment_hosts = 10;
+    snap_.control_hosts = 1000;
+  }
+
+  Decision Evaluate(int stage, absl::Duration baked,
+                    RolloutState state = config::v1::RUNNING) {
+    GateInput in;
+    in.plan = &plan_;
+    in.stage = stage;
+    in.state = state;
+    in.stage_started_at = now_ - baked;
+    in.now = now_;
+    in.telemetry = &snap_;
+    return EvaluateGate(in);
+  }
+
+  Plan plan_;
+  absl::Time now_;
+  TrackerSnapshot snap_;
+};
+
+TEST_F(GateTest, PromotesWhenBakedFreshAndQuiet) {
+  const Decision d = Evaluate(0, absl::Minutes(11));
+  EXPECT_EQ(d.verdict(), config::v1::PROMOTE);
+  ASSERT_EQ(d.evidence_size(), 1);
+  EXPECT_EQ(d.evidence(0).rule(), "all_rules_passed");
+  EXPECT_THAT(d.summary(), HasSubstr("Stage canary baked 11m"));
+  ASSERT_EQ(d.signals_size(), 4);
+  EXPECT_EQ(d.signals(0).signal(), "crash");
+  EXPECT_EQ(d.signals(0).control().hosts(), 1000u);
+}
+
+TEST_F(GateTest, HoldsWhileBaking) {
+  const Decision d = Evaluate(0, absl::Minutes(4));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_EQ(d.evidence(0).rule(), "bake_time");
+  EXPECT_THAT(d.summary(), HasSubstr("baked 4m of 10m"));
+}
+
+TEST_F(GateTest, HoldsWithoutEnoughExposure) {
+  snap_.cohorts[0].exposed = 4;
+  Decision d = Evaluate(0, absl::Hours(1));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_EQ(d.evidence(0).rule(), "min_exposure");
+  EXPECT_THAT(d.summary(), HasSubstr("4 exposed hosts; promotion needs 5"));
+  // Host-hours are checked too (the plan-level policy asks for 1).
+  snap_.cohorts[1].exposed = 50;
+  snap_.cohorts[1].host_hours = 0.5;
+  d = Evaluate(1, absl::Hours(2));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_THAT(d.summary(), HasSubstr("0.5 host-hours"));
+}
+
+TEST_F(GateTest, MissingOrStaleTelemetryNeverPromotes) {
+  snap_.last_ingest = absl::InfinitePast();
+  Decision d = Evaluate(0, absl::Hours(5));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_EQ(d.evidence(0).rule(), "freshness");
+  EXPECT_THAT(d.summary(), HasSubstr("No telemetry received"));
+  snap_.last_ingest = now_ - absl::Minutes(3);
+  d = Evaluate(0, absl::Hours(5));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_THAT(d.summary(), HasSubstr("stale: the last batch arrived 3m ago"));
+}
+
+TEST_F(GateTest, CircuitBreakerHalts) {
+  snap_.cohorts[0].affected[0] = 3;  // crash
+  const Decision d = Evaluate(0, absl::Minutes(1));
+  EXPECT_EQ(d.verdict(), config::v1::HALT);
+  EXPECT_EQ(d.evidence(0).rule(), "circuit_breaker");
+  EXPECT_EQ(d.evidence(0).signal(), "crash");
+  EXPECT_EQ(d.evidence(0).affected_hosts(), 3u);
+  EXPECT_EQ(d.evidence(0).threshold(), 3);
+  EXPECT_THAT(d.summary(),
+              HasSubstr("3 of 10 hosts exposed in stage canary showed "
+                        "\"crash\"; the circuit breaker trips at 3"));
+}
+
+TEST_F(GateTest, HaltsEvenWhenStaleOrPaused) {
+  snap_.cohorts[0].affected[2] = 2;  // silent
+  snap_.last_ingest = now_ - absl::Hours(1);
+  EXPECT_EQ(Evaluate(0, absl::Minutes(1), config::v1::PAUSED).verdict(),
+            config::v1::HALT);
+}
+
+TEST_F(GateTest, PausedHoldsWhenNothingTripped) {
+  const Decision d = Evaluate(0, absl::Hours(1), config::v1::PAUSED);
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_EQ(d.evidence(0).rule(), "paused");
+}
+
+TEST_F(GateTest, CeilingAppliesOnlyAfterMinimumSample) {
+  snap_.cohorts[1].exposed = 19;
+  snap_.cohorts[1].host_hours = 10;
+  snap_.cohorts[1].affected[0] = 5;  // 26 % but only 19 hosts
+  EXPECT_EQ(Evaluate(1, absl::Minutes(1)).verdict(), config::v1::HOLD);
+  snap_.cohorts[1].exposed = 40;  // 12.5 % of 40 > 10 %
+  const Decision d = Evaluate(1, absl::Minutes(1));
+  EXPECT_EQ(d.verdict(), config::v1::HALT);
+  EXPECT_EQ(d.evidence(0).rule(), "ceiling");
+  EXPECT_DOUBLE_EQ(d.evidence(0).statistic(), 5.0 / 40);
+  EXPECT_THAT(d.summary(), HasSubstr("12.50% of the 40 hosts exposed"));
+}
+
+TEST_F(GateTest, ControlComparisonHalts) {
+  snap_.signal_counts[2].rejected = true;
+  snap_.signal_counts[2].e_value = 350;
+  snap_.signal_counts[2].treatment_affected = 4;
+  snap_.signal_counts[2].control_affected = 1;
+  const Decision d = Evaluate(1, absl::Minutes(1));
+  EXPECT_EQ(d.verdict(), config::v1::HALT);
+  EXPECT_EQ(d.evidence(0).rule(), "control_comparison");
+  EXPECT_EQ(d.evidence(0).signal(), "silent");
+  EXPECT_DOUBLE_EQ(d.evidence(0).statistic(), 350);
+  EXPECT_THAT(d.summary(), HasSubstr("4 of 10 exposed hosts vs 1 of 1000"));
+}
+
+TEST_F(GateTest, EarlierCohortsStayUnderTheirOwnRules) {
+  // The canary cohort's breaker (2 silent hosts) still trips in stage 2.
+  snap_.cohorts[0].affected[2] = 2;
+  snap_.cohorts[2].exposed = 100;
+  snap_.cohorts[2].host_hours = 100;
+  const Decision d = Evaluate(2, absl::Hours(2));
+  EXPECT_EQ(d.verdict(), config::v1::HALT);
+  EXPECT_THAT(d.summary(), HasSubstr("stage canary"));
+}
+
+TEST_F(GateTest, LaterStagesDoNotInheritTheCanaryBreaker) {
+  // 3 crashes among 1000 hosts of stage "half" do not trip the canary's
+  // breaker of 3: stage "half" has no breaker.
+  snap_.cohorts[1].exposed = 1000;
+  snap_.cohorts[1].host_hours = 1000;
+  snap_.cohorts[1].affected[0] = 3;
+  EXPECT_EQ(Evaluate(1, absl::Hours(2)).verdict(), config::v1::PROMOTE);
+}
+
+TEST_F(GateTest, LateTrackNeedsNoMinimumExposure) {
+  plan_.mutable_late_track()->mutable_bake_time()->set_seconds(600);
+  Decision d = Evaluate(3, absl::Minutes(5));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_THAT(d.summary(), HasSubstr("late-track"));
+  d = Evaluate(3, absl::Minutes(11));
+  EXPECT_EQ(d.verdict(), config::v1::PROMOTE);
+}
+
+TEST(StageBakeTimeTest, LastStageIncludesLateTrackExtraBake) {
+  Plan plan;
+  ASSERT_TRUE(ParseTextOrJson(kPlan, &plan).ok());
+  plan.mutable_late_track()->mutable_extra_bake()->set_seconds(1800);
+  EXPECT_EQ(StageBakeTime(plan, 0), absl::Minutes(10));
+  EXPECT_EQ(StageBakeTime(plan, 2), absl::Minutes(90));
+  EXPECT_EQ(StageName(plan, 3), "late-track");
+}
+
+}  // namespace
+}  // namespace ringfence

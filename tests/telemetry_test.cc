@@ -1,0 +1,346 @@
+#include "ringfence/telemetry.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ringfence/clock.h"
+#include "ringfence/hash.h"
+#include "status_matchers.h"
+
+namespace ringfence {
+namespace {
+
+using ::ringfence::testing::StatusIs;
+using ::testing::HasSubstr;
+
+constexpr char kRelease[] = "rel-2";
+
+TelemetryEvent Ev(const std::string& host, EventType type,
+                  const std::string& release = "") {
+  TelemetryEvent e;
+  e.host_id = host;
+  e.type = type;
+  e.release_id = release;
+  return e;
+}
+
+std::string Host(int i) { return absl::StrFormat("host-%05d", i); }
+
+class TrackerTest : public ::testing::Test {
+ protected:
+  TrackerTest() { Reset(3); }
+
+  void Reset(int stages) {
+    TrackerOptions o;
+    o.num_stages = stages;
+    o.release_id = kRelease;
+    o.signals = {"crash", "unclean_reboot", "silent", "apply_stuck",
+                 "av_scan_failed"};
+    tracker_ = std::make_unique<RolloutTracker>(o, &clock_);
+    SignalRule crash;
+    crash.set_signal("crash");
+    crash.set_compare_with_control(true);
+    SignalRule silent;
+    silent.set_signal("silent");
+    silent.set_compare_with_control(true);
+    tracker_->SetRules({crash, silent}, 0.01);
+  }
+
+  // Heartbeats from hosts [0, n) on the previous release.
+  void Heartbeats(int n) {
+    std::vector<TelemetryEvent> batch;
+    for (int i = 0; i < n; ++i) {
+      batch.push_back(Ev(Host(i), EventType::kHeartbeat, "rel-1"));
+    }
+    tracker_->Ingest(batch);
+  }
+
+  const SignalCounts& Counts(const TrackerSnapshot& s, absl::string_view sig) {
+    for (const SignalCounts& c : s.signal_counts) {
+      if (c.signal == sig) return c;
+    }
+    ADD_FAILURE() << "no signal " << sig;
+    static SignalCounts none;
+    return none;
+  }
+
+  FakeClock clock_;
+  std::unique_ptr<RolloutTracker> tracker_;
+};
+
+TEST_F(TrackerTest, HeartbeatsTrackHostsAsControl) {
+  Heartbeats(10);
+  const TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_EQ(s.tracked_hosts, 10u);
+  EXPECT_EQ(s.control_hosts, 10u);
+  EXPECT_EQ(s.treatment_hosts, 0u);
+  EXPECT_NE(s.last_ingest, absl::InfinitePast());
+}
+
+TEST_F(TrackerTest, ApplyingTheReleaseExposesInCurrentStage) {
+  Heartbeats(10);
+  tracker_->SetCurrentStage(1);
+  tracker_->Ingest({Ev(Host(3), EventType::kApplying, kRelease),
+                    Ev(Host(4), EventType::kApplying, "other-release")});
+  const TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_EQ(s.treatment_hosts, 1u);
+  EXPECT_EQ(s.control_hosts, 9u);
+  EXPECT_EQ(s.cohorts[1].exposed, 1u);
+  EXPECT_EQ(s.cohorts[0].exposed, 0u);
+  EXPECT_TRUE(tracker_->IsExposed(HostKey(Host(3))));
+  EXPECT_FALSE(tracker_->IsExposed(HostKey(Host(4))));
+}
+
+TEST_F(TrackerTest, CrashLoopingHostCountsOnceAndReplaysChangeNothing) {
+  Heartbeats(5);
+  std::vector<TelemetryEvent> batch = {
+      Ev(Host(0), EventType::kApplied, kRelease),
+      Ev(Host(0), EventType::kCrash), Ev(Host(0), EventType::kCrash),
+      Ev(Host(0), EventType::kCrash), Ev(Host(1), EventType::kCrash)};
+  tracker_->Ingest(batch);
+  const TrackerSnapshot once = tracker_->Snapshot();
+  tracker_->Ingest(batch);  // a replayed batch
+  tracker_->Ingest(batch);
+  const TrackerSnapshot thrice = tracker_->Snapshot();
+  for (const TrackerSnapshot* s : {&once, &thrice}) {
+    EXPECT_EQ(Counts(*s, "crash").treatment_affected, 1u);
+    EXPECT_EQ(Counts(*s, "crash").control_affected, 1u);
+    EXPECT_EQ(s->treatment_hosts, 1u);
+    EXPECT_EQ(s->cohorts[0].applied, 1u);
+  }
+  EXPECT_EQ(Counts(once, "crash").e_value, Counts(thrice, "crash").e_value);
+}
+
+TEST_F(TrackerTest, ControlHistoryStaysWithControlWhenHostIsExposed) {
+  Heartbeats(3);
+  tracker_->Ingest({Ev(Host(0), EventType::kCrash)});
+  tracker_->Ingest({Ev(Host(0), EventType::kApplied, kRelease)});
+  TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_EQ(Counts(s, "crash").control_affected, 1u);
+  EXPECT_EQ(Counts(s, "crash").treatment_affected, 0u);
+  tracker_->Ingest({Ev(Host(0), EventType::kCrash)});
+  s = tracker_->Snapshot();
+  EXPECT_EQ(Counts(s, "crash").treatment_affected, 1u);
+}
+
+TEST_F(TrackerTest, UncleanBootAndCustomSignals) {
+  Heartbeats(3);
+  TelemetryEvent clean = Ev(Host(0), EventType::kBoot);
+  TelemetryEvent unclean = Ev(Host(1), EventType::kBoot);
+  unclean.clean = false;
+  TelemetryEvent custom = Ev(Host(2), EventType::kSignal);
+  custom.signal = "av_scan_failed";
+  TelemetryEvent unknown = Ev(Host(2), EventType::kSignal);
+  unknown.signal = "not_tracked";
+  tracker_->Ingest({clean, unclean, custom, unknown});
+  const TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_EQ(Counts(s, "unclean_reboot").control_affected, 1u);
+  EXPECT_EQ(Counts(s, "av_scan_failed").control_affected, 1u);
+  EXPECT_EQ(tracker_->SignalIndex("not_tracked"), -1);
+}
+
+TEST_F(TrackerTest, SilenceIsDerivedForBothArms) {
+  tracker_->SetMaxStaleness(absl::Hours(1));
+  Heartbeats(4);
+  tracker_->Ingest({Ev(Host(0), EventType::kApplied, kRelease)});
+  clock_.Advance(absl::Minutes(5));
+  // Hosts 0 and 1 keep reporting; 2 and 3 go quiet.
+  tracker_->Ingest({Ev(Host(0), EventType::kHeartbeat, kRelease),
+                    Ev(Host(1), EventType::kHeartbeat, "rel-1")});
+  clock_.Advance(absl::Minutes(6));
+  EXPECT_EQ(tracker_->Sweep(absl::Minutes(10), absl::Minutes(10)), 2u);
+  TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_EQ(Counts(s, "silent").control_affected, 2u);
+  EXPECT_EQ(Counts(s, "silent").treatment_affected, 0u);
+  // Sweeping again finds nothing new.
+  EXPECT_EQ(tracker_->Sweep(absl::Minutes(10), absl::Minutes(10)), 0u);
+  clock_.Advance(absl::Minutes(5));
+  EXPECT_EQ(tracker_->Sweep(absl::Minutes(10), absl::Minutes(10)), 2u);
+  s = tracker_->Snapshot();
+  EXPECT_EQ(Counts(s, "silent").treatment_affected, 1u);
+  EXPECT_EQ(s.cohorts[0].affected[tracker_->SignalIndex("silent")], 1u);
+}
+
+// When telemetry stops arriving altogether (our ingest outage, a restart),
+// the hosts are not silent: their silence clocks restart when data resumes.
+TEST_F(TrackerTest, TelemetryGapRestartsTheSilenceClock) {
+  tracker_->SetMaxStaleness(absl::Minutes(2));
+  Heartbeats(4);
+  clock_.Advance(absl::Hours(1));  // nothing arrives for an hour
+  tracker_->Ingest({Ev(Host(0), EventType::kHeartbeat, "rel-1")});
+  EXPECT_EQ(tracker_->Sweep(absl::Minutes(10), absl::Minutes(10)), 0u);
+  for (int minute = 0; minute < 11; ++minute) {
+    clock_.Advance(absl::Minutes(1));
+    tracker_->Ingest({Ev(Host(0), EventType::kHeartbeat, "rel-1")});
+  }
+  // Hosts 1..3 stayed silent for 10+ minutes after telemetry resumed.
+  EXPECT_EQ(tracker_->Sweep(absl::Minutes(10), absl::Minutes(10)), 3u);
+}
+
+TEST_F(TrackerTest, ApplyStuckWhenAppliedNeverComes) {
+  tracker_->SetMaxStaleness(absl::Hours(1));
+  Heartbeats(2);
+  tracker_->Ingest({Ev(Host(0), EventType::kApplying, kRelease),
+                    Ev(Host(1), EventType::kApplying, kRelease)});
+  clock_.Advance(absl::Minutes(2));
+  tracker_->Ingest({Ev(Host(1), EventType::kApplied, kRelease),
+                    Ev(Host(0), EventType::kHeartbeat, "rel-1")});
+  clock_.Advance(absl::Minutes(4));
+  tracker_->Sweep(absl::Hours(1), absl::Minutes(5));
+  const TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_EQ(Counts(s, "apply_stuck").treatment_affected, 1u);
+  EXPECT_EQ(Counts(s, "silent").treatment_affected, 0u);
+}
+
+TEST_F(TrackerTest, HealthyNeedsAppliedAndSurvivalWithoutSignals) {
+  tracker_->SetHealthyAfter(absl::Minutes(1));
+  tracker_->Ingest({Ev(Host(0), EventType::kApplied, kRelease),
+                    Ev(Host(1), EventType::kApplied, kRelease),
+                    Ev(Host(2), EventType::kApplying, kRelease)});
+  clock_.Advance(absl::Seconds(30));
+  tracker_->Ingest({Ev(Host(0), EventType::kHeartbeat, kRelease)});
+  EXPECT_EQ(tracker_->CohortHealthy(0), 0u);  // too early
+  clock_.Advance(absl::Seconds(40));
+  tracker_->Ingest({Ev(Host(0), EventType::kHeartbeat, kRelease),
+                    Ev(Host(1), EventType::kCrash),
+                    Ev(Host(2), EventType::kHeartbeat, "rel-1")});
+  // Host 1 crashed, host 2 never applied.
+  EXPECT_EQ(tracker_->CohortHealthy(0), 1u);
+}
+
+TEST_F(TrackerTest, GrantsRespectTheBudget) {
+  using Grant = RolloutTracker::Grant;
+  int granted = 0;
+  for (int i = 0; i < 20; ++i) {
+    if (tracker_->TryReserve(HostKey(Host(i)), 0, 5) == Grant::kReserved) {
+      tracker_->CommitReserved(HostKey(Host(i)), 0);
+      ++granted;
+    }
+  }
+  EXPECT_EQ(granted, 5);
+  EXPECT_EQ(tracker_->CohortGranted(0), 5u);
+  // An exposed host keeps its exposure without using budget.
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 5),
+            Grant::kAlreadyExposed);
+  // A cancelled reservation gives the unit back and exposes nobody.
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(50)), 0, 6), Grant::kReserved);
+  tracker_->CancelReserved(0);
+  EXPECT_FALSE(tracker_->IsExposed(HostKey(Host(50))));
+  EXPECT_EQ(tracker_->CohortGranted(0), 5u);
+  // Hosts exposed by reporting `applying` do not use grant budget.
+  tracker_->Ingest({Ev(Host(100), EventType::kApplying, kRelease)});
+  EXPECT_EQ(tracker_->CohortGranted(0), 5u);
+  EXPECT_EQ(tracker_->CohortExposed(0), 6u);
+}
+
+TEST_F(TrackerTest, HostHoursAccumulate) {
+  Heartbeats(10);
+  tracker_->Ingest({Ev(Host(0), EventType::kApplied, kRelease),
+                    Ev(Host(1), EventType::kApplied, kRelease)});
+  clock_.Advance(absl::Hours(3));
+  const TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_NEAR(s.treatment_host_hours, 6.0, 0.01);
+  EXPECT_NEAR(s.control_host_hours, 8 * 3.0, 0.05);
+}
+
+TEST_F(TrackerTest, TreatmentCrashesAgainstQuietControlRejectH0) {
+  Heartbeats(2000);
+  std::vector<TelemetryEvent> batch;
+  for (int i = 0; i < 10; ++i) {
+    batch.push_back(Ev(Host(i), EventType::kApplied, kRelease));
+  }
+  tracker_->Ingest(batch);
+  EXPECT_FALSE(Counts(tracker_->Snapshot(), "crash").rejected);
+  tracker_->Ingest({Ev(Host(0), EventType::kCrash), Ev(Host(1), EventType::kCrash),
+                    Ev(Host(2), EventType::kCrash)});
+  const SignalCounts c = Counts(tracker_->Snapshot(), "crash");
+  EXPECT_TRUE(c.compared);
+  EXPECT_TRUE(c.rejected);
+  EXPECT_GE(c.e_value, c.e_threshold);
+}
+
+// A network outage silences every host, whatever it runs: the comparison
+// with control must not blame the release. Twenty outages with different host
+// populations; at most a few percent may falsely reject (alpha = 0.01 per
+// rollout, split over 2 signals).
+TEST_F(TrackerTest, OutageSilencingBothArmsDoesNotRejectSilence) {
+  int rejected = 0;
+  for (int trial = 0; trial < 20; ++trial) {
+    Reset(3);
+    std::vector<TelemetryEvent> batch;
+    for (int i = 0; i < 2000; ++i) {
+      const std::string host = absl::StrFormat("t%d-host-%d", trial, i);
+      batch.push_back(Ev(host, i < 100 ? EventType::kApplied
+                                       : EventType::kHeartbeat,
+                         i < 100 ? kRelease : "rel-1"));
+    }
+    tracker_->Ingest(batch);
+    clock_.Advance(absl::Minutes(30));
+    tracker_->Sweep(absl::Minutes(10), absl::Hours(1));
+    const SignalCounts c = Counts(tracker_->Snapshot(), "silent");
+    EXPECT_EQ(c.treatment_affected, 100u);
+    EXPECT_EQ(c.control_affected, 1900u);
+    rejected += c.rejected;
+  }
+  EXPECT_LE(rejected, 1);
+}
+
+TEST_F(TrackerTest, MemoryPerHostIsCompact) {
+  TrackerOptions o;
+  o.release_id = kRelease;
+  o.expected_hosts = 200000;
+  RolloutTracker reserved(o, &clock_);
+  o.expected_hosts = 0;
+  RolloutTracker grown(o, &clock_);
+  std::vector<TelemetryEvent> batch;
+  for (int i = 0; i < 200000; ++i) {
+    batch.push_back(Ev(Host(i), EventType::kHeartbeat, "rel-1"));
+  }
+  reserved.Ingest(batch);
+  grown.Ingest(batch);
+  ASSERT_EQ(reserved.TrackedHosts(), 200000u);
+  const double reserved_bytes =
+      static_cast<double>(reserved.MemoryBytes()) / reserved.TrackedHosts();
+  const double grown_bytes =
+      static_cast<double>(grown.MemoryBytes()) / grown.TrackedHosts();
+  RecordProperty("bytes_per_host_reserved", std::to_string(reserved_bytes));
+  RecordProperty("bytes_per_host_grown", std::to_string(grown_bytes));
+  EXPECT_LE(reserved_bytes, 32.0);
+  EXPECT_LE(grown_bytes, 48.0);
+}
+
+TEST(ValidateTelemetryBatchTest, NamesTheEventAndField) {
+  std::vector<TelemetryEvent> batch = {Ev("h1", EventType::kHeartbeat),
+                                       Ev("", EventType::kHeartbeat)};
+  EXPECT_THAT(ValidateTelemetryBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("events[1].host_id: must not be empty")));
+  batch = {Ev("h1", EventType::kApplying, "")};
+  EXPECT_THAT(ValidateTelemetryBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("events[0].release_id: must not be empty")));
+  batch = {Ev("h1", EventType::kSignal)};
+  EXPECT_THAT(ValidateTelemetryBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("events[0].signal: must be 1..64")));
+  batch = {Ev("h 1", EventType::kHeartbeat)};
+  EXPECT_THAT(ValidateTelemetryBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("events[0].host_id: must match")));
+  TelemetryEvent bad = Ev("h1", EventType::kHeartbeat);
+  bad.type = static_cast<EventType>(42);
+  EXPECT_THAT(ValidateTelemetryBatch({bad}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("events[0].type: unknown event type 42")));
+  batch.assign(11, Ev("h1", EventType::kHeartbeat));
+  EXPECT_THAT(ValidateTelemetryBatch(batch, 10),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("at most 10 events per batch (got 11)")));
+  EXPECT_TRUE(ValidateTelemetryBatch({}).ok());
+}
+
+}  // namespace
+}  // namespace ringfence
