@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -633,6 +634,49 @@ void BM_ValidateTelemetryBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_ValidateTelemetryBatch);
 
+// Controller with one active rollout and `hosts` hosts (one heartbeat each).
+World& IngestWorld(int64_t hosts) {
+  static auto* worlds = new std::map<int64_t, std::unique_ptr<World>>;
+  auto& w = (*worlds)[hosts];
+  if (w == nullptr) {
+    w = MakeWorld(0);
+    std::vector<TelemetryEvent> events(kBatchEvents);
+    for (int64_t base = 0; base < hosts; base += kBatchEvents) {
+      const int n =
+          static_cast<int>(std::min<int64_t>(kBatchEvents, hosts - base));
+      for (int i = 0; i < n; ++i) {
+        events[i].host_id = HostId(static_cast<uint64_t>(base + i));
+        events[i].type = EventType::kHeartbeat;
+        events[i].release_id = kBaselineRelease;
+      }
+      Check(w->controller->Ingest(absl::MakeConstSpan(events.data(), n)),
+            "Controller::Ingest");
+    }
+    auto st = w->controller->GetRollout(w->rollout_id);
+    Check(st.status(), "GetRollout");
+    CheckThat(st->telemetry.tracked_hosts == static_cast<uint64_t>(hosts),
+              "tracked hosts");
+  }
+  return *w;
+}
+
+// The vendor's in-process entry point: Controller::Ingest = validation + the
+// tracker's Ingest (one active rollout), same batches as BM_IngestGrown.
+void BM_IngestController(benchmark::State& state) {
+  const int64_t hosts = state.range(0);
+  const EventPool& pool = Events(hosts);
+  World& w = IngestWorld(hosts);
+  size_t b = 0;
+  for (auto _ : state) {
+    w.clock.Advance(absl::Seconds(1));
+    benchmark::DoNotOptimize(w.controller->Ingest(pool.batches[b]));
+    if (++b == pool.batches.size()) b = 0;
+  }
+  state.SetItemsProcessed(state.iterations() * kBatchEvents);
+  state.counters["hosts"] = static_cast<double>(hosts);
+}
+BENCHMARK(BM_IngestController)->Arg(1000000);
+
 // ---- Gate -----------------------------------------------------------------
 
 // A tracker for the 4-stage plan in stage 3 ("fleet"): 100,000 hosts, of
@@ -747,32 +791,15 @@ BENCHMARK(BM_GateEvaluateHalt)->Unit(benchmark::kMicrosecond);
 // store write happens after setup.
 void BM_GateEvaluateController(benchmark::State& state) {
   const int64_t hosts = state.range(0);
-  static auto* worlds = new std::map<int64_t, std::unique_ptr<World>>;
-  auto& w = (*worlds)[hosts];
-  if (w == nullptr) {
-    w = MakeWorld(0);
-    std::vector<TelemetryEvent> events(kBatchEvents);
-    for (int64_t base = 0; base < hosts; base += kBatchEvents) {
-      const int n =
-          static_cast<int>(std::min<int64_t>(kBatchEvents, hosts - base));
-      for (int i = 0; i < n; ++i) {
-        events[i].host_id = HostId(static_cast<uint64_t>(base + i));
-        events[i].type = EventType::kHeartbeat;
-        events[i].release_id = kBaselineRelease;
-      }
-      Check(w->controller->Ingest(absl::MakeConstSpan(events.data(), n)),
-            "Controller::Ingest");
-    }
-    auto d = w->controller->Evaluate(w->rollout_id);
+  World& w = IngestWorld(hosts);
+  {
+    auto d = w.controller->Evaluate(w.rollout_id);
     Check(d.status(), "Evaluate");
-    CheckThat(d->verdict() == config::v1::HOLD, "steady HOLD");
+    CheckThat(d->verdict() == config::v1::HOLD,
+              absl::StrCat("steady HOLD: ", d->summary()));
   }
-  auto st = w->controller->GetRollout(w->rollout_id);
-  Check(st.status(), "GetRollout");
-  CheckThat(st->telemetry.tracked_hosts == static_cast<uint64_t>(hosts),
-            "tracked hosts");
   for (auto _ : state) {
-    auto d = w->controller->Evaluate(w->rollout_id);
+    auto d = w.controller->Evaluate(w.rollout_id);
     benchmark::DoNotOptimize(d);
   }
   state.SetItemsProcessed(state.iterations());
@@ -822,4 +849,21 @@ BENCHMARK(BM_StatsObserve);
 }  // namespace
 }  // namespace ringfence
 
-BENCHMARK_MAIN();
+// Like BENCHMARK_MAIN(), plus one diagnostic knob: with the environment
+// variable RINGFENCE_BENCH_DEADLOCK_DETECTION=off, absl::Mutex deadlock
+// detection (on by default when Abseil is built without NDEBUG, as the
+// Debian/Ubuntu packages are) is switched off, to measure what it costs.
+int main(int argc, char** argv) {
+  const char* dd = std::getenv("RINGFENCE_BENCH_DEADLOCK_DETECTION");
+  const bool dd_off = dd != nullptr && std::string(dd) == "off";
+  if (dd_off) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
+  benchmark::AddCustomContext("absl_deadlock_detection",
+                              dd_off ? "off" : "library default");
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -21,5 +22,8 @@ struct StoreFactory {
 };
 
 std::vector<StoreFactory> AllStoreFactories();
+
+// For readable test names in failure messages.
+inline void PrintTo(const StoreFactory& f, std::ostream* os) { *os << f.name; }
 
 }  // namespace ringfence::testing

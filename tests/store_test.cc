@@ -1,0 +1,157 @@
+// Store contract tests, run on every Store implementation.
+#include "ringfence/store.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "status_matchers.h"
+#include "store_factory.h"
+
+namespace ringfence {
+namespace {
+
+using ::ringfence::testing::StatusIs;
+using ::ringfence::testing::StoreFactory;
+using ::testing::HasSubstr;
+
+class StoreTest : public ::testing::TestWithParam<StoreFactory> {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::path(::testing::TempDir()) /
+            absl::StrCat("store_test_", GetParam().name, "_",
+                         ::testing::UnitTest::GetInstance()
+                             ->current_test_info()
+                             ->name()))
+               .string();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store_ = GetParam().open(dir_);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  static AuditEntry Audit(const std::string& action) {
+    AuditEntry a;
+    a.set_actor("tester");
+    a.set_action(action);
+    a.set_reason("because");
+    return a;
+  }
+
+  static Rollout MakeRollout(const std::string& id) {
+    Rollout r;
+    r.set_id(id);
+    r.set_release_id("rel");
+    r.set_content_type("t");
+    r.set_state(config::v1::RUNNING);
+    r.set_version(1);
+    return r;
+  }
+
+  std::string dir_;
+  StorePtr store_;
+};
+
+TEST_P(StoreTest, ReleasesAreCreatedOnce) {
+  Release r;
+  r.set_id("rel-1");
+  r.set_content_type("t");
+  ASSERT_OK(store_->PutRelease(r, Audit("create_release")));
+  EXPECT_THAT(store_->PutRelease(r, Audit("create_release")),
+              StatusIs(absl::StatusCode::kAlreadyExists, HasSubstr("rel-1")));
+  auto got = store_->GetRelease("rel-1");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->content_type(), "t");
+  EXPECT_THAT(store_->GetRelease("nope"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope")));
+  auto all = store_->ListReleases();
+  ASSERT_OK(all);
+  EXPECT_EQ(all->size(), 1u);
+}
+
+TEST_P(StoreTest, TransitionsAreCompareAndSwapWithAudit) {
+  ASSERT_OK(store_->CreateRollout(MakeRollout("ro-1"), Audit("start")));
+  EXPECT_THAT(store_->CreateRollout(MakeRollout("ro-1"), Audit("start")),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  Rollout next = MakeRollout("ro-1");
+  next.set_state(config::v1::PAUSED);
+  next.set_version(2);
+  ASSERT_OK(store_->CommitTransition(next, 1, Audit("pause")));
+  // A writer holding the stale version loses and changes nothing.
+  Rollout stale = MakeRollout("ro-1");
+  stale.set_state(config::v1::ABORTED);
+  stale.set_version(2);
+  EXPECT_THAT(store_->CommitTransition(stale, 1, Audit("abort")),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("version 2")));
+  auto got = store_->GetRollout("ro-1");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->state(), config::v1::PAUSED);
+  auto audit = store_->ReadAudit(0, 100);
+  ASSERT_OK(audit);
+  ASSERT_EQ(audit->size(), 2u);  // start, pause (not the lost abort)
+  EXPECT_EQ((*audit)[0].seq(), 1u);
+  EXPECT_EQ((*audit)[1].seq(), 2u);
+  EXPECT_EQ((*audit)[1].action(), "pause");
+  auto tail = store_->ReadAudit(1, 100);
+  ASSERT_OK(tail);
+  ASSERT_EQ(tail->size(), 1u);
+  EXPECT_THAT(store_->CommitTransition(MakeRollout("missing"), 1, Audit("x")),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_P(StoreTest, DecisionsAreOrderedAndUnique) {
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    Decision d;
+    d.set_rollout_id("ro-1");
+    d.set_seq(seq);
+    ASSERT_OK(store_->AppendDecision(d));
+  }
+  Decision dup;
+  dup.set_rollout_id("ro-1");
+  dup.set_seq(2);
+  EXPECT_THAT(store_->AppendDecision(dup),
+              StatusIs(absl::StatusCode::kAlreadyExists));
+  auto after1 = store_->ListDecisions("ro-1", 1);
+  ASSERT_OK(after1);
+  ASSERT_EQ(after1->size(), 2u);
+  EXPECT_EQ((*after1)[0].seq(), 2u);
+}
+
+TEST_P(StoreTest, ExposuresAreIdempotentPerHost) {
+  std::vector<Exposure> batch = {{"h1", 0, absl::FromUnixSeconds(10)},
+                                 {"h2", 1, absl::FromUnixSeconds(20)}};
+  ASSERT_OK(store_->RecordExposures("ro-1", batch));
+  ASSERT_OK(store_->RecordExposures("ro-1", batch));
+  auto got = store_->ListExposures("ro-1");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->size(), 2u);
+  auto none = store_->ListExposures("ro-2");
+  ASSERT_OK(none);
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_P(StoreTest, EmergencyStopsSetAndClear) {
+  EmergencyStop stop{"t", "ops", "bad file", absl::FromUnixSeconds(5)};
+  ASSERT_OK(store_->SetEmergencyStop(stop, Audit("emergency_stop")));
+  auto stops = store_->ListEmergencyStops();
+  ASSERT_OK(stops);
+  ASSERT_EQ(stops->size(), 1u);
+  EXPECT_EQ((*stops)[0].reason, "bad file");
+  ASSERT_OK(store_->ClearEmergencyStop("t", Audit("clear")));
+  EXPECT_THAT(store_->ClearEmergencyStop("t", Audit("clear")),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, StoreTest,
+    ::testing::ValuesIn(::ringfence::testing::AllStoreFactories()),
+    [](const ::testing::TestParamInfo<StoreFactory>& info) {
+      return info.param.name;
+    });
+
+}  // namespace
+}  // namespace ringfence
