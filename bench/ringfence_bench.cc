@@ -376,7 +376,7 @@ void BM_AssignStageOpen(benchmark::State& state) {
 BENCHMARK(BM_AssignStageOpen)->ArgName("targeting")->Arg(1)->Arg(0);
 
 // (e) Current stage 3 (fleet, paced, budget 50 used up); hosts placed in
-// stage 3: kWaitingForPacing. Takes a host-table shard lock (TryExpose).
+// stage 3: kWaitingForPacing. Takes a host-table shard lock (exposure grant).
 void BM_AssignWaitingForPacing(benchmark::State& state) {
   auto w = MakeWorld(3, state.range(0) != 0);
   const auto hosts =
@@ -399,11 +399,12 @@ const std::vector<HostInfo>& Fleet() {
 // One world per stage, warmed up by one pass over the fleet (so paced-stage
 // hosts are already in the rollout's host table and the exposure budget is
 // used up, as in steady state).
-World& FleetWorld(int stage) {
-  static auto* worlds = new std::map<int, std::unique_ptr<World>>;
-  auto& w = (*worlds)[stage];
+World& FleetWorld(int stage, bool targeting) {
+  static auto* worlds =
+      new std::map<std::pair<int, bool>, std::unique_ptr<World>>;
+  auto& w = (*worlds)[{stage, targeting}];
   if (w == nullptr) {
-    w = MakeWorld(stage);
+    w = MakeWorld(stage, targeting);
     for (const HostInfo& h : Fleet()) {
       benchmark::DoNotOptimize(w->controller->Assign(h, kContentType));
     }
@@ -411,12 +412,13 @@ World& FleetWorld(int stage) {
   return *w;
 }
 
-// Arg: the current stage (0 dogfood, 2 1pct, 3 fleet with pacing; 5 =
-// completed). The label gives the mix of answers; `locked` is the fraction
-// of lookups that took a host-table shard lock (kExposed, kWaitingForPacing).
+// Args: the current stage (0 dogfood, 2 1pct, 3 fleet with pacing; 5 =
+// completed) and `targeting` (see MakeRelease). The label gives the mix of
+// answers; `locked_pct` is the share of lookups that took a host-table shard
+// lock (kExposed, kWaitingForPacing).
 void BM_AssignFleetMix(benchmark::State& state) {
   const auto& fleet = Fleet();
-  World& w = FleetWorld(static_cast<int>(state.range(0)));
+  World& w = FleetWorld(static_cast<int>(state.range(0)), state.range(1) != 0);
   Controller& c = *w.controller;
   std::array<uint64_t, 16> reasons{};
   size_t i = 0;
@@ -437,13 +439,21 @@ void BM_AssignFleetMix(benchmark::State& state) {
                           100.0 * static_cast<double>(reasons[r]) / n);
   }
   state.SetLabel(label);
-  state.counters["locked"] =
+  state.counters["locked_pct"] =
+      100.0 *
       static_cast<double>(
           reasons[static_cast<size_t>(AssignReason::kExposed)] +
           reasons[static_cast<size_t>(AssignReason::kWaitingForPacing)]) /
       n;
 }
-BENCHMARK(BM_AssignFleetMix)->ArgName("stage")->Arg(0)->Arg(2)->Arg(3)->Arg(5);
+BENCHMARK(BM_AssignFleetMix)
+    ->ArgNames({"stage", "targeting"})
+    ->Args({0, 1})
+    ->Args({2, 1})
+    ->Args({3, 1})
+    ->Args({5, 1})
+    ->Args({0, 0})
+    ->Args({3, 0});
 
 std::vector<HostInfo> PoolHosts() {
   std::vector<HostInfo> hosts;
@@ -634,10 +644,14 @@ void BM_ValidateTelemetryBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_ValidateTelemetryBatch);
 
-// Controller with one active rollout and `hosts` hosts (one heartbeat each).
-World& IngestWorld(int64_t hosts) {
-  static auto* worlds = new std::map<int64_t, std::unique_ptr<World>>;
-  auto& w = (*worlds)[hosts];
+// Controller with one active rollout (stage 0) and `hosts` hosts (one
+// heartbeat each). One per (hosts, user): BM_IngestController moves its
+// clock, which must not make BM_GateEvaluateController's hosts silent.
+enum class WorldUser { kIngest, kEvaluate };
+World& IngestWorld(int64_t hosts, WorldUser user) {
+  static auto* worlds =
+      new std::map<std::pair<int64_t, WorldUser>, std::unique_ptr<World>>;
+  auto& w = (*worlds)[{hosts, user}];
   if (w == nullptr) {
     w = MakeWorld(0);
     std::vector<TelemetryEvent> events(kBatchEvents);
@@ -665,7 +679,7 @@ World& IngestWorld(int64_t hosts) {
 void BM_IngestController(benchmark::State& state) {
   const int64_t hosts = state.range(0);
   const EventPool& pool = Events(hosts);
-  World& w = IngestWorld(hosts);
+  World& w = IngestWorld(hosts, WorldUser::kIngest);
   size_t b = 0;
   for (auto _ : state) {
     w.clock.Advance(absl::Seconds(1));
@@ -791,7 +805,7 @@ BENCHMARK(BM_GateEvaluateHalt)->Unit(benchmark::kMicrosecond);
 // store write happens after setup.
 void BM_GateEvaluateController(benchmark::State& state) {
   const int64_t hosts = state.range(0);
-  World& w = IngestWorld(hosts);
+  World& w = IngestWorld(hosts, WorldUser::kEvaluate);
   {
     auto d = w.controller->Evaluate(w.rollout_id);
     Check(d.status(), "Evaluate");

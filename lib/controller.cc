@@ -793,8 +793,8 @@ Assignment Controller::Assign(const HostInfo& host,
     return a;
   }
   const uint64_t key = HostKey(host.host_id);
-  switch (rt->tracker->TryReserve(
-      key, placed, rt->budget.load(std::memory_order_acquire))) {
+  switch (rt->tracker->TryReserve(key, placed,
+                                  rt->budget.load(std::memory_order_acquire))) {
     case RolloutTracker::Grant::kNoBudget:
       return baseline(AssignReason::kWaitingForPacing);
     case RolloutTracker::Grant::kAlreadyExposed:

@@ -4,6 +4,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "ringfence/audit.h"
 #include "ringfence/store.h"
 
 namespace ringfence {
@@ -158,6 +159,26 @@ class MemoryStore final : public Store {
     return out;
   }
 
+  absl::Status PutCheckpoint(absl::string_view rollout_id,
+                             absl::string_view bytes) override {
+    absl::MutexLock lock(&mu_);
+    checkpoints_[rollout_id] = std::string(bytes);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> GetCheckpoint(
+      absl::string_view rollout_id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = checkpoints_.find(rollout_id);
+    if (it == checkpoints_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("no checkpoint for rollout "
+                       ", rollout_id, "
+                       ""));
+    }
+    return it->second;
+  }
+
   absl::Status AppendAudit(const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     AppendAuditLocked(audit);
@@ -177,8 +198,11 @@ class MemoryStore final : public Store {
  private:
   void AppendAuditLocked(const AuditEntry& audit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string prev =
+        audit_.empty() ? std::string(kAuditGenesisHash) : audit_.back().hash();
     audit_.push_back(audit);
     audit_.back().set_seq(audit_.size());
+    ChainAuditEntry(prev, &audit_.back());
   }
 
   absl::Mutex mu_;
@@ -192,6 +216,8 @@ class MemoryStore final : public Store {
       ABSL_GUARDED_BY(mu_);
   std::map<std::string, EmergencyStop> stops_ ABSL_GUARDED_BY(mu_);
   std::vector<AuditEntry> audit_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::string> checkpoints_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "ringfence/model.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -16,6 +17,7 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "ringfence/hash.h"
 #include "ringfence/status_macros.h"
 
 namespace ringfence {
@@ -49,13 +51,17 @@ constexpr int64_t kMaxDurationSeconds = 365LL * 24 * 3600;  // one year
 // additionally requires > 0.
 absl::Status CheckDuration(const Duration& d, absl::string_view field,
                            bool positive) {
-  if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() > 999999999) {
+  if (d.seconds() < 0 || d.nanos() < 0) {
     return Invalid(field, "must not be negative");
+  }
+  if (d.nanos() > 999999999) {
+    return Invalid(field, "nanos must be in [0, 999999999]");
   }
   if (positive && d.seconds() == 0 && d.nanos() == 0) {
     return Invalid(field, "must be > 0");
   }
-  if (d.seconds() > kMaxDurationSeconds) {
+  if (d.seconds() > kMaxDurationSeconds ||
+      (d.seconds() == kMaxDurationSeconds && d.nanos() > 0)) {
     return Invalid(field, absl::StrCat("must be at most one year (got ",
                                        d.seconds(), "s)"));
   }
@@ -126,6 +132,11 @@ absl::Status ParseTextOrJson(absl::string_view text,
 
 absl::Status LoadMessageFile(const std::string& path,
                              google::protobuf::Message* message) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open (not a regular file)"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::stringstream buffer;
@@ -255,8 +266,16 @@ absl::Status ValidatePlan(const Plan& plan) {
           pf, absl::StrCat("must be in [0, 100] (got ", a.percent(), ")"));
     }
     if (a.percent() > 0) {
+      if (PercentToBucketLimit(a.percent()) == 0) {
+        return Invalid(pf, absl::StrCat("must be at least 0.0001 (got ",
+                                        a.percent(), ")"));
+      }
+      // Compare bucket limits, not raw values: a step finer than the
+      // 0.0001 % resolution would add no host.
       if (last_percent_stage >= 0 &&
-          a.percent() <= plan.stages(last_percent_stage).audience().percent()) {
+          PercentToBucketLimit(a.percent()) <=
+              PercentToBucketLimit(
+                  plan.stages(last_percent_stage).audience().percent())) {
         return Invalid(
             pf, absl::StrCat(
                     "must be greater than stages[", last_percent_stage,

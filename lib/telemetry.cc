@@ -391,7 +391,7 @@ void RolloutTracker::IngestImpl(absl::Span<const TelemetryEvent> events,
 }
 
 RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
-                                                uint64_t stage_budget) {
+                                                 uint64_t stage_budget) {
   stage = std::clamp(stage, 0, num_stages_ - 1);
   const uint32_t now_s = ToSeconds(clock_->Now());
   absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
@@ -404,8 +404,8 @@ RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
   uint64_t cur = granted.load(std::memory_order_relaxed);
   do {
     if (cur >= stage_budget) return Grant::kNoBudget;
-  } while (!granted.compare_exchange_weak(cur, cur + 1,
-                                          std::memory_order_relaxed));
+  } while (
+      !granted.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed));
   return Grant::kReserved;
 }
 

@@ -42,9 +42,24 @@ constexpr char kPlan[] = R"pb(
       silence_timeout { seconds: 300 }
       apply_timeout { seconds: 300 }
       min_exposed_hosts: 3
-      signals { signal: "crash" max_affected_hosts: 3 compare_with_control: true margin: 0.2 }
-      signals { signal: "unclean_reboot" max_affected_hosts: 3 compare_with_control: true margin: 0.2 }
-      signals { signal: "silent" max_affected_hosts: 3 compare_with_control: true margin: 0.2 }
+      signals {
+        signal: "crash"
+        max_affected_hosts: 3
+        compare_with_control: true
+        margin: 0.2
+      }
+      signals {
+        signal: "unclean_reboot"
+        max_affected_hosts: 3
+        compare_with_control: true
+        margin: 0.2
+      }
+      signals {
+        signal: "silent"
+        max_affected_hosts: 3
+        compare_with_control: true
+        margin: 0.2
+      }
       signals { signal: "apply_stuck" max_affected_hosts: 3 }
     }
   }
@@ -74,18 +89,17 @@ Release MakeRelease(const std::string& id, char digest) {
 class ControllerTest : public ::testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override {
-    dir_ = (std::filesystem::path(::testing::TempDir()) /
-            absl::StrCat("controller_test_", GetParam().name, "_",
-                         ::testing::UnitTest::GetInstance()
-                             ->current_test_info()
-                             ->name()))
-               .string();
+    dir_ =
+        (std::filesystem::path(::testing::TempDir()) /
+         absl::StrCat(
+             "controller_test_", GetParam().name, "_",
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+            .string();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     ASSERT_TRUE(ParseTextOrJson(kPlan, &plan_).ok());
-    for (auto [name, track] :
-         {std::pair{"tenant-3", config::v1::TRACK_PINNED},
-          std::pair{"tenant-4", config::v1::TRACK_LATE}}) {
+    for (auto [name, track] : {std::pair{"tenant-3", config::v1::TRACK_PINNED},
+                               std::pair{"tenant-4", config::v1::TRACK_LATE}}) {
       Tenant* t = options_.fleet.add_tenants();
       t->set_name(name);
       t->set_track(track);
@@ -225,15 +239,16 @@ TEST_P(ControllerTest, GoodReleaseCompletes) {
   auto decisions = controller_->ListDecisions(r->id());
   ASSERT_OK(decisions);
   int promotes = 0;
-  for (const Decision& d : *decisions) promotes += d.verdict() == config::v1::PROMOTE;
+  for (const Decision& d : *decisions)
+    promotes += d.verdict() == config::v1::PROMOTE;
   EXPECT_EQ(promotes, 4);  // canary, half, all, late-track
   std::vector<std::string> actions;
   for (const AuditEntry& a : Audit()) {
     if (a.rollout_id() == r->id()) actions.push_back(a.action());
   }
-  EXPECT_THAT(actions, ::testing::ElementsAre("start", "gate_promote",
-                                              "gate_promote", "gate_promote",
-                                              "complete"));
+  EXPECT_THAT(actions,
+              ::testing::ElementsAre("start", "gate_promote", "gate_promote",
+                                     "gate_promote", "complete"));
 }
 
 TEST_P(ControllerTest, BootLoopingReleaseHaltsInFirstStageAndReverts) {
@@ -271,7 +286,8 @@ TEST_P(ControllerTest, TenfoldCrashRateHalts) {
   ASSERT_GT(done.last_decision().evidence_size(), 0);
   const Evidence& e = done.last_decision().evidence(0);
   EXPECT_THAT(e.signal(), ::testing::AnyOf("crash", "unclean_reboot"));
-  EXPECT_THAT(e.rule(), ::testing::AnyOf("circuit_breaker", "control_comparison"));
+  EXPECT_THAT(e.rule(),
+              ::testing::AnyOf("circuit_breaker", "control_comparison"));
 }
 
 TEST_P(ControllerTest, PauseFreezesExposureButStillHalts) {
@@ -290,7 +306,8 @@ TEST_P(ControllerTest, PauseFreezesExposureButStillHalts) {
   // Bad telemetry while paused still halts.
   std::vector<TelemetryEvent> crashes;
   for (int i = 0; i < 20 && crashes.size() < 3; ++i) {
-    if (controller_->Assign(HostAt(i), kType).reason != AssignReason::kExposed) {
+    if (controller_->Assign(HostAt(i), kType).reason !=
+        AssignReason::kExposed) {
       continue;
     }
     TelemetryEvent e;
@@ -328,7 +345,8 @@ TEST_P(ControllerTest, AbortRevertsAndIsFinal) {
   auto aborted = controller_->Abort(r->id(), "bob", "customer escalation");
   ASSERT_OK(aborted);
   EXPECT_EQ(aborted->state(), config::v1::ABORTED);
-  EXPECT_THAT(aborted->reason(), HasSubstr("aborted by bob: customer escalation"));
+  EXPECT_THAT(aborted->reason(),
+              HasSubstr("aborted by bob: customer escalation"));
   const Assignment a = controller_->Assign(HostAt(0), kType);
   ASSERT_NE(a.release, nullptr);
   EXPECT_EQ(a.release->id(), "good");
@@ -444,12 +462,16 @@ TEST_P(ControllerTest, SlowStartExposesOnlyAHandfulBeforeHealth) {
   // One stage for everyone, slow start of 5 hosts doubling per healthy host.
   plan_ = Plan();
   ASSERT_OK(ParseTextOrJson(R"pb(
-    stages {
-      name: "all"
-      audience { percent: 100 }
-      bake_time { seconds: 3600 }
-      pacing { initial_hosts: 5 healthy_after { seconds: 120 } }
-    })pb", &plan_));
+                              stages {
+                                name: "all"
+                                audience { percent: 100 }
+                                bake_time { seconds: 3600 }
+                                pacing {
+                                  initial_hosts: 5
+                                  healthy_after { seconds: 120 }
+                                }
+                              })pb",
+                            &plan_));
   auto r = Start("good");
   ASSERT_OK(r);
   RunFor(r->id(), absl::Seconds(100));  // every host polled at least once
@@ -496,8 +518,9 @@ TEST_P(ControllerTest, StoreFailureFailsClosed) {
   EXPECT_EQ(kept, static_cast<int>(exposed));
   EXPECT_EQ(unavailable + kept, 20 - 2);  // hosts 3 and 4: pinned, late
   // A transition cannot be committed: the error surfaces, nothing changes.
-  EXPECT_THAT(controller_->Pause(r->id(), "alice", "x"),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk on fire")));
+  EXPECT_THAT(
+      controller_->Pause(r->id(), "alice", "x"),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("disk on fire")));
   EXPECT_EQ(State(r->id()).state(), config::v1::RUNNING);
   faulty_->Heal();
   ASSERT_OK(controller_->Pause(r->id(), "alice", "x"));
@@ -548,8 +571,9 @@ TEST_P(ControllerTest, CheckGateAnswersCi) {
   c = controller_->CheckGate("good", "all");
   ASSERT_OK(c);
   EXPECT_EQ(c->status, GateStatus::kPending);
-  EXPECT_THAT(controller_->CheckGate("good", "nope"),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no stage \"nope\"")));
+  EXPECT_THAT(
+      controller_->CheckGate("good", "nope"),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("no stage \"nope\"")));
   EXPECT_THAT(controller_->CheckGate("unknown", ""),
               StatusIs(absl::StatusCode::kNotFound));
   RunFor(r->id(), absl::Hours(6));
@@ -569,8 +593,8 @@ TEST_P(ControllerTest, PinnedAndLateTracks) {
   CompleteGood();
   auto r = Start("next");
   ASSERT_OK(r);
-  const HostInfo pinned = HostAt(3);   // tenant-3
-  const HostInfo late = HostAt(54);    // tenant-4
+  const HostInfo pinned = HostAt(3);  // tenant-3
+  const HostInfo late = HostAt(54);   // tenant-4
   bool late_before_late_stage = false;
   for (int step = 0; step < 6 * 360; ++step) {
     ASSERT_OK(Fleet().Step(absl::Seconds(10)));

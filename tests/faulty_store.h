@@ -14,7 +14,10 @@ class FaultyStore : public Store {
   explicit FaultyStore(Store* base) : base_(base) {}
 
   // While set, every write fails with `error`.
-  void FailWrites(absl::Status error) { error_ = error; failing_ = true; }
+  void FailWrites(absl::Status error) {
+    error_ = error;
+    failing_ = true;
+  }
   void Heal() { failing_ = false; }
 
   absl::Status PutRelease(const Release& r, const AuditEntry& a) override {
@@ -71,6 +74,14 @@ class FaultyStore : public Store {
   }
   absl::StatusOr<std::vector<EmergencyStop>> ListEmergencyStops() override {
     return base_->ListEmergencyStops();
+  }
+  absl::Status PutCheckpoint(absl::string_view id,
+                             absl::string_view bytes) override {
+    if (failing_) return error_;
+    return base_->PutCheckpoint(id, bytes);
+  }
+  absl::StatusOr<std::string> GetCheckpoint(absl::string_view id) override {
+    return base_->GetCheckpoint(id);
   }
   absl::Status AppendAudit(const AuditEntry& a) override {
     if (failing_) return error_;

@@ -14,7 +14,11 @@ constexpr char kPlan[] = R"pb(
     min_exposed_hosts: 5
     min_exposed_host_hours: 1
     ceiling_min_exposed_hosts: 20
-    signals { signal: "crash" max_affected_fraction: 0.1 compare_with_control: true }
+    signals {
+      signal: "crash"
+      max_affected_fraction: 0.1
+      compare_with_control: true
+    }
     signals { signal: "silent" compare_with_control: true }
   }
   stages {
@@ -50,7 +54,8 @@ class GateTest : public ::testing::Test {
     snap_.last_ingest = now_ - absl::Seconds(5);
     snap_.signals = {"crash", "unclean_reboot", "silent", "apply_stuck"};
     snap_.signal_counts.resize(4);
-    for (int i = 0; i < 4; ++i) snap_.signal_counts[i].signal = snap_.signals[i];
+    for (int i = 0; i < 4; ++i)
+      snap_.signal_counts[i].signal = snap_.signals[i];
     snap_.signal_counts[0].compared = true;
     snap_.signal_counts[0].e_threshold = 200;
     snap_.signal_counts[2].compared = true;

@@ -25,14 +25,12 @@ namespace ringfence {
 namespace {
 
 using ::google::protobuf::util::MessageDifferencer;
-using ::ringfence::testing::IsOk;
 using ::ringfence::testing::StatusIs;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::Gt;
 using ::testing::HasSubstr;
 using ::testing::Lt;
-using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();

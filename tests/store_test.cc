@@ -19,12 +19,12 @@ using ::testing::HasSubstr;
 class StoreTest : public ::testing::TestWithParam<StoreFactory> {
  protected:
   void SetUp() override {
-    dir_ = (std::filesystem::path(::testing::TempDir()) /
-            absl::StrCat("store_test_", GetParam().name, "_",
-                         ::testing::UnitTest::GetInstance()
-                             ->current_test_info()
-                             ->name()))
-               .string();
+    dir_ =
+        (std::filesystem::path(::testing::TempDir()) /
+         absl::StrCat(
+             "store_test_", GetParam().name, "_",
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+            .string();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     store_ = GetParam().open(dir_);

@@ -254,7 +254,8 @@ TEST_F(TrackerTest, TreatmentCrashesAgainstQuietControlRejectH0) {
   }
   tracker_->Ingest(batch);
   EXPECT_FALSE(Counts(tracker_->Snapshot(), "crash").rejected);
-  tracker_->Ingest({Ev(Host(0), EventType::kCrash), Ev(Host(1), EventType::kCrash),
+  tracker_->Ingest({Ev(Host(0), EventType::kCrash),
+                    Ev(Host(1), EventType::kCrash),
                     Ev(Host(2), EventType::kCrash)});
   const SignalCounts c = Counts(tracker_->Snapshot(), "crash");
   EXPECT_TRUE(c.compared);
@@ -273,8 +274,8 @@ TEST_F(TrackerTest, OutageSilencingBothArmsDoesNotRejectSilence) {
     std::vector<TelemetryEvent> batch;
     for (int i = 0; i < 2000; ++i) {
       const std::string host = absl::StrFormat("t%d-host-%d", trial, i);
-      batch.push_back(Ev(host, i < 100 ? EventType::kApplied
-                                       : EventType::kHeartbeat,
+      batch.push_back(Ev(host,
+                         i < 100 ? EventType::kApplied : EventType::kHeartbeat,
                          i < 100 ? kRelease : "rel-1"));
     }
     tracker_->Ingest(batch);

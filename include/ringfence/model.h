@@ -59,9 +59,10 @@ inline constexpr int kMaxSignals = 8;
 
 // ParseTextOrJson
 //
-// Parses `text` into `message`: JSON if its first non-space character is '{'
-// (and the text parses as JSON), text-proto otherwise. Errors are
-// INVALID_ARGUMENT with the parser's line/column.
+// Parses `text` into `message`: JSON if its first non-space character is '{',
+// text-proto otherwise. Errors are INVALID_ARGUMENT with the parser's message
+// (with line and column for text-proto; protobuf 3.21's JSON parser gives an
+// excerpt instead).
 absl::Status ParseTextOrJson(absl::string_view text,
                              google::protobuf::Message* message);
 

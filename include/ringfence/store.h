@@ -5,8 +5,11 @@
 // returned OK; an exposure is granted only after RecordExposures returned OK.
 // Any error makes the controller fail closed (no new exposure).
 //
-// Implementations: NewMemoryStore() (tests, embedding without persistence);
-// SQLite and PostgreSQL stores come with their own issues.
+// Implementations: NewMemoryStore() (tests, embedding without persistence),
+// OpenSqliteStore() (sqlite_store.h, the embedded default).
+//
+// Audit entries passed in are completed by the store: it assigns `seq`
+// (consecutive from 1) and chains them (audit.h: prev_hash, hash).
 //
 // Thread safety: implementations must be safe for concurrent use.
 #pragma once
@@ -89,6 +92,13 @@ class Store {
   virtual absl::Status ClearEmergencyStop(absl::string_view content_type,
                                           const AuditEntry& audit) = 0;
   virtual absl::StatusOr<std::vector<EmergencyStop>> ListEmergencyStops() = 0;
+
+  // PutCheckpoint / GetCheckpoint: the latest serialized telemetry aggregates
+  // of a rollout (opaque bytes; NOT_FOUND if none).
+  virtual absl::Status PutCheckpoint(absl::string_view rollout_id,
+                                     absl::string_view bytes) = 0;
+  virtual absl::StatusOr<std::string> GetCheckpoint(
+      absl::string_view rollout_id) = 0;
 
   // AppendAudit: an audit entry on its own (e.g. a rejected request).
   virtual absl::Status AppendAudit(const AuditEntry& audit) = 0;

@@ -253,8 +253,8 @@ class RolloutTracker {
   void Expose(internal::HostState* h, int stage, uint32_t now_s);
   void MarkAffected(int signal, internal::HostState* h);
   void MaybeHealthy(internal::HostState* h);
-  void IngestImpl(absl::Span<const TelemetryEvent> events,
-                  const uint64_t* keys, std::vector<Exposure>* newly_exposed);
+  void IngestImpl(absl::Span<const TelemetryEvent> events, const uint64_t* keys,
+                  std::vector<Exposure>* newly_exposed);
   uint32_t ToSeconds(absl::Time t) const;
 
   const Clock* const clock_;
@@ -267,8 +267,8 @@ class RolloutTracker {
   std::atomic<int64_t> last_ingest_ns_{0};
   std::atomic<uint32_t> healthy_after_s_{60};
   std::atomic<int> current_stage_{0};
-  std::atomic<int64_t> max_staleness_ns_{absl::ToInt64Nanoseconds(
-      absl::Minutes(2))};
+  std::atomic<int64_t> max_staleness_ns_{
+      absl::ToInt64Nanoseconds(absl::Minutes(2))};
   // Silence is measured from max(last_seen, silence_floor_s_).
   std::atomic<uint32_t> silence_floor_s_{0};
 
