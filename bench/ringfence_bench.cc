@@ -264,8 +264,8 @@ std::unique_ptr<World> MakeWorld(int stage, bool targeting = true) {
                                      "bench"),
         "CreateRelease new");
   StartRolloutRequest req;
-  // An explicit id: the generated one ("channel-file/291#1") contains '#',
-  // which Promote/Pause/Abort reject (ValidateId).
+  // An explicit id (it is also the bucket salt), so host placement does not
+  // depend on the id format the controller generates.
   req.rollout_id = "cf291-next-rollout";
   req.release_id = kNewRelease;
   req.baseline_release_id = kBaselineRelease;

@@ -38,6 +38,9 @@ struct SqliteStoreOptions {
   // Open read-only (inspection tools); every write fails with
   // FAILED_PRECONDITION.
   bool read_only = false;
+  // Largest database size in bytes; writes beyond it fail with
+  // RESOURCE_EXHAUSTED (default 0 = only the disk limits it).
+  int64_t max_db_bytes = 0;
   // Testing: migrate only up to this schema version (0 = latest).
   int max_schema_version = 0;
 };
