@@ -421,7 +421,8 @@ absl::Status Controller::CommitLocked(Runtime* rt, Rollout next,
   audit.set_from_stage(cur.stage());
   audit.set_to_stage(next.stage());
   if (decision != nullptr) *audit.mutable_decision() = *decision;
-  absl::Status s = store_->CommitTransition(next, cur.version(), audit);
+  absl::Status s = store_->CommitTransition(next, cur.version(), audit,
+                                            decision);
   NoteStoreResult(s);
   RETURN_IF_ERROR(s);
   const bool stage_changed = next.stage() != cur.stage();
@@ -693,15 +694,17 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
   d.set_rollout_id(rt->record.id());
   *d.mutable_at() = ToProtoTime(now);
 
-  // Record the decision when its verdict or deciding rule changes, and every
-  // decision that changes state. Durable before it takes effect.
-  const std::string key = absl::StrCat(
-      VerdictName(d.verdict()), "/",
-      d.evidence_size() > 0 ? d.evidence(0).rule() : "", "/", stage);
+  // Decisions are recorded when their verdict or deciding rule changes;
+  // decisions that change state are committed together with the transition
+  // (so a crash can neither lose one nor record one that did not act).
+  const std::string key =
+      absl::StrCat(VerdictName(d.verdict()), "/",
+                   d.evidence_size() > 0 ? d.evidence(0).rule() : "", "/",
+                   stage);
   const bool acts = d.verdict() == HALT ||
                     (d.verdict() == PROMOTE && rt->record.state() == RUNNING);
-  if (acts || key != rt->last_recorded_key) {
-    d.set_seq(rt->next_decision_seq);
+  if (acts || key != rt->last_recorded_key) d.set_seq(rt->next_decision_seq);
+  if (!acts && key != rt->last_recorded_key) {
     absl::Status s = store_->AppendDecision(d);
     NoteStoreResult(s);
     RETURN_IF_ERROR(s);
@@ -721,11 +724,15 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
       next.set_state(COMPLETED);
       RETURN_IF_ERROR(CommitLocked(rt, std::move(next), "gate", "complete",
                                    d.summary(), &d));
+      ++rt->next_decision_seq;
+      rt->last_recorded_key = key;
     } else {
       next.set_stage(stage + 1);
       *next.mutable_stage_started_at() = ToProtoTime(now);
       RETURN_IF_ERROR(CommitLocked(rt, std::move(next), "gate", "gate_promote",
                                    d.summary(), &d));
+      ++rt->next_decision_seq;
+      rt->last_recorded_key = key;
     }
   } else {
     // HOLD: no transition; keep the latest decision in memory only.

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "ringfence/audit.h"
+#include "ringfence/status_macros.h"
 #include "ringfence/store.h"
 
 namespace ringfence {
@@ -57,8 +58,12 @@ class MemoryStore final : public Store {
 
   absl::Status CommitTransition(const Rollout& rollout,
                                 uint64_t expected_version,
-                                const AuditEntry& audit) override {
+                                const AuditEntry& audit,
+                                const Decision* decision) override {
     absl::MutexLock lock(&mu_);
+    if (decision != nullptr) {
+      RETURN_IF_ERROR(CheckDecisionLocked(*decision));
+    }
     auto it = rollouts_.find(rollout.id());
     if (it == rollouts_.end()) {
       return absl::NotFoundError(
@@ -71,6 +76,7 @@ class MemoryStore final : public Store {
     }
     it->second = rollout;
     AppendAuditLocked(audit);
+    if (decision != nullptr) decisions_[decision->rollout_id()].push_back(*decision);
     return absl::OkStatus();
   }
 
@@ -93,13 +99,8 @@ class MemoryStore final : public Store {
 
   absl::Status AppendDecision(const Decision& decision) override {
     absl::MutexLock lock(&mu_);
-    auto& list = decisions_[decision.rollout_id()];
-    if (!list.empty() && list.back().seq() >= decision.seq()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("decision ", decision.seq(), " of rollout \"",
-                       decision.rollout_id(), "\" already recorded"));
-    }
-    list.push_back(decision);
+    RETURN_IF_ERROR(CheckDecisionLocked(decision));
+    decisions_[decision.rollout_id()].push_back(decision);
     return absl::OkStatus();
   }
 
@@ -196,6 +197,18 @@ class MemoryStore final : public Store {
   }
 
  private:
+  absl::Status CheckDecisionLocked(const Decision& decision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = decisions_.find(decision.rollout_id());
+    if (it != decisions_.end() && !it->second.empty() &&
+        it->second.back().seq() >= decision.seq()) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("decision ", decision.seq(), " of rollout \"",
+                       decision.rollout_id(), "\" already recorded"));
+    }
+    return absl::OkStatus();
+  }
+
   void AppendAuditLocked(const AuditEntry& audit)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const std::string prev =

@@ -35,9 +35,10 @@ class FaultyStore : public Store {
     return base_->CreateRollout(r, a);
   }
   absl::Status CommitTransition(const Rollout& r, uint64_t v,
-                                const AuditEntry& a) override {
+                                const AuditEntry& a,
+                                const Decision* d) override {
     if (failing_) return error_;
-    return base_->CommitTransition(r, v, a);
+    return base_->CommitTransition(r, v, a, d);
   }
   absl::StatusOr<Rollout> GetRollout(absl::string_view id) override {
     return base_->GetRollout(id);

@@ -80,12 +80,12 @@ TEST_P(StoreTest, TransitionsAreCompareAndSwapWithAudit) {
   Rollout next = MakeRollout("ro-1");
   next.set_state(config::v1::PAUSED);
   next.set_version(2);
-  ASSERT_OK(store_->CommitTransition(next, 1, Audit("pause")));
+  ASSERT_OK(store_->CommitTransition(next, 1, Audit("pause"), nullptr));
   // A writer holding the stale version loses and changes nothing.
   Rollout stale = MakeRollout("ro-1");
   stale.set_state(config::v1::ABORTED);
   stale.set_version(2);
-  EXPECT_THAT(store_->CommitTransition(stale, 1, Audit("abort")),
+  EXPECT_THAT(store_->CommitTransition(stale, 1, Audit("abort"), nullptr),
               StatusIs(absl::StatusCode::kAborted, HasSubstr("version 2")));
   auto got = store_->GetRollout("ro-1");
   ASSERT_OK(got);
@@ -99,7 +99,7 @@ TEST_P(StoreTest, TransitionsAreCompareAndSwapWithAudit) {
   auto tail = store_->ReadAudit(1, 100);
   ASSERT_OK(tail);
   ASSERT_EQ(tail->size(), 1u);
-  EXPECT_THAT(store_->CommitTransition(MakeRollout("missing"), 1, Audit("x")),
+  EXPECT_THAT(store_->CommitTransition(MakeRollout("missing"), 1, Audit("x"), nullptr),
               StatusIs(absl::StatusCode::kNotFound));
 }
 

@@ -65,10 +65,12 @@ class Store {
   // CommitTransition
   //
   // Atomically replaces the rollout (if its stored version equals
-  // `expected_version`; else ABORTED) and appends `audit`.
+  // `expected_version`; else ABORTED), appends `audit`, and appends
+  // `decision` if not null (the gate decision that caused the transition).
   virtual absl::Status CommitTransition(const Rollout& rollout,
                                         uint64_t expected_version,
-                                        const AuditEntry& audit) = 0;
+                                        const AuditEntry& audit,
+                                        const Decision* decision) = 0;
 
   virtual absl::StatusOr<Rollout> GetRollout(absl::string_view id) = 0;
   // All rollouts, in creation order.

@@ -300,7 +300,8 @@ class SqliteStore final : public Store {
 
   absl::Status CommitTransition(const Rollout& rollout,
                                 uint64_t expected_version,
-                                const AuditEntry& audit) override {
+                                const AuditEntry& audit,
+                                const Decision* decision) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
       Stmt get(db_, "SELECT version FROM rollouts WHERE id = ?1");
@@ -324,6 +325,7 @@ class SqliteStore final : public Store {
           .Bind(3, static_cast<int64_t>(rollout.version()))
           .BindBlob(4, rollout.SerializeAsString());
       RETURN_IF_ERROR(s.Run());
+      if (decision != nullptr) RETURN_IF_ERROR(InsertDecisionLocked(*decision));
       return AppendAuditLocked(audit);
     });
   }
@@ -355,22 +357,7 @@ class SqliteStore final : public Store {
 
   absl::Status AppendDecision(const Decision& decision) override {
     absl::MutexLock lock(&mu_);
-    return TxLocked([&]() -> absl::Status {
-      Stmt s(db_,
-             "INSERT INTO decisions(rollout_id, seq, verdict, body) "
-             "VALUES(?1, ?2, ?3, ?4)");
-      s.Bind(1, decision.rollout_id())
-          .Bind(2, static_cast<int64_t>(decision.seq()))
-          .Bind(3, static_cast<int64_t>(decision.verdict()))
-          .BindBlob(4, decision.SerializeAsString());
-      absl::Status st = s.Run();
-      if (absl::IsAlreadyExists(st)) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("decision ", decision.seq(), " of rollout \"",
-                         decision.rollout_id(), "\" already recorded"));
-      }
-      return st;
-    });
+    return TxLocked([&]() { return InsertDecisionLocked(decision); });
   }
 
   absl::StatusOr<std::vector<Decision>> ListDecisions(
@@ -556,6 +543,24 @@ class SqliteStore final : public Store {
       last_audit_hash_ = hash;
     }
     return s;
+  }
+
+  absl::Status InsertDecisionLocked(const Decision& decision)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt s(db_,
+           "INSERT INTO decisions(rollout_id, seq, verdict, body) "
+           "VALUES(?1, ?2, ?3, ?4)");
+    s.Bind(1, decision.rollout_id())
+        .Bind(2, static_cast<int64_t>(decision.seq()))
+        .Bind(3, static_cast<int64_t>(decision.verdict()))
+        .BindBlob(4, decision.SerializeAsString());
+    absl::Status st = s.Run();
+    if (absl::IsAlreadyExists(st)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("decision ", decision.seq(), " of rollout \"",
+                       decision.rollout_id(), "\" already recorded"));
+    }
+    return st;
   }
 
   absl::Status AppendAuditLocked(const AuditEntry& audit)
