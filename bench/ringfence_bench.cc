@@ -1,7 +1,10 @@
 // ringfence_bench: Google Benchmark suite for ringfence's hot paths.
 //
-//   BM_Assign*          Controller::Assign (and AudienceIndex::Place, BucketOf)
+//   BM_Assign*          Controller::Assign per answer path and over a 1M-host
+//                       fleet; AudienceIndex::Place; BucketOf
 //   BM_Ingest*          RolloutTracker::Ingest / IngestKeyed, 1M and 10M hosts
+//                       (bytes_per_host); Controller::Ingest
+//   BM_ValidateTelemetryBatch  what Controller::Ingest validates per batch
 //   BM_GateEvaluate*    EvaluateGate on a snapshot; Controller::Evaluate
 //   BM_Stats*           ConditionalMixtureTest::Observe
 //

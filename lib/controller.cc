@@ -421,8 +421,8 @@ absl::Status Controller::CommitLocked(Runtime* rt, Rollout next,
   audit.set_from_stage(cur.stage());
   audit.set_to_stage(next.stage());
   if (decision != nullptr) *audit.mutable_decision() = *decision;
-  absl::Status s = store_->CommitTransition(next, cur.version(), audit,
-                                            decision);
+  absl::Status s =
+      store_->CommitTransition(next, cur.version(), audit, decision);
   NoteStoreResult(s);
   RETURN_IF_ERROR(s);
   const bool stage_changed = next.stage() != cur.stage();
@@ -697,10 +697,9 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
   // Decisions are recorded when their verdict or deciding rule changes;
   // decisions that change state are committed together with the transition
   // (so a crash can neither lose one nor record one that did not act).
-  const std::string key =
-      absl::StrCat(VerdictName(d.verdict()), "/",
-                   d.evidence_size() > 0 ? d.evidence(0).rule() : "", "/",
-                   stage);
+  const std::string key = absl::StrCat(
+      VerdictName(d.verdict()), "/",
+      d.evidence_size() > 0 ? d.evidence(0).rule() : "", "/", stage);
   const bool acts = d.verdict() == HALT ||
                     (d.verdict() == PROMOTE && rt->record.state() == RUNNING);
   if (acts || key != rt->last_recorded_key) d.set_seq(rt->next_decision_seq);

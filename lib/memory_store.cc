@@ -76,7 +76,8 @@ class MemoryStore final : public Store {
     }
     it->second = rollout;
     AppendAuditLocked(audit);
-    if (decision != nullptr) decisions_[decision->rollout_id()].push_back(*decision);
+    if (decision != nullptr)
+      decisions_[decision->rollout_id()].push_back(*decision);
     return absl::OkStatus();
   }
 

@@ -52,12 +52,12 @@ void RawExec(const std::string& dir, const std::string& sql) {
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = (fs::path(::testing::TempDir()) /
-            absl::StrCat("sqlite_store_test_",
-                         ::testing::UnitTest::GetInstance()
-                             ->current_test_info()
-                             ->name()))
-               .string();
+    dir_ =
+        (fs::path(::testing::TempDir()) /
+         absl::StrCat(
+             "sqlite_store_test_",
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+            .string();
     fs::remove_all(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -90,8 +90,9 @@ TEST_F(SqliteStoreTest, CreatesTheDataDirectoryAndPersists) {
 TEST_F(SqliteStoreTest, ASecondOpenOfTheSameDirectoryFails) {
   auto first = Open();
   ASSERT_OK(first);
-  EXPECT_THAT(Open(), StatusIs(absl::StatusCode::kFailedPrecondition,
-                               HasSubstr("in use by another ringfence process")));
+  EXPECT_THAT(Open(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("in use by another ringfence process")));
   first->reset();
   EXPECT_OK(Open());
 }
@@ -101,7 +102,8 @@ TEST_F(SqliteStoreTest, AuditChainVerifiesAndDetectsTampering) {
     auto store = Open();
     ASSERT_OK(store);
     for (int i = 1; i <= 5; ++i) {
-      ASSERT_OK((*store)->AppendAudit(Audit("note", absl::StrCat("entry ", i))));
+      ASSERT_OK(
+          (*store)->AppendAudit(Audit("note", absl::StrCat("entry ", i))));
     }
     auto v = VerifyAuditLog(**store);
     ASSERT_OK(v);
@@ -267,8 +269,9 @@ TEST_F(SqliteStoreTest, FullDatabaseFailsClosed) {
   for (int batch = 0; batch < 1000 && last.ok(); ++batch) {
     std::vector<Exposure> exposures;
     for (int i = 0; i < 100; ++i) {
-      exposures.push_back({absl::StrCat("host-with-a-long-name-", batch, "-", i),
-                           0, absl::FromUnixSeconds(1)});
+      exposures.push_back(
+          {absl::StrCat("host-with-a-long-name-", batch, "-", i), 0,
+           absl::FromUnixSeconds(1)});
     }
     last = (*store)->RecordExposures("ro-1", exposures);
     if (last.ok()) written += exposures.size();
@@ -280,7 +283,8 @@ TEST_F(SqliteStoreTest, FullDatabaseFailsClosed) {
 
   // Fill the audit table too, then the controller cannot record anything.
   for (int i = 0; i < 10000; ++i) {
-    if (!(*store)->AppendAudit(Audit("note", std::string(100, 'x'))).ok()) break;
+    if (!(*store)->AppendAudit(Audit("note", std::string(100, 'x'))).ok())
+      break;
   }
   FakeClock clock;
   auto controller = Controller::Create(store->get(), &clock, {});

@@ -99,8 +99,9 @@ TEST_P(StoreTest, TransitionsAreCompareAndSwapWithAudit) {
   auto tail = store_->ReadAudit(1, 100);
   ASSERT_OK(tail);
   ASSERT_EQ(tail->size(), 1u);
-  EXPECT_THAT(store_->CommitTransition(MakeRollout("missing"), 1, Audit("x"), nullptr),
-              StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(
+      store_->CommitTransition(MakeRollout("missing"), 1, Audit("x"), nullptr),
+      StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_P(StoreTest, DecisionsAreOrderedAndUnique) {

@@ -186,8 +186,9 @@ class SqliteStore final : public Store {
         db_, static_cast<int>(absl::ToInt64Milliseconds(options.busy_timeout)));
     RETURN_IF_ERROR(ExecLocked("PRAGMA foreign_keys=ON"));
     if (options.max_db_bytes > 0) {
-      RETURN_IF_ERROR(ExecLocked(absl::StrCat(
-          "PRAGMA max_page_count=", std::max<int64_t>(1, options.max_db_bytes / 4096))));
+      RETURN_IF_ERROR(ExecLocked(
+          absl::StrCat("PRAGMA max_page_count=",
+                       std::max<int64_t>(1, options.max_db_bytes / 4096))));
     }
     if (!options.read_only) {
       RETURN_IF_ERROR(ExecLocked("PRAGMA page_size=4096"));
