@@ -33,6 +33,7 @@ struct Controller::Runtime {
   uint64_t next_decision_seq = 1;
   std::string last_recorded_key;  // verdict + rule of the last stored decision
   absl::Time window_start = absl::InfinitePast();
+  absl::Time last_sweep = absl::InfinitePast();
   uint64_t window_base = 0;
 };
 
@@ -677,10 +678,15 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
   const bool fresh =
       snap.last_ingest != absl::InfinitePast() &&
       now - snap.last_ingest <= FromProto(policy.max_staleness());
-  if (fresh) {
-    // Silence is only meaningful while telemetry flows.
-    rt->tracker->Sweep(FromProto(policy.silence_timeout()),
-                       FromProto(policy.apply_timeout()));
+  // Silence is only meaningful while telemetry flows. A sweep scans every
+  // host, so it runs at most every silence_timeout / 60 (1..10 s): detection
+  // is late by at most that.
+  const absl::Duration silence_timeout = FromProto(policy.silence_timeout());
+  const absl::Duration sweep_every = std::clamp(
+      silence_timeout / 60, absl::Seconds(1), absl::Seconds(10));
+  if (fresh && now - rt->last_sweep >= sweep_every) {
+    rt->tracker->Sweep(silence_timeout, FromProto(policy.apply_timeout()));
+    rt->last_sweep = now;
     snap = rt->tracker->Snapshot();
   }
   GateInput in;

@@ -14,8 +14,11 @@ uint64_t MurmurHash64A(absl::string_view data, uint64_t seed) {
 
   const size_t words = len / 8;
   for (size_t i = 0; i < words; ++i) {
-    uint64_t k = 0;
-    for (int b = 7; b >= 0; --b) k = (k << 8) | p[i * 8 + b];  // little-endian
+    uint64_t k;
+    std::memcpy(&k, p + i * 8, sizeof k);  // words are little-endian
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    k = __builtin_bswap64(k);
+#endif
     k *= m;
     k ^= k >> r;
     k *= m;

@@ -68,14 +68,6 @@ HostState* HostTable::FindOrInsert(uint64_t key, bool* inserted) {
   }
 }
 
-void HostTable::Prefetch(uint64_t key) const {
-  const Shard& shard = shards_[ShardOf(key)];
-  const Slot* data = shard.slots.data();
-  const size_t cap = shard.slots.size();
-  if (cap == 0) return;
-  __builtin_prefetch(data + IndexOf(key, cap));
-}
-
 void HostTable::Rehash(Shard& shard, size_t capacity) {
   std::vector<Slot> old;
   old.swap(shard.slots);

@@ -148,6 +148,14 @@ absl::Status LoadMessageFile(const std::string& path,
   return absl::OkStatus();
 }
 
+bool IsValidId(absl::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    if (!IsIdChar(c)) return false;
+  }
+  return true;
+}
+
 absl::Status ValidateId(absl::string_view id, absl::string_view field) {
   if (id.empty()) return Invalid(field, "must not be empty");
   if (id.size() > 128) {
@@ -447,15 +455,31 @@ google::protobuf::Timestamp ToProtoTime(absl::Time t) {
   return out;
 }
 
+namespace {
+
+// Consumes the next dot-separated component of `*v` and returns its value
+// (0 when missing or not a number). Allocation-free: it runs per lookup.
+uint64_t NextVersionComponent(absl::string_view* v) {
+  const size_t dot = v->find('.');
+  const absl::string_view part = v->substr(0, dot);
+  *v = dot == absl::string_view::npos ? absl::string_view() : v->substr(dot + 1);
+  uint64_t x = 0;
+  if (!absl::SimpleAtoi(part, &x)) x = 0;
+  return x;
+}
+
+}  // namespace
+
 int CompareAgentVersions(absl::string_view a, absl::string_view b) {
-  std::vector<absl::string_view> pa = absl::StrSplit(a, '.');
-  std::vector<absl::string_view> pb = absl::StrSplit(b, '.');
-  const size_t n = std::max(pa.size(), pb.size());
-  for (size_t i = 0; i < n; ++i) {
-    uint64_t x = 0, y = 0;
-    if (i < pa.size() && !absl::SimpleAtoi(pa[i], &x)) x = 0;
-    if (i < pb.size() && !absl::SimpleAtoi(pb[i], &y)) y = 0;
+  // An empty remainder after the last component still compares as 0, so
+  // "7.11" == "7.11.0".
+  bool more_a = true, more_b = true;
+  while (more_a || more_b) {
+    const uint64_t x = more_a ? NextVersionComponent(&a) : 0;
+    const uint64_t y = more_b ? NextVersionComponent(&b) : 0;
     if (x != y) return x < y ? -1 : 1;
+    more_a = !a.empty();
+    more_b = !b.empty();
   }
   return 0;
 }

@@ -14,7 +14,7 @@ using internal::HostTable;
 
 namespace {
 
-constexpr int kPrefetchDistance = 8;
+constexpr int kPrefetchDistance = 16;
 
 std::atomic<uint64_t>* NewCounters(size_t n) {
   auto* c = new std::atomic<uint64_t>[n];
@@ -49,21 +49,23 @@ absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
         absl::StrCat("events: at most ", max_events, " events per batch (got ",
                      events.size(), ")"));
   }
+  // Field names are only built for the event that fails.
+  auto field = [](size_t i, absl::string_view name) {
+    return absl::StrCat("events[", i, "].", name);
+  };
   for (size_t i = 0; i < events.size(); ++i) {
     const TelemetryEvent& e = events[i];
-    const std::string p = absl::StrCat("events[", i, "]");
-    absl::Status s = ValidateId(e.host_id, absl::StrCat(p, ".host_id"));
-    if (!s.ok()) return s;
+    if (!IsValidId(e.host_id)) return ValidateId(e.host_id, field(i, "host_id"));
     switch (e.type) {
       case EventType::kApplying:
       case EventType::kApplied:
-        s = ValidateId(e.release_id, absl::StrCat(p, ".release_id"));
-        if (!s.ok()) return s;
+        if (!IsValidId(e.release_id)) {
+          return ValidateId(e.release_id, field(i, "release_id"));
+        }
         break;
       case EventType::kHeartbeat:
-        if (!e.release_id.empty()) {
-          s = ValidateId(e.release_id, absl::StrCat(p, ".release_id"));
-          if (!s.ok()) return s;
+        if (!e.release_id.empty() && !IsValidId(e.release_id)) {
+          return ValidateId(e.release_id, field(i, "release_id"));
         }
         break;
       case EventType::kCrash:
@@ -72,16 +74,17 @@ absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
       case EventType::kSignal:
         if (e.signal.empty() || e.signal.size() > 64) {
           return absl::InvalidArgumentError(absl::StrCat(
-              p, ".signal: must be 1..64 characters for a signal event"));
+              field(i, "signal"), ": must be 1..64 characters for a signal event"));
         }
         break;
       default:
-        return absl::InvalidArgumentError(absl::StrCat(
-            p, ".type: unknown event type ", static_cast<int>(e.type)));
+        return absl::InvalidArgumentError(
+            absl::StrCat(field(i, "type"), ": unknown event type ",
+                         static_cast<int>(e.type)));
     }
     if (e.signal.size() > 256) {
       return absl::InvalidArgumentError(
-          absl::StrCat(p, ".signal: must be at most 256 characters"));
+          absl::StrCat(field(i, "signal"), ": must be at most 256 characters"));
     }
   }
   return absl::OkStatus();

@@ -102,6 +102,11 @@ absl::Status ValidateFleetConfig(const FleetConfig& fleet);
 // [A-Za-z0-9._:/@-]. `field` names the field in the error.
 absl::Status ValidateId(absl::string_view id, absl::string_view field);
 
+// IsValidId
+//
+// ValidateId(id, ...).ok() without building an error (for hot paths).
+bool IsValidId(absl::string_view id);
+
 // ---- Defaults
 // ----------------------------------------------------------------
 
