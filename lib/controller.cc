@@ -34,6 +34,7 @@ struct Controller::Runtime {
   std::string last_recorded_key;  // verdict + rule of the last stored decision
   absl::Time window_start = absl::InfinitePast();
   absl::Time last_sweep = absl::InfinitePast();
+  absl::Time last_checkpoint = absl::InfinitePast();
   uint64_t window_base = 0;
 };
 
@@ -151,6 +152,13 @@ absl::Status Controller::Load() {
       // Hosts count as seen at the restart: the time we were down is not
       // their silence. If they stay silent from now on, they are caught.
       rt->tracker->MarkExposed(HostKey(e.host_id), e.stage, e.at, now);
+    }
+    absl::StatusOr<std::string> cp = store_->GetCheckpoint(r.id());
+    if (cp.ok()) {
+      config::v1::TrackerCheckpoint checkpoint;
+      if (checkpoint.ParseFromString(*cp)) rt->tracker->Restore(checkpoint);
+    } else if (!absl::IsNotFound(cp.status())) {
+      return cp.status();
     }
     ASSIGN_OR_RETURN(std::vector<Decision> decisions,
                      store_->ListDecisions(r.id(), 0));
@@ -660,8 +668,22 @@ absl::Status Controller::Tick() {
     if (!IsActive(rt->record.state())) continue;
     absl::StatusOr<Decision> d = EvaluateLocked(rt);
     if (!d.ok() && first.ok()) first = d.status();
+    absl::Status s = CheckpointLocked(rt, /*force=*/false);
+    if (!s.ok() && first.ok()) first = s;
   }
   return first;
+}
+
+absl::Status Controller::CheckpointLocked(Runtime* rt, bool force) {
+  const absl::Time now = clock_->Now();
+  if (!force && now - rt->last_checkpoint < options_.checkpoint_interval) {
+    return absl::OkStatus();
+  }
+  absl::Status s = store_->PutCheckpoint(
+      rt->id, rt->tracker->Checkpoint().SerializeAsString());
+  NoteStoreResult(s);
+  if (s.ok()) rt->last_checkpoint = now;
+  return s;
 }
 
 absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {

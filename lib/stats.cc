@@ -112,6 +112,21 @@ ConditionalMixtureTest::ConditionalMixtureTest(
   log_threshold_ = -std::log(options_.alpha);
 }
 
+bool ConditionalMixtureTest::Restore(const std::vector<double>& log_lr,
+                                     bool rejected, uint64_t treatment_events,
+                                     uint64_t control_events) {
+  if (log_lr.size() != log_lr_.size()) return false;
+  for (double v : log_lr) {
+    if (!std::isfinite(v)) return false;
+  }
+  log_lr_ = log_lr;
+  log_e_ = log_weight_ + LogSumExp(log_lr_);
+  rejected_ = rejected || log_e_ >= log_threshold_;
+  treatment_events_ = treatment_events;
+  control_events_ = control_events;
+  return true;
+}
+
 void ConditionalMixtureTest::Observe(bool in_treatment,
                                      double treatment_at_risk,
                                      double control_at_risk) {

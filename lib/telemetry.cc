@@ -514,6 +514,14 @@ TrackerSnapshot RolloutTracker::Snapshot() const {
     out.treatment_host_hours += c.host_hours;
   }
   absl::MutexLock lock(&test_mu_);
+  if (!restored_affected_.empty()) {
+    for (int st = 0; st < num_stages_; ++st) {
+      for (size_t sig = 0; sig < signals_.size(); ++sig) {
+        uint64_t& a = out.cohorts[st].affected[sig];
+        a = std::max(a, restored_affected_[st * kMaxSignals + sig]);
+      }
+    }
+  }
   for (size_t sig = 0; sig < signals_.size(); ++sig) {
     SignalCounts sc;
     sc.signal = signals_[sig];
@@ -530,6 +538,58 @@ TrackerSnapshot RolloutTracker::Snapshot() const {
     out.signal_counts.push_back(sc);
   }
   return out;
+}
+
+config::v1::TrackerCheckpoint RolloutTracker::Checkpoint() const {
+  config::v1::TrackerCheckpoint cp;
+  *cp.mutable_at() = ToProtoTime(clock_->Now());
+  for (const std::string& s : signals_) cp.add_signals(s);
+  const TrackerSnapshot snap = Snapshot();
+  absl::MutexLock lock(&test_mu_);
+  for (size_t sig = 0; sig < signals_.size(); ++sig) {
+    const auto& t = tests_[sig];
+    if (t == nullptr) continue;
+    auto* out = cp.add_tests();
+    out->set_signal(signals_[sig]);
+    out->set_margin(t->options().margin);
+    out->set_alpha(t->options().alpha);
+    for (double v : t->log_likelihood_ratios()) out->add_log_lr(v);
+    out->set_rejected(t->rejected());
+    out->set_treatment_events(t->treatment_events());
+    out->set_control_events(t->control_events());
+  }
+  for (int st = 0; st < num_stages_; ++st) {
+    auto* c = cp.add_cohorts();
+    c->set_stage(static_cast<uint32_t>(st));
+    for (size_t sig = 0; sig < signals_.size(); ++sig) {
+      c->add_affected(snap.cohorts[st].affected[sig]);
+    }
+  }
+  return cp;
+}
+
+void RolloutTracker::Restore(const config::v1::TrackerCheckpoint& cp) {
+  absl::MutexLock lock(&test_mu_);
+  for (const auto& t : cp.tests()) {
+    const int idx = SignalIndex(t.signal());
+    if (idx < 0 || tests_[idx] == nullptr) continue;
+    ConditionalMixtureTest& test = *tests_[idx];
+    if (test.options().margin != t.margin() ||
+        test.options().alpha != t.alpha()) {
+      continue;
+    }
+    test.Restore(std::vector<double>(t.log_lr().begin(), t.log_lr().end()),
+                 t.rejected(), t.treatment_events(), t.control_events());
+  }
+  restored_affected_.assign(static_cast<size_t>(num_stages_) * kMaxSignals, 0);
+  for (const auto& c : cp.cohorts()) {
+    if (static_cast<int>(c.stage()) >= num_stages_) continue;
+    for (int i = 0; i < c.affected_size() && i < cp.signals_size(); ++i) {
+      const int idx = SignalIndex(cp.signals(i));
+      if (idx < 0) continue;
+      restored_affected_[c.stage() * kMaxSignals + idx] = c.affected(i);
+    }
+  }
 }
 
 uint64_t RolloutTracker::CohortExposed(int stage) const {

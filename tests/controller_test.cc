@@ -562,6 +562,33 @@ TEST_P(ControllerTest, RestartStillCatchesExposedHostsThatStaySilent) {
               ::testing::AnyOf(HasSubstr("silent"), HasSubstr("apply_stuck")));
 }
 
+TEST_P(ControllerTest, RestartKeepsTheSequentialTestsEvidence) {
+  Fleet(/*crash_per_host_hour=*/0.05);
+  auto r = Start("good");
+  ASSERT_OK(r);
+  RunFor(r->id(), absl::Minutes(20));  // stage "half": many hosts, crashes
+  auto before = controller_->GetRollout(r->id());
+  ASSERT_OK(before);
+  double e_before = 0;
+  uint64_t control_crashes = 0;
+  for (const SignalCounts& c : before->telemetry.signal_counts) {
+    if (c.signal == "crash") {
+      e_before = c.e_value;
+      control_crashes = c.control_affected;
+    }
+  }
+  ASSERT_GT(control_crashes, 0u);  // the test has seen evidence
+  ASSERT_NE(e_before, 1.0);
+  Restart();
+  auto after = controller_->GetRollout(r->id());
+  ASSERT_OK(after);
+  for (const SignalCounts& c : after->telemetry.signal_counts) {
+    if (c.signal == "crash") {
+      EXPECT_DOUBLE_EQ(c.e_value, e_before);
+    }
+  }
+}
+
 TEST_P(ControllerTest, CheckGateAnswersCi) {
   auto r = Start("good");
   ASSERT_OK(r);

@@ -609,3 +609,34 @@ TEST(PoissonWaldSprtMonteCarloTest, DetectsADoubledRiskWithKnownBaseline) {
 
 }  // namespace
 }  // namespace ringfence
+
+namespace ringfence {
+namespace {
+
+TEST(ConditionalMixtureTestCheckpoint, RestoreContinuesTheEvidence) {
+  MixtureTestOptions o;
+  o.alpha = 0.01;
+  ConditionalMixtureTest original(o);
+  for (int i = 0; i < 5; ++i) original.Observe(true, 10, 1000);
+  original.Observe(false, 10, 1000);
+  ConditionalMixtureTest restored(o);
+  ASSERT_TRUE(restored.Restore(original.log_likelihood_ratios(),
+                               original.rejected(),
+                               original.treatment_events(),
+                               original.control_events()));
+  EXPECT_DOUBLE_EQ(restored.log_e_value(), original.log_e_value());
+  EXPECT_EQ(restored.rejected(), original.rejected());
+  original.Observe(true, 10, 1000);
+  restored.Observe(true, 10, 1000);
+  EXPECT_DOUBLE_EQ(restored.log_e_value(), original.log_e_value());
+  // A checkpoint from another grid is refused.
+  ConditionalMixtureTest other(o);
+  EXPECT_FALSE(other.Restore({0.0, 1.0}, false, 0, 0));
+  std::vector<double> bad = original.log_likelihood_ratios();
+  bad[0] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_FALSE(other.Restore(bad, false, 0, 0));
+  EXPECT_DOUBLE_EQ(other.log_e_value(), ConditionalMixtureTest(o).log_e_value());
+}
+
+}  // namespace
+}  // namespace ringfence

@@ -289,6 +289,28 @@ TEST_F(TrackerTest, OutageSilencingBothArmsDoesNotRejectSilence) {
   EXPECT_LE(rejected, 1);
 }
 
+TEST_F(TrackerTest, CheckpointRestoresEvidenceAndAffectedCounts) {
+  Heartbeats(1000);
+  std::vector<TelemetryEvent> batch;
+  for (int i = 0; i < 10; ++i) {
+    batch.push_back(Ev(Host(i), EventType::kApplied, kRelease));
+  }
+  batch.push_back(Ev(Host(0), EventType::kCrash));
+  batch.push_back(Ev(Host(500), EventType::kCrash));
+  tracker_->Ingest(batch);
+  const TrackerSnapshot before = tracker_->Snapshot();
+  const config::v1::TrackerCheckpoint cp = tracker_->Checkpoint();
+
+  Reset(3);  // a restart: empty tracker, same rules
+  EXPECT_EQ(Counts(tracker_->Snapshot(), "crash").e_value, 1.0);
+  tracker_->Restore(cp);
+  const TrackerSnapshot after = tracker_->Snapshot();
+  EXPECT_DOUBLE_EQ(Counts(after, "crash").e_value,
+                   Counts(before, "crash").e_value);
+  const int crash = tracker_->SignalIndex("crash");
+  EXPECT_EQ(after.cohorts[0].affected[crash], 1u);
+}
+
 TEST_F(TrackerTest, MemoryPerHostIsCompact) {
   TrackerOptions o;
   o.release_id = kRelease;

@@ -62,6 +62,9 @@ struct ControllerOptions {
   uint64_t expected_hosts = 0;
   // Largest telemetry batch accepted (default 100,000 events).
   size_t max_batch_events = 100000;
+  // How often Tick() checkpoints each active rollout's telemetry evidence
+  // (default 1s: at most ~1s of evidence is lost in a crash).
+  absl::Duration checkpoint_interval = absl::Seconds(1);
 };
 
 struct StartRolloutRequest {
@@ -237,6 +240,8 @@ class Controller {
   absl::StatusOr<Decision> EvaluateLocked(Runtime* rt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ConfigureStageLocked(Runtime* rt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckpointLocked(Runtime* rt, bool force)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateBudgetLocked(Runtime* rt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NoteStoreResult(const absl::Status& s);

@@ -223,6 +223,19 @@ class ConditionalMixtureTest {
   uint64_t control_events() const { return control_events_; }
   const MixtureTestOptions& options() const { return options_; }
 
+  // The accumulated evidence, for checkpoints: one log likelihood ratio per
+  // grid point (options().relative_risks).
+  const std::vector<double>& log_likelihood_ratios() const { return log_lr_; }
+
+  // Restore
+  //
+  // Continues from a checkpoint taken with the same options. Returns false
+  // (and changes nothing) if the grid size differs or a value is not finite.
+  // Continuing a nonnegative supermartingale from its stopped value keeps
+  // Ville's bound, so evidence survives restarts.
+  bool Restore(const std::vector<double>& log_lr, bool rejected,
+               uint64_t treatment_events, uint64_t control_events);
+
  private:
   MixtureTestOptions options_;
   std::vector<double> log_lr_;  // per relative risk in options_.relative_risks

@@ -226,6 +226,17 @@ class RolloutTracker {
   // Snapshot
   TrackerSnapshot Snapshot() const;
 
+  // Checkpoint / Restore
+  //
+  // Saves the sequential tests' evidence and per-cohort affected counts;
+  // Restore (after SetRules) continues the tests whose signal, margin and
+  // alpha match, and keeps the affected counts as a floor for the circuit
+  // breaker and ceiling (hosts counted before a restart stay counted; a host
+  // that shows the signal again after the restart may be counted twice,
+  // which errs towards halting).
+  config::v1::TrackerCheckpoint Checkpoint() const;
+  void Restore(const config::v1::TrackerCheckpoint& checkpoint);
+
   // Exposed hosts in `stage`'s cohort: hosts whose exposure happened while
   // `stage` was the current stage (granted, or reported applying).
   uint64_t CohortExposed(int stage) const;
@@ -271,6 +282,9 @@ class RolloutTracker {
       absl::ToInt64Nanoseconds(absl::Minutes(2))};
   // Silence is measured from max(last_seen, silence_floor_s_).
   std::atomic<uint32_t> silence_floor_s_{0};
+
+  // Affected counts carried over from a checkpoint, per stage x signal.
+  std::vector<uint64_t> restored_affected_ ABSL_GUARDED_BY(test_mu_);
 
   mutable absl::Mutex test_mu_;
   std::vector<std::unique_ptr<ConditionalMixtureTest>> tests_

@@ -1,0 +1,53 @@
+// Conversions between the API's protos (ringfence/v1/ringfence.proto) and
+// the library's types. Pure translation: no validation beyond what a type
+// conversion needs (an enum value outside the library's range); the library
+// validates everything else.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ringfence/assign.h"
+#include "ringfence/controller.h"
+#include "ringfence/telemetry.h"
+#include "ringfence/v1/ringfence.pb.h"
+
+namespace ringfence {
+
+// HostFromProto
+//
+// The HostInfo of an assignment request.
+HostInfo HostFromProto(const v1::GetAssignmentRequest& request);
+
+// EventsFromProto
+//
+// The library events of a telemetry batch. INVALID_ARGUMENT naming the event
+// ("events[3].type") for an unset or unknown event type.
+absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
+    const v1::ReportTelemetryRequest& request);
+
+// EventToProto
+//
+// The proto of a library event (for clients written in C++).
+v1::TelemetryEvent EventToProto(const TelemetryEvent& event);
+
+// AssignmentToProto
+//
+// The answer for `content_type`.
+v1::ContentAssignment AssignmentToProto(absl::string_view content_type,
+                                        const Assignment& assignment);
+
+// AssignReasonToProto
+v1::AssignReason AssignReasonToProto(AssignReason reason);
+
+// RolloutStatusToProto
+//
+// A rollout with its live aggregates (no decisions).
+v1::GetRolloutResponse RolloutStatusToProto(const RolloutStatus& status);
+
+// GateCheckToProto
+v1::CheckGateResponse GateCheckToProto(const GateCheck& check);
+
+}  // namespace ringfence
