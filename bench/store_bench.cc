@@ -1,0 +1,183 @@
+// Store benchmarks (SQLite, the embedded default): decision commit latency,
+// exposure writes per second, checkpoint cost. Files live in $TMPDIR (or
+// /tmp); every commit is fsync'd (WAL, synchronous=FULL), so the numbers
+// depend on the disk.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "ringfence/clock.h"
+#include "ringfence/hash.h"
+#include "ringfence/sqlite_store.h"
+#include "ringfence/telemetry.h"
+
+namespace ringfence {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string FreshDir(const std::string& name) {
+  const char* tmp = std::getenv("TMPDIR");
+  const fs::path dir = fs::path(tmp != nullptr ? tmp : "/tmp") /
+                       absl::StrCat("ringfence_store_bench_", name);
+  fs::remove_all(dir);
+  return dir.string();
+}
+
+StorePtr OpenOrDie(const std::string& dir) {
+  SqliteStoreOptions o;
+  o.data_dir = dir;
+  auto s = OpenSqliteStore(o);
+  if (!s.ok()) std::abort();
+  return std::move(*s);
+}
+
+// A HALT: the rollout record, its audit entry (hash-chained) and the
+// decision, in one durable transaction.
+void BM_SqliteCommitTransition(benchmark::State& state) {
+  const std::string dir = FreshDir("commit");
+  StorePtr store = OpenOrDie(dir);
+  Rollout r;
+  r.set_id("channel-file/291@1");
+  r.set_release_id("rel");
+  r.set_content_type("channel-file/291");
+  r.set_state(config::v1::RUNNING);
+  r.set_version(1);
+  AuditEntry audit;
+  audit.set_actor("gate");
+  audit.set_action("halt");
+  audit.set_reason("3 of 5 hosts exposed in stage canary showed \"silent\"");
+  audit.set_rollout_id(r.id());
+  if (!store->CreateRollout(r, audit).ok()) std::abort();
+  Decision d;
+  d.set_rollout_id(r.id());
+  d.set_verdict(config::v1::HALT);
+  d.set_summary(audit.reason());
+  for (int i = 0; i < 4; ++i) d.add_signals()->set_signal("crash");
+  uint64_t version = 1;
+  for (auto _ : state) {
+    r.set_version(version + 1);
+    d.set_seq(version);
+    if (!store->CommitTransition(r, version, audit, &d).ok()) std::abort();
+    ++version;
+  }
+  state.SetItemsProcessed(state.iterations());
+  store.reset();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_SqliteCommitTransition)->Unit(benchmark::kMicrosecond);
+
+// Exposure writes per second, by batch size (one transaction per batch).
+void BM_SqliteRecordExposures(benchmark::State& state) {
+  const std::string dir = FreshDir("exposures");
+  StorePtr store = OpenOrDie(dir);
+  const int batch = static_cast<int>(state.range(0));
+  std::vector<Exposure> exposures(batch);
+  uint64_t next = 0;
+  for (auto _ : state) {
+    for (Exposure& e : exposures) {
+      e.host_id = absl::StrCat("host-", next++);
+      e.at = absl::FromUnixSeconds(1700000000);
+    }
+    if (!store->RecordExposures("ro-1", exposures).ok()) std::abort();
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+  store.reset();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_SqliteRecordExposures)
+    ->Arg(1)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond);
+
+// Holding a 10M-host rollout: writes 10M exposures in batches of 50,000,
+// then reads them back (what a restart does). One iteration.
+void BM_SqliteExposures10M(benchmark::State& state) {
+  const std::string dir = FreshDir("exposures10m");
+  StorePtr store = OpenOrDie(dir);
+  constexpr int kHosts = 10000000, kBatch = 50000;
+  std::vector<Exposure> exposures(kBatch);
+  double read_seconds = 0;
+  for (auto _ : state) {
+    for (int b = 0; b < kHosts / kBatch; ++b) {
+      for (int i = 0; i < kBatch; ++i) {
+        exposures[i].host_id = absl::StrCat("host-", b * kBatch + i);
+        exposures[i].stage = 3;
+        exposures[i].at = absl::FromUnixSeconds(1700000000);
+      }
+      if (!store->RecordExposures("ro-1", exposures).ok()) std::abort();
+    }
+    const absl::Time t0 = absl::Now();
+    auto all = store->ListExposures("ro-1");
+    if (!all.ok() || all->size() != static_cast<size_t>(kHosts)) std::abort();
+    read_seconds = absl::ToDoubleSeconds(absl::Now() - t0);
+  }
+  state.SetItemsProcessed(state.iterations() * kHosts);
+  state.counters["read_back_s"] = read_seconds;
+  state.counters["db_bytes_per_host"] =
+      static_cast<double>(fs::file_size(SqliteStorePath(dir))) / kHosts;
+  store.reset();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_SqliteExposures10M)
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime();
+
+// A telemetry checkpoint (sequential tests' evidence + per-cohort counts) of
+// a rollout tracking N hosts: serialize and commit.
+void BM_SqliteCheckpoint(benchmark::State& state) {
+  const std::string dir = FreshDir("checkpoint");
+  StorePtr store = OpenOrDie(dir);
+  FakeClock clock;
+  TrackerOptions o;
+  o.num_stages = 5;
+  o.release_id = "rel-2";
+  o.expected_hosts = static_cast<uint64_t>(state.range(0));
+  RolloutTracker tracker(o, &clock);
+  std::vector<SignalRule> rules(3);
+  rules[0].set_signal("crash");
+  rules[1].set_signal("silent");
+  rules[2].set_signal("unclean_reboot");
+  for (auto& r : rules) r.set_compare_with_control(true);
+  tracker.SetRules(rules, 0.01);
+  {
+    std::vector<TelemetryEvent> batch(1);
+    std::vector<uint64_t> keys(1);
+    const int64_t n = state.range(0);
+    std::vector<TelemetryEvent> events(std::min<int64_t>(n, 100000));
+    std::vector<uint64_t> event_keys(events.size());
+    for (int64_t base = 0; base < n; base += events.size()) {
+      const size_t m = std::min<int64_t>(events.size(), n - base);
+      for (size_t i = 0; i < m; ++i) {
+        events[i].type = (base + i) % 100 == 0 ? EventType::kCrash
+                                                : EventType::kHeartbeat;
+        event_keys[i] = (static_cast<uint64_t>(base + i) + 1) *
+                        0x9e3779b97f4a7c15ULL;
+      }
+      tracker.IngestKeyed(absl::MakeConstSpan(events.data(), m),
+                          absl::MakeConstSpan(event_keys.data(), m));
+    }
+  }
+  size_t bytes = 0;
+  for (auto _ : state) {
+    const std::string cp = tracker.Checkpoint().SerializeAsString();
+    bytes = cp.size();
+    if (!store->PutCheckpoint("ro-1", cp).ok()) std::abort();
+  }
+  state.counters["checkpoint_bytes"] = static_cast<double>(bytes);
+  store.reset();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_SqliteCheckpoint)
+    ->Arg(1000000)
+    ->Arg(10000000)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace ringfence
