@@ -155,10 +155,10 @@ void BM_SqliteCheckpoint(benchmark::State& state) {
     for (int64_t base = 0; base < n; base += events.size()) {
       const size_t m = std::min<int64_t>(events.size(), n - base);
       for (size_t i = 0; i < m; ++i) {
-        events[i].type = (base + i) % 100 == 0 ? EventType::kCrash
-                                                : EventType::kHeartbeat;
-        event_keys[i] = (static_cast<uint64_t>(base + i) + 1) *
-                        0x9e3779b97f4a7c15ULL;
+        events[i].type =
+            (base + i) % 100 == 0 ? EventType::kCrash : EventType::kHeartbeat;
+        event_keys[i] =
+            (static_cast<uint64_t>(base + i) + 1) * 0x9e3779b97f4a7c15ULL;
       }
       tracker.IngestKeyed(absl::MakeConstSpan(events.data(), m),
                           absl::MakeConstSpan(event_keys.data(), m));

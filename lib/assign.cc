@@ -51,6 +51,59 @@ bool IsTargeted(const Targeting& t, const HostInfo& host) {
   return true;
 }
 
+CompiledTargeting::CompiledTargeting(const Targeting& t)
+    : has_min_(!t.min_agent_version().empty()),
+      has_max_(!t.max_agent_version().empty()),
+      min_(Parse(t.min_agent_version())),
+      max_(Parse(t.max_agent_version())),
+      platforms_(t.platforms().begin(), t.platforms().end()) {}
+
+CompiledTargeting::Version CompiledTargeting::Parse(absl::string_view v) {
+  // Mirrors CompareAgentVersions: components beyond the fourth are ignored
+  // (valid versions have at most four), non-numeric ones are 0.
+  Version out;
+  for (int i = 0; i < 4 && !v.empty(); ++i) {
+    const size_t dot = v.find('.');
+    const absl::string_view part = v.substr(0, dot);
+    v = dot == absl::string_view::npos ? absl::string_view()
+                                       : v.substr(dot + 1);
+    uint64_t x = 0;
+    bool ok = !part.empty() && part.size() <= 18;
+    for (char c : part) {
+      if (c < '0' || c > '9') {
+        ok = false;
+        break;
+      }
+      x = x * 10 + static_cast<uint64_t>(c - '0');
+    }
+    out.part[i] = ok ? x : 0;
+  }
+  return out;
+}
+
+int CompiledTargeting::Compare(const Version& a, const Version& b) {
+  for (int i = 0; i < 4; ++i) {
+    if (a.part[i] != b.part[i]) return a.part[i] < b.part[i] ? -1 : 1;
+  }
+  return 0;
+}
+
+bool CompiledTargeting::Matches(const HostInfo& host) const {
+  if (has_min_ || has_max_) {
+    if (host.agent_version.empty()) return false;
+    const Version v = Parse(host.agent_version);
+    if (has_min_ && Compare(v, min_) < 0) return false;
+    if (has_max_ && Compare(v, max_) >= 0) return false;
+  }
+  if (!platforms_.empty()) {
+    for (const std::string& p : platforms_) {
+      if (p == host.platform) return true;
+    }
+    return false;
+  }
+  return true;
+}
+
 TenantTracks::TenantTracks(const FleetConfig& fleet) {
   for (const Tenant& t : fleet.tenants()) tracks_[t.name()] = t.track();
 }

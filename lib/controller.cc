@@ -28,6 +28,7 @@ struct Controller::Runtime {
   const Release* release = nullptr;
   const Release* baseline = nullptr;
   std::unique_ptr<const AudienceIndex> index;
+  std::unique_ptr<const CompiledTargeting> targeting;
   std::unique_ptr<RolloutTracker> tracker;
   std::atomic<uint64_t> budget{0};
   uint64_t next_decision_seq = 1;
@@ -191,6 +192,8 @@ absl::StatusOr<Controller::Runtime*> Controller::NewRuntimeLocked(
                      ReleaseLocked(rollout.baseline_release_id()));
   }
   rt->index = AudienceIndex::Build(rollout.plan(), rollout.salt());
+  rt->targeting =
+      std::make_unique<const CompiledTargeting>(rt->release->targeting());
   TrackerOptions topts;
   topts.num_stages = rollout.plan().stages_size() + 1;
   topts.signals = SignalsOf(rollout.plan());
@@ -704,8 +707,8 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
   // host, so it runs at most every silence_timeout / 60 (1..10 s): detection
   // is late by at most that.
   const absl::Duration silence_timeout = FromProto(policy.silence_timeout());
-  const absl::Duration sweep_every = std::clamp(
-      silence_timeout / 60, absl::Seconds(1), absl::Seconds(10));
+  const absl::Duration sweep_every =
+      std::clamp(silence_timeout / 60, absl::Seconds(1), absl::Seconds(10));
   if (fresh && now - rt->last_sweep >= sweep_every) {
     rt->tracker->Sweep(silence_timeout, FromProto(policy.apply_timeout()));
     rt->last_sweep = now;
@@ -795,7 +798,7 @@ Assignment Controller::Assign(const HostInfo& host,
   if (cv.state == HALTED || cv.state == ABORTED) {
     return baseline(AssignReason::kRolledBack);
   }
-  if (!IsTargeted(cv.release->targeting(), host)) {
+  if (!rt->targeting->Matches(host)) {
     return baseline(AssignReason::kNotTargeted);
   }
   const Track track = tenants_.TrackOf(host.tenant);

@@ -462,9 +462,15 @@ namespace {
 uint64_t NextVersionComponent(absl::string_view* v) {
   const size_t dot = v->find('.');
   const absl::string_view part = v->substr(0, dot);
-  *v = dot == absl::string_view::npos ? absl::string_view() : v->substr(dot + 1);
+  *v =
+      dot == absl::string_view::npos ? absl::string_view() : v->substr(dot + 1);
+  // Same result as SimpleAtoi for 1..18 plain digits; anything else is 0.
+  if (part.empty() || part.size() > 18) return 0;
   uint64_t x = 0;
-  if (!absl::SimpleAtoi(part, &x)) x = 0;
+  for (char c : part) {
+    if (c < '0' || c > '9') return 0;
+    x = x * 10 + static_cast<uint64_t>(c - '0');
+  }
   return x;
 }
 

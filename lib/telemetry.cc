@@ -55,7 +55,8 @@ absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
   };
   for (size_t i = 0; i < events.size(); ++i) {
     const TelemetryEvent& e = events[i];
-    if (!IsValidId(e.host_id)) return ValidateId(e.host_id, field(i, "host_id"));
+    if (!IsValidId(e.host_id))
+      return ValidateId(e.host_id, field(i, "host_id"));
     switch (e.type) {
       case EventType::kApplying:
       case EventType::kApplied:
@@ -73,8 +74,9 @@ absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
         break;
       case EventType::kSignal:
         if (e.signal.empty() || e.signal.size() > 64) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              field(i, "signal"), ": must be 1..64 characters for a signal event"));
+          return absl::InvalidArgumentError(
+              absl::StrCat(field(i, "signal"),
+                           ": must be 1..64 characters for a signal event"));
         }
         break;
       default:

@@ -506,3 +506,40 @@ TEST(AudienceIndexDefaultPlanTest, PlacesByTheExamplePlan) {
 
 }  // namespace
 }  // namespace ringfence
+
+namespace ringfence {
+namespace {
+
+// CompiledTargeting must answer exactly like IsTargeted.
+TEST(CompiledTargetingTest, AgreesWithIsTargeted) {
+  const std::vector<std::pair<std::string, std::string>> bounds = {
+      {"", ""}, {"7.11", ""}, {"", "7.12"}, {"7.11.0", "7.11.5"}, {"7", "8"}};
+  const std::vector<std::string> versions = {
+      "",       "7",      "7.10.9", "7.11",    "7.11.0",
+      "7.11.4", "7.11.5", "7.12",   "8.0.0.1", "6.99.99.99"};
+  for (const auto& [min, max] : bounds) {
+    for (const std::vector<std::string>& platforms :
+         std::vector<std::vector<std::string>>{
+             {}, {"windows"}, {"linux", "macos"}}) {
+      Targeting t;
+      t.set_min_agent_version(min);
+      t.set_max_agent_version(max);
+      for (const auto& p : platforms) t.add_platforms(p);
+      const CompiledTargeting compiled(t);
+      for (const std::string& v : versions) {
+        for (const std::string platform : {"windows", "linux", ""}) {
+          HostInfo h;
+          h.host_id = "h";
+          h.agent_version = v;
+          h.platform = platform;
+          EXPECT_EQ(compiled.Matches(h), IsTargeted(t, h))
+              << "min=" << min << " max=" << max << " v=" << v
+              << " platform=" << platform;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ringfence

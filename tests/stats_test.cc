@@ -621,8 +621,7 @@ TEST(ConditionalMixtureTestCheckpoint, RestoreContinuesTheEvidence) {
   original.Observe(false, 10, 1000);
   ConditionalMixtureTest restored(o);
   ASSERT_TRUE(restored.Restore(original.log_likelihood_ratios(),
-                               original.rejected(),
-                               original.treatment_events(),
+                               original.rejected(), original.treatment_events(),
                                original.control_events()));
   EXPECT_DOUBLE_EQ(restored.log_e_value(), original.log_e_value());
   EXPECT_EQ(restored.rejected(), original.rejected());
@@ -635,7 +634,8 @@ TEST(ConditionalMixtureTestCheckpoint, RestoreContinuesTheEvidence) {
   std::vector<double> bad = original.log_likelihood_ratios();
   bad[0] = std::numeric_limits<double>::quiet_NaN();
   EXPECT_FALSE(other.Restore(bad, false, 0, 0));
-  EXPECT_DOUBLE_EQ(other.log_e_value(), ConditionalMixtureTest(o).log_e_value());
+  EXPECT_DOUBLE_EQ(other.log_e_value(),
+                   ConditionalMixtureTest(o).log_e_value());
 }
 
 }  // namespace

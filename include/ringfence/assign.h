@@ -50,6 +50,27 @@ absl::Status ValidateHostInfo(const HostInfo& host);
 // names a version bound: missing data never passes.
 bool IsTargeted(const Targeting& targeting, const HostInfo& host);
 
+// CompiledTargeting
+//
+// IsTargeted() with the release's version bounds parsed once, for the
+// assignment hot path. Same answers as IsTargeted().
+class CompiledTargeting {
+ public:
+  explicit CompiledTargeting(const Targeting& targeting);
+  bool Matches(const HostInfo& host) const;
+
+ private:
+  struct Version {
+    uint64_t part[4] = {0, 0, 0, 0};
+  };
+  static Version Parse(absl::string_view v);
+  static int Compare(const Version& a, const Version& b);
+
+  bool has_min_ = false, has_max_ = false;
+  Version min_, max_;
+  std::vector<std::string> platforms_;
+};
+
 // TenantTracks
 //
 // Immutable tenant -> track map built from a FleetConfig.

@@ -1,0 +1,209 @@
+// ringfenced: the ringfence gRPC server.
+//
+//   ringfenced    # 127.0.0.1:7443, ./ringfence-data, no authentication
+//   ringfenced --listen=0.0.0.0:7443 --data_dir=/var/lib/ringfence
+//              --auth_tokens_file=/etc/ringfence/tokens
+//
+// Opens the SQLite store in --data_dir, resumes every rollout, serves the
+// API, and evaluates every active rollout's gate each --tick_interval.
+// SIGTERM or SIGINT shuts down gracefully (calls in flight get
+// --shutdown_grace) and exits 0; every state change was committed when it
+// was made, so a restart resumes where it stopped.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "ringfence/clock.h"
+#include "ringfence/controller.h"
+#include "ringfence/model.h"
+#include "ringfence/sqlite_store.h"
+#include "service/auth.h"
+#include "service/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
+          "address to listen on, host:port (port 0: any free port)");
+ABSL_FLAG(std::string, port_file, "",
+          "if set, write the bound port to this file once serving");
+ABSL_FLAG(std::string, data_dir, "./ringfence-data",
+          "directory of the SQLite store (created if missing)");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "bearer tokens, one \"token role actor\" per line (roles: host, "
+          "publisher, operator, admin); empty: no authentication");
+ABSL_FLAG(uint64_t, max_batch_events, 100000,
+          "largest telemetry batch accepted (events)");
+ABSL_FLAG(int32_t, max_message_bytes, 16 << 20,
+          "largest request message accepted (bytes)");
+ABSL_FLAG(absl::Duration, tick_interval, absl::Seconds(1),
+          "how often every active rollout's gate is evaluated");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
+          "on SIGTERM, how long calls in flight may take before they are "
+          "cancelled");
+ABSL_FLAG(std::string, fleet_config, "",
+          "optional FleetConfig file (text-proto or JSON): tenants and tracks");
+
+namespace {
+
+void Log(const std::string& message) {
+  std::fprintf(stderr, "%s ringfenced: %s\n",
+               absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                absl::UTCTimeZone())
+                   .c_str(),
+               message.c_str());
+}
+
+// Writes `contents` to `path` atomically (readers never see a partial file).
+bool WriteFileAtomically(const std::string& path, const std::string& contents) {
+  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << contents;
+    if (!out.flush()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  return !ec;
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "ringfenced: the ringfence gRPC server (see --helpfull)");
+  absl::ParseCommandLine(argc, argv);
+
+  // Signals are taken synchronously by sigwait() below; block them before
+  // any thread starts so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const absl::Duration tick = absl::GetFlag(FLAGS_tick_interval);
+  if (tick <= absl::ZeroDuration()) {
+    Log("--tick_interval must be > 0");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_max_batch_events) == 0) {
+    Log("--max_batch_events must be > 0");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_max_message_bytes) <= 0) {
+    Log("--max_message_bytes must be > 0");
+    return 2;
+  }
+
+  ringfence::ControllerOptions controller_options;
+  controller_options.max_batch_events = absl::GetFlag(FLAGS_max_batch_events);
+  if (const std::string path = absl::GetFlag(FLAGS_fleet_config);
+      !path.empty()) {
+    absl::Status s =
+        ringfence::LoadMessageFile(path, &controller_options.fleet);
+    if (s.ok()) s = ringfence::ValidateFleetConfig(controller_options.fleet);
+    if (!s.ok()) {
+      Log(absl::StrCat("--fleet_config: ", s.message()));
+      return 2;
+    }
+  }
+
+  ringfence::ServerOptions server_options;
+  server_options.listen = absl::GetFlag(FLAGS_listen);
+  server_options.max_receive_message_bytes =
+      absl::GetFlag(FLAGS_max_message_bytes);
+  if (const std::string path = absl::GetFlag(FLAGS_auth_tokens_file);
+      !path.empty()) {
+    absl::StatusOr<ringfence::TokenAuthenticator> auth =
+        ringfence::TokenAuthenticator::Load(path);
+    if (!auth.ok()) {
+      Log(absl::StrCat("--auth_tokens_file: ", auth.status().message()));
+      return 2;
+    }
+    if (auth->size() == 0) {
+      Log(absl::StrCat("--auth_tokens_file: ", path,
+                       " lists no tokens; every call would be refused"));
+      return 2;
+    }
+    Log(absl::StrCat("authentication: ", auth->size(), " tokens from ", path));
+    server_options.auth = *std::move(auth);
+  } else {
+    Log("WARNING: no --auth_tokens_file: authentication is OFF and every "
+        "caller is admin; use this only on a trusted local machine");
+  }
+
+  ringfence::SqliteStoreOptions store_options;
+  store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  absl::StatusOr<ringfence::StorePtr> store =
+      ringfence::OpenSqliteStore(store_options);
+  if (!store.ok()) {
+    Log(absl::StrCat("cannot open the store in ", store_options.data_dir, ": ",
+                     store.status().ToString()));
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<ringfence::Controller>> controller =
+      ringfence::Controller::Create(store->get(), &ringfence::RealClock(),
+                                    controller_options);
+  if (!controller.ok()) {
+    Log(absl::StrCat("cannot load the store: ",
+                     controller.status().ToString()));
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<ringfence::Server>> server =
+      ringfence::Server::Start(controller->get(), std::move(server_options));
+  if (!server.ok()) {
+    Log(server.status().ToString());
+    return 1;
+  }
+  const int port = (*server)->port();
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    if (!WriteFileAtomically(path, absl::StrCat(port, "\n"))) {
+      Log(absl::StrCat("cannot write --port_file ", path));
+      return 1;
+    }
+  }
+  Log(absl::StrCat("serving on port ", port, " (", absl::GetFlag(FLAGS_listen),
+                   "), data in ", store_options.data_dir));
+
+  absl::Notification stop_ticker;
+  std::thread ticker([&] {
+    ringfence::Controller& c = **controller;
+    std::string last_error;
+    do {
+      absl::Status s = c.Tick();
+      // Log each distinct error once, not once per tick.
+      std::string error = s.ok() ? "" : s.ToString();
+      if (error != last_error && !error.empty()) Log("tick: " + error);
+      last_error = std::move(error);
+    } while (!stop_ticker.WaitForNotificationWithTimeout(tick));
+  });
+
+  int sig = 0;
+  while (sigwait(&signals, &sig) != 0) {
+  }
+  Log(absl::StrCat("received ", strsignal(sig), "; shutting down"));
+  (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
+  stop_ticker.Notify();
+  ticker.join();
+  server->reset();
+  controller->reset();
+  store->reset();
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }
