@@ -1,1 +1,790 @@
-int main() { return 0; }
+// ringctl: the command-line client of ringfenced.
+//
+//   ringctl release create --id=cf291-v2 --content-type=channel-file/291
+//       --digest=<sha256> --size=40000 [--version=V] [--fetch-url=URL]
+//   ringctl release get ID | release list [--content-type=T]
+//   ringctl rollout start --release=R --plan=FILE --reason=TEXT [--id=ID]
+//       [--baseline=R] [--pending]
+//   ringctl rollout status ID | rollout list [--content-type=T] [--release=R]
+//   ringctl rollout pause|resume|abort|promote ID --reason=TEXT
+//   ringctl rollout watch ID [--interval=1s]
+//   ringctl emergency-stop --content-type=T --reason=TEXT [--clear]
+//   ringctl gate check --release=R [--stage=S] [--wait --timeout=10m]
+//
+// Global flags: --server (default 127.0.0.1:7443), --token (default
+// $RINGFENCE_TOKEN), --json (print responses as protobuf JSON),
+// --rpc-timeout (default 10s).
+//
+// Exit codes:
+//   0  success; the gate is cleared; the watched rollout completed
+//   1  not yet: the gate is pending (after --timeout with --wait)
+//   2  halted or rejected (gate, watched rollout), or the server refused the
+//      request (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+//      FAILED_PRECONDITION, OUT_OF_RANGE)
+//   3  usage error, connection or authentication failure, server error
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+#include "ringfence/gate.h"
+#include "ringfence/model.h"
+#include "ringfence/v1/ringfence.grpc.pb.h"
+
+namespace {
+
+namespace v1 = ::ringfence::v1;
+using ringfence::Release;
+using ringfence::Rollout;
+
+constexpr int kExitOk = 0;
+constexpr int kExitNotYet = 1;
+constexpr int kExitRejected = 2;
+constexpr int kExitError = 3;
+
+constexpr char kUsage[] = R"(usage: ringctl [--server=HOST:PORT] [--token=T] [--json] COMMAND ...
+
+commands:
+  release create --id=ID --content-type=T --digest=SHA256 --size=BYTES
+                 [--version=V] [--fetch-url=URL] [--platforms=a,b]
+                 [--min-agent-version=V] [--max-agent-version=V]
+  release get ID
+  release list [--content-type=T]
+  rollout start --release=R --plan=FILE --reason=TEXT [--id=ID]
+                [--baseline=R] [--pending]
+  rollout status ID
+  rollout list [--content-type=T] [--release=R]
+  rollout pause|resume|abort|promote ID --reason=TEXT
+  rollout watch ID [--interval=1s]
+  emergency-stop --content-type=T --reason=TEXT [--clear]
+  gate check --release=R [--stage=S] [--wait] [--timeout=D] [--interval=D]
+
+global flags:
+  --server       address of ringfenced (default 127.0.0.1:7443)
+  --token        bearer token (default: $RINGFENCE_TOKEN)
+  --json         print responses as protobuf JSON
+  --rpc-timeout  deadline of each call (default 10s)
+
+exit codes: 0 ok/cleared, 1 not yet, 2 halted/rejected/refused,
+            3 usage, connection or server error
+)";
+
+// ---- Command line ---------------------------------------------------------
+
+// Flags that take no value.
+const std::set<std::string> kBoolFlags = {"json", "wait", "pending", "clear",
+                                          "help"};
+const std::set<std::string> kGlobalFlags = {"server", "token", "json",
+                                            "rpc-timeout", "help"};
+
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> flags;
+
+  bool Has(const std::string& name) const { return flags.count(name) > 0; }
+  std::string Get(const std::string& name, std::string def = "") const {
+    auto it = flags.find(name);
+    return it == flags.end() ? def : it->second;
+  }
+};
+
+Args ParseArgs(int argc, char** argv, std::string* error) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") {
+      for (++i; i < argc; ++i) args.positional.push_back(argv[i]);
+      break;
+    }
+    if (!absl::StartsWith(a, "--") || a.size() == 2) {
+      args.positional.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2);
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    absl::StrReplaceAll({{"_", "-"}}, &name);
+    if (kBoolFlags.count(name) > 0) {
+      if (has_value && value != "true" && value != "false") {
+        *error = absl::StrCat("--", name, " takes no value (or true/false)");
+        return args;
+      }
+      if (!has_value || value == "true") {
+        args.flags[name] = "true";
+      } else {
+        args.flags.erase(name);
+      }
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) {
+        *error = absl::StrCat("--", name, " needs a value");
+        return args;
+      }
+      value = argv[++i];
+    }
+    args.flags[name] = value;
+  }
+  return args;
+}
+
+// Fails with a usage error unless every flag given is global or in
+// `allowed`, every flag in `required` is given, and there are exactly
+// `positional` positional arguments after the command words.
+bool CheckArgs(const Args& args, size_t command_words, size_t positional,
+               const std::set<std::string>& allowed,
+               const std::set<std::string>& required, std::string* error) {
+  for (const auto& [name, value] : args.flags) {
+    if (kGlobalFlags.count(name) == 0 && allowed.count(name) == 0) {
+      *error = absl::StrCat("unknown flag --", name, " for this command");
+      return false;
+    }
+  }
+  for (const std::string& name : required) {
+    if (args.Get(name).empty()) {
+      *error = absl::StrCat("missing --", name);
+      return false;
+    }
+  }
+  if (args.positional.size() != command_words + positional) {
+    *error = positional == 0
+                 ? std::string("unexpected argument")
+                 : absl::StrCat("expected ", positional, " argument(s)");
+    return false;
+  }
+  return true;
+}
+
+// ---- Output -----------------------------------------------------------------
+
+std::string Json(const google::protobuf::Message& m, bool one_line = false) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = !one_line;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  if (!one_line && absl::EndsWith(out, "\n")) out.pop_back();
+  return out;
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& t) {
+  if (t.seconds() == 0 && t.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", ringfence::FromProto(t),
+                          absl::UTCTimeZone());
+}
+
+std::string StateName(ringfence::RolloutState s) {
+  return std::string(ringfence::RolloutStateName(s));
+}
+
+void PrintRelease(const Release& r) {
+  std::printf("%-24s %-24s version=%s size=%llu digest=%s\n", r.id().c_str(),
+              r.content_type().c_str(),
+              r.version().empty() ? "-" : r.version().c_str(),
+              static_cast<unsigned long long>(r.size_bytes()),
+              r.digest_sha256().c_str());
+}
+
+void PrintReleaseDetail(const Release& r) {
+  std::printf("release       %s\n", r.id().c_str());
+  std::printf("content type  %s\n", r.content_type().c_str());
+  std::printf("version       %s\n", r.version().c_str());
+  std::printf("digest        %s\n", r.digest_sha256().c_str());
+  std::printf("size          %llu bytes\n",
+              static_cast<unsigned long long>(r.size_bytes()));
+  std::printf("fetch url     %s\n", r.fetch_url().c_str());
+  std::printf("created       %s\n", FormatTime(r.created_at()).c_str());
+}
+
+std::string StageLabel(const Rollout& r) {
+  const int n = r.plan().stages_size();
+  return absl::StrFormat("%s (%d/%d)",
+                         ringfence::StageName(r.plan(),
+                                              static_cast<int>(r.stage())),
+                         std::min<int>(static_cast<int>(r.stage()) + 1, n + 1),
+                         n);
+}
+
+void PrintRolloutLine(const Rollout& r) {
+  std::printf("%-28s %-24s %-10s stage %s\n", r.id().c_str(),
+              r.release_id().c_str(), StateName(r.state()).c_str(),
+              StageLabel(r).c_str());
+}
+
+std::string SignalsLine(const v1::RolloutTelemetry& t) {
+  std::vector<std::string> parts;
+  for (const ringfence::SignalSummary& s : t.signals()) {
+    parts.push_back(absl::StrFormat("%s %d/%d", s.signal(),
+                                    s.treatment().affected_hosts(),
+                                    s.control().affected_hosts()));
+  }
+  return absl::StrJoin(parts, "  ");
+}
+
+void PrintRolloutStatus(const v1::GetRolloutResponse& st) {
+  const Rollout& r = st.rollout();
+  const v1::RolloutTelemetry& t = st.telemetry();
+  std::printf("rollout    %s\n", r.id().c_str());
+  std::printf("release    %s (%s)%s\n", r.release_id().c_str(),
+              r.content_type().c_str(),
+              r.baseline_release_id().empty()
+                  ? ""
+                  : absl::StrCat(", baseline ", r.baseline_release_id())
+                        .c_str());
+  std::printf("state      %s%s\n", StateName(r.state()).c_str(),
+              r.reason().empty() ? "" : absl::StrCat(": ", r.reason()).c_str());
+  std::printf("stage      %s since %s\n", StageLabel(r).c_str(),
+              FormatTime(r.stage_started_at()).c_str());
+  std::printf("exposure   %llu hosts exposed (stage budget %llu), %llu control "
+              "hosts\n",
+              static_cast<unsigned long long>(t.treatment_hosts()),
+              static_cast<unsigned long long>(st.stage_exposure_budget()),
+              static_cast<unsigned long long>(t.control_hosts()));
+  std::printf("signals    %s   (affected hosts: exposed/control)\n",
+              SignalsLine(t).c_str());
+  if (r.has_last_decision()) {
+    std::printf("decision   %s\n", r.last_decision().summary().c_str());
+  }
+  std::printf("telemetry  last batch %s\n",
+              t.has_last_ingest() ? FormatTime(t.last_ingest()).c_str()
+                                  : "never (since the server started)");
+}
+
+// ---- Calls ------------------------------------------------------------------
+
+class Client {
+ public:
+  Client(const Args& args)
+      : channel_(grpc::CreateChannel(args.Get("server", "127.0.0.1:7443"),
+                                     grpc::InsecureChannelCredentials())),
+        releases_(v1::Releases::NewStub(channel_)),
+        rollouts_(v1::Rollouts::NewStub(channel_)),
+        json_(args.Has("json")) {
+    const char* env = std::getenv("RINGFENCE_TOKEN");
+    token_ = args.Get("token", env == nullptr ? "" : env);
+  }
+
+  // Sets the deadline from --rpc-timeout; false on a bad value.
+  bool SetRpcTimeout(const std::string& value) {
+    if (value.empty()) return true;
+    return absl::ParseDuration(value, &rpc_timeout_) &&
+           rpc_timeout_ > absl::ZeroDuration();
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      absl::ToChronoMilliseconds(rpc_timeout_));
+    if (!token_.empty()) {
+      ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
+    }
+    return ctx;
+  }
+
+  v1::Releases::Stub& releases() { return *releases_; }
+  v1::Rollouts::Stub& rollouts() { return *rollouts_; }
+  bool json() const { return json_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Releases::Stub> releases_;
+  std::unique_ptr<v1::Rollouts::Stub> rollouts_;
+  bool json_;
+  std::string token_;
+  absl::Duration rpc_timeout_ = absl::Seconds(10);
+};
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "ERROR";
+  }
+}
+
+// Prints the error and returns the exit code for a failed call.
+int Fail(const grpc::Status& s) {
+  std::fprintf(stderr, "ringctl: %s: %s\n", CodeName(s.error_code()),
+               s.error_message().c_str());
+  switch (s.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return kExitRejected;
+    default:
+      return kExitError;
+  }
+}
+
+int Usage(const std::string& message) {
+  std::fprintf(stderr, "ringctl: %s\n\n%s", message.c_str(), kUsage);
+  return kExitError;
+}
+
+// ---- Commands ---------------------------------------------------------------
+
+int ReleaseCreate(Client& c, const Args& args) {
+  v1::CreateReleaseRequest req;
+  Release* r = req.mutable_release();
+  r->set_id(args.Get("id"));
+  r->set_content_type(args.Get("content-type"));
+  r->set_digest_sha256(args.Get("digest"));
+  uint64_t size = 0;
+  if (!absl::SimpleAtoi(args.Get("size"), &size)) {
+    return Usage("--size must be a number of bytes");
+  }
+  r->set_size_bytes(size);
+  r->set_version(args.Get("version"));
+  r->set_fetch_url(args.Get("fetch-url"));
+  r->mutable_targeting()->set_min_agent_version(args.Get("min-agent-version"));
+  r->mutable_targeting()->set_max_agent_version(args.Get("max-agent-version"));
+  if (args.Has("platforms")) {
+    for (absl::string_view p :
+         absl::StrSplit(args.Get("platforms"), ',', absl::SkipEmpty())) {
+      r->mutable_targeting()->add_platforms(std::string(p));
+    }
+  }
+  Release resp;
+  grpc::Status s = c.releases().CreateRelease(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    std::printf("created release %s of %s\n", resp.id().c_str(),
+                resp.content_type().c_str());
+  }
+  return kExitOk;
+}
+
+int ReleaseGet(Client& c, const std::string& id) {
+  v1::GetReleaseRequest req;
+  req.set_release_id(id);
+  Release resp;
+  grpc::Status s = c.releases().GetRelease(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    PrintReleaseDetail(resp);
+  }
+  return kExitOk;
+}
+
+int ReleaseList(Client& c, const Args& args) {
+  v1::ListReleasesRequest req;
+  req.set_content_type(args.Get("content-type"));
+  v1::ListReleasesResponse resp;
+  grpc::Status s = c.releases().ListReleases(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    for (const Release& r : resp.releases()) PrintRelease(r);
+  }
+  return kExitOk;
+}
+
+int RolloutStart(Client& c, const Args& args) {
+  v1::StartRolloutRequest req;
+  req.set_rollout_id(args.Get("id"));
+  req.set_release_id(args.Get("release"));
+  req.set_baseline_release_id(args.Get("baseline"));
+  req.set_reason(args.Get("reason"));
+  req.set_start_pending(args.Has("pending"));
+  absl::Status loaded =
+      ringfence::LoadMessageFile(args.Get("plan"), req.mutable_plan());
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "ringctl: --plan: %s\n",
+                 std::string(loaded.message()).c_str());
+    return absl::IsInvalidArgument(loaded) ? kExitRejected : kExitError;
+  }
+  Rollout resp;
+  grpc::Status s = c.rollouts().StartRollout(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    std::printf("started rollout %s of %s (%s, stage %s)\n", resp.id().c_str(),
+                resp.release_id().c_str(), StateName(resp.state()).c_str(),
+                StageLabel(resp).c_str());
+  }
+  return kExitOk;
+}
+
+int RolloutStatus(Client& c, const std::string& id) {
+  v1::GetRolloutRequest req;
+  req.set_rollout_id(id);
+  v1::GetRolloutResponse resp;
+  grpc::Status s = c.rollouts().GetRollout(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    PrintRolloutStatus(resp);
+  }
+  return kExitOk;
+}
+
+int RolloutList(Client& c, const Args& args) {
+  v1::ListRolloutsRequest req;
+  req.set_content_type(args.Get("content-type"));
+  req.set_release_id(args.Get("release"));
+  v1::ListRolloutsResponse resp;
+  grpc::Status s = c.rollouts().ListRollouts(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    for (const Rollout& r : resp.rollouts()) PrintRolloutLine(r);
+  }
+  return kExitOk;
+}
+
+int RolloutAction(Client& c, const std::string& action, const std::string& id,
+                  const Args& args) {
+  v1::RolloutActionRequest req;
+  req.set_rollout_id(id);
+  req.set_reason(args.Get("reason"));
+  Rollout resp;
+  auto ctx = c.Context();
+  grpc::Status s;
+  if (action == "pause") {
+    s = c.rollouts().PauseRollout(ctx.get(), req, &resp);
+  } else if (action == "resume") {
+    s = c.rollouts().ResumeRollout(ctx.get(), req, &resp);
+  } else if (action == "abort") {
+    s = c.rollouts().AbortRollout(ctx.get(), req, &resp);
+  } else {
+    s = c.rollouts().PromoteRollout(ctx.get(), req, &resp);
+  }
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    std::printf("rollout %s: %s, stage %s\n", resp.id().c_str(),
+                StateName(resp.state()).c_str(), StageLabel(resp).c_str());
+  }
+  return kExitOk;
+}
+
+// What makes a watch line worth printing again.
+std::string WatchKey(const v1::GetRolloutResponse& st) {
+  const Rollout& r = st.rollout();
+  std::string key =
+      absl::StrCat(r.version(), "/", r.state(), "/", r.stage(), "/",
+                   st.telemetry().treatment_hosts(), "/",
+                   st.telemetry().control_hosts(), "/",
+                   SignalsLine(st.telemetry()), "/");
+  if (r.has_last_decision()) {
+    const ringfence::Decision& d = r.last_decision();
+    absl::StrAppend(&key, d.verdict(), "/",
+                    d.evidence_size() > 0 ? d.evidence(0).rule() : "");
+  }
+  return key;
+}
+
+std::string WatchLine(const v1::GetRolloutResponse& st) {
+  const Rollout& r = st.rollout();
+  std::string line = absl::StrFormat(
+      "%s  %-9s stage %-16s exposed %d (budget %d)  control %d  %s",
+      absl::FormatTime("%H:%M:%S", absl::Now(), absl::LocalTimeZone()),
+      StateName(r.state()), StageLabel(r), st.telemetry().treatment_hosts(),
+      st.stage_exposure_budget(), st.telemetry().control_hosts(),
+      SignalsLine(st.telemetry()));
+  if (r.has_last_decision()) {
+    const ringfence::Decision& d = r.last_decision();
+    absl::StrAppend(&line, "  | ",
+                    absl::AsciiStrToUpper(ringfence::VerdictName(d.verdict())),
+                    d.evidence_size() > 0
+                        ? absl::StrCat(" (", d.evidence(0).rule(), ")")
+                        : "");
+  }
+  return line;
+}
+
+int RolloutWatch(Client& c, const std::string& id, const Args& args) {
+  absl::Duration interval = absl::Seconds(1);
+  if (args.Has("interval") &&
+      (!absl::ParseDuration(args.Get("interval"), &interval) ||
+       interval < absl::Milliseconds(50))) {
+    return Usage("--interval must be a duration of at least 50ms, e.g. 1s");
+  }
+  const bool tty = isatty(STDOUT_FILENO) != 0 && !c.json();
+  std::string last_key;
+  uint64_t last_seq = 0;
+  bool line_open = false;  // TTY: a status line without its newline
+  while (true) {
+    v1::GetRolloutRequest req;
+    req.set_rollout_id(id);
+    req.set_include_decisions(true);
+    req.set_decisions_after_seq(last_seq);
+    v1::GetRolloutResponse st;
+    grpc::Status s = c.rollouts().GetRollout(c.Context().get(), req, &st);
+    if (!s.ok()) {
+      if (line_open) std::printf("\n");
+      return Fail(s);
+    }
+    for (const ringfence::Decision& d : st.decisions()) {
+      last_seq = std::max(last_seq, d.seq());
+      if (c.json()) continue;
+      if (line_open) std::printf("\n");
+      line_open = false;
+      std::printf("  decision #%llu, stage %s: %s\n",
+                  static_cast<unsigned long long>(d.seq()),
+                  ringfence::StageName(st.rollout().plan(),
+                                       static_cast<int>(d.stage()))
+                      .c_str(),
+                  d.summary().c_str());
+    }
+    const bool terminal = ringfence::IsTerminal(st.rollout().state());
+    const std::string key = WatchKey(st);
+    if (c.json()) {
+      if (key != last_key) {
+        st.clear_decisions();
+        std::printf("%s\n", Json(st, /*one_line=*/true).c_str());
+      }
+    } else if (tty) {
+      std::printf("\r\033[K%s", WatchLine(st).c_str());
+      line_open = true;
+    } else if (key != last_key) {
+      std::printf("%s\n", WatchLine(st).c_str());
+    }
+    std::fflush(stdout);
+    last_key = key;
+    if (terminal) {
+      if (line_open) std::printf("\n");
+      if (!c.json()) {
+        std::printf("rollout %s %s%s\n", id.c_str(),
+                    StateName(st.rollout().state()).c_str(),
+                    st.rollout().reason().empty()
+                        ? ""
+                        : absl::StrCat(": ", st.rollout().reason()).c_str());
+      }
+      return st.rollout().state() == ringfence::config::v1::COMPLETED
+                 ? kExitOk
+                 : kExitRejected;
+    }
+    absl::SleepFor(interval);
+  }
+}
+
+int EmergencyStop(Client& c, const Args& args) {
+  if (args.Has("clear")) {
+    v1::ClearEmergencyStopRequest req;
+    req.set_content_type(args.Get("content-type"));
+    req.set_reason(args.Get("reason"));
+    v1::ClearEmergencyStopResponse resp;
+    grpc::Status s =
+        c.rollouts().ClearEmergencyStop(c.Context().get(), req, &resp);
+    if (!s.ok()) return Fail(s);
+    if (c.json()) {
+      std::printf("%s\n", Json(resp).c_str());
+    } else {
+      std::printf("emergency stop of %s cleared\n",
+                  req.content_type().c_str());
+    }
+    return kExitOk;
+  }
+  v1::EmergencyStopRequest req;
+  req.set_content_type(args.Get("content-type"));
+  req.set_reason(args.Get("reason"));
+  v1::EmergencyStopResponse resp;
+  grpc::Status s = c.rollouts().EmergencyStop(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    std::printf("emergency stop of %s; halted rollouts: %s\n",
+                resp.content_type().c_str(),
+                resp.halted_rollout_ids().empty()
+                    ? "none"
+                    : absl::StrJoin(resp.halted_rollout_ids(), ", ").c_str());
+  }
+  return kExitOk;
+}
+
+int GateCheck(Client& c, const Args& args) {
+  absl::Duration timeout = absl::ZeroDuration();
+  absl::Duration interval = absl::Seconds(1);
+  if (args.Has("timeout") &&
+      (!absl::ParseDuration(args.Get("timeout"), &timeout) ||
+       timeout < absl::ZeroDuration())) {
+    return Usage("--timeout must be a duration, e.g. 30m");
+  }
+  if (args.Has("interval") &&
+      (!absl::ParseDuration(args.Get("interval"), &interval) ||
+       interval < absl::Milliseconds(50))) {
+    return Usage("--interval must be a duration of at least 50ms");
+  }
+  const bool wait = args.Has("wait");
+  if (wait && !args.Has("timeout")) timeout = absl::InfiniteDuration();
+  const absl::Time deadline = absl::Now() + timeout;
+  v1::CheckGateRequest req;
+  req.set_release_id(args.Get("release"));
+  req.set_stage(args.Get("stage"));
+  while (true) {
+    v1::CheckGateResponse resp;
+    grpc::Status s = c.rollouts().CheckGate(c.Context().get(), req, &resp);
+    const bool retry = wait && absl::Now() < deadline &&
+                       s.error_code() == grpc::StatusCode::UNAVAILABLE;
+    if (!s.ok() && !retry) return Fail(s);
+    if (s.ok() && (resp.status() != v1::GATE_PENDING || !wait ||
+                   absl::Now() >= deadline)) {
+      int code = kExitNotYet;
+      const char* word = "PENDING";
+      if (resp.status() == v1::GATE_CLEARED) {
+        code = kExitOk;
+        word = "CLEARED";
+      } else if (resp.status() == v1::GATE_REJECTED) {
+        code = kExitRejected;
+        word = "REJECTED";
+      }
+      if (c.json()) {
+        std::printf("%s\n", Json(resp).c_str());
+      } else {
+        std::printf("%s: %s\n", word, resp.explanation().c_str());
+      }
+      return code;
+    }
+    absl::SleepFor(std::min(interval, deadline - absl::Now()));
+  }
+}
+
+int Run(int argc, char** argv) {
+  std::string error;
+  const Args args = ParseArgs(argc, argv, &error);
+  if (!error.empty()) return Usage(error);
+  if (args.Has("help")) {
+    std::printf("%s", kUsage);
+    return kExitOk;
+  }
+  const std::vector<std::string>& pos = args.positional;
+  if (pos.empty()) return Usage("missing command");
+  Client client(args);
+  if (!client.SetRpcTimeout(args.Get("rpc-timeout"))) {
+    return Usage("--rpc-timeout must be a positive duration, e.g. 10s");
+  }
+  const std::string cmd = pos[0];
+  const std::string sub = pos.size() > 1 ? pos[1] : "";
+  auto check = [&](size_t words, size_t positional,
+                   const std::set<std::string>& allowed,
+                   const std::set<std::string>& required) {
+    return CheckArgs(args, words, positional, allowed, required, &error);
+  };
+  if (cmd == "release" && sub == "create") {
+    if (!check(2, 0,
+               {"id", "content-type", "digest", "size", "version", "fetch-url",
+                "platforms", "min-agent-version", "max-agent-version"},
+               {"id", "content-type", "digest", "size"})) {
+      return Usage(error);
+    }
+    return ReleaseCreate(client, args);
+  }
+  if (cmd == "release" && sub == "get") {
+    if (!check(2, 1, {}, {})) return Usage(error);
+    return ReleaseGet(client, pos[2]);
+  }
+  if (cmd == "release" && sub == "list") {
+    if (!check(2, 0, {"content-type"}, {})) return Usage(error);
+    return ReleaseList(client, args);
+  }
+  if (cmd == "rollout" && sub == "start") {
+    if (!check(2, 0, {"release", "plan", "reason", "id", "baseline", "pending"},
+               {"release", "plan", "reason"})) {
+      return Usage(error);
+    }
+    return RolloutStart(client, args);
+  }
+  if (cmd == "rollout" && sub == "status") {
+    if (!check(2, 1, {}, {})) return Usage(error);
+    return RolloutStatus(client, pos[2]);
+  }
+  if (cmd == "rollout" && sub == "list") {
+    if (!check(2, 0, {"content-type", "release"}, {})) return Usage(error);
+    return RolloutList(client, args);
+  }
+  if (cmd == "rollout" && (sub == "pause" || sub == "resume" ||
+                           sub == "abort" || sub == "promote")) {
+    if (!check(2, 1, {"reason"}, {"reason"})) return Usage(error);
+    return RolloutAction(client, sub, pos[2], args);
+  }
+  if (cmd == "rollout" && sub == "watch") {
+    if (!check(2, 1, {"interval"}, {})) return Usage(error);
+    return RolloutWatch(client, pos[2], args);
+  }
+  if (cmd == "emergency-stop") {
+    if (!check(1, 0, {"content-type", "reason", "clear"},
+               {"content-type", "reason"})) {
+      return Usage(error);
+    }
+    return EmergencyStop(client, args);
+  }
+  if (cmd == "gate" && sub == "check") {
+    if (!check(2, 0, {"release", "stage", "wait", "timeout", "interval"},
+               {"release"})) {
+      return Usage(error);
+    }
+    return GateCheck(client, args);
+  }
+  return Usage(absl::StrCat("unknown command \"", absl::StrJoin(pos, " "),
+                            "\""));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Run(argc, argv); }

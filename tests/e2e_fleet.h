@@ -1,0 +1,76 @@
+// An emulated fleet of hosts for the end-to-end tests: each host is a gRPC
+// client of ringfenced's Fleet service that polls GetAssignment, applies what
+// it is told (reporting `applying` and `applied`), and heartbeats, in real
+// time. Hosts that load a boot-looping release report `applying` and then
+// never report again, as on 2024-07-19.
+//
+// Thread safety: Start/Stop from one thread; the accessors from any.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "ringfence/v1/ringfence.pb.h"
+
+namespace ringfence::e2e {
+
+struct FleetOptions {
+  // host:port of ringfenced.
+  std::string target;
+  // Bearer token with role host (empty: none).
+  std::string token;
+  std::string content_type = "channel-file/291";
+  int hosts = 30;
+  // The first `dogfood_hosts` hosts carry the label "ring:dogfood".
+  int dogfood_hosts = 5;
+  // How often each host polls and heartbeats.
+  absl::Duration poll_interval = absl::Milliseconds(100);
+  // Releases whose hosts die while loading them.
+  std::set<std::string> boot_loop_releases;
+  // Worker threads driving the hosts.
+  int threads = 3;
+};
+
+class FleetEmulator {
+ public:
+  explicit FleetEmulator(FleetOptions options);
+  ~FleetEmulator();  // Stop()s
+
+  void Start();
+  void Stop();
+
+  // Live hosts currently running `release_id`.
+  int Running(const std::string& release_id) const;
+  // Hosts that died boot-looping.
+  int Dead() const;
+  // Live hosts whose last assignment had `reason`.
+  int WithReason(v1::AssignReason reason) const;
+  // Failed RPCs, and the first failure's message.
+  int errors() const { return errors_.load(); }
+  std::string first_error() const;
+
+ private:
+  struct Host;
+  void Loop(int worker);
+  void PollOnce(Host& host);
+
+  const FleetOptions options_;
+  std::vector<std::unique_ptr<Host>> hosts_;
+  std::vector<std::thread> threads_;
+  absl::Notification stop_;
+  bool started_ = false;
+  std::atomic<int> errors_{0};
+  mutable absl::Mutex mu_;
+  std::string first_error_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ringfence::e2e
