@@ -6,6 +6,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <utility>
@@ -34,6 +35,8 @@ constexpr int kMaxContentTypesPerRequest = 64;
 struct Context {
   Controller* controller;
   const std::optional<TokenAuthenticator>* auth;
+  // Set when the server starts shutting down: streams end.
+  const std::atomic<bool>* shutting_down;
 
   // Authenticates the call and checks its role; the principal on success.
   grpc::Status Check(grpc::CallbackServerContext* ctx, const Roles& allowed,
@@ -161,9 +164,10 @@ std::string ChangeKey(const RolloutStatus& st) {
 class WatchReactor final
     : public grpc::ServerWriteReactor<v1::GetRolloutResponse> {
  public:
-  WatchReactor(Controller* controller, std::string rollout_id,
-               absl::Duration interval)
+  WatchReactor(Controller* controller, const std::atomic<bool>* shutting_down,
+               std::string rollout_id, absl::Duration interval)
       : controller_(controller),
+        shutting_down_(shutting_down),
         rollout_id_(std::move(rollout_id)),
         interval_(interval) {
     std::optional<grpc::Status> finish;
@@ -219,6 +223,12 @@ class WatchReactor final
   }
 
   void PollLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (shutting_down_->load(std::memory_order_acquire)) {
+      // Clients reconnect to another (or the restarted) server.
+      RequestFinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                       "the server is shutting down"));
+      return;
+    }
     absl::StatusOr<RolloutStatus> st = controller_->GetRollout(rollout_id_);
     if (!st.ok()) {
       RequestFinishLocked(ToGrpcStatus(st.status()));
@@ -261,6 +271,7 @@ class WatchReactor final
   }
 
   Controller* const controller_;
+  const std::atomic<bool>* const shutting_down_;
   const std::string rollout_id_;
   const absl::Duration interval_;
   absl::Mutex mu_;
@@ -367,28 +378,29 @@ class RolloutsService final : public v1::Rollouts::CallbackService {
       }
     }
     if (!s.ok()) return new FailedWriteReactor(s);
-    return new WatchReactor(c_.controller, req->rollout_id(), interval);
+    return new WatchReactor(c_.controller, c_.shutting_down, req->rollout_id(),
+                            interval);
   }
 
   grpc::ServerUnaryReactor* PauseRollout(grpc::CallbackServerContext* ctx,
                                          const v1::RolloutActionRequest* req,
                                          Rollout* resp) override {
-    return Manual(ctx, req, resp, "PauseRollout", &Controller::Pause);
+    return Manual(ctx, req, resp, "PauseRollout", Action::kPause);
   }
   grpc::ServerUnaryReactor* ResumeRollout(grpc::CallbackServerContext* ctx,
                                           const v1::RolloutActionRequest* req,
                                           Rollout* resp) override {
-    return Manual(ctx, req, resp, "ResumeRollout", &Controller::Resume);
+    return Manual(ctx, req, resp, "ResumeRollout", Action::kResume);
   }
   grpc::ServerUnaryReactor* AbortRollout(grpc::CallbackServerContext* ctx,
                                          const v1::RolloutActionRequest* req,
                                          Rollout* resp) override {
-    return Manual(ctx, req, resp, "AbortRollout", &Controller::Abort);
+    return Manual(ctx, req, resp, "AbortRollout", Action::kAbort);
   }
   grpc::ServerUnaryReactor* PromoteRollout(grpc::CallbackServerContext* ctx,
                                            const v1::RolloutActionRequest* req,
                                            Rollout* resp) override {
-    return Manual(ctx, req, resp, "PromoteRollout", &Controller::Promote);
+    return Manual(ctx, req, resp, "PromoteRollout", Action::kPromote);
   }
 
   grpc::ServerUnaryReactor* EmergencyStop(
@@ -442,17 +454,27 @@ class RolloutsService final : public v1::Rollouts::CallbackService {
   }
 
  private:
-  using ManualFn = absl::StatusOr<Rollout> (Controller::*)(
-      absl::string_view, absl::string_view, absl::string_view);
+  enum class Action { kPause, kResume, kAbort, kPromote };
 
   grpc::ServerUnaryReactor* Manual(grpc::CallbackServerContext* ctx,
                                    const v1::RolloutActionRequest* req,
                                    Rollout* resp, absl::string_view method,
-                                   ManualFn fn) {
+                                   Action action) {
     return c_.Unary(ctx, kOperatorRoles, method, [&](const Principal& p) {
-      return Reply((c_.controller->*fn)(req->rollout_id(), p.actor,
-                                        req->reason()),
-                   resp);
+      Controller& c = *c_.controller;
+      const std::string& id = req->rollout_id();
+      const std::string& reason = req->reason();
+      switch (action) {
+        case Action::kPause:
+          return Reply(c.Pause(id, p.actor, reason), resp);
+        case Action::kResume:
+          return Reply(c.Resume(id, p.actor, reason), resp);
+        case Action::kAbort:
+          return Reply(c.Abort(id, p.actor, reason), resp);
+        case Action::kPromote:
+          break;
+      }
+      return Reply(c.Promote(id, p.actor, reason), resp);
     });
   }
 
@@ -520,6 +542,7 @@ class FleetService final : public v1::Fleet::CallbackService {
 
 struct Server::Services {
   std::optional<TokenAuthenticator> auth;
+  std::atomic<bool> shutting_down{false};
   std::unique_ptr<ReleasesService> releases;
   std::unique_ptr<RolloutsService> rollouts;
   std::unique_ptr<FleetService> fleet;
@@ -531,7 +554,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   server->services_ = std::make_unique<Services>();
   Services& svc = *server->services_;
   svc.auth = std::move(options.auth);
-  const Context ctx{controller, &svc.auth};
+  const Context ctx{controller, &svc.auth, &svc.shutting_down};
   svc.releases = std::make_unique<ReleasesService>(ctx);
   svc.rollouts = std::make_unique<RolloutsService>(ctx);
   svc.fleet = std::make_unique<FleetService>(ctx);
@@ -563,6 +586,7 @@ Server::~Server() {
 void Server::Shutdown(absl::Duration grace) {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
+  services_->shutting_down.store(true, std::memory_order_release);
   if (grpc::HealthCheckServiceInterface* health =
           server_->GetHealthCheckService()) {
     health->Shutdown();

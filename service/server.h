@@ -63,9 +63,10 @@ class Server {
 
   // Shutdown
   //
-  // Stops accepting calls, reports NOT_SERVING to health checks, lets calls
-  // in flight finish for up to `grace`, then cancels the rest (open
-  // WatchRollout streams end with CANCELLED) and waits for them.
+  // Stops accepting calls, reports NOT_SERVING to health checks, ends open
+  // WatchRollout streams (UNAVAILABLE, at their next poll), lets calls in
+  // flight finish for up to `grace`, then cancels the rest and waits for
+  // them.
   void Shutdown(absl::Duration grace);
 
  private:

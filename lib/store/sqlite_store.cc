@@ -216,6 +216,7 @@ class SqliteStore final : public Store {
     }
     for (int next = version + 1; next <= target; ++next) {
       absl::Status s = TxLocked([&]() -> absl::Status {
+        mu_.AssertHeld();
         RETURN_IF_ERROR(ExecLocked(kMigrations[next - 1]));
         return ExecLocked(absl::StrCat("PRAGMA user_version=", next));
       });
@@ -237,6 +238,7 @@ class SqliteStore final : public Store {
                           const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
       Stmt s(db_,
              "INSERT INTO releases(id, content_type, body) VALUES(?1, ?2, ?3)");
       s.Bind(1, release.id())
@@ -281,6 +283,7 @@ class SqliteStore final : public Store {
                              const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
       Stmt s(db_,
              "INSERT INTO rollouts(id, content_type, state, version, body) "
              "VALUES(?1, ?2, ?3, ?4, ?5)");
@@ -305,6 +308,7 @@ class SqliteStore final : public Store {
                                 const Decision* decision) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
       Stmt get(db_, "SELECT version FROM rollouts WHERE id = ?1");
       get.Bind(1, rollout.id());
       ASSIGN_OR_RETURN(bool row, get.Step());
@@ -358,7 +362,10 @@ class SqliteStore final : public Store {
 
   absl::Status AppendDecision(const Decision& decision) override {
     absl::MutexLock lock(&mu_);
-    return TxLocked([&]() { return InsertDecisionLocked(decision); });
+    return TxLocked([&]() {
+      mu_.AssertHeld();
+      return InsertDecisionLocked(decision);
+    });
   }
 
   absl::StatusOr<std::vector<Decision>> ListDecisions(
@@ -383,6 +390,7 @@ class SqliteStore final : public Store {
     if (exposures.empty()) return absl::OkStatus();
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
       Stmt s(db_,
              "INSERT OR IGNORE INTO exposures(rollout_id, host_id, stage, "
              "at_ns) VALUES(?1, ?2, ?3, ?4)");
@@ -419,6 +427,7 @@ class SqliteStore final : public Store {
                                 const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
       Stmt s(db_,
              "INSERT OR REPLACE INTO emergency_stops(content_type, actor, "
              "reason, at_ns) VALUES(?1, ?2, ?3, ?4)");
@@ -435,6 +444,7 @@ class SqliteStore final : public Store {
                                   const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
       Stmt s(db_, "DELETE FROM emergency_stops WHERE content_type = ?1");
       s.Bind(1, content_type);
       RETURN_IF_ERROR(s.Run());
@@ -465,6 +475,7 @@ class SqliteStore final : public Store {
                              absl::string_view bytes) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
       Stmt s(db_,
              "INSERT OR REPLACE INTO checkpoints(rollout_id, at_ns, body) "
              "VALUES(?1, ?2, ?3)");
@@ -490,7 +501,10 @@ class SqliteStore final : public Store {
 
   absl::Status AppendAudit(const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
-    return TxLocked([&]() { return AppendAuditLocked(audit); });
+    return TxLocked([&]() {
+      mu_.AssertHeld();
+      return AppendAuditLocked(audit);
+    });
   }
 
   absl::StatusOr<std::vector<AuditEntry>> ReadAudit(uint64_t after_seq,

@@ -1,0 +1,124 @@
+// Release integrity and publisher signatures.
+//
+// Integrity: a release records the SHA-256 (lower-case hex) and size of its
+// payload; VerifyPayload checks a payload against them.
+//
+// Signatures: Ed25519 (RFC 8032, "pure", no pre-hash) over the canonical
+// release message, a UTF-8 string with "\n" separators and no trailing
+// newline:
+//
+//   "ringfence-release-v1\n" + id + "\n" + content_type + "\n" + version +
+//   "\n" + digest_sha256 + "\n" + decimal(size_bytes)
+//
+// e.g. "ringfence-release-v1\ncf-291-0719\nchannel-file/291\n2024.07.19\n"
+//      "<64 hex>\n40960". The message is unambiguous because id,
+// content_type, digest_sha256 and size_bytes cannot contain "\n"
+// (ValidateRelease); version may, and is everything between the third line
+// and the last two. Targeting, fetch_url and created_at are NOT signed.
+//
+// Release.signature holds a binary-encoded ReleaseSignature message
+// (content.proto): field 1 `key_id` (string), field 2 `ed25519` (the 64
+// signature bytes). To verify in another language: decode that message,
+// look up the public key by key_id, build the message above and run Ed25519
+// verify. Keys are PEM: PKCS#8 "PRIVATE KEY" and SubjectPublicKeyInfo
+// "PUBLIC KEY" (what `openssl genpkey -algorithm ed25519` writes).
+//
+// Error codes:
+//   INVALID_ARGUMENT     the release metadata is invalid, the signature bytes
+//                        are not a ReleaseSignature, a key is not Ed25519
+//                        PEM, or VerifyPayload's payload does not match
+//                        the recorded digest or size;
+//   FAILED_PRECONDITION  unsigned while signatures are required;
+//   PERMISSION_DENIED    signed by a key that is not trusted, or the
+//                        signature does not verify (metadata or digest
+//                        altered after signing, or a different key).
+//
+// Thread safety: all functions are pure (OpenSSL 3 is thread-safe).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "ringfence/model.h"
+
+namespace ringfence {
+
+struct PayloadDigest {
+  // Lower-case hex SHA-256.
+  std::string sha256_hex;
+  uint64_t size_bytes = 0;
+};
+
+// ComputeDigest
+//
+// The digest and size to record in a Release for `payload`.
+PayloadDigest ComputeDigest(absl::string_view payload);
+
+// VerifyPayload
+//
+// OK if `payload` has the size and SHA-256 `release` records; otherwise
+// INVALID_ARGUMENT naming the field and both values, e.g.
+// `digest_sha256: release records 9f86…, the payload hashes to 60303…`.
+absl::Status VerifyPayload(const Release& release, absl::string_view payload);
+
+struct KeyPair {
+  // PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----"). Keep secret.
+  std::string private_pem;
+  // SubjectPublicKeyInfo PEM ("-----BEGIN PUBLIC KEY-----").
+  std::string public_pem;
+};
+
+// GenerateKeyPair
+//
+// A new Ed25519 key pair. INTERNAL if OpenSSL fails.
+absl::StatusOr<KeyPair> GenerateKeyPair();
+
+// PublicKeyFingerprint
+//
+// A default key id for a public key: "ed25519:" + the first 16 hex
+// characters of the SHA-256 of the raw 32-byte key. INVALID_ARGUMENT if
+// `public_pem` is not an Ed25519 public key.
+absl::StatusOr<std::string> PublicKeyFingerprint(absl::string_view public_pem);
+
+// CanonicalReleaseMessage
+//
+// The message that is signed (see above). REQUIRES: ValidateRelease(release)
+// is OK (SignRelease and VerifyReleaseSignature check).
+std::string CanonicalReleaseMessage(const Release& release);
+
+// SignRelease
+//
+// The bytes to store in Release.signature: `release` (its signature field is
+// ignored) signed with `private_pem`, tagged with `key_id` (an id, see
+// ValidateId). INVALID_ARGUMENT for an invalid release, key id or key.
+absl::StatusOr<std::string> SignRelease(const Release& release,
+                                        absl::string_view private_pem,
+                                        absl::string_view key_id);
+
+// Publisher keys a server trusts: key id -> Ed25519 public key PEM.
+using TrustedKeys = std::map<std::string, std::string>;
+
+// ValidateTrustedKeys
+//
+// Checks every key id is an id and every PEM an Ed25519 public key
+// (INVALID_ARGUMENT naming `trusted_keys["id"]`), so bad configuration fails
+// at startup rather than at the first release.
+absl::Status ValidateTrustedKeys(const TrustedKeys& keys);
+
+// VerifyReleaseSignature
+//
+// Checks `release.signature`:
+//   * empty: FAILED_PRECONDITION if `require_signature`, else OK;
+//   * otherwise it must verify, whether or not signatures are required:
+//     key id not in `trusted_keys` or a signature that does not verify is
+//     PERMISSION_DENIED; malformed signature bytes INVALID_ARGUMENT.
+// Does not look at the payload: pair it with VerifyPayload.
+absl::Status VerifyReleaseSignature(const Release& release,
+                                    const TrustedKeys& trusted_keys,
+                                    bool require_signature);
+
+}  // namespace ringfence
