@@ -153,6 +153,10 @@ class E2ETest : public ::testing::Test {
   void SetUp() override {
     ringfenced_ = Env("RINGFENCED");
     ringctl_ = Env("RINGCTL");
+    if (ringctl_.empty() && !ringfenced_.empty()) {
+      ringctl_ = (std::filesystem::path(ringfenced_).parent_path() / "ringctl")
+                     .string();
+    }
     ASSERT_FALSE(ringfenced_.empty()) << "set RINGFENCED to the server binary";
     ASSERT_FALSE(ringctl_.empty()) << "set RINGCTL to the CLI binary";
     dir_ = MakeTempDir();
@@ -400,6 +404,7 @@ TEST_F(E2ETest, GoodReleaseRollsOutToTheWholeFleet) {
 
   EXPECT_EQ(wait_result.exit_code, 0) << wait_result.out << wait_result.err;
   EXPECT_THAT(wait_result.out, HasSubstr("CLEARED"));
+  std::cerr << "TMPWATCH\n" << watch_result.out;
   EXPECT_EQ(watch_result.exit_code, 0) << watch_result.out << watch_result.err;
   EXPECT_THAT(watch_result.out, HasSubstr("rollout good-1 completed"));
   EXPECT_THAT(watch_result.out, HasSubstr("PROMOTE"));

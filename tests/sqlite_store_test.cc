@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -302,6 +303,30 @@ TEST_F(SqliteStoreTest, FullDatabaseFailsClosed) {
   EXPECT_FALSE((*controller)->store_healthy());
   EXPECT_THAT((*store)->GetRelease("rel-1"),
               StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Concurrent single-host grants are group-committed; every one is durable.
+TEST_F(SqliteStoreTest, ConcurrentExposuresAreAllRecorded) {
+  {
+    auto store = Open();
+    ASSERT_OK(store);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&store, t] {
+        for (int i = 0; i < 100; ++i) {
+          const std::vector<Exposure> one = {
+              {absl::StrCat("host-", t, "-", i), 0, absl::FromUnixSeconds(1)}};
+          EXPECT_OK((*store)->RecordExposures("ro-1", one));
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  auto store = Open();
+  ASSERT_OK(store);
+  auto got = (*store)->ListExposures("ro-1");
+  ASSERT_OK(got);
+  EXPECT_EQ(got->size(), 800u);
 }
 
 // Writes tests/testdata/store_v1/ringfence.db with schema version 1. Run by

@@ -385,26 +385,44 @@ class SqliteStore final : public Store {
     return out;
   }
 
+  // Group commit: concurrent callers (GetAssignment grants from many hosts)
+  // queue their exposures; one of them commits everything queued in one
+  // transaction (one fsync) while the others wait for its outcome. Each
+  // caller returns only after its own rows are durable.
   absl::Status RecordExposures(absl::string_view rollout_id,
                                absl::Span<const Exposure> exposures) override {
     if (exposures.empty()) return absl::OkStatus();
-    absl::MutexLock lock(&mu_);
-    return TxLocked([&]() -> absl::Status {
-      mu_.AssertHeld();
-      Stmt s(db_,
-             "INSERT OR IGNORE INTO exposures(rollout_id, host_id, stage, "
-             "at_ns) VALUES(?1, ?2, ?3, ?4)");
-      RETURN_IF_ERROR(s.status());
-      for (const Exposure& e : exposures) {
-        s.Bind(1, rollout_id)
-            .Bind(2, e.host_id)
-            .Bind(3, static_cast<int64_t>(e.stage))
-            .Bind(4, absl::ToUnixNanos(e.at));
-        RETURN_IF_ERROR(s.Run());
-        s.Reset();
+    PendingExposures mine;
+    mine.rollout_id = std::string(rollout_id);
+    mine.exposures.assign(exposures.begin(), exposures.end());
+    absl::MutexLock q(&queue_mu_);
+    queue_.push_back(&mine);
+    while (!mine.done) {
+      if (!committing_) {
+        committing_ = true;
+        std::vector<PendingExposures*> group;
+        group.swap(queue_);
+        queue_mu_.Unlock();
+        absl::Status status;
+        {
+          absl::MutexLock lock(&mu_);
+          status = TxLocked([&]() -> absl::Status {
+            mu_.AssertHeld();
+            return InsertExposuresLocked(group);
+          });
+        }
+        queue_mu_.Lock();
+        for (PendingExposures* p : group) {
+          p->status = status;
+          p->done = true;
+        }
+        committing_ = false;
+        done_cv_.SignalAll();
+      } else {
+        done_cv_.Wait(&queue_mu_);
       }
-      return absl::OkStatus();
-    });
+    }
+    return mine.status;
   }
 
   absl::StatusOr<std::vector<Exposure>> ListExposures(
@@ -560,6 +578,33 @@ class SqliteStore final : public Store {
     return s;
   }
 
+  struct PendingExposures {
+    std::string rollout_id;
+    std::vector<Exposure> exposures;
+    bool done = false;
+    absl::Status status;
+  };
+
+  absl::Status InsertExposuresLocked(
+      const std::vector<PendingExposures*>& group)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stmt s(db_,
+           "INSERT OR IGNORE INTO exposures(rollout_id, host_id, stage, "
+           "at_ns) VALUES(?1, ?2, ?3, ?4)");
+    RETURN_IF_ERROR(s.status());
+    for (const PendingExposures* p : group) {
+      for (const Exposure& e : p->exposures) {
+        s.Bind(1, p->rollout_id)
+            .Bind(2, e.host_id)
+            .Bind(3, static_cast<int64_t>(e.stage))
+            .Bind(4, absl::ToUnixNanos(e.at));
+        RETURN_IF_ERROR(s.Run());
+        s.Reset();
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status InsertDecisionLocked(const Decision& decision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Stmt s(db_,
@@ -598,6 +643,12 @@ class SqliteStore final : public Store {
     last_audit_hash_ = e.hash();
     return absl::OkStatus();
   }
+
+  // Lock order: queue_mu_ is never held while taking mu_.
+  absl::Mutex queue_mu_;
+  absl::CondVar done_cv_;
+  std::vector<PendingExposures*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool committing_ ABSL_GUARDED_BY(queue_mu_) = false;
 
   absl::Mutex mu_;
   sqlite3* const db_;

@@ -1,0 +1,5 @@
+#!/bin/sh
+# A vendor parser that crashes on the payload.
+cat > /dev/null
+echo '{"findings": []}'
+kill -SEGV $$

@@ -1,0 +1,5 @@
+#!/bin/sh
+# A vendor parser that never finishes.
+cat > /dev/null
+sleep 30
+echo '{"findings": []}'

@@ -1,0 +1,3 @@
+#!/bin/sh
+cat > /dev/null
+echo '{"findings": [{"severity": "error", "message": "something is wrong"}]}'
