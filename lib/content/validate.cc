@@ -286,8 +286,12 @@ class Run {
             absl::StrCat("template type ", Quoted(type.name()), " defines ",
                          type.fields_size(), " fields but agents ", c.label,
                          " supply ", in->second,
-                         " inputs: content must not use fields ",
-                         in->second + 1, "..", type.fields_size(),
+                         " inputs: content must not use ",
+                         in->second + 1 == static_cast<uint32_t>(
+                                               type.fields_size())
+                             ? absl::StrCat("field ", type.fields_size())
+                             : absl::StrCat("fields ", in->second + 1, "..",
+                                            type.fields_size()),
                          " while they are targeted"));
         finding.agents = c.label;
         report_.Add(std::move(finding));
