@@ -24,7 +24,8 @@ std::array<uint8_t, 32> Digest(absl::string_view token) {
 }
 
 bool ParseRole(absl::string_view name, Role* role) {
-  for (Role r : {Role::kHost, Role::kPublisher, Role::kOperator, Role::kAdmin}) {
+  for (Role r :
+       {Role::kHost, Role::kPublisher, Role::kOperator, Role::kAdmin}) {
     if (name == RoleName(r)) {
       *role = r;
       return true;
@@ -51,7 +52,8 @@ absl::string_view RoleName(Role role) {
 
 std::string Roles::ToString() const {
   std::vector<absl::string_view> names;
-  for (Role r : {Role::kHost, Role::kPublisher, Role::kOperator, Role::kAdmin}) {
+  for (Role r :
+       {Role::kHost, Role::kPublisher, Role::kOperator, Role::kAdmin}) {
     if (Contains(r)) names.push_back(RoleName(r));
   }
   if (names.size() <= 1) return absl::StrJoin(names, "");
@@ -123,8 +125,8 @@ absl::StatusOr<Principal> TokenAuthenticator::Authenticate(
     return absl::UnauthenticatedError(
         "the authorization metadata must be \"Bearer <token>\"");
   }
-  const std::array<uint8_t, 32> digest = Digest(
-      absl::StripAsciiWhitespace(authorization.substr(kScheme.size())));
+  const std::array<uint8_t, 32> digest =
+      Digest(absl::StripAsciiWhitespace(authorization.substr(kScheme.size())));
   // Every entry is compared, so the time taken does not depend on which (if
   // any) entry matches.
   const Entry* match = nullptr;
@@ -140,9 +142,9 @@ absl::StatusOr<Principal> TokenAuthenticator::Authenticate(
 absl::Status Authorize(const Principal& principal, const Roles& allowed,
                        absl::string_view method) {
   if (allowed.Contains(principal.role)) return absl::OkStatus();
-  return absl::PermissionDeniedError(absl::StrCat(
-      method, " needs role ", allowed.ToString(), "; \"", principal.actor,
-      "\" has role ", RoleName(principal.role)));
+  return absl::PermissionDeniedError(
+      absl::StrCat(method, " needs role ", allowed.ToString(), "; \"",
+                   principal.actor, "\" has role ", RoleName(principal.role)));
 }
 
 }  // namespace ringfence

@@ -38,15 +38,17 @@ absl::string_view RoleName(Role role);
 // A set of roles, e.g. Roles{Role::kOperator, Role::kAdmin}.
 class Roles {
  public:
-  Roles(std::initializer_list<Role> roles) {
+  constexpr Roles(std::initializer_list<Role> roles) {
     for (Role r : roles) bits_ |= Bit(r);
   }
-  bool Contains(Role r) const { return (bits_ & Bit(r)) != 0; }
+  constexpr bool Contains(Role r) const { return (bits_ & Bit(r)) != 0; }
   // "operator or admin".
   std::string ToString() const;
 
  private:
-  static uint8_t Bit(Role r) { return uint8_t{1} << static_cast<int>(r); }
+  static constexpr uint8_t Bit(Role r) {
+    return static_cast<uint8_t>(1u << static_cast<int>(r));
+  }
   uint8_t bits_ = 0;
 };
 
@@ -75,8 +77,7 @@ class TokenAuthenticator {
   //
   // The principal of an `authorization` metadata value ("Bearer <token>").
   // UNAUTHENTICATED if it is missing, malformed or the token is unknown.
-  absl::StatusOr<Principal> Authenticate(
-      absl::string_view authorization) const;
+  absl::StatusOr<Principal> Authenticate(absl::string_view authorization) const;
 
   size_t size() const { return entries_.size(); }
 

@@ -22,10 +22,11 @@ absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
   for (int i = 0; i < request.events_size(); ++i) {
     const v1::TelemetryEvent& p = request.events(i);
     if (p.type() < v1::APPLYING || p.type() > v1::SIGNAL) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "events[", i, "].type: must be one of APPLYING, APPLIED, HEARTBEAT, "
-          "CRASH, BOOT, SIGNAL (got ",
-          static_cast<int>(p.type()), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("events[", i,
+                       "].type: must be one of APPLYING, APPLIED, HEARTBEAT, "
+                       "CRASH, BOOT, SIGNAL (got ",
+                       static_cast<int>(p.type()), ")"));
     }
     TelemetryEvent e;
     e.host_id = p.host_id();
@@ -131,8 +132,8 @@ v1::GetRolloutResponse RolloutStatusToProto(const RolloutStatus& status) {
     s->set_e_threshold(c.e_threshold);
   }
   // Cohorts beyond the current stage are empty by construction.
-  const size_t cohorts = std::min<size_t>(t.cohorts.size(),
-                                          status.rollout.stage() + size_t{1});
+  const size_t cohorts =
+      std::min<size_t>(t.cohorts.size(), status.rollout.stage() + size_t{1});
   for (size_t i = 0; i < cohorts; ++i) {
     const CohortCounts& c = t.cohorts[i];
     v1::StageCohort* cp = tp->add_cohorts();

@@ -59,7 +59,8 @@ constexpr int kExitNotYet = 1;
 constexpr int kExitRejected = 2;
 constexpr int kExitError = 3;
 
-constexpr char kUsage[] = R"(usage: ringctl [--server=HOST:PORT] [--token=T] [--json] COMMAND ...
+constexpr char kUsage[] =
+    R"(usage: ringctl [--server=HOST:PORT] [--token=T] [--json] COMMAND ...
 
 commands:
   release create --id=ID --content-type=T --digest=SHA256 --size=BYTES
@@ -218,13 +219,13 @@ void PrintReleaseDetail(const Release& r) {
   std::printf("created       %s\n", FormatTime(r.created_at()).c_str());
 }
 
+// "canary (2/4)", or "late-track" past the regular stages.
 std::string StageLabel(const Rollout& r) {
   const int n = r.plan().stages_size();
-  return absl::StrFormat("%s (%d/%d)",
-                         ringfence::StageName(r.plan(),
-                                              static_cast<int>(r.stage())),
-                         std::min<int>(static_cast<int>(r.stage()) + 1, n + 1),
-                         n);
+  const int stage = static_cast<int>(r.stage());
+  const std::string name = ringfence::StageName(r.plan(), stage);
+  if (stage >= n) return name;
+  return absl::StrFormat("%s (%d/%d)", name, stage + 1, n);
 }
 
 void PrintRolloutLine(const Rollout& r) {
@@ -247,21 +248,22 @@ void PrintRolloutStatus(const v1::GetRolloutResponse& st) {
   const Rollout& r = st.rollout();
   const v1::RolloutTelemetry& t = st.telemetry();
   std::printf("rollout    %s\n", r.id().c_str());
-  std::printf("release    %s (%s)%s\n", r.release_id().c_str(),
-              r.content_type().c_str(),
-              r.baseline_release_id().empty()
-                  ? ""
-                  : absl::StrCat(", baseline ", r.baseline_release_id())
-                        .c_str());
+  std::printf(
+      "release    %s (%s)%s\n", r.release_id().c_str(),
+      r.content_type().c_str(),
+      r.baseline_release_id().empty()
+          ? ""
+          : absl::StrCat(", baseline ", r.baseline_release_id()).c_str());
   std::printf("state      %s%s\n", StateName(r.state()).c_str(),
               r.reason().empty() ? "" : absl::StrCat(": ", r.reason()).c_str());
   std::printf("stage      %s since %s\n", StageLabel(r).c_str(),
               FormatTime(r.stage_started_at()).c_str());
-  std::printf("exposure   %llu hosts exposed (stage budget %llu), %llu control "
-              "hosts\n",
-              static_cast<unsigned long long>(t.treatment_hosts()),
-              static_cast<unsigned long long>(st.stage_exposure_budget()),
-              static_cast<unsigned long long>(t.control_hosts()));
+  std::printf(
+      "exposure   %llu hosts exposed (stage budget %llu), %llu control "
+      "hosts\n",
+      static_cast<unsigned long long>(t.treatment_hosts()),
+      static_cast<unsigned long long>(st.stage_exposure_budget()),
+      static_cast<unsigned long long>(t.control_hosts()));
   std::printf("signals    %s   (affected hosts: exposed/control)\n",
               SignalsLine(t).c_str());
   if (r.has_last_decision()) {
@@ -525,11 +527,10 @@ int RolloutAction(Client& c, const std::string& action, const std::string& id,
 // What makes a watch line worth printing again.
 std::string WatchKey(const v1::GetRolloutResponse& st) {
   const Rollout& r = st.rollout();
-  std::string key =
-      absl::StrCat(r.version(), "/", r.state(), "/", r.stage(), "/",
-                   st.telemetry().treatment_hosts(), "/",
-                   st.telemetry().control_hosts(), "/",
-                   SignalsLine(st.telemetry()), "/");
+  std::string key = absl::StrCat(r.version(), "/", r.state(), "/", r.stage(),
+                                 "/", st.telemetry().treatment_hosts(), "/",
+                                 st.telemetry().control_hosts(), "/",
+                                 SignalsLine(st.telemetry()), "/");
   if (r.has_last_decision()) {
     const ringfence::Decision& d = r.last_decision();
     absl::StrAppend(&key, d.verdict(), "/",
@@ -584,12 +585,12 @@ int RolloutWatch(Client& c, const std::string& id, const Args& args) {
       if (c.json()) continue;
       if (line_open) std::printf("\n");
       line_open = false;
-      std::printf("  decision #%llu, stage %s: %s\n",
-                  static_cast<unsigned long long>(d.seq()),
-                  ringfence::StageName(st.rollout().plan(),
-                                       static_cast<int>(d.stage()))
-                      .c_str(),
-                  d.summary().c_str());
+      std::printf(
+          "  decision #%llu, stage %s: %s\n",
+          static_cast<unsigned long long>(d.seq()),
+          ringfence::StageName(st.rollout().plan(), static_cast<int>(d.stage()))
+              .c_str(),
+          d.summary().c_str());
     }
     const bool terminal = ringfence::IsTerminal(st.rollout().state());
     const std::string key = WatchKey(st);
@@ -635,8 +636,7 @@ int EmergencyStop(Client& c, const Args& args) {
     if (c.json()) {
       std::printf("%s\n", Json(resp).c_str());
     } else {
-      std::printf("emergency stop of %s cleared\n",
-                  req.content_type().c_str());
+      std::printf("emergency stop of %s cleared\n", req.content_type().c_str());
     }
     return kExitOk;
   }
@@ -781,8 +781,8 @@ int Run(int argc, char** argv) {
     }
     return GateCheck(client, args);
   }
-  return Usage(absl::StrCat("unknown command \"", absl::StrJoin(pos, " "),
-                            "\""));
+  return Usage(
+      absl::StrCat("unknown command \"", absl::StrJoin(pos, " "), "\""));
 }
 
 }  // namespace

@@ -60,11 +60,11 @@ ABSL_FLAG(std::string, fleet_config, "",
 namespace {
 
 void Log(const std::string& message) {
-  std::fprintf(stderr, "%s ringfenced: %s\n",
-               absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                                absl::UTCTimeZone())
-                   .c_str(),
-               message.c_str());
+  std::fprintf(
+      stderr, "%s ringfenced: %s\n",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
+          .c_str(),
+      message.c_str());
 }
 
 // Writes `contents` to `path` atomically (readers never see a partial file).

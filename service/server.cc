@@ -12,7 +12,6 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "ringfence/model.h"
@@ -24,10 +23,10 @@ namespace ringfence {
 namespace {
 
 // Who may call what (see ringfence.proto).
-const Roles kFleetRoles{Role::kHost, Role::kAdmin};
-const Roles kPublisherRoles{Role::kPublisher, Role::kAdmin};
-const Roles kReaderRoles{Role::kPublisher, Role::kOperator, Role::kAdmin};
-const Roles kOperatorRoles{Role::kOperator, Role::kAdmin};
+constexpr Roles kFleetRoles{Role::kHost, Role::kAdmin};
+constexpr Roles kPublisherRoles{Role::kPublisher, Role::kAdmin};
+constexpr Roles kReaderRoles{Role::kPublisher, Role::kOperator, Role::kAdmin};
+constexpr Roles kOperatorRoles{Role::kOperator, Role::kAdmin};
 
 constexpr int kMaxContentTypesPerRequest = 64;
 
@@ -79,9 +78,9 @@ class ReleasesService final : public v1::Releases::CallbackService {
  public:
   explicit ReleasesService(Context ctx) : c_(ctx) {}
 
-  grpc::ServerUnaryReactor* CreateRelease(
-      grpc::CallbackServerContext* ctx, const v1::CreateReleaseRequest* req,
-      Release* resp) override {
+  grpc::ServerUnaryReactor* CreateRelease(grpc::CallbackServerContext* ctx,
+                                          const v1::CreateReleaseRequest* req,
+                                          Release* resp) override {
     return c_.Unary(ctx, kPublisherRoles, "CreateRelease",
                     [&](const Principal& p) {
                       absl::Status s =
@@ -139,11 +138,10 @@ class ReleasesService final : public v1::Releases::CallbackService {
 
 // What makes a watcher's view of a rollout different enough to send.
 std::string ChangeKey(const RolloutStatus& st) {
-  std::string key = absl::StrCat(st.rollout.version(), "/",
-                                 st.rollout.state(), "/", st.rollout.stage(),
-                                 "/", st.telemetry.treatment_hosts, "/",
-                                 st.telemetry.control_hosts, "/",
-                                 st.stage_exposure_budget, "/");
+  std::string key = absl::StrCat(
+      st.rollout.version(), "/", st.rollout.state(), "/", st.rollout.stage(),
+      "/", st.telemetry.treatment_hosts, "/", st.telemetry.control_hosts, "/",
+      st.stage_exposure_budget, "/");
   for (const SignalCounts& c : st.telemetry.signal_counts) {
     absl::StrAppend(&key, c.treatment_affected, ":", c.control_affected, ",");
   }
@@ -353,8 +351,8 @@ class RolloutsService final : public v1::Rollouts::CallbackService {
           continue;
         }
         if (req->states_size() > 0 &&
-            std::find(req->states().begin(), req->states().end(),
-                      r.state()) == req->states().end()) {
+            std::find(req->states().begin(), req->states().end(), r.state()) ==
+                req->states().end()) {
           continue;
         }
         *resp->add_rollouts() = std::move(r);
@@ -421,7 +419,8 @@ class RolloutsService final : public v1::Rollouts::CallbackService {
                 IsTerminal(r.state())) {
               continue;
             }
-            absl::StatusOr<RolloutStatus> now = c_.controller->GetRollout(r.id());
+            absl::StatusOr<RolloutStatus> now =
+                c_.controller->GetRollout(r.id());
             if (now.ok() && now->rollout.state() == config::v1::HALTED) {
               resp->add_halted_rollout_ids(r.id());
             }
@@ -525,7 +524,8 @@ class FleetService final : public v1::Fleet::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
       v1::ReportTelemetryResponse* resp) override {
     return c_.Unary(ctx, kFleetRoles, "ReportTelemetry", [&](const Principal&) {
-      absl::StatusOr<std::vector<TelemetryEvent>> events = EventsFromProto(*req);
+      absl::StatusOr<std::vector<TelemetryEvent>> events =
+          EventsFromProto(*req);
       if (!events.ok()) return ToGrpcStatus(events.status());
       absl::Status s = c_.controller->Ingest(*events);
       if (!s.ok()) return ToGrpcStatus(s);

@@ -30,7 +30,8 @@ pid_t Spawn(const std::vector<std::string>& argv,
             const std::vector<std::string>& extra_env,
             const std::string& out_path, const std::string& err_path) {
   std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::vector<std::string> env_storage;
   for (char** e = environ; *e != nullptr; ++e) env_storage.push_back(*e);

@@ -206,15 +206,16 @@ class E2ETest : public ::testing::Test {
     port_ = 0;
     while (absl::Now() < deadline && server_->running()) {
       const std::string text = ReadFile(port_file);
-      if (!text.empty() && absl::SimpleAtoi(absl::StripAsciiWhitespace(text),
-                                            &port_)) {
+      if (!text.empty() &&
+          absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &port_)) {
         break;
       }
       absl::SleepFor(absl::Milliseconds(10));
     }
     ASSERT_GT(port_, 0) << "server did not start:\n"
                         << ReadFile(LogPath(starts_));
-    channel_ = grpc::CreateChannel(target(), grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(target(), grpc::InsecureChannelCredentials());
     releases_ = v1::Releases::NewStub(channel_);
     rollouts_ = v1::Rollouts::NewStub(channel_);
     fleet_ = v1::Fleet::NewStub(channel_);
@@ -284,7 +285,8 @@ class E2ETest : public ::testing::Test {
     v1::GetRolloutRequest req;
     req.set_rollout_id(id);
     v1::GetRolloutResponse resp;
-    grpc::Status s = rollouts_->GetRollout(Ctx(kOperatorToken).get(), req, &resp);
+    grpc::Status s =
+        rollouts_->GetRollout(Ctx(kOperatorToken).get(), req, &resp);
     EXPECT_THAT(s, GrpcOk());
     return resp;
   }
@@ -353,11 +355,11 @@ class E2ETest : public ::testing::Test {
 };
 
 TEST_F(E2ETest, GoodReleaseRollsOutToTheWholeFleet) {
-  CommandResult r = Ctl({"release", "create", "--id=cf291-good",
-                         "--content-type=channel-file/291",
-                         std::string("--digest=") + kDigestA, "--size=40000",
-                         "--version=291.1", "--fetch-url=https://u.example/g"},
-                        kPublisherToken);
+  CommandResult r = Ctl(
+      {"release", "create", "--id=cf291-good",
+       "--content-type=channel-file/291", std::string("--digest=") + kDigestA,
+       "--size=40000", "--version=291.1", "--fetch-url=https://u.example/g"},
+      kPublisherToken);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("created release cf291-good"));
 
@@ -381,8 +383,8 @@ TEST_F(E2ETest, GoodReleaseRollsOutToTheWholeFleet) {
                       kPublisherToken);
   });
   std::thread watcher([&] {
-    watch_result = Ctl({"rollout", "watch", "good-1", "--interval=200ms"},
-                       kOperatorToken);
+    watch_result =
+        Ctl({"rollout", "watch", "good-1", "--interval=200ms"}, kOperatorToken);
   });
 
   FleetEmulator fleet(Fleet("channel-file/291"));
@@ -404,14 +406,13 @@ TEST_F(E2ETest, GoodReleaseRollsOutToTheWholeFleet) {
 
   EXPECT_EQ(wait_result.exit_code, 0) << wait_result.out << wait_result.err;
   EXPECT_THAT(wait_result.out, HasSubstr("CLEARED"));
-  std::cerr << "TMPWATCH\n" << watch_result.out;
   EXPECT_EQ(watch_result.exit_code, 0) << watch_result.out << watch_result.err;
   EXPECT_THAT(watch_result.out, HasSubstr("rollout good-1 completed"));
   EXPECT_THAT(watch_result.out, HasSubstr("PROMOTE"));
   // Not a TTY: one line per change, not one per poll.
-  EXPECT_LT(std::vector<std::string>(absl::StrSplit(watch_result.out, '\n'))
-                .size(),
-            60u)
+  EXPECT_LT(
+      std::vector<std::string>(absl::StrSplit(watch_result.out, '\n')).size(),
+      60u)
       << watch_result.out;
 
   r = Ctl({"gate", "check", "--release=cf291-good"}, kPublisherToken);
@@ -436,8 +437,8 @@ TEST_F(E2ETest, BootLoopingReleaseIsHaltedAndAssignmentsRevert) {
               GrpcOk());
   ASSERT_THAT(CreateRelease("cf292-bootloop", "channel-file/292", kDigestB),
               GrpcOk());
-  ASSERT_THAT(StartRollout("bad-1", "cf292-bootloop",
-                           ParsePlan(kBootLoopPlan), nullptr, "cf292-good"),
+  ASSERT_THAT(StartRollout("bad-1", "cf292-bootloop", ParsePlan(kBootLoopPlan),
+                           nullptr, "cf292-good"),
               GrpcOk());
 
   // A client of the WatchRollout stream, until the server ends it.
@@ -465,9 +466,9 @@ TEST_F(E2ETest, BootLoopingReleaseIsHaltedAndAssignmentsRevert) {
       << GetRollout("bad-1").DebugString();
 
   // Every host still alive goes back to the last known good release.
-  EXPECT_TRUE(Eventually(
-      [&] { return fleet.WithReason(v1::ROLLED_BACK) == 25; },
-      absl::Seconds(5)))
+  EXPECT_TRUE(
+      Eventually([&] { return fleet.WithReason(v1::ROLLED_BACK) == 25; },
+                 absl::Seconds(5)))
       << fleet.WithReason(v1::ROLLED_BACK) << " hosts rolled back";
   fleet.Stop();
   watcher.join();
@@ -644,8 +645,7 @@ TEST_F(E2ETest, InvalidPlanNamesTheField) {
 
   plan = ParsePlan(kManualPlan);
   plan.mutable_stages(1)->mutable_audience()->set_percent(50);
-  const std::string path =
-      WritePlan("bad", plan.Utf8DebugString());
+  const std::string path = WritePlan("bad", plan.Utf8DebugString());
   CommandResult r = Ctl({"rollout", "start", "--release=cf294-a",
                          "--plan=" + path, "--reason=try"},
                         kPublisherToken);
@@ -671,18 +671,18 @@ TEST_F(E2ETest, UnknownIdsAreNotFound) {
   v1::GetRolloutRequest req;
   req.set_rollout_id("no-such-rollout");
   v1::GetRolloutResponse resp;
-  EXPECT_THAT(rollouts_->GetRollout(Ctx(kOperatorToken).get(), req, &resp),
-              GrpcStatusIs(grpc::StatusCode::NOT_FOUND,
-                           HasSubstr("no-such-rollout")));
-  EXPECT_THAT(Act("pause", "no-such-rollout", kOperatorToken),
-              GrpcStatusIs(grpc::StatusCode::NOT_FOUND,
-                           HasSubstr("no-such-rollout")));
+  EXPECT_THAT(
+      rollouts_->GetRollout(Ctx(kOperatorToken).get(), req, &resp),
+      GrpcStatusIs(grpc::StatusCode::NOT_FOUND, HasSubstr("no-such-rollout")));
+  EXPECT_THAT(
+      Act("pause", "no-such-rollout", kOperatorToken),
+      GrpcStatusIs(grpc::StatusCode::NOT_FOUND, HasSubstr("no-such-rollout")));
   v1::GetReleaseRequest rreq;
   rreq.set_release_id("no-such-release");
   Release release;
-  EXPECT_THAT(releases_->GetRelease(Ctx(kOperatorToken).get(), rreq, &release),
-              GrpcStatusIs(grpc::StatusCode::NOT_FOUND,
-                           HasSubstr("no-such-release")));
+  EXPECT_THAT(
+      releases_->GetRelease(Ctx(kOperatorToken).get(), rreq, &release),
+      GrpcStatusIs(grpc::StatusCode::NOT_FOUND, HasSubstr("no-such-release")));
 
   CommandResult r = Ctl({"rollout", "status", "no-such-rollout"});
   EXPECT_EQ(r.exit_code, 2);
@@ -803,8 +803,8 @@ TEST_F(E2ETest, GateCheckExitCodes) {
   // Acting on a finished rollout names its state.
   r = Ctl({"rollout", "pause", "gate-1", "--reason=too late"}, kOperatorToken);
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.err, AllOf(HasSubstr("FAILED_PRECONDITION"),
-                           HasSubstr("aborted")));
+  EXPECT_THAT(r.err,
+              AllOf(HasSubstr("FAILED_PRECONDITION"), HasSubstr("aborted")));
 
   r = Ctl({"gate", "check"});
   EXPECT_EQ(r.exit_code, 3);
@@ -888,9 +888,8 @@ TEST_F(E2ETest, HealthCheckAndGracefulShutdown) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   while (reader->Read(&first)) {
   }
-  EXPECT_THAT(reader->Finish(),
-              GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
-                           HasSubstr("shutting down")));
+  EXPECT_THAT(reader->Finish(), GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
+                                             HasSubstr("shutting down")));
   EXPECT_THAT(ReadFile(LogPath(starts_)), HasSubstr("stopped"));
 }
 
