@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds, and runs the main job: for now the in-process
-# example, which rolls a good release out to an emulated fleet of 20,000 hosts
-# and then a boot-looping release that the gate halts in its first stage.
+# Installs dependencies, builds, and runs the main job: the ringfenced service
+# on its SQLite default with an emulated gRPC fleet (scripts/demo.sh): a good
+# release rolled out to completion, a boot-looping one halted in its first
+# stage. `scripts/run.sh --in-process` runs the in-process library example
+# (20,000 emulated hosts, fake clock) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 cmake -S . -B build -G Ninja
-cmake --build build -j "$(nproc)" --target ringfence_example
-./build/bin/ringfence_example "$@"
+if [ "${1:-}" = "--in-process" ]; then
+  shift
+  cmake --build build -j "$(nproc)" --target ringfence_example
+  exec ./build/bin/ringfence_example "$@"
+fi
+cmake --build build -j "$(nproc)" --target ringfenced ringctl ringfence_demo_fleet
+exec scripts/demo.sh

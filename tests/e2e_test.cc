@@ -23,7 +23,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "e2e_fleet.h"
+#include "service/fleet_emulator.h"
 #include "e2e_process.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
@@ -40,6 +40,8 @@ using ::testing::Not;
 using ::testing::SizeIs;
 
 namespace cfg = ::ringfence::config::v1;
+using ::ringfence::service::FleetEmulator;
+using ::ringfence::service::FleetOptions;
 using cfg::Decision;
 using cfg::Plan;
 using cfg::Release;

@@ -1,4 +1,4 @@
-#include "e2e_fleet.h"
+#include "service/fleet_emulator.h"
 
 #include <grpcpp/grpcpp.h>
 
@@ -7,7 +7,7 @@
 #include "absl/time/clock.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
 
-namespace ringfence::e2e {
+namespace ringfence::service {
 
 struct FleetEmulator::Host {
   v1::GetAssignmentRequest info;
@@ -151,4 +151,4 @@ std::string FleetEmulator::first_error() const {
   return first_error_;
 }
 
-}  // namespace ringfence::e2e
+}  // namespace ringfence::service

@@ -1,4 +1,4 @@
-// An emulated fleet of hosts for the end-to-end tests: each host is a gRPC
+// An emulated fleet of hosts (end-to-end tests, the demo): each host is a gRPC
 // client of ringfenced's Fleet service that polls GetAssignment, applies what
 // it is told (reporting `applying` and `applied`), and heartbeats, in real
 // time. Hosts that load a boot-looping release report `applying` and then
@@ -21,7 +21,7 @@
 #include "absl/time/time.h"
 #include "ringfence/v1/ringfence.pb.h"
 
-namespace ringfence::e2e {
+namespace ringfence::service {
 
 struct FleetOptions {
   // host:port of ringfenced.
@@ -73,4 +73,4 @@ class FleetEmulator {
   std::string first_error_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace ringfence::e2e
+}  // namespace ringfence::service
