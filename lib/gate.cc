@@ -1,5 +1,7 @@
 #include "ringfence/gate.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -24,6 +26,33 @@ Evidence MakeEvidence(absl::string_view rule, absl::string_view signal,
   e.set_explanation(std::move(explanation));
   return e;
 }
+
+// P(X >= k) for X ~ Binomial(n, p), summed in log space from k upwards.
+double BinomialUpperTail(uint64_t k, uint64_t n, double p) {
+  if (k == 0) return 1;
+  if (k > n) return 0;
+  if (p <= 0) return 0;
+  if (p >= 1) return 1;
+  if (static_cast<double>(k) <= static_cast<double>(n) * p)
+    return 1;  // >= ~0.5
+  const double lp = std::log(p), lq = std::log1p(-p);
+  double log_term = std::lgamma(n + 1.0) - std::lgamma(k + 1.0) -
+                    std::lgamma(n - k + 1.0) + k * lp + (n - k) * lq;
+  double sum = 0;
+  for (uint64_t x = k; x <= n; ++x) {
+    const double term = std::exp(log_term);
+    sum += term;
+    if (term < sum * 1e-12) break;  // terms only shrink above the mode
+    log_term += std::log(static_cast<double>(n - x)) -
+                std::log(static_cast<double>(x + 1)) + lp - lq;
+  }
+  return std::min(1.0, sum);
+}
+
+// A silent cohort trips a breaker or ceiling only when this improbable under
+// the control arm's silence (times the rule's margin): an outage silences
+// both arms alike; a boot loop silences only the release's hosts.
+constexpr double kSilenceGuardP = 1e-3;
 
 int FindSignal(const TrackerSnapshot& t, absl::string_view signal) {
   for (size_t i = 0; i < t.signals.size(); ++i) {
@@ -74,6 +103,20 @@ Decision EvaluateGate(const GateInput& in) {
   }
 
   std::vector<Evidence> halts;
+  // Silence is special: an outage silences hosts whatever they run, so a
+  // cohort's silence trips the breaker or ceiling only if it is also
+  // improbable given the control arm's silent fraction (kSilenceGuardP).
+  // Crashes trip them whatever the rates.
+  // The control arm's silent fraction: hosts that went silent while on the
+  // previous release, over every host tracked (all start in control). It
+  // only grows, like the cohorts' counts, and survives the control arm
+  // shrinking to nothing at 100 %.
+  auto control_fraction = [&](int idx) {
+    const SignalCounts& c = t.signal_counts[idx];
+    return t.tracked_hosts == 0 ? 0.0
+                                : static_cast<double>(c.control_affected) /
+                                      static_cast<double>(t.tracked_hosts);
+  };
   // 1 + 2: breaker and ceiling, every cohort under its own stage's policy.
   const int cohorts = std::min<int>(in.stage + 1, t.cohorts.size());
   for (int st = 0; st < cohorts; ++st) {
@@ -84,6 +127,14 @@ Decision EvaluateGate(const GateInput& in) {
       const int idx = FindSignal(t, r.signal());
       if (idx < 0) continue;
       const uint64_t affected = c.affected[idx];
+      if (r.signal() == kSignalSilent && c.exposed > 0 &&
+          idx < static_cast<int>(t.signal_counts.size()) &&
+          BinomialUpperTail(
+              affected, c.exposed,
+              std::min(1.0, (1 + r.margin()) * control_fraction(idx))) >
+              kSilenceGuardP) {
+        continue;  // explained by the control arm's silence (an outage)
+      }
       if (r.max_affected_hosts() > 0 && affected >= r.max_affected_hosts()) {
         halts.push_back(MakeEvidence(
             "circuit_breaker", r.signal(), affected, c.exposed,

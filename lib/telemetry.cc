@@ -531,6 +531,8 @@ TrackerSnapshot RolloutTracker::Snapshot() const {
         a.treatment_affected[sig].load(std::memory_order_relaxed);
     sc.control_affected =
         a.control_affected_total[sig].load(std::memory_order_relaxed);
+    sc.control_affected_current =
+        a.control_affected_current[sig].load(std::memory_order_relaxed);
     if (tests_[sig] != nullptr) {
       sc.compared = true;
       sc.e_value = tests_[sig]->e_value();

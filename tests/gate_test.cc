@@ -148,6 +148,27 @@ TEST_F(GateTest, HaltsEvenWhenStaleOrPaused) {
             config::v1::HALT);
 }
 
+// An outage silences hosts whatever they run: a canary cohort whose silence
+// matches the control arm's does not trip the silence breaker; a cohort
+// that is silent while control is not does.
+TEST_F(GateTest, SilenceBreakerIsControlAware) {
+  snap_.tracked_hosts = 1010;
+  snap_.cohorts[0].exposed = 8;
+  snap_.cohorts[0].affected[2] = 3;               // 3 of 8 canaries silent
+  snap_.signal_counts[2].control_affected = 600;  // 60 % of the fleet too
+  EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HOLD);
+  snap_.signal_counts[2].control_affected = 20;  // 2 % of the fleet
+  const Decision d = Evaluate(0, absl::Minutes(1));
+  EXPECT_EQ(d.verdict(), config::v1::HALT);
+  EXPECT_EQ(d.evidence(0).rule(), "circuit_breaker");
+  // Crashes are not guarded: 3 crashed canaries halt whatever control does.
+  snap_.signal_counts[2].control_affected = 600;
+  snap_.cohorts[0].affected[2] = 0;
+  snap_.cohorts[0].affected[0] = 3;
+  snap_.signal_counts[0].control_affected = 900;
+  EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HALT);
+}
+
 TEST_F(GateTest, PausedHoldsWhenNothingTripped) {
   const Decision d = Evaluate(0, absl::Hours(1), config::v1::PAUSED);
   EXPECT_EQ(d.verdict(), config::v1::HOLD);

@@ -106,7 +106,10 @@ struct CohortCounts {
 struct SignalCounts {
   std::string signal;
   uint64_t treatment_affected = 0;
+  // Control hosts that showed the signal while in control (total), and those
+  // of them still in control.
   uint64_t control_affected = 0;
+  uint64_t control_affected_current = 0;
   double e_value = 1.0;
   double e_threshold = 0;  // 0 = not compared with control
   bool compared = false;
