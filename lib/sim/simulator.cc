@@ -325,6 +325,25 @@ absl::StatusOr<SimRun> Simulate(const Scenario& scenario, const Plan& plan_in,
   const double oracle_rr = apply_effect ? 1e6 : rr;
   PoissonWaldSprt oracle(std::max(oracle_rr, 1.0001), base_bad,
                          options.oracle_alpha, options.oracle_beta);
+  // Effects at apply time (boot loop, crash on apply) are per-host
+  // Bernoulli outcomes: the oracle is Wald's SPRT of p0 (a bad event within
+  // the window by baseline chance) against p0 + the effect's probability,
+  // counting a host once its window has passed.
+  const int64_t window_steps =
+      silent_effect
+          ? std::max<int64_t>(
+                1, FromProto(EffectivePolicy(plan_in, 0).silence_timeout()) /
+                           step +
+                       phases)
+          : phases;
+  const double window_h = static_cast<double>(window_steps) * step_h;
+  const double p0 = std::min(0.5, std::max(1e-6, base_bad * window_h));
+  const double p1 = std::min(
+      0.999999,
+      p0 + (silent_effect ? effect.boot_loop() : effect.crash_on_apply()));
+  const double upper =
+      std::log((1 - options.oracle_beta) / options.oracle_alpha);
+  size_t windowed = 0;  // exposed_hosts[0..windowed) have passed their window
   uint64_t shadow_prev_bad = 0;
   double shadow_prev_hours = 0;
   int threshold_failures = 0;
@@ -510,7 +529,23 @@ absl::StatusOr<SimRun> Simulate(const Scenario& scenario, const Plan& plan_in,
         }
       }
       std::string why;
-      if (options.decider == Decider::kOracle) {
+      if (options.decider == Decider::kOracle && apply_effect) {
+        while (
+            windowed < exposed_hosts.size() &&
+            cur - static_cast<int64_t>(applied_step[exposed_hosts[windowed]]) >=
+                window_steps) {
+          ++windowed;
+        }
+        const double trials = std::max<double>(static_cast<double>(windowed),
+                                               static_cast<double>(bad));
+        const double llr =
+            static_cast<double>(bad) * std::log(p1 / p0) +
+            (trials - static_cast<double>(bad)) * std::log((1 - p1) / (1 - p0));
+        if (llr >= upper) {
+          why = absl::StrFormat("oracle SPRT: LLR %.2f (%d bad of %d hosts)",
+                                llr, bad, windowed);
+        }
+      } else if (options.decider == Decider::kOracle) {
         const double hours = st.telemetry.treatment_host_hours;
         if (oracle.Observe(bad - shadow_prev_bad,
                            std::max(0.0, hours - shadow_prev_hours)) ==
