@@ -9,7 +9,8 @@
 //       {"findings": [{"code": "OFFSET_OUT_OF_RANGE", "severity": "error",
 //                      "instance": "i7", "field": "offset", "message": "..."}]}
 //     `severity` is "error" or "warning", `code` is required, unknown keys are
-//     ignored; no findings: {"findings": []} or {};
+//     ignored; no findings: {"findings": []} or {} (no output at all is
+//     not JSON, hence a failure);
 //   * stderr is collected and quoted in failure messages.
 //
 // Anything else is a VALIDATOR_FAILED error finding, so the payload is

@@ -7,14 +7,16 @@
 //   ASSIGN_OR_RETURN(auto checker, ReleaseChecker::Create(options));
 //   RETURN_IF_ERROR(checker->AddContentType(schema, manifest));
 //   ...
-//   ASSIGN_OR_RETURN(ValidationReport report, checker->Check(release, payload));
-//   RETURN_IF_ERROR(RejectionStatus(report));  // FAILED_PRECONDITION + findings
+//   ASSIGN_OR_RETURN(ValidationReport report, checker->Check(release,
+//   payload)); RETURN_IF_ERROR(RejectionStatus(report));  //
+//   FAILED_PRECONDITION + findings
 //
 // Check() runs, in order, and stops at the first error status:
 //   1. ValidateRelease (model.h)            INVALID_ARGUMENT
 //   2. VerifyPayload (signing.h)            INVALID_ARGUMENT
 //   3. VerifyReleaseSignature (signing.h)   FAILED_PRECONDITION /
-//                                           PERMISSION_DENIED / INVALID_ARGUMENT
+//                                           PERMISSION_DENIED /
+//                                           INVALID_ARGUMENT
 // then, if the release's content type is registered, validates the payload
 // against its schema and manifest for the release's targeted agent versions
 // (targeting.min/max_agent_version; both empty = every agent version, which
@@ -69,9 +71,8 @@ class ReleaseChecker {
   // manifest of its agents and vendor validators run after the schema
   // validation. INVALID_ARGUMENT for an invalid schema or manifest;
   // ALREADY_EXISTS if the content type is registered.
-  absl::Status AddContentType(
-      ContentSchema schema, CapabilityManifest manifest,
-      std::vector<ContentValidatorPtr> validators = {});
+  absl::Status AddContentType(ContentSchema schema, CapabilityManifest manifest,
+                              std::vector<ContentValidatorPtr> validators = {});
 
   // HasContentType
   //

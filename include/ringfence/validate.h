@@ -80,7 +80,8 @@ inline constexpr char kPatternInvalid[] = "PATTERN_INVALID";
 // limits.max_pattern_program_size (or RE2's own compile memory budget).
 inline constexpr char kPatternTooLarge[] = "PATTERN_TOO_LARGE";
 // A criterion is on a field index above the inputs an agent range supplies
-// for the template type.
+// for the template type. Wildcards count: nothing in the manifest says the
+// interpreter skips reading the input for them.
 inline constexpr char kFieldNotSupplied[] = "FIELD_NOT_SUPPLIED";
 // An agent range's manifest entry has no template_inputs for the type.
 inline constexpr char kTemplateTypeUnsupported[] = "TEMPLATE_TYPE_UNSUPPORTED";
@@ -100,8 +101,7 @@ inline constexpr char kValidatorFailed[] = "VALIDATOR_FAILED";
 inline constexpr char kWildcardOnlyField[] = "WILDCARD_ONLY_FIELD";
 // Warning: a template type used by the file defines more fields than an agent
 // range supplies inputs for; only criteria on the missing fields are errors.
-inline constexpr char kTemplateWiderThanInputs[] =
-    "TEMPLATE_WIDER_THAN_INPUTS";
+inline constexpr char kTemplateWiderThanInputs[] = "TEMPLATE_WIDER_THAN_INPUTS";
 }  // namespace codes
 
 // Payloads larger than this are rejected (FILE_TOO_LARGE) without parsing.
@@ -190,7 +190,8 @@ std::optional<ValidationReport> ReportFromStatus(const absl::Status& status);
 // Per agent range the checks are FILE_TOO_LARGE, TOO_MANY_INSTANCES,
 // TEMPLATE_TYPE_UNSUPPORTED, FIELD_NOT_SUPPLIED, FIELD_TYPE_UNSUPPORTED,
 // MATCH_KIND_UNSUPPORTED, PATTERN_TOO_LARGE and TEMPLATE_WIDER_THAN_INPUTS.
-// A payload that does not parse yields only PARSE_ERROR (and FILE_TOO_LARGE).
+// A payload that does not parse yields PARSE_ERROR and no per-instance
+// findings (coverage and size findings are still reported).
 //
 // Errors (INVALID_ARGUMENT) only for an invalid schema, manifest or range, or
 // a manifest whose content_type differs from the schema's; findings never

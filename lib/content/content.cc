@@ -110,10 +110,10 @@ bool Overlaps(const AgentRange& a, const AgentRange& b) {
 
 absl::Status ValidateCapability(const AgentCapability& cap,
                                 const std::string& p) {
-  RETURN_IF_ERROR(
-      CheckVersion(cap.min_agent_version(), absl::StrCat(p, ".min_agent_version")));
-  RETURN_IF_ERROR(
-      CheckVersion(cap.max_agent_version(), absl::StrCat(p, ".max_agent_version")));
+  RETURN_IF_ERROR(CheckVersion(cap.min_agent_version(),
+                               absl::StrCat(p, ".min_agent_version")));
+  RETURN_IF_ERROR(CheckVersion(cap.max_agent_version(),
+                               absl::StrCat(p, ".max_agent_version")));
   if (!cap.min_agent_version().empty() && !cap.max_agent_version().empty() &&
       CompareAgentVersions(cap.min_agent_version(), cap.max_agent_version()) >=
           0) {
@@ -175,9 +175,8 @@ absl::StatusOr<ContentFile> ParseContentFile(absl::string_view payload) {
     return file;
   }
   if (utf8) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("not a text-format ContentFile (", text_error,
-                     ") nor a binary one"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "not a text-format ContentFile (", text_error, ") nor a binary one"));
   }
   return absl::InvalidArgumentError(
       "not a binary ContentFile (and, not being UTF-8, not a text-format one)");
@@ -194,9 +193,9 @@ absl::Status ValidateContentSchema(const ContentSchema& schema) {
     const std::string p = absl::StrCat("types[", t, "]");
     RETURN_IF_ERROR(CheckName(type.name(), absl::StrCat(p, ".name")));
     if (!type_names.insert(type.name()).second) {
-      return Invalid(absl::StrCat(p, ".name"),
-                     absl::StrCat("duplicate template type ",
-                                  Quoted(type.name())));
+      return Invalid(
+          absl::StrCat(p, ".name"),
+          absl::StrCat("duplicate template type ", Quoted(type.name())));
     }
     if (type.fields_size() == 0) {
       return Invalid(absl::StrCat(p, ".fields"),
@@ -229,9 +228,9 @@ absl::Status ValidateContentSchema(const ContentSchema& schema) {
       absl::flat_hash_set<std::string> values;
       for (int v = 0; v < field.enum_values_size(); ++v) {
         if (!values.insert(field.enum_values(v)).second) {
-          return Invalid(absl::StrCat(fp, ".enum_values[", v, "]"),
-                         absl::StrCat("duplicate value ",
-                                      Quoted(field.enum_values(v))));
+          return Invalid(
+              absl::StrCat(fp, ".enum_values[", v, "]"),
+              absl::StrCat("duplicate value ", Quoted(field.enum_values(v))));
         }
       }
       const bool is_int = field.type() == content::v1::FIELD_TYPE_INTEGER;
@@ -240,9 +239,9 @@ absl::Status ValidateContentSchema(const ContentSchema& schema) {
       }
       if (field.has_min_value() && field.has_max_value() &&
           field.min_value() > field.max_value()) {
-        return Invalid(absl::StrCat(fp, ".max_value"),
-                       absl::StrCat("must be >= min_value (",
-                                    field.min_value(), ")"));
+        return Invalid(
+            absl::StrCat(fp, ".max_value"),
+            absl::StrCat("must be >= min_value (", field.min_value(), ")"));
       }
     }
   }

@@ -129,14 +129,20 @@ class ExternalValidator : public ContentValidator {
       return absl::StrCat("; stderr: ", Excerpt(r.err, kMaxStderrBytes));
     };
     if (r.exec_errno != 0) {
-      return Failed(absl::StrCat(who, " could not be started: ", program_,
-                                 ": ", ::strerror(r.exec_errno)));
+      return Failed(absl::StrCat(who, " could not be started: ", program_, ": ",
+                                 ::strerror(r.exec_errno)));
     }
     if (r.timed_out) {
       return Failed(absl::StrCat(
-          who, " did not finish within ", absl::FormatDuration(options_.timeout),
+          who, " did not finish within ",
+          absl::FormatDuration(options_.timeout),
           " and was killed; a validator that hangs rejects the payload",
           stderr_note()));
+    }
+    if (r.output_overflow) {  // it was killed for it
+      return Failed(absl::StrCat(who, " wrote more than ",
+                                 options_.max_output_bytes,
+                                 " bytes to stdout"));
     }
     if (WIFSIGNALED(r.wait_status)) {
       const int sig = WTERMSIG(r.wait_status);
@@ -148,21 +154,16 @@ class ExternalValidator : public ContentValidator {
                                  WEXITSTATUS(r.wait_status),
                                  " (0 means it ran)", stderr_note()));
     }
-    if (r.output_overflow) {
-      return Failed(absl::StrCat(who, " wrote more than ",
-                                 options_.max_output_bytes,
-                                 " bytes to stdout"));
-    }
     content::v1::ValidatorOutput output;
     google::protobuf::util::JsonParseOptions json_options;
     json_options.ignore_unknown_fields = true;
-    const auto parsed =
-        google::protobuf::util::JsonStringToMessage(r.out, &output, json_options);
+    const auto parsed = google::protobuf::util::JsonStringToMessage(
+        r.out, &output, json_options);
     if (!parsed.ok()) {
-      return Failed(absl::StrCat(
-          who, " printed output that is not the findings JSON (",
-          parsed.message().ToString(), "): ",
-          Excerpt(r.out, kMaxQuotedOutput), stderr_note()));
+      return Failed(
+          absl::StrCat(who, " printed output that is not the findings JSON (",
+                       parsed.message().ToString(),
+                       "): ", Excerpt(r.out, kMaxQuotedOutput), stderr_note()));
     }
     std::vector<Finding> findings;
     for (int i = 0; i < output.findings_size(); ++i) {
@@ -254,7 +255,8 @@ class ExternalValidator : public ContentValidator {
       if (options_.memory_limit_bytes > 0) ::setrlimit(RLIMIT_AS, &mem);
       ::execve(program_.c_str(), argv.data(), environ);
       const int e = errno;
-      [[maybe_unused]] ssize_t ignored = ::write(exec_child.get(), &e, sizeof e);
+      [[maybe_unused]] ssize_t ignored =
+          ::write(exec_child.get(), &e, sizeof e);
       ::_exit(127);
     }
     ::setpgid(pid, pid);  // also here, so kill(-pid) works at once
@@ -299,8 +301,8 @@ class ExternalValidator : public ContentValidator {
       watch(in_parent, POLLOUT);
       watch(out_parent, POLLIN);
       watch(err_parent, POLLIN);
-      const int timeout_ms = static_cast<int>(std::min<int64_t>(
-          kPollSliceMs, absl::ToInt64Milliseconds(left) + 1));
+      const int timeout_ms = static_cast<int>(
+          std::min<int64_t>(kPollSliceMs, absl::ToInt64Milliseconds(left) + 1));
       if (::poll(fds, nfds, timeout_ms) < 0 && errno != EINTR) {
         const int poll_errno = errno;
         ::kill(-pid, SIGKILL);
@@ -382,9 +384,9 @@ absl::StatusOr<ContentValidatorPtr> NewExternalValidator(
     return absl::InvalidArgumentError("argv: must name a command");
   }
   if (options.timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "timeout: must be > 0 (got ", absl::FormatDuration(options.timeout),
-        ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("timeout: must be > 0 (got ",
+                     absl::FormatDuration(options.timeout), ")"));
   }
   std::string program = ResolveProgram(options.argv[0]);
   if (program.empty()) {

@@ -67,13 +67,13 @@ absl::StatusOr<PkeyPtr> ReadKey(absl::string_view pem, KeyKind kind,
                                      ? "an Ed25519 private key (PKCS#8 PEM)"
                                      : "an Ed25519 public key (PEM)";
   if (key == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": not ", what, ": ", OpenSslError()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": not ", what, ": ", OpenSslError()));
   }
   if (EVP_PKEY_id(key.get()) != EVP_PKEY_ED25519) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": not ", what, " (the key is ", OBJ_nid2sn(EVP_PKEY_id(key.get())),
-        ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": not ", what, " (the key is ",
+                     OBJ_nid2sn(EVP_PKEY_id(key.get())), ")"));
   }
   return key;
 }
@@ -81,11 +81,10 @@ absl::StatusOr<PkeyPtr> ReadKey(absl::string_view pem, KeyKind kind,
 absl::StatusOr<std::string> WritePem(EVP_PKEY* key, KeyKind kind) {
   BioPtr bio(BIO_new(BIO_s_mem()));
   if (bio == nullptr) return absl::InternalError(OpenSslError());
-  const int ok =
-      kind == KeyKind::kPrivate
-          ? PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0,
-                                     nullptr, nullptr)
-          : PEM_write_bio_PUBKEY(bio.get(), key);
+  const int ok = kind == KeyKind::kPrivate
+                     ? PEM_write_bio_PrivateKey(bio.get(), key, nullptr,
+                                                nullptr, 0, nullptr, nullptr)
+                     : PEM_write_bio_PUBKEY(bio.get(), key);
   if (ok != 1) return absl::InternalError(OpenSslError());
   char* data = nullptr;
   const long len = BIO_get_mem_data(bio.get(), &data);
@@ -111,10 +110,10 @@ absl::Status VerifyPayload(const Release& release, absl::string_view payload) {
   }
   const std::string digest = Sha256Hex(payload);
   if (release.digest_sha256() != digest) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "digest_sha256: release ", absl::CHexEscape(release.id()),
-        " records ", absl::CHexEscape(release.digest_sha256()),
-        ", the payload hashes to ", digest));
+    return absl::InvalidArgumentError(
+        absl::StrCat("digest_sha256: release ", absl::CHexEscape(release.id()),
+                     " records ", absl::CHexEscape(release.digest_sha256()),
+                     ", the payload hashes to ", digest));
   }
   return absl::OkStatus();
 }
@@ -218,11 +217,10 @@ absl::Status VerifyReleaseSignature(const Release& release,
         " is signed by key \"", absl::CHexEscape(envelope.key_id()),
         "\", which is not a trusted publisher key"));
   }
-  ASSIGN_OR_RETURN(
-      PkeyPtr key,
-      ReadKey(it->second, KeyKind::kPublic,
-              absl::StrCat("trusted_keys[\"", absl::CHexEscape(it->first),
-                           "\"]")));
+  ASSIGN_OR_RETURN(PkeyPtr key,
+                   ReadKey(it->second, KeyKind::kPublic,
+                           absl::StrCat("trusted_keys[\"",
+                                        absl::CHexEscape(it->first), "\"]")));
   const std::string message = CanonicalReleaseMessage(release);
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr,

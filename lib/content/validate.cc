@@ -84,17 +84,16 @@ Finding MakeFinding(const char* code, Severity severity, std::string message) {
 
 // Which manifest entries apply to `targets`, and the uncovered gaps.
 ConsumerPlan PlanConsumers(const CapabilityManifest& manifest,
-                   const std::optional<AgentRange>& targets) {
+                           const std::optional<AgentRange>& targets) {
   ConsumerPlan plan;
   std::vector<const AgentCapability*> applicable;
   for (const AgentCapability& cap : manifest.agents()) {
     if (targets.has_value()) {
       const AgentRange r = RangeOf(cap);
-      const bool overlaps =
-          Compare(Bound::Lower(r.min_version),
-                  Bound::Upper(targets->max_version)) < 0 &&
-          Compare(Bound::Lower(targets->min_version),
-                  Bound::Upper(r.max_version)) < 0;
+      const bool overlaps = Compare(Bound::Lower(r.min_version),
+                                    Bound::Upper(targets->max_version)) < 0 &&
+                            Compare(Bound::Lower(targets->min_version),
+                                    Bound::Upper(r.max_version)) < 0;
       if (!overlaps) continue;
     }
     applicable.push_back(&cap);
@@ -242,11 +241,11 @@ class Run {
     for (const Consumer& c : plan_.consumers) {
       const uint32_t max = c.capability->limits().max_instances();
       if (max > 0 && static_cast<uint64_t>(file.instances_size()) > max) {
-        Finding f = MakeFinding(
-            codes::kTooManyInstances, Severity::kError,
-            absl::StrCat("the file has ", file.instances_size(),
-                         " instances; agents ", c.label, " load at most ",
-                         max));
+        Finding f =
+            MakeFinding(codes::kTooManyInstances, Severity::kError,
+                        absl::StrCat("the file has ", file.instances_size(),
+                                     " instances; agents ", c.label,
+                                     " load at most ", max));
         f.agents = c.label;
         report_.Add(std::move(f));
       }
@@ -283,16 +282,15 @@ class Run {
         }
         Finding finding = MakeFinding(
             codes::kTemplateWiderThanInputs, Severity::kWarning,
-            absl::StrCat("template type ", Quoted(type.name()), " defines ",
-                         type.fields_size(), " fields but agents ", c.label,
-                         " supply ", in->second,
-                         " inputs: content must not use ",
-                         in->second + 1 == static_cast<uint32_t>(
-                                               type.fields_size())
-                             ? absl::StrCat("field ", type.fields_size())
-                             : absl::StrCat("fields ", in->second + 1, "..",
-                                            type.fields_size()),
-                         " while they are targeted"));
+            absl::StrCat(
+                "template type ", Quoted(type.name()), " defines ",
+                type.fields_size(), " fields but agents ", c.label, " supply ",
+                in->second, " inputs: content must not use ",
+                in->second + 1 == static_cast<uint32_t>(type.fields_size())
+                    ? absl::StrCat("field ", type.fields_size())
+                    : absl::StrCat("fields ", in->second + 1, "..",
+                                   type.fields_size()),
+                " while they are targeted"));
         finding.agents = c.label;
         report_.Add(std::move(finding));
       }
@@ -359,12 +357,12 @@ class Run {
       const FieldCriterion& c = inst.criteria(j);
       const uint32_t idx = c.field();
       if (idx == 0 || idx > static_cast<uint32_t>(type.fields_size())) {
-        Finding& f = add(
-            codes::kFieldIndexOutOfSchema,
-            absl::StrCat("criteria[", j, "] is on field ", idx,
-                         ", but template type ", Quoted(type.name()), " has ",
-                         type.fields_size(), " fields (1..", type.fields_size(),
-                         ")"));
+        Finding& f =
+            add(codes::kFieldIndexOutOfSchema,
+                absl::StrCat("criteria[", j, "] is on field ", idx,
+                             ", but template type ", Quoted(type.name()),
+                             " has ", type.fields_size(), " fields (1..",
+                             type.fields_size(), ")"));
         f.field_index = idx;
         continue;
       }
@@ -396,8 +394,8 @@ class Run {
       } else {
         ++usage[idx - 1].other;
       }
-      const CompiledPattern* pattern = CheckValue(c, field, field_desc,
-                                                  add_field);
+      const CompiledPattern* pattern =
+          CheckValue(c, field, field_desc, add_field);
       // Agent checks run whatever the value's problems: the field index
       // alone decides whether the interpreter reads past its inputs.
       for (const Consumer* consumer : consumers) {
@@ -407,22 +405,21 @@ class Run {
           f.agents = consumer->label;
         };
         if (idx > supplied) {
-          add_agent(codes::kFieldNotSupplied,
-                    absl::StrCat(field_desc, " of template type ",
-                                 Quoted(type.name()),
-                                 " is not supplied by agents ",
-                                 consumer->label, ": they supply ", supplied,
-                                 supplied == 1 ? " input" : " inputs",
-                                 ", the content needs ", idx));
+          add_agent(
+              codes::kFieldNotSupplied,
+              absl::StrCat(field_desc, " of template type ",
+                           Quoted(type.name()), " is not supplied by agents ",
+                           consumer->label, ": they supply ", supplied,
+                           supplied == 1 ? " input" : " inputs",
+                           ", the content needs ", idx));
           continue;
         }
         if (!consumer->field_types.contains(field.type())) {
           add_agent(codes::kFieldTypeUnsupported,
                     absl::StrCat(field_desc, " of template type ",
                                  Quoted(type.name()), " has type ",
-                                 FieldTypeName(field.type()),
-                                 ", which agents ", consumer->label,
-                                 " do not understand"));
+                                 FieldTypeName(field.type()), ", which agents ",
+                                 consumer->label, " do not understand"));
         }
         if (!consumer->match_kinds.contains(kind)) {
           add_agent(codes::kMatchKindUnsupported,
@@ -434,12 +431,13 @@ class Run {
             consumer->capability->limits().max_pattern_program_size();
         if (pattern != nullptr && pattern->ok && max_program > 0 &&
             static_cast<uint32_t>(pattern->program_size) > max_program) {
-          add_agent(codes::kPatternTooLarge,
-                    absl::StrCat(field_desc, ": the pattern compiles to an RE2 "
-                                             "program of size ",
-                                 pattern->program_size, "; agents ",
-                                 consumer->label, " allow at most ",
-                                 max_program));
+          add_agent(
+              codes::kPatternTooLarge,
+              absl::StrCat(field_desc,
+                           ": the pattern compiles to an RE2 "
+                           "program of size ",
+                           pattern->program_size, "; agents ", consumer->label,
+                           " allow at most ", max_program));
         }
       }
     }
@@ -490,8 +488,7 @@ class Run {
         if (c.range().lo() > c.range().hi()) {
           add_field(codes::kCriterionInvalid,
                     absl::StrCat(field_desc, ": the range [", c.range().lo(),
-                                 ", ", c.range().hi(),
-                                 "] is empty (lo > hi)"));
+                                 ", ", c.range().hi(), "] is empty (lo > hi)"));
           break;
         }
         if (check_int("range start ", c.range().lo())) {
@@ -522,15 +519,15 @@ class Run {
         check_length("pattern", c.pattern().size());
         const CompiledPattern& p = Compile(c.pattern());
         if (p.too_large) {
-          add_field(codes::kPatternTooLarge,
-                    absl::StrCat(field_desc, ": the pattern ",
-                                 Quoted(c.pattern()),
-                                 " is too large for RE2 to compile: ",
-                                 p.error));
+          add_field(
+              codes::kPatternTooLarge,
+              absl::StrCat(field_desc, ": the pattern ", Quoted(c.pattern()),
+                           " is too large for RE2 to compile: ", p.error));
         } else if (!p.ok) {
           add_field(codes::kPatternInvalid,
-                    absl::StrCat(field_desc, ": RE2 cannot compile the "
-                                             "pattern ",
+                    absl::StrCat(field_desc,
+                                 ": RE2 cannot compile the "
+                                 "pattern ",
                                  Quoted(c.pattern()), ": ", p.error));
         }
         return &p;
@@ -583,7 +580,8 @@ absl::Status CheckConfig(const ContentSchema& schema,
         " differs from the schema's ", Quoted(schema.content_type())));
   }
   if (targets.has_value()) {
-    for (const std::string* v : {&targets->min_version, &targets->max_version}) {
+    for (const std::string* v :
+         {&targets->min_version, &targets->max_version}) {
       if (!v->empty() && !IsValidAgentVersion(*v)) {
         return absl::InvalidArgumentError(
             absl::StrCat("target agents: ", Quoted(*v),
@@ -637,10 +635,9 @@ void ValidationReport::Merge(const ValidationReport& other) {
 }
 
 int ValidationReport::errors() const {
-  return static_cast<int>(
-      std::count_if(findings.begin(), findings.end(), [](const Finding& f) {
-        return f.severity == Severity::kError;
-      }));
+  return static_cast<int>(std::count_if(
+      findings.begin(), findings.end(),
+      [](const Finding& f) { return f.severity == Severity::kError; }));
 }
 
 int ValidationReport::warnings() const {
@@ -675,8 +672,8 @@ content::v1::ValidationResult ToProto(const ValidationReport& report) {
 Finding FromProto(const content::v1::Finding& finding) {
   Finding out;
   out.code = finding.code();
-  out.severity = finding.severity() == "warning" ? Severity::kWarning
-                                                 : Severity::kError;
+  out.severity =
+      finding.severity() == "warning" ? Severity::kWarning : Severity::kError;
   out.instance = finding.instance();
   out.field = finding.field();
   out.message = finding.message();
@@ -705,18 +702,16 @@ absl::Status RejectionStatus(const ValidationReport& report) {
     }
     listed.push_back(absl::StrCat(f.code, ": ", f.message));
   }
-  absl::Status status = absl::FailedPreconditionError(
-      absl::StrCat("content rejected: ", errors,
-                   errors == 1 ? " error: " : " errors: ",
-                   absl::StrJoin(listed, "; ")));
+  absl::Status status = absl::FailedPreconditionError(absl::StrCat(
+      "content rejected: ", errors,
+      errors == 1 ? " error: " : " errors: ", absl::StrJoin(listed, "; ")));
   status.SetPayload(kValidationResultTypeUrl,
                     absl::Cord(ToProto(report).SerializeAsString()));
   return status;
 }
 
 std::optional<ValidationReport> ReportFromStatus(const absl::Status& status) {
-  const auto payload =
-      status.GetPayload(kValidationResultTypeUrl);
+  const auto payload = status.GetPayload(kValidationResultTypeUrl);
   if (!payload.has_value()) return std::nullopt;
   content::v1::ValidationResult result;
   if (!result.ParseFromString(std::string(*payload))) return std::nullopt;
@@ -751,9 +746,9 @@ ValidationReport RunValidators(
       f.code = codes::kValidatorFailed;
       f.severity = Severity::kError;
       f.source = v->name();
-      f.message = absl::StrCat("validator ", Quoted(v->name()),
-                               " could not validate the payload: ",
-                               findings.status().ToString());
+      f.message = absl::StrCat(
+          "validator ", Quoted(v->name()),
+          " could not validate the payload: ", findings.status().ToString());
       report.Add(std::move(f));
       continue;
     }

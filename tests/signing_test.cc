@@ -1,0 +1,360 @@
+// Tests of release integrity and signatures (signing.h).
+#include "ringfence/signing.h"
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <ostream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ringfence/content/v1/content.pb.h"
+#include "status_matchers.h"
+
+namespace ringfence {
+namespace {
+
+using ::ringfence::testing::StatusIs;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// A fixed key (generated once with `openssl genpkey -algorithm ed25519`), so
+// the expected signature below is a golden value other implementations can
+// check against: Ed25519 signatures are deterministic.
+constexpr char kPrivatePem[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VwBCIEIEwO2/0wmT3wSScSp0smuHH7E93Joausm6xpazH7NQL5\n"
+    "-----END PRIVATE KEY-----\n";
+constexpr char kPublicPem[] =
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MCowBQYDK2VwAyEAD0NCJO3I/DwD54LtwOaVaTMR5EAc1sbIbjhE95zQeHQ=\n"
+    "-----END PUBLIC KEY-----\n";
+
+constexpr char kPayload[] = "instances { id: \"i1\" template_type: \"t\" }\n";
+
+Release MakeRelease() {
+  Release r;
+  r.set_id("cf-291-0719");
+  r.set_content_type("channel-file/291");
+  r.set_version("2024.07.19");
+  const PayloadDigest d = ComputeDigest(kPayload);
+  r.set_digest_sha256(d.sha256_hex);
+  r.set_size_bytes(d.size_bytes);
+  r.mutable_targeting()->set_min_agent_version("7.12");
+  return r;
+}
+
+Release Signed(Release r, const std::string& private_pem = kPrivatePem,
+               const std::string& key_id = "publisher-1") {
+  absl::StatusOr<std::string> sig = SignRelease(r, private_pem, key_id);
+  EXPECT_TRUE(sig.ok()) << sig.status();
+  if (sig.ok()) r.set_signature(*sig);
+  return r;
+}
+
+const TrustedKeys& Trusted() {
+  static const TrustedKeys* keys = new TrustedKeys{{"publisher-1", kPublicPem}};
+  return *keys;
+}
+
+// ---- Integrity
+// ---------------------------------------------------------------
+
+TEST(ComputeDigest, Sha256AndSize) {
+  const PayloadDigest d = ComputeDigest("abc");
+  EXPECT_EQ(d.sha256_hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(d.size_bytes, 3u);
+  EXPECT_EQ(ComputeDigest("").sha256_hex,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST(VerifyPayload, AcceptsTheRecordedPayload) {
+  EXPECT_OK(VerifyPayload(MakeRelease(), kPayload));
+}
+
+TEST(VerifyPayload, TamperedPayloadNamesBothDigests) {
+  std::string tampered = kPayload;
+  tampered[16] = '2';  // i1 -> i2, same size
+  const Release r = MakeRelease();
+  EXPECT_THAT(
+      VerifyPayload(r, tampered),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               absl::StrCat("digest_sha256: release cf-291-0719 "
+                            "records ",
+                            r.digest_sha256(), ", the payload hashes to ",
+                            ComputeDigest(tampered).sha256_hex)));
+}
+
+TEST(VerifyPayload, SizeMismatchNamesBothSizes) {
+  const Release r = MakeRelease();
+  EXPECT_THAT(VerifyPayload(r, absl::StrCat(kPayload, "x")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       absl::StrCat("size_bytes: release cf-291-0719 records ",
+                                    r.size_bytes(), " bytes, the payload has ",
+                                    r.size_bytes() + 1)));
+}
+
+// ---- Keys
+// ----------------------------------------------------------------------
+
+TEST(GenerateKeyPair, ProducesUsablePemKeys) {
+  absl::StatusOr<KeyPair> a = GenerateKeyPair();
+  absl::StatusOr<KeyPair> b = GenerateKeyPair();
+  ASSERT_OK(a);
+  ASSERT_OK(b);
+  EXPECT_THAT(a->private_pem, StartsWith("-----BEGIN PRIVATE KEY-----\n"));
+  EXPECT_THAT(a->public_pem, StartsWith("-----BEGIN PUBLIC KEY-----\n"));
+  EXPECT_NE(a->private_pem, b->private_pem);
+  EXPECT_OK(ValidateTrustedKeys({{"a", a->public_pem}, {"b", b->public_pem}}));
+
+  const Release r = Signed(MakeRelease(), a->private_pem, "a");
+  EXPECT_OK(VerifyReleaseSignature(r, {{"a", a->public_pem}}, true));
+  EXPECT_THAT(VerifyReleaseSignature(r, {{"a", b->public_pem}}, true),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("does not match its signature by key \"a\"")));
+}
+
+TEST(PublicKeyFingerprint, IsStableAndShort) {
+  absl::StatusOr<std::string> fp = PublicKeyFingerprint(kPublicPem);
+  ASSERT_OK(fp);
+  EXPECT_THAT(*fp, StartsWith("ed25519:"));
+  EXPECT_EQ(fp->size(), 8u + 16u);
+  EXPECT_EQ(*PublicKeyFingerprint(kPublicPem), *fp);
+  EXPECT_OK(ValidateId(*fp, "key_id"));
+  EXPECT_THAT(PublicKeyFingerprint(kPrivatePem),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("public key: not an Ed25519 public key")));
+}
+
+// ---- Signing
+// -------------------------------------------------------------------
+
+TEST(CanonicalReleaseMessage, IsTheDocumentedString) {
+  const Release r = MakeRelease();
+  EXPECT_EQ(CanonicalReleaseMessage(r),
+            absl::StrCat("ringfence-release-v1\ncf-291-0719\nchannel-file/"
+                         "291\n2024.07.19\n",
+                         r.digest_sha256(), "\n", r.size_bytes()));
+}
+
+TEST(SignRelease, GoldenSignatureVerifiesWithPlainOpenSsl) {
+  const Release r = Signed(MakeRelease());
+  content::v1::ReleaseSignature envelope;
+  ASSERT_TRUE(envelope.ParseFromString(r.signature()));
+  EXPECT_EQ(envelope.key_id(), "publisher-1");
+  ASSERT_EQ(envelope.ed25519().size(), 64u);
+  // Deterministic, and the same bytes the OpenSSL CLI computes from the
+  // documented message:
+  //   printf
+  //   'ringfence-release-v1\ncf-291-0719\nchannel-file/291\n2024.07.19\n<digest>\n42'
+  //   > msg openssl pkeyutl -sign -inkey key.pem -rawin -in msg | xxd -p
+  EXPECT_EQ(Signed(MakeRelease()).signature(), r.signature());
+  EXPECT_EQ(absl::BytesToHexString(envelope.ed25519()),
+            "c0fa75578cd1933f5bf73da5d6012ec73425616eda9ff85ae6dcca0b14620dd2"
+            "918c9661847423068ef304f50173d228a69c055f478371c765c3d5ed667c9c0e");
+  EXPECT_EQ(r.digest_sha256(),
+            "70bf0dec180f8de8b1bfdce48c977536bd81cfff1ce03ea3562ff00d6723aac5");
+  EXPECT_EQ(r.size_bytes(), 42u);
+
+  // What another implementation does: the documented message, the public
+  // key, Ed25519 verify. No ringfence code involved.
+  BIO* bio = BIO_new_mem_buf(kPublicPem, -1);
+  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ASSERT_NE(key, nullptr);
+  const std::string message = absl::StrCat(
+      "ringfence-release-v1\n", r.id(), "\n", r.content_type(), "\n",
+      r.version(), "\n", r.digest_sha256(), "\n", r.size_bytes());
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ASSERT_EQ(EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key), 1);
+  EXPECT_EQ(
+      EVP_DigestVerify(
+          ctx,
+          reinterpret_cast<const unsigned char*>(envelope.ed25519().data()),
+          envelope.ed25519().size(),
+          reinterpret_cast<const unsigned char*>(message.data()),
+          message.size()),
+      1);
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+}
+
+TEST(SignRelease, RejectsInvalidInput) {
+  Release r = MakeRelease();
+  r.clear_digest_sha256();
+  EXPECT_THAT(SignRelease(r, kPrivatePem, "publisher-1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "digest_sha256: must be 64 lower-case hex characters "
+                       "(got 0 characters)"));
+  EXPECT_THAT(SignRelease(MakeRelease(), kPrivatePem, "bad key id"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("key_id: must match")));
+  EXPECT_THAT(SignRelease(MakeRelease(), "not a key", "publisher-1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("private key: not an Ed25519 private key")));
+  EXPECT_THAT(SignRelease(MakeRelease(), kPublicPem, "publisher-1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("private key: not an Ed25519 private key")));
+}
+
+TEST(SignRelease, RejectsKeysOfOtherAlgorithms) {
+  EVP_PKEY* ec = EVP_EC_gen("P-256");
+  ASSERT_NE(ec, nullptr);
+  BIO* bio = BIO_new(BIO_s_mem());
+  ASSERT_EQ(
+      PEM_write_bio_PrivateKey(bio, ec, nullptr, nullptr, 0, nullptr, nullptr),
+      1);
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio, &data);
+  const std::string pem(data, len);
+  BIO_free(bio);
+  EVP_PKEY_free(ec);
+  EXPECT_THAT(SignRelease(MakeRelease(), pem, "publisher-1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "private key: not an Ed25519 private key (PKCS#8 PEM) "
+                       "(the key is id-ecPublicKey)"));
+}
+
+// ---- Verification
+// --------------------------------------------------------------
+
+TEST(VerifyReleaseSignature, AcceptsAValidSignature) {
+  EXPECT_OK(VerifyReleaseSignature(Signed(MakeRelease()), Trusted(), true));
+  EXPECT_OK(VerifyReleaseSignature(Signed(MakeRelease()), Trusted(), false));
+}
+
+TEST(VerifyReleaseSignature, UnsignedWhenRequiredIsFailedPrecondition) {
+  EXPECT_THAT(VerifyReleaseSignature(MakeRelease(), Trusted(), true),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "signature: release cf-291-0719 is unsigned, and "
+                       "releases must be signed by a trusted publisher key"));
+  EXPECT_OK(VerifyReleaseSignature(MakeRelease(), Trusted(), false));
+}
+
+TEST(VerifyReleaseSignature, UnknownKeyIsPermissionDenied) {
+  const Release r = Signed(MakeRelease(), kPrivatePem, "publisher-9");
+  for (bool required : {true, false}) {
+    EXPECT_THAT(VerifyReleaseSignature(r, Trusted(), required),
+                StatusIs(absl::StatusCode::kPermissionDenied,
+                         "signature: release cf-291-0719 is signed by key "
+                         "\"publisher-9\", which is not a trusted publisher "
+                         "key"));
+  }
+  EXPECT_THAT(VerifyReleaseSignature(r, {}, false),
+              StatusIs(absl::StatusCode::kPermissionDenied));
+}
+
+// Each signed field, altered after signing.
+struct Alteration {
+  const char* name;
+  void (*alter)(Release*);
+};
+
+void PrintTo(const Alteration& a, std::ostream* os) { *os << a.name; }
+
+class AlteredReleaseTest : public ::testing::TestWithParam<Alteration> {};
+
+TEST_P(AlteredReleaseTest, IsPermissionDenied) {
+  Release r = Signed(MakeRelease());
+  GetParam().alter(&r);
+  EXPECT_THAT(VerifyReleaseSignature(r, Trusted(), false),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("does not match its signature by key "
+                                 "\"publisher-1\": its id, content type, "
+                                 "version, digest or size changed after "
+                                 "signing, or another key signed it")));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    SignedFields, AlteredReleaseTest,
+    ::testing::Values(
+        Alteration{"Id", [](Release* r) { r->set_id("cf-291-0720"); }},
+        Alteration{"ContentType",
+                   [](Release* r) { r->set_content_type("channel-file/292"); }},
+        Alteration{"Version", [](Release* r) { r->set_version("2024.07.20"); }},
+        Alteration{"Digest",
+                   [](Release* r) {
+                     r->set_digest_sha256(ComputeDigest("other").sha256_hex);
+                   }},
+        Alteration{"Size",
+                   [](Release* r) { r->set_size_bytes(r->size_bytes() + 1); }},
+        Alteration{"SignatureBit",
+                   [](Release* r) {
+                     std::string s = r->signature();
+                     s[s.size() - 1] ^= 0x01;
+                     r->set_signature(s);
+                   }}),
+    [](const ::testing::TestParamInfo<Alteration>& info) {
+      return info.param.name;
+    });
+
+TEST(VerifyReleaseSignature, TargetingIsNotSigned) {
+  Release r = Signed(MakeRelease());
+  r.mutable_targeting()->set_min_agent_version("7.11");
+  EXPECT_OK(VerifyReleaseSignature(r, Trusted(), true));
+}
+
+TEST(VerifyReleaseSignature, VersionsWithNewlinesAreUnambiguous) {
+  // Only the version may contain "\n"; a release that moves part of it into
+  // another field is invalid, so no two valid releases share a message.
+  Release r = MakeRelease();
+  r.set_version("a\nb");
+  r = Signed(r);
+  EXPECT_OK(VerifyReleaseSignature(r, Trusted(), true));
+  Release moved = r;
+  moved.set_content_type("channel-file/291\na");
+  moved.set_version("b");
+  EXPECT_EQ(CanonicalReleaseMessage(moved), CanonicalReleaseMessage(r));
+  EXPECT_THAT(VerifyReleaseSignature(moved, Trusted(), true),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("content_type: must match")));
+}
+
+TEST(VerifyReleaseSignature, MalformedSignatureIsInvalidArgument) {
+  Release r = MakeRelease();
+  r.set_signature("\xff\xff\xff");
+  EXPECT_THAT(VerifyReleaseSignature(r, Trusted(), false),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "signature: release cf-291-0719: not a ringfence "
+                       "signature (a ReleaseSignature with a key id and a "
+                       "64-byte Ed25519 signature; got 3 bytes)"));
+  content::v1::ReleaseSignature truncated;
+  truncated.set_key_id("publisher-1");
+  truncated.set_ed25519(std::string(63, 'x'));
+  r.set_signature(truncated.SerializeAsString());
+  EXPECT_THAT(VerifyReleaseSignature(r, Trusted(), false),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not a ringfence signature")));
+}
+
+TEST(VerifyReleaseSignature, InvalidReleaseIsInvalidArgument) {
+  Release r = Signed(MakeRelease());
+  r.set_size_bytes(0);
+  EXPECT_THAT(
+      VerifyReleaseSignature(r, Trusted(), false),
+      StatusIs(absl::StatusCode::kInvalidArgument, "size_bytes: must be > 0"));
+}
+
+TEST(ValidateTrustedKeys, NamesTheBadKey) {
+  EXPECT_OK(ValidateTrustedKeys(Trusted()));
+  EXPECT_THAT(ValidateTrustedKeys({{"k1", kPublicPem}, {"k2", "garbage"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("trusted_keys[\"k2\"]: not an Ed25519 public "
+                                 "key (PEM)")));
+  EXPECT_THAT(ValidateTrustedKeys({{"", kPublicPem}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "trusted_keys[\"\"]: must not be empty"));
+  EXPECT_THAT(ValidateTrustedKeys({{"k", kPrivatePem}}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("trusted_keys[\"k\"]: not an Ed25519 public "
+                                 "key")));
+}
+
+}  // namespace
+}  // namespace ringfence
