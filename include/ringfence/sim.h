@@ -47,7 +47,7 @@ struct ThresholdRuleOptions {
   absl::Duration interval = absl::Minutes(1);
   double max_fraction = 0.05;
   int failure_limit = 2;
-  uint64_t min_exposed = 10;
+  uint64_t min_exposed = 5;
 };
 
 struct SimOptions {
