@@ -16,11 +16,11 @@ HostInfo HostFromProto(const v1::GetAssignmentRequest& request) {
 }
 
 absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
-    const v1::ReportTelemetryRequest& request) {
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos) {
   std::vector<TelemetryEvent> events;
-  events.reserve(request.events_size());
-  for (int i = 0; i < request.events_size(); ++i) {
-    const v1::TelemetryEvent& p = request.events(i);
+  events.reserve(protos.size());
+  for (int i = 0; i < protos.size(); ++i) {
+    const v1::TelemetryEvent& p = protos.Get(i);
     if (p.type() < v1::APPLYING || p.type() > v1::SIGNAL) {
       return absl::InvalidArgumentError(
           absl::StrCat("events[", i,

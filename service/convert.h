@@ -23,10 +23,11 @@ HostInfo HostFromProto(const v1::GetAssignmentRequest& request);
 
 // EventsFromProto
 //
-// The library events of a telemetry batch. INVALID_ARGUMENT naming the event
+// The library events of a telemetry batch (ReportTelemetryRequest.events or
+// TelemetryBatch.events). INVALID_ARGUMENT naming the event
 // ("events[3].type") for an unset or unknown event type.
 absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
-    const v1::ReportTelemetryRequest& request);
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& events);
 
 // EventToProto
 //

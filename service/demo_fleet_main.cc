@@ -2,7 +2,8 @@
 // ringfenced (GetAssignment, ReportTelemetry), for the demo. Hosts that load
 // a release named by --boot_loop die while loading it and never report
 // again, as on 2024-07-19. Runs until SIGTERM/SIGINT; prints a status line
-// every --status_interval.
+// every --status_interval. --tls_ca (and --tls_cert/--tls_key for mutual
+// TLS) connect over TLS, as ringctl does.
 #include <csignal>
 #include <cstdio>
 #include <string>
@@ -16,6 +17,15 @@
 
 ABSL_FLAG(std::string, target, "127.0.0.1:7443", "ringfenced host:port");
 ABSL_FLAG(std::string, token, "", "bearer token with role host");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA certificates that sign the server's certificate (connect "
+          "over TLS)");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM client certificate chain for mutual TLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "name to verify the server's certificate against (default: the "
+          "--target host)");
 ABSL_FLAG(std::string, content_type, "channel-file/291", "content type");
 ABSL_FLAG(int, hosts, 200, "hosts to emulate");
 ABSL_FLAG(int, dogfood_hosts, 10, "hosts labelled ring:dogfood");
@@ -42,6 +52,26 @@ int main(int argc, char** argv) {
   ringfence::service::FleetOptions o;
   o.target = absl::GetFlag(FLAGS_target);
   o.token = absl::GetFlag(FLAGS_token);
+  absl::StatusOr<std::optional<ringfence::ClientTls>> tls =
+      ringfence::LoadClientTls(absl::GetFlag(FLAGS_tls_ca),
+                               absl::GetFlag(FLAGS_tls_cert),
+                               absl::GetFlag(FLAGS_tls_key));
+  if (!tls.ok()) {
+    std::fprintf(stderr, "ringfence_demo_fleet: --%s\n",
+                 std::string(tls.status().message()).c_str());
+    return 2;
+  }
+  o.tls = *std::move(tls);
+  if (const std::string name = absl::GetFlag(FLAGS_tls_server_name);
+      !name.empty()) {
+    if (!o.tls.has_value()) {
+      std::fprintf(stderr,
+                   "ringfence_demo_fleet: --tls_server_name needs TLS "
+                   "(--tls_ca or --tls_cert)\n");
+      return 2;
+    }
+    o.tls->server_name_override = name;
+  }
   o.content_type = absl::GetFlag(FLAGS_content_type);
   o.hosts = absl::GetFlag(FLAGS_hosts);
   o.dogfood_hosts = absl::GetFlag(FLAGS_dogfood_hosts);

@@ -31,8 +31,8 @@ FleetEmulator::FleetEmulator(FleetOptions options)
     // A channel per host, as real agents have.
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);
-    h->stub = v1::Fleet::NewStub(grpc::CreateCustomChannel(
-        options_.target, grpc::InsecureChannelCredentials(), args));
+    h->stub =
+        v1::Fleet::NewStub(MakeChannel(options_.target, options_.tls, args));
     hosts_.push_back(std::move(h));
   }
 }
@@ -119,7 +119,12 @@ void FleetEmulator::PollOnce(Host& host) {
   if (!dead) event(v1::HEARTBEAT, running);
   v1::ReportTelemetryResponse reply;
   s = host.stub->ReportTelemetry(context().get(), report, &reply);
-  if (!s.ok()) fail("ReportTelemetry", s);
+  if (!s.ok()) {
+    // Not applied (e.g. RESOURCE_EXHAUSTED): the next poll reports again.
+    fail("ReportTelemetry", s);
+    return;
+  }
+  polls_.fetch_add(1);
   absl::MutexLock lock(&mu_);
   host.running = running;
   host.dead = dead;

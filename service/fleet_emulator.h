@@ -10,6 +10,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "ringfence/v1/ringfence.pb.h"
+#include "service/tls.h"
 
 namespace ringfence::service {
 
@@ -28,6 +30,9 @@ struct FleetOptions {
   std::string target;
   // Bearer token with role host (empty: none).
   std::string token;
+  // TLS to the server (nullopt: plaintext); with a client certificate for
+  // mutual TLS.
+  std::optional<ClientTls> tls;
   std::string content_type = "channel-file/291";
   int hosts = 30;
   // The first `dogfood_hosts` hosts carry the label "ring:dogfood".
@@ -54,6 +59,8 @@ class FleetEmulator {
   int Dead() const;
   // Live hosts whose last assignment had `reason`.
   int WithReason(v1::AssignReason reason) const;
+  // Completed polls (GetAssignment and ReportTelemetry both succeeded).
+  int polls() const { return polls_.load(); }
   // Failed RPCs, and the first failure's message.
   int errors() const { return errors_.load(); }
   std::string first_error() const;
@@ -68,6 +75,7 @@ class FleetEmulator {
   std::vector<std::thread> threads_;
   absl::Notification stop_;
   bool started_ = false;
+  std::atomic<int> polls_{0};
   std::atomic<int> errors_{0};
   mutable absl::Mutex mu_;
   std::string first_error_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,7 @@
 //
 //   ringctl release create --id=cf291-v2 --content-type=channel-file/291
 //       --digest=<sha256> --size=40000 [--version=V] [--fetch-url=URL]
+//   ringctl release validate --id=... (the flags of release create)
 //   ringctl release get ID | release list [--content-type=T]
 //   ringctl rollout start --release=R --plan=FILE --reason=TEXT [--id=ID]
 //       [--baseline=R] [--pending]
@@ -13,7 +14,9 @@
 //
 // Global flags: --server (default 127.0.0.1:7443), --token (default
 // $RINGFENCE_TOKEN), --json (print responses as protobuf JSON),
-// --rpc-timeout (default 10s).
+// --rpc-timeout (default 10s), --tls-ca (connect over TLS, verifying the
+// server with these CAs), --tls-cert/--tls-key (client certificate for
+// mutual TLS), --tls-server-name. Flags may be spelled with '_' or '-'.
 //
 // Exit codes:
 //   0  success; the gate is cleared; the watched rollout completed
@@ -28,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -47,6 +51,7 @@
 #include "ringfence/gate.h"
 #include "ringfence/model.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
+#include "service/tls.h"
 
 namespace {
 
@@ -66,6 +71,7 @@ commands:
   release create --id=ID --content-type=T --digest=SHA256 --size=BYTES
                  [--version=V] [--fetch-url=URL] [--platforms=a,b]
                  [--min-agent-version=V] [--max-agent-version=V]
+  release validate (the flags of release create; stores nothing)
   release get ID
   release list [--content-type=T]
   rollout start --release=R --plan=FILE --reason=TEXT [--id=ID]
@@ -82,6 +88,11 @@ global flags:
   --token        bearer token (default: $RINGFENCE_TOKEN)
   --json         print responses as protobuf JSON
   --rpc-timeout  deadline of each call (default 10s)
+  --tls-ca       PEM CA certificates of the server: connect over TLS
+  --tls-cert     PEM client certificate chain (mutual TLS; with --tls-key)
+  --tls-key      PEM private key of --tls-cert
+  --tls-server-name  name to verify the server's certificate against
+                 (default: the --server host)
 
 exit codes: 0 ok/cleared, 1 not yet, 2 halted/rejected/refused,
             3 usage, connection or server error
@@ -92,8 +103,9 @@ exit codes: 0 ok/cleared, 1 not yet, 2 halted/rejected/refused,
 // Flags that take no value.
 const std::set<std::string> kBoolFlags = {"json", "wait", "pending", "clear",
                                           "help"};
-const std::set<std::string> kGlobalFlags = {"server", "token", "json",
-                                            "rpc-timeout", "help"};
+const std::set<std::string> kGlobalFlags = {
+    "server", "token",    "json",    "rpc-timeout",    "help",
+    "tls-ca", "tls-cert", "tls-key", "tls-server-name"};
 
 struct Args {
   std::vector<std::string> positional;
@@ -278,9 +290,9 @@ void PrintRolloutStatus(const v1::GetRolloutResponse& st) {
 
 class Client {
  public:
-  Client(const Args& args)
-      : channel_(grpc::CreateChannel(args.Get("server", "127.0.0.1:7443"),
-                                     grpc::InsecureChannelCredentials())),
+  Client(const Args& args, const std::optional<ringfence::ClientTls>& tls)
+      : channel_(
+            ringfence::MakeChannel(args.Get("server", "127.0.0.1:7443"), tls)),
         releases_(v1::Releases::NewStub(channel_)),
         rollouts_(v1::Rollouts::NewStub(channel_)),
         json_(args.Has("json")) {
@@ -380,15 +392,16 @@ int Usage(const std::string& message) {
 
 // ---- Commands ---------------------------------------------------------------
 
-int ReleaseCreate(Client& c, const Args& args) {
-  v1::CreateReleaseRequest req;
-  Release* r = req.mutable_release();
+// The release described by the flags of `release create`; false (after a
+// usage message) on a bad value.
+bool ReleaseFromArgs(const Args& args, Release* r) {
   r->set_id(args.Get("id"));
   r->set_content_type(args.Get("content-type"));
   r->set_digest_sha256(args.Get("digest"));
   uint64_t size = 0;
-  if (!absl::SimpleAtoi(args.Get("size"), &size)) {
-    return Usage("--size must be a number of bytes");
+  if (args.Has("size") && !absl::SimpleAtoi(args.Get("size"), &size)) {
+    Usage("--size must be a number of bytes");
+    return false;
   }
   r->set_size_bytes(size);
   r->set_version(args.Get("version"));
@@ -401,6 +414,12 @@ int ReleaseCreate(Client& c, const Args& args) {
       r->mutable_targeting()->add_platforms(std::string(p));
     }
   }
+  return true;
+}
+
+int ReleaseCreate(Client& c, const Args& args) {
+  v1::CreateReleaseRequest req;
+  if (!ReleaseFromArgs(args, req.mutable_release())) return kExitError;
   Release resp;
   grpc::Status s = c.releases().CreateRelease(c.Context().get(), req, &resp);
   if (!s.ok()) return Fail(s);
@@ -411,6 +430,25 @@ int ReleaseCreate(Client& c, const Args& args) {
                 resp.content_type().c_str());
   }
   return kExitOk;
+}
+
+int ReleaseValidate(Client& c, const Args& args) {
+  v1::ValidateReleaseRequest req;
+  if (!ReleaseFromArgs(args, req.mutable_release())) return kExitError;
+  v1::ValidateReleaseResponse resp;
+  grpc::Status s = c.releases().ValidateRelease(c.Context().get(), req, &resp);
+  if (!s.ok()) return Fail(s);
+  if (c.json()) {
+    std::printf("%s\n", Json(resp).c_str());
+  } else {
+    for (const v1::Finding& f : resp.findings()) {
+      std::printf("%s %s: %s\n", f.severity().c_str(), f.code().c_str(),
+                  f.message().c_str());
+    }
+    std::printf("release %s is %s\n", req.release().id().c_str(),
+                resp.ok() ? "valid" : "rejected");
+  }
+  return resp.ok() ? kExitOk : kExitRejected;
 }
 
 int ReleaseGet(Client& c, const std::string& id) {
@@ -715,7 +753,19 @@ int Run(int argc, char** argv) {
   }
   const std::vector<std::string>& pos = args.positional;
   if (pos.empty()) return Usage("missing command");
-  Client client(args);
+  absl::StatusOr<std::optional<ringfence::ClientTls>> tls =
+      ringfence::LoadClientTls(args.Get("tls-ca"), args.Get("tls-cert"),
+                               args.Get("tls-key"));
+  if (!tls.ok()) {
+    return Usage(absl::StrCat("--", tls.status().message()));
+  }
+  if (args.Has("tls-server-name")) {
+    if (!tls->has_value()) {
+      return Usage("--tls-server-name needs TLS (--tls-ca or --tls-cert)");
+    }
+    (*tls)->server_name_override = args.Get("tls-server-name");
+  }
+  Client client(args, *tls);
   if (!client.SetRpcTimeout(args.Get("rpc-timeout"))) {
     return Usage("--rpc-timeout must be a positive duration, e.g. 10s");
   }
@@ -734,6 +784,15 @@ int Run(int argc, char** argv) {
       return Usage(error);
     }
     return ReleaseCreate(client, args);
+  }
+  if (cmd == "release" && sub == "validate") {
+    if (!check(2, 0,
+               {"id", "content-type", "digest", "size", "version", "fetch-url",
+                "platforms", "min-agent-version", "max-agent-version"},
+               {})) {
+      return Usage(error);
+    }
+    return ReleaseValidate(client, args);
   }
   if (cmd == "release" && sub == "get") {
     if (!check(2, 1, {}, {})) return Usage(error);

@@ -3,9 +3,12 @@
 //   ringfenced    # 127.0.0.1:7443, ./ringfence-data, no authentication
 //   ringfenced --listen=0.0.0.0:7443 --data_dir=/var/lib/ringfence
 //              --auth_tokens_file=/etc/ringfence/tokens
+//              --tls_cert=server.pem --tls_key=server.key
+//              [--client_ca=agents-ca.pem]   # mutual TLS
 //
 // Opens the SQLite store in --data_dir, resumes every rollout, serves the
-// API, and evaluates every active rollout's gate each --tick_interval.
+// API, and evaluates every active rollout's gate each --tick_interval (and
+// then refreshes the Fleet service's health from the store's).
 // SIGTERM or SIGINT shuts down gracefully (calls in flight get
 // --shutdown_grace) and exits 0; every state change was committed when it
 // was made, so a restart resumes where it stopped.
@@ -19,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -35,6 +39,7 @@
 #include "ringfence/sqlite_store.h"
 #include "service/auth.h"
 #include "service/server.h"
+#include "service/tls.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
           "address to listen on, host:port (port 0: any free port)");
@@ -45,10 +50,22 @@ ABSL_FLAG(std::string, data_dir, "./ringfence-data",
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "bearer tokens, one \"token role actor\" per line (roles: host, "
           "publisher, operator, admin); empty: no authentication");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of the server (with --tls_key: serve TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, client_ca, "",
+          "PEM CA certificates; if set, every client must present a "
+          "certificate signed by one of them (mutual TLS)");
 ABSL_FLAG(uint64_t, max_batch_events, 100000,
           "largest telemetry batch accepted (events)");
+ABSL_FLAG(uint64_t, max_inflight_events, 1000000,
+          "most telemetry events held at once across all calls; a batch that "
+          "would go over fails with RESOURCE_EXHAUSTED (retry later)");
 ABSL_FLAG(int32_t, max_message_bytes, 16 << 20,
           "largest request message accepted (bytes)");
+ABSL_FLAG(int64_t, max_db_bytes, 0,
+          "largest size of the SQLite database (bytes); writes beyond it fail "
+          "and the server fails closed (0 = only the disk limits it)");
 ABSL_FLAG(absl::Duration, tick_interval, absl::Seconds(1),
           "how often every active rollout's gate is evaluated");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
@@ -56,6 +73,9 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "cancelled");
 ABSL_FLAG(std::string, fleet_config, "",
           "optional FleetConfig file (text-proto or JSON): tenants and tracks");
+ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
+          "testing only: hold every telemetry batch this long before "
+          "ingesting it (slow ingestion on purpose)");
 
 namespace {
 
@@ -102,8 +122,21 @@ int Main(int argc, char** argv) {
     Log("--max_batch_events must be > 0");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_max_inflight_events) <
+      absl::GetFlag(FLAGS_max_batch_events)) {
+    Log(absl::StrCat("--max_inflight_events (",
+                     absl::GetFlag(FLAGS_max_inflight_events),
+                     ") must be at least --max_batch_events (",
+                     absl::GetFlag(FLAGS_max_batch_events),
+                     "): a full batch could never be admitted"));
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_max_message_bytes) <= 0) {
     Log("--max_message_bytes must be > 0");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_max_db_bytes) < 0) {
+    Log("--max_db_bytes must be >= 0");
     return 2;
   }
 
@@ -124,6 +157,26 @@ int Main(int argc, char** argv) {
   server_options.listen = absl::GetFlag(FLAGS_listen);
   server_options.max_receive_message_bytes =
       absl::GetFlag(FLAGS_max_message_bytes);
+  server_options.max_batch_events = absl::GetFlag(FLAGS_max_batch_events);
+  server_options.max_inflight_events = absl::GetFlag(FLAGS_max_inflight_events);
+  server_options.testing_ingest_delay =
+      absl::GetFlag(FLAGS_testing_ingest_delay);
+  absl::StatusOr<std::optional<ringfence::ServerTls>> tls =
+      ringfence::LoadServerTls(absl::GetFlag(FLAGS_tls_cert),
+                               absl::GetFlag(FLAGS_tls_key),
+                               absl::GetFlag(FLAGS_client_ca));
+  if (!tls.ok()) {
+    Log(absl::StrCat("--", tls.status().message()));
+    return 2;
+  }
+  server_options.tls = *std::move(tls);
+  std::string transport = "plaintext (no --tls_cert)";
+  if (server_options.tls.has_value()) {
+    transport = server_options.tls->client_ca_pem.empty()
+                    ? "TLS"
+                    : absl::StrCat("mutual TLS (client certificates signed by ",
+                                   absl::GetFlag(FLAGS_client_ca), ")");
+  }
   if (const std::string path = absl::GetFlag(FLAGS_auth_tokens_file);
       !path.empty()) {
     absl::StatusOr<ringfence::TokenAuthenticator> auth =
@@ -146,6 +199,7 @@ int Main(int argc, char** argv) {
 
   ringfence::SqliteStoreOptions store_options;
   store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  store_options.max_db_bytes = absl::GetFlag(FLAGS_max_db_bytes);
   absl::StatusOr<ringfence::StorePtr> store =
       ringfence::OpenSqliteStore(store_options);
   if (!store.ok()) {
@@ -175,18 +229,25 @@ int Main(int argc, char** argv) {
     }
   }
   Log(absl::StrCat("serving on port ", port, " (", absl::GetFlag(FLAGS_listen),
-                   "), data in ", store_options.data_dir));
+                   ", ", transport, "), data in ", store_options.data_dir));
 
   absl::Notification stop_ticker;
   std::thread ticker([&] {
     ringfence::Controller& c = **controller;
     std::string last_error;
+    bool store_healthy = true;
     do {
       absl::Status s = c.Tick();
       // Log each distinct error once, not once per tick.
       std::string error = s.ok() ? "" : s.ToString();
       if (error != last_error && !error.empty()) Log("tick: " + error);
       last_error = std::move(error);
+      if (const bool healthy = (*server)->UpdateHealth();
+          healthy != store_healthy) {
+        Log(healthy ? "store healthy again: Fleet SERVING"
+                    : "store failing: failing closed, Fleet NOT_SERVING");
+        store_healthy = healthy;
+      }
     } while (!stop_ticker.WaitForNotificationWithTimeout(tick));
   });
 

@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "ringfence/model.h"
@@ -30,12 +32,106 @@ constexpr Roles kOperatorRoles{Role::kOperator, Role::kAdmin};
 
 constexpr int kMaxContentTypesPerRequest = 64;
 
+using EventProtos = google::protobuf::RepeatedPtrField<v1::TelemetryEvent>;
+
+// Telemetry ingestion with a bounded number of events in flight: a batch
+// reserves its events before it is converted and ingested and gives them
+// back after; a batch that does not fit fails fast (RESOURCE_EXHAUSTED)
+// rather than piling up behind a slow ingest.
+class Ingestor {
+ public:
+  // REQUIRES: max_batch_events <= max_inflight_events.
+  Ingestor(Controller* controller, uint64_t max_batch_events,
+           uint64_t max_inflight_events, absl::Duration testing_delay)
+      : controller_(controller),
+        max_batch_events_(max_batch_events),
+        max_inflight_events_(max_inflight_events),
+        testing_delay_(testing_delay) {}
+
+  // Ingests `events` and calls `done` with the outcome: at once on this
+  // thread, or (with a testing delay) later on another. `events` must stay
+  // valid until `done` is called.
+  void Ingest(const EventProtos& events,
+              std::function<void(grpc::Status)> done) {
+    const uint64_t n = static_cast<uint64_t>(events.size());
+    if (n > max_batch_events_) {
+      // The controller would say the same, after a conversion.
+      done(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("events: at most ", max_batch_events_,
+                                     " events per batch (got ", n, ")")));
+      return;
+    }
+    uint64_t in_flight = 0;
+    if (!TryReserve(n, &in_flight)) {
+      done(grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("telemetry ingestion is saturated (", in_flight,
+                       " events in flight, limit ", max_inflight_events_,
+                       "): nothing of this batch of ", n,
+                       " events was applied; retry it later, with backoff")));
+      return;
+    }
+    if (testing_delay_ <= absl::ZeroDuration()) {
+      done(ApplyAndRelease(events));
+      return;
+    }
+    // The alarm's implementation is reference-counted, so deleting it in its
+    // own callback is safe.
+    auto* alarm = new grpc::Alarm();
+    alarm->Set(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(testing_delay_),
+               [this, alarm, &events, done = std::move(done)](bool) {
+                 grpc::Status s = ApplyAndRelease(events);
+                 delete alarm;
+                 done(std::move(s));
+               });
+  }
+
+ private:
+  bool TryReserve(uint64_t n, uint64_t* in_flight) {
+    uint64_t cur = in_flight_.load(std::memory_order_relaxed);
+    do {
+      if (cur + n > max_inflight_events_) {
+        *in_flight = cur;
+        return false;
+      }
+    } while (!in_flight_.compare_exchange_weak(cur, cur + n,
+                                               std::memory_order_relaxed));
+    return true;
+  }
+
+  grpc::Status ApplyAndRelease(const EventProtos& events) {
+    grpc::Status result;
+    {
+      absl::StatusOr<std::vector<TelemetryEvent>> converted =
+          EventsFromProto(events);
+      result = ToGrpcStatus(converted.ok() ? controller_->Ingest(*converted)
+                                           : converted.status());
+    }
+    in_flight_.fetch_sub(static_cast<uint64_t>(events.size()),
+                         std::memory_order_relaxed);
+    return result;
+  }
+
+  Controller* const controller_;
+  const uint64_t max_batch_events_;
+  const uint64_t max_inflight_events_;
+  const absl::Duration testing_delay_;
+  std::atomic<uint64_t> in_flight_{0};
+};
+
+class TelemetryStreams;
+
 // What every service needs.
 struct Context {
   Controller* controller;
   const std::optional<TokenAuthenticator>* auth;
   // Set when the server starts shutting down: streams end.
   const std::atomic<bool>* shutting_down;
+  Ingestor* ingestor;
+  TelemetryStreams* streams;
+  // nullptr = no content rules.
+  const ReleaseValidator* release_validator;
 
   // Authenticates the call and checks its role; the principal on success.
   grpc::Status Check(grpc::CallbackServerContext* ctx, const Roles& allowed,
@@ -81,18 +177,13 @@ class ReleasesService final : public v1::Releases::CallbackService {
   grpc::ServerUnaryReactor* CreateRelease(grpc::CallbackServerContext* ctx,
                                           const v1::CreateReleaseRequest* req,
                                           Release* resp) override {
-    return c_.Unary(ctx, kPublisherRoles, "CreateRelease",
-                    [&](const Principal& p) {
-                      absl::Status s =
-                          c_.controller->CreateRelease(req->release(), p.actor);
-                      if (absl::IsInvalidArgument(s)) {
-                        // The library names fields of the release.
-                        s = absl::InvalidArgumentError(
-                            absl::StrCat("release.", s.message()));
-                      }
-                      if (!s.ok()) return ToGrpcStatus(s);
-                      return ToGrpcStatus(ReadInto(req->release().id(), resp));
-                    });
+    return c_.Unary(
+        ctx, kPublisherRoles, "CreateRelease", [&](const Principal& p) {
+          absl::Status s = ReleaseFieldError(
+              c_.controller->CreateRelease(req->release(), p.actor));
+          if (!s.ok()) return ToGrpcStatus(s);
+          return ToGrpcStatus(ReadInto(req->release().id(), resp));
+        });
   }
 
   grpc::ServerUnaryReactor* GetRelease(grpc::CallbackServerContext* ctx,
@@ -123,7 +214,34 @@ class ReleasesService final : public v1::Releases::CallbackService {
     });
   }
 
+  grpc::ServerUnaryReactor* ValidateRelease(
+      grpc::CallbackServerContext* ctx, const v1::ValidateReleaseRequest* req,
+      v1::ValidateReleaseResponse* resp) override {
+    return c_.Unary(
+        ctx, kReaderRoles, "ValidateRelease", [&](const Principal&) {
+          absl::Status s =
+              ReleaseFieldError(::ringfence::ValidateRelease(req->release()));
+          if (!s.ok()) return ToGrpcStatus(s);
+          resp->set_ok(true);
+          if (c_.release_validator == nullptr) return grpc::Status::OK;
+          absl::StatusOr<std::vector<v1::Finding>> findings =
+              c_.release_validator->Validate(req->release(), req->payload());
+          if (!findings.ok()) return ToGrpcStatus(findings.status());
+          for (v1::Finding& f : *findings) {
+            if (f.severity() != "warning") resp->set_ok(false);
+            *resp->add_findings() = std::move(f);
+          }
+          return grpc::Status::OK;
+        });
+  }
+
  private:
+  // The library names fields of the release; the API's field is `release`.
+  static absl::Status ReleaseFieldError(absl::Status s) {
+    if (!absl::IsInvalidArgument(s)) return s;
+    return absl::InvalidArgumentError(absl::StrCat("release.", s.message()));
+  }
+
   absl::Status ReadInto(const std::string& id, Release* out) {
     absl::StatusOr<Release> r = c_.controller->GetRelease(id);
     if (!r.ok()) return r.status();
@@ -291,6 +409,195 @@ class FailedWriteReactor final
   explicit FailedWriteReactor(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
 };
+
+class FailedReadReactor final
+    : public grpc::ServerReadReactor<v1::TelemetryBatch> {
+ public:
+  explicit FailedReadReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+class TelemetryStreamReactor;
+
+// The open StreamTelemetry streams, so that Shutdown can end them at once
+// (UNAVAILABLE: reconnect) instead of cancelling them after the grace
+// period. EndAll calls into streams without holding the lock (Finish must
+// not be called under a lock OnDone takes), so it holds a count on each;
+// a stream whose OnDone runs meanwhile is deleted by EndAll.
+class TelemetryStreams {
+ public:
+  // Registers `stream`; false if the server is shutting down (the caller
+  // ends the stream).
+  bool Add(TelemetryStreamReactor* stream) {
+    absl::MutexLock lock(&mu_);
+    streams_[stream] = Entry{};
+    return !shutting_down_;
+  }
+  // From OnDone: whether the caller deletes `stream` (else EndAll will).
+  bool Remove(TelemetryStreamReactor* stream) {
+    absl::MutexLock lock(&mu_);
+    auto it = streams_.find(stream);
+    if (it == streams_.end()) return true;
+    if (it->second.holds > 0) {
+      it->second.done = true;
+      return false;
+    }
+    streams_.erase(it);
+    return true;
+  }
+  // Ends every open stream (new ones end as they open).
+  void EndAll();
+
+ private:
+  struct Entry {
+    int holds = 0;
+    bool done = false;
+  };
+  absl::Mutex mu_;
+  absl::flat_hash_map<TelemetryStreamReactor*, Entry> streams_
+      ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Reads a StreamTelemetry stream one batch at a time: the next read starts
+// only after the batch before it was ingested, so a stream holds at most one
+// batch and a slow ingest slows the client down (HTTP/2 flow control) rather
+// than buffering. Invariants: until Finish is requested, exactly one of {a
+// read, an ingest} is pending; Finish is called once, outside of mu_, as the
+// last action of a reaction (OnDone may delete `this` right after it).
+class TelemetryStreamReactor final
+    : public grpc::ServerReadReactor<v1::TelemetryBatch> {
+ public:
+  TelemetryStreamReactor(Ingestor* ingestor, TelemetryStreams* streams,
+                         v1::StreamTelemetryResponse* response)
+      : ingestor_(ingestor), streams_(streams), response_(response) {
+    const bool open = streams_->Add(this);
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = open;
+      finished_ = !open;
+    }
+    if (open) {
+      StartRead(&batch_);
+    } else {
+      Finish(ShutdownStatus());
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      if (finished_) return;  // EndForShutdown finished the call
+      if (!ok) {
+        // Half-closed by the client (or cancelled: then nobody listens).
+        finished_ = true;
+      }
+    }
+    if (!ok) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    ingestor_->Ingest(batch_.events(),
+                      [this](grpc::Status s) { OnIngested(std::move(s)); });
+  }
+
+  // Ends the stream with UNAVAILABLE now if it waits for a message, or
+  // after the batch being ingested.
+  void EndForShutdown() {
+    {
+      absl::MutexLock lock(&mu_);
+      shutting_down_ = true;
+      if (finished_ || !reading_) return;
+      finished_ = true;
+    }
+    // The pending read completes (not ok) and changes nothing.
+    Finish(ShutdownStatus());
+  }
+
+  void OnDone() override {
+    if (streams_->Remove(this)) delete this;
+  }
+
+ private:
+  void OnIngested(grpc::Status s) {
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      const uint64_t batches = response_->accepted_batches();
+      if (!s.ok()) {
+        finish = grpc::Status(
+            s.error_code(),
+            absl::StrCat(
+                "message ", batches, " of the stream: ", s.error_message(),
+                " (the ", batches, " messages before it, ",
+                response_->accepted_events(), " events, were applied)"));
+      } else {
+        response_->set_accepted_batches(batches + 1);
+        response_->set_accepted_events(
+            response_->accepted_events() +
+            static_cast<uint64_t>(batch_.events_size()));
+        batch_.Clear();
+        if (shutting_down_) {
+          finish = ShutdownStatus();
+        } else {
+          reading_ = true;
+        }
+      }
+      finished_ = finish.has_value();
+    }
+    if (finish) {
+      Finish(*finish);
+    } else {
+      StartRead(&batch_);
+    }
+  }
+
+  grpc::Status ShutdownStatus() const {
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("the server is shutting down: reconnect and send the "
+                     "rest (",
+                     response_->accepted_batches(), " messages, ",
+                     response_->accepted_events(), " events were applied)"));
+  }
+
+  Ingestor* const ingestor_;
+  TelemetryStreams* const streams_;
+  v1::StreamTelemetryResponse* const response_;
+  // Only the pending read or ingest touches it.
+  v1::TelemetryBatch batch_;
+  absl::Mutex mu_;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+void TelemetryStreams::EndAll() {
+  std::vector<TelemetryStreamReactor*> open;
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+    for (auto& [stream, entry] : streams_) {
+      if (entry.done) continue;
+      ++entry.holds;
+      open.push_back(stream);
+    }
+  }
+  for (TelemetryStreamReactor* stream : open) stream->EndForShutdown();
+  std::vector<TelemetryStreamReactor*> finished;
+  {
+    absl::MutexLock lock(&mu_);
+    for (TelemetryStreamReactor* stream : open) {
+      auto it = streams_.find(stream);
+      if (--it->second.holds == 0 && it->second.done) {
+        finished.push_back(stream);
+        streams_.erase(it);
+      }
+    }
+  }
+  for (TelemetryStreamReactor* stream : finished) delete stream;
+}
 
 class RolloutsService final : public v1::Rollouts::CallbackService {
  public:
@@ -523,15 +830,29 @@ class FleetService final : public v1::Fleet::CallbackService {
   grpc::ServerUnaryReactor* ReportTelemetry(
       grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
       v1::ReportTelemetryResponse* resp) override {
-    return c_.Unary(ctx, kFleetRoles, "ReportTelemetry", [&](const Principal&) {
-      absl::StatusOr<std::vector<TelemetryEvent>> events =
-          EventsFromProto(*req);
-      if (!events.ok()) return ToGrpcStatus(events.status());
-      absl::Status s = c_.controller->Ingest(*events);
-      if (!s.ok()) return ToGrpcStatus(s);
-      resp->set_accepted_events(static_cast<uint32_t>(events->size()));
-      return grpc::Status::OK;
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    Principal principal;
+    grpc::Status s = c_.Check(ctx, kFleetRoles, "ReportTelemetry", &principal);
+    if (!s.ok()) {
+      reactor->Finish(s);
+      return reactor;
+    }
+    c_.ingestor->Ingest(req->events(), [reactor, req, resp](grpc::Status s) {
+      if (s.ok()) {
+        resp->set_accepted_events(static_cast<uint32_t>(req->events_size()));
+      }
+      reactor->Finish(s);
     });
+    return reactor;
+  }
+
+  grpc::ServerReadReactor<v1::TelemetryBatch>* StreamTelemetry(
+      grpc::CallbackServerContext* ctx,
+      v1::StreamTelemetryResponse* resp) override {
+    Principal principal;
+    grpc::Status s = c_.Check(ctx, kFleetRoles, "StreamTelemetry", &principal);
+    if (!s.ok()) return new FailedReadReactor(s);
+    return new TelemetryStreamReactor(c_.ingestor, c_.streams, resp);
   }
 
  private:
@@ -543,6 +864,9 @@ class FleetService final : public v1::Fleet::CallbackService {
 struct Server::Services {
   std::optional<TokenAuthenticator> auth;
   std::atomic<bool> shutting_down{false};
+  std::unique_ptr<Ingestor> ingestor;
+  TelemetryStreams streams;
+  ReleaseValidatorPtr release_validator;
   std::unique_ptr<ReleasesService> releases;
   std::unique_ptr<RolloutsService> rollouts;
   std::unique_ptr<FleetService> fleet;
@@ -550,11 +874,25 @@ struct Server::Services {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
                                                       ServerOptions options) {
+  if (options.max_batch_events == 0 ||
+      options.max_inflight_events < options.max_batch_events) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_inflight_events (", options.max_inflight_events,
+        ") must be at least max_batch_events (", options.max_batch_events,
+        "), which must be > 0: else a full batch could never be admitted"));
+  }
   std::unique_ptr<Server> server(new Server());
+  server->controller_ = controller;
   server->services_ = std::make_unique<Services>();
   Services& svc = *server->services_;
   svc.auth = std::move(options.auth);
-  const Context ctx{controller, &svc.auth, &svc.shutting_down};
+  svc.ingestor = std::make_unique<Ingestor>(
+      controller, options.max_batch_events, options.max_inflight_events,
+      options.testing_ingest_delay);
+  svc.release_validator = std::move(options.release_validator);
+  const Context ctx{controller,         &svc.auth,
+                    &svc.shutting_down, svc.ingestor.get(),
+                    &svc.streams,       svc.release_validator.get()};
   svc.releases = std::make_unique<ReleasesService>(ctx);
   svc.rollouts = std::make_unique<RolloutsService>(ctx);
   svc.fleet = std::make_unique<FleetService>(ctx);
@@ -564,7 +902,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   grpc::ServerBuilder builder;
   // Refuse to share the port with another process (the default allows it).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(options.listen, ServerCredentials(options.tls),
                            &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.RegisterService(svc.releases.get());
@@ -574,9 +912,28 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on \"", options.listen,
-                     "\" (address in use, or not host:port?)"));
+                     "\" (address in use, not host:port, or TLS material "
+                     "refused?)"));
+  }
+  server->health_ = server->server_->GetHealthCheckService();
+  if (server->health_ != nullptr) {
+    for (const char* service :
+         {v1::Releases::service_full_name(), v1::Rollouts::service_full_name(),
+          v1::Fleet::service_full_name()}) {
+      server->health_->SetServingStatus(service, true);
+    }
+    server->UpdateHealth();
   }
   return server;
+}
+
+bool Server::UpdateHealth() {
+  const bool healthy = controller_->store_healthy();
+  if (health_ != nullptr) {
+    // Agents fail over; reads and operator actions stay available.
+    health_->SetServingStatus(v1::Fleet::service_full_name(), healthy);
+  }
+  return healthy;
 }
 
 Server::~Server() {
@@ -587,10 +944,8 @@ void Server::Shutdown(absl::Duration grace) {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
   services_->shutting_down.store(true, std::memory_order_release);
-  if (grpc::HealthCheckServiceInterface* health =
-          server_->GetHealthCheckService()) {
-    health->Shutdown();
-  }
+  if (health_ != nullptr) health_->Shutdown();
+  services_->streams.EndAll();
   server_->Shutdown(std::chrono::system_clock::now() +
                     absl::ToChronoMilliseconds(grace));
   server_->Wait();

@@ -1,6 +1,16 @@
 // The ringfence gRPC server: the Releases, Rollouts and Fleet services of
 // ringfence/v1/ringfence.proto over a Controller, plus grpc.health.v1 health
-// checking and server reflection.
+// checking and server reflection, over plaintext, TLS or mutual TLS.
+//
+// Health: "" and every service report SERVING while the server runs, except
+// the Fleet service, which reports NOT_SERVING while the controller's store
+// fails (Controller::store_healthy(); refreshed by UpdateHealth()), and
+// everything reports NOT_SERVING once Shutdown starts.
+//
+// Backpressure: telemetry calls (ReportTelemetry, each StreamTelemetry
+// message) reserve their events from a budget of max_inflight_events for as
+// long as the server holds them; a batch that does not fit fails at once
+// with RESOURCE_EXHAUSTED ("retry later") instead of queueing without bound.
 //
 // The services only translate (protos <-> library types, absl::Status ->
 // grpc::Status via ToGrpcStatus) and authenticate (auth.h); every decision
@@ -15,8 +25,8 @@
 //   ...
 //   server->Shutdown(absl::Seconds(5));
 //
-// Thread safety: Start and Shutdown are called from one thread; port() is
-// safe from any. The Controller must outlive the Server.
+// Thread safety: Start and Shutdown are called from one thread; port() and
+// UpdateHealth() are safe from any. The Controller must outlive the Server.
 #pragma once
 
 #include <memory>
@@ -27,8 +37,11 @@
 #include "absl/time/time.h"
 #include "ringfence/controller.h"
 #include "service/auth.h"
+#include "service/release_validator.h"
+#include "service/tls.h"
 
 namespace grpc {
+class HealthCheckServiceInterface;
 class Server;
 }  // namespace grpc
 
@@ -41,8 +54,25 @@ struct ServerOptions {
   // Bearer tokens. nullopt (the default) = no authentication: every call is
   // made by actor "anonymous" with role admin (local use only).
   std::optional<TokenAuthenticator> auth;
-  // Largest request message in bytes (default 16 MiB).
+  // Largest request message in bytes (default 16 MiB); larger ones fail
+  // with RESOURCE_EXHAUSTED before they are parsed.
   int max_receive_message_bytes = 16 << 20;
+  // TLS (nullopt, the default: plaintext). With a client CA: mutual TLS.
+  std::optional<ServerTls> tls;
+  // Largest telemetry batch (default 100,000 events; keep it equal to
+  // ControllerOptions::max_batch_events). Checked before anything is
+  // reserved or converted.
+  uint64_t max_batch_events = 100000;
+  // Most telemetry events held at once across all calls (default 1,000,000;
+  // at least max_batch_events).
+  uint64_t max_inflight_events = 1000000;
+  // Testing: hold each telemetry batch this long (without a thread) after
+  // reserving it and before ingesting it, to make ingestion slow on purpose
+  // (default 0).
+  absl::Duration testing_ingest_delay = absl::ZeroDuration();
+  // Content rules ValidateRelease runs after the model checks (default
+  // none).
+  ReleaseValidatorPtr release_validator;
 };
 
 class Server {
@@ -50,7 +80,8 @@ class Server {
   // Start
   //
   // Builds the services over `controller` and starts listening.
-  // UNAVAILABLE if the address cannot be bound.
+  // UNAVAILABLE if the address cannot be bound (or the TLS material is
+  // refused); INVALID_ARGUMENT if max_inflight_events < max_batch_events.
   static absl::StatusOr<std::unique_ptr<Server>> Start(Controller* controller,
                                                        ServerOptions options);
   // Shuts down (with no grace) if Shutdown was not called.
@@ -61,20 +92,30 @@ class Server {
   // The bound port.
   int port() const { return port_; }
 
+  // UpdateHealth
+  //
+  // Sets the Fleet service's health from Controller::store_healthy() and
+  // returns it. Call it periodically (ringfenced does, every tick). Safe to
+  // call from any thread, also during Shutdown (it then changes nothing).
+  bool UpdateHealth();
+
   // Shutdown
   //
   // Stops accepting calls, reports NOT_SERVING to health checks, ends open
-  // WatchRollout streams (UNAVAILABLE, at their next poll), lets calls in
-  // flight finish for up to `grace`, then cancels the rest and waits for
-  // them.
+  // StreamTelemetry streams (UNAVAILABLE, at once or after the batch being
+  // ingested) and WatchRollout streams (UNAVAILABLE, at their next poll),
+  // lets calls in flight finish for up to `grace`, then cancels the rest and
+  // waits for them.
   void Shutdown(absl::Duration grace);
 
  private:
   struct Services;
   Server() = default;
 
+  Controller* controller_ = nullptr;
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
+  grpc::HealthCheckServiceInterface* health_ = nullptr;
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -1,0 +1,519 @@
+// End-to-end tests of operator actions with a live fleet (pause, resume,
+// promote, abort, emergency stop), of requests that must change nothing
+// (out of range, oversized, ValidateRelease), and of health when the store
+// fails.
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "e2e_fixture.h"
+
+namespace ringfence::e2e {
+namespace {
+
+using ::testing::AllOf;
+
+constexpr grpc::StatusCode kInvalid = grpc::StatusCode::INVALID_ARGUMENT;
+
+class E2EOpsTest : public E2ETest {
+ protected:
+  // Waits until `n` hosts of `fleet` run `release`.
+  static bool WaitForRunning(const FleetEmulator& fleet,
+                             const std::string& release, int n) {
+    return Eventually([&] { return fleet.Running(release) == n; },
+                      absl::Seconds(10));
+  }
+
+  grpc::Status ActWithReason(const std::string& action, const std::string& id,
+                             const std::string& reason,
+                             Rollout* out = nullptr) {
+    v1::RolloutActionRequest req;
+    req.set_rollout_id(id);
+    req.set_reason(reason);
+    Rollout resp;
+    auto ctx = Ctx(kOperatorToken);
+    grpc::Status s = action == "pause"
+                         ? rollouts_->PauseRollout(ctx.get(), req, &resp)
+                         : rollouts_->PromoteRollout(ctx.get(), req, &resp);
+    if (out != nullptr) *out = resp;
+    return s;
+  }
+};
+
+TEST_F(E2EOpsTest, PauseFreezesExposureAndPromoteIsAnOverride) {
+  ASSERT_THAT(CreateRelease("cf330-v1", "channel-file/330"), GrpcOk());
+  ASSERT_THAT(StartRollout("live-1", "cf330-v1", ParsePlan(kLivePlan)),
+              GrpcOk());
+  FleetEmulator fleet(Fleet("channel-file/330"));
+  fleet.Start();
+  ASSERT_TRUE(WaitForRunning(fleet, "cf330-v1", 5))
+      << fleet.Running("cf330-v1") << " " << fleet.first_error();
+
+  CommandResult r =
+      Ctl({"rollout", "pause", "live-1", "--reason=looking at dogfood"},
+          kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("paused"));
+
+  // Promote needs a reason, and is recorded as an override.
+  EXPECT_THAT(ActWithReason("promote", "live-1", ""),
+              GrpcStatusIs(kInvalid, HasSubstr("reason")));
+  r = Ctl({"rollout", "promote", "live-1"}, kOperatorToken);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("missing --reason"));
+  Rollout promoted;
+  ASSERT_THAT(ActWithReason("promote", "live-1", "dogfood is fine", &promoted),
+              GrpcOk());
+  EXPECT_EQ(promoted.state(), cfg::PAUSED);
+  EXPECT_EQ(promoted.stage(), 1u);
+  EXPECT_TRUE(promoted.overridden());
+
+  // Paused in the fleet stage: exposure stays frozen; the exposed hosts keep
+  // the release, the others are told to wait.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return fleet.WithReason(v1::EXPOSED) == 5 &&
+               fleet.WithReason(v1::PAUSED) == 25;
+      },
+      absl::Seconds(10)))
+      << fleet.WithReason(v1::EXPOSED) << " " << fleet.WithReason(v1::PAUSED);
+  const int polls = fleet.polls();
+  ASSERT_TRUE(Eventually([&] { return fleet.polls() >= polls + 90; },
+                         absl::Seconds(10)));  // three more rounds
+  EXPECT_EQ(fleet.Running("cf330-v1"), 5);
+  EXPECT_EQ(fleet.WithReason(v1::PAUSED), 25);
+  const v1::GetRolloutResponse paused = GetRollout("live-1");
+  EXPECT_EQ(paused.telemetry().treatment_hosts(), 5u);
+  EXPECT_TRUE(paused.rollout().overridden());
+
+  r = Ctl({"rollout", "resume", "live-1", "--reason=go"}, kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(WaitForRunning(fleet, "cf330-v1", 30));
+  EXPECT_EQ(GetRollout("live-1").rollout().state(), cfg::RUNNING);
+  fleet.Stop();
+  EXPECT_EQ(fleet.errors(), 0) << fleet.first_error();
+}
+
+TEST_F(E2EOpsTest, PausedRolloutStillHaltsOnBadTelemetry) {
+  ASSERT_THAT(CreateRelease("cf331-good", "channel-file/331", kDigestA),
+              GrpcOk());
+  ASSERT_THAT(CreateRelease("cf331-bad", "channel-file/331", kDigestB),
+              GrpcOk());
+  ASSERT_THAT(StartRollout("crashy-1", "cf331-bad", ParsePlan(kLivePlan),
+                           nullptr, "cf331-good"),
+              GrpcOk());
+  FleetEmulator fleet(Fleet("channel-file/331"));
+  fleet.Start();
+  ASSERT_TRUE(WaitForRunning(fleet, "cf331-bad", 5));
+  ASSERT_THAT(Act("pause", "crashy-1", kOperatorToken), GrpcOk());
+
+  // Four of the five exposed hosts crash: over the circuit breaker (3).
+  v1::ReportTelemetryRequest crashes;
+  for (int i = 0; i < 4; ++i) {
+    v1::TelemetryEvent* e = crashes.add_events();
+    e->set_host_id(absl::StrCat("host-00", i));
+    e->set_type(v1::CRASH);
+    e->set_release_id("cf331-bad");
+  }
+  v1::ReportTelemetryResponse resp;
+  ASSERT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), crashes, &resp),
+              GrpcOk());
+
+  EXPECT_TRUE(WaitForState("crashy-1", cfg::HALTED, absl::Seconds(10)))
+      << GetRollout("crashy-1").DebugString();
+  const Decision d = GetRollout("crashy-1").rollout().last_decision();
+  EXPECT_EQ(d.verdict(), cfg::HALT);
+  ASSERT_GT(d.evidence_size(), 0);
+  EXPECT_EQ(d.evidence(0).rule(), "circuit_breaker");
+  EXPECT_EQ(d.evidence(0).signal(), "crash");
+
+  // Every host goes (back) to the baseline (those never exposed had it).
+  EXPECT_TRUE(
+      Eventually([&] { return fleet.WithReason(v1::ROLLED_BACK) == 30; },
+                 absl::Seconds(10)))
+      << fleet.WithReason(v1::ROLLED_BACK);
+  EXPECT_TRUE(WaitForRunning(fleet, "cf331-good", 30))
+      << fleet.Running("cf331-good");
+  fleet.Stop();
+}
+
+TEST_F(E2EOpsTest, AbortRevertsEveryHostToTheBaseline) {
+  ASSERT_THAT(CreateRelease("cf332-good", "channel-file/332", kDigestA),
+              GrpcOk());
+  ASSERT_THAT(CreateRelease("cf332-new", "channel-file/332", kDigestB),
+              GrpcOk());
+  ASSERT_THAT(StartRollout("abort-1", "cf332-new", ParsePlan(kLivePlan),
+                           nullptr, "cf332-good"),
+              GrpcOk());
+  FleetEmulator fleet(Fleet("channel-file/332"));
+  fleet.Start();
+  ASSERT_TRUE(WaitForRunning(fleet, "cf332-new", 5));
+  CommandResult r = Ctl(
+      {"rollout", "promote", "abort-1", "--reason=dogfood ok"}, kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitForRunning(fleet, "cf332-new", 30));
+
+  r = Ctl({"rollout", "abort", "abort-1", "--reason=customer report"},
+          kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("aborted"));
+  EXPECT_TRUE(
+      Eventually([&] { return fleet.WithReason(v1::ROLLED_BACK) == 30; },
+                 absl::Seconds(10)))
+      << fleet.WithReason(v1::ROLLED_BACK);
+  EXPECT_TRUE(WaitForRunning(fleet, "cf332-good", 30))
+      << fleet.Running("cf332-good");
+  const v1::GetRolloutResponse st = GetRollout("abort-1");
+  EXPECT_EQ(st.rollout().state(), cfg::ABORTED);
+  EXPECT_THAT(st.rollout().reason(),
+              HasSubstr("aborted by alice: customer report"));
+  r = Ctl({"gate", "check", "--release=cf332-new"}, kPublisherToken);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  fleet.Stop();
+  EXPECT_EQ(fleet.errors(), 0) << fleet.first_error();
+}
+
+TEST_F(E2EOpsTest, EmergencyStopWithRingctl) {
+  ASSERT_THAT(CreateRelease("cf333-good", "channel-file/333", kDigestA),
+              GrpcOk());
+  ASSERT_THAT(CreateRelease("cf333-new", "channel-file/333", kDigestB),
+              GrpcOk());
+  ASSERT_THAT(StartRollout("estop-1", "cf333-new", ParsePlan(kLivePlan),
+                           nullptr, "cf333-good"),
+              GrpcOk());
+  FleetEmulator fleet(Fleet("channel-file/333"));
+  fleet.Start();
+  ASSERT_TRUE(WaitForRunning(fleet, "cf333-new", 5));
+
+  const std::vector<std::string> stop = {"emergency-stop",
+                                         "--content-type=channel-file/333",
+                                         "--reason=bad channel file"};
+  CommandResult r = Ctl(stop, kPublisherToken);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("PERMISSION_DENIED"));
+  std::vector<std::string> json_stop = stop;
+  json_stop.push_back("--json");
+  r = Ctl(json_stop, kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              AllOf(HasSubstr("halted_rollout_ids"), HasSubstr("estop-1")));
+
+  const v1::GetRolloutResponse st = GetRollout("estop-1");
+  EXPECT_EQ(st.rollout().state(), cfg::HALTED);
+  EXPECT_THAT(st.rollout().reason(), HasSubstr("emergency stop"));
+  EXPECT_TRUE(
+      Eventually([&] { return fleet.WithReason(v1::EMERGENCY_STOP) == 30; },
+                 absl::Seconds(10)))
+      << fleet.WithReason(v1::EMERGENCY_STOP);
+  EXPECT_TRUE(WaitForRunning(fleet, "cf333-good", 30));
+
+  // No new rollout of the content type until the stop is cleared.
+  EXPECT_THAT(StartRollout("estop-2", "cf333-new", ParsePlan(kLivePlan)),
+              GrpcStatusIs(grpc::StatusCode::FAILED_PRECONDITION,
+                           HasSubstr("emergency stop")));
+  r = Ctl({"emergency-stop", "--content-type=channel-file/333", "--clear"},
+          kOperatorToken);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("missing --reason"));
+  r = Ctl({"emergency-stop", "--content-type=channel-file/333", "--clear",
+           "--reason=fixed"},
+          kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cleared"));
+  EXPECT_THAT(StartRollout("estop-2", "cf333-new", ParsePlan(kLivePlan)),
+              GrpcOk());
+  fleet.Stop();
+  EXPECT_EQ(fleet.errors(), 0) << fleet.first_error();
+}
+
+TEST_F(E2EOpsTest, OutOfRangeRequestsAreRejectedAndChangeNothing) {
+  ASSERT_THAT(CreateRelease("cf334-a", "channel-file/334"), GrpcOk());
+  ASSERT_THAT(CreateRelease("cf335-a", "channel-file/335"), GrpcOk());
+  Rollout existing;
+  ASSERT_THAT(
+      StartRollout("oor-1", "cf334-a", ParsePlan(kManualPlan), &existing),
+      GrpcOk());
+  const std::string before = ListedState();
+
+  // StartRollout (of a content type with no active rollout).
+  struct PlanCase {
+    const char* name;
+    std::function<void(Plan*)> mutate;
+    std::string field;
+  };
+  const std::vector<PlanCase> plan_cases = {
+      {"negative bake time",
+       [](Plan* p) {
+         p->mutable_stages(0)->mutable_bake_time()->set_seconds(-5);
+       },
+       "plan.stages[0].bake_time: must not be negative"},
+      {"bake time over a year",
+       [](Plan* p) {
+         p->mutable_stages(1)->mutable_bake_time()->set_seconds(400LL * 86400);
+       },
+       "plan.stages[1].bake_time: must be at most one year"},
+      {"silence timeout with bad nanos",
+       [](Plan* p) {
+         p->mutable_policy()->mutable_silence_timeout()->set_nanos(2000000000);
+       },
+       "plan.policy.silence_timeout"},
+      {"percent over 100",
+       [](Plan* p) {
+         p->mutable_stages(1)->mutable_audience()->set_percent(150);
+       },
+       "plan.stages[1].audience.percent"},
+      {"65 stages",
+       [](Plan* p) {
+         while (p->stages_size() < 65) *p->add_stages() = p->stages(0);
+       },
+       "plan.stages: at most 64"},
+  };
+  for (const PlanCase& c : plan_cases) {
+    SCOPED_TRACE(c.name);
+    Plan plan = ParsePlan(kManualPlan);
+    c.mutate(&plan);
+    EXPECT_THAT(StartRollout("oor-2", "cf335-a", plan),
+                GrpcStatusIs(kInvalid, HasSubstr(c.field)));
+  }
+  EXPECT_THAT(
+      StartRollout(std::string(129, 'r'), "cf335-a", ParsePlan(kManualPlan)),
+      GrpcStatusIs(kInvalid, HasSubstr("rollout_id")));
+  {
+    v1::StartRolloutRequest req;
+    req.set_release_id("cf335-a");
+    *req.mutable_plan() = ParsePlan(kManualPlan);
+    req.set_reason(std::string(1025, 'x'));
+    Rollout resp;
+    EXPECT_THAT(rollouts_->StartRollout(Ctx(kPublisherToken).get(), req, &resp),
+                GrpcStatusIs(kInvalid, HasSubstr("reason: must be at most")));
+  }
+  // ringctl says the same, exit 2.
+  Plan negative = ParsePlan(kManualPlan);
+  negative.mutable_stages(0)->mutable_bake_time()->set_seconds(-1);
+  CommandResult r = Ctl(
+      {"rollout", "start", "--release=cf335-a",
+       "--plan=" + WritePlan("neg", negative.DebugString()), "--reason=try"},
+      kPublisherToken);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("plan.stages[0].bake_time"));
+
+  // Actions on the existing rollout.
+  EXPECT_THAT(ActWithReason("pause", "oor-1", std::string(1025, 'x')),
+              GrpcStatusIs(kInvalid, HasSubstr("reason")));
+  EXPECT_THAT(ActWithReason("pause", std::string(129, 'r'), "why"),
+              GrpcStatusIs(kInvalid, HasSubstr("rollout_id")));
+  {
+    v1::WatchRolloutRequest req;
+    req.set_rollout_id("oor-1");
+    req.mutable_poll_interval()->set_nanos(1000000);  // 1ms
+    auto ctx = Ctx(kOperatorToken);
+    auto reader = rollouts_->WatchRollout(ctx.get(), req);
+    v1::GetRolloutResponse update;
+    EXPECT_FALSE(reader->Read(&update));
+    EXPECT_THAT(reader->Finish(),
+                GrpcStatusIs(kInvalid, HasSubstr("poll_interval")));
+  }
+
+  // Releases.
+  {
+    v1::CreateReleaseRequest req;
+    Release* rel = req.mutable_release();
+    rel->set_id("cf335-b");
+    rel->set_content_type("channel-file/335");
+    rel->set_digest_sha256(kDigestA);
+    rel->set_size_bytes(1);
+    rel->set_version(std::string(129, 'v'));
+    Release resp;
+    EXPECT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        GrpcStatusIs(kInvalid, HasSubstr("release.version")));
+    rel->clear_version();
+    rel->set_id(std::string(129, 'i'));
+    EXPECT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        GrpcStatusIs(kInvalid, HasSubstr("release.id")));
+  }
+
+  // Fleet.
+  {
+    v1::GetAssignmentRequest req;
+    req.set_host_id("host-1");
+    req.add_content_types("channel-file/334");
+    for (int i = 0; i < 65; ++i) req.add_labels(absl::StrCat("l", i));
+    v1::GetAssignmentResponse resp;
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+                GrpcStatusIs(kInvalid, HasSubstr("labels: at most 64")));
+    req.clear_labels();
+    req.set_host_id(std::string(129, 'h'));
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+                GrpcStatusIs(kInvalid, HasSubstr("host_id")));
+    req.set_host_id("host-1");
+    for (int i = 0; i < 65; ++i) req.add_content_types("channel-file/334");
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+                GrpcStatusIs(kInvalid, HasSubstr("content_types: at most 64")));
+  }
+  {
+    v1::ReportTelemetryRequest req;
+    v1::TelemetryEvent* e = req.add_events();
+    e->set_host_id(std::string(129, 'h'));
+    e->set_type(v1::HEARTBEAT);
+    v1::ReportTelemetryResponse resp;
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+                GrpcStatusIs(kInvalid, HasSubstr("events[0].host_id")));
+  }
+
+  // Nothing changed: the same releases and rollouts, the rollout untouched.
+  EXPECT_EQ(ListedState(), before);
+  EXPECT_EQ(GetRollout("oor-1").rollout().version(), existing.version());
+  EXPECT_EQ(GetRollout("oor-1").telemetry().tracked_hosts(), 0u);
+}
+
+TEST_F(E2EOpsTest, OversizedMessagesAreRejected) {
+  StartServer({"--max_message_bytes=65536"});
+  const std::string before = ListedState();
+  {
+    v1::CreateReleaseRequest req;
+    Release* rel = req.mutable_release();
+    rel->set_id("cf336-a");
+    rel->set_content_type("channel-file/336");
+    rel->set_digest_sha256(kDigestA);
+    rel->set_size_bytes(1);
+    rel->set_fetch_url("https://u.example/" + std::string(100000, 'x'));
+    Release resp;
+    EXPECT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     HasSubstr("larger than max")));
+    // Under the limit it is accepted: the size was the reason.
+    rel->set_fetch_url("https://u.example/" + std::string(1000, 'x'));
+    rel->set_id("cf336-small");
+    EXPECT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        GrpcOk());
+  }
+  const std::string with_small = ListedState();
+  EXPECT_NE(with_small, before);
+  {
+    v1::ReportTelemetryRequest req;
+    for (int i = 0; i < 900; ++i) {
+      v1::TelemetryEvent* e = req.add_events();
+      e->set_host_id(
+          absl::StrCat("host-with-a-long-name-", i, "-", std::string(40, 'x')));
+      e->set_type(v1::HEARTBEAT);
+      e->set_release_id("release-with-a-long-name");
+    }
+    ASSERT_GT(req.ByteSizeLong(), 65536u);
+    v1::ReportTelemetryResponse resp;
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+                GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                             HasSubstr("larger than max")));
+    auto ctx = Ctx(kHostToken);
+    v1::StreamTelemetryResponse stream_resp;
+    auto writer = fleet_->StreamTelemetry(ctx.get(), &stream_resp);
+    v1::TelemetryBatch batch;
+    *batch.mutable_events() = req.events();
+    writer->Write(batch);
+    writer->WritesDone();
+    EXPECT_THAT(writer->Finish(),
+                GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                             HasSubstr("larger than max")));
+  }
+  EXPECT_EQ(ListedState(), with_small);
+}
+
+TEST_F(E2EOpsTest, FleetIsNotServingWhileTheStoreFails) {
+  // The store may grow to 128 KiB (the empty schema takes ~52 KiB): fill
+  // it with releases until a write fails.
+  StartServer({"--max_db_bytes=131072"});
+  EXPECT_EQ(HealthStatus("ringfence.v1.Fleet"), 1);
+  grpc::Status s;
+  int created = 0;
+  for (; created < 200; ++created) {
+    v1::CreateReleaseRequest req;
+    Release* rel = req.mutable_release();
+    rel->set_id(absl::StrCat("cf337-", created));
+    rel->set_content_type("channel-file/337");
+    rel->set_digest_sha256(kDigestA);
+    rel->set_size_bytes(1);
+    rel->set_fetch_url("https://u.example/" + std::string(4000, 'x'));
+    Release resp;
+    s = releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp);
+    if (!s.ok()) break;
+  }
+  ASSERT_THAT(s, GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED, testing::_))
+      << created << " releases created";
+  EXPECT_GT(created, 0);
+
+  // Fail closed: agents are pointed elsewhere (Fleet NOT_SERVING); reads
+  // and operator calls stay available.
+  EXPECT_TRUE(
+      Eventually([&] { return HealthStatus("ringfence.v1.Fleet") == 2; },
+                 absl::Seconds(5)));
+  EXPECT_EQ(HealthStatus(""), 1);
+  EXPECT_EQ(HealthStatus("ringfence.v1.Releases"), 1);
+  EXPECT_EQ(HealthStatus("ringfence.v1.Rollouts"), 1);
+  v1::ListReleasesResponse releases;
+  EXPECT_THAT(releases_->ListReleases(Ctx(kOperatorToken).get(), {}, &releases),
+              GrpcOk());
+  EXPECT_EQ(releases.releases_size(), created);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return ReadFile(LogPath(starts_)).find("Fleet NOT_SERVING") !=
+               std::string::npos;
+      },
+      absl::Seconds(2)));
+}
+
+TEST_F(E2EOpsTest, ValidateReleaseChecksWithoutStoring) {
+  v1::ValidateReleaseRequest req;
+  Release* rel = req.mutable_release();
+  rel->set_id("cf338-a");
+  rel->set_content_type("channel-file/338");
+  rel->set_digest_sha256(kDigestA);
+  rel->set_size_bytes(40000);
+  rel->mutable_targeting()->set_min_agent_version("7.11");
+  v1::ValidateReleaseResponse resp;
+  ASSERT_THAT(
+      releases_->ValidateRelease(Ctx(kPublisherToken).get(), req, &resp),
+      GrpcOk());
+  EXPECT_TRUE(resp.ok());
+  EXPECT_EQ(resp.findings_size(), 0);
+
+  rel->set_digest_sha256("ABC");
+  EXPECT_THAT(releases_->ValidateRelease(Ctx(kOperatorToken).get(), req, &resp),
+              GrpcStatusIs(kInvalid, HasSubstr("release.digest_sha256")));
+  rel->set_digest_sha256(kDigestA);
+  rel->mutable_targeting()->set_max_agent_version("7.10");
+  EXPECT_THAT(
+      releases_->ValidateRelease(Ctx(kAdminToken).get(), req, &resp),
+      GrpcStatusIs(kInvalid, HasSubstr("release.targeting.max_agent_version")));
+  EXPECT_THAT(releases_->ValidateRelease(Ctx(kHostToken).get(), req, &resp),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                           HasSubstr("needs role")));
+
+  // ringctl release validate: 0 valid, 2 invalid (naming the field).
+  CommandResult r = Ctl(
+      {"release", "validate", "--id=cf338-a", "--content-type=channel-file/338",
+       std::string("--digest=") + kDigestA, "--size=40000"},
+      kPublisherToken);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("release cf338-a is valid"));
+  r = Ctl(
+      {"release", "validate", "--id=cf338-a", "--content-type=channel-file/338",
+       std::string("--digest=") + kDigestA},
+      kPublisherToken);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, AllOf(HasSubstr("INVALID_ARGUMENT"),
+                           HasSubstr("release.size_bytes")));
+
+  // Nothing was stored: the id is still free.
+  v1::ListReleasesResponse releases;
+  ASSERT_THAT(releases_->ListReleases(Ctx(kOperatorToken).get(), {}, &releases),
+              GrpcOk());
+  EXPECT_EQ(releases.releases_size(), 0);
+  EXPECT_THAT(CreateRelease("cf338-a", "channel-file/338"), GrpcOk());
+}
+
+}  // namespace
+}  // namespace ringfence::e2e

@@ -1,0 +1,168 @@
+// End-to-end tests of TLS and mutual TLS: ringfenced with --tls_cert,
+// --tls_key and --client_ca; gRPC clients, ringctl and the emulated fleet
+// with the client TLS options. Certificates are generated at test time
+// (TestCerts()).
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "e2e_fixture.h"
+
+namespace ringfence::e2e {
+namespace {
+
+constexpr grpc::StatusCode kUnavailable = grpc::StatusCode::UNAVAILABLE;
+
+// A TLS client trusting `ca`, with a client certificate if `cert` is set.
+std::optional<ClientTls> Tls(const std::string& ca,
+                             const std::string& cert = "",
+                             const std::string& key = "") {
+  absl::StatusOr<std::optional<ClientTls>> tls = LoadClientTls(ca, cert, key);
+  EXPECT_TRUE(tls.ok()) << tls.status();
+  return tls.ok() ? *tls : std::nullopt;
+}
+
+class E2ETlsTest : public E2ETest {
+ protected:
+  void SetUp() override {
+    E2ETest::SetUp();
+    certs_ = TestCerts();
+    ASSERT_NE(certs_, nullptr) << "could not generate certificates";
+  }
+
+  static grpc::Status ListReleases(v1::Releases::Stub& stub,
+                                   const std::string& token = kOperatorToken) {
+    v1::ListReleasesResponse resp;
+    return stub.ListReleases(Ctx(token).get(), {}, &resp);
+  }
+
+  const TestCertFiles* certs_ = nullptr;
+};
+
+TEST_F(E2ETlsTest, TlsServerIsVerifiedWithTheRightCa) {
+  client_tls_ = Tls(certs_->ca);
+  ctl_flags_ = {"--tls-ca=" + certs_->ca};
+  StartServer(
+      {"--tls_cert=" + certs_->server_cert, "--tls_key=" + certs_->server_key});
+  EXPECT_THAT(ReadFile(LogPath(starts_)), HasSubstr(", TLS)"));
+
+  // The right CA: served, by IP and by name.
+  EXPECT_THAT(ListReleases(*releases_), GrpcOk());
+  EXPECT_THAT(ListReleases(*ReleasesOver(Tls(certs_->ca), "localhost")),
+              GrpcOk());
+  EXPECT_THAT(CreateRelease("cf310-a", "channel-file/310"), GrpcOk());
+
+  // A CA that did not sign the server's certificate, or no TLS at all: the
+  // handshake fails, nothing is served.
+  EXPECT_THAT(ListReleases(*ReleasesOver(Tls(certs_->other_ca))),
+              GrpcStatusIs(kUnavailable, testing::_));
+  EXPECT_THAT(ListReleases(*ReleasesOver(std::nullopt)),
+              GrpcStatusIs(kUnavailable, testing::_));
+
+  // ringctl: --tls-ca (or --tls_ca) verifies the server.
+  CommandResult r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cf310-a"));
+  // The name checked can differ from the address dialled.
+  ctl_flags_ = {"--tls-ca=" + certs_->ca, "--tls-server-name=localhost"};
+  r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ctl_flags_ = {"--tls-ca=" + certs_->ca,
+                "--tls-server-name=elsewhere.example"};
+  r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  ctl_flags_ = {"--tls_ca=" + certs_->other_ca};
+  r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  ctl_flags_ = {};
+  r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  // A CA file that is not one is a usage error, before any call.
+  ctl_flags_ = {"--tls-ca=" + certs_->server_key};
+  r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("no PEM certificate"));
+}
+
+TEST_F(E2ETlsTest, MutualTlsNeedsAClientCertificateSignedByTheClientCa) {
+  client_tls_ = Tls(certs_->ca, certs_->client_cert, certs_->client_key);
+  StartServer({"--tls_cert=" + certs_->server_cert,
+               "--tls_key=" + certs_->server_key,
+               "--client_ca=" + certs_->client_ca});
+  EXPECT_THAT(ReadFile(LogPath(starts_)), HasSubstr("mutual TLS"));
+
+  EXPECT_THAT(ListReleases(*releases_), GrpcOk());
+  // No client certificate, or one the client CA did not sign: refused.
+  EXPECT_THAT(ListReleases(*ReleasesOver(Tls(certs_->ca))),
+              GrpcStatusIs(kUnavailable, testing::_));
+  EXPECT_THAT(ListReleases(*ReleasesOver(
+                  Tls(certs_->ca, certs_->other_cert, certs_->other_key))),
+              GrpcStatusIs(kUnavailable, testing::_));
+  // Bearer tokens still apply on top of the certificate.
+  EXPECT_THAT(
+      ListReleases(*releases_, ""),
+      GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, HasSubstr("Bearer")));
+
+  // ringctl with and without its certificate.
+  ctl_flags_ = {"--tls-ca=" + certs_->ca, "--tls-cert=" + certs_->client_cert,
+                "--tls-key=" + certs_->client_key};
+  CommandResult r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ctl_flags_ = {"--tls-ca=" + certs_->ca};
+  r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  // A certificate without its key is a usage error.
+  ctl_flags_ = {"--tls-ca=" + certs_->ca, "--tls-cert=" + certs_->client_cert};
+  r = Ctl({"release", "list"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_THAT(r.err, HasSubstr("tls_key"));
+
+  // The emulated fleet with the client certificate polls and reports.
+  FleetOptions options = Fleet("channel-file/311");
+  options.hosts = 3;
+  options.dogfood_hosts = 1;
+  options.threads = 1;
+  options.tls = client_tls_;
+  FleetEmulator fleet(options);
+  fleet.Start();
+  EXPECT_TRUE(Eventually([&] { return fleet.polls() >= 6; }, absl::Seconds(5)))
+      << fleet.first_error();
+  fleet.Stop();
+  EXPECT_EQ(fleet.errors(), 0) << fleet.first_error();
+  EXPECT_EQ(fleet.WithReason(v1::NO_RELEASE), 3);
+}
+
+TEST_F(E2ETlsTest, BadTlsFlagsStopTheServerAtStartup) {
+  struct Case {
+    std::vector<std::string> flags;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"--tls_cert=" + certs_->server_cert}, "tls_key"},
+      {{"--client_ca=" + certs_->client_ca}, "client_ca"},
+      {{"--tls_cert=" + certs_->server_cert, "--tls_key=" + certs_->client_key},
+       "does not belong to the certificate"},
+      {{"--tls_cert=" + certs_->server_key, "--tls_key=" + certs_->server_key},
+       "no PEM certificate"},
+      {{"--tls_cert=" + certs_->server_cert, "--tls_key=" + dir_ + "/missing"},
+       "cannot read"},
+      {{"--max_inflight_events=10"}, "--max_inflight_events (10)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.flags.front());
+    std::vector<std::string> argv = {ringfenced_, "--listen=127.0.0.1:0",
+                                     "--data_dir=" + dir_ + "/data-bad",
+                                     "--max_batch_events=1000"};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    const CommandResult r = RunCommand(argv, {}, absl::Seconds(10));
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(c.message));
+  }
+}
+
+}  // namespace
+}  // namespace ringfence::e2e
