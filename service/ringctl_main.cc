@@ -50,6 +50,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "ringfence/gate.h"
 #include "ringfence/model.h"
+#include "ringfence/sim_command.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
 #include "service/tls.h"
 
@@ -82,6 +83,10 @@ commands:
   rollout watch ID [--interval=1s]
   emergency-stop --content-type=T --reason=TEXT [--clear]
   gate check --release=R [--stage=S] [--wait] [--timeout=D] [--interval=D]
+  simulate --plan=FILE --scenario=FILE [--seeds=N] [--rehearse=PRESET]
+           [--deciders=ringfence,oracle,threshold_rule] [--threads=N]
+           (offline: no server; presets boot-loop, crash-on-apply:P,
+           crash-rate:RR; --json prints the summary as JSON)
 
 global flags:
   --server       address of ringfenced (default 127.0.0.1:7443)
@@ -753,6 +758,33 @@ int Run(int argc, char** argv) {
   }
   const std::vector<std::string>& pos = args.positional;
   if (pos.empty()) return Usage("missing command");
+  if (pos[0] == "simulate") {
+    // Offline: runs the fleet simulator in-process, no server involved.
+    if (!CheckArgs(
+            args, 1, 0,
+            {"plan", "scenario", "seeds", "rehearse", "deciders", "threads"},
+            {"plan", "scenario"}, &error)) {
+      return Usage(error);
+    }
+    ringfence::SimulateCommand c;
+    c.plan_path = args.Get("plan");
+    c.scenario_path = args.Get("scenario");
+    c.rehearse = args.Get("rehearse");
+    if (args.Has("deciders")) c.deciders = args.Get("deciders");
+    if ((args.Has("seeds") && !absl::SimpleAtoi(args.Get("seeds"), &c.seeds)) ||
+        (args.Has("threads") &&
+         !absl::SimpleAtoi(args.Get("threads"), &c.threads))) {
+      return Usage("--seeds and --threads take numbers");
+    }
+    c.json = args.Has("json");
+    const absl::Status s = ringfence::RunSimulateCommand(c, stdout);
+    if (!s.ok()) {
+      std::fprintf(stderr, "ringctl simulate: %s\n",
+                   std::string(s.message()).c_str());
+      return kExitError;
+    }
+    return kExitOk;
+  }
   absl::StatusOr<std::optional<ringfence::ClientTls>> tls =
       ringfence::LoadClientTls(args.Get("tls-ca"), args.Get("tls-cert"),
                                args.Get("tls-key"));
