@@ -867,17 +867,21 @@ TEST(ValidateFleetConfigTest, UnknownTrack) {
 
 void ExpectDefaultSignals(const GatePolicy& p) {
   ASSERT_EQ(p.signals_size(), 4);
-  const char* compared[] = {"crash", "unclean_reboot", "silent"};
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(p.signals(i).signal(), compared[i]);
-    EXPECT_TRUE(p.signals(i).compare_with_control());
-    EXPECT_DOUBLE_EQ(p.signals(i).margin(), 0.2);
+  EXPECT_EQ(p.signals(0).signal(), "crash");
+  EXPECT_TRUE(p.signals(0).compare_with_control());
+  EXPECT_DOUBLE_EQ(p.signals(0).margin(), 0.1);
+  EXPECT_EQ(p.signals(2).signal(), "silent");
+  EXPECT_TRUE(p.signals(2).compare_with_control());
+  EXPECT_DOUBLE_EQ(p.signals(2).margin(), 0.2);
+  for (int i : {0, 2}) {
     EXPECT_EQ(p.signals(i).max_affected_hosts(), 0u);
     EXPECT_EQ(p.signals(i).max_affected_fraction(), 0);
   }
-  EXPECT_EQ(p.signals(3).signal(), "apply_stuck");
-  EXPECT_FALSE(p.signals(3).compare_with_control());
-  EXPECT_DOUBLE_EQ(p.signals(3).max_affected_fraction(), 0.05);
+  for (int i : {1, 3}) {
+    EXPECT_EQ(p.signals(i).signal(), i == 1 ? "unclean_reboot" : "apply_stuck");
+    EXPECT_FALSE(p.signals(i).compare_with_control());
+    EXPECT_DOUBLE_EQ(p.signals(i).max_affected_fraction(), 0.05);
+  }
 }
 
 TEST(DefaultSignalRulesTest, MatchDocumentation) {

@@ -112,8 +112,9 @@ bool IsValidId(absl::string_view id);
 
 // DefaultSignalRules
 //
-// The rules used when a policy lists no signals: crash, unclean_reboot and
-// silent compared with control (margin 0.2); apply_stuck with a 5 % ceiling.
+// The rules used when a policy lists no signals: crash compared with control
+// (margin 0.1), silent compared with control (margin 0.2), unclean_reboot and
+// apply_stuck with a 5 % ceiling.
 std::vector<SignalRule> DefaultSignalRules();
 
 // EffectivePolicy
