@@ -286,8 +286,8 @@ TEST_P(ControllerTest, TenfoldCrashRateHalts) {
   ASSERT_GT(done.last_decision().evidence_size(), 0);
   const Evidence& e = done.last_decision().evidence(0);
   EXPECT_THAT(e.signal(), ::testing::AnyOf("crash", "unclean_reboot"));
-  EXPECT_THAT(e.rule(),
-              ::testing::AnyOf("circuit_breaker", "control_comparison"));
+  EXPECT_THAT(e.rule(), ::testing::AnyOf("circuit_breaker", "control_comparison",
+                                         "ceiling"));
 }
 
 TEST_P(ControllerTest, PauseFreezesExposureButStillHalts) {
