@@ -211,6 +211,22 @@ Decision EvaluateGate(const GateInput& in) {
                                   "); holding until fresh data arrives.")));
   }
 
+  // After a restart or a telemetry gap, exposed hosts that died meanwhile
+  // only show up as silent one silence timeout later: do not promote before
+  // the gate has watched that long.
+  const absl::Duration silence_timeout = FromProto(policy.silence_timeout());
+  const absl::Duration watched = in.now - t.fresh_since;
+  if (watched < silence_timeout) {
+    return hold(MakeEvidence(
+        "freshness", "", 0, 0, absl::ToDoubleSeconds(watched),
+        absl::ToDoubleSeconds(silence_timeout),
+        absl::StrCat("Telemetry has been flowing for ", HumanDuration(watched),
+                     " since the last restart or gap; promotion waits for a "
+                     "full silence timeout (",
+                     HumanDuration(silence_timeout),
+                     ") so that hosts that died meanwhile can show up.")));
+  }
+
   if (in.state == config::v1::PAUSED) {
     return hold(MakeEvidence("paused", "", 0, 0, 0, 0,
                              "Paused by an operator; safety rules keep "

@@ -486,6 +486,9 @@ TrackerSnapshot RolloutTracker::Snapshot() const {
   out.created = epoch_ + absl::Seconds(1);
   const int64_t li = last_ingest_ns_.load(std::memory_order_relaxed);
   out.last_ingest = li == 0 ? absl::InfinitePast() : absl::FromUnixNanos(li);
+  const uint32_t floor_s = silence_floor_s_.load(std::memory_order_relaxed);
+  out.fresh_since =
+      floor_s == 0 ? absl::InfiniteFuture() : epoch_ + absl::Seconds(floor_s);
   const Aggregates& a = *agg_;
   out.tracked_hosts = a.tracked.load(std::memory_order_relaxed);
   out.treatment_hosts = a.treatment_hosts.load(std::memory_order_relaxed);

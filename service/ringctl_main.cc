@@ -2,6 +2,7 @@
 //
 //   ringctl release create --id=cf291-v2 --content-type=channel-file/291
 //       --digest=<sha256> --size=40000 [--version=V] [--fetch-url=URL]
+//       [--signature=BASE64]
 //   ringctl release validate --id=... (the flags of release create)
 //   ringctl release get ID | release list [--content-type=T]
 //   ringctl rollout start --release=R --plan=FILE --reason=TEXT [--id=ID]
@@ -11,6 +12,13 @@
 //   ringctl rollout watch ID [--interval=1s]
 //   ringctl emergency-stop --content-type=T --reason=TEXT [--clear]
 //   ringctl gate check --release=R [--stage=S] [--wait --timeout=10m]
+//
+// Offline (no server):
+//   ringctl validate --schema=S --capabilities=C [--target-agents=RANGE] FILE
+//   ringctl keygen --out=PREFIX
+//   ringctl sign --key=PREFIX.key --id=... --content-type=... --digest=...
+//       --size=... [--version=...] [--key-id=...]
+//   ringctl simulate --plan=FILE --scenario=FILE ...
 //
 // Global flags: --server (default 127.0.0.1:7443), --token (default
 // $RINGFENCE_TOKEN), --json (print responses as protobuf JSON),
@@ -23,21 +31,32 @@
 //   1  not yet: the gate is pending (after --timeout with --wait)
 //   2  halted or rejected (gate, watched rollout), or the server refused the
 //      request (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
-//      FAILED_PRECONDITION, OUT_OF_RANGE)
-//   3  usage error, connection or authentication failure, server error
+//      FAILED_PRECONDITION, OUT_OF_RANGE); `validate`: the file is rejected
+//   3  usage error, connection or authentication failure, server error;
+//      offline commands: unreadable files, invalid schema, manifest or key
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -48,10 +67,13 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
+#include "ringfence/content.h"
 #include "ringfence/gate.h"
 #include "ringfence/model.h"
+#include "ringfence/signing.h"
 #include "ringfence/sim_command.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
+#include "ringfence/validate.h"
 #include "service/tls.h"
 
 namespace {
@@ -72,6 +94,7 @@ commands:
   release create --id=ID --content-type=T --digest=SHA256 --size=BYTES
                  [--version=V] [--fetch-url=URL] [--platforms=a,b]
                  [--min-agent-version=V] [--max-agent-version=V]
+                 [--signature=BASE64 (from `ringctl sign`)]
   release validate (the flags of release create; stores nothing)
   release get ID
   release list [--content-type=T]
@@ -87,6 +110,18 @@ commands:
            [--deciders=ringfence,oracle,threshold_rule] [--threads=N]
            (offline: no server; presets boot-loop, crash-on-apply:P,
            crash-rate:RR; --json prints the summary as JSON)
+  validate --schema=FILE --capabilities=FILE [--target-agents=RANGE] FILE
+           (offline: checks a content file against its schema and the
+           agents' capability manifest; RANGE is MIN..MAX, e.g. 7.11..7.12;
+           without it every manifest entry applies; --json prints the
+           ValidationResult; exit 0 valid, 2 rejected)
+  keygen --out=PREFIX
+           (offline: writes an Ed25519 key pair, PREFIX.key (private, mode
+           0600, never overwritten) and PREFIX.pub; prints the key id)
+  sign --key=PREFIX.key --id=ID --content-type=T --digest=SHA256
+       --size=BYTES [--version=V] [--key-id=K]
+           (offline: prints the release signature, base64, for
+           Release.signature; --key-id defaults to the key's fingerprint)
 
 global flags:
   --server       address of ringfenced (default 127.0.0.1:7443)
@@ -108,6 +143,9 @@ exit codes: 0 ok/cleared, 1 not yet, 2 halted/rejected/refused,
 // Flags that take no value.
 const std::set<std::string> kBoolFlags = {"json", "wait", "pending", "clear",
                                           "help"};
+// Commands that run without a server.
+const std::set<std::string> kOfflineCommands = {"simulate", "validate",
+                                                "keygen", "sign"};
 const std::set<std::string> kGlobalFlags = {
     "server", "token",    "json",    "rpc-timeout",    "help",
     "tls-ca", "tls-cert", "tls-key", "tls-server-name"};
@@ -411,6 +449,14 @@ bool ReleaseFromArgs(const Args& args, Release* r) {
   r->set_size_bytes(size);
   r->set_version(args.Get("version"));
   r->set_fetch_url(args.Get("fetch-url"));
+  if (args.Has("signature")) {
+    std::string signature;
+    if (!absl::Base64Unescape(args.Get("signature"), &signature)) {
+      Usage("--signature must be base64 (what `ringctl sign` prints)");
+      return false;
+    }
+    r->set_signature(signature);
+  }
   r->mutable_targeting()->set_min_agent_version(args.Get("min-agent-version"));
   r->mutable_targeting()->set_max_agent_version(args.Get("max-agent-version"));
   if (args.Has("platforms")) {
@@ -748,6 +794,236 @@ int GateCheck(Client& c, const Args& args) {
   }
 }
 
+// ---- Offline commands
+// ---------------------------------------------------------
+
+// Reads `path` whole; false (after a message) if it cannot be read.
+bool ReadWholeFile(const char* cmd, const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "ringctl %s: cannot read %s\n", cmd, path.c_str());
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    std::fprintf(stderr, "ringctl %s: error reading %s\n", cmd, path.c_str());
+    return false;
+  }
+  *out = ss.str();
+  return true;
+}
+
+// Writes `contents` to a new file `path` with `mode`; `exclusive` refuses
+// to replace an existing file. False (after a message) on failure.
+bool WriteNewFile(const std::string& path, const std::string& contents,
+                  mode_t mode, bool exclusive) {
+  const int fd = open(
+      path.c_str(),
+      O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC), mode);
+  if (fd < 0) {
+    std::fprintf(stderr, "ringctl keygen: cannot create %s: %s\n", path.c_str(),
+                 std::strerror(errno));
+    return false;
+  }
+  bool ok = fchmod(fd, mode) == 0;
+  size_t done = 0;
+  while (ok && done < contents.size()) {
+    const ssize_t n = write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ok = false;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (close(fd) != 0) ok = false;
+  if (!ok) {
+    std::fprintf(stderr, "ringctl keygen: cannot write %s: %s\n", path.c_str(),
+                 std::strerror(errno));
+  }
+  return ok;
+}
+
+int ValidateFile(const Args& args) {
+  const std::string& path = args.positional[1];
+  ringfence::ContentSchema schema;
+  ringfence::CapabilityManifest manifest;
+  absl::Status s = ringfence::LoadMessageFile(args.Get("schema"), &schema);
+  if (!s.ok()) {
+    std::fprintf(stderr, "ringctl validate: --schema %s: %s\n",
+                 args.Get("schema").c_str(), std::string(s.message()).c_str());
+    return kExitError;
+  }
+  s = ringfence::LoadMessageFile(args.Get("capabilities"), &manifest);
+  if (!s.ok()) {
+    std::fprintf(stderr, "ringctl validate: --capabilities %s: %s\n",
+                 args.Get("capabilities").c_str(),
+                 std::string(s.message()).c_str());
+    return kExitError;
+  }
+  std::optional<ringfence::AgentRange> targets;
+  if (args.Has("target-agents")) {
+    absl::StatusOr<ringfence::AgentRange> range =
+        ringfence::ParseAgentRange(args.Get("target-agents"));
+    if (!range.ok()) {
+      return Usage(absl::StrCat("--target-agents: ", range.status().message()));
+    }
+    targets = *std::move(range);
+  }
+  std::string payload;
+  if (!ReadWholeFile("validate", path, &payload)) return kExitError;
+  absl::StatusOr<ringfence::ValidationReport> report =
+      ringfence::ValidateContent(payload, schema, manifest, targets);
+  if (!report.ok()) {
+    std::fprintf(stderr, "ringctl validate: %s\n",
+                 std::string(report.status().message()).c_str());
+    return kExitError;
+  }
+  if (args.Has("json")) {
+    std::printf("%s\n", Json(ringfence::ToProto(*report)).c_str());
+  } else {
+    for (const ringfence::Finding& f : report->findings) {
+      std::string where;
+      if (!f.instance.empty())
+        absl::StrAppend(&where, " instance=", f.instance);
+      if (!f.field.empty()) {
+        absl::StrAppend(&where, " field=", f.field, "(", f.field_index, ")");
+      } else if (f.field_index != 0) {
+        absl::StrAppend(&where, " field=#", f.field_index);
+      }
+      if (!f.agents.empty()) absl::StrAppend(&where, " agents=", f.agents);
+      std::printf("%-7s %s%s\n        %s\n",
+                  std::string(ringfence::SeverityName(f.severity)).c_str(),
+                  f.code.c_str(), where.c_str(), f.message.c_str());
+    }
+    std::printf("%s: %s: %d error(s), %d warning(s)\n", path.c_str(),
+                report->ok ? "valid" : "REJECTED", report->errors(),
+                report->warnings());
+  }
+  return report->ok ? kExitOk : kExitRejected;
+}
+
+int KeyGen(const Args& args) {
+  const std::string prefix = args.Get("out");
+  absl::StatusOr<ringfence::KeyPair> keys = ringfence::GenerateKeyPair();
+  if (!keys.ok()) {
+    std::fprintf(stderr, "ringctl keygen: %s\n",
+                 std::string(keys.status().message()).c_str());
+    return kExitError;
+  }
+  absl::StatusOr<std::string> key_id =
+      ringfence::PublicKeyFingerprint(keys->public_pem);
+  if (!key_id.ok()) {
+    std::fprintf(stderr, "ringctl keygen: %s\n",
+                 std::string(key_id.status().message()).c_str());
+    return kExitError;
+  }
+  const std::string key_path = prefix + ".key";
+  const std::string pub_path = prefix + ".pub";
+  if (!WriteNewFile(key_path, keys->private_pem, 0600, /*exclusive=*/true)) {
+    return kExitError;
+  }
+  if (!WriteNewFile(pub_path, keys->public_pem, 0644, /*exclusive=*/false)) {
+    unlink(key_path.c_str());
+    return kExitError;
+  }
+  if (args.Has("json")) {
+    std::printf(
+        "{\"key_id\": \"%s\", \"private_key\": \"%s\", "
+        "\"public_key\": \"%s\"}\n",
+        key_id->c_str(), absl::CHexEscape(key_path).c_str(),
+        absl::CHexEscape(pub_path).c_str());
+  } else {
+    std::printf("%s\n", key_id->c_str());
+    std::fprintf(stderr, "wrote %s (private, keep secret) and %s\n",
+                 key_path.c_str(), pub_path.c_str());
+  }
+  return kExitOk;
+}
+
+// The public key PEM of a private key PEM; empty if it is not a key.
+std::string PublicPemOf(const std::string& private_pem) {
+  std::string out;
+  BIO* in =
+      BIO_new_mem_buf(private_pem.data(), static_cast<int>(private_pem.size()));
+  if (in == nullptr) return out;
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(in, nullptr, nullptr, nullptr);
+  BIO_free(in);
+  if (key == nullptr) return out;
+  BIO* mem = BIO_new(BIO_s_mem());
+  if (mem != nullptr && PEM_write_bio_PUBKEY(mem, key) == 1) {
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(mem, &data);
+    if (n > 0) out.assign(data, static_cast<size_t>(n));
+  }
+  BIO_free(mem);
+  EVP_PKEY_free(key);
+  return out;
+}
+
+int Sign(const Args& args) {
+  Release release;
+  if (!ReleaseFromArgs(args, &release)) return kExitError;
+  release.clear_targeting();
+  std::string private_pem;
+  if (!ReadWholeFile("sign", args.Get("key"), &private_pem)) return kExitError;
+  std::string key_id = args.Get("key-id");
+  if (key_id.empty()) {
+    absl::StatusOr<std::string> fp =
+        ringfence::PublicKeyFingerprint(PublicPemOf(private_pem));
+    if (!fp.ok()) {
+      std::fprintf(stderr,
+                   "ringctl sign: --key %s: not an Ed25519 private key\n",
+                   args.Get("key").c_str());
+      return kExitError;
+    }
+    key_id = *std::move(fp);
+  }
+  absl::StatusOr<std::string> signature =
+      ringfence::SignRelease(release, private_pem, key_id);
+  if (!signature.ok()) {
+    std::fprintf(stderr, "ringctl sign: %s\n",
+                 std::string(signature.status().message()).c_str());
+    return kExitError;
+  }
+  const std::string b64 = absl::Base64Escape(*signature);
+  if (args.Has("json")) {
+    std::printf("{\"key_id\": \"%s\", \"signature\": \"%s\"}\n",
+                absl::CHexEscape(key_id).c_str(), b64.c_str());
+  } else {
+    std::printf("%s\n", b64.c_str());
+  }
+  return kExitOk;
+}
+
+// Runs an offline command (one of kOfflineCommands).
+int RunOffline(const Args& args) {
+  std::string error;
+  const std::string& cmd = args.positional[0];
+  if (cmd == "validate") {
+    if (!CheckArgs(args, 1, 1, {"schema", "capabilities", "target-agents"},
+                   {"schema", "capabilities"}, &error)) {
+      return Usage(error);
+    }
+    return ValidateFile(args);
+  }
+  if (cmd == "keygen") {
+    if (!CheckArgs(args, 1, 0, {"out"}, {"out"}, &error)) return Usage(error);
+    return KeyGen(args);
+  }
+  if (cmd == "sign") {
+    if (!CheckArgs(args, 1, 0,
+                   {"key", "id", "content-type", "digest", "size", "version",
+                    "key-id"},
+                   {"key", "id", "content-type", "digest", "size"}, &error)) {
+      return Usage(error);
+    }
+    return Sign(args);
+  }
+  return Usage(absl::StrCat("unknown command \"", cmd, "\""));
+}
+
 int Run(int argc, char** argv) {
   std::string error;
   const Args args = ParseArgs(argc, argv, &error);
@@ -785,6 +1061,7 @@ int Run(int argc, char** argv) {
     }
     return kExitOk;
   }
+  if (kOfflineCommands.count(pos[0]) > 0) return RunOffline(args);
   absl::StatusOr<std::optional<ringfence::ClientTls>> tls =
       ringfence::LoadClientTls(args.Get("tls-ca"), args.Get("tls-cert"),
                                args.Get("tls-key"));
@@ -811,7 +1088,8 @@ int Run(int argc, char** argv) {
   if (cmd == "release" && sub == "create") {
     if (!check(2, 0,
                {"id", "content-type", "digest", "size", "version", "fetch-url",
-                "platforms", "min-agent-version", "max-agent-version"},
+                "platforms", "min-agent-version", "max-agent-version",
+                "signature"},
                {"id", "content-type", "digest", "size"})) {
       return Usage(error);
     }
@@ -820,7 +1098,8 @@ int Run(int argc, char** argv) {
   if (cmd == "release" && sub == "validate") {
     if (!check(2, 0,
                {"id", "content-type", "digest", "size", "version", "fetch-url",
-                "platforms", "min-agent-version", "max-agent-version"},
+                "platforms", "min-agent-version", "max-agent-version",
+                "signature"},
                {})) {
       return Usage(error);
     }

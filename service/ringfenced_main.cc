@@ -5,6 +5,8 @@
 //              --auth_tokens_file=/etc/ringfence/tokens
 //              --tls_cert=server.pem --tls_key=server.key
 //              [--client_ca=agents-ca.pem]   # mutual TLS
+//              [--trusted_keys_file=/etc/ringfence/publisher-keys
+//               --require_signatures]           # signed releases only
 //
 // Opens the SQLite store in --data_dir, resumes every rollout, serves the
 // API, and evaluates every active rollout's gate each --tick_interval (and
@@ -21,23 +23,30 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
 #include "ringfence/model.h"
+#include "ringfence/signing.h"
 #include "ringfence/sqlite_store.h"
 #include "service/auth.h"
+#include "service/release_validator.h"
 #include "service/server.h"
 #include "service/tls.h"
 
@@ -73,6 +82,14 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "cancelled");
 ABSL_FLAG(std::string, fleet_config, "",
           "optional FleetConfig file (text-proto or JSON): tenants and tracks");
+ABSL_FLAG(std::string, trusted_keys_file, "",
+          "publisher keys whose release signatures are accepted: lines "
+          "`key_id path/to/key.pub` (Ed25519 PEM public key; a relative "
+          "path is relative to this file's directory; '#' comments). A "
+          "signed release must verify against them");
+ABSL_FLAG(bool, require_signatures, false,
+          "refuse unsigned releases (FAILED_PRECONDITION); needs "
+          "--trusted_keys_file");
 ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
           "testing only: hold every telemetry batch this long before "
           "ingesting it (slow ingestion on purpose)");
@@ -98,6 +115,45 @@ bool WriteFileAtomically(const std::string& path, const std::string& contents) {
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   return !ec;
+}
+
+// Reads a --trusted_keys_file: `key_id path` lines, '#' comments.
+absl::StatusOr<ringfence::TrustedKeys> LoadTrustedKeysFile(
+    const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  const std::filesystem::path base = std::filesystem::path(path).parent_path();
+  ringfence::TrustedKeys keys;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (const size_t hash = line.find('#'); hash != std::string::npos) {
+      line.resize(hash);
+    }
+    std::vector<std::string> words =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    if (words.empty()) continue;
+    if (words.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": expected `key_id path/to/key.pub`"));
+    }
+    std::filesystem::path key_path(words[1]);
+    if (key_path.is_relative()) key_path = base / key_path;
+    std::ifstream key_in(key_path, std::ios::binary);
+    if (!key_in) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": cannot read ", key_path.string()));
+    }
+    std::string pem((std::istreambuf_iterator<char>(key_in)),
+                    std::istreambuf_iterator<char>());
+    if (!keys.emplace(words[0], std::move(pem)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": duplicate key id \"", words[0], "\""));
+    }
+  }
+  absl::Status s = ringfence::ValidateTrustedKeys(keys);
+  if (!s.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  return keys;
 }
 
 int Main(int argc, char** argv) {
@@ -195,6 +251,32 @@ int Main(int argc, char** argv) {
   } else {
     Log("WARNING: no --auth_tokens_file: authentication is OFF and every "
         "caller is admin; use this only on a trusted local machine");
+  }
+
+  const bool require_signatures = absl::GetFlag(FLAGS_require_signatures);
+  if (const std::string path = absl::GetFlag(FLAGS_trusted_keys_file);
+      !path.empty()) {
+    absl::StatusOr<ringfence::TrustedKeys> keys = LoadTrustedKeysFile(path);
+    if (!keys.ok()) {
+      Log(absl::StrCat("--trusted_keys_file: ", keys.status().message()));
+      return 2;
+    }
+    if (keys->empty() && require_signatures) {
+      Log(absl::StrCat("--trusted_keys_file: ", path,
+                       " lists no keys; with --require_signatures every "
+                       "release would be refused"));
+      return 2;
+    }
+    Log(absl::StrCat("release signatures: ", keys->size(),
+                     " trusted keys from ", path,
+                     require_signatures ? ", required" : ", optional"));
+    server_options.release_validator =
+        std::make_unique<ringfence::SignatureCheckingValidator>(
+            *std::move(keys), require_signatures,
+            std::move(server_options.release_validator));
+  } else if (require_signatures) {
+    Log("--require_signatures needs --trusted_keys_file");
+    return 2;
   }
 
   ringfence::SqliteStoreOptions store_options;

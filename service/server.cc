@@ -179,7 +179,9 @@ class ReleasesService final : public v1::Releases::CallbackService {
                                           Release* resp) override {
     return c_.Unary(
         ctx, kPublisherRoles, "CreateRelease", [&](const Principal& p) {
-          absl::Status s = ReleaseFieldError(
+          absl::Status s = Admit(req->release());
+          if (!s.ok()) return ToGrpcStatus(s);
+          s = ReleaseFieldError(
               c_.controller->CreateRelease(req->release(), p.actor));
           if (!s.ok()) return ToGrpcStatus(s);
           return ToGrpcStatus(ReadInto(req->release().id(), resp));
@@ -222,8 +224,13 @@ class ReleasesService final : public v1::Releases::CallbackService {
           absl::Status s =
               ReleaseFieldError(::ringfence::ValidateRelease(req->release()));
           if (!s.ok()) return ToGrpcStatus(s);
+          if (c_.release_validator == nullptr) {
+            resp->set_ok(true);
+            return grpc::Status::OK;
+          }
+          s = c_.release_validator->Admit(req->release());
+          if (!s.ok()) return ToGrpcStatus(s);
           resp->set_ok(true);
-          if (c_.release_validator == nullptr) return grpc::Status::OK;
           absl::StatusOr<std::vector<v1::Finding>> findings =
               c_.release_validator->Validate(req->release(), req->payload());
           if (!findings.ok()) return ToGrpcStatus(findings.status());
@@ -236,6 +243,14 @@ class ReleasesService final : public v1::Releases::CallbackService {
   }
 
  private:
+  // The model checks, then the validator's Admit (e.g. the signature).
+  absl::Status Admit(const Release& release) const {
+    if (c_.release_validator == nullptr) return absl::OkStatus();
+    absl::Status s = ReleaseFieldError(::ringfence::ValidateRelease(release));
+    if (!s.ok()) return s;
+    return c_.release_validator->Admit(release);
+  }
+
   // The library names fields of the release; the API's field is `release`.
   static absl::Status ReleaseFieldError(absl::Status s) {
     if (!absl::IsInvalidArgument(s)) return s;

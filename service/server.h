@@ -70,8 +70,9 @@ struct ServerOptions {
   // reserving it and before ingesting it, to make ingestion slow on purpose
   // (default 0).
   absl::Duration testing_ingest_delay = absl::ZeroDuration();
-  // Content rules ValidateRelease runs after the model checks (default
-  // none).
+  // Content rules ValidateRelease runs after the model checks, and release
+  // checks (Admit: e.g. signatures) CreateRelease and ValidateRelease run
+  // (default none).
   ReleaseValidatorPtr release_validator;
 };
 

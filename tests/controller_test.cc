@@ -3,6 +3,8 @@
 // Parameterized over every Store implementation.
 #include "ringfence/controller.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -92,7 +94,7 @@ class ControllerTest : public ::testing::TestWithParam<StoreFactory> {
     dir_ =
         (std::filesystem::path(::testing::TempDir()) /
          absl::StrCat(
-             "controller_test_", GetParam().name, "_",
+             "controller_test_", getpid(), "_", GetParam().name, "_",
              ::testing::UnitTest::GetInstance()->current_test_info()->name()))
             .string();
     std::filesystem::remove_all(dir_);
@@ -286,8 +288,8 @@ TEST_P(ControllerTest, TenfoldCrashRateHalts) {
   ASSERT_GT(done.last_decision().evidence_size(), 0);
   const Evidence& e = done.last_decision().evidence(0);
   EXPECT_THAT(e.signal(), ::testing::AnyOf("crash", "unclean_reboot"));
-  EXPECT_THAT(e.rule(), ::testing::AnyOf("circuit_breaker", "control_comparison",
-                                         "ceiling"));
+  EXPECT_THAT(e.rule(), ::testing::AnyOf("circuit_breaker",
+                                         "control_comparison", "ceiling"));
 }
 
 TEST_P(ControllerTest, PauseFreezesExposureButStillHalts) {

@@ -160,7 +160,8 @@ TEST(CrashTest, SurvivesSigkillAtRandomInstants) {
   ASSERT_NE(driver, nullptr) << "RINGFENCE_CRASH_DRIVER must name the driver";
   const char* kills_env = std::getenv("RINGFENCE_CRASH_KILLS");
   const int kills = kills_env != nullptr ? std::atoi(kills_env) : 10;
-  const fs::path base = fs::path(::testing::TempDir()) / "crash_test";
+  const fs::path base =
+      fs::path(::testing::TempDir()) / absl::StrCat("crash_test_", getpid());
   fs::remove_all(base);
   const std::string reference = (base / "uninterrupted").string();
 

@@ -52,6 +52,7 @@ class GateTest : public ::testing::Test {
     snap_.now = now_;
     snap_.created = now_ - absl::Hours(2);
     snap_.last_ingest = now_ - absl::Seconds(5);
+    snap_.fresh_since = now_ - absl::Hours(2);
     snap_.signals = {"crash", "unclean_reboot", "silent", "apply_stuck"};
     snap_.signal_counts.resize(4);
     for (int i = 0; i < 4; ++i)
@@ -126,6 +127,19 @@ TEST_F(GateTest, MissingOrStaleTelemetryNeverPromotes) {
   d = Evaluate(0, absl::Hours(5));
   EXPECT_EQ(d.verdict(), config::v1::HOLD);
   EXPECT_THAT(d.summary(), HasSubstr("stale: the last batch arrived 3m ago"));
+}
+
+// After a restart (or a telemetry gap) the gate must watch for a full
+// silence timeout before promoting: hosts that died while it was not
+// listening only become silent that much later.
+TEST_F(GateTest, NoPromotionUntilASilenceTimeoutOfFreshTelemetry) {
+  snap_.fresh_since = now_ - absl::Minutes(3);  // default timeout: 10m
+  Decision d = Evaluate(0, absl::Hours(5));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_EQ(d.evidence(0).rule(), "freshness");
+  EXPECT_THAT(d.summary(), HasSubstr("waits for a full silence timeout"));
+  snap_.fresh_since = now_ - absl::Minutes(11);
+  EXPECT_EQ(Evaluate(0, absl::Hours(5)).verdict(), config::v1::PROMOTE);
 }
 
 TEST_F(GateTest, CircuitBreakerHalts) {

@@ -5,6 +5,7 @@
 #include "ringfence/sqlite_store.h"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -56,7 +57,7 @@ class SqliteStoreTest : public ::testing::Test {
     dir_ =
         (fs::path(::testing::TempDir()) /
          absl::StrCat(
-             "sqlite_store_test_",
+             "sqlite_store_test_", getpid(), "_",
              ::testing::UnitTest::GetInstance()->current_test_info()->name()))
             .string();
     fs::remove_all(dir_);

@@ -1,6 +1,8 @@
 // Store contract tests, run on every Store implementation.
 #include "ringfence/store.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -22,7 +24,7 @@ class StoreTest : public ::testing::TestWithParam<StoreFactory> {
     dir_ =
         (std::filesystem::path(::testing::TempDir()) /
          absl::StrCat(
-             "store_test_", GetParam().name, "_",
+             "store_test_", getpid(), "_", GetParam().name, "_",
              ::testing::UnitTest::GetInstance()->current_test_info()->name()))
             .string();
     std::filesystem::remove_all(dir_);

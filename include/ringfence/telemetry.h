@@ -127,6 +127,10 @@ struct TrackerSnapshot {
   // When the last telemetry batch was received; InfinitePast() if never.
   absl::Time last_ingest = absl::InfinitePast();
   absl::Time created = absl::InfinitePast();
+  // Start of the current stretch of continuous telemetry (the first batch
+  // after the tracker started or after a gap longer than max_staleness).
+  // Silence cannot be judged before silence_timeout has passed since then.
+  absl::Time fresh_since = absl::InfiniteFuture();
   uint64_t tracked_hosts = 0;
   uint64_t treatment_hosts = 0;
   double treatment_host_hours = 0;

@@ -1,0 +1,445 @@
+// ringfence_grpc_bench: the gRPC benchmarks of issue 4 (what the wire and
+// the service layer cost on top of the library).
+//
+//   BM_GrpcEcho             a bare callback generic service that echoes the
+//                           raw bytes of a GetAssignment request: the floor.
+//   BM_GetAssignment        Fleet.GetAssignment against a started rollout
+//                           (hosts answered NOT_YET or COMPLETED).
+//   BM_ReportTelemetry      Fleet.ReportTelemetry, batches of 1000 heartbeats.
+//   BM_ParseTelemetryBatch  only ParseFromString of the same serialized batch.
+//   BM_CheckGateLatency     sequential Rollouts.CheckGate; p50_us / p99_us.
+//
+// Server and client run in this process over loopback (127.0.0.1, port 0),
+// plaintext, no authentication, memory store, FakeClock. BM_GrpcEcho and
+// BM_GetAssignment use the same client mechanics (callback unary call on one
+// shared channel, each benchmark thread waiting for its call), so their
+// ratio is the service's own cost. Compare them by rpcs_per_s (items/s).
+//
+//   ringfence_grpc_bench --benchmark_min_time=1
+//       --benchmark_out=grpc.json --benchmark_out_format=json
+#include <benchmark/benchmark.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "ringfence/clock.h"
+#include "ringfence/controller.h"
+#include "ringfence/model.h"
+#include "ringfence/store.h"
+#include "ringfence/v1/ringfence.grpc.pb.h"
+#include "service/server.h"
+
+namespace ringfence {
+namespace {
+
+constexpr char kRunningType[] = "channel-file/291";
+constexpr char kCompletedType[] = "channel-file/292";
+constexpr char kEchoMethod[] = "/bench.Echo/Echo";
+constexpr int kHostPool = 4096;
+constexpr int kTelemetryBatch = 1000;
+
+// The 4-stage plan of bench/ringfence_bench.cc (without the tenant tracks):
+// dogfood (label), early track, 1 %, whole fleet (paced), late track.
+constexpr char kPlanText[] = R"pb(
+  name: "default"
+  policy {
+    silence_timeout { seconds: 300 }
+    apply_timeout { seconds: 300 }
+    min_exposed_hosts: 5
+  }
+  stages {
+    name: "dogfood"
+    audience { labels: "ring:dogfood" }
+    bake_time { seconds: 1800 }
+  }
+  stages {
+    name: "early"
+    audience { early_track: true }
+    bake_time { seconds: 1800 }
+  }
+  stages {
+    name: "1pct"
+    audience { percent: 1 }
+    bake_time { seconds: 3600 }
+  }
+  stages {
+    name: "fleet"
+    audience { percent: 100 }
+    bake_time { seconds: 3600 }
+    pacing { initial_hosts: 50 growth_per_healthy_host: 2 }
+  }
+  late_track {
+    extra_bake { seconds: 1800 }
+    bake_time { seconds: 1800 }
+  }
+)pb";
+
+void Check(const absl::Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "ringfence_grpc_bench: %s: %s\n", what,
+                 s.ToString().c_str());
+    std::abort();
+  }
+}
+
+void CheckGrpc(const grpc::Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "ringfence_grpc_bench: %s: %d %s\n", what,
+                 static_cast<int>(s.error_code()), s.error_message().c_str());
+    std::abort();
+  }
+}
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// 32 lower-case hex characters (an EDR-style agent id).
+std::string HostId(uint64_t i) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const uint64_t a = SplitMix64(2 * i), b = SplitMix64(2 * i + 1);
+  std::string s(32, '0');
+  for (int k = 0; k < 16; ++k) {
+    s[k] = kHex[(a >> (4 * k)) & 15];
+    s[16 + k] = kHex[(b >> (4 * k)) & 15];
+  }
+  return s;
+}
+
+Release MakeRelease(const std::string& id, const std::string& content_type,
+                    char digest_char) {
+  Release r;
+  r.set_id(id);
+  r.set_content_type(content_type);
+  r.set_version(id);
+  r.set_digest_sha256(std::string(64, digest_char));
+  r.set_size_bytes(40000);
+  r.set_fetch_url("https://updates.example/" + id);
+  r.mutable_targeting()->set_min_agent_version("7.0");
+  r.mutable_targeting()->add_platforms("windows");
+  r.mutable_targeting()->add_platforms("linux");
+  return r;
+}
+
+// ---- The ringfenced fixture -------------------------------------------------
+
+// A controller with a rollout of "cf291-next" RUNNING in stage 0 (dogfood, so
+// "ring:prod" hosts are NOT_YET) and a COMPLETED rollout of "cf292-next",
+// served by ringfence::Server on 127.0.0.1:0. Built once, never destroyed.
+struct Ringfenced {
+  FakeClock clock;
+  StorePtr store;
+  std::unique_ptr<Controller> controller;
+  std::unique_ptr<Server> server;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Fleet::Stub> fleet;
+  std::unique_ptr<v1::Rollouts::Stub> rollouts;
+  std::vector<v1::GetAssignmentRequest> requests;  // kHostPool
+};
+
+Ringfenced& GetRingfenced() {
+  static Ringfenced* const w = [] {
+    auto* w = new Ringfenced;
+    w->store = NewMemoryStore();
+    auto c = Controller::Create(w->store.get(), &w->clock, {});
+    Check(c.status(), "Controller::Create");
+    w->controller = *std::move(c);
+    Plan plan;
+    Check(ParseTextOrJson(kPlanText, &plan), "parse plan");
+    Check(ValidatePlan(plan), "validate plan");
+    struct Spec {
+      const char* type;
+      const char* base;
+      const char* next;
+      int promotions;
+    };
+    for (const Spec& s : {Spec{kRunningType, "cf291-good", "cf291-next", 0},
+                          Spec{kCompletedType, "cf292-good", "cf292-next",
+                               plan.stages_size() + 1}}) {
+      Check(w->controller->CreateRelease(MakeRelease(s.base, s.type, 'a'),
+                                         "bench"),
+            "CreateRelease baseline");
+      Check(w->controller->CreateRelease(MakeRelease(s.next, s.type, 'b'),
+                                         "bench"),
+            "CreateRelease next");
+      StartRolloutRequest req;
+      req.rollout_id = absl::StrCat(s.next, "-rollout");
+      req.release_id = s.next;
+      req.baseline_release_id = s.base;
+      req.plan = plan;
+      req.actor = "bench";
+      req.reason = "benchmark rollout";
+      Check(w->controller->StartRollout(req).status(), "StartRollout");
+      for (int p = 0; p < s.promotions; ++p) {
+        Check(w->controller->Promote(req.rollout_id, "bench", "bench").status(),
+              "Promote");
+      }
+    }
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    auto server = Server::Start(w->controller.get(), std::move(options));
+    Check(server.status(), "Server::Start");
+    w->server = *std::move(server);
+    w->channel = grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", w->server->port()),
+        grpc::InsecureChannelCredentials());
+    w->fleet = v1::Fleet::NewStub(w->channel);
+    w->rollouts = v1::Rollouts::NewStub(w->channel);
+    // Half the hosts ask about the running rollout (NOT_YET), half about
+    // the completed one (COMPLETED).
+    for (int i = 0; i < kHostPool; ++i) {
+      v1::GetAssignmentRequest r;
+      r.set_host_id(HostId(i));
+      r.set_tenant(absl::StrCat("tenant-", 100 + i % 900));
+      r.add_labels(absl::StrCat("region:r", i % 8));
+      r.add_labels("ring:prod");
+      r.set_agent_version("7.11.0");
+      r.set_platform("windows");
+      r.add_content_types(i % 2 == 0 ? kRunningType : kCompletedType);
+      w->requests.push_back(std::move(r));
+    }
+    // Check the answers once.
+    int not_yet = 0, completed = 0;
+    for (int i = 0; i < kHostPool; ++i) {
+      grpc::ClientContext ctx;
+      v1::GetAssignmentResponse resp;
+      CheckGrpc(w->fleet->GetAssignment(&ctx, w->requests[i], &resp),
+                "GetAssignment (setup)");
+      const auto reason = resp.assignments(0).reason();
+      not_yet += reason == v1::NOT_YET;
+      completed += reason == v1::COMPLETED;
+    }
+    std::fprintf(stderr,
+                 "ringfence_grpc_bench: %d hosts: %d NOT_YET, %d COMPLETED\n",
+                 kHostPool, not_yet, completed);
+    if (not_yet + completed < kHostPool * 9 / 10) std::abort();
+    return w;
+  }();
+  return *w;
+}
+
+// ---- The bare echo fixture -------------------------------------------------
+
+class EchoReactor final : public grpc::ServerGenericBidiReactor {
+ public:
+  EchoReactor() { StartRead(&buffer_); }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    StartWriteAndFinish(&buffer_, grpc::WriteOptions(), grpc::Status::OK);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::ByteBuffer buffer_;
+};
+
+class EchoService final : public grpc::CallbackGenericService {
+ public:
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* /*ctx*/) override {
+    return new EchoReactor;
+  }
+};
+
+struct Echo {
+  EchoService service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<grpc::GenericStub> stub;
+  std::vector<grpc::ByteBuffer> requests;  // the GetAssignment requests' bytes
+};
+
+Echo& GetEcho() {
+  static Echo* const e = [] {
+    auto* e = new Echo;
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterCallbackGenericService(&e->service);
+    e->server = builder.BuildAndStart();
+    if (e->server == nullptr || port == 0) std::abort();
+    e->stub = std::make_unique<grpc::GenericStub>(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    for (const auto& r : GetRingfenced().requests) {
+      const std::string bytes = r.SerializeAsString();
+      grpc::Slice slice(bytes);
+      e->requests.emplace_back(&slice, 1);
+    }
+    return e;
+  }();
+  return *e;
+}
+
+double RequestBytes() {
+  size_t total = 0;
+  for (const auto& r : GetRingfenced().requests) total += r.ByteSizeLong();
+  return static_cast<double>(total) / kHostPool;
+}
+
+// ---- 1. BM_GrpcEcho -----------------------------------------------------------
+
+void BM_GrpcEcho(benchmark::State& state) {
+  Echo& e = GetEcho();
+  size_t i = static_cast<size_t>(state.thread_index()) * 997;
+  for (auto _ : state) {
+    grpc::ClientContext ctx;
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    absl::Notification done;
+    e.stub->UnaryCall(&ctx, kEchoMethod, grpc::StubOptions(),
+                      &e.requests[i++ % kHostPool], &response,
+                      [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    if (!status.ok()) {
+      state.SkipWithError(status.error_message().c_str());
+      break;
+    }
+  }
+  // Summed over the threads: the aggregate rate (== items_per_second).
+  state.SetItemsProcessed(state.iterations());
+  state.counters["rpcs_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  if (state.thread_index() == 0) state.counters["req_bytes"] = RequestBytes();
+}
+BENCHMARK(BM_GrpcEcho)->Threads(1)->Threads(8)->UseRealTime();
+
+// ---- 2. BM_GetAssignment -----------------------------------------------------
+
+void BM_GetAssignment(benchmark::State& state) {
+  Ringfenced& w = GetRingfenced();
+  size_t i = static_cast<size_t>(state.thread_index()) * 997;
+  for (auto _ : state) {
+    grpc::ClientContext ctx;
+    v1::GetAssignmentResponse response;
+    grpc::Status status;
+    absl::Notification done;
+    w.fleet->async()->GetAssignment(&ctx, &w.requests[i++ % kHostPool],
+                                    &response, [&](grpc::Status s) {
+                                      status = std::move(s);
+                                      done.Notify();
+                                    });
+    done.WaitForNotification();
+    if (!status.ok()) {
+      state.SkipWithError(status.error_message().c_str());
+      break;
+    }
+  }
+  // Summed over the threads: the aggregate rate (== items_per_second).
+  state.SetItemsProcessed(state.iterations());
+  state.counters["rpcs_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  if (state.thread_index() == 0) state.counters["req_bytes"] = RequestBytes();
+}
+BENCHMARK(BM_GetAssignment)->Threads(1)->Threads(8)->UseRealTime();
+
+// ---- 3. BM_ReportTelemetry vs BM_ParseTelemetryBatch --------------------------
+
+const v1::ReportTelemetryRequest& TelemetryBatch() {
+  static const v1::ReportTelemetryRequest* const batch = [] {
+    auto* b = new v1::ReportTelemetryRequest;
+    for (int i = 0; i < kTelemetryBatch; ++i) {
+      v1::TelemetryEvent* e = b->add_events();
+      e->set_host_id(HostId(1000000 + i));
+      e->set_type(v1::HEARTBEAT);
+      e->mutable_time()->set_seconds(1700000000 + i);
+      e->set_release_id("cf291-good");
+    }
+    return b;
+  }();
+  return *batch;
+}
+
+void BM_ReportTelemetry(benchmark::State& state) {
+  Ringfenced& w = GetRingfenced();
+  const v1::ReportTelemetryRequest& batch = TelemetryBatch();
+  for (auto _ : state) {
+    grpc::ClientContext ctx;
+    v1::ReportTelemetryResponse response;
+    const grpc::Status s = w.fleet->ReportTelemetry(&ctx, batch, &response);
+    if (!s.ok() || response.accepted_events() != kTelemetryBatch) {
+      state.SkipWithError(s.ok() ? "short accept" : s.error_message().c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * kTelemetryBatch);
+  state.counters["batch_bytes"] = static_cast<double>(batch.ByteSizeLong());
+}
+BENCHMARK(BM_ReportTelemetry)->UseRealTime();
+
+void BM_ParseTelemetryBatch(benchmark::State& state) {
+  const std::string bytes = TelemetryBatch().SerializeAsString();
+  v1::ReportTelemetryRequest request;
+  for (auto _ : state) {
+    if (!request.ParseFromString(bytes)) {
+      state.SkipWithError("parse failed");
+      break;
+    }
+    benchmark::DoNotOptimize(request);
+  }
+  state.SetItemsProcessed(state.iterations() * kTelemetryBatch);
+  state.counters["batch_bytes"] = static_cast<double>(bytes.size());
+}
+BENCHMARK(BM_ParseTelemetryBatch);
+
+// ---- 4. BM_CheckGateLatency ----------------------------------------------------
+
+void BM_CheckGateLatency(benchmark::State& state) {
+  Ringfenced& w = GetRingfenced();
+  v1::CheckGateRequest request;
+  request.set_release_id("cf291-next");
+  request.set_stage("dogfood");
+  std::vector<double> latencies_us;
+  latencies_us.reserve(1 << 20);
+  for (auto _ : state) {
+    grpc::ClientContext ctx;
+    v1::CheckGateResponse response;
+    const auto start = std::chrono::steady_clock::now();
+    const grpc::Status s = w.rollouts->CheckGate(&ctx, request, &response);
+    const auto end = std::chrono::steady_clock::now();
+    if (!s.ok()) {
+      state.SkipWithError(s.error_message().c_str());
+      break;
+    }
+    latencies_us.push_back(
+        std::chrono::duration<double, std::micro>(end - start).count());
+  }
+  if (latencies_us.empty()) return;
+  std::sort(latencies_us.begin(), latencies_us.end());
+  auto pct = [&](double q) {
+    size_t k = static_cast<size_t>(q * static_cast<double>(latencies_us.size()));
+    return latencies_us[std::min(k, latencies_us.size() - 1)];
+  };
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+  state.counters["p999_us"] = pct(0.999);
+  state.counters["max_us"] = latencies_us.back();
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CheckGateLatency)->UseRealTime();
+
+}  // namespace
+}  // namespace ringfence
+
+BENCHMARK_MAIN();
