@@ -722,6 +722,13 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
   in.now = now;
   in.telemetry = &snap;
   Decision d = EvaluateGate(in);
+  if (d.verdict() == PROMOTE && fresh && rt->last_sweep != now) {
+    // Never promote on a stale sweep: derive silence now and decide again.
+    rt->tracker->Sweep(silence_timeout, FromProto(policy.apply_timeout()));
+    rt->last_sweep = now;
+    snap = rt->tracker->Snapshot();
+    d = EvaluateGate(in);
+  }
   d.set_rollout_id(rt->record.id());
   *d.mutable_at() = ToProtoTime(now);
 

@@ -214,9 +214,13 @@ Decision EvaluateGate(const GateInput& in) {
   // After a restart or a telemetry gap, exposed hosts that died meanwhile
   // only show up as silent one silence timeout later: do not promote before
   // the gate has watched that long.
+  // (With 10 % + 10 s of slack: a host is silent only strictly after the
+  // timeout, and the controller sweeps at intervals.)
   const absl::Duration silence_timeout = FromProto(policy.silence_timeout());
+  const absl::Duration must_watch =
+      silence_timeout + silence_timeout / 10 + absl::Seconds(10);
   const absl::Duration watched = in.now - t.fresh_since;
-  if (watched < silence_timeout) {
+  if (watched < must_watch) {
     return hold(MakeEvidence(
         "freshness", "", 0, 0, absl::ToDoubleSeconds(watched),
         absl::ToDoubleSeconds(silence_timeout),
@@ -224,7 +228,8 @@ Decision EvaluateGate(const GateInput& in) {
                      " since the last restart or gap; promotion waits for a "
                      "full silence timeout (",
                      HumanDuration(silence_timeout),
-                     ") so that hosts that died meanwhile can show up.")));
+                     " plus slack) so that hosts that died meanwhile can "
+                     "show up.")));
   }
 
   if (in.state == config::v1::PAUSED) {

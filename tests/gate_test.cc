@@ -138,7 +138,9 @@ TEST_F(GateTest, NoPromotionUntilASilenceTimeoutOfFreshTelemetry) {
   EXPECT_EQ(d.verdict(), config::v1::HOLD);
   EXPECT_EQ(d.evidence(0).rule(), "freshness");
   EXPECT_THAT(d.summary(), HasSubstr("waits for a full silence timeout"));
-  snap_.fresh_since = now_ - absl::Minutes(11);
+  snap_.fresh_since = now_ - absl::Minutes(10);  // exactly the timeout
+  EXPECT_EQ(Evaluate(0, absl::Hours(5)).verdict(), config::v1::HOLD);
+  snap_.fresh_since = now_ - absl::Minutes(12);
   EXPECT_EQ(Evaluate(0, absl::Hours(5)).verdict(), config::v1::PROMOTE);
 }
 
