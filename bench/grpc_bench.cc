@@ -196,9 +196,9 @@ Ringfenced& GetRingfenced() {
     auto server = Server::Start(w->controller.get(), std::move(options));
     Check(server.status(), "Server::Start");
     w->server = *std::move(server);
-    w->channel = grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", w->server->port()),
-        grpc::InsecureChannelCredentials());
+    w->channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", w->server->port()),
+                            grpc::InsecureChannelCredentials());
     w->fleet = v1::Fleet::NewStub(w->channel);
     w->rollouts = v1::Rollouts::NewStub(w->channel);
     // Half the hosts ask about the running rollout (NOT_YET), half about
@@ -295,7 +295,8 @@ double RequestBytes() {
   return static_cast<double>(total) / kHostPool;
 }
 
-// ---- 1. BM_GrpcEcho -----------------------------------------------------------
+// ---- 1. BM_GrpcEcho
+// -----------------------------------------------------------
 
 void BM_GrpcEcho(benchmark::State& state) {
   Echo& e = GetEcho();
@@ -325,7 +326,8 @@ void BM_GrpcEcho(benchmark::State& state) {
 }
 BENCHMARK(BM_GrpcEcho)->Threads(1)->Threads(8)->UseRealTime();
 
-// ---- 2. BM_GetAssignment -----------------------------------------------------
+// ---- 2. BM_GetAssignment
+// -----------------------------------------------------
 
 void BM_GetAssignment(benchmark::State& state) {
   Ringfenced& w = GetRingfenced();
@@ -354,7 +356,8 @@ void BM_GetAssignment(benchmark::State& state) {
 }
 BENCHMARK(BM_GetAssignment)->Threads(1)->Threads(8)->UseRealTime();
 
-// ---- 3. BM_ReportTelemetry vs BM_ParseTelemetryBatch --------------------------
+// ---- 3. BM_ReportTelemetry vs BM_ParseTelemetryBatch
+// --------------------------
 
 const v1::ReportTelemetryRequest& TelemetryBatch() {
   static const v1::ReportTelemetryRequest* const batch = [] {
@@ -403,7 +406,8 @@ void BM_ParseTelemetryBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_ParseTelemetryBatch);
 
-// ---- 4. BM_CheckGateLatency ----------------------------------------------------
+// ---- 4. BM_CheckGateLatency
+// ----------------------------------------------------
 
 void BM_CheckGateLatency(benchmark::State& state) {
   Ringfenced& w = GetRingfenced();
@@ -428,7 +432,8 @@ void BM_CheckGateLatency(benchmark::State& state) {
   if (latencies_us.empty()) return;
   std::sort(latencies_us.begin(), latencies_us.end());
   auto pct = [&](double q) {
-    size_t k = static_cast<size_t>(q * static_cast<double>(latencies_us.size()));
+    size_t k =
+        static_cast<size_t>(q * static_cast<double>(latencies_us.size()));
     return latencies_us[std::min(k, latencies_us.size() - 1)];
   };
   state.counters["p50_us"] = pct(0.50);
