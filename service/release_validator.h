@@ -6,8 +6,8 @@
 // ReleaseValidator, if it has one, and the findings are returned to the
 // caller. The content rules of lib/content (schemas, capability manifests,
 // vendor validators: ringfence/release_check.h) plug in here, by an adapter
-// that turns ringfence::Finding into v1::Finding (the messages are
-// wire-compatible with ringfence.content.v1.Finding).
+// that turns ringfence::Finding into the content.v1.Finding message
+// (ringfence::ToProto in validate.h).
 //
 // Example:
 //   class CheckerAdapter : public ReleaseValidator { ... };
@@ -46,7 +46,7 @@ class ReleaseValidator {
   // `payload` (may be empty); a finding with severity "error" rejects the
   // release. An error status only if the validator could not run; it is
   // returned to the caller as is.
-  virtual absl::StatusOr<std::vector<v1::Finding>> Validate(
+  virtual absl::StatusOr<std::vector<ringfence::content::v1::Finding>> Validate(
       const Release& release, absl::string_view payload) const = 0;
 
   // Admit
@@ -86,9 +86,9 @@ class SignatureCheckingValidator final : public ReleaseValidator {
     return next_ == nullptr ? absl::OkStatus() : next_->Admit(release);
   }
 
-  absl::StatusOr<std::vector<v1::Finding>> Validate(
+  absl::StatusOr<std::vector<ringfence::content::v1::Finding>> Validate(
       const Release& release, absl::string_view payload) const override {
-    if (next_ == nullptr) return std::vector<v1::Finding>();
+    if (next_ == nullptr) return std::vector<ringfence::content::v1::Finding>();
     return next_->Validate(release, payload);
   }
 

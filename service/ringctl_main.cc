@@ -492,7 +492,7 @@ int ReleaseValidate(Client& c, const Args& args) {
   if (c.json()) {
     std::printf("%s\n", Json(resp).c_str());
   } else {
-    for (const v1::Finding& f : resp.findings()) {
+    for (const ringfence::content::v1::Finding& f : resp.findings()) {
       std::printf("%s %s: %s\n", f.severity().c_str(), f.code().c_str(),
                   f.message().c_str());
     }

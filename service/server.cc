@@ -231,10 +231,11 @@ class ReleasesService final : public v1::Releases::CallbackService {
           s = c_.release_validator->Admit(req->release());
           if (!s.ok()) return ToGrpcStatus(s);
           resp->set_ok(true);
-          absl::StatusOr<std::vector<v1::Finding>> findings =
-              c_.release_validator->Validate(req->release(), req->payload());
+          absl::StatusOr<std::vector<ringfence::content::v1::Finding>>
+              findings = c_.release_validator->Validate(req->release(),
+                                                        req->payload());
           if (!findings.ok()) return ToGrpcStatus(findings.status());
-          for (v1::Finding& f : *findings) {
+          for (ringfence::content::v1::Finding& f : *findings) {
             if (f.severity() != "warning") resp->set_ok(false);
             *resp->add_findings() = std::move(f);
           }
