@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "ringfence/clock.h"
 #include "ringfence/store.h"
 
 namespace ringfence {
@@ -32,6 +33,9 @@ namespace ringfence {
 struct SqliteStoreOptions {
   // Directory holding `ringfence.db` and `LOCK`; created if missing.
   std::string data_dir;
+  // Time source for the store's own timestamps (checkpoint times); default
+  // RealClock(). Must outlive the store.
+  const Clock* clock = nullptr;
   // How long a write waits for a lock held by another connection before
   // failing with UNAVAILABLE (default 5s).
   absl::Duration busy_timeout = absl::Seconds(5);

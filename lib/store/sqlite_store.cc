@@ -174,7 +174,8 @@ absl::StatusOr<Msg> ParseBody(const std::string& bytes,
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(sqlite3* db, int lock_fd) : db_(db), lock_fd_(lock_fd) {}
+  SqliteStore(sqlite3* db, int lock_fd, const Clock* clock)
+      : db_(db), lock_fd_(lock_fd), clock_(clock) {}
   ~SqliteStore() override {
     sqlite3_close_v2(db_);
     if (lock_fd_ >= 0) close(lock_fd_);  // releases the flock
@@ -498,7 +499,7 @@ class SqliteStore final : public Store {
              "INSERT OR REPLACE INTO checkpoints(rollout_id, at_ns, body) "
              "VALUES(?1, ?2, ?3)");
       s.Bind(1, rollout_id)
-          .Bind(2, absl::ToUnixNanos(absl::Now()))
+          .Bind(2, absl::ToUnixNanos(clock_->Now()))
           .BindBlob(3, bytes);
       return s.Run();
     });
@@ -653,6 +654,7 @@ class SqliteStore final : public Store {
   absl::Mutex mu_;
   sqlite3* const db_;
   const int lock_fd_;
+  const Clock* const clock_;
   uint64_t last_audit_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_audit_hash_ ABSL_GUARDED_BY(mu_);
 };
@@ -701,7 +703,8 @@ absl::StatusOr<StorePtr> OpenSqliteStore(const SqliteStoreOptions& options) {
     close(fd);
     return s;
   }
-  auto store = std::make_unique<SqliteStore>(db, fd);
+  auto store = std::make_unique<SqliteStore>(
+      db, fd, options.clock != nullptr ? options.clock : &RealClock());
   absl::Status s = store->Init(options);
   if (!s.ok()) {
     return absl::Status(
