@@ -51,41 +51,9 @@ constexpr char kEchoMethod[] = "/bench.Echo/Echo";
 constexpr int kHostPool = 4096;
 constexpr int kTelemetryBatch = 1000;
 
-// The 4-stage plan of bench/ringfence_bench.cc (without the tenant tracks):
-// dogfood (label), early track, 1 %, whole fleet (paced), late track.
-constexpr char kPlanText[] = R"pb(
-  name: "default"
-  policy {
-    silence_timeout { seconds: 300 }
-    apply_timeout { seconds: 300 }
-    min_exposed_hosts: 5
-  }
-  stages {
-    name: "dogfood"
-    audience { labels: "ring:dogfood" }
-    bake_time { seconds: 1800 }
-  }
-  stages {
-    name: "early"
-    audience { early_track: true }
-    bake_time { seconds: 1800 }
-  }
-  stages {
-    name: "1pct"
-    audience { percent: 1 }
-    bake_time { seconds: 3600 }
-  }
-  stages {
-    name: "fleet"
-    audience { percent: 100 }
-    bake_time { seconds: 3600 }
-    pacing { initial_hosts: 50 growth_per_healthy_host: 2 }
-  }
-  late_track {
-    extra_bake { seconds: 1800 }
-    bake_time { seconds: 1800 }
-  }
-)pb";
+// The default plan (examples/plans/default.textproto).
+constexpr char kPlanPath[] =
+    RINGFENCE_SOURCE_DIR "/examples/plans/default.textproto";
 
 void Check(const absl::Status& s, const char* what) {
   if (!s.ok()) {
@@ -161,7 +129,7 @@ Ringfenced& GetRingfenced() {
     Check(c.status(), "Controller::Create");
     w->controller = *std::move(c);
     Plan plan;
-    Check(ParseTextOrJson(kPlanText, &plan), "parse plan");
+    Check(LoadMessageFile(kPlanPath, &plan), "parse plan");
     Check(ValidatePlan(plan), "validate plan");
     struct Spec {
       const char* type;

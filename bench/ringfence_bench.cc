@@ -50,65 +50,9 @@ constexpr char kContentType[] = "channel-file/291";
 constexpr char kBaselineRelease[] = "cf291-good";
 constexpr char kNewRelease[] = "cf291-next";
 
-// The example's 4-stage plan (examples/rollout_example.cc): dogfood (label),
-// early track, 1 %, whole fleet (paced), late track.
-constexpr char kPlanText[] = R"pb(
-  name: "default"
-  policy {
-    silence_timeout { seconds: 300 }
-    apply_timeout { seconds: 300 }
-    min_exposed_hosts: 5
-  }
-  stages {
-    name: "dogfood"
-    audience { labels: "ring:dogfood" }
-    bake_time { seconds: 1800 }
-    policy {
-      silence_timeout { seconds: 300 }
-      apply_timeout { seconds: 300 }
-      min_exposed_hosts: 5
-      signals {
-        signal: "crash"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals {
-        signal: "unclean_reboot"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals {
-        signal: "silent"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals { signal: "apply_stuck" max_affected_hosts: 3 }
-    }
-  }
-  stages {
-    name: "early"
-    audience { early_track: true }
-    bake_time { seconds: 1800 }
-  }
-  stages {
-    name: "1pct"
-    audience { percent: 1 }
-    bake_time { seconds: 3600 }
-  }
-  stages {
-    name: "fleet"
-    audience { percent: 100 }
-    bake_time { seconds: 3600 }
-    pacing { initial_hosts: 50 growth_per_healthy_host: 2 }
-  }
-  late_track {
-    extra_bake { seconds: 1800 }
-    bake_time { seconds: 1800 }
-  }
-)pb";
+// The default plan (examples/plans/default.textproto).
+constexpr char kPlanPath[] =
+    RINGFENCE_SOURCE_DIR "/examples/plans/default.textproto";
 
 // Tenants: 1000, of which 0-49 are early track (5 %), 50-79 late (3 %),
 // 80-89 pinned (1 %); the rest are unlisted, i.e. general.
@@ -225,7 +169,7 @@ Release MakeRelease(const std::string& id, char digest_char,
 const Plan& BenchPlan() {
   static const Plan* plan = [] {
     auto* p = new Plan;
-    Check(ParseTextOrJson(kPlanText, p), "parse plan");
+    Check(LoadMessageFile(kPlanPath, p), "parse plan");
     Check(ValidatePlan(*p), "validate plan");
     return p;
   }();

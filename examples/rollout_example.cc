@@ -20,8 +20,9 @@
 #include "ringfence/store.h"
 
 ABSL_FLAG(int, hosts, 20000, "hosts in the emulated fleet");
-ABSL_FLAG(std::string, plan, "",
-          "plan file (text-proto or JSON); default: built in");
+ABSL_FLAG(std::string, plan,
+          RINGFENCE_SOURCE_DIR "/examples/plans/default.textproto",
+          "plan file (text-proto or JSON)");
 ABSL_FLAG(bool, quiet, false, "print only the outcome of each rollout");
 ABSL_FLAG(uint64_t, seed, 1, "random seed of the emulated fleet");
 
@@ -34,65 +35,6 @@ using ringfence::Plan;
 using ringfence::Release;
 
 constexpr char kContentType[] = "channel-file/291";
-
-// The built-in plan (same as examples/plans/default.textproto).
-constexpr char kDefaultPlan[] = R"pb(
-  name: "default"
-  policy {
-    silence_timeout { seconds: 300 }
-    apply_timeout { seconds: 300 }
-    min_exposed_hosts: 5
-  }
-  stages {
-    name: "dogfood"
-    audience { labels: "ring:dogfood" }
-    bake_time { seconds: 1800 }
-    policy {
-      silence_timeout { seconds: 300 }
-      apply_timeout { seconds: 300 }
-      min_exposed_hosts: 5
-      signals {
-        signal: "crash"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals {
-        signal: "unclean_reboot"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals {
-        signal: "silent"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals { signal: "apply_stuck" max_affected_hosts: 3 }
-    }
-  }
-  stages {
-    name: "early"
-    audience { early_track: true }
-    bake_time { seconds: 1800 }
-  }
-  stages {
-    name: "1pct"
-    audience { percent: 1 }
-    bake_time { seconds: 3600 }
-  }
-  stages {
-    name: "fleet"
-    audience { percent: 100 }
-    bake_time { seconds: 3600 }
-    pacing { initial_hosts: 50 growth_per_healthy_host: 2 }
-  }
-  late_track {
-    extra_bake { seconds: 1800 }
-    bake_time { seconds: 1800 }
-  }
-)pb";
 
 Release MakeRelease(const std::string& id, char digest_char) {
   Release r;
@@ -166,10 +108,7 @@ int Main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const bool quiet = absl::GetFlag(FLAGS_quiet);
   Plan plan;
-  absl::Status s =
-      absl::GetFlag(FLAGS_plan).empty()
-          ? ringfence::ParseTextOrJson(kDefaultPlan, &plan)
-          : ringfence::LoadMessageFile(absl::GetFlag(FLAGS_plan), &plan);
+  absl::Status s = ringfence::LoadMessageFile(absl::GetFlag(FLAGS_plan), &plan);
   if (s.ok()) s = ringfence::ValidatePlan(plan);
   if (!s.ok()) {
     std::fprintf(stderr, "plan: %s\n", std::string(s.message()).c_str());
