@@ -96,6 +96,7 @@ v1::ContentAssignment AssignmentToProto(absl::string_view content_type,
     p.set_digest_sha256(a.release->digest_sha256());
     p.set_size_bytes(a.release->size_bytes());
     p.set_fetch_url(a.release->fetch_url());
+    p.set_signature(a.release->signature());
   }
   p.set_reason(AssignReasonToProto(a.reason));
   if (a.rollout_id != nullptr) p.set_rollout_id(*a.rollout_id);
