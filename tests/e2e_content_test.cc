@@ -3,6 +3,7 @@
 // schema, the capabilities of agents 7.11 (20 inputs to ipc_pipe_match) and
 // 7.12 (21), and a vendor validator), driven over gRPC and with ringctl.
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -242,6 +243,63 @@ TEST_F(E2EContentTest, AssignmentsCarryTheSignature) {
   EXPECT_TRUE(VerifyReleaseSignature(as_seen, keys, true).ok());
   as_seen.set_version("2024.07.21");
   EXPECT_FALSE(VerifyReleaseSignature(as_seen, keys, true).ok());
+}
+
+// A vendor validator that hangs is killed at its timeout and the release is
+// rejected; one that crashes is a rejection too. Validations run off gRPC's
+// threads, at most --max_concurrent_validations at once.
+TEST_F(E2EContentTest, HangingOrCrashingValidatorsRejectAndAreBounded) {
+  const std::string schema = TestData("channel_291.schema.textproto");
+  const std::string caps = TestData("capabilities.textproto");
+  WriteFile(dir_ + "/rules.textproto",
+            absl::StrCat("content_types { schema_file: \"", schema,
+                         "\" capabilities_file: \"", caps,
+                         "\" external_validators { argv: \"",
+                         TestData("hang_validator.sh"),
+                         "\" timeout_seconds: 2 } }\n"));
+  server_.reset();
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--content_rules=" + dir_ + "/rules.textproto",
+                   "--max_concurrent_validations=1"}));
+
+  // Two at once: one validates (and is rejected when the validator is
+  // killed), the other is turned away at once.
+  const v1::CreateReleaseRequest a = Request("cf291-hang-a", "7.12", "8");
+  const v1::CreateReleaseRequest b = Request("cf291-hang-b", "7.12", "8");
+  grpc::Status sa, sb;
+  const absl::Time start = absl::Now();
+  std::thread ta([&] { sa = Create(a); });
+  absl::SleepFor(absl::Milliseconds(300));
+  sb = Create(b);
+  ta.join();
+  EXPECT_EQ(sb.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << sb.error_message();
+  EXPECT_THAT(sb.error_message(), HasSubstr("retry later"));
+  EXPECT_EQ(sa.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << sa.error_message();
+  EXPECT_THAT(sa.error_message(),
+              AllOf(HasSubstr("VALIDATOR_FAILED"),
+                    HasSubstr("did not finish within 2s and was killed")));
+  EXPECT_GE(absl::Now() - start, absl::Seconds(2));
+  EXPECT_FALSE(Stored("cf291-hang-a"));
+  EXPECT_FALSE(Stored("cf291-hang-b"));
+  // The server answers other calls while a validation runs, and the slot
+  // is free again afterwards.
+  EXPECT_THAT(CreateRelease("cf999-other", "channel-file/999"), GrpcOk());
+
+  WriteFile(dir_ + "/rules.textproto",
+            absl::StrCat("content_types { schema_file: \"", schema,
+                         "\" capabilities_file: \"", caps,
+                         "\" external_validators { argv: \"",
+                         TestData("crash_validator.sh"), "\" } }\n"));
+  server_.reset();
+  ASSERT_NO_FATAL_FAILURE(
+      StartServer({"--content_rules=" + dir_ + "/rules.textproto"}));
+  const grpc::Status s = Create(Request("cf291-crash", "7.12", "8"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+      << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("VALIDATOR_FAILED"));
+  EXPECT_FALSE(Stored("cf291-crash"));
 }
 
 TEST_F(E2EContentTest, BadContentRulesFailStartup) {
