@@ -666,6 +666,12 @@ absl::StatusOr<Decision> Controller::Evaluate(absl::string_view id) {
 absl::Status Controller::Tick() {
   absl::MutexLock lock(&mu_);
   absl::Status first;
+  if (!store_healthy_.load(std::memory_order_acquire)) {
+    // Find out whether writes work again, even with nothing to write.
+    absl::Status s = store_->Probe();
+    if (!absl::IsUnimplemented(s)) NoteStoreResult(s);
+    if (!s.ok() && !absl::IsUnimplemented(s)) first = s;
+  }
   for (size_t i = 0; i < runtimes_.size(); ++i) {
     Runtime* rt = runtimes_[i].get();
     if (!IsActive(rt->record.state())) continue;

@@ -192,7 +192,9 @@ class Controller {
   absl::StatusOr<Decision> Evaluate(absl::string_view rollout_id);
   // Tick
   //
-  // Evaluates every active rollout. Returns the first error.
+  // Evaluates every active rollout (and checkpoints its evidence). While the
+  // store is unhealthy, first probes it (Store::Probe), so that health
+  // recovers even when nothing else writes. Returns the first error.
   absl::Status Tick();
 
   // ---- Fleet ----
