@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "ringfence/gate.h"
 #include "ringfence/hash.h"
@@ -301,6 +302,23 @@ absl::Status Controller::CreateRelease(const Release& release,
   absl::MutexLock lock(&mu_);
   absl::Status s = store_->PutRelease(r, audit);
   if (!absl::IsAlreadyExists(s)) NoteStoreResult(s);
+  return s;
+}
+
+absl::Status Controller::RecordReleaseRejected(const Release& release,
+                                               absl::string_view actor,
+                                               absl::string_view why) {
+  RETURN_IF_ERROR(ValidateId(actor, "actor"));
+  constexpr size_t kMaxWhy = 4000;
+  AuditEntry audit = MakeAudit(actor, "reject_release", "");
+  audit.set_reason(absl::StrCat(
+      "release ", absl::CHexEscape(release.id()), " of ",
+      absl::CHexEscape(release.content_type()), " refused: ",
+      why.size() > kMaxWhy ? absl::StrCat(why.substr(0, kMaxWhy), "...")
+                           : std::string(why)));
+  absl::MutexLock lock(&mu_);
+  absl::Status s = store_->AppendAudit(audit);
+  NoteStoreResult(s);
   return s;
 }
 

@@ -217,7 +217,16 @@ class ReleasesService final : public v1::Releases::CallbackService {
                                           Release* resp) override {
     auto body = [this, req, resp](const Principal& p) {
       absl::Status s = Admit(req->release(), req->payload());
-      if (!s.ok()) return ToGrpcStatus(s);
+      if (!s.ok()) {
+        // On the record: who tried to publish what, and why it was refused
+        // (a malformed request is not worth an entry).
+        if (!absl::IsInvalidArgument(s) || !req->payload().empty()) {
+          c_.controller
+              ->RecordReleaseRejected(req->release(), p.actor, s.message())
+              .IgnoreError();
+        }
+        return ToGrpcStatus(s);
+      }
       s = ReleaseFieldError(
           c_.controller->CreateRelease(req->release(), p.actor));
       if (!s.ok()) return ToGrpcStatus(s);

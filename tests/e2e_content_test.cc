@@ -10,11 +10,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "e2e_fixture.h"
+#include "ringfence/audit.h"
 #include "ringfence/signing.h"
+#include "ringfence/sqlite_store.h"
 #include "service/status_map.h"
 
 namespace ringfence::e2e {
 namespace {
+
+using ::testing::ElementsAre;
 
 std::string TestData(const std::string& name) {
   return absl::StrCat(RINGFENCE_TESTDATA_DIR, "/content/", name);
@@ -109,6 +113,31 @@ TEST_F(E2EContentTest, The21stFieldIsRejectedForAgentsSupplying20) {
   ASSERT_THAT(s, GrpcOk());
   EXPECT_EQ(created.id(), "cf291-0720");
   EXPECT_TRUE(Stored("cf291-0720"));
+
+  // The refusal is on the audit record, with who tried and why.
+  server_.reset();
+  SqliteStoreOptions options;
+  options.data_dir = dir_ + "/data";
+  options.read_only = true;
+  absl::StatusOr<StorePtr> store = OpenSqliteStore(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<std::vector<AuditEntry>> audit = (*store)->ReadAudit(0, 100);
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  std::vector<std::string> actions;
+  for (const AuditEntry& e : *audit) {
+    actions.push_back(e.action());
+    if (e.action() == "reject_release") {
+      EXPECT_EQ(e.actor(), "ci-pipeline");
+      EXPECT_THAT(e.reason(),
+                  AllOf(HasSubstr("release cf291-0719 of channel-file/291 "
+                                  "refused: content rejected: 7 errors"),
+                        HasSubstr("FIELD_NOT_SUPPLIED")));
+    }
+  }
+  EXPECT_THAT(actions, ElementsAre("reject_release", "create_release"));
+  absl::StatusOr<AuditVerification> chain = VerifyAuditLog(**store);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_TRUE(chain->ok) << "broken at " << chain->first_broken_seq;
 }
 
 TEST_F(E2EContentTest, ValidateReleaseReturnsTheFindingsAndStoresNothing) {
