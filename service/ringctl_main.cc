@@ -125,6 +125,7 @@ commands:
            0600, never overwritten) and PREFIX.pub; prints the key id)
   sign --key=PREFIX.key --id=ID --content-type=T
        (--payload=FILE | --digest=SHA256 --size=BYTES) [--version=V]
+       [--min-agent-version=V] [--max-agent-version=V] [--platforms=a,b]
        [--key-id=K]
            (offline: prints the release signature, base64, for
            Release.signature; --key-id defaults to the key's fingerprint)
@@ -1016,7 +1017,6 @@ int Sign(const Args& args) {
   if (!ReleaseFromArgs(args, /*require_digest=*/true, &release)) {
     return kExitError;
   }
-  release.clear_targeting();
   std::string private_pem;
   if (!ReadWholeFile("sign", args.Get("key"), &private_pem)) return kExitError;
   std::string key_id = args.Get("key-id");
@@ -1064,10 +1064,11 @@ int RunOffline(const Args& args) {
     return KeyGen(args);
   }
   if (cmd == "sign") {
-    if (!CheckArgs(args, 1, 0,
-                   {"key", "id", "content-type", "digest", "size", "version",
-                    "key-id", "payload"},
-                   {"key", "id", "content-type"}, &error)) {
+    if (!CheckArgs(
+            args, 1, 0,
+            {"key", "id", "content-type", "digest", "size", "version", "key-id",
+             "payload", "min-agent-version", "max-agent-version", "platforms"},
+            {"key", "id", "content-type"}, &error)) {
       return Usage(error);
     }
     return Sign(args);

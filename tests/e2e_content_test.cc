@@ -233,7 +233,8 @@ TEST_F(E2EContentTest, AssignmentsCarryTheSignature) {
   const std::string file = TestData("cf291_field21.textproto");
   r = Ctl({"sign", "--key=" + dir_ + "/publisher.key", "--id=cf291-signed",
            "--content-type=channel-file/291", "--version=2024.07.20",
-           "--payload=" + file});
+           "--payload=" + file, "--min-agent-version=7.12",
+           "--max-agent-version=8"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string signature(absl::StripAsciiWhitespace(r.out));
   r = Ctl({"release", "create", "--id=cf291-signed",
@@ -242,6 +243,15 @@ TEST_F(E2EContentTest, AssignmentsCarryTheSignature) {
            "--max-agent-version=8", "--signature=" + signature},
           kPublisherToken);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // The same signature on the release re-targeted to agents 7.11: refused.
+  r = Ctl({"release", "create", "--id=cf291-signed",
+           "--content-type=channel-file/291", "--version=2024.07.20",
+           "--payload=" + file, "--min-agent-version=7.11",
+           "--max-agent-version=8", "--signature=" + signature},
+          kPublisherToken);
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_THAT(r.err, AllOf(HasSubstr("PERMISSION_DENIED"),
+                           HasSubstr("or targeting changed")));
 
   ASSERT_THAT(StartRollout("signed-1", "cf291-signed", ParsePlan(kLivePlan)),
               GrpcOk());
@@ -268,9 +278,13 @@ TEST_F(E2EContentTest, AssignmentsCarryTheSignature) {
   as_seen.set_digest_sha256(a.digest_sha256());
   as_seen.set_size_bytes(a.size_bytes());
   as_seen.set_signature(a.signature());
+  *as_seen.mutable_targeting() = a.targeting();
   TrustedKeys keys = {{key_id, ReadFile(dir_ + "/publisher.pub")}};
   EXPECT_TRUE(VerifyReleaseSignature(as_seen, keys, true).ok());
   as_seen.set_version("2024.07.21");
+  EXPECT_FALSE(VerifyReleaseSignature(as_seen, keys, true).ok());
+  as_seen.set_version(a.version());
+  as_seen.mutable_targeting()->set_min_agent_version("7.11");
   EXPECT_FALSE(VerifyReleaseSignature(as_seen, keys, true).ok());
 }
 

@@ -50,8 +50,9 @@ Release MakeRelease() {
 }
 
 Release Signed(Release r, const std::string& private_pem = kPrivatePem,
-               const std::string& key_id = "publisher-1") {
-  absl::StatusOr<std::string> sig = SignRelease(r, private_pem, key_id);
+               const std::string& key_id = "publisher-1",
+               SignatureFormat format = SignatureFormat::kV2) {
+  absl::StatusOr<std::string> sig = SignRelease(r, private_pem, key_id, format);
   EXPECT_TRUE(sig.ok()) << sig.status();
   if (sig.ok()) r.set_signature(*sig);
   return r;
@@ -136,15 +137,30 @@ TEST(PublicKeyFingerprint, IsStableAndShort) {
 // -------------------------------------------------------------------
 
 TEST(CanonicalReleaseMessage, IsTheDocumentedString) {
-  const Release r = MakeRelease();
-  EXPECT_EQ(CanonicalReleaseMessage(r),
+  Release r = MakeRelease();
+  EXPECT_EQ(CanonicalReleaseMessage(r, SignatureFormat::kV1),
             absl::StrCat("ringfence-release-v1\ncf-291-0719\nchannel-file/"
                          "291\n2024.07.19\n",
                          r.digest_sha256(), "\n", r.size_bytes()));
+  EXPECT_EQ(CanonicalReleaseMessage(r),
+            absl::StrCat("ringfence-release-v2\ncf-291-0719\nchannel-file/"
+                         "291\n",
+                         r.digest_sha256(), "\n", r.size_bytes(),
+                         "\n7.12\n\n\n2024.07.19"));
+  // Platforms are a set: sorted.
+  r.mutable_targeting()->set_max_agent_version("8");
+  r.mutable_targeting()->add_platforms("windows");
+  r.mutable_targeting()->add_platforms("linux");
+  EXPECT_EQ(CanonicalReleaseMessage(r),
+            absl::StrCat("ringfence-release-v2\ncf-291-0719\nchannel-file/"
+                         "291\n",
+                         r.digest_sha256(), "\n", r.size_bytes(),
+                         "\n7.12\n8\nlinux,windows\n2024.07.19"));
 }
 
-TEST(SignRelease, GoldenSignatureVerifiesWithPlainOpenSsl) {
-  const Release r = Signed(MakeRelease());
+TEST(SignRelease, GoldenV1SignatureVerifiesWithPlainOpenSsl) {
+  const Release r =
+      Signed(MakeRelease(), kPrivatePem, "publisher-1", SignatureFormat::kV1);
   content::v1::ReleaseSignature envelope;
   ASSERT_TRUE(envelope.ParseFromString(r.signature()));
   EXPECT_EQ(envelope.key_id(), "publisher-1");
@@ -154,7 +170,12 @@ TEST(SignRelease, GoldenSignatureVerifiesWithPlainOpenSsl) {
   //   printf
   //   'ringfence-release-v1\ncf-291-0719\nchannel-file/291\n2024.07.19\n<digest>\n42'
   //   > msg openssl pkeyutl -sign -inkey key.pem -rawin -in msg | xxd -p
-  EXPECT_EQ(Signed(MakeRelease()).signature(), r.signature());
+  EXPECT_EQ(
+      Signed(MakeRelease(), kPrivatePem, "publisher-1", SignatureFormat::kV1)
+          .signature(),
+      r.signature());
+  EXPECT_EQ(envelope.format(), 0u);  // v1 envelopes are unchanged
+  EXPECT_OK(VerifyReleaseSignature(r, Trusted(), true));
   EXPECT_EQ(absl::BytesToHexString(envelope.ed25519()),
             "c0fa75578cd1933f5bf73da5d6012ec73425616eda9ff85ae6dcca0b14620dd2"
             "918c9661847423068ef304f50173d228a69c055f478371c765c3d5ed667c9c0e");
@@ -267,8 +288,9 @@ TEST_P(AlteredReleaseTest, IsPermissionDenied) {
               StatusIs(absl::StatusCode::kPermissionDenied,
                        HasSubstr("does not match its signature by key "
                                  "\"publisher-1\": its id, content type, "
-                                 "version, digest or size changed after "
-                                 "signing, or another key signed it")));
+                                 "version, digest, size or targeting "
+                                 "changed after signing, or another key "
+                                 "signed it")));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -286,18 +308,76 @@ INSTANTIATE_TEST_SUITE_P(
                    [](Release* r) { r->set_size_bytes(r->size_bytes() + 1); }},
         Alteration{"SignatureBit",
                    [](Release* r) {
-                     std::string s = r->signature();
-                     s[s.size() - 1] ^= 0x01;
-                     r->set_signature(s);
+                     content::v1::ReleaseSignature envelope;
+                     ASSERT_TRUE(envelope.ParseFromString(r->signature()));
+                     envelope.mutable_ed25519()->back() ^= 0x01;
+                     r->set_signature(envelope.SerializeAsString());
                    }}),
     [](const ::testing::TestParamInfo<Alteration>& info) {
       return info.param.name;
     });
 
-TEST(VerifyReleaseSignature, TargetingIsNotSigned) {
-  Release r = Signed(MakeRelease());
+TEST(VerifyReleaseSignature, V2CoversTheTargeting) {
+  Release r = MakeRelease();
+  r.mutable_targeting()->add_platforms("windows");
+  r = Signed(r);
+  content::v1::ReleaseSignature envelope;
+  ASSERT_TRUE(envelope.ParseFromString(r.signature()));
+  EXPECT_EQ(envelope.format(), 2u);
+  EXPECT_OK(VerifyReleaseSignature(r, Trusted(), true));
+
+  // What another implementation does: the documented v2 message, plain
+  // OpenSSL.
+  BIO* bio = BIO_new_mem_buf(kPublicPem, -1);
+  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ASSERT_NE(key, nullptr);
+  const std::string message =
+      absl::StrCat("ringfence-release-v2\n", r.id(), "\n", r.content_type(),
+                   "\n", r.digest_sha256(), "\n", r.size_bytes(),
+                   "\n7.12\n\nwindows\n", r.version());
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  ASSERT_EQ(EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key), 1);
+  EXPECT_EQ(
+      EVP_DigestVerify(
+          ctx,
+          reinterpret_cast<const unsigned char*>(envelope.ed25519().data()),
+          envelope.ed25519().size(),
+          reinterpret_cast<const unsigned char*>(message.data()),
+          message.size()),
+      1);
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+
+  // Re-targeted after signing: refused.
+  for (int i = 0; i < 3; ++i) {
+    Release moved = r;
+    if (i == 0) moved.mutable_targeting()->set_min_agent_version("7.11");
+    if (i == 1) moved.mutable_targeting()->set_max_agent_version("9");
+    if (i == 2) moved.mutable_targeting()->add_platforms("linux");
+    EXPECT_THAT(VerifyReleaseSignature(moved, Trusted(), true),
+                StatusIs(absl::StatusCode::kPermissionDenied,
+                         HasSubstr("digest, size or targeting changed")))
+        << i;
+  }
+}
+
+TEST(VerifyReleaseSignature, V1SignaturesDoNotCoverTargeting) {
+  Release r =
+      Signed(MakeRelease(), kPrivatePem, "publisher-1", SignatureFormat::kV1);
   r.mutable_targeting()->set_min_agent_version("7.11");
   EXPECT_OK(VerifyReleaseSignature(r, Trusted(), true));
+}
+
+TEST(VerifyReleaseSignature, UnknownFormatIsInvalidArgument) {
+  Release r = Signed(MakeRelease());
+  content::v1::ReleaseSignature envelope;
+  ASSERT_TRUE(envelope.ParseFromString(r.signature()));
+  envelope.set_format(3);
+  r.set_signature(envelope.SerializeAsString());
+  EXPECT_THAT(VerifyReleaseSignature(r, Trusted(), true),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unknown signature format 3")));
 }
 
 TEST(VerifyReleaseSignature, VersionsWithNewlinesAreUnambiguous) {
@@ -305,12 +385,14 @@ TEST(VerifyReleaseSignature, VersionsWithNewlinesAreUnambiguous) {
   // another field is invalid, so no two valid releases share a message.
   Release r = MakeRelease();
   r.set_version("a\nb");
-  r = Signed(r);
+  EXPECT_OK(VerifyReleaseSignature(Signed(r), Trusted(), true));
+  r = Signed(r, kPrivatePem, "publisher-1", SignatureFormat::kV1);
   EXPECT_OK(VerifyReleaseSignature(r, Trusted(), true));
   Release moved = r;
   moved.set_content_type("channel-file/291\na");
   moved.set_version("b");
-  EXPECT_EQ(CanonicalReleaseMessage(moved), CanonicalReleaseMessage(r));
+  EXPECT_EQ(CanonicalReleaseMessage(moved, SignatureFormat::kV1),
+            CanonicalReleaseMessage(r, SignatureFormat::kV1));
   EXPECT_THAT(VerifyReleaseSignature(moved, Trusted(), true),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("content_type: must match")));

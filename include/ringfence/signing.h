@@ -5,23 +5,36 @@
 //
 // Signatures: Ed25519 (RFC 8032, "pure", no pre-hash) over the canonical
 // release message, a UTF-8 string with "\n" separators and no trailing
-// newline:
+// newline. Format v2 (what SignRelease writes):
+//
+//   "ringfence-release-v2\n" + id + "\n" + content_type + "\n" +
+//   digest_sha256 + "\n" + decimal(size_bytes) + "\n" +
+//   targeting.min_agent_version + "\n" + targeting.max_agent_version +
+//   "\n" + join(sorted(targeting.platforms), ",") + "\n" + version
+//
+// e.g. "ringfence-release-v2\ncf-291-0719\nchannel-file/291\n<64 hex>\n"
+//      "40960\n7.12\n8\nlinux,windows\n2024.07.19". It is unambiguous:
+// every field but the version is validated to contain neither "\n" nor ","
+// (ValidateRelease), and the version is everything after the eighth "\n".
+// So a signed release cannot be re-targeted (e.g. to agents that cannot
+// read its content) without the signature failing. fetch_url and created_at
+// are not signed (the digest pins the content wherever it is fetched from).
+//
+// Format v1 (legacy, still verified; ReleaseSignature.format 0 or 1):
 //
 //   "ringfence-release-v1\n" + id + "\n" + content_type + "\n" + version +
 //   "\n" + digest_sha256 + "\n" + decimal(size_bytes)
 //
-// e.g. "ringfence-release-v1\ncf-291-0719\nchannel-file/291\n2024.07.19\n"
-//      "<64 hex>\n40960". The message is unambiguous because id,
-// content_type, digest_sha256 and size_bytes cannot contain "\n"
-// (ValidateRelease); version may, and is everything between the third line
-// and the last two. Targeting, fetch_url and created_at are NOT signed.
+// with the version everything between the third line and the last two. It
+// does NOT cover the targeting.
 //
 // Release.signature holds a binary-encoded ReleaseSignature message
 // (content.proto): field 1 `key_id` (string), field 2 `ed25519` (the 64
-// signature bytes). To verify in another language: decode that message,
-// look up the public key by key_id, build the message above and run Ed25519
-// verify. Keys are PEM: PKCS#8 "PRIVATE KEY" and SubjectPublicKeyInfo
-// "PUBLIC KEY" (what `openssl genpkey -algorithm ed25519` writes).
+// signature bytes), field 3 `format` (2 for v2). To verify in another
+// language: decode that message, look up the public key by key_id, build the
+// message of its format and run Ed25519 verify. Keys are PEM: PKCS#8 "PRIVATE
+// KEY" and SubjectPublicKeyInfo "PUBLIC KEY" (what `openssl genpkey -algorithm
+// ed25519` writes).
 //
 // Error codes:
 //   INVALID_ARGUMENT     the release metadata is invalid, the signature bytes
@@ -84,20 +97,25 @@ absl::StatusOr<KeyPair> GenerateKeyPair();
 // `public_pem` is not an Ed25519 public key.
 absl::StatusOr<std::string> PublicKeyFingerprint(absl::string_view public_pem);
 
+// The canonical message formats (see above).
+enum class SignatureFormat { kV1 = 1, kV2 = 2 };
+
 // CanonicalReleaseMessage
 //
 // The message that is signed (see above). REQUIRES: ValidateRelease(release)
 // is OK (SignRelease and VerifyReleaseSignature check).
-std::string CanonicalReleaseMessage(const Release& release);
+std::string CanonicalReleaseMessage(
+    const Release& release, SignatureFormat format = SignatureFormat::kV2);
 
 // SignRelease
 //
 // The bytes to store in Release.signature: `release` (its signature field is
 // ignored) signed with `private_pem`, tagged with `key_id` (an id, see
 // ValidateId). INVALID_ARGUMENT for an invalid release, key id or key.
-absl::StatusOr<std::string> SignRelease(const Release& release,
-                                        absl::string_view private_pem,
-                                        absl::string_view key_id);
+// `format` kV1 only to produce legacy signatures (tests, old agents).
+absl::StatusOr<std::string> SignRelease(
+    const Release& release, absl::string_view private_pem,
+    absl::string_view key_id, SignatureFormat format = SignatureFormat::kV2);
 
 // Publisher keys a server trusts: key id -> Ed25519 public key PEM.
 using TrustedKeys = std::map<std::string, std::string>;
@@ -115,7 +133,8 @@ absl::Status ValidateTrustedKeys(const TrustedKeys& keys);
 //   * empty: FAILED_PRECONDITION if `require_signature`, else OK;
 //   * otherwise it must verify, whether or not signatures are required:
 //     key id not in `trusted_keys` or a signature that does not verify is
-//     PERMISSION_DENIED; malformed signature bytes INVALID_ARGUMENT.
+//     PERMISSION_DENIED; malformed signature bytes or an unknown format
+//     INVALID_ARGUMENT. v1 signatures verify without looking at targeting.
 // Does not look at the payload: pair it with VerifyPayload.
 absl::Status VerifyReleaseSignature(const Release& release,
                                     const TrustedKeys& trusted_keys,

@@ -5,11 +5,14 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "ringfence/audit.h"
 #include "ringfence/content/v1/content.pb.h"
 #include "ringfence/status_macros.h"
@@ -18,7 +21,8 @@ namespace ringfence {
 namespace {
 
 constexpr size_t kEd25519SignatureBytes = 64;
-constexpr char kMessagePrefix[] = "ringfence-release-v1\n";
+constexpr char kMessagePrefixV1[] = "ringfence-release-v1\n";
+constexpr char kMessagePrefixV2[] = "ringfence-release-v2\n";
 
 struct PkeyFree {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
@@ -148,20 +152,33 @@ absl::StatusOr<std::string> PublicKeyFingerprint(absl::string_view public_pem) {
           .substr(0, 16));
 }
 
-std::string CanonicalReleaseMessage(const Release& release) {
-  return absl::StrCat(kMessagePrefix, release.id(), "\n",
-                      release.content_type(), "\n", release.version(), "\n",
-                      release.digest_sha256(), "\n", release.size_bytes());
+std::string CanonicalReleaseMessage(const Release& release,
+                                    SignatureFormat format) {
+  if (format == SignatureFormat::kV1) {
+    return absl::StrCat(kMessagePrefixV1, release.id(), "\n",
+                        release.content_type(), "\n", release.version(), "\n",
+                        release.digest_sha256(), "\n", release.size_bytes());
+  }
+  const Targeting& t = release.targeting();
+  std::vector<std::string> platforms(t.platforms().begin(),
+                                     t.platforms().end());
+  std::sort(platforms.begin(), platforms.end());
+  return absl::StrCat(kMessagePrefixV2, release.id(), "\n",
+                      release.content_type(), "\n", release.digest_sha256(),
+                      "\n", release.size_bytes(), "\n", t.min_agent_version(),
+                      "\n", t.max_agent_version(), "\n",
+                      absl::StrJoin(platforms, ","), "\n", release.version());
 }
 
 absl::StatusOr<std::string> SignRelease(const Release& release,
                                         absl::string_view private_pem,
-                                        absl::string_view key_id) {
+                                        absl::string_view key_id,
+                                        SignatureFormat format) {
   RETURN_IF_ERROR(CheckRelease(release));
   RETURN_IF_ERROR(ValidateId(key_id, "key_id"));
   ASSIGN_OR_RETURN(PkeyPtr key,
                    ReadKey(private_pem, KeyKind::kPrivate, "private key"));
-  const std::string message = CanonicalReleaseMessage(release);
+  const std::string message = CanonicalReleaseMessage(release, format);
   MdCtxPtr ctx(EVP_MD_CTX_new());
   unsigned char sig[kEd25519SignatureBytes];
   size_t sig_len = sizeof sig;
@@ -176,6 +193,9 @@ absl::StatusOr<std::string> SignRelease(const Release& release,
   content::v1::ReleaseSignature envelope;
   envelope.set_key_id(std::string(key_id));
   envelope.set_ed25519(reinterpret_cast<const char*>(sig), sig_len);
+  if (format != SignatureFormat::kV1) {
+    envelope.set_format(static_cast<uint32_t>(format));
+  }
   return envelope.SerializeAsString();
 }
 
@@ -210,6 +230,14 @@ absl::Status VerifyReleaseSignature(const Release& release,
         "64-byte Ed25519 signature; got ",
         release.signature().size(), " bytes)"));
   }
+  if (envelope.format() > static_cast<uint32_t>(SignatureFormat::kV2)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("signature: release ", absl::CHexEscape(release.id()),
+                     ": unknown signature format ", envelope.format(),
+                     " (this server knows formats 1 and 2)"));
+  }
+  const SignatureFormat format =
+      envelope.format() == 2 ? SignatureFormat::kV2 : SignatureFormat::kV1;
   const auto it = trusted_keys.find(envelope.key_id());
   if (it == trusted_keys.end()) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -221,7 +249,7 @@ absl::Status VerifyReleaseSignature(const Release& release,
                    ReadKey(it->second, KeyKind::kPublic,
                            absl::StrCat("trusted_keys[\"",
                                         absl::CHexEscape(it->first), "\"]")));
-  const std::string message = CanonicalReleaseMessage(release);
+  const std::string message = CanonicalReleaseMessage(release, format);
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr,
                                              nullptr, key.get()) != 1) {
@@ -234,12 +262,13 @@ absl::Status VerifyReleaseSignature(const Release& release,
       reinterpret_cast<const unsigned char*>(message.data()), message.size());
   if (ok != 1) {
     ERR_clear_error();
-    return absl::PermissionDeniedError(absl::StrCat(
-        "signature: release ", absl::CHexEscape(release.id()),
-        " does not match its signature by key \"",
-        absl::CHexEscape(envelope.key_id()),
-        "\": its id, content type, version, digest or size changed after "
-        "signing, or another key signed it"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("signature: release ", absl::CHexEscape(release.id()),
+                     " does not match its signature by key \"",
+                     absl::CHexEscape(envelope.key_id()),
+                     "\": its id, content type, version, digest, size",
+                     format == SignatureFormat::kV2 ? " or targeting" : "",
+                     " changed after signing, or another key signed it"));
   }
   return absl::OkStatus();
 }
