@@ -474,14 +474,36 @@ void BM_ServerTelemetryParse(benchmark::State& state) {
 }
 BENCHMARK(BM_ServerTelemetryParse);
 
+void BM_ServerTelemetryParseArena(benchmark::State& state) {
+  const std::string bytes = TelemetryBatch().SerializeAsString();
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = static_cast<size_t>(state.range(0));
+  options.max_block_size = std::max<size_t>(options.start_block_size, 8192);
+  for (auto _ : state) {
+    google::protobuf::Arena arena(options);
+    auto* request =
+        google::protobuf::Arena::CreateMessage<v1::ReportTelemetryRequest>(
+            &arena);
+    if (!request->ParseFromString(bytes)) {
+      state.SkipWithError("parse failed");
+      break;
+    }
+    benchmark::DoNotOptimize(request);
+  }
+  state.SetItemsProcessed(state.iterations() * kTelemetryBatch);
+}
+BENCHMARK(BM_ServerTelemetryParseArena)
+    ->Arg(256)
+    ->Arg(64 << 10)
+    ->Arg(256 << 10);
+
 void BM_ServerTelemetryIngest(benchmark::State& state) {
   Ringfenced& w = GetRingfenced();
   const v1::ReportTelemetryRequest& batch = TelemetryBatch();
+  std::vector<TelemetryEventView> views;
   for (auto _ : state) {
-    absl::StatusOr<std::vector<TelemetryEvent>> events =
-        EventsFromProto(batch.events());
-    absl::Status s = events.status();
-    if (s.ok()) s = w.controller->Ingest(*events);
+    absl::Status s = EventViewsFromProto(batch.events(), &views);
+    if (s.ok()) s = w.controller->Ingest(views);
     if (!s.ok()) {
       state.SkipWithError(s.ToString().c_str());
       break;

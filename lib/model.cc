@@ -68,10 +68,20 @@ absl::Status CheckDuration(const Duration& d, absl::string_view field,
   return absl::OkStatus();
 }
 
-bool IsIdChar(char c) {
-  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
-         c == '_' || c == ':' || c == '/' || c == '@' || c == '-';
-}
+// [A-Za-z0-9._:/@-] as a table: ids are checked for every telemetry event.
+struct IdCharTable {
+  constexpr IdCharTable() : ok() {
+    for (int c = 0; c < 256; ++c) {
+      ok[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+              c == '/' || c == '@' || c == '-';
+    }
+  }
+  bool ok[256];
+};
+constexpr IdCharTable kIdChars;
+
+bool IsIdChar(char c) { return kIdChars.ok[static_cast<unsigned char>(c)]; }
 
 absl::Status ValidateSignalName(absl::string_view name,
                                 absl::string_view field) {

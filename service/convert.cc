@@ -15,10 +15,14 @@ HostInfo HostFromProto(const v1::GetAssignmentRequest& request) {
   return host;
 }
 
-absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
-    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos) {
-  std::vector<TelemetryEvent> events;
-  events.reserve(protos.size());
+namespace {
+
+// Fills `events` (a TelemetryEvent or TelemetryEventView vector).
+template <typename Event>
+absl::Status ConvertEvents(
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos,
+    std::vector<Event>* events) {
+  events->reserve(protos.size());
   for (int i = 0; i < protos.size(); ++i) {
     const v1::TelemetryEvent& p = protos.Get(i);
     if (p.type() < v1::APPLYING || p.type() > v1::SIGNAL) {
@@ -28,7 +32,7 @@ absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
                        "CRASH, BOOT, SIGNAL (got ",
                        static_cast<int>(p.type()), ")"));
     }
-    TelemetryEvent e;
+    Event& e = events->emplace_back();
     e.host_id = p.host_id();
     e.type = static_cast<EventType>(p.type());
     if (p.has_time()) e.time = FromProto(p.time());
@@ -36,9 +40,25 @@ absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
     e.signal = p.signal();
     e.clean = !p.has_clean() || p.clean();
     e.boot_id = p.boot_id();
-    events.push_back(std::move(e));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos) {
+  std::vector<TelemetryEvent> events;
+  absl::Status s = ConvertEvents(protos, &events);
+  if (!s.ok()) return s;
   return events;
+}
+
+absl::Status EventViewsFromProto(
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos,
+    std::vector<TelemetryEventView>* views) {
+  views->clear();
+  return ConvertEvents(protos, views);
 }
 
 v1::TelemetryEvent EventToProto(const TelemetryEvent& event) {

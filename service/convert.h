@@ -29,6 +29,15 @@ HostInfo HostFromProto(const v1::GetAssignmentRequest& request);
 absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
     const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& events);
 
+// EventViewsFromProto
+//
+// The same as EventsFromProto (and the same errors), but into `*views`
+// (cleared first; its capacity is reused), and the events borrow their
+// strings from `events`, which must outlive them.
+absl::Status EventViewsFromProto(
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& events,
+    std::vector<TelemetryEventView>* views);
+
 // EventToProto
 //
 // The proto of a library event (for clients written in C++).

@@ -9,8 +9,10 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -101,23 +103,93 @@ class Ingestor {
   }
 
   grpc::Status ApplyAndRelease(const EventProtos& events) {
-    grpc::Status result;
-    {
-      absl::StatusOr<std::vector<TelemetryEvent>> converted =
-          EventsFromProto(events);
-      result = ToGrpcStatus(converted.ok() ? controller_->Ingest(*converted)
-                                           : converted.status());
+    // The events borrow the request's strings (no copies), and the views'
+    // array is reused by the thread's next batch (no allocation).
+    thread_local std::vector<TelemetryEventView> views;
+    absl::Status s = EventViewsFromProto(events, &views);
+    if (s.ok()) s = controller_->Ingest(views);
+    const grpc::Status result = ToGrpcStatus(s);
+    if (views.capacity() > kMaxRetainedViews) {
+      views = std::vector<TelemetryEventView>();
+    } else {
+      views.clear();
     }
     in_flight_.fetch_sub(static_cast<uint64_t>(events.size()),
                          std::memory_order_relaxed);
     return result;
   }
 
+  // A thread keeps the views' array of batches up to this size (~72 bytes
+  // per event).
+  static constexpr size_t kMaxRetainedViews = 16384;
+
   Controller* const controller_;
   const uint64_t max_batch_events_;
   const uint64_t max_inflight_events_;
   const absl::Duration testing_delay_;
   std::atomic<uint64_t> in_flight_{0};
+};
+
+// ReportTelemetry's request messages, reused across calls. A cleared
+// message keeps its events' allocations (the event objects, their strings
+// and timestamps), so parsing the next batch into it allocates almost
+// nothing; a fresh message per call costs about twice the parse (one heap
+// allocation per event, string and timestamp, and as many frees). A
+// StreamTelemetry stream reuses its one message the same way.
+//
+// Bounded: at most kMaxIdle messages wait in the pool, and a message that
+// carried more than kMaxEvents events is freed rather than kept, so the pool
+// never holds more than kMaxIdle * kMaxEvents events' worth of memory.
+//
+// Thread safety: thread-safe. Must outlive the grpc::Server using it.
+class TelemetryRequestPool final
+    : public grpc::MessageAllocator<v1::ReportTelemetryRequest,
+                                    v1::ReportTelemetryResponse> {
+ public:
+  static constexpr size_t kMaxIdle = 16;
+  static constexpr int kMaxEvents = 4096;
+
+  grpc::MessageHolder<v1::ReportTelemetryRequest, v1::ReportTelemetryResponse>*
+  AllocateMessages() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!idle_.empty()) {
+        Holder* h = idle_.back().release();
+        idle_.pop_back();
+        return h;
+      }
+    }
+    return new Holder(this);
+  }
+
+ private:
+  class Holder final : public grpc::MessageHolder<v1::ReportTelemetryRequest,
+                                                  v1::ReportTelemetryResponse> {
+   public:
+    explicit Holder(TelemetryRequestPool* pool) : pool_(pool) {
+      set_request(&request_);
+      set_response(&response_);
+    }
+    void Release() override { pool_->Return(this); }
+
+   private:
+    friend class TelemetryRequestPool;
+    TelemetryRequestPool* const pool_;
+    v1::ReportTelemetryRequest request_;
+    v1::ReportTelemetryResponse response_;
+  };
+
+  void Return(Holder* h) {
+    std::unique_ptr<Holder> holder(h);
+    if (h->request_.events_size() > kMaxEvents) return;
+    h->request_.Clear();
+    h->response_.Clear();
+    absl::MutexLock lock(&mu_);
+    if (idle_.size() < kMaxIdle) idle_.push_back(std::move(holder));
+  }
+
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Holder>> idle_ ABSL_GUARDED_BY(mu_);
 };
 
 class TelemetryStreams;
@@ -881,6 +953,7 @@ struct Server::Services {
   std::optional<TokenAuthenticator> auth;
   std::atomic<bool> shutting_down{false};
   std::unique_ptr<Ingestor> ingestor;
+  TelemetryRequestPool telemetry_requests;
   TelemetryStreams streams;
   ReleaseValidatorPtr release_validator;
   std::unique_ptr<ReleasesService> releases;
@@ -912,6 +985,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   svc.releases = std::make_unique<ReleasesService>(ctx);
   svc.rollouts = std::make_unique<RolloutsService>(ctx);
   svc.fleet = std::make_unique<FleetService>(ctx);
+  svc.fleet->SetMessageAllocatorFor_ReportTelemetry(&svc.telemetry_requests);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
