@@ -160,10 +160,10 @@ absl::Status LoadMessageFile(const std::string& path,
 
 bool IsValidId(absl::string_view id) {
   if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    if (!IsIdChar(c)) return false;
-  }
-  return true;
+  // Branch-free: ids are almost always valid, so exiting early saves nothing.
+  bool ok = true;
+  for (char c : id) ok &= IsIdChar(c);
+  return ok;
 }
 
 absl::Status ValidateId(absl::string_view id, absl::string_view field) {

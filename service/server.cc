@@ -130,16 +130,18 @@ class Ingestor {
   std::atomic<uint64_t> in_flight_{0};
 };
 
-// ReportTelemetry's request messages, reused across calls. A cleared
-// message keeps its events' allocations (the event objects, their strings
-// and timestamps), so parsing the next batch into it allocates almost
-// nothing; a fresh message per call costs about twice the parse (one heap
-// allocation per event, string and timestamp, and as many frees). A
-// StreamTelemetry stream reuses its one message the same way.
+// ReportTelemetry's request messages, reused across calls. A message is
+// cleared, not freed, after its call, and keeps its events' allocations (the
+// event objects and their strings), so parsing the next batch into it
+// allocates almost nothing; a fresh heap message per call costs about twice
+// the parse (a heap allocation per event, string and timestamp, and as many
+// frees). The messages live on an arena, where Clear() leaves submessages
+// (the events' timestamps) to the arena instead of freeing them; the arena
+// is reset when that garbage passes kMaxArenaBytes. A StreamTelemetry stream
+// reuses its one message in the same way (on the heap).
 //
 // Bounded: at most kMaxIdle messages wait in the pool, and a message that
-// carried more than kMaxEvents events is freed rather than kept, so the pool
-// never holds more than kMaxIdle * kMaxEvents events' worth of memory.
+// carried more than kMaxEvents events is freed rather than kept.
 //
 // Thread safety: thread-safe. Must outlive the grpc::Server using it.
 class TelemetryRequestPool final
@@ -148,6 +150,7 @@ class TelemetryRequestPool final
  public:
   static constexpr size_t kMaxIdle = 16;
   static constexpr int kMaxEvents = 4096;
+  static constexpr uint64_t kMaxArenaBytes = 4 << 20;
 
   grpc::MessageHolder<v1::ReportTelemetryRequest, v1::ReportTelemetryResponse>*
   AllocateMessages() override {
@@ -166,24 +169,40 @@ class TelemetryRequestPool final
   class Holder final : public grpc::MessageHolder<v1::ReportTelemetryRequest,
                                                   v1::ReportTelemetryResponse> {
    public:
-    explicit Holder(TelemetryRequestPool* pool) : pool_(pool) {
-      set_request(&request_);
-      set_response(&response_);
-    }
+    explicit Holder(TelemetryRequestPool* pool) : pool_(pool) { Create(); }
     void Release() override { pool_->Return(this); }
 
+    // Readies the messages for the next call; false if this holder should
+    // rather be freed.
+    bool Recycle() {
+      if (request()->events_size() > kMaxEvents) return false;
+      if (arena_.SpaceAllocated() > kMaxArenaBytes) {
+        arena_.Reset();
+        Create();
+      } else {
+        request()->Clear();
+        response()->Clear();
+      }
+      return true;
+    }
+
    private:
-    friend class TelemetryRequestPool;
+    void Create() {
+      set_request(
+          google::protobuf::Arena::CreateMessage<v1::ReportTelemetryRequest>(
+              &arena_));
+      set_response(
+          google::protobuf::Arena::CreateMessage<v1::ReportTelemetryResponse>(
+              &arena_));
+    }
+
     TelemetryRequestPool* const pool_;
-    v1::ReportTelemetryRequest request_;
-    v1::ReportTelemetryResponse response_;
+    google::protobuf::Arena arena_;
   };
 
   void Return(Holder* h) {
     std::unique_ptr<Holder> holder(h);
-    if (h->request_.events_size() > kMaxEvents) return;
-    h->request_.Clear();
-    h->response_.Clear();
+    if (!holder->Recycle()) return;
     absl::MutexLock lock(&mu_);
     if (idle_.size() < kMaxIdle) idle_.push_back(std::move(holder));
   }
@@ -903,10 +922,13 @@ class FleetService final : public v1::Fleet::CallbackService {
                          " (got ", req->content_types_size(), ")"));
       }
       for (int i = 0; s.ok() && i < req->content_types_size(); ++i) {
+        // The field name is built only for an error.
+        if (IsValidId(req->content_types(i))) continue;
         s = ValidateId(req->content_types(i),
                        absl::StrCat("content_types[", i, "]"));
       }
       if (!s.ok()) return ToGrpcStatus(s);
+      resp->mutable_assignments()->Reserve(req->content_types_size());
       for (const std::string& type : req->content_types()) {
         *resp->add_assignments() =
             AssignmentToProto(type, c_.controller->Assign(host, type));
