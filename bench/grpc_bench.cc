@@ -374,20 +374,23 @@ BENCHMARK(BM_GetAssignment)->Threads(1)->Threads(8)->UseRealTime();
 // is the request's, req_bytes).
 void BM_ServerGetAssignmentWork(benchmark::State& state) {
   Ringfenced& w = GetRingfenced();
-  auto answer = [&w](const v1::GetAssignmentRequest& req,
-                     v1::GetAssignmentResponse* resp) {
-    const HostInfo host = HostFromProto(req);
+  // As the handler does: the HostInfo and the response are reused.
+  HostInfo host;
+  auto answer = [&w, &host](const v1::GetAssignmentRequest& req,
+                            v1::GetAssignmentResponse* resp) {
+    HostFromProto(req, &host);
     absl::Status s = ValidateHostInfo(host);
     if (!s.ok()) return s;
     for (const std::string& type : req.content_types()) {
-      *resp->add_assignments() =
-          AssignmentToProto(type, w.controller->Assign(host, type));
+      AssignmentToProto(type, w.controller->Assign(host, type),
+                        resp->add_assignments());
     }
     return absl::OkStatus();
   };
   size_t i = 0;
+  v1::GetAssignmentResponse resp;
   for (auto _ : state) {
-    v1::GetAssignmentResponse resp;
+    resp.Clear();
     absl::Status s = answer(w.requests[i++ % kHostPool], &resp);
     if (!s.ok()) {
       state.SkipWithError(s.ToString().c_str());

@@ -7,12 +7,19 @@ namespace ringfence {
 
 HostInfo HostFromProto(const v1::GetAssignmentRequest& request) {
   HostInfo host;
-  host.host_id = request.host_id();
-  host.tenant = request.tenant();
-  host.labels.assign(request.labels().begin(), request.labels().end());
-  host.agent_version = request.agent_version();
-  host.platform = request.platform();
+  HostFromProto(request, &host);
   return host;
+}
+
+void HostFromProto(const v1::GetAssignmentRequest& request, HostInfo* host) {
+  host->host_id = request.host_id();
+  host->tenant = request.tenant();
+  host->labels.resize(static_cast<size_t>(request.labels_size()));
+  for (int i = 0; i < request.labels_size(); ++i) {
+    host->labels[static_cast<size_t>(i)] = request.labels(i);
+  }
+  host->agent_version = request.agent_version();
+  host->platform = request.platform();
 }
 
 namespace {
@@ -108,19 +115,24 @@ v1::AssignReason AssignReasonToProto(AssignReason reason) {
 v1::ContentAssignment AssignmentToProto(absl::string_view content_type,
                                         const Assignment& a) {
   v1::ContentAssignment p;
-  p.set_content_type(std::string(content_type));
-  if (a.release != nullptr) {
-    p.set_has_release(true);
-    p.set_release_id(a.release->id());
-    p.set_version(a.release->version());
-    p.set_digest_sha256(a.release->digest_sha256());
-    p.set_size_bytes(a.release->size_bytes());
-    p.set_fetch_url(a.release->fetch_url());
-  }
-  p.set_reason(AssignReasonToProto(a.reason));
-  if (a.rollout_id != nullptr) p.set_rollout_id(*a.rollout_id);
-  p.set_stage(a.stage);
+  AssignmentToProto(content_type, a, &p);
   return p;
+}
+
+void AssignmentToProto(absl::string_view content_type, const Assignment& a,
+                       v1::ContentAssignment* p) {
+  p->set_content_type(content_type.data(), content_type.size());
+  if (a.release != nullptr) {
+    p->set_has_release(true);
+    p->set_release_id(a.release->id());
+    p->set_version(a.release->version());
+    p->set_digest_sha256(a.release->digest_sha256());
+    p->set_size_bytes(a.release->size_bytes());
+    p->set_fetch_url(a.release->fetch_url());
+  }
+  p->set_reason(AssignReasonToProto(a.reason));
+  if (a.rollout_id != nullptr) p->set_rollout_id(*a.rollout_id);
+  p->set_stage(a.stage);
 }
 
 v1::GetRolloutResponse RolloutStatusToProto(const RolloutStatus& status) {

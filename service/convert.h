@@ -20,6 +20,8 @@ namespace ringfence {
 //
 // The HostInfo of an assignment request.
 HostInfo HostFromProto(const v1::GetAssignmentRequest& request);
+// The same into `*host`, reusing its strings' buffers.
+void HostFromProto(const v1::GetAssignmentRequest& request, HostInfo* host);
 
 // EventsFromProto
 //
@@ -48,6 +50,10 @@ v1::TelemetryEvent EventToProto(const TelemetryEvent& event);
 // The answer for `content_type`.
 v1::ContentAssignment AssignmentToProto(absl::string_view content_type,
                                         const Assignment& assignment);
+// The same into `*out`, which must be empty (new or cleared).
+void AssignmentToProto(absl::string_view content_type,
+                       const Assignment& assignment,
+                       v1::ContentAssignment* out);
 
 // AssignReasonToProto
 v1::AssignReason AssignReasonToProto(AssignReason reason);

@@ -130,30 +130,32 @@ class Ingestor {
   std::atomic<uint64_t> in_flight_{0};
 };
 
-// ReportTelemetry's request messages, reused across calls. A message is
-// cleared, not freed, after its call, and keeps its events' allocations (the
-// event objects and their strings), so parsing the next batch into it
-// allocates almost nothing; a fresh heap message per call costs about twice
-// the parse (a heap allocation per event, string and timestamp, and as many
-// frees). The messages live on an arena, where Clear() leaves submessages
-// (the events' timestamps) to the arena instead of freeing them; the arena
-// is reset when that garbage passes kMaxArenaBytes. A StreamTelemetry stream
-// reuses its one message in the same way (on the heap).
+// Request and response messages of one method, reused across calls. After
+// its call a message is cleared, not freed, and keeps its allocations (the
+// objects of repeated fields and the strings' buffers), so parsing the next
+// request into it and filling the next response allocate almost nothing.
+// For ReportTelemetry, a fresh heap message per call costs about twice the
+// parse (a heap allocation per event, string and timestamp, and as many
+// frees). The messages live on an arena, where Clear() leaves singular
+// submessages (the events' timestamps) to the arena instead of freeing them;
+// the arena is reset once it holds more than kMaxArenaBytes.
 //
-// Bounded: at most kMaxIdle messages wait in the pool, and a message that
-// carried more than kMaxEvents events is freed rather than kept.
+// Bounded: at most kMaxIdle holders wait in the pool, and a holder goes back
+// only if `reusable(request, response)` says its messages are of a size a
+// valid call has (strings and repeated fields bounded), so the pool never
+// keeps the memory of an oversized request.
 //
 // Thread safety: thread-safe. Must outlive the grpc::Server using it.
-class TelemetryRequestPool final
-    : public grpc::MessageAllocator<v1::ReportTelemetryRequest,
-                                    v1::ReportTelemetryResponse> {
+template <typename Request, typename Response>
+class ReusedMessages final : public grpc::MessageAllocator<Request, Response> {
  public:
-  static constexpr size_t kMaxIdle = 16;
-  static constexpr int kMaxEvents = 4096;
+  static constexpr size_t kMaxIdle = 8;
   static constexpr uint64_t kMaxArenaBytes = 4 << 20;
+  using Reusable = bool (*)(const Request&, const Response&);
 
-  grpc::MessageHolder<v1::ReportTelemetryRequest, v1::ReportTelemetryResponse>*
-  AllocateMessages() override {
+  explicit ReusedMessages(Reusable reusable) : reusable_(reusable) {}
+
+  grpc::MessageHolder<Request, Response>* AllocateMessages() override {
     {
       absl::MutexLock lock(&mu_);
       if (!idle_.empty()) {
@@ -166,37 +168,36 @@ class TelemetryRequestPool final
   }
 
  private:
-  class Holder final : public grpc::MessageHolder<v1::ReportTelemetryRequest,
-                                                  v1::ReportTelemetryResponse> {
+  class Holder final : public grpc::MessageHolder<Request, Response> {
    public:
-    explicit Holder(TelemetryRequestPool* pool) : pool_(pool) { Create(); }
+    explicit Holder(ReusedMessages* pool) : pool_(pool) { Create(); }
     void Release() override { pool_->Return(this); }
 
     // Readies the messages for the next call; false if this holder should
     // rather be freed.
     bool Recycle() {
-      if (request()->events_size() > kMaxEvents) return false;
+      if (!pool_->reusable_(*this->request(), *this->response())) {
+        return false;
+      }
       if (arena_.SpaceAllocated() > kMaxArenaBytes) {
         arena_.Reset();
         Create();
       } else {
-        request()->Clear();
-        response()->Clear();
+        this->request()->Clear();
+        this->response()->Clear();
       }
       return true;
     }
 
    private:
     void Create() {
-      set_request(
-          google::protobuf::Arena::CreateMessage<v1::ReportTelemetryRequest>(
-              &arena_));
-      set_response(
-          google::protobuf::Arena::CreateMessage<v1::ReportTelemetryResponse>(
-              &arena_));
+      this->set_request(
+          google::protobuf::Arena::CreateMessage<Request>(&arena_));
+      this->set_response(
+          google::protobuf::Arena::CreateMessage<Response>(&arena_));
     }
 
-    TelemetryRequestPool* const pool_;
+    ReusedMessages* const pool_;
     google::protobuf::Arena arena_;
   };
 
@@ -207,9 +208,56 @@ class TelemetryRequestPool final
     if (idle_.size() < kMaxIdle) idle_.push_back(std::move(holder));
   }
 
+  const Reusable reusable_;
   absl::Mutex mu_;
   std::vector<std::unique_ptr<Holder>> idle_ ABSL_GUARDED_BY(mu_);
 };
+
+// Valid ids are at most 128 characters and signals at most 256; anything
+// longer was rejected, and is not worth keeping the buffer of.
+constexpr size_t kMaxReusedString = 256;
+
+// A pooled telemetry request keeps up to ~1.5 KB of string buffers per event
+// (std::string at most doubles its capacity), so at most ~3 MB per holder.
+bool ReusableTelemetry(const v1::ReportTelemetryRequest& request,
+                       const v1::ReportTelemetryResponse&) {
+  constexpr int kMaxEvents = 2048;
+  if (request.events_size() > kMaxEvents) return false;
+  for (const v1::TelemetryEvent& e : request.events()) {
+    if (e.host_id().size() > kMaxReusedString ||
+        e.release_id().size() > kMaxReusedString ||
+        e.signal().size() > kMaxReusedString) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ReusableAssignment(const v1::GetAssignmentRequest& request,
+                        const v1::GetAssignmentResponse& response) {
+  constexpr int kMaxRepeated = 64;  // valid requests: <= 64 labels, types
+  if (request.labels_size() > kMaxRepeated ||
+      request.content_types_size() > kMaxRepeated ||
+      response.assignments_size() > kMaxRepeated) {
+    return false;
+  }
+  auto short_string = [](const std::string& s) {
+    return s.size() <= kMaxReusedString;
+  };
+  if (!short_string(request.host_id()) || !short_string(request.tenant()) ||
+      !short_string(request.agent_version()) ||
+      !short_string(request.platform())) {
+    return false;
+  }
+  for (const std::string& s : request.labels()) {
+    if (!short_string(s)) return false;
+  }
+  for (const std::string& s : request.content_types()) {
+    if (!short_string(s)) return false;
+  }
+  // Responses hold release fields, which are validated when created.
+  return true;
+}
 
 class TelemetryStreams;
 
@@ -910,7 +958,10 @@ class FleetService final : public v1::Fleet::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::GetAssignmentRequest* req,
       v1::GetAssignmentResponse* resp) override {
     return c_.Unary(ctx, kFleetRoles, "GetAssignment", [&](const Principal&) {
-      const HostInfo host = HostFromProto(*req);
+      // Per thread, reused: its strings keep their buffers (a valid request's
+      // strings are short; an invalid one's are dropped below).
+      thread_local HostInfo host;
+      HostFromProto(*req, &host);
       absl::Status s = ValidateHostInfo(host);
       if (s.ok() && req->content_types_size() == 0) {
         s = absl::InvalidArgumentError(
@@ -927,11 +978,13 @@ class FleetService final : public v1::Fleet::CallbackService {
         s = ValidateId(req->content_types(i),
                        absl::StrCat("content_types[", i, "]"));
       }
-      if (!s.ok()) return ToGrpcStatus(s);
-      resp->mutable_assignments()->Reserve(req->content_types_size());
+      if (!s.ok()) {
+        host = HostInfo();
+        return ToGrpcStatus(s);
+      }
       for (const std::string& type : req->content_types()) {
-        *resp->add_assignments() =
-            AssignmentToProto(type, c_.controller->Assign(host, type));
+        AssignmentToProto(type, c_.controller->Assign(host, type),
+                          resp->add_assignments());
       }
       return grpc::Status::OK;
     });
@@ -975,7 +1028,10 @@ struct Server::Services {
   std::optional<TokenAuthenticator> auth;
   std::atomic<bool> shutting_down{false};
   std::unique_ptr<Ingestor> ingestor;
-  TelemetryRequestPool telemetry_requests;
+  ReusedMessages<v1::ReportTelemetryRequest, v1::ReportTelemetryResponse>
+      telemetry_messages{&ReusableTelemetry};
+  ReusedMessages<v1::GetAssignmentRequest, v1::GetAssignmentResponse>
+      assignment_messages{&ReusableAssignment};
   TelemetryStreams streams;
   ReleaseValidatorPtr release_validator;
   std::unique_ptr<ReleasesService> releases;
@@ -1007,7 +1063,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   svc.releases = std::make_unique<ReleasesService>(ctx);
   svc.rollouts = std::make_unique<RolloutsService>(ctx);
   svc.fleet = std::make_unique<FleetService>(ctx);
-  svc.fleet->SetMessageAllocatorFor_ReportTelemetry(&svc.telemetry_requests);
+  svc.fleet->SetMessageAllocatorFor_ReportTelemetry(&svc.telemetry_messages);
+  svc.fleet->SetMessageAllocatorFor_GetAssignment(&svc.assignment_messages);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
