@@ -6,6 +6,8 @@
 //                           the bytes of a GetAssignment request: the floor.
 //   BM_GetAssignment        Fleet.GetAssignment against a started rollout
 //                           (hosts answered NOT_YET or COMPLETED).
+//   BM_*Raw                 the same two with pre-serialized requests and
+//                           unparsed answers (no client-side protobuf work).
 //   BM_ReportTelemetry      Fleet.ReportTelemetry, batches of 1000 heartbeats,
 //                           sent pre-serialized (generic stub).
 //   BM_ParseTelemetryBatch  only ParseFromString of the same serialized batch.
