@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "ringfence/gate.h"
 #include "ringfence/hash.h"
@@ -305,6 +306,23 @@ absl::Status Controller::CreateRelease(const Release& release,
   absl::MutexLock lock(&mu_);
   absl::Status s = store_->PutRelease(r, audit);
   if (!absl::IsAlreadyExists(s)) NoteStoreResult(s);
+  return s;
+}
+
+absl::Status Controller::RecordReleaseRejected(const Release& release,
+                                               absl::string_view actor,
+                                               absl::string_view why) {
+  RETURN_IF_ERROR(ValidateId(actor, "actor"));
+  constexpr size_t kMaxWhy = 4000;
+  AuditEntry audit = MakeAudit(actor, "reject_release", "");
+  audit.set_reason(absl::StrCat(
+      "release ", absl::CHexEscape(release.id()), " of ",
+      absl::CHexEscape(release.content_type()), " refused: ",
+      why.size() > kMaxWhy ? absl::StrCat(why.substr(0, kMaxWhy), "...")
+                           : std::string(why)));
+  absl::MutexLock lock(&mu_);
+  absl::Status s = store_->AppendAudit(audit);
+  NoteStoreResult(s);
   return s;
 }
 
@@ -670,6 +688,12 @@ absl::StatusOr<Decision> Controller::Evaluate(absl::string_view id) {
 absl::Status Controller::Tick() {
   absl::MutexLock lock(&mu_);
   absl::Status first;
+  if (!store_healthy_.load(std::memory_order_acquire)) {
+    // Find out whether writes work again, even with nothing to write.
+    absl::Status s = store_->Probe();
+    if (!absl::IsUnimplemented(s)) NoteStoreResult(s);
+    if (!s.ok() && !absl::IsUnimplemented(s)) first = s;
+  }
   for (size_t i = 0; i < runtimes_.size(); ++i) {
     Runtime* rt = runtimes_[i].get();
     if (!IsActive(rt->record.state())) continue;

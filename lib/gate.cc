@@ -1,6 +1,7 @@
 #include "ringfence/gate.h"
 
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -48,6 +49,60 @@ double BinomialUpperTail(uint64_t k, uint64_t n, double p) {
   }
   return std::min(1.0, sum);
 }
+
+// P(X <= k) for X ~ Binomial(n, p), summed in log space from k downwards.
+double BinomialLowerTail(uint64_t k, uint64_t n, double p) {
+  if (k >= n || p <= 0) return 1;
+  if (p >= 1) return 0;
+  const double lp = std::log(p), lq = std::log1p(-p);
+  double log_term = std::lgamma(n + 1.0) - std::lgamma(k + 1.0) -
+                    std::lgamma(n - k + 1.0) + k * lp + (n - k) * lq;
+  double sum = 0;
+  for (uint64_t x = k;; --x) {
+    const double term = std::exp(log_term);
+    sum += term;
+    // Below the mode the terms only shrink going down.
+    if (x == 0 || (term < sum * 1e-12 &&
+                   static_cast<double>(x) < static_cast<double>(n) * p)) {
+      break;
+    }
+    log_term += std::log(static_cast<double>(x)) -
+                std::log(static_cast<double>(n - x + 1)) + lq - lp;
+  }
+  return std::min(1.0, sum);
+}
+
+// The one-sided (1 - alpha) Clopper-Pearson upper bound on the success
+// probability after k successes in n trials.
+double BinomialUpperBound(uint64_t k, uint64_t n, double alpha) {
+  if (k >= n) return 1;
+  double lo = static_cast<double>(k) / static_cast<double>(n), hi = 1;
+  for (int i = 0; i < 60; ++i) {
+    const double mid = (lo + hi) / 2;
+    (BinomialLowerTail(k, n, mid) > alpha ? lo : hi) = mid;
+  }
+  return hi;
+}
+
+}  // namespace
+
+double RelativeRiskUpperBound(uint64_t treatment_affected,
+                              double treatment_host_hours,
+                              uint64_t control_affected,
+                              double control_host_hours, double alpha) {
+  if (treatment_host_hours <= 0 || control_host_hours <= 0) {
+    return std::numeric_limits<double>::infinity();
+  }
+  const uint64_t n = treatment_affected + control_affected;
+  if (n == 0) return 0;
+  // Given n affected hosts in all, the treatment's share is binomial with
+  // p = RR h_t / (RR h_t + h_c); bound p, then solve for RR.
+  const double p = BinomialUpperBound(treatment_affected, n, alpha);
+  if (p >= 1) return std::numeric_limits<double>::infinity();
+  return p / (1 - p) * control_host_hours / treatment_host_hours;
+}
+
+namespace {
 
 // A silent cohort trips a breaker or ceiling only when this improbable under
 // the control arm's silence (times the rule's margin): an outage silences
@@ -274,6 +329,35 @@ Decision EvaluateGate(const GateInput& in) {
                         "needs %.1f.",
                         stage_name, cur.host_hours,
                         policy.min_exposed_host_hours())));
+  }
+  // Evidence of safety: every compared signal's relative risk bounded
+  // below the stage's limit.
+  const double max_rr =
+      late ? 0 : plan.stages(in.stage).promote_max_relative_risk();
+  if (max_rr > 0) {
+    for (const SignalRule& r : policy.signals()) {
+      if (!r.compare_with_control()) continue;
+      const int idx = FindSignal(t, r.signal());
+      if (idx < 0 || idx >= static_cast<int>(t.signal_counts.size())) continue;
+      const SignalCounts& c = t.signal_counts[idx];
+      const double bound = RelativeRiskUpperBound(
+          c.treatment_affected, t.treatment_host_hours, c.control_affected,
+          t.control_host_hours, policy.alpha());
+      if (bound < max_rr) continue;
+      return hold(MakeEvidence(
+          "relative_risk_bound", r.signal(), c.treatment_affected,
+          t.treatment_hosts, bound, max_rr,
+          absl::StrFormat(
+              "Promotion out of stage %s needs evidence that \"%s\" is less "
+              "than %.3g times as frequent on the release as on the previous "
+              "one; %d of %d exposed hosts (%.0f host-hours) vs %d of %d "
+              "control hosts (%.0f host-hours) bound the ratio only below "
+              "%.3g (at %.3g%% confidence). Baking on.",
+              stage_name, r.signal(), max_rr, c.treatment_affected,
+              t.treatment_hosts, t.treatment_host_hours, c.control_affected,
+              t.control_hosts, t.control_host_hours, bound,
+              100 * (1 - policy.alpha()))));
+    }
   }
   d.set_verdict(config::v1::PROMOTE);
   *d.add_evidence() = MakeEvidence(

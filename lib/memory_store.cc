@@ -181,6 +181,8 @@ class MemoryStore final : public Store {
     return it->second;
   }
 
+  absl::Status Probe() override { return absl::OkStatus(); }
+
   absl::Status AppendAudit(const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     AppendAuditLocked(audit);

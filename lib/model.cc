@@ -330,6 +330,13 @@ absl::Status ValidatePlan(const Plan& plan) {
     RETURN_IF_ERROR(
         CheckDuration(s.bake_time(), absl::StrCat(p, ".bake_time"), true));
     RETURN_IF_ERROR(ValidatePacing(s.pacing(), absl::StrCat(p, ".pacing")));
+    if (!std::isfinite(s.promote_max_relative_risk()) ||
+        (s.promote_max_relative_risk() != 0 &&
+         s.promote_max_relative_risk() <= 1)) {
+      return Invalid(absl::StrCat(p, ".promote_max_relative_risk"),
+                     "must be 0 (off) or > 1: a bound of 1 or less would "
+                     "hold an update with no effect forever");
+    }
     if (s.has_policy()) {
       RETURN_IF_ERROR(
           ValidateGatePolicy(s.policy(), absl::StrCat(p, ".policy")));

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The demo: ringfenced on its SQLite default, an emulated fleet of 200 hosts
-# talking gRPC, a good release rolled out to completion and a boot-looping one
-# halted in its first stage, both followed with `ringctl rollout watch`.
+# The demo: ringfenced on its SQLite default with content rules, a channel
+# file that reads past the agents' inputs rejected at publication, then an
+# emulated fleet of 200 hosts talking gRPC, a good release rolled out to
+# completion and a boot-looping one halted in its first stage, both followed
+# with `ringctl rollout watch`.
 # Expects a build in build/ (scripts/run.sh does that first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,18 +20,28 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "starting ringfenced (data in $WORK/data)"
 "$BIN/ringfenced" --listen=127.0.0.1:0 --port_file="$WORK/port" \
-  --data_dir="$WORK/data" --tick_interval=0.2s 2> "$WORK/ringfenced.log" &
+  --data_dir="$WORK/data" --tick_interval=0.2s \
+  --content_rules=examples/content/rules.textproto 2> "$WORK/ringfenced.log" &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 SERVER="127.0.0.1:$(cat "$WORK/port")"
 CTL=("$BIN/ringctl" --server="$SERVER")
 echo "listening on $SERVER"
 
-say "publishing two releases of channel-file/291"
+C=examples/content
+AGENTS=(--min-agent-version=7.11 --max-agent-version=7.12)
+say "publishing channel-file/291 rev 0719: it has a criterion on field 21, and agents 7.11 supply 20 inputs"
+set +e
+"${CTL[@]}" release create --id=cf291-0719 --content-type=channel-file/291 \
+  --payload=$C/cf291-0719-field21.textproto "${AGENTS[@]}" 2>&1 | head -4
+echo "exit code ${PIPESTATUS[0]}: rejected before any host could be assigned it"
+set -e
+
+say "publishing two releases that pass every content check"
 "${CTL[@]}" release create --id=cf291-good --content-type=channel-file/291 \
-  --digest="$(printf 'good' | sha256sum | cut -d' ' -f1)" --size=40000
+  --payload=$C/cf291-0718-good.textproto "${AGENTS[@]}"
 "${CTL[@]}" release create --id=cf291-bootloop --content-type=channel-file/291 \
-  --digest="$(printf 'bootloop' | sha256sum | cut -d' ' -f1)" --size=40000
+  --payload=$C/cf291-0720-crashes.textproto "${AGENTS[@]}"
 
 say "starting 200 emulated hosts (10 internal dogfood hosts)"
 "$BIN/ringfence_demo_fleet" --target="$SERVER" --hosts=200 --dogfood_hosts=10 \

@@ -129,6 +129,7 @@ void AssignmentToProto(absl::string_view content_type, const Assignment& a,
     p->set_digest_sha256(a.release->digest_sha256());
     p->set_size_bytes(a.release->size_bytes());
     p->set_fetch_url(a.release->fetch_url());
+    p->set_signature(a.release->signature());
   }
   p->set_reason(AssignReasonToProto(a.reason));
   if (a.rollout_id != nullptr) p->set_rollout_id(*a.rollout_id);

@@ -74,6 +74,7 @@
 #include "ringfence/sim_command.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
 #include "ringfence/validate.h"
+#include "service/status_map.h"
 #include "service/tls.h"
 
 namespace {
@@ -91,10 +92,14 @@ constexpr char kUsage[] =
     R"(usage: ringctl [--server=HOST:PORT] [--token=T] [--json] COMMAND ...
 
 commands:
-  release create --id=ID --content-type=T --digest=SHA256 --size=BYTES
+  release create --id=ID --content-type=T
+                 (--payload=FILE | --digest=SHA256 --size=BYTES)
                  [--version=V] [--fetch-url=URL] [--platforms=a,b]
                  [--min-agent-version=V] [--max-agent-version=V]
                  [--signature=BASE64 (from `ringctl sign`)]
+                 (--payload sends the content for the server's content
+                 rules; digest and size default to the file's; a rejected
+                 release's findings are printed, exit 2)
   release validate (the flags of release create; stores nothing)
   release get ID
   release list [--content-type=T]
@@ -118,8 +123,9 @@ commands:
   keygen --out=PREFIX
            (offline: writes an Ed25519 key pair, PREFIX.key (private, mode
            0600, never overwritten) and PREFIX.pub; prints the key id)
-  sign --key=PREFIX.key --id=ID --content-type=T --digest=SHA256
-       --size=BYTES [--version=V] [--key-id=K]
+  sign --key=PREFIX.key --id=ID --content-type=T
+       (--payload=FILE | --digest=SHA256 --size=BYTES) [--version=V]
+       [--key-id=K]
            (offline: prints the release signature, base64, for
            Release.signature; --key-id defaults to the key's fingerprint)
 
@@ -414,8 +420,27 @@ const char* CodeName(grpc::StatusCode code) {
 
 // Prints the error and returns the exit code for a failed call.
 int Fail(const grpc::Status& s) {
-  std::fprintf(stderr, "ringctl: %s: %s\n", CodeName(s.error_code()),
-               s.error_message().c_str());
+  // A rejected release carries all its findings: list them, one per line,
+  // instead of the message that strings the first ones together.
+  if (std::optional<ringfence::content::v1::ValidationResult> result =
+          ringfence::ValidationResultFromStatus(s)) {
+    int errors = 0;
+    for (const ringfence::content::v1::Finding& f : result->findings()) {
+      if (f.severity() != "warning") ++errors;
+    }
+    std::fprintf(stderr,
+                 "ringctl: %s: content rejected: %d error(s), %d "
+                 "warning(s):\n",
+                 CodeName(s.error_code()), errors,
+                 result->findings_size() - errors);
+    for (const ringfence::content::v1::Finding& f : result->findings()) {
+      std::fprintf(stderr, "  %s %s: %s\n", f.severity().c_str(),
+                   f.code().c_str(), f.message().c_str());
+    }
+  } else {
+    std::fprintf(stderr, "ringctl: %s: %s\n", CodeName(s.error_code()),
+                 s.error_message().c_str());
+  }
   switch (s.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::NOT_FOUND:
@@ -435,9 +460,29 @@ int Usage(const std::string& message) {
 
 // ---- Commands ---------------------------------------------------------------
 
-// The release described by the flags of `release create`; false (after a
-// usage message) on a bad value.
-bool ReleaseFromArgs(const Args& args, Release* r) {
+bool ReadWholeFile(const char* cmd, const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "ringctl %s: cannot read %s\n", cmd, path.c_str());
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    std::fprintf(stderr, "ringctl %s: error reading %s\n", cmd, path.c_str());
+    return false;
+  }
+  *out = ss.str();
+  return true;
+}
+
+// The release described by the flags of `release create` (and its
+// --payload's contents into `payload`, if not null); false (after a message)
+// on a bad value. --digest and --size default to the payload's; without a
+// payload they are required if `require_digest` (`release validate` lets the
+// server name what is missing).
+bool ReleaseFromArgs(const Args& args, bool require_digest, Release* r,
+                     std::string* payload = nullptr) {
   r->set_id(args.Get("id"));
   r->set_content_type(args.Get("content-type"));
   r->set_digest_sha256(args.Get("digest"));
@@ -447,6 +492,19 @@ bool ReleaseFromArgs(const Args& args, Release* r) {
     return false;
   }
   r->set_size_bytes(size);
+  if (args.Has("payload")) {
+    std::string contents;
+    if (!ReadWholeFile("release", args.Get("payload"), &contents)) {
+      return false;
+    }
+    const ringfence::PayloadDigest d = ringfence::ComputeDigest(contents);
+    if (!args.Has("digest")) r->set_digest_sha256(d.sha256_hex);
+    if (!args.Has("size")) r->set_size_bytes(d.size_bytes);
+    if (payload != nullptr) *payload = std::move(contents);
+  } else if (require_digest && (!args.Has("digest") || !args.Has("size"))) {
+    Usage("--digest and --size are required without --payload");
+    return false;
+  }
   r->set_version(args.Get("version"));
   r->set_fetch_url(args.Get("fetch-url"));
   if (args.Has("signature")) {
@@ -470,7 +528,10 @@ bool ReleaseFromArgs(const Args& args, Release* r) {
 
 int ReleaseCreate(Client& c, const Args& args) {
   v1::CreateReleaseRequest req;
-  if (!ReleaseFromArgs(args, req.mutable_release())) return kExitError;
+  if (!ReleaseFromArgs(args, /*require_digest=*/true, req.mutable_release(),
+                       req.mutable_payload())) {
+    return kExitError;
+  }
   Release resp;
   grpc::Status s = c.releases().CreateRelease(c.Context().get(), req, &resp);
   if (!s.ok()) return Fail(s);
@@ -485,7 +546,10 @@ int ReleaseCreate(Client& c, const Args& args) {
 
 int ReleaseValidate(Client& c, const Args& args) {
   v1::ValidateReleaseRequest req;
-  if (!ReleaseFromArgs(args, req.mutable_release())) return kExitError;
+  if (!ReleaseFromArgs(args, /*require_digest=*/false, req.mutable_release(),
+                       req.mutable_payload())) {
+    return kExitError;
+  }
   v1::ValidateReleaseResponse resp;
   grpc::Status s = c.releases().ValidateRelease(c.Context().get(), req, &resp);
   if (!s.ok()) return Fail(s);
@@ -798,21 +862,6 @@ int GateCheck(Client& c, const Args& args) {
 // ---------------------------------------------------------
 
 // Reads `path` whole; false (after a message) if it cannot be read.
-bool ReadWholeFile(const char* cmd, const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::fprintf(stderr, "ringctl %s: cannot read %s\n", cmd, path.c_str());
-    return false;
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    std::fprintf(stderr, "ringctl %s: error reading %s\n", cmd, path.c_str());
-    return false;
-  }
-  *out = ss.str();
-  return true;
-}
 
 // Writes `contents` to a new file `path` with `mode`; `exclusive` refuses
 // to replace an existing file. False (after a message) on failure.
@@ -964,7 +1013,9 @@ std::string PublicPemOf(const std::string& private_pem) {
 
 int Sign(const Args& args) {
   Release release;
-  if (!ReleaseFromArgs(args, &release)) return kExitError;
+  if (!ReleaseFromArgs(args, /*require_digest=*/true, &release)) {
+    return kExitError;
+  }
   release.clear_targeting();
   std::string private_pem;
   if (!ReadWholeFile("sign", args.Get("key"), &private_pem)) return kExitError;
@@ -1015,8 +1066,8 @@ int RunOffline(const Args& args) {
   if (cmd == "sign") {
     if (!CheckArgs(args, 1, 0,
                    {"key", "id", "content-type", "digest", "size", "version",
-                    "key-id"},
-                   {"key", "id", "content-type", "digest", "size"}, &error)) {
+                    "key-id", "payload"},
+                   {"key", "id", "content-type"}, &error)) {
       return Usage(error);
     }
     return Sign(args);
@@ -1089,8 +1140,8 @@ int Run(int argc, char** argv) {
     if (!check(2, 0,
                {"id", "content-type", "digest", "size", "version", "fetch-url",
                 "platforms", "min-agent-version", "max-agent-version",
-                "signature"},
-               {"id", "content-type", "digest", "size"})) {
+                "signature", "payload"},
+               {"id", "content-type"})) {
       return Usage(error);
     }
     return ReleaseCreate(client, args);
@@ -1099,7 +1150,7 @@ int Run(int argc, char** argv) {
     if (!check(2, 0,
                {"id", "content-type", "digest", "size", "version", "fetch-url",
                 "platforms", "min-agent-version", "max-agent-version",
-                "signature"},
+                "signature", "payload"},
                {})) {
       return Usage(error);
     }

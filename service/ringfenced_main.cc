@@ -7,6 +7,7 @@
 //              [--client_ca=agents-ca.pem]   # mutual TLS
 //              [--trusted_keys_file=/etc/ringfence/publisher-keys
 //               --require_signatures]           # signed releases only
+//              [--content_rules=/etc/ringfence/content-rules.textproto]
 //
 // Opens the SQLite store in --data_dir, resumes every rollout, serves the
 // API, and evaluates every active rollout's gate each --tick_interval (and
@@ -43,10 +44,10 @@
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
 #include "ringfence/model.h"
+#include "ringfence/release_check.h"
 #include "ringfence/signing.h"
 #include "ringfence/sqlite_store.h"
 #include "service/auth.h"
-#include "service/release_validator.h"
 #include "service/server.h"
 #include "service/tls.h"
 
@@ -90,6 +91,14 @@ ABSL_FLAG(std::string, trusted_keys_file, "",
 ABSL_FLAG(bool, require_signatures, false,
           "refuse unsigned releases (FAILED_PRECONDITION); needs "
           "--trusted_keys_file");
+ABSL_FLAG(std::string, content_rules, "",
+          "optional content rules file (ringfence.content.v1.ContentRules, "
+          "text-proto or JSON): per content type, the schema, the agents' "
+          "capability manifest and external validators that CreateRelease "
+          "and ValidateRelease check payloads against");
+ABSL_FLAG(int32_t, max_concurrent_validations, 4,
+          "content validations (calls sending a payload) run at once; more "
+          "get RESOURCE_EXHAUSTED");
 ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
           "testing only: hold every telemetry batch this long before "
           "ingesting it (slow ingestion on purpose)");
@@ -215,6 +224,8 @@ int Main(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_message_bytes);
   server_options.max_batch_events = absl::GetFlag(FLAGS_max_batch_events);
   server_options.max_inflight_events = absl::GetFlag(FLAGS_max_inflight_events);
+  server_options.max_concurrent_validations =
+      absl::GetFlag(FLAGS_max_concurrent_validations);
   server_options.testing_ingest_delay =
       absl::GetFlag(FLAGS_testing_ingest_delay);
   absl::StatusOr<std::optional<ringfence::ServerTls>> tls =
@@ -253,7 +264,8 @@ int Main(int argc, char** argv) {
         "caller is admin; use this only on a trusted local machine");
   }
 
-  const bool require_signatures = absl::GetFlag(FLAGS_require_signatures);
+  ringfence::ReleaseCheckOptions check_options;
+  check_options.require_signature = absl::GetFlag(FLAGS_require_signatures);
   if (const std::string path = absl::GetFlag(FLAGS_trusted_keys_file);
       !path.empty()) {
     absl::StatusOr<ringfence::TrustedKeys> keys = LoadTrustedKeysFile(path);
@@ -261,22 +273,34 @@ int Main(int argc, char** argv) {
       Log(absl::StrCat("--trusted_keys_file: ", keys.status().message()));
       return 2;
     }
-    if (keys->empty() && require_signatures) {
+    if (keys->empty() && check_options.require_signature) {
       Log(absl::StrCat("--trusted_keys_file: ", path,
                        " lists no keys; with --require_signatures every "
                        "release would be refused"));
       return 2;
     }
-    Log(absl::StrCat("release signatures: ", keys->size(),
-                     " trusted keys from ", path,
-                     require_signatures ? ", required" : ", optional"));
-    server_options.release_validator =
-        std::make_unique<ringfence::SignatureCheckingValidator>(
-            *std::move(keys), require_signatures,
-            std::move(server_options.release_validator));
-  } else if (require_signatures) {
+    Log(absl::StrCat(
+        "release signatures: ", keys->size(), " trusted keys from ", path,
+        check_options.require_signature ? ", required" : ", optional"));
+    check_options.trusted_keys = *std::move(keys);
+  } else if (check_options.require_signature) {
     Log("--require_signatures needs --trusted_keys_file");
     return 2;
+  }
+  {
+    const std::string rules = absl::GetFlag(FLAGS_content_rules);
+    absl::StatusOr<std::unique_ptr<ringfence::ReleaseChecker>> checker =
+        rules.empty() ? ringfence::ReleaseChecker::Create(check_options)
+                      : ringfence::NewReleaseCheckerFromFile(
+                            rules, std::move(check_options));
+    if (!checker.ok()) {
+      Log(absl::StrCat(
+          rules.empty() ? "--trusted_keys_file: " : "--content_rules: ",
+          checker.status().message()));
+      return 2;
+    }
+    if (!rules.empty()) Log(absl::StrCat("content rules from ", rules));
+    server_options.release_checker = *std::move(checker);
   }
 
   ringfence::SqliteStoreOptions store_options;

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "ringfence/model.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
+#include "ringfence/validate.h"
 #include "service/convert.h"
 #include "service/status_map.h"
 
@@ -269,8 +271,11 @@ struct Context {
   const std::atomic<bool>* shutting_down;
   Ingestor* ingestor;
   TelemetryStreams* streams;
-  // nullptr = no content rules.
-  const ReleaseValidator* release_validator;
+  // Checks releases (metadata, digest, signature, content rules).
+  const ReleaseChecker* release_checker;
+  // Content validations running on their own threads, and the limit.
+  std::atomic<int>* validations;
+  int max_validations;
 
   // Authenticates the call and checks its role; the principal on success.
   grpc::Status Check(grpc::CallbackServerContext* ctx, const Roles& allowed,
@@ -305,6 +310,39 @@ struct Context {
     reactor->Finish(s);
     return reactor;
   }
+
+  // Like Unary, but `body` runs on a thread of its own: for work that can
+  // take long (content validators run external commands for up to their
+  // timeout) and must not hold one of gRPC's callback threads. At most
+  // `max_validations` at once; beyond, RESOURCE_EXHAUSTED. `body` may use
+  // the request and response until it returns (the call finishes after).
+  template <typename Body>
+  grpc::ServerUnaryReactor* Offloaded(grpc::CallbackServerContext* ctx,
+                                      const Roles& allowed,
+                                      absl::string_view method,
+                                      Body&& body) const {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    Principal principal;
+    grpc::Status s = Check(ctx, allowed, method, &principal);
+    if (s.ok() && validations->fetch_add(1) >= max_validations) {
+      validations->fetch_sub(1);
+      s = grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat(max_validations,
+                       " content validations are running; retry later"));
+    }
+    if (!s.ok()) {
+      reactor->Finish(s);
+      return reactor;
+    }
+    std::thread([reactor, principal = std::move(principal),
+                 counter = validations, body = std::forward<Body>(body)] {
+      grpc::Status status = body(principal);
+      counter->fetch_sub(1);
+      reactor->Finish(std::move(status));
+    }).detach();
+    return reactor;
+  }
 };
 
 // ---- Releases ---------------------------------------------------------------
@@ -316,15 +354,27 @@ class ReleasesService final : public v1::Releases::CallbackService {
   grpc::ServerUnaryReactor* CreateRelease(grpc::CallbackServerContext* ctx,
                                           const v1::CreateReleaseRequest* req,
                                           Release* resp) override {
-    return c_.Unary(
-        ctx, kPublisherRoles, "CreateRelease", [&](const Principal& p) {
-          absl::Status s = Admit(req->release());
-          if (!s.ok()) return ToGrpcStatus(s);
-          s = ReleaseFieldError(
-              c_.controller->CreateRelease(req->release(), p.actor));
-          if (!s.ok()) return ToGrpcStatus(s);
-          return ToGrpcStatus(ReadInto(req->release().id(), resp));
-        });
+    auto body = [this, req, resp](const Principal& p) {
+      absl::Status s = Admit(req->release(), req->payload());
+      if (!s.ok()) {
+        // On the record: who tried to publish what, and why it was refused
+        // (a malformed request is not worth an entry).
+        if (!absl::IsInvalidArgument(s) || !req->payload().empty()) {
+          c_.controller
+              ->RecordReleaseRejected(req->release(), p.actor, s.message())
+              .IgnoreError();
+        }
+        return ToGrpcStatus(s);
+      }
+      s = ReleaseFieldError(
+          c_.controller->CreateRelease(req->release(), p.actor));
+      if (!s.ok()) return ToGrpcStatus(s);
+      return ToGrpcStatus(ReadInto(req->release().id(), resp));
+    };
+    if (req->payload().empty()) {
+      return c_.Unary(ctx, kPublisherRoles, "CreateRelease", body);
+    }
+    return c_.Offloaded(ctx, kPublisherRoles, "CreateRelease", body);
   }
 
   grpc::ServerUnaryReactor* GetRelease(grpc::CallbackServerContext* ctx,
@@ -358,37 +408,45 @@ class ReleasesService final : public v1::Releases::CallbackService {
   grpc::ServerUnaryReactor* ValidateRelease(
       grpc::CallbackServerContext* ctx, const v1::ValidateReleaseRequest* req,
       v1::ValidateReleaseResponse* resp) override {
-    return c_.Unary(
-        ctx, kReaderRoles, "ValidateRelease", [&](const Principal&) {
-          absl::Status s =
-              ReleaseFieldError(::ringfence::ValidateRelease(req->release()));
-          if (!s.ok()) return ToGrpcStatus(s);
-          if (c_.release_validator == nullptr) {
-            resp->set_ok(true);
-            return grpc::Status::OK;
-          }
-          s = c_.release_validator->Admit(req->release());
-          if (!s.ok()) return ToGrpcStatus(s);
-          resp->set_ok(true);
-          absl::StatusOr<std::vector<ringfence::content::v1::Finding>>
-              findings = c_.release_validator->Validate(req->release(),
-                                                        req->payload());
-          if (!findings.ok()) return ToGrpcStatus(findings.status());
-          for (ringfence::content::v1::Finding& f : *findings) {
-            if (f.severity() != "warning") resp->set_ok(false);
-            *resp->add_findings() = std::move(f);
-          }
-          return grpc::Status::OK;
-        });
+    auto body = [this, req, resp](const Principal&) {
+      if (req->payload().empty()) {
+        absl::Status s = ReleaseFieldError(
+            c_.release_checker->CheckWithoutPayload(req->release()));
+        if (!s.ok()) return ToGrpcStatus(s);
+        resp->set_ok(true);
+        return grpc::Status::OK;
+      }
+      absl::StatusOr<ValidationReport> report =
+          c_.release_checker->Check(req->release(), req->payload());
+      if (!report.ok()) {
+        return ToGrpcStatus(ReleaseFieldError(report.status()));
+      }
+      const content::v1::ValidationResult result = ToProto(*report);
+      resp->set_ok(result.ok());
+      *resp->mutable_findings() = result.findings();
+      return grpc::Status::OK;
+    };
+    if (req->payload().empty()) {
+      return c_.Unary(ctx, kReaderRoles, "ValidateRelease", body);
+    }
+    return c_.Offloaded(ctx, kReaderRoles, "ValidateRelease", body);
   }
 
  private:
-  // The model checks, then the validator's Admit (e.g. the signature).
-  absl::Status Admit(const Release& release) const {
-    if (c_.release_validator == nullptr) return absl::OkStatus();
-    absl::Status s = ReleaseFieldError(::ringfence::ValidateRelease(release));
-    if (!s.ok()) return s;
-    return c_.release_validator->Admit(release);
+  // Everything a release must pass before it is stored: the model checks,
+  // the payload's digest and size (if sent), the publisher signature, and
+  // the content rules of its content type (which need the payload).
+  // FAILED_PRECONDITION with the findings as error details if the content
+  // is rejected.
+  absl::Status Admit(const Release& release, absl::string_view payload) const {
+    if (payload.empty()) {
+      return ReleaseFieldError(
+          c_.release_checker->CheckWithoutPayload(release));
+    }
+    absl::StatusOr<ValidationReport> report =
+        c_.release_checker->Check(release, payload);
+    if (!report.ok()) return ReleaseFieldError(report.status());
+    return RejectionStatus(*report);
   }
 
   // The library names fields of the release; the API's field is `release`.
@@ -1033,7 +1091,8 @@ struct Server::Services {
   ReusedMessages<v1::GetAssignmentRequest, v1::GetAssignmentResponse>
       assignment_messages{&ReusableAssignment};
   TelemetryStreams streams;
-  ReleaseValidatorPtr release_validator;
+  std::unique_ptr<ReleaseChecker> release_checker;
+  std::atomic<int> validations{0};
   std::unique_ptr<ReleasesService> releases;
   std::unique_ptr<RolloutsService> rollouts;
   std::unique_ptr<FleetService> fleet;
@@ -1056,10 +1115,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   svc.ingestor = std::make_unique<Ingestor>(
       controller, options.max_batch_events, options.max_inflight_events,
       options.testing_ingest_delay);
-  svc.release_validator = std::move(options.release_validator);
-  const Context ctx{controller,         &svc.auth,
-                    &svc.shutting_down, svc.ingestor.get(),
-                    &svc.streams,       svc.release_validator.get()};
+  svc.release_checker = std::move(options.release_checker);
+  if (svc.release_checker == nullptr) {
+    absl::StatusOr<std::unique_ptr<ReleaseChecker>> checker =
+        ReleaseChecker::Create({});
+    if (!checker.ok()) return checker.status();
+    svc.release_checker = *std::move(checker);
+  }
+  const Context ctx{
+      controller,         &svc.auth,
+      &svc.shutting_down, svc.ingestor.get(),
+      &svc.streams,       svc.release_checker.get(),
+      &svc.validations,   std::max(1, options.max_concurrent_validations)};
   svc.releases = std::make_unique<ReleasesService>(ctx);
   svc.rollouts = std::make_unique<RolloutsService>(ctx);
   svc.fleet = std::make_unique<FleetService>(ctx);

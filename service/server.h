@@ -36,8 +36,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "ringfence/controller.h"
+#include "ringfence/release_check.h"
 #include "service/auth.h"
-#include "service/release_validator.h"
 #include "service/tls.h"
 
 namespace grpc {
@@ -70,10 +70,15 @@ struct ServerOptions {
   // reserving it and before ingesting it, to make ingestion slow on purpose
   // (default 0).
   absl::Duration testing_ingest_delay = absl::ZeroDuration();
-  // Content rules ValidateRelease runs after the model checks, and release
-  // checks (Admit: e.g. signatures) CreateRelease and ValidateRelease run
-  // (default none).
-  ReleaseValidatorPtr release_validator;
+  // What CreateRelease and ValidateRelease check a release against: the
+  // model, the payload's digest, publisher signatures, content rules
+  // (release_check.h). Default (nullptr): a checker with no trusted keys and
+  // no content rules (model and digest checks; signed releases are then
+  // rejected, since no key is trusted).
+  std::unique_ptr<ReleaseChecker> release_checker;
+  // Content validations (calls that send a payload) running at once, each on
+  // a thread of its own; more get RESOURCE_EXHAUSTED (default 4).
+  int max_concurrent_validations = 4;
 };
 
 class Server {

@@ -2,6 +2,11 @@
 
 #include <string>
 
+#include "absl/strings/cord.h"
+#include "absl/strings/string_view.h"
+#include "google/rpc/status.pb.h"
+#include "ringfence/validate.h"
+
 namespace ringfence {
 
 // The mapping relies on the codes being equal; these are the ends and a few
@@ -22,7 +27,34 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
       code > 0 && code <= static_cast<int>(grpc::StatusCode::UNAUTHENTICATED)
           ? static_cast<grpc::StatusCode>(code)
           : grpc::StatusCode::UNKNOWN;
-  return grpc::Status(grpc_code, std::string(status.message()));
+  std::string message(status.message());
+  google::rpc::Status details;
+  status.ForEachPayload(
+      [&details](absl::string_view type_url, const absl::Cord& payload) {
+        google::protobuf::Any* any = details.add_details();
+        any->set_type_url(std::string(type_url));
+        any->set_value(std::string(payload));
+      });
+  if (details.details().empty()) return grpc::Status(grpc_code, message);
+  details.set_code(grpc_code);
+  details.set_message(message);
+  return grpc::Status(grpc_code, std::move(message),
+                      details.SerializeAsString());
+}
+
+std::optional<content::v1::ValidationResult> ValidationResultFromStatus(
+    const grpc::Status& status) {
+  if (status.error_details().empty()) return std::nullopt;
+  google::rpc::Status details;
+  if (!details.ParseFromString(status.error_details())) return std::nullopt;
+  for (const google::protobuf::Any& any : details.details()) {
+    content::v1::ValidationResult result;
+    if (any.type_url() == kValidationResultTypeUrl &&
+        result.ParseFromString(any.value())) {
+      return result;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace ringfence

@@ -534,6 +534,25 @@ TEST_P(ControllerTest, StoreFailureFailsClosed) {
   EXPECT_TRUE(controller_->store_healthy());
 }
 
+TEST_P(ControllerTest, HealthRecoversWithoutActiveRollouts) {
+  // Nothing to evaluate or checkpoint: only the probe finds out.
+  faulty_->FailWrites(absl::UnavailableError("disk on fire"));
+  Release r;
+  r.set_id("other");
+  r.set_content_type("channel-file/999");
+  r.set_digest_sha256(std::string(64, 'b'));
+  r.set_size_bytes(1);
+  EXPECT_THAT(controller_->CreateRelease(r, "ci"),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_FALSE(controller_->store_healthy());
+  EXPECT_THAT(controller_->Tick(), StatusIs(absl::StatusCode::kUnavailable,
+                                            HasSubstr("disk on fire")));
+  EXPECT_FALSE(controller_->store_healthy());
+  faulty_->Heal();
+  EXPECT_OK(controller_->Tick());
+  EXPECT_TRUE(controller_->store_healthy());
+}
+
 TEST_P(ControllerTest, RestartKeepsStateAndWaitsForFreshTelemetry) {
   auto r = Start("good");
   ASSERT_OK(r);

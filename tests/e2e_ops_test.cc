@@ -449,7 +449,7 @@ TEST_F(E2EOpsTest, FleetIsNotServingWhileTheStoreFails) {
   // and operator calls stay available.
   EXPECT_TRUE(
       Eventually([&] { return HealthStatus("ringfence.v1.Fleet") == 2; },
-                 absl::Seconds(5)));
+                 absl::Seconds(30)));
   EXPECT_EQ(HealthStatus(""), 1);
   EXPECT_EQ(HealthStatus("ringfence.v1.Releases"), 1);
   EXPECT_EQ(HealthStatus("ringfence.v1.Rollouts"), 1);
@@ -462,7 +462,7 @@ TEST_F(E2EOpsTest, FleetIsNotServingWhileTheStoreFails) {
         return ReadFile(LogPath(starts_)).find("Fleet NOT_SERVING") !=
                std::string::npos;
       },
-      absl::Seconds(2)));
+      absl::Seconds(30)));
 }
 
 TEST_F(E2EOpsTest, ValidateReleaseChecksWithoutStoring) {

@@ -59,7 +59,7 @@ TEST_F(E2ETest, GoodReleaseRollsOutToTheWholeFleet) {
         return fleet.Running("cf291-good") == 30 &&
                fleet.WithReason(v1::COMPLETED) == 30;
       },
-      absl::Seconds(5)))
+      absl::Seconds(30)))
       << fleet.Running("cf291-good") << " of 30 hosts run the release, "
       << fleet.WithReason(v1::COMPLETED) << " were told it completed";
   fleet.Stop();
@@ -131,7 +131,7 @@ TEST_F(E2ETest, BootLoopingReleaseIsHaltedAndAssignmentsRevert) {
   // Every host still alive goes back to the last known good release.
   EXPECT_TRUE(
       Eventually([&] { return fleet.WithReason(v1::ROLLED_BACK) == 25; },
-                 absl::Seconds(5)))
+                 absl::Seconds(30)))
       << fleet.WithReason(v1::ROLLED_BACK) << " hosts rolled back";
   fleet.Stop();
   watcher.join();

@@ -129,7 +129,7 @@ TEST_F(E2ETlsTest, MutualTlsNeedsAClientCertificateSignedByTheClientCa) {
   options.tls = client_tls_;
   FleetEmulator fleet(options);
   fleet.Start();
-  EXPECT_TRUE(Eventually([&] { return fleet.polls() >= 6; }, absl::Seconds(5)))
+  EXPECT_TRUE(Eventually([&] { return fleet.polls() >= 6; }, absl::Seconds(30)))
       << fleet.first_error();
   fleet.Stop();
   EXPECT_EQ(fleet.errors(), 0) << fleet.first_error();

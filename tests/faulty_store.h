@@ -84,6 +84,10 @@ class FaultyStore : public Store {
   absl::StatusOr<std::string> GetCheckpoint(absl::string_view id) override {
     return base_->GetCheckpoint(id);
   }
+  absl::Status Probe() override {
+    if (failing_) return error_;
+    return base_->Probe();
+  }
   absl::Status AppendAudit(const AuditEntry& a) override {
     if (failing_) return error_;
     return base_->AppendAudit(a);

@@ -1,11 +1,14 @@
 #include "ringfence/gate.h"
 
+#include <cmath>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace ringfence {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 constexpr char kPlan[] = R"pb(
@@ -252,6 +255,111 @@ TEST(StageBakeTimeTest, LastStageIncludesLateTrackExtraBake) {
   EXPECT_EQ(StageBakeTime(plan, 0), absl::Minutes(10));
   EXPECT_EQ(StageBakeTime(plan, 2), absl::Minutes(90));
   EXPECT_EQ(StageName(plan, 3), "late-track");
+}
+
+// ---- Evidence of safety before promotion ----------------------------------
+
+// P(X <= k) for X ~ Binomial(n, p), the naive way (independent of gate.cc).
+double NaiveBinomialCdf(int k, int n, double p) {
+  double sum = 0;
+  for (int x = 0; x <= k; ++x) {
+    sum += std::exp(std::lgamma(n + 1.0) - std::lgamma(x + 1.0) -
+                    std::lgamma(n - x + 1.0) + x * std::log(p) +
+                    (n - x) * std::log1p(-p));
+  }
+  return sum;
+}
+
+TEST(RelativeRiskUpperBoundTest, IsTheClopperPearsonBoundSolvedForTheRatio) {
+  struct Case {
+    int x, y;
+    double ht, hc;
+  };
+  for (const Case& c :
+       {Case{50, 50, 1000, 1000}, Case{100, 50, 1000, 1000},
+        Case{3, 40, 100, 2000}, Case{0, 12, 500, 500}, Case{1, 1, 300, 900}}) {
+    const double alpha = 0.01;
+    const double rr = RelativeRiskUpperBound(c.x, c.ht, c.y, c.hc, alpha);
+    ASSERT_TRUE(std::isfinite(rr)) << c.x << " vs " << c.y;
+    // At the bound, the treatment's share of the affected hosts is just
+    // improbably low: P(X <= x) = alpha.
+    const double share = rr * c.ht / (rr * c.ht + c.hc);
+    EXPECT_NEAR(NaiveBinomialCdf(c.x, c.x + c.y, share), alpha, 1e-6)
+        << c.x << " vs " << c.y;
+    // Above the point estimate.
+    if (c.y > 0) {
+      EXPECT_GT(rr, (c.x / c.ht) / (c.y / c.hc));
+    }
+  }
+  // Equal rates, 100 affected hosts in all: the ratio is bounded near 1.6;
+  // twice the rate: above 2.
+  EXPECT_NEAR(RelativeRiskUpperBound(50, 1000, 50, 1000, 0.01), 1.6, 0.05);
+  EXPECT_GT(RelativeRiskUpperBound(100, 1000, 50, 1000, 0.01), 2.0);
+  // More data, tighter bound.
+  EXPECT_LT(RelativeRiskUpperBound(500, 10000, 500, 10000, 0.01),
+            RelativeRiskUpperBound(50, 1000, 50, 1000, 0.01));
+  // Nothing affected: 0; nothing known: infinity.
+  EXPECT_EQ(RelativeRiskUpperBound(0, 100, 0, 100, 0.01), 0);
+  EXPECT_TRUE(std::isinf(RelativeRiskUpperBound(4, 100, 0, 100, 0.01)));
+  EXPECT_TRUE(std::isinf(RelativeRiskUpperBound(1, 0, 1, 100, 0.01)));
+  EXPECT_TRUE(std::isinf(RelativeRiskUpperBound(1, 100, 1, 0, 0.01)));
+}
+
+TEST_F(GateTest, PromotionWaitsForTheRelativeRiskBound) {
+  plan_.mutable_stages(1)->set_promote_max_relative_risk(2);
+  ASSERT_TRUE(ValidatePlan(plan_).ok());
+  snap_.cohorts[1].exposed = 5000;
+  snap_.cohorts[1].host_hours = 5000;
+  snap_.treatment_hosts = 5000;
+  snap_.control_hosts = 5000;
+  snap_.treatment_host_hours = 5000;
+  snap_.control_host_hours = 5000;
+  SignalCounts& crash = snap_.signal_counts[0];
+
+  // Twice the control's crash rate, not (yet) enough for the comparison
+  // test to halt: the stage does not promote.
+  crash.treatment_affected = 100;
+  crash.control_affected = 50;
+  Decision d = Evaluate(1, absl::Hours(2));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  ASSERT_EQ(d.evidence_size(), 1);
+  EXPECT_EQ(d.evidence(0).rule(), "relative_risk_bound");
+  EXPECT_EQ(d.evidence(0).signal(), "crash");
+  EXPECT_GT(d.evidence(0).statistic(), 2);
+  EXPECT_DOUBLE_EQ(d.evidence(0).threshold(), 2);
+  EXPECT_THAT(d.summary(),
+              AllOf(HasSubstr("less than 2 times as frequent"),
+                    HasSubstr("100 of 5000 exposed hosts (5000 host-hours) "
+                              "vs 50 of 5000 control hosts")));
+
+  // Equal rates: bounded below 2, promotes.
+  crash.treatment_affected = 50;
+  EXPECT_EQ(Evaluate(1, absl::Hours(2)).verdict(), config::v1::PROMOTE);
+  // No crash anywhere: nothing suggests harm.
+  crash.treatment_affected = 0;
+  crash.control_affected = 0;
+  EXPECT_EQ(Evaluate(1, absl::Hours(2)).verdict(), config::v1::PROMOTE);
+  // Other stages do not ask for the bound.
+  crash.treatment_affected = 100;
+  crash.control_affected = 50;
+  snap_.cohorts[2].exposed = 5000;
+  snap_.cohorts[2].host_hours = 5000;
+  EXPECT_EQ(Evaluate(2, absl::Hours(2)).verdict(), config::v1::PROMOTE);
+}
+
+TEST(PromoteMaxRelativeRiskTest, MustBeOffOrAboveOne) {
+  Plan plan;
+  ASSERT_TRUE(ParseTextOrJson(kPlan, &plan).ok());
+  for (double bad : {1.0, 0.5, -2.0, std::nan("")}) {
+    plan.mutable_stages(1)->set_promote_max_relative_risk(bad);
+    const absl::Status s = ValidatePlan(plan);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(s.message()),
+                HasSubstr("stages[1].promote_max_relative_risk: must be 0 "
+                          "(off) or > 1"));
+  }
+  plan.mutable_stages(1)->set_promote_max_relative_risk(1.5);
+  EXPECT_TRUE(ValidatePlan(plan).ok());
 }
 
 }  // namespace

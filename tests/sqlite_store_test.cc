@@ -89,6 +89,22 @@ TEST_F(SqliteStoreTest, CreatesTheDataDirectoryAndPersists) {
   EXPECT_EQ(r->content_type(), "t");
 }
 
+TEST_F(SqliteStoreTest, ProbeWritesDurablyAndChangesNothing) {
+  auto store = Open();
+  ASSERT_OK(store);
+  ASSERT_OK((*store)->PutCheckpoint("r-1", "evidence"));
+  EXPECT_OK((*store)->Probe());
+  EXPECT_OK((*store)->Probe());
+  EXPECT_THAT((*store)->GetCheckpoint(""),
+              StatusIs(absl::StatusCode::kNotFound));
+  auto cp = (*store)->GetCheckpoint("r-1");
+  ASSERT_OK(cp);
+  EXPECT_EQ(*cp, "evidence");
+  auto v = VerifyAuditLog(**store);
+  ASSERT_OK(v);
+  EXPECT_EQ(v->entries, 0u);
+}
+
 TEST_F(SqliteStoreTest, ASecondOpenOfTheSameDirectoryFails) {
   auto first = Open();
   ASSERT_OK(first);
@@ -229,6 +245,8 @@ TEST_F(SqliteStoreTest, ReadOnlyStoreRejectsWrites) {
   ASSERT_OK(store);
   EXPECT_THAT((*store)->AppendAudit(Audit("note", "x")),
               StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT((*store)->Probe(),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
   auto v = VerifyAuditLog(**store);
   ASSERT_OK(v);
   EXPECT_EQ(v->entries, 0u);
@@ -301,6 +319,11 @@ TEST_F(SqliteStoreTest, FullDatabaseFailsClosed) {
   rel.set_size_bytes(1);
   EXPECT_THAT((*controller)->CreateRelease(rel, "ci"),
               StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_FALSE((*controller)->store_healthy());
+  // Still full: the probe fails too, and health stays down.
+  EXPECT_THAT((*store)->Probe(),
+              StatusIs(absl::StatusCode::kResourceExhausted));
+  EXPECT_FALSE((*controller)->Tick().ok());
   EXPECT_FALSE((*controller)->store_healthy());
   EXPECT_THAT((*store)->GetRelease("rel-1"),
               StatusIs(absl::StatusCode::kNotFound));

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -1362,6 +1363,158 @@ TEST_F(ReleaseCheckerTest, ConfigurationErrors) {
   EXPECT_THAT(
       checker->Check(invalid, payload_),
       StatusIs(absl::StatusCode::kInvalidArgument, "id: must not be empty"));
+}
+
+TEST_F(ReleaseCheckerTest, WithoutPayloadOnlyForContentTypesWithoutRules) {
+  std::unique_ptr<ReleaseChecker> checker = Checker(false);
+  EXPECT_THAT(checker->CheckWithoutPayload(release_),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("payload: required: content type "
+                                 "\"test/small\" has a schema and "
+                                 "capability manifest")));
+  Release other = release_;
+  other.set_content_type("other/type");
+  EXPECT_OK(checker->CheckWithoutPayload(other));
+  // The metadata and signature checks still apply.
+  other.set_digest_sha256("nope");
+  EXPECT_THAT(
+      checker->CheckWithoutPayload(other),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("digest_sha256")));
+  std::unique_ptr<ReleaseChecker> signing = Checker(true);
+  other.set_digest_sha256(release_.digest_sha256());
+  EXPECT_THAT(
+      signing->CheckWithoutPayload(other),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("signature")));
+
+  ReleaseCheckOptions options;
+  options.require_content_rules = true;
+  absl::StatusOr<std::unique_ptr<ReleaseChecker>> strict =
+      ReleaseChecker::Create(options);
+  ASSERT_OK(strict);
+  EXPECT_THAT((*strict)->CheckWithoutPayload(other),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("content_type: no schema")));
+}
+
+// ---- Content rules files
+// ---------------------------------------------------------
+
+class ContentRulesFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = absl::StrCat(
+        ::testing::TempDir(), "/rules-",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = absl::StrCat(dir_, "/", name);
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  std::string dir_;
+};
+
+TEST(ContentRulesFile, TheFixtureRejectsThe21stFieldAndRunsTheVendorParser) {
+  absl::StatusOr<std::unique_ptr<ReleaseChecker>> checker =
+      NewReleaseCheckerFromFile(TestDataPath("rules.textproto"), {});
+  ASSERT_OK(checker);
+  EXPECT_TRUE((*checker)->HasContentType("channel-file/291"));
+
+  const std::string payload = ReadFile(TestDataPath("cf291_field21.textproto"));
+  Release release;
+  release.set_id("cf-291-0719");
+  release.set_content_type("channel-file/291");
+  const PayloadDigest digest = ComputeDigest(payload);
+  release.set_digest_sha256(digest.sha256_hex);
+  release.set_size_bytes(digest.size_bytes);
+  release.mutable_targeting()->set_min_agent_version("7.11");
+  release.mutable_targeting()->set_max_agent_version("7.12");
+  absl::StatusOr<ValidationReport> report = (*checker)->Check(release, payload);
+  ASSERT_OK(report);
+  EXPECT_FALSE(report->ok);
+  EXPECT_THAT(report->findings,
+              Contains(FindingIs(codes::kFieldNotSupplied, kField21Message)));
+  // The vendor validator ran (relative path resolved against the file) and
+  // read the whole payload.
+  EXPECT_THAT(report->findings,
+              Contains(AllOf(
+                  Field(&Finding::code, "VENDOR_NOTE"),
+                  Field(&Finding::source, "vendor-parser"),
+                  Field(&Finding::message,
+                        absl::StrCat("parsed ", payload.size(), " bytes")))));
+
+  release.mutable_targeting()->set_min_agent_version("7.12");
+  release.mutable_targeting()->set_max_agent_version("8");
+  report = (*checker)->Check(release, payload);
+  ASSERT_OK(report);
+  EXPECT_TRUE(report->ok);
+}
+
+TEST_F(ContentRulesFileTest, ErrorsNameTheFileAndTheField) {
+  const std::string schema = TestDataPath("channel_291.schema.textproto");
+  const std::string caps = TestDataPath("capabilities.textproto");
+  struct Case {
+    std::string text;
+    absl::StatusCode code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"content_types { capabilities_file: \"" + caps + "\" }",
+       absl::StatusCode::kInvalidArgument,
+       "content_types[0].schema_file: required"},
+      {"content_types { schema_file: \"" + schema + "\" }",
+       absl::StatusCode::kInvalidArgument,
+       "content_types[0].capabilities_file: required"},
+      {"content_types { schema_file: \"missing.textproto\" "
+       "capabilities_file: \"" +
+           caps + "\" }",
+       absl::StatusCode::kNotFound, "content_types[0].schema_file: "},
+      {"content_types { schema_file: \"" + schema + "\" capabilities_file: \"" +
+           caps + "\" external_validators { timeout_seconds: 1 } }",
+       absl::StatusCode::kInvalidArgument,
+       "content_types[0].external_validators[0].argv: must not be empty"},
+      {"content_types { schema_file: \"" + schema + "\" capabilities_file: \"" +
+           caps + "\" external_validators { argv: \"./nope.sh\" } }",
+       absl::StatusCode::kNotFound,
+       "content_types[0].external_validators[0]: "},
+      {"content_types { schema_file: \"" + schema + "\" capabilities_file: \"" +
+           caps + "\" } content_types { schema_file: \"" + schema +
+           "\" capabilities_file: \"" + caps + "\" }",
+       absl::StatusCode::kInvalidArgument,
+       "content_types[1]: content type \"channel-file/291\" already has"},
+      {"content_typo {}", absl::StatusCode::kInvalidArgument, "content_typo"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string path =
+        Write(absl::StrCat("rules", i, ".textproto"), cases[i].text);
+    EXPECT_THAT(NewReleaseCheckerFromFile(path, {}),
+                StatusIs(cases[i].code,
+                         AllOf(HasSubstr(path), HasSubstr(cases[i].message))))
+        << cases[i].text;
+  }
+  EXPECT_THAT(NewReleaseCheckerFromFile(dir_ + "/absent.textproto", {}),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(ContentRulesFileTest, RequireContentRulesIsOredIntoTheOptions) {
+  const std::string path =
+      Write("strict.textproto", "require_content_rules: true");
+  absl::StatusOr<std::unique_ptr<ReleaseChecker>> checker =
+      NewReleaseCheckerFromFile(path, {});
+  ASSERT_OK(checker);
+  Release release;
+  release.set_id("x-1");
+  release.set_content_type("other/type");
+  release.set_digest_sha256(std::string(64, 'a'));
+  release.set_size_bytes(1);
+  EXPECT_THAT((*checker)->CheckWithoutPayload(release),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("content_type: no schema")));
 }
 
 }  // namespace

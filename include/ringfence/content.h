@@ -23,7 +23,9 @@ namespace ringfence {
 using content::v1::AgentCapability;
 using content::v1::CapabilityManifest;
 using content::v1::ContentFile;
+using content::v1::ContentRules;
 using content::v1::ContentSchema;
+using content::v1::ContentTypeRules;
 using content::v1::FieldCriterion;
 using content::v1::FieldType;
 using content::v1::MatchKind;

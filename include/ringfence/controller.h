@@ -192,8 +192,20 @@ class Controller {
   absl::StatusOr<Decision> Evaluate(absl::string_view rollout_id);
   // Tick
   //
-  // Evaluates every active rollout. Returns the first error.
+  // Evaluates every active rollout (and checkpoints its evidence). While the
+  // store is unhealthy, first probes it (Store::Probe), so that health
+  // recovers even when nothing else writes. Returns the first error.
   absl::Status Tick();
+
+  // RecordReleaseRejected
+  //
+  // Appends a "reject_release" audit entry: `actor` tried to create
+  // `release` and was refused because of `why` (content findings, a bad
+  // signature, a payload that does not match its digest). The refusal
+  // stands whatever this returns; an error means it was not recorded.
+  absl::Status RecordReleaseRejected(const Release& release,
+                                     absl::string_view actor,
+                                     absl::string_view why);
 
   // ---- Fleet ----
   // Assign

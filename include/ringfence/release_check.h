@@ -24,6 +24,8 @@
 // validators. The findings come back as a report; a report that is not ok
 // means "rejected" (RejectionStatus turns it into FAILED_PRECONDITION).
 //
+// Configuration from a file: NewReleaseCheckerFromFile (below).
+//
 // Thread safety: configure (AddContentType) before sharing; Check() is const
 // and safe to call concurrently.
 #pragma once
@@ -86,6 +88,14 @@ class ReleaseChecker {
   absl::StatusOr<ValidationReport> Check(const Release& release,
                                          absl::string_view payload) const;
 
+  // CheckWithoutPayload
+  //
+  // For a caller that has no payload to send: steps 1 and 3 and the
+  // require_content_rules option. A release of a registered content type
+  // cannot pass without its payload (FAILED_PRECONDITION naming `payload`):
+  // its content must be validated before any host can be assigned it.
+  absl::Status CheckWithoutPayload(const Release& release) const;
+
  private:
   struct Rules {
     ContentSchema schema;
@@ -95,8 +105,24 @@ class ReleaseChecker {
 
   explicit ReleaseChecker(ReleaseCheckOptions options);
 
+  // FAILED_PRECONDITION if content rules are required (for a release of a
+  // content type without rules).
+  absl::Status NoRulesStatus(const Release& release) const;
+
   const ReleaseCheckOptions options_;
   absl::flat_hash_map<std::string, std::unique_ptr<Rules>> rules_;
 };
+
+// NewReleaseCheckerFromFile
+//
+// A checker with `options` and the content rules of `rules_path` (a
+// content.v1.ContentRules file; see content.proto): each content type's
+// schema, capability manifest and external validators. Its
+// require_content_rules is or-ed into `options`. Errors name the file and
+// the field, e.g. `rules.textproto: content_types[1].schema_file: ...`:
+// NOT_FOUND for a file that cannot be read, INVALID_ARGUMENT for invalid
+// contents or a duplicate content type.
+absl::StatusOr<std::unique_ptr<ReleaseChecker>> NewReleaseCheckerFromFile(
+    const std::string& rules_path, ReleaseCheckOptions options);
 
 }  // namespace ringfence

@@ -107,6 +107,14 @@ class Store {
   // Audit entries with seq > after_seq, oldest first, at most `limit`.
   virtual absl::StatusOr<std::vector<AuditEntry>> ReadAudit(uint64_t after_seq,
                                                             size_t limit) = 0;
+
+  // Probe: a durable write that changes nothing, to find out whether writes
+  // work again after a failure (the controller probes while its store is
+  // unhealthy, so health recovers without waiting for real work). The
+  // default, for stores that cannot probe, is UNIMPLEMENTED.
+  virtual absl::Status Probe() {
+    return absl::UnimplementedError("this store cannot probe");
+  }
 };
 
 using StorePtr = std::unique_ptr<Store>;

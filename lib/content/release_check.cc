@@ -5,7 +5,11 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "ringfence/external_validator.h"
 #include "ringfence/status_macros.h"
 
 namespace ringfence {
@@ -49,6 +53,29 @@ bool ReleaseChecker::HasContentType(absl::string_view content_type) const {
   return rules_.contains(content_type);
 }
 
+absl::Status ReleaseChecker::NoRulesStatus(const Release& release) const {
+  if (!options_.require_content_rules) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "content_type: no schema and capability manifest are configured "
+      "for \"",
+      absl::CHexEscape(release.content_type()),
+      "\", and content must be validated before release"));
+}
+
+absl::Status ReleaseChecker::CheckWithoutPayload(const Release& release) const {
+  RETURN_IF_ERROR(ValidateRelease(release));
+  RETURN_IF_ERROR(VerifyReleaseSignature(release, options_.trusted_keys,
+                                         options_.require_signature));
+  if (rules_.contains(release.content_type())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "payload: required: content type \"",
+        absl::CHexEscape(release.content_type()),
+        "\" has a schema and capability manifest, so the payload must be "
+        "sent to be validated before any host can be assigned it"));
+  }
+  return NoRulesStatus(release);
+}
+
 absl::StatusOr<ValidationReport> ReleaseChecker::Check(
     const Release& release, absl::string_view payload) const {
   RETURN_IF_ERROR(ValidateRelease(release));
@@ -57,13 +84,7 @@ absl::StatusOr<ValidationReport> ReleaseChecker::Check(
                                          options_.require_signature));
   auto it = rules_.find(release.content_type());
   if (it == rules_.end()) {
-    if (options_.require_content_rules) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "content_type: no schema and capability manifest are configured "
-          "for \"",
-          absl::CHexEscape(release.content_type()),
-          "\", and content must be validated before release"));
-    }
+    RETURN_IF_ERROR(NoRulesStatus(release));
     return ValidationReport();
   }
   const Rules& rules = *it->second;
@@ -78,6 +99,100 @@ absl::StatusOr<ValidationReport> ReleaseChecker::Check(
   }
   report.Merge(RunValidators(validators, payload));
   return report;
+}
+
+namespace {
+
+// `path` resolved against `dir` unless it is absolute (or dir is empty).
+std::string Resolve(absl::string_view dir, absl::string_view path) {
+  if (dir.empty() || absl::StartsWith(path, "/")) return std::string(path);
+  return absl::StrCat(dir, "/", path);
+}
+
+// `status` with `prefix` before its message (same code).
+absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
+  return absl::Status(status.code(),
+                      absl::StrCat(prefix, ": ", status.message()));
+}
+
+absl::StatusOr<std::vector<ContentValidatorPtr>> ExternalValidators(
+    absl::string_view dir, const ContentTypeRules& rules,
+    absl::string_view field) {
+  std::vector<ContentValidatorPtr> out;
+  for (int i = 0; i < rules.external_validators_size(); ++i) {
+    const content::v1::ExternalValidatorConfig& config =
+        rules.external_validators(i);
+    const std::string where =
+        absl::StrCat(field, ".external_validators[", i, "]");
+    if (config.argv().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".argv: must not be empty"));
+    }
+    ExternalValidatorOptions options;
+    options.name = config.name();
+    options.argv.assign(config.argv().begin(), config.argv().end());
+    if (absl::StrContains(options.argv[0], '/')) {
+      options.argv[0] = Resolve(dir, options.argv[0]);
+    }
+    if (config.timeout_seconds() > 0) {
+      options.timeout = absl::Seconds(config.timeout_seconds());
+    }
+    if (config.memory_limit_mib() > 0) {
+      options.memory_limit_bytes = uint64_t{config.memory_limit_mib()} << 20;
+    }
+    absl::StatusOr<ContentValidatorPtr> v =
+        NewExternalValidator(std::move(options));
+    if (!v.ok()) return Prefixed(where, v.status());
+    out.push_back(*std::move(v));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReleaseChecker>> NewReleaseCheckerFromFile(
+    const std::string& rules_path, ReleaseCheckOptions options) {
+  ContentRules rules;
+  RETURN_IF_ERROR(LoadMessageFile(rules_path, &rules));
+  options.require_content_rules |= rules.require_content_rules();
+  ASSIGN_OR_RETURN(std::unique_ptr<ReleaseChecker> checker,
+                   ReleaseChecker::Create(std::move(options)));
+  const size_t slash = rules_path.rfind('/');
+  const absl::string_view dir =
+      slash == std::string::npos
+          ? absl::string_view()
+          : absl::string_view(rules_path).substr(0, slash);
+  for (int i = 0; i < rules.content_types_size(); ++i) {
+    const ContentTypeRules& ct = rules.content_types(i);
+    const std::string field = absl::StrCat("content_types[", i, "]");
+    auto in_file = [&](const absl::Status& s) {
+      return Prefixed(rules_path, s);
+    };
+    if (ct.schema_file().empty()) {
+      return in_file(absl::InvalidArgumentError(
+          absl::StrCat(field, ".schema_file: required")));
+    }
+    if (ct.capabilities_file().empty()) {
+      return in_file(absl::InvalidArgumentError(
+          absl::StrCat(field, ".capabilities_file: required")));
+    }
+    ContentSchema schema;
+    absl::Status s = LoadMessageFile(Resolve(dir, ct.schema_file()), &schema);
+    if (!s.ok()) return in_file(Prefixed(field + ".schema_file", s));
+    CapabilityManifest manifest;
+    s = LoadMessageFile(Resolve(dir, ct.capabilities_file()), &manifest);
+    if (!s.ok()) return in_file(Prefixed(field + ".capabilities_file", s));
+    absl::StatusOr<std::vector<ContentValidatorPtr>> validators =
+        ExternalValidators(dir, ct, field);
+    if (!validators.ok()) return in_file(validators.status());
+    s = checker->AddContentType(std::move(schema), std::move(manifest),
+                                *std::move(validators));
+    if (absl::IsAlreadyExists(s)) {
+      s = absl::InvalidArgumentError(s.message());
+    }
+    if (!s.ok()) return in_file(Prefixed(field, s));
+  }
+  return checker;
 }
 
 }  // namespace ringfence

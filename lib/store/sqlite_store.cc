@@ -505,6 +505,26 @@ class SqliteStore final : public Store {
     });
   }
 
+  // Writes a 64 KiB row under an id no rollout can have ("") and deletes it
+  // in the same transaction: pages are allocated, dirtied and committed with
+  // full sync, so a full disk (or database, with max_db_bytes), a read-only
+  // file or a lost lock fails here as it would for real work, and nothing
+  // changes. 64 KiB: a store with less headroom than that is not healthy
+  // (else health would flap between a passing probe and failing work).
+  absl::Status Probe() override {
+    absl::MutexLock lock(&mu_);
+    return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
+      Stmt put(db_,
+               "INSERT OR REPLACE INTO checkpoints(rollout_id, at_ns, body) "
+               "VALUES('', ?1, zeroblob(65536))");
+      put.Bind(1, absl::ToUnixNanos(clock_->Now()));
+      RETURN_IF_ERROR(put.Run());
+      Stmt del(db_, "DELETE FROM checkpoints WHERE rollout_id = ''");
+      return del.Run();
+    });
+  }
+
   absl::StatusOr<std::string> GetCheckpoint(
       absl::string_view rollout_id) override {
     absl::MutexLock lock(&mu_);
