@@ -15,8 +15,10 @@ absl::Status ValidateHostInfo(const HostInfo& host) {
         "labels: at most 64 labels (got ", host.labels.size(), ")"));
   }
   for (size_t i = 0; i < host.labels.size(); ++i) {
-    RETURN_IF_ERROR(
-        ValidateId(host.labels[i], absl::StrCat("labels[", i, "]")));
+    // The field name is built only for an error (this runs on every
+    // assignment request).
+    if (IsValidId(host.labels[i])) continue;
+    return ValidateId(host.labels[i], absl::StrCat("labels[", i, "]"));
   }
   if (!host.agent_version.empty() && !IsValidAgentVersion(host.agent_version)) {
     return absl::InvalidArgumentError(

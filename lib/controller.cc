@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "ringfence/gate.h"
@@ -55,6 +56,9 @@ struct Controller::View {
 };
 
 namespace {
+
+// Batches up to this many events hash their hosts into a stack array.
+constexpr size_t kInlineBatch = 1024;
 
 absl::Status RequireText(absl::string_view value, absl::string_view field) {
   if (value.empty()) {
@@ -888,6 +892,16 @@ Assignment Controller::Assign(const HostInfo& host,
 }
 
 absl::Status Controller::Ingest(absl::Span<const TelemetryEvent> events) {
+  if (events.size() > options_.max_batch_events) {
+    return ValidateTelemetryBatch(events, options_.max_batch_events);
+  }
+  std::vector<TelemetryEventView> views;
+  views.reserve(events.size());
+  for (const TelemetryEvent& e : events) views.push_back(ViewOf(e));
+  return Ingest(views);
+}
+
+absl::Status Controller::Ingest(absl::Span<const TelemetryEventView> events) {
   RETURN_IF_ERROR(ValidateTelemetryBatch(events, options_.max_batch_events));
   std::vector<Runtime*> active;
   {
@@ -896,10 +910,16 @@ absl::Status Controller::Ingest(absl::Span<const TelemetryEvent> events) {
       if (IsActive(rt->record.state())) active.push_back(rt.get());
     }
   }
+  if (active.empty()) return absl::OkStatus();
+  // Hashed once for every rollout.
+  absl::InlinedVector<uint64_t, kInlineBatch> keys(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    keys[i] = HostKey(events[i].host_id);
+  }
   absl::Status result;
   for (Runtime* rt : active) {
     std::vector<Exposure> exposed;
-    rt->tracker->Ingest(events, &exposed);
+    rt->tracker->IngestKeyed(events, keys, &exposed);
     if (exposed.empty()) continue;
     // Hosts that report running the release are exposed whether or not we
     // granted it: record who got what, for rollback and restarts.

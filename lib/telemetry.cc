@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "host_table.h"
 #include "ringfence/hash.h"
@@ -42,8 +43,10 @@ absl::string_view EventTypeName(EventType type) {
   return "unknown";
 }
 
-absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
-                                    size_t max_events) {
+namespace {
+
+template <typename Event>
+absl::Status ValidateBatch(absl::Span<const Event> events, size_t max_events) {
   if (events.size() > max_events) {
     return absl::InvalidArgumentError(
         absl::StrCat("events: at most ", max_events, " events per batch (got ",
@@ -54,7 +57,7 @@ absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
     return absl::StrCat("events[", i, "].", name);
   };
   for (size_t i = 0; i < events.size(); ++i) {
-    const TelemetryEvent& e = events[i];
+    const TelemetryEventView e = ViewOf(events[i]);
     if (!IsValidId(e.host_id))
       return ValidateId(e.host_id, field(i, "host_id"));
     switch (e.type) {
@@ -90,6 +93,18 @@ absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
+                                    size_t max_events) {
+  return ValidateBatch(events, max_events);
+}
+
+absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEventView> events,
+                                    size_t max_events) {
+  return ValidateBatch(events, max_events);
 }
 
 struct RolloutTracker::Aggregates {
@@ -284,7 +299,7 @@ void RolloutTracker::MaybeHealthy(HostState* h) {
   agg_->cohort_healthy[h->stage].fetch_add(1, std::memory_order_relaxed);
 }
 
-void RolloutTracker::ApplyEvent(const TelemetryEvent& e, uint32_t now_s,
+void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint32_t now_s,
                                 HostState* h, bool inserted) {
   if (inserted) OnInsert(h, now_s);
   if (now_s > h->last_seen) h->last_seen = now_s;
@@ -345,7 +360,14 @@ void RolloutTracker::IngestKeyed(absl::Span<const TelemetryEvent> events,
   IngestImpl(events, host_keys.data(), nullptr);
 }
 
-void RolloutTracker::IngestImpl(absl::Span<const TelemetryEvent> events,
+void RolloutTracker::IngestKeyed(absl::Span<const TelemetryEventView> events,
+                                 absl::Span<const uint64_t> host_keys,
+                                 std::vector<Exposure>* newly_exposed) {
+  IngestImpl(events, host_keys.data(), newly_exposed);
+}
+
+template <typename Event>
+void RolloutTracker::IngestImpl(absl::Span<const Event> events,
                                 const uint64_t* keys,
                                 std::vector<Exposure>* newly_exposed) {
   const absl::Time now = clock_->Now();
@@ -363,7 +385,8 @@ void RolloutTracker::IngestImpl(absl::Span<const TelemetryEvent> events,
   uint32_t start[HostTable::kShards + 1] = {};
   for (size_t i = 0; i < n; ++i) ++start[HostTable::ShardOf(keys[i]) + 1];
   for (int s = 0; s < HostTable::kShards; ++s) start[s + 1] += start[s];
-  std::vector<uint32_t> order(n);
+  // On the stack for batches of up to 1024 events: no allocation.
+  absl::InlinedVector<uint32_t, 1024> order(n);
   {
     uint32_t fill[HostTable::kShards];
     std::copy(start, start + HostTable::kShards, fill);
@@ -386,10 +409,10 @@ void RolloutTracker::IngestImpl(absl::Span<const TelemetryEvent> events,
       bool inserted = false;
       HostState* h = table_->FindOrInsert(keys[i], &inserted);
       const bool was_exposed = h->exposed_at != 0;
-      ApplyEvent(events[i], now_s, h, inserted);
+      ApplyEvent(ViewOf(events[i]), now_s, h, inserted);
       if (newly_exposed != nullptr && !was_exposed && h->exposed_at != 0) {
-        newly_exposed->push_back(
-            {events[i].host_id, h->stage, epoch_ + absl::Seconds(now_s)});
+        newly_exposed->push_back({std::string(events[i].host_id), h->stage,
+                                  epoch_ + absl::Seconds(now_s)});
       }
     }
   }

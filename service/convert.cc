@@ -7,18 +7,29 @@ namespace ringfence {
 
 HostInfo HostFromProto(const v1::GetAssignmentRequest& request) {
   HostInfo host;
-  host.host_id = request.host_id();
-  host.tenant = request.tenant();
-  host.labels.assign(request.labels().begin(), request.labels().end());
-  host.agent_version = request.agent_version();
-  host.platform = request.platform();
+  HostFromProto(request, &host);
   return host;
 }
 
-absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
-    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos) {
-  std::vector<TelemetryEvent> events;
-  events.reserve(protos.size());
+void HostFromProto(const v1::GetAssignmentRequest& request, HostInfo* host) {
+  host->host_id = request.host_id();
+  host->tenant = request.tenant();
+  host->labels.resize(static_cast<size_t>(request.labels_size()));
+  for (int i = 0; i < request.labels_size(); ++i) {
+    host->labels[static_cast<size_t>(i)] = request.labels(i);
+  }
+  host->agent_version = request.agent_version();
+  host->platform = request.platform();
+}
+
+namespace {
+
+// Fills `events` (a TelemetryEvent or TelemetryEventView vector).
+template <typename Event>
+absl::Status ConvertEvents(
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos,
+    std::vector<Event>* events) {
+  events->reserve(protos.size());
   for (int i = 0; i < protos.size(); ++i) {
     const v1::TelemetryEvent& p = protos.Get(i);
     if (p.type() < v1::APPLYING || p.type() > v1::SIGNAL) {
@@ -28,7 +39,7 @@ absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
                        "CRASH, BOOT, SIGNAL (got ",
                        static_cast<int>(p.type()), ")"));
     }
-    TelemetryEvent e;
+    Event& e = events->emplace_back();
     e.host_id = p.host_id();
     e.type = static_cast<EventType>(p.type());
     if (p.has_time()) e.time = FromProto(p.time());
@@ -36,9 +47,25 @@ absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
     e.signal = p.signal();
     e.clean = !p.has_clean() || p.clean();
     e.boot_id = p.boot_id();
-    events.push_back(std::move(e));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos) {
+  std::vector<TelemetryEvent> events;
+  absl::Status s = ConvertEvents(protos, &events);
+  if (!s.ok()) return s;
   return events;
+}
+
+absl::Status EventViewsFromProto(
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& protos,
+    std::vector<TelemetryEventView>* views) {
+  views->clear();
+  return ConvertEvents(protos, views);
 }
 
 v1::TelemetryEvent EventToProto(const TelemetryEvent& event) {
@@ -88,21 +115,26 @@ v1::AssignReason AssignReasonToProto(AssignReason reason) {
 v1::ContentAssignment AssignmentToProto(absl::string_view content_type,
                                         const Assignment& a) {
   v1::ContentAssignment p;
-  p.set_content_type(std::string(content_type));
-  if (a.release != nullptr) {
-    p.set_has_release(true);
-    p.set_release_id(a.release->id());
-    p.set_version(a.release->version());
-    p.set_digest_sha256(a.release->digest_sha256());
-    p.set_size_bytes(a.release->size_bytes());
-    p.set_fetch_url(a.release->fetch_url());
-    p.set_signature(a.release->signature());
-    *p.mutable_targeting() = a.release->targeting();
-  }
-  p.set_reason(AssignReasonToProto(a.reason));
-  if (a.rollout_id != nullptr) p.set_rollout_id(*a.rollout_id);
-  p.set_stage(a.stage);
+  AssignmentToProto(content_type, a, &p);
   return p;
+}
+
+void AssignmentToProto(absl::string_view content_type, const Assignment& a,
+                       v1::ContentAssignment* p) {
+  p->set_content_type(content_type.data(), content_type.size());
+  if (a.release != nullptr) {
+    p->set_has_release(true);
+    p->set_release_id(a.release->id());
+    p->set_version(a.release->version());
+    p->set_digest_sha256(a.release->digest_sha256());
+    p->set_size_bytes(a.release->size_bytes());
+    p->set_fetch_url(a.release->fetch_url());
+    p->set_signature(a.release->signature());
+    *p->mutable_targeting() = a.release->targeting();
+  }
+  p->set_reason(AssignReasonToProto(a.reason));
+  if (a.rollout_id != nullptr) p->set_rollout_id(*a.rollout_id);
+  p->set_stage(a.stage);
 }
 
 v1::GetRolloutResponse RolloutStatusToProto(const RolloutStatus& status) {

@@ -20,6 +20,8 @@ namespace ringfence {
 //
 // The HostInfo of an assignment request.
 HostInfo HostFromProto(const v1::GetAssignmentRequest& request);
+// The same into `*host`, reusing its strings' buffers.
+void HostFromProto(const v1::GetAssignmentRequest& request, HostInfo* host);
 
 // EventsFromProto
 //
@@ -28,6 +30,15 @@ HostInfo HostFromProto(const v1::GetAssignmentRequest& request);
 // ("events[3].type") for an unset or unknown event type.
 absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
     const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& events);
+
+// EventViewsFromProto
+//
+// The same as EventsFromProto (and the same errors), but into `*views`
+// (cleared first; its capacity is reused), and the events borrow their
+// strings from `events`, which must outlive them.
+absl::Status EventViewsFromProto(
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& events,
+    std::vector<TelemetryEventView>* views);
 
 // EventToProto
 //
@@ -39,6 +50,10 @@ v1::TelemetryEvent EventToProto(const TelemetryEvent& event);
 // The answer for `content_type`.
 v1::ContentAssignment AssignmentToProto(absl::string_view content_type,
                                         const Assignment& assignment);
+// The same into `*out`, which must be empty (new or cleared).
+void AssignmentToProto(absl::string_view content_type,
+                       const Assignment& assignment,
+                       v1::ContentAssignment* out);
 
 // AssignReasonToProto
 v1::AssignReason AssignReasonToProto(AssignReason reason);

@@ -9,9 +9,11 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -103,17 +105,25 @@ class Ingestor {
   }
 
   grpc::Status ApplyAndRelease(const EventProtos& events) {
-    grpc::Status result;
-    {
-      absl::StatusOr<std::vector<TelemetryEvent>> converted =
-          EventsFromProto(events);
-      result = ToGrpcStatus(converted.ok() ? controller_->Ingest(*converted)
-                                           : converted.status());
+    // The events borrow the request's strings (no copies), and the views'
+    // array is reused by the thread's next batch (no allocation).
+    thread_local std::vector<TelemetryEventView> views;
+    absl::Status s = EventViewsFromProto(events, &views);
+    if (s.ok()) s = controller_->Ingest(views);
+    const grpc::Status result = ToGrpcStatus(s);
+    if (views.capacity() > kMaxRetainedViews) {
+      views = std::vector<TelemetryEventView>();
+    } else {
+      views.clear();
     }
     in_flight_.fetch_sub(static_cast<uint64_t>(events.size()),
                          std::memory_order_relaxed);
     return result;
   }
+
+  // A thread keeps the views' array of batches up to this size (~72 bytes
+  // per event).
+  static constexpr size_t kMaxRetainedViews = 16384;
 
   Controller* const controller_;
   const uint64_t max_batch_events_;
@@ -121,6 +131,135 @@ class Ingestor {
   const absl::Duration testing_delay_;
   std::atomic<uint64_t> in_flight_{0};
 };
+
+// Request and response messages of one method, reused across calls. After
+// its call a message is cleared, not freed, and keeps its allocations (the
+// objects of repeated fields and the strings' buffers), so parsing the next
+// request into it and filling the next response allocate almost nothing.
+// For ReportTelemetry, a fresh heap message per call costs about twice the
+// parse (a heap allocation per event, string and timestamp, and as many
+// frees). The messages live on an arena, where Clear() leaves singular
+// submessages (the events' timestamps) to the arena instead of freeing them;
+// the arena is reset once it holds more than kMaxArenaBytes.
+//
+// Bounded: at most kMaxIdle holders wait in the pool, and a holder goes back
+// only if `reusable(request, response)` says its messages are of a size a
+// valid call has (strings and repeated fields bounded), so the pool never
+// keeps the memory of an oversized request.
+//
+// Thread safety: thread-safe. Must outlive the grpc::Server using it.
+template <typename Request, typename Response>
+class ReusedMessages final : public grpc::MessageAllocator<Request, Response> {
+ public:
+  static constexpr size_t kMaxIdle = 8;
+  static constexpr uint64_t kMaxArenaBytes = 4 << 20;
+  using Reusable = bool (*)(const Request&, const Response&);
+
+  explicit ReusedMessages(Reusable reusable) : reusable_(reusable) {}
+
+  grpc::MessageHolder<Request, Response>* AllocateMessages() override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!idle_.empty()) {
+        Holder* h = idle_.back().release();
+        idle_.pop_back();
+        return h;
+      }
+    }
+    return new Holder(this);
+  }
+
+ private:
+  class Holder final : public grpc::MessageHolder<Request, Response> {
+   public:
+    explicit Holder(ReusedMessages* pool) : pool_(pool) { Create(); }
+    void Release() override { pool_->Return(this); }
+
+    // Readies the messages for the next call; false if this holder should
+    // rather be freed.
+    bool Recycle() {
+      if (!pool_->reusable_(*this->request(), *this->response())) {
+        return false;
+      }
+      if (arena_.SpaceAllocated() > kMaxArenaBytes) {
+        arena_.Reset();
+        Create();
+      } else {
+        this->request()->Clear();
+        this->response()->Clear();
+      }
+      return true;
+    }
+
+   private:
+    void Create() {
+      this->set_request(
+          google::protobuf::Arena::CreateMessage<Request>(&arena_));
+      this->set_response(
+          google::protobuf::Arena::CreateMessage<Response>(&arena_));
+    }
+
+    ReusedMessages* const pool_;
+    google::protobuf::Arena arena_;
+  };
+
+  void Return(Holder* h) {
+    std::unique_ptr<Holder> holder(h);
+    if (!holder->Recycle()) return;
+    absl::MutexLock lock(&mu_);
+    if (idle_.size() < kMaxIdle) idle_.push_back(std::move(holder));
+  }
+
+  const Reusable reusable_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<Holder>> idle_ ABSL_GUARDED_BY(mu_);
+};
+
+// Valid ids are at most 128 characters and signals at most 256; anything
+// longer was rejected, and is not worth keeping the buffer of.
+constexpr size_t kMaxReusedString = 256;
+
+// A pooled telemetry request keeps up to ~1.5 KB of string buffers per event
+// (std::string at most doubles its capacity), so at most ~3 MB per holder.
+bool ReusableTelemetry(const v1::ReportTelemetryRequest& request,
+                       const v1::ReportTelemetryResponse&) {
+  constexpr int kMaxEvents = 2048;
+  if (request.events_size() > kMaxEvents) return false;
+  for (const v1::TelemetryEvent& e : request.events()) {
+    if (e.host_id().size() > kMaxReusedString ||
+        e.release_id().size() > kMaxReusedString ||
+        e.signal().size() > kMaxReusedString) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ReusableAssignment(const v1::GetAssignmentRequest& request,
+                        const v1::GetAssignmentResponse& response) {
+  constexpr int kMaxRepeated = 64;  // valid requests: <= 64 labels, types
+  if (request.labels_size() > kMaxRepeated ||
+      request.content_types_size() > kMaxRepeated ||
+      response.assignments_size() > kMaxRepeated) {
+    return false;
+  }
+  auto short_string = [](const std::string& s) {
+    return s.size() <= kMaxReusedString;
+  };
+  if (!short_string(request.host_id()) || !short_string(request.tenant()) ||
+      !short_string(request.agent_version()) ||
+      !short_string(request.platform())) {
+    return false;
+  }
+  for (const std::string& s : request.labels()) {
+    if (!short_string(s)) return false;
+  }
+  for (const std::string& s : request.content_types()) {
+    if (!short_string(s)) return false;
+  }
+  // Responses hold release fields, which are validated when created.
+  return true;
+}
 
 class TelemetryStreams;
 
@@ -877,7 +1016,10 @@ class FleetService final : public v1::Fleet::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::GetAssignmentRequest* req,
       v1::GetAssignmentResponse* resp) override {
     return c_.Unary(ctx, kFleetRoles, "GetAssignment", [&](const Principal&) {
-      const HostInfo host = HostFromProto(*req);
+      // Per thread, reused: its strings keep their buffers (a valid request's
+      // strings are short; an invalid one's are dropped below).
+      thread_local HostInfo host;
+      HostFromProto(*req, &host);
       absl::Status s = ValidateHostInfo(host);
       if (s.ok() && req->content_types_size() == 0) {
         s = absl::InvalidArgumentError(
@@ -889,13 +1031,18 @@ class FleetService final : public v1::Fleet::CallbackService {
                          " (got ", req->content_types_size(), ")"));
       }
       for (int i = 0; s.ok() && i < req->content_types_size(); ++i) {
+        // The field name is built only for an error.
+        if (IsValidId(req->content_types(i))) continue;
         s = ValidateId(req->content_types(i),
                        absl::StrCat("content_types[", i, "]"));
       }
-      if (!s.ok()) return ToGrpcStatus(s);
+      if (!s.ok()) {
+        host = HostInfo();
+        return ToGrpcStatus(s);
+      }
       for (const std::string& type : req->content_types()) {
-        *resp->add_assignments() =
-            AssignmentToProto(type, c_.controller->Assign(host, type));
+        AssignmentToProto(type, c_.controller->Assign(host, type),
+                          resp->add_assignments());
       }
       return grpc::Status::OK;
     });
@@ -939,6 +1086,10 @@ struct Server::Services {
   std::optional<TokenAuthenticator> auth;
   std::atomic<bool> shutting_down{false};
   std::unique_ptr<Ingestor> ingestor;
+  ReusedMessages<v1::ReportTelemetryRequest, v1::ReportTelemetryResponse>
+      telemetry_messages{&ReusableTelemetry};
+  ReusedMessages<v1::GetAssignmentRequest, v1::GetAssignmentResponse>
+      assignment_messages{&ReusableAssignment};
   TelemetryStreams streams;
   std::unique_ptr<ReleaseChecker> release_checker;
   std::atomic<int> validations{0};
@@ -979,6 +1130,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   svc.releases = std::make_unique<ReleasesService>(ctx);
   svc.rollouts = std::make_unique<RolloutsService>(ctx);
   svc.fleet = std::make_unique<FleetService>(ctx);
+  svc.fleet->SetMessageAllocatorFor_ReportTelemetry(&svc.telemetry_messages);
+  svc.fleet->SetMessageAllocatorFor_GetAssignment(&svc.assignment_messages);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

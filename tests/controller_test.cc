@@ -454,6 +454,11 @@ TEST_P(ControllerTest, InvalidTelemetryBatchAppliesNothing) {
   EXPECT_THAT(controller_->Ingest(batch),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("events[1].release_id: must not be empty")));
+  const std::vector<TelemetryEventView> views = {ViewOf(batch[0]),
+                                                 ViewOf(batch[1])};
+  EXPECT_THAT(controller_->Ingest(views),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("events[1].release_id: must not be empty")));
   auto s = controller_->GetRollout(r->id());
   ASSERT_OK(s);
   EXPECT_EQ(s->telemetry.tracked_hosts, 0u);

@@ -396,6 +396,12 @@ TEST_F(E2ETest, MalformedRequestsAreRejectedWithTheField) {
     EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
                 GrpcOk());
     EXPECT_EQ(resp.accepted_events(), 1000u);
+    // The server reuses request messages: nothing of a bigger batch before
+    // may leak into a smaller one.
+    req.mutable_events()->DeleteSubrange(1, 999);
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+                GrpcOk());
+    EXPECT_EQ(resp.accepted_events(), 1u);
   }
   v1::GetAssignmentResponse aresp;
   {

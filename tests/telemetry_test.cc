@@ -335,6 +335,62 @@ TEST_F(TrackerTest, MemoryPerHostIsCompact) {
   EXPECT_LE(grown_bytes, 48.0);
 }
 
+TEST_F(TrackerTest, BorrowedEventsIngestLikeOwnedOnes) {
+  std::vector<TelemetryEvent> batch = {
+      Ev(Host(0), EventType::kHeartbeat, "rel-1"),
+      Ev(Host(1), EventType::kApplying, kRelease),
+      Ev(Host(2), EventType::kApplied, kRelease),
+      Ev(Host(0), EventType::kCrash),
+      Ev(Host(3), EventType::kBoot),
+      Ev(Host(4), EventType::kSignal),
+  };
+  batch[4].clean = false;
+  batch[5].signal = "av_scan_failed";
+  std::vector<Exposure> owned_exposed;
+  tracker_->Ingest(batch, &owned_exposed);
+  const TrackerSnapshot owned = tracker_->Snapshot();
+
+  Reset(3);
+  std::vector<TelemetryEventView> views;
+  std::vector<uint64_t> keys;
+  for (const TelemetryEvent& e : batch) {
+    views.push_back(ViewOf(e));
+    keys.push_back(HostKey(e.host_id));
+  }
+  std::vector<Exposure> borrowed_exposed;
+  tracker_->IngestKeyed(views, keys, &borrowed_exposed);
+  const TrackerSnapshot borrowed = tracker_->Snapshot();
+
+  EXPECT_EQ(borrowed.tracked_hosts, owned.tracked_hosts);
+  EXPECT_EQ(borrowed.treatment_hosts, 2u);
+  EXPECT_EQ(borrowed.treatment_hosts, owned.treatment_hosts);
+  EXPECT_EQ(borrowed.control_hosts, owned.control_hosts);
+  for (const char* signal : {"crash", "unclean_reboot", "av_scan_failed"}) {
+    EXPECT_EQ(Counts(borrowed, signal).control_affected, 1u) << signal;
+    EXPECT_EQ(Counts(borrowed, signal).control_affected,
+              Counts(owned, signal).control_affected)
+        << signal;
+  }
+  ASSERT_EQ(borrowed_exposed.size(), owned_exposed.size());
+  for (size_t i = 0; i < owned_exposed.size(); ++i) {
+    EXPECT_EQ(borrowed_exposed[i].host_id, owned_exposed[i].host_id);
+    EXPECT_EQ(borrowed_exposed[i].stage, owned_exposed[i].stage);
+  }
+}
+
+TEST(ValidateTelemetryBatchTest, BorrowedEventsGetTheSameErrors) {
+  std::vector<TelemetryEvent> batch = {Ev("h1", EventType::kHeartbeat),
+                                       Ev("h 2", EventType::kHeartbeat)};
+  std::vector<TelemetryEventView> views = {ViewOf(batch[0]), ViewOf(batch[1])};
+  EXPECT_THAT(ValidateTelemetryBatch(views),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("events[1].host_id: must match")));
+  EXPECT_EQ(ValidateTelemetryBatch(views), ValidateTelemetryBatch(batch));
+  EXPECT_THAT(ValidateTelemetryBatch(views, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("at most 1 events per batch (got 2)")));
+}
+
 TEST(ValidateTelemetryBatchTest, NamesTheEventAndField) {
   std::vector<TelemetryEvent> batch = {Ev("h1", EventType::kHeartbeat),
                                        Ev("", EventType::kHeartbeat)};
@@ -362,7 +418,8 @@ TEST(ValidateTelemetryBatchTest, NamesTheEventAndField) {
   EXPECT_THAT(ValidateTelemetryBatch(batch, 10),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("at most 10 events per batch (got 11)")));
-  EXPECT_TRUE(ValidateTelemetryBatch({}).ok());
+  EXPECT_TRUE(ValidateTelemetryBatch(std::vector<TelemetryEvent>()).ok());
+  EXPECT_TRUE(ValidateTelemetryBatch(std::vector<TelemetryEventView>()).ok());
 }
 
 }  // namespace

@@ -219,6 +219,8 @@ class Controller {
   // Validates the whole batch (INVALID_ARGUMENT naming the event and field;
   // nothing is applied) and then applies it to every active rollout.
   absl::Status Ingest(absl::Span<const TelemetryEvent> events);
+  // The same for borrowed events (the service ingests from the request).
+  absl::Status Ingest(absl::Span<const TelemetryEventView> events);
 
   // Whether the store is accepting writes (false = failing closed).
   bool store_healthy() const {

@@ -84,6 +84,32 @@ struct TelemetryEvent {
   uint64_t boot_id = 0;
 };
 
+// TelemetryEventView
+//
+// A TelemetryEvent whose strings are borrowed, e.g. from a parsed request,
+// so that a batch can be validated and ingested without copying them. The
+// strings must outlive the call the view is passed to.
+struct TelemetryEventView {
+  absl::string_view host_id;
+  EventType type = EventType::kHeartbeat;
+  absl::Time time = absl::UnixEpoch();
+  absl::string_view release_id;
+  absl::string_view signal;
+  bool clean = true;
+  uint64_t boot_id = 0;
+};
+
+// ViewOf
+//
+// A view of `event` (valid while `event` is).
+inline TelemetryEventView ViewOf(const TelemetryEvent& event) {
+  return {event.host_id, event.type,  event.time,   event.release_id,
+          event.signal,  event.clean, event.boot_id};
+}
+inline const TelemetryEventView& ViewOf(const TelemetryEventView& event) {
+  return event;
+}
+
 absl::string_view EventTypeName(EventType type);
 
 // ValidateTelemetryBatch
@@ -91,6 +117,8 @@ absl::string_view EventTypeName(EventType type);
 // INVALID_ARGUMENT naming the first bad event, e.g.
 // `events[3].host_id: must not be empty`. At most `max_events` events.
 absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEvent> events,
+                                    size_t max_events = 100000);
+absl::Status ValidateTelemetryBatch(absl::Span<const TelemetryEventView> events,
                                     size_t max_events = 100000);
 
 // Aggregates of one stage's cohort (the hosts newly exposed in that stage).
@@ -184,6 +212,13 @@ class RolloutTracker {
   void IngestKeyed(absl::Span<const TelemetryEvent> events,
                    absl::Span<const uint64_t> host_keys);
 
+  // Ingest of borrowed events whose hosts were hashed once for every tracker
+  // of a batch (Controller::Ingest). REQUIRES: the validation Ingest
+  // requires, and host_keys[i] == HostKey(events[i].host_id).
+  void IngestKeyed(absl::Span<const TelemetryEventView> events,
+                   absl::Span<const uint64_t> host_keys,
+                   std::vector<Exposure>* newly_exposed);
+
   // Exposure grants, in two phases so an exposure is persisted before it
   // takes effect: TryReserve() checks the host and takes one unit of the
   // current stage's budget; the caller persists the exposure, then calls
@@ -264,14 +299,15 @@ class RolloutTracker {
   friend class internal::HostTable;
   struct Aggregates;
 
-  void ApplyEvent(const TelemetryEvent& e, uint32_t now_s,
+  void ApplyEvent(const TelemetryEventView& e, uint32_t now_s,
                   internal::HostState* h, bool inserted);
   void OnInsert(internal::HostState* h, uint32_t now_s);
   // Moves a host from control to `stage`'s cohort.
   void Expose(internal::HostState* h, int stage, uint32_t now_s);
   void MarkAffected(int signal, internal::HostState* h);
   void MaybeHealthy(internal::HostState* h);
-  void IngestImpl(absl::Span<const TelemetryEvent> events, const uint64_t* keys,
+  template <typename Event>
+  void IngestImpl(absl::Span<const Event> events, const uint64_t* keys,
                   std::vector<Exposure>* newly_exposed);
   uint32_t ToSeconds(absl::Time t) const;
 
