@@ -130,7 +130,9 @@ void AssignmentToProto(absl::string_view content_type, const Assignment& a,
     p->set_size_bytes(a.release->size_bytes());
     p->set_fetch_url(a.release->fetch_url());
     p->set_signature(a.release->signature());
-    *p->mutable_targeting() = a.release->targeting();
+    if (a.release->has_targeting()) {
+      *p->mutable_targeting() = a.release->targeting();
+    }
   }
   p->set_reason(AssignReasonToProto(a.reason));
   if (a.rollout_id != nullptr) p->set_rollout_id(*a.rollout_id);
