@@ -884,6 +884,32 @@ TEST(ParseContentFile, TextAndBinary) {
   EXPECT_EQ(from_binary->SerializeAsString(), from_text->SerializeAsString());
 }
 
+// Found by content_fuzz (a 10-minute run): an escape in a text-format string
+// field put a byte that is not UTF-8 into a pattern; the text was accepted,
+// but the same file in binary is not. Text now refuses it too, naming the
+// field.
+TEST(ParseContentFile, StringFieldsMustBeUtf8InTextToo) {
+  const std::string text =
+      "instances { template_type: \"t\" criteria { field: 3 pattern: "
+      "\"\\\\pSfi\\xed}\" } }\n";
+  EXPECT_THAT(ParseContentFile(text),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("instances[0].criteria[0].pattern: not valid "
+                                 "UTF-8")));
+  // The same bytes in a bytes criterion are fine.
+  absl::StatusOr<ContentFile> bytes = ParseContentFile(
+      "instances { template_type: \"t\" criteria { field: 3 exact_bytes: "
+      "\"\\xed\" } }\n");
+  ASSERT_OK(bytes);
+  EXPECT_EQ(bytes->instances(0).criteria(0).exact_bytes(), "\xed");
+  // And validation reports the parse error as a finding, as for any
+  // unparseable payload.
+  absl::StatusOr<ValidationReport> report =
+      ValidateContent(text, Schema291(), Manifest291(), std::nullopt);
+  ASSERT_OK(report);
+  EXPECT_FALSE(report->ok);
+}
+
 // ---- Reports and statuses
 // ---------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 #include <climits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -11,7 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/message.h"
 #include "google/protobuf/text_format.h"
 #include "ringfence/model.h"
 #include "ringfence/status_macros.h"
@@ -158,6 +161,42 @@ absl::Status ValidateCapability(const AgentCapability& cap,
 
 }  // namespace
 
+namespace {
+
+// The path of the first string (not bytes) field of `m` holding invalid
+// UTF-8, e.g. "instances[2].criteria[0].pattern"; empty if there is none.
+std::string FirstInvalidUtf8(const google::protobuf::Message& m,
+                             const std::string& prefix) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection& r = *m.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  r.ListFields(m, &fields);
+  for (const FieldDescriptor* f : fields) {
+    const std::string name = absl::StrCat(prefix, f->name());
+    const int n = f->is_repeated() ? r.FieldSize(m, f) : 1;
+    for (int i = 0; i < n; ++i) {
+      const std::string at =
+          f->is_repeated() ? absl::StrCat(name, "[", i, "]") : name;
+      if (f->type() == FieldDescriptor::TYPE_STRING) {
+        std::string scratch;
+        const std::string& v =
+            f->is_repeated() ? r.GetRepeatedStringReference(m, f, i, &scratch)
+                             : r.GetStringReference(m, f, &scratch);
+        if (!IsValidUtf8(v)) return at;
+      } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+        const google::protobuf::Message& sub =
+            f->is_repeated() ? r.GetRepeatedMessage(m, f, i)
+                             : r.GetMessage(m, f);
+        std::string bad = FirstInvalidUtf8(sub, at + ".");
+        if (!bad.empty()) return bad;
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
 absl::StatusOr<ContentFile> ParseContentFile(absl::string_view payload) {
   ContentFile file;
   std::string text_error;
@@ -166,7 +205,19 @@ absl::StatusOr<ContentFile> ParseContentFile(absl::string_view payload) {
     google::protobuf::TextFormat::Parser parser;
     FirstErrorCollector errors;
     parser.RecordErrorsTo(&errors);
-    if (parser.ParseFromString(std::string(payload), &file)) return file;
+    if (parser.ParseFromString(std::string(payload), &file)) {
+      // Escapes ("\xed") can put bytes that are not UTF-8 into string
+      // fields; the binary format (and so the agents' parser) refuses those,
+      // so text must too.
+      const std::string bad = FirstInvalidUtf8(file, "");
+      if (!bad.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            bad,
+            ": not valid UTF-8 (string fields must be UTF-8; use a "
+            "bytes criterion for raw bytes)"));
+      }
+      return file;
+    }
     text_error = errors.first();
     file.Clear();
   }
