@@ -96,6 +96,21 @@ CapabilityManifest Manifest291() {
   return LoadOrDie<CapabilityManifest>("capabilities.textproto");
 }
 
+// Release cf-291-0719 of `payload`, for agents [min, max).
+Release Release291(const std::string& payload, const std::string& min,
+                   const std::string& max) {
+  Release release;
+  release.set_id("cf-291-0719");
+  release.set_content_type("channel-file/291");
+  release.set_version("2024.07.19");
+  const PayloadDigest digest = ComputeDigest(payload);
+  release.set_digest_sha256(digest.sha256_hex);
+  release.set_size_bytes(digest.size_bytes);
+  release.mutable_targeting()->set_min_agent_version(min);
+  release.mutable_targeting()->set_max_agent_version(max);
+  return release;
+}
+
 // A finding with `code` whose message matches `message`.
 template <typename M>
 auto FindingIs(absl::string_view code, M message) {
@@ -322,15 +337,7 @@ TEST(Regression21Fields, ReleaseCheckerRejectsWithFailedPrecondition) {
   ASSERT_OK(checker);
   ASSERT_OK((*checker)->AddContentType(Schema291(), Manifest291()));
 
-  Release release;
-  release.set_id("cf-291-0719");
-  release.set_content_type("channel-file/291");
-  release.set_version("2024.07.19");
-  const PayloadDigest digest = ComputeDigest(payload);
-  release.set_digest_sha256(digest.sha256_hex);
-  release.set_size_bytes(digest.size_bytes);
-  release.mutable_targeting()->set_min_agent_version("7.11");
-  release.mutable_targeting()->set_max_agent_version("7.12");
+  Release release = Release291(payload, "7.11", "7.12");
 
   absl::StatusOr<ValidationReport> report = (*checker)->Check(release, payload);
   ASSERT_OK(report);
@@ -1452,14 +1459,7 @@ TEST(ContentRulesFile, TheFixtureRejectsThe21stFieldAndRunsTheVendorParser) {
   EXPECT_TRUE((*checker)->HasContentType("channel-file/291"));
 
   const std::string payload = ReadFile(TestDataPath("cf291_field21.textproto"));
-  Release release;
-  release.set_id("cf-291-0719");
-  release.set_content_type("channel-file/291");
-  const PayloadDigest digest = ComputeDigest(payload);
-  release.set_digest_sha256(digest.sha256_hex);
-  release.set_size_bytes(digest.size_bytes);
-  release.mutable_targeting()->set_min_agent_version("7.11");
-  release.mutable_targeting()->set_max_agent_version("7.12");
+  Release release = Release291(payload, "7.11", "7.12");
   absl::StatusOr<ValidationReport> report = (*checker)->Check(release, payload);
   ASSERT_OK(report);
   EXPECT_FALSE(report->ok);
