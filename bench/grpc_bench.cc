@@ -323,23 +323,24 @@ double RequestBytes() {
   return static_cast<double>(total) / kHostPool;
 }
 
-// ---- 1. BM_GrpcEcho
-// -----------------------------------------------------------
-
-void BM_GrpcEcho(benchmark::State& state) {
-  Echo& e = GetEcho();
+// One callback unary call per iteration, waited for; the same loop for every
+// client below, so the pairs compared differ only in the call.
+// `start(ctx, i, response, on_done)` issues call number `i` (each thread
+// starts at its own offset into the request pool). Counter rpcs_per_s
+// (== items_per_second): the aggregate rate over the threads.
+template <typename Response, typename Start>
+void UnaryCalls(benchmark::State& state, Start start) {
   size_t i = static_cast<size_t>(state.thread_index()) * 997;
   ProcessCpu cpu(state);
   for (auto _ : state) {
     grpc::ClientContext ctx;
-    bench::EchoMessage response;
+    Response response;
     grpc::Status status;
     absl::Notification done;
-    e.stub->async()->Echo(&ctx, &e.requests[i++ % kHostPool], &response,
-                          [&](grpc::Status s) {
-                            status = std::move(s);
-                            done.Notify();
-                          });
+    start(&ctx, i++, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
     done.WaitForNotification();
     if (!status.ok()) {
       state.SkipWithError(status.error_message().c_str());
@@ -347,10 +348,22 @@ void BM_GrpcEcho(benchmark::State& state) {
     }
   }
   cpu.Stop();
-  // Summed over the threads: the aggregate rate (== items_per_second).
   state.SetItemsProcessed(state.iterations());
   state.counters["rpcs_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+// ---- 1. BM_GrpcEcho
+// -----------------------------------------------------------
+
+void BM_GrpcEcho(benchmark::State& state) {
+  Echo& e = GetEcho();
+  UnaryCalls<bench::EchoMessage>(
+      state, [&e](grpc::ClientContext* ctx, size_t i,
+                  bench::EchoMessage* response, auto on_done) {
+        e.stub->async()->Echo(ctx, &e.requests[i % kHostPool], response,
+                              std::move(on_done));
+      });
   if (state.thread_index() == 0) state.counters["req_bytes"] = RequestBytes();
 }
 BENCHMARK(BM_GrpcEcho)->Threads(1)->Threads(8)->UseRealTime();
@@ -360,29 +373,12 @@ BENCHMARK(BM_GrpcEcho)->Threads(1)->Threads(8)->UseRealTime();
 
 void BM_GetAssignment(benchmark::State& state) {
   Ringfenced& w = GetRingfenced();
-  size_t i = static_cast<size_t>(state.thread_index()) * 997;
-  ProcessCpu cpu(state);
-  for (auto _ : state) {
-    grpc::ClientContext ctx;
-    v1::GetAssignmentResponse response;
-    grpc::Status status;
-    absl::Notification done;
-    w.fleet->async()->GetAssignment(&ctx, &w.requests[i++ % kHostPool],
-                                    &response, [&](grpc::Status s) {
-                                      status = std::move(s);
-                                      done.Notify();
-                                    });
-    done.WaitForNotification();
-    if (!status.ok()) {
-      state.SkipWithError(status.error_message().c_str());
-      break;
-    }
-  }
-  cpu.Stop();
-  // Summed over the threads: the aggregate rate (== items_per_second).
-  state.SetItemsProcessed(state.iterations());
-  state.counters["rpcs_per_s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  UnaryCalls<v1::GetAssignmentResponse>(
+      state, [&w](grpc::ClientContext* ctx, size_t i,
+                  v1::GetAssignmentResponse* response, auto on_done) {
+        w.fleet->async()->GetAssignment(ctx, &w.requests[i % kHostPool],
+                                        response, std::move(on_done));
+      });
   if (state.thread_index() == 0) state.counters["req_bytes"] = RequestBytes();
 }
 BENCHMARK(BM_GetAssignment)->Threads(1)->Threads(8)->UseRealTime();
@@ -399,29 +395,13 @@ BENCHMARK(BM_GetAssignment)->Threads(1)->Threads(8)->UseRealTime();
 void RawUnaryCalls(benchmark::State& state, grpc::GenericStub& stub,
                    const char* method,
                    const std::vector<grpc::ByteBuffer>& requests) {
-  size_t i = static_cast<size_t>(state.thread_index()) * 997;
-  ProcessCpu cpu(state);
-  for (auto _ : state) {
-    grpc::ClientContext ctx;
-    grpc::ByteBuffer response;
-    grpc::Status status;
-    absl::Notification done;
-    stub.UnaryCall(&ctx, method, grpc::StubOptions(),
-                   &requests[i++ % requests.size()], &response,
-                   [&](grpc::Status s) {
-                     status = std::move(s);
-                     done.Notify();
-                   });
-    done.WaitForNotification();
-    if (!status.ok()) {
-      state.SkipWithError(status.error_message().c_str());
-      break;
-    }
-  }
-  cpu.Stop();
-  state.SetItemsProcessed(state.iterations());
-  state.counters["rpcs_per_s"] = benchmark::Counter(
-      static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  UnaryCalls<grpc::ByteBuffer>(
+      state, [&](grpc::ClientContext* ctx, size_t i, grpc::ByteBuffer* response,
+                 auto on_done) {
+        stub.UnaryCall(ctx, method, grpc::StubOptions(),
+                       &requests[i % requests.size()], response,
+                       std::move(on_done));
+      });
 }
 
 void BM_GrpcEchoRaw(benchmark::State& state) {
