@@ -427,14 +427,7 @@ void BM_ServerGetAssignmentWork(benchmark::State& state) {
   HostInfo host;
   auto answer = [&w, &host](const v1::GetAssignmentRequest& req,
                             v1::GetAssignmentResponse* resp) {
-    HostFromProto(req, &host);
-    absl::Status s = ValidateHostInfo(host);
-    if (!s.ok()) return s;
-    for (const std::string& type : req.content_types()) {
-      AssignmentToProto(type, w.controller->Assign(host, type),
-                        resp->add_assignments());
-    }
-    return absl::OkStatus();
+    return AnswerGetAssignment(*w.controller, req, &host, resp);
   };
   size_t i = 0;
   v1::GetAssignmentResponse resp;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ringfence/gate.h"
+#include "ringfence/status_macros.h"
 
 namespace ringfence {
 
@@ -117,6 +118,34 @@ v1::ContentAssignment AssignmentToProto(absl::string_view content_type,
   v1::ContentAssignment p;
   AssignmentToProto(content_type, a, &p);
   return p;
+}
+
+absl::Status AnswerGetAssignment(Controller& controller,
+                                 const v1::GetAssignmentRequest& request,
+                                 HostInfo* host,
+                                 v1::GetAssignmentResponse* response) {
+  HostFromProto(request, host);
+  RETURN_IF_ERROR(ValidateHostInfo(*host));
+  if (request.content_types_size() == 0) {
+    return absl::InvalidArgumentError(
+        "content_types: must name at least one content type");
+  }
+  if (request.content_types_size() > kMaxContentTypesPerRequest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("content_types: at most ", kMaxContentTypesPerRequest,
+                     " (got ", request.content_types_size(), ")"));
+  }
+  for (int i = 0; i < request.content_types_size(); ++i) {
+    // The field name is built only for an error.
+    if (IsValidId(request.content_types(i))) continue;
+    return ValidateId(request.content_types(i),
+                      absl::StrCat("content_types[", i, "]"));
+  }
+  for (const std::string& type : request.content_types()) {
+    AssignmentToProto(type, controller.Assign(*host, type),
+                      response->add_assignments());
+  }
+  return absl::OkStatus();
 }
 
 void AssignmentToProto(absl::string_view content_type, const Assignment& a,

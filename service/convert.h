@@ -55,6 +55,20 @@ void AssignmentToProto(absl::string_view content_type,
                        const Assignment& assignment,
                        v1::ContentAssignment* out);
 
+// Most content types one GetAssignment request may ask about.
+inline constexpr int kMaxContentTypesPerRequest = 64;
+
+// AnswerGetAssignment
+//
+// What the GetAssignment handler does besides gRPC: `request` into `*host`
+// (scratch the caller may reuse across calls), the request's validation
+// (INVALID_ARGUMENT naming the field; nothing is answered), then one answer
+// per requested content type appended to `*response`.
+absl::Status AnswerGetAssignment(Controller& controller,
+                                 const v1::GetAssignmentRequest& request,
+                                 HostInfo* host,
+                                 v1::GetAssignmentResponse* response);
+
 // AssignReasonToProto
 v1::AssignReason AssignReasonToProto(AssignReason reason);
 

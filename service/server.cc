@@ -34,8 +34,6 @@ constexpr Roles kPublisherRoles{Role::kPublisher, Role::kAdmin};
 constexpr Roles kReaderRoles{Role::kPublisher, Role::kOperator, Role::kAdmin};
 constexpr Roles kOperatorRoles{Role::kOperator, Role::kAdmin};
 
-constexpr int kMaxContentTypesPerRequest = 64;
-
 using EventProtos = google::protobuf::RepeatedPtrField<v1::TelemetryEvent>;
 
 // Telemetry ingestion with a bounded number of events in flight: a batch
@@ -1019,30 +1017,10 @@ class FleetService final : public v1::Fleet::CallbackService {
       // Per thread, reused: its strings keep their buffers (a valid request's
       // strings are short; an invalid one's are dropped below).
       thread_local HostInfo host;
-      HostFromProto(*req, &host);
-      absl::Status s = ValidateHostInfo(host);
-      if (s.ok() && req->content_types_size() == 0) {
-        s = absl::InvalidArgumentError(
-            "content_types: must name at least one content type");
-      }
-      if (s.ok() && req->content_types_size() > kMaxContentTypesPerRequest) {
-        s = absl::InvalidArgumentError(
-            absl::StrCat("content_types: at most ", kMaxContentTypesPerRequest,
-                         " (got ", req->content_types_size(), ")"));
-      }
-      for (int i = 0; s.ok() && i < req->content_types_size(); ++i) {
-        // The field name is built only for an error.
-        if (IsValidId(req->content_types(i))) continue;
-        s = ValidateId(req->content_types(i),
-                       absl::StrCat("content_types[", i, "]"));
-      }
+      absl::Status s = AnswerGetAssignment(*c_.controller, *req, &host, resp);
       if (!s.ok()) {
         host = HostInfo();
         return ToGrpcStatus(s);
-      }
-      for (const std::string& type : req->content_types()) {
-        AssignmentToProto(type, c_.controller->Assign(host, type),
-                          resp->add_assignments());
       }
       return grpc::Status::OK;
     });
