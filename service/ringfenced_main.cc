@@ -24,7 +24,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,7 +36,6 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -124,45 +122,6 @@ bool WriteFileAtomically(const std::string& path, const std::string& contents) {
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   return !ec;
-}
-
-// Reads a --trusted_keys_file: `key_id path` lines, '#' comments.
-absl::StatusOr<ringfence::TrustedKeys> LoadTrustedKeysFile(
-    const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  const std::filesystem::path base = std::filesystem::path(path).parent_path();
-  ringfence::TrustedKeys keys;
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (const size_t hash = line.find('#'); hash != std::string::npos) {
-      line.resize(hash);
-    }
-    std::vector<std::string> words =
-        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
-    if (words.empty()) continue;
-    if (words.size() != 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": expected `key_id path/to/key.pub`"));
-    }
-    std::filesystem::path key_path(words[1]);
-    if (key_path.is_relative()) key_path = base / key_path;
-    std::ifstream key_in(key_path, std::ios::binary);
-    if (!key_in) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": cannot read ", key_path.string()));
-    }
-    std::string pem((std::istreambuf_iterator<char>(key_in)),
-                    std::istreambuf_iterator<char>());
-    if (!keys.emplace(words[0], std::move(pem)).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": duplicate key id \"", words[0], "\""));
-    }
-  }
-  absl::Status s = ringfence::ValidateTrustedKeys(keys);
-  if (!s.ok())
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
-  return keys;
 }
 
 int Main(int argc, char** argv) {
@@ -268,7 +227,8 @@ int Main(int argc, char** argv) {
   check_options.require_signature = absl::GetFlag(FLAGS_require_signatures);
   if (const std::string path = absl::GetFlag(FLAGS_trusted_keys_file);
       !path.empty()) {
-    absl::StatusOr<ringfence::TrustedKeys> keys = LoadTrustedKeysFile(path);
+    absl::StatusOr<ringfence::TrustedKeys> keys =
+        ringfence::LoadTrustedKeysFile(path);
     if (!keys.ok()) {
       Log(absl::StrCat("--trusted_keys_file: ", keys.status().message()));
       return 2;

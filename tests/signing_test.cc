@@ -5,6 +5,8 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <filesystem>
+#include <fstream>
 #include <ostream>
 #include <string>
 
@@ -436,6 +438,41 @@ TEST(ValidateTrustedKeys, NamesTheBadKey) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("trusted_keys[\"k\"]: not an Ed25519 public "
                                  "key")));
+}
+
+TEST(LoadTrustedKeysFile, ReadsKeysRelativeToTheFileAndNamesBadLines) {
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/trusted-keys-test");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/keys");
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(absl::StrCat(dir, "/", name)) << text;
+    return absl::StrCat(dir, "/", name);
+  };
+  write("keys/publisher.pub", kPublicPem);
+  absl::StatusOr<TrustedKeys> keys = LoadTrustedKeysFile(
+      write("ok", "# key_id path\npublisher-1 keys/publisher.pub  # ci\n\n"));
+  ASSERT_OK(keys);
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ(keys->at("publisher-1"), kPublicPem);
+
+  EXPECT_THAT(LoadTrustedKeysFile(write("bad", "publisher-1\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("bad:1: expected `key_id path/to/key.pub`")));
+  EXPECT_THAT(LoadTrustedKeysFile(write("missing", "\nk1 nope.pub\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("missing:2: cannot read")));
+  EXPECT_THAT(LoadTrustedKeysFile(write(
+                  "dup", "k1 keys/publisher.pub\nk1 keys/publisher.pub\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("dup:2: duplicate key id \"k1\"")));
+  write("keys/private.pem", kPrivatePem);
+  EXPECT_THAT(LoadTrustedKeysFile(write("private", "k1 keys/private.pem\n")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("not an Ed25519 public key")));
+  EXPECT_THAT(LoadTrustedKeysFile(dir + "/absent"),
+              StatusIs(absl::StatusCode::kNotFound));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -127,6 +127,16 @@ using TrustedKeys = std::map<std::string, std::string>;
 // at startup rather than at the first release.
 absl::Status ValidateTrustedKeys(const TrustedKeys& keys);
 
+// LoadTrustedKeysFile
+//
+// Reads a trusted-keys file (ringfenced --trusted_keys_file): one
+// `key_id path/to/key.pub` per line (Ed25519 PEM public key; a relative
+// path is relative to the file's directory), '#' starts a comment. NOT_FOUND
+// if the file cannot be read; INVALID_ARGUMENT naming `file:line` for a
+// malformed line, an unreadable key, a duplicate key id, or a key that is
+// not Ed25519.
+absl::StatusOr<TrustedKeys> LoadTrustedKeysFile(const std::string& path);
+
 // VerifyReleaseSignature
 //
 // Checks `release.signature`:

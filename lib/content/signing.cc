@@ -6,6 +6,9 @@
 #include <openssl/pem.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "ringfence/audit.h"
 #include "ringfence/content/v1/content.pb.h"
 #include "ringfence/status_macros.h"
@@ -271,6 +275,43 @@ absl::Status VerifyReleaseSignature(const Release& release,
                      " changed after signing, or another key signed it"));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<TrustedKeys> LoadTrustedKeysFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  const std::filesystem::path base = std::filesystem::path(path).parent_path();
+  TrustedKeys keys;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (const size_t hash = line.find('#'); hash != std::string::npos) {
+      line.resize(hash);
+    }
+    std::vector<std::string> words =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    if (words.empty()) continue;
+    if (words.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": expected `key_id path/to/key.pub`"));
+    }
+    std::filesystem::path key_path(words[1]);
+    if (key_path.is_relative()) key_path = base / key_path;
+    std::ifstream key_in(key_path, std::ios::binary);
+    if (!key_in) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": cannot read ", key_path.string()));
+    }
+    std::string pem((std::istreambuf_iterator<char>(key_in)),
+                    std::istreambuf_iterator<char>());
+    if (!keys.emplace(words[0], std::move(pem)).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": duplicate key id \"", words[0], "\""));
+    }
+  }
+  absl::Status s = ValidateTrustedKeys(keys);
+  if (!s.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  return keys;
 }
 
 }  // namespace ringfence
