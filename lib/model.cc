@@ -142,6 +142,13 @@ absl::Status ParseTextOrJson(absl::string_view text,
   return absl::OkStatus();
 }
 
+std::string ResolvePath(const std::string& config_file,
+                        const std::string& path) {
+  const std::filesystem::path p(path);
+  if (p.is_absolute()) return path;
+  return (std::filesystem::path(config_file).parent_path() / p).string();
+}
+
 absl::Status LoadMessageFile(const std::string& path,
                              google::protobuf::Message* message) {
   std::error_code ec;

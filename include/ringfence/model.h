@@ -73,6 +73,13 @@ absl::Status ParseTextOrJson(absl::string_view text,
 absl::Status LoadMessageFile(const std::string& path,
                              google::protobuf::Message* message);
 
+// ResolvePath
+//
+// A path named inside the configuration file `config_file`: as is if
+// absolute, else relative to that file's directory.
+std::string ResolvePath(const std::string& config_file,
+                        const std::string& path);
+
 // ---- Validation ------------------------------------------------------------
 
 // ValidatePlan

@@ -103,12 +103,6 @@ absl::StatusOr<ValidationReport> ReleaseChecker::Check(
 
 namespace {
 
-// `path` resolved against `dir` unless it is absolute (or dir is empty).
-std::string Resolve(absl::string_view dir, absl::string_view path) {
-  if (dir.empty() || absl::StartsWith(path, "/")) return std::string(path);
-  return absl::StrCat(dir, "/", path);
-}
-
 // `status` with `prefix` before its message (same code).
 absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
   return absl::Status(status.code(),
@@ -116,7 +110,7 @@ absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
 }
 
 absl::StatusOr<std::vector<ContentValidatorPtr>> ExternalValidators(
-    absl::string_view dir, const ContentTypeRules& rules,
+    const std::string& rules_path, const ContentTypeRules& rules,
     absl::string_view field) {
   std::vector<ContentValidatorPtr> out;
   for (int i = 0; i < rules.external_validators_size(); ++i) {
@@ -131,8 +125,9 @@ absl::StatusOr<std::vector<ContentValidatorPtr>> ExternalValidators(
     ExternalValidatorOptions options;
     options.name = config.name();
     options.argv.assign(config.argv().begin(), config.argv().end());
+    // A bare name is looked up in PATH; a path is relative to the file.
     if (absl::StrContains(options.argv[0], '/')) {
-      options.argv[0] = Resolve(dir, options.argv[0]);
+      options.argv[0] = ResolvePath(rules_path, options.argv[0]);
     }
     if (config.timeout_seconds() > 0) {
       options.timeout = absl::Seconds(config.timeout_seconds());
@@ -148,6 +143,37 @@ absl::StatusOr<std::vector<ContentValidatorPtr>> ExternalValidators(
   return out;
 }
 
+// Loads and registers content_types[i] of the rules file `rules_path`.
+absl::Status AddContentTypeRules(const std::string& rules_path, int i,
+                                 const ContentTypeRules& ct,
+                                 ReleaseChecker* checker) {
+  const std::string field = absl::StrCat("content_types[", i, "]");
+  if (ct.schema_file().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".schema_file: required"));
+  }
+  if (ct.capabilities_file().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".capabilities_file: required"));
+  }
+  ContentSchema schema;
+  absl::Status s =
+      LoadMessageFile(ResolvePath(rules_path, ct.schema_file()), &schema);
+  if (!s.ok()) return Prefixed(field + ".schema_file", s);
+  CapabilityManifest manifest;
+  s = LoadMessageFile(ResolvePath(rules_path, ct.capabilities_file()),
+                      &manifest);
+  if (!s.ok()) return Prefixed(field + ".capabilities_file", s);
+  ASSIGN_OR_RETURN(std::vector<ContentValidatorPtr> validators,
+                   ExternalValidators(rules_path, ct, field));
+  s = checker->AddContentType(std::move(schema), std::move(manifest),
+                              std::move(validators));
+  // A second entry for a content type is a mistake in this file.
+  if (absl::IsAlreadyExists(s)) s = absl::InvalidArgumentError(s.message());
+  if (!s.ok()) return Prefixed(field, s);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ReleaseChecker>> NewReleaseCheckerFromFile(
@@ -157,40 +183,10 @@ absl::StatusOr<std::unique_ptr<ReleaseChecker>> NewReleaseCheckerFromFile(
   options.require_content_rules |= rules.require_content_rules();
   ASSIGN_OR_RETURN(std::unique_ptr<ReleaseChecker> checker,
                    ReleaseChecker::Create(std::move(options)));
-  const size_t slash = rules_path.rfind('/');
-  const absl::string_view dir =
-      slash == std::string::npos
-          ? absl::string_view()
-          : absl::string_view(rules_path).substr(0, slash);
   for (int i = 0; i < rules.content_types_size(); ++i) {
-    const ContentTypeRules& ct = rules.content_types(i);
-    const std::string field = absl::StrCat("content_types[", i, "]");
-    auto in_file = [&](const absl::Status& s) {
-      return Prefixed(rules_path, s);
-    };
-    if (ct.schema_file().empty()) {
-      return in_file(absl::InvalidArgumentError(
-          absl::StrCat(field, ".schema_file: required")));
-    }
-    if (ct.capabilities_file().empty()) {
-      return in_file(absl::InvalidArgumentError(
-          absl::StrCat(field, ".capabilities_file: required")));
-    }
-    ContentSchema schema;
-    absl::Status s = LoadMessageFile(Resolve(dir, ct.schema_file()), &schema);
-    if (!s.ok()) return in_file(Prefixed(field + ".schema_file", s));
-    CapabilityManifest manifest;
-    s = LoadMessageFile(Resolve(dir, ct.capabilities_file()), &manifest);
-    if (!s.ok()) return in_file(Prefixed(field + ".capabilities_file", s));
-    absl::StatusOr<std::vector<ContentValidatorPtr>> validators =
-        ExternalValidators(dir, ct, field);
-    if (!validators.ok()) return in_file(validators.status());
-    s = checker->AddContentType(std::move(schema), std::move(manifest),
-                                *std::move(validators));
-    if (absl::IsAlreadyExists(s)) {
-      s = absl::InvalidArgumentError(s.message());
-    }
-    if (!s.ok()) return in_file(Prefixed(field, s));
+    absl::Status s = AddContentTypeRules(rules_path, i, rules.content_types(i),
+                                         checker.get());
+    if (!s.ok()) return Prefixed(rules_path, s);
   }
   return checker;
 }

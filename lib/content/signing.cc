@@ -6,7 +6,6 @@
 #include <openssl/pem.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -280,7 +279,6 @@ absl::Status VerifyReleaseSignature(const Release& release,
 absl::StatusOr<TrustedKeys> LoadTrustedKeysFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  const std::filesystem::path base = std::filesystem::path(path).parent_path();
   TrustedKeys keys;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
@@ -294,12 +292,11 @@ absl::StatusOr<TrustedKeys> LoadTrustedKeysFile(const std::string& path) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ":", n, ": expected `key_id path/to/key.pub`"));
     }
-    std::filesystem::path key_path(words[1]);
-    if (key_path.is_relative()) key_path = base / key_path;
+    const std::string key_path = ResolvePath(path, words[1]);
     std::ifstream key_in(key_path, std::ios::binary);
     if (!key_in) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": cannot read ", key_path.string()));
+          absl::StrCat(path, ":", n, ": cannot read ", key_path));
     }
     std::string pem((std::istreambuf_iterator<char>(key_in)),
                     std::istreambuf_iterator<char>());
