@@ -50,60 +50,6 @@ double BinomialUpperTail(uint64_t k, uint64_t n, double p) {
   return std::min(1.0, sum);
 }
 
-// P(X <= k) for X ~ Binomial(n, p), summed in log space from k downwards.
-double BinomialLowerTail(uint64_t k, uint64_t n, double p) {
-  if (k >= n || p <= 0) return 1;
-  if (p >= 1) return 0;
-  const double lp = std::log(p), lq = std::log1p(-p);
-  double log_term = std::lgamma(n + 1.0) - std::lgamma(k + 1.0) -
-                    std::lgamma(n - k + 1.0) + k * lp + (n - k) * lq;
-  double sum = 0;
-  for (uint64_t x = k;; --x) {
-    const double term = std::exp(log_term);
-    sum += term;
-    // Below the mode the terms only shrink going down.
-    if (x == 0 || (term < sum * 1e-12 &&
-                   static_cast<double>(x) < static_cast<double>(n) * p)) {
-      break;
-    }
-    log_term += std::log(static_cast<double>(x)) -
-                std::log(static_cast<double>(n - x + 1)) + lq - lp;
-  }
-  return std::min(1.0, sum);
-}
-
-// The one-sided (1 - alpha) Clopper-Pearson upper bound on the success
-// probability after k successes in n trials.
-double BinomialUpperBound(uint64_t k, uint64_t n, double alpha) {
-  if (k >= n) return 1;
-  double lo = static_cast<double>(k) / static_cast<double>(n), hi = 1;
-  for (int i = 0; i < 60; ++i) {
-    const double mid = (lo + hi) / 2;
-    (BinomialLowerTail(k, n, mid) > alpha ? lo : hi) = mid;
-  }
-  return hi;
-}
-
-}  // namespace
-
-double RelativeRiskUpperBound(uint64_t treatment_affected,
-                              double treatment_host_hours,
-                              uint64_t control_affected,
-                              double control_host_hours, double alpha) {
-  if (treatment_host_hours <= 0 || control_host_hours <= 0) {
-    return std::numeric_limits<double>::infinity();
-  }
-  const uint64_t n = treatment_affected + control_affected;
-  if (n == 0) return 0;
-  // Given n affected hosts in all, the treatment's share is binomial with
-  // p = RR h_t / (RR h_t + h_c); bound p, then solve for RR.
-  const double p = BinomialUpperBound(treatment_affected, n, alpha);
-  if (p >= 1) return std::numeric_limits<double>::infinity();
-  return p / (1 - p) * control_host_hours / treatment_host_hours;
-}
-
-namespace {
-
 // A silent cohort trips a breaker or ceiling only when this improbable under
 // the control arm's silence (times the rule's margin): an outage silences
 // both arms alike; a boot loop silences only the release's hosts.

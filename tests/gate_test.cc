@@ -259,52 +259,6 @@ TEST(StageBakeTimeTest, LastStageIncludesLateTrackExtraBake) {
 
 // ---- Evidence of safety before promotion ----------------------------------
 
-// P(X <= k) for X ~ Binomial(n, p), the naive way (independent of gate.cc).
-double NaiveBinomialCdf(int k, int n, double p) {
-  double sum = 0;
-  for (int x = 0; x <= k; ++x) {
-    sum += std::exp(std::lgamma(n + 1.0) - std::lgamma(x + 1.0) -
-                    std::lgamma(n - x + 1.0) + x * std::log(p) +
-                    (n - x) * std::log1p(-p));
-  }
-  return sum;
-}
-
-TEST(RelativeRiskUpperBoundTest, IsTheClopperPearsonBoundSolvedForTheRatio) {
-  struct Case {
-    int x, y;
-    double ht, hc;
-  };
-  for (const Case& c :
-       {Case{50, 50, 1000, 1000}, Case{100, 50, 1000, 1000},
-        Case{3, 40, 100, 2000}, Case{0, 12, 500, 500}, Case{1, 1, 300, 900}}) {
-    const double alpha = 0.01;
-    const double rr = RelativeRiskUpperBound(c.x, c.ht, c.y, c.hc, alpha);
-    ASSERT_TRUE(std::isfinite(rr)) << c.x << " vs " << c.y;
-    // At the bound, the treatment's share of the affected hosts is just
-    // improbably low: P(X <= x) = alpha.
-    const double share = rr * c.ht / (rr * c.ht + c.hc);
-    EXPECT_NEAR(NaiveBinomialCdf(c.x, c.x + c.y, share), alpha, 1e-6)
-        << c.x << " vs " << c.y;
-    // Above the point estimate.
-    if (c.y > 0) {
-      EXPECT_GT(rr, (c.x / c.ht) / (c.y / c.hc));
-    }
-  }
-  // Equal rates, 100 affected hosts in all: the ratio is bounded near 1.6;
-  // twice the rate: above 2.
-  EXPECT_NEAR(RelativeRiskUpperBound(50, 1000, 50, 1000, 0.01), 1.6, 0.05);
-  EXPECT_GT(RelativeRiskUpperBound(100, 1000, 50, 1000, 0.01), 2.0);
-  // More data, tighter bound.
-  EXPECT_LT(RelativeRiskUpperBound(500, 10000, 500, 10000, 0.01),
-            RelativeRiskUpperBound(50, 1000, 50, 1000, 0.01));
-  // Nothing affected: 0; nothing known: infinity.
-  EXPECT_EQ(RelativeRiskUpperBound(0, 100, 0, 100, 0.01), 0);
-  EXPECT_TRUE(std::isinf(RelativeRiskUpperBound(4, 100, 0, 100, 0.01)));
-  EXPECT_TRUE(std::isinf(RelativeRiskUpperBound(1, 0, 1, 100, 0.01)));
-  EXPECT_TRUE(std::isinf(RelativeRiskUpperBound(1, 100, 1, 0, 0.01)));
-}
-
 TEST_F(GateTest, PromotionWaitsForTheRelativeRiskBound) {
   plan_.mutable_stages(1)->set_promote_max_relative_risk(2);
   ASSERT_TRUE(ValidatePlan(plan_).ok());

@@ -15,7 +15,8 @@
 //  5. Promotion: bake time elapsed in the stage, at least min_exposed_hosts
 //     exposed in the stage (and min_exposed_host_hours), nothing tripped,
 //     and, if the stage sets promote_max_relative_risk, every compared
-//     signal's relative risk bounded below it (RelativeRiskUpperBound).
+//     signal's relative risk bounded below it (RelativeRiskUpperBound,
+//     stats.h).
 // HALT rules run on the evidence that has arrived even while telemetry is
 // stale (evidence received is real); the controller suspends only the
 // derivation of `silent` while telemetry is stale, since silence on stale
@@ -26,6 +27,7 @@
 
 #include "absl/time/time.h"
 #include "ringfence/model.h"
+#include "ringfence/stats.h"
 #include "ringfence/telemetry.h"
 
 namespace ringfence {
@@ -45,22 +47,6 @@ struct GateInput {
 //
 // Returns the decision (seq, rollout_id and `at` are left for the caller).
 Decision EvaluateGate(const GateInput& input);
-
-// RelativeRiskUpperBound
-//
-// The one-sided (1 - alpha) upper confidence bound on the ratio of the
-// treatment's rate of affected hosts per host-hour to the control's: given
-// the n = treatment + control affected hosts, the treatment's share is
-// Binomial(n, RR h_t / (RR h_t + h_c)); its Clopper-Pearson bound is solved
-// for RR. 0 if no host is affected in either arm; +infinity if an arm has no
-// host-hours or every affected host is in the treatment. (Checked at every
-// evaluation, so it is a repeated-looks bound: a stage waiting on it is
-// somewhat likelier than alpha to pass by chance at some look; the control
-// comparison, which is anytime-valid, keeps running regardless.)
-double RelativeRiskUpperBound(uint64_t treatment_affected,
-                              double treatment_host_hours,
-                              uint64_t control_affected,
-                              double control_host_hours, double alpha);
 
 // StageBakeTime
 //

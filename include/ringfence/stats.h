@@ -293,4 +293,20 @@ class PoissonWaldSprt {
   SprtOutcome outcome_ = SprtOutcome::kContinue;
 };
 
+// RelativeRiskUpperBound
+//
+// The one-sided (1 - alpha) upper confidence bound on the ratio of the
+// treatment's rate of affected hosts per host-hour to the control's: given
+// the n = treatment + control affected hosts, the treatment's share is
+// Binomial(n, RR h_t / (RR h_t + h_c)); its Clopper-Pearson bound is solved
+// for RR. 0 if no host is affected in either arm; +infinity if an arm has no
+// host-hours or every affected host is in the treatment. (Checked at every
+// evaluation, so it is a repeated-looks bound: a stage waiting on it is
+// somewhat likelier than alpha to pass by chance at some look; the control
+// comparison, which is anytime-valid, keeps running regardless.)
+double RelativeRiskUpperBound(uint64_t treatment_affected,
+                              double treatment_host_hours,
+                              uint64_t control_affected,
+                              double control_host_hours, double alpha);
+
 }  // namespace ringfence
