@@ -891,6 +891,35 @@ TEST(ParseContentFile, TextAndBinary) {
   EXPECT_EQ(from_binary->SerializeAsString(), from_text->SerializeAsString());
 }
 
+// Found by content_fuzz (CI): with an overlong length varint the payload
+// is binary only, but its canonical re-encoding is all whitespace, which is
+// also text (an empty file). Bytes with two readings are refused.
+TEST(ParseContentFile, BytesThatAreBothTextAndBinaryAreRefused) {
+  const std::string overlong("\n\x89\x00\t        ", 12);
+  absl::StatusOr<ContentFile> binary = ParseContentFile(overlong);
+  ASSERT_OK(binary);
+  EXPECT_EQ(binary->instances_size(), 1);
+
+  const std::string canonical = binary->SerializeAsString();
+  ASSERT_EQ(canonical, "\n\t\t        ");
+  EXPECT_THAT(ParseContentFile(canonical),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ambiguous payload")));
+  // Validation reports it as a parse error, so the release is refused.
+  absl::StatusOr<ValidationReport> report =
+      ValidateContent(canonical, Schema291(), Manifest291(), std::nullopt);
+  ASSERT_OK(report);
+  EXPECT_FALSE(report->ok);
+
+  // The advertised way out: no binary ContentFile starts with this line.
+  absl::StatusOr<ContentFile> text =
+      ParseContentFile(absl::StrCat("#format: text\n", canonical));
+  ASSERT_OK(text);
+  EXPECT_EQ(text->instances_size(), 0);
+  // And bytes whose two readings agree are not ambiguous.
+  EXPECT_OK(ParseContentFile(""));
+}
+
 // Found by content_fuzz (a 10-minute run): an escape in a text-format string
 // field put a byte that is not UTF-8 into a pattern; the text was accepted,
 // but the same file in binary is not. Text now refuses it too, naming the

@@ -36,10 +36,12 @@ using content::v1::TemplateType;
 //
 // Parses a payload. The rule: if `payload` is valid UTF-8 and parses as a
 // text-format ContentFile, that is the result; otherwise it must parse as a
-// binary ContentFile. (A binary ContentFile is rarely valid UTF-8 and, if it
-// is, practically never valid text format; were both to parse, text wins.)
-// INVALID_ARGUMENT when neither parses, with the text parser's line and
-// column if the payload is UTF-8.
+// binary ContentFile. A payload that parses both ways to different files is
+// refused as ambiguous (INVALID_ARGUMENT): an agent reading it the other way
+// would run content nobody validated. That is rare but real (whitespace is a
+// valid binary encoding of some files); a text file whose first line is
+// "#format: text" can never be binary. INVALID_ARGUMENT also when neither
+// parses, with the text parser's line and column if the payload is UTF-8.
 absl::StatusOr<ContentFile> ParseContentFile(absl::string_view payload);
 
 // ValidateContentSchema

@@ -216,6 +216,22 @@ absl::StatusOr<ContentFile> ParseContentFile(absl::string_view payload) {
             ": not valid UTF-8 (string fields must be UTF-8; use a "
             "bytes criterion for raw bytes)"));
       }
+      // One payload, one meaning: bytes that are also a binary ContentFile
+      // with other contents could be read that way by an agent, which would
+      // then run content nobody validated. (content_fuzz found binary files
+      // that are valid text: "\n\t\t" and eight spaces is an instance with
+      // an unknown field in binary and an empty file in text.)
+      ContentFile binary;
+      if (payload.size() <= static_cast<size_t>(INT_MAX) &&
+          binary.ParseFromArray(payload.data(),
+                                static_cast<int>(payload.size())) &&
+          binary.SerializeAsString() != file.SerializeAsString()) {
+        return absl::InvalidArgumentError(
+            "ambiguous payload: it parses both as a text-format ContentFile "
+            "and, with other contents, as a binary one; send the binary "
+            "encoding, or make the text's first line \"#format: text\" "
+            "(which no binary ContentFile can start with)");
+      }
       return file;
     }
     text_error = errors.first();
