@@ -1,7 +1,6 @@
 #include "ringfence/assign.h"
 
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -37,9 +36,7 @@ constexpr Track kUnspecified = config::v1::TRACK_UNSPECIFIED;
 constexpr absl::string_view kSalt = "rollout-42";
 
 std::string TestDataPath(absl::string_view name) {
-  const char* dir = std::getenv("RINGFENCE_TESTDATA");
-  return absl::StrCat(dir != nullptr && *dir != '\0' ? dir : "tests/testdata",
-                      "/", name);
+  return absl::StrCat(RINGFENCE_TESTDATA_DIR, "/", name);
 }
 
 template <typename T>

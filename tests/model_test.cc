@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <ostream>
@@ -38,9 +37,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 std::string TestDataPath(absl::string_view name) {
-  const char* dir = std::getenv("RINGFENCE_TESTDATA");
-  return absl::StrCat(dir != nullptr && *dir != '\0' ? dir : "tests/testdata",
-                      "/", name);
+  return absl::StrCat(RINGFENCE_TESTDATA_DIR, "/", name);
 }
 
 // Parses with protobuf directly, so fixtures do not depend on the code under

@@ -1,5 +1,5 @@
 // Tests of ringctl's offline commands (validate, keygen, sign): they run the
-// binary named by $RINGCTL, with the test data under $RINGFENCE_TESTDATA.
+// binary named by $RINGCTL.
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -26,7 +26,7 @@ std::string Env(const char* name) {
 }
 
 std::string ContentData(const std::string& name) {
-  return absl::StrCat(Env("RINGFENCE_TESTDATA"), "/content/", name);
+  return absl::StrCat(RINGFENCE_TESTDATA_DIR, "/content/", name);
 }
 
 constexpr char kField21Message[] =
@@ -39,8 +39,6 @@ class RingctlOfflineTest : public ::testing::Test {
   void SetUp() override {
     ringctl_ = Env("RINGCTL");
     ASSERT_FALSE(ringctl_.empty()) << "set RINGCTL to the ringctl binary";
-    ASSERT_FALSE(Env("RINGFENCE_TESTDATA").empty())
-        << "set RINGFENCE_TESTDATA to tests/testdata";
     dir_ = MakeTempDir();
   }
   void TearDown() override {

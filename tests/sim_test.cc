@@ -4,7 +4,6 @@
 #include "ringfence/sim.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -17,10 +16,7 @@ namespace {
 using ::ringfence::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::string SourceDir() {
-  const char* env = std::getenv("RINGFENCE_TESTDATA");
-  return env != nullptr ? std::string(env) + "/../.." : ".";
-}
+std::string SourceDir() { return RINGFENCE_SOURCE_DIR; }
 
 Plan DetectionPlan() {
   Plan plan;

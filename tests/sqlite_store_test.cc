@@ -7,7 +7,6 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -26,10 +25,7 @@ namespace fs = std::filesystem;
 using ::ringfence::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::string TestData() {
-  const char* env = std::getenv("RINGFENCE_TESTDATA");
-  return env != nullptr ? env : "tests/testdata";
-}
+std::string TestData() { return RINGFENCE_TESTDATA_DIR; }
 
 AuditEntry Audit(const std::string& action, const std::string& reason) {
   AuditEntry a;

@@ -59,9 +59,7 @@ using ::testing::SizeIs;
 // ----------------------------------------------------------------
 
 std::string TestDataPath(absl::string_view name) {
-  const char* dir = std::getenv("RINGFENCE_TESTDATA");
-  return absl::StrCat(dir != nullptr && *dir != '\0' ? dir : "tests/testdata",
-                      "/content/", name);
+  return absl::StrCat(RINGFENCE_TESTDATA_DIR, "/content/", name);
 }
 
 std::string ReadFile(const std::string& path) {
