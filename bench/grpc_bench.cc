@@ -40,9 +40,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "bench/bench_main.h"
 #include "bench/echo.grpc.pb.h"
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
@@ -639,32 +638,4 @@ BENCHMARK(BM_CheckGateLatency)->UseRealTime();
 }  // namespace
 }  // namespace ringfence
 
-// --mutex_deadlock_detection=1 keeps Abseil's deadlock detection on (its
-// default in Debian's build, which lacks NDEBUG); ringfenced turns it off
-// unless told the same, and so does this benchmark by default.
-int main(int argc, char** argv) {
-  bool deadlock_detection = false;
-  int kept = 1;
-  for (int i = 1; i < argc; ++i) {
-    const absl::string_view arg = argv[i];
-    if (arg == "--mutex_deadlock_detection=1" ||
-        arg == "--mutex_deadlock_detection=true" ||
-        arg == "--mutex_deadlock_detection") {
-      deadlock_detection = true;
-    } else if (arg == "--mutex_deadlock_detection=0" ||
-               arg == "--mutex_deadlock_detection=false") {
-      deadlock_detection = false;
-    } else {
-      argv[kept++] = argv[i];
-    }
-  }
-  argc = kept;
-  if (!deadlock_detection) {
-    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return ringfence::RunBenchmarks(argc, argv); }

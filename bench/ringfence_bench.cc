@@ -29,10 +29,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "bench/bench_main.h"
 #include "ringfence/assign.h"
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
@@ -814,21 +814,4 @@ BENCHMARK(BM_StatsObserve);
 }  // namespace
 }  // namespace ringfence
 
-// Like BENCHMARK_MAIN(), plus one diagnostic knob: with the environment
-// variable RINGFENCE_BENCH_DEADLOCK_DETECTION=off, absl::Mutex deadlock
-// detection (on by default when Abseil is built without NDEBUG, as the
-// Debian/Ubuntu packages are) is switched off, to measure what it costs.
-int main(int argc, char** argv) {
-  const char* dd = std::getenv("RINGFENCE_BENCH_DEADLOCK_DETECTION");
-  const bool dd_off = dd != nullptr && std::string(dd) == "off";
-  if (dd_off) {
-    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  }
-  benchmark::AddCustomContext("absl_deadlock_detection",
-                              dd_off ? "off" : "library default");
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return ringfence::RunBenchmarks(argc, argv); }

@@ -38,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
@@ -97,6 +98,10 @@ ABSL_FLAG(std::string, content_rules, "",
 ABSL_FLAG(int32_t, max_concurrent_validations, 4,
           "content validations (calls sending a payload) run at once; more "
           "get RESOURCE_EXHAUSTED");
+ABSL_FLAG(bool, mutex_deadlock_detection, false,
+          "keep Abseil's lock-order checking on (a debugging aid, on in "
+          "Abseil builds without NDEBUG such as Debian's; it takes a global "
+          "lock on every mutex acquisition, gRPC's included)");
 ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
           "testing only: hold every telemetry batch this long before "
           "ingesting it (slow ingestion on purpose)");
@@ -128,6 +133,9 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "ringfenced: the ringfence gRPC server (see --helpfull)");
   absl::ParseCommandLine(argc, argv);
+  if (!absl::GetFlag(FLAGS_mutex_deadlock_detection)) {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  }
 
   // Signals are taken synchronously by sigwait() below; block them before
   // any thread starts so every thread inherits the mask.

@@ -245,6 +245,7 @@ class E2ETest : public ::testing::Test {
         "--auth_tokens_file=" + dir_ + "/tokens",
         "--tick_interval=0.1s",
         "--max_batch_events=1000",
+        "--mutex_deadlock_detection",  // tests want lock-order checks
     };
     argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
     ++starts_;
