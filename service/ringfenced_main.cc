@@ -98,6 +98,10 @@ ABSL_FLAG(std::string, content_rules, "",
 ABSL_FLAG(int32_t, max_concurrent_validations, 4,
           "content validations (calls sending a payload) run at once; more "
           "get RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint64_t, expected_hosts, 0,
+          "hosts per rollout, to size its host table up front (about 28.5 "
+          "bytes per host at 10M hosts, against 28 to 42 when the table "
+          "grows on demand); 0 = grow");
 ABSL_FLAG(bool, mutex_deadlock_detection, false,
           "keep Abseil's lock-order checking on (a debugging aid, on in "
           "Abseil builds without NDEBUG such as Debian's; it takes a global "
@@ -172,8 +176,17 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
+  // Each active rollout reserves ~28.5 bytes per expected host up front.
+  constexpr uint64_t kMaxExpectedHosts = 100'000'000;
+  if (absl::GetFlag(FLAGS_expected_hosts) > kMaxExpectedHosts) {
+    Log(absl::StrCat("--expected_hosts must be at most ", kMaxExpectedHosts,
+                     " (each active rollout reserves ~28.5 bytes per host)"));
+    return 2;
+  }
+
   ringfence::ControllerOptions controller_options;
   controller_options.max_batch_events = absl::GetFlag(FLAGS_max_batch_events);
+  controller_options.expected_hosts = absl::GetFlag(FLAGS_expected_hosts);
   if (const std::string path = absl::GetFlag(FLAGS_fleet_config);
       !path.empty()) {
     absl::Status s =

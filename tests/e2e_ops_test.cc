@@ -3,6 +3,7 @@
 // (out of range, oversized, ValidateRelease), and of health when the store
 // fails.
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -513,6 +514,45 @@ TEST_F(E2EOpsTest, ValidateReleaseChecksWithoutStoring) {
               GrpcOk());
   EXPECT_EQ(releases.releases_size(), 0);
   EXPECT_THAT(CreateRelease("cf338-a", "channel-file/338"), GrpcOk());
+}
+
+// Limits that make no sense stop startup (exit 2, the flag named); a host
+// table sized up front (--expected_hosts) serves like a grown one.
+TEST_F(E2EOpsTest, LimitFlagsAreCheckedAndExpectedHostsServes) {
+  server_.reset();
+  const std::vector<std::pair<std::string, std::string>> bad_flags = {
+      {"--tick_interval=0s", "--tick_interval"},
+      {"--max_batch_events=0", "--max_batch_events"},
+      {"--max_inflight_events=10", "--max_inflight_events"},
+      {"--expected_hosts=100000001", "--expected_hosts"},
+      {"--expected_hosts=-1", "expected_hosts"},
+  };
+  for (size_t i = 0; i < bad_flags.size(); ++i) {
+    const std::string log = absl::StrCat(dir_, "/bad-", i, ".log");
+    ChildProcess bad({ringfenced_, "--listen=127.0.0.1:0",
+                      "--data_dir=" + dir_ + "/data", bad_flags[i].first},
+                     log);
+    ASSERT_TRUE(bad.started());
+    const int code = bad.Wait(absl::Seconds(15));
+    // Flags that do not parse are absl's usage error (1); values that parse
+    // but make no sense are ours (2).
+    EXPECT_TRUE(code == 1 || code == 2) << bad_flags[i].first << ": " << code;
+    EXPECT_THAT(ReadFile(log), HasSubstr(bad_flags[i].second))
+        << bad_flags[i].first;
+  }
+
+  StartServer({"--expected_hosts=5000"});
+  ASSERT_THAT(CreateRelease("cf339-a", "channel-file/339"), GrpcOk());
+  ASSERT_THAT(StartRollout("sized-1", "cf339-a", ParsePlan(kManualPlan)),
+              GrpcOk());
+  v1::GetAssignmentRequest req;
+  req.set_host_id("host-1");
+  req.add_content_types("channel-file/339");
+  v1::GetAssignmentResponse resp;
+  ASSERT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+              GrpcOk());
+  ASSERT_EQ(resp.assignments_size(), 1);
+  EXPECT_EQ(resp.assignments(0).content_type(), "channel-file/339");
 }
 
 }  // namespace
