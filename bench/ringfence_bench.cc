@@ -750,10 +750,11 @@ void BM_GateEvaluateHalt(benchmark::State& state) {
 BENCHMARK(BM_GateEvaluateHalt)->Unit(benchmark::kMicrosecond);
 
 // Controller::Evaluate of a RUNNING rollout (stage 0, baking) with
-// `range(0)` tracked hosts: two Snapshots, the silence/apply-stuck Sweep over
-// every host-table slot (telemetry is fresh), EvaluateGate, the budget
-// update. Steady state: the verdict (HOLD, bake_time) does not change, so no
-// store write happens after setup.
+// `range(0)` tracked hosts: a Snapshot, EvaluateGate, the budget update.
+// The silence/apply-stuck Sweep runs at most every silence_timeout / 60 and
+// the fake clock does not move, so timed calls do not sweep (BM_TrackerSweep
+// times the sweep). Steady state: the verdict (HOLD, bake_time) does not
+// change, so no store write happens after setup.
 void BM_GateEvaluateController(benchmark::State& state) {
   const int64_t hosts = state.range(0);
   World& w = IngestWorld(hosts, WorldUser::kEvaluate);
@@ -774,6 +775,25 @@ BENCHMARK(BM_GateEvaluateController)
     ->Arg(100000)
     ->Arg(1000000)
     ->Unit(benchmark::kMicrosecond);
+
+// RolloutTracker::Sweep over every slot of the reserved ingest tracker with
+// `range(0)` hosts, with timeouts no host has reached: the full scan that
+// Controller::Evaluate runs at most every silence_timeout / 60, each shard
+// under its lock.
+void BM_TrackerSweep(benchmark::State& state) {
+  IngestFixture& f = Tracker(state.range(0), /*reserved=*/true);
+  const absl::Duration never = absl::Hours(24 * 365);
+  for (auto _ : state) {
+    const uint64_t affected = f.tracker->Sweep(never, never);
+    CheckThat(affected == 0, "no host reaches a one-year timeout");
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+  state.counters["hosts"] = static_cast<double>(state.range(0));
+}
+BENCHMARK(BM_TrackerSweep)
+    ->Arg(1000000)
+    ->Arg(10000000)
+    ->Unit(benchmark::kMillisecond);
 
 // ---- Stats ----------------------------------------------------------------
 
