@@ -62,6 +62,10 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain of the server (with --tls_key: serve TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(absl::Duration, tls_reload_interval, absl::ZeroDuration(),
+          "re-read --tls_cert, --tls_key and --client_ca this often (whole "
+          "seconds, at least 1s) and serve what they hold, for certificate "
+          "rotation without a restart; 0 = read once at startup");
 ABSL_FLAG(std::string, client_ca, "",
           "PEM CA certificates; if set, every client must present a "
           "certificate signed by one of them (mutual TLS)");
@@ -217,12 +221,39 @@ int Main(int argc, char** argv) {
     return 2;
   }
   server_options.tls = *std::move(tls);
+  std::unique_ptr<ringfence::TlsFileStager> tls_stager;
+  if (const absl::Duration reload = absl::GetFlag(FLAGS_tls_reload_interval);
+      reload != absl::ZeroDuration()) {
+    if (!server_options.tls.has_value()) {
+      Log("--tls_reload_interval: needs --tls_cert and --tls_key");
+      return 2;
+    }
+    if (reload < absl::Seconds(1) || reload > absl::Hours(24)) {
+      Log("--tls_reload_interval: must be 0 or between 1s and 24h");
+      return 2;
+    }
+    tls_stager = std::make_unique<ringfence::TlsFileStager>(
+        absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+        absl::GetFlag(FLAGS_client_ca), absl::GetFlag(FLAGS_data_dir) + "/tls");
+    if (absl::StatusOr<bool> staged = tls_stager->Stage(); !staged.ok()) {
+      Log(absl::StrCat("--tls_reload_interval: ", staged.status().message()));
+      return 2;
+    }
+    server_options.tls->reload_interval = reload;
+    server_options.tls->watched_identity_path = tls_stager->identity_path();
+    server_options.tls->watched_client_ca_path = tls_stager->client_ca_path();
+  }
   std::string transport = "plaintext (no --tls_cert)";
   if (server_options.tls.has_value()) {
     transport = server_options.tls->client_ca_pem.empty()
                     ? "TLS"
                     : absl::StrCat("mutual TLS (client certificates signed by ",
                                    absl::GetFlag(FLAGS_client_ca), ")");
+    if (server_options.tls->reload_interval > absl::ZeroDuration()) {
+      absl::StrAppend(
+          &transport, ", files re-read every ",
+          absl::FormatDuration(server_options.tls->reload_interval));
+    }
   }
   if (const std::string path = absl::GetFlag(FLAGS_auth_tokens_file);
       !path.empty()) {
@@ -338,6 +369,29 @@ int Main(int argc, char** argv) {
     } while (!stop_ticker.WaitForNotificationWithTimeout(tick));
   });
 
+  // With --tls_reload_interval: copies checked TLS files to where gRPC's
+  // watcher reads them (service/tls.h), logging each change and each
+  // distinct refusal once.
+  std::thread tls_reloader;
+  if (tls_stager != nullptr) {
+    tls_reloader = std::thread([&] {
+      const absl::Duration every = absl::GetFlag(FLAGS_tls_reload_interval);
+      std::string last_error;
+      while (!stop_ticker.WaitForNotificationWithTimeout(every)) {
+        absl::StatusOr<bool> staged = tls_stager->Stage();
+        std::string error = staged.ok() ? "" : staged.status().ToString();
+        if (!error.empty() && error != last_error) {
+          Log(
+              absl::StrCat("TLS files refused, still serving the previous "
+                           "certificate: ",
+                           error));
+        }
+        if (staged.ok() && *staged) Log("TLS files changed: serving them");
+        last_error = std::move(error);
+      }
+    });
+  }
+
   int sig = 0;
   while (sigwait(&signals, &sig) != 0) {
   }
@@ -345,6 +399,7 @@ int Main(int argc, char** argv) {
   (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
   stop_ticker.Notify();
   ticker.join();
+  if (tls_reloader.joinable()) tls_reloader.join();
   server->reset();
   controller->reset();
   store->reset();

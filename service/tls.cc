@@ -1,11 +1,20 @@
 #include "service/tls.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -182,13 +191,102 @@ absl::StatusOr<std::optional<ClientTls>> LoadClientTls(
   return tls;
 }
 
+namespace {
+
+// Writes `contents` to `path` (mode 0600) through a temporary file and a
+// rename, so a reader sees the old file or the new one, never a mix.
+absl::Status ReplaceFile(const std::string& path, const std::string& contents) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
+  }
+  size_t done = 0;
+  while (done < contents.size()) {
+    const ssize_t n =
+        ::write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  const bool ok = done == contents.size() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return absl::InternalError(absl::StrCat(path, ": cannot write"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+TlsFileStager::TlsFileStager(std::string cert_path, std::string key_path,
+                             std::string client_ca_path, std::string dir)
+    : cert_path_(std::move(cert_path)),
+      key_path_(std::move(key_path)),
+      client_ca_path_(std::move(client_ca_path)),
+      dir_(std::move(dir)) {}
+
+std::string TlsFileStager::client_ca_path() const {
+  return client_ca_path_.empty() ? "" : dir_ + "/client_ca.pem";
+}
+
+absl::StatusOr<bool> TlsFileStager::Stage() {
+  absl::StatusOr<std::optional<ServerTls>> tls =
+      LoadServerTls(cert_path_, key_path_, client_ca_path_);
+  if (!tls.ok()) return tls.status();
+  if (!tls->has_value()) {
+    return absl::InvalidArgumentError("tls_cert: missing");
+  }
+  // The key first: the watcher reads both from this one file.
+  std::string identity = (*tls)->private_key_pem;
+  if (!identity.empty() && identity.back() != '\n') identity += '\n';
+  identity += (*tls)->cert_chain_pem;
+  const std::string& client_ca = (*tls)->client_ca_pem;
+  if (identity == staged_identity_ && client_ca == staged_client_ca_) {
+    return false;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  std::filesystem::permissions(dir_, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::replace, ec);
+  if (client_ca != staged_client_ca_ && !client_ca.empty()) {
+    if (absl::Status s = ReplaceFile(client_ca_path(), client_ca); !s.ok()) {
+      return s;
+    }
+    staged_client_ca_ = client_ca;
+  }
+  if (identity != staged_identity_) {
+    if (absl::Status s = ReplaceFile(identity_path(), identity); !s.ok()) {
+      return s;
+    }
+    staged_identity_ = std::move(identity);
+  }
+  return true;
+}
+
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
     const std::optional<ServerTls>& tls) {
   if (!tls.has_value()) return grpc::InsecureServerCredentials();
-  grpc::SslServerCredentialsOptions options(
+  const grpc_ssl_client_certificate_request_type client_certs =
       tls->client_ca_pem.empty()
           ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  if (tls->reload_interval > absl::ZeroDuration()) {
+    const auto seconds = static_cast<unsigned int>(
+        std::max<int64_t>(1, absl::ToInt64Seconds(tls->reload_interval)));
+    auto provider =
+        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+            tls->watched_identity_path, tls->watched_identity_path,
+            tls->watched_client_ca_path, seconds);
+    grpc::experimental::TlsServerCredentialsOptions options(provider);
+    options.watch_identity_key_cert_pairs();
+    if (!tls->watched_client_ca_path.empty()) options.watch_root_certs();
+    options.set_cert_request_type(client_certs);
+    return grpc::experimental::TlsServerCredentials(options);
+  }
+  grpc::SslServerCredentialsOptions options(client_certs);
   options.pem_root_certs = tls->client_ca_pem;
   options.pem_key_cert_pairs.push_back(
       {tls->private_key_pem, tls->cert_chain_pem});

@@ -107,7 +107,8 @@ bool Generate(const std::string& dir, TestCertFiles* files) {
   if (!ca("ca") || !ca("client-ca") || !ca("other-ca") ||
       !leaf("server", "ca", "server_ext", "localhost") ||
       !leaf("client", "client-ca", "client_ext", "fleet-agent") ||
-      !leaf("other", "other-ca", "client_ext", "stranger")) {
+      !leaf("other", "other-ca", "client_ext", "stranger") ||
+      !leaf("other-server", "other-ca", "server_ext", "localhost")) {
     return false;
   }
   auto pem = [&](const std::string& name) { return dir + "/" + name + ".pem"; };
@@ -121,6 +122,8 @@ bool Generate(const std::string& dir, TestCertFiles* files) {
   files->other_ca = pem("other-ca");
   files->other_cert = pem("other");
   files->other_key = key("other");
+  files->other_server_cert = pem("other-server");
+  files->other_server_key = key("other-server");
   return true;
 }
 

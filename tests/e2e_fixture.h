@@ -182,6 +182,9 @@ struct TestCertFiles {
   // An unrelated CA, and a certificate it signed (a client the server's
   // client CA does not know).
   std::string other_ca, other_cert, other_key;
+  // A server certificate (same SANs as server_cert) signed by other_ca: what
+  // a rotation to a new CA serves.
+  std::string other_server_cert, other_server_key;
 };
 
 // TestCerts

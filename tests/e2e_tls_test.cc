@@ -2,6 +2,7 @@
 // --tls_key and --client_ca; gRPC clients, ringctl and the emulated fleet
 // with the client TLS options. Certificates are generated at test time
 // (TestCerts()).
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -136,6 +137,82 @@ TEST_F(E2ETlsTest, MutualTlsNeedsAClientCertificateSignedByTheClientCa) {
   EXPECT_EQ(fleet.WithReason(v1::NO_RELEASE), 3);
 }
 
+// Replaces `to` with the contents of `from` atomically (a temporary file,
+// then rename), as certificate managers do.
+void Replace(const std::string& from, const std::string& to) {
+  WriteFile(to + ".tmp", ReadFile(from));
+  std::filesystem::rename(to + ".tmp", to);
+}
+
+TEST_F(E2ETlsTest, RotatedCertificateIsServedWithoutARestart) {
+  const std::string cert = dir_ + "/tls.pem";
+  const std::string key = dir_ + "/tls.key";
+  Replace(certs_->server_cert, cert);
+  Replace(certs_->server_key, key);
+  client_tls_ = Tls(certs_->ca);
+  StartServer(
+      {"--tls_cert=" + cert, "--tls_key=" + key, "--tls_reload_interval=1s"});
+  const std::string log = LogPath(starts_);
+  EXPECT_THAT(ReadFile(log), HasSubstr("re-read every 1s"));
+  auto served_by = [&](const std::string& ca) {
+    return ListReleases(*ReleasesOver(Tls(ca))).ok();
+  };
+  EXPECT_TRUE(served_by(certs_->ca));
+  EXPECT_FALSE(served_by(certs_->other_ca));
+  // The copy gRPC reads holds the private key: owner only.
+  EXPECT_EQ(
+      std::filesystem::status(dir_ + "/data/tls/identity.pem").permissions(),
+      std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+
+  // A certificate file that is not PEM, then a new key before its
+  // certificate: both refused, and the server keeps serving what it has.
+  WriteFile(cert + ".tmp", "not a certificate\n");
+  std::filesystem::rename(cert + ".tmp", cert);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return ReadFile(log).find("no PEM certificate") != std::string::npos;
+      },
+      absl::Seconds(30)));
+  EXPECT_TRUE(served_by(certs_->ca));
+  Replace(certs_->server_cert, cert);
+  Replace(certs_->other_server_key, key);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return ReadFile(log).find("does not belong") != std::string::npos;
+      },
+      absl::Seconds(30)));
+  EXPECT_TRUE(served_by(certs_->ca));
+
+  // The rotation completes (a certificate from another CA): new connections
+  // get it without a restart, and the old CA no longer verifies the server.
+  Replace(certs_->other_server_cert, cert);
+  EXPECT_TRUE(Eventually([&] { return served_by(certs_->other_ca); },
+                         absl::Seconds(30)));
+  EXPECT_FALSE(served_by(certs_->ca));
+  EXPECT_THAT(ReadFile(log), HasSubstr("TLS files changed"));
+  EXPECT_TRUE(server_->running());
+}
+
+TEST_F(E2ETlsTest, RotatedClientCaIsEnforcedWithoutARestart) {
+  const std::string client_ca = dir_ + "/client-ca.pem";
+  Replace(certs_->client_ca, client_ca);
+  client_tls_ = Tls(certs_->ca, certs_->client_cert, certs_->client_key);
+  StartServer({"--tls_cert=" + certs_->server_cert,
+               "--tls_key=" + certs_->server_key, "--client_ca=" + client_ca,
+               "--tls_reload_interval=1s"});
+  auto accepted = [&](const std::string& cert, const std::string& key) {
+    return ListReleases(*ReleasesOver(Tls(certs_->ca, cert, key))).ok();
+  };
+  EXPECT_TRUE(accepted(certs_->client_cert, certs_->client_key));
+  EXPECT_FALSE(accepted(certs_->other_cert, certs_->other_key));
+
+  Replace(certs_->other_ca, client_ca);
+  EXPECT_TRUE(Eventually(
+      [&] { return accepted(certs_->other_cert, certs_->other_key); },
+      absl::Seconds(30)));
+  EXPECT_FALSE(accepted(certs_->client_cert, certs_->client_key));
+}
+
 TEST_F(E2ETlsTest, BadTlsFlagsStopTheServerAtStartup) {
   struct Case {
     std::vector<std::string> flags;
@@ -151,6 +228,10 @@ TEST_F(E2ETlsTest, BadTlsFlagsStopTheServerAtStartup) {
       {{"--tls_cert=" + certs_->server_cert, "--tls_key=" + dir_ + "/missing"},
        "cannot read"},
       {{"--max_inflight_events=10"}, "--max_inflight_events (10)"},
+      {{"--tls_reload_interval=5s"}, "needs --tls_cert"},
+      {{"--tls_cert=" + certs_->server_cert, "--tls_key=" + certs_->server_key,
+        "--tls_reload_interval=0.5s"},
+       "between 1s and 24h"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.flags.front());
