@@ -76,6 +76,9 @@ ABSL_FLAG(uint64_t, max_inflight_events, 1000000,
           "would go over fails with RESOURCE_EXHAUSTED (retry later)");
 ABSL_FLAG(int32_t, max_message_bytes, 16 << 20,
           "largest request message accepted (bytes)");
+ABSL_FLAG(int32_t, max_streams_per_connection, 100,
+          "calls open at once on one client connection (HTTP/2 streams); "
+          "further calls on it wait");
 ABSL_FLAG(int64_t, max_db_bytes, 0,
           "largest size of the SQLite database (bytes); writes beyond it fail "
           "and the server fails closed (0 = only the disk limits it)");
@@ -175,6 +178,10 @@ int Main(int argc, char** argv) {
     Log("--max_message_bytes must be > 0");
     return 2;
   }
+  if (absl::GetFlag(FLAGS_max_streams_per_connection) <= 0) {
+    Log("--max_streams_per_connection must be > 0");
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_max_db_bytes) < 0) {
     Log("--max_db_bytes must be >= 0");
     return 2;
@@ -207,6 +214,8 @@ int Main(int argc, char** argv) {
   server_options.max_receive_message_bytes =
       absl::GetFlag(FLAGS_max_message_bytes);
   server_options.max_batch_events = absl::GetFlag(FLAGS_max_batch_events);
+  server_options.max_streams_per_connection =
+      absl::GetFlag(FLAGS_max_streams_per_connection);
   server_options.max_inflight_events = absl::GetFlag(FLAGS_max_inflight_events);
   server_options.max_concurrent_validations =
       absl::GetFlag(FLAGS_max_concurrent_validations);

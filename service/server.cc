@@ -1078,6 +1078,11 @@ struct Server::Services {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
                                                       ServerOptions options) {
+  if (options.max_streams_per_connection <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_streams_per_connection: must be > 0 (got ",
+                     options.max_streams_per_connection, ")"));
+  }
   if (options.max_batch_events == 0 ||
       options.max_inflight_events < options.max_batch_events) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -1119,6 +1124,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   builder.AddListeningPort(options.listen, ServerCredentials(options.tls),
                            &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_streams_per_connection);
   builder.RegisterService(svc.releases.get());
   builder.RegisterService(svc.rollouts.get());
   builder.RegisterService(svc.fleet.get());

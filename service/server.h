@@ -57,6 +57,11 @@ struct ServerOptions {
   // Largest request message in bytes (default 16 MiB); larger ones fail
   // with RESOURCE_EXHAUSTED before they are parsed.
   int max_receive_message_bytes = 16 << 20;
+  // Calls open at once on one client connection (HTTP/2 concurrent streams;
+  // default 100). Beyond it a client's further calls wait for a stream to
+  // end, so one connection cannot hold an unbounded number of watches or
+  // telemetry streams.
+  int max_streams_per_connection = 100;
   // TLS (nullopt, the default: plaintext). With a client CA: mutual TLS.
   std::optional<ServerTls> tls;
   // Largest telemetry batch (default 100,000 events; keep it equal to

@@ -525,6 +525,7 @@ TEST_F(E2EOpsTest, LimitFlagsAreCheckedAndExpectedHostsServes) {
       {"--max_batch_events=0", "--max_batch_events"},
       {"--max_inflight_events=10", "--max_inflight_events"},
       {"--expected_hosts=100000001", "--expected_hosts"},
+      {"--max_streams_per_connection=0", "--max_streams_per_connection"},
       {"--expected_hosts=-1", "expected_hosts"},
   };
   for (size_t i = 0; i < bad_flags.size(); ++i) {

@@ -3,6 +3,7 @@
 // than --max_inflight_events would be held at once).
 #include <signal.h>
 
+#include <chrono>
 #include <string>
 #include <thread>
 
@@ -171,6 +172,39 @@ TEST_F(E2ETelemetryTest, OpenStreamsEndAtOnceWhenTheServerShutsDown) {
                                    AllOf(HasSubstr("shutting down"),
                                          HasSubstr("1 messages, 10 events were "
                                                    "applied"))));
+}
+
+// One connection holds at most --max_streams_per_connection calls open: a
+// further call on it waits (here, until its deadline) until one ends, and
+// other connections are not held up.
+TEST_F(E2ETelemetryTest, CallsPerConnectionAreBounded) {
+  server_.reset();
+  StartServer({"--max_streams_per_connection=2"});
+  auto ctx1 = Ctx(kHostToken);
+  auto ctx2 = Ctx(kHostToken);
+  v1::StreamTelemetryResponse resp1, resp2;
+  auto stream1 = fleet_->StreamTelemetry(ctx1.get(), &resp1);
+  auto stream2 = fleet_->StreamTelemetry(ctx2.get(), &resp2);
+  ASSERT_TRUE(stream1->Write(Heartbeats(0, 1)));
+  ASSERT_TRUE(stream2->Write(Heartbeats(1, 1)));
+
+  auto list = [](v1::Releases::Stub& stub) {
+    auto ctx = Ctx(kOperatorToken);
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::seconds(2));
+    v1::ListReleasesResponse resp;
+    return stub.ListReleases(ctx.get(), {}, &resp);
+  };
+  EXPECT_THAT(list(*releases_),
+              GrpcStatusIs(grpc::StatusCode::DEADLINE_EXCEEDED, testing::_));
+  EXPECT_THAT(list(*ReleasesOver(client_tls_)), GrpcOk());
+
+  stream1->WritesDone();
+  EXPECT_THAT(stream1->Finish(), GrpcOk());
+  EXPECT_THAT(list(*releases_), GrpcOk());
+  stream2->WritesDone();
+  EXPECT_THAT(stream2->Finish(), GrpcOk());
+  EXPECT_EQ(resp1.accepted_events() + resp2.accepted_events(), 2u);
 }
 
 }  // namespace
