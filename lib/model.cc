@@ -149,6 +149,15 @@ std::string ResolvePath(const std::string& config_file,
   return (std::filesystem::path(config_file).parent_path() / p).string();
 }
 
+absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) return absl::InternalError(absl::StrCat(path, ": read error"));
+  return buffer.str();
+}
+
 absl::Status LoadMessageFile(const std::string& path,
                              google::protobuf::Message* message) {
   std::error_code ec;
@@ -156,14 +165,9 @@ absl::Status LoadMessageFile(const std::string& path,
     return absl::NotFoundError(
         absl::StrCat(path, ": cannot open (not a regular file)"));
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  absl::Status s = ParseTextOrJson(buffer.str(), message);
-  if (!s.ok()) {
-    return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
-  }
+  ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
+  absl::Status s = ParseTextOrJson(text, message);
+  if (!s.ok()) return PrefixStatus(path, s);
   return absl::OkStatus();
 }
 

@@ -3,9 +3,6 @@
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -64,14 +61,12 @@ std::string Roles::ToString() const {
 
 absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Load(
     const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  absl::StatusOr<std::string> contents = ReadFileToString(path);
+  if (!contents.ok()) {
     return absl::NotFoundError(
         absl::StrCat(path, ": cannot open the tokens file"));
   }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return Parse(buffer.str(), path);
+  return Parse(*contents, path);
 }
 
 absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Parse(

@@ -46,11 +46,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -462,18 +460,12 @@ int Usage(const std::string& message) {
 // ---- Commands ---------------------------------------------------------------
 
 bool ReadWholeFile(const char* cmd, const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  absl::StatusOr<std::string> contents = ringfence::ReadFileToString(path);
+  if (!contents.ok()) {
     std::fprintf(stderr, "ringctl %s: cannot read %s\n", cmd, path.c_str());
     return false;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    std::fprintf(stderr, "ringctl %s: error reading %s\n", cmd, path.c_str());
-    return false;
-  }
-  *out = ss.str();
+  *out = *std::move(contents);
   return true;
 }
 

@@ -15,11 +15,10 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "ringfence/model.h"
 
 namespace ringfence {
 namespace {
@@ -40,14 +39,12 @@ struct PemFile {
 absl::StatusOr<PemFile> ReadPem(absl::string_view what,
                                 const std::string& path) {
   PemFile file{std::string(what), path, ""};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  absl::StatusOr<std::string> contents = ReadFileToString(path);
+  if (!contents.ok()) {
     return absl::NotFoundError(
         absl::StrCat(file.Name(), ": cannot read the file"));
   }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  file.contents = buffer.str();
+  file.contents = *std::move(contents);
   return file;
 }
 

@@ -66,6 +66,12 @@ inline constexpr int kMaxSignals = 8;
 absl::Status ParseTextOrJson(absl::string_view text,
                              google::protobuf::Message* message);
 
+// ReadFileToString
+//
+// The whole contents of the file at `path`. NOT_FOUND ("<path>: cannot
+// open") if it cannot be opened, INTERNAL if reading it fails.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
 // LoadMessageFile
 //
 // Reads a text-proto (.textproto, .txtpb, .pbtxt) or JSON (.json) file into

@@ -4,6 +4,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 #define RINGFENCE_CONCAT_INNER_(a, b) a##b
 #define RINGFENCE_CONCAT_(a, b) RINGFENCE_CONCAT_INNER_(a, b)
@@ -25,3 +27,15 @@
   auto statusor = (expr);                           \
   if (!statusor.ok()) return statusor.status();     \
   lhs = std::move(statusor).value()
+
+namespace ringfence {
+
+// PrefixStatus: `status` with "prefix: " before its message (same code), to
+// say where an error came from (a file, a field). REQUIRES: !status.ok().
+inline absl::Status PrefixStatus(absl::string_view prefix,
+                                 const absl::Status& status) {
+  return absl::Status(status.code(),
+                      absl::StrCat(prefix, ": ", status.message()));
+}
+
+}  // namespace ringfence

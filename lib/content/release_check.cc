@@ -103,12 +103,6 @@ absl::StatusOr<ValidationReport> ReleaseChecker::Check(
 
 namespace {
 
-// `status` with `prefix` before its message (same code).
-absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
-  return absl::Status(status.code(),
-                      absl::StrCat(prefix, ": ", status.message()));
-}
-
 absl::StatusOr<std::vector<ContentValidatorPtr>> ExternalValidators(
     const std::string& rules_path, const ContentTypeRules& rules,
     absl::string_view field) {
@@ -137,7 +131,7 @@ absl::StatusOr<std::vector<ContentValidatorPtr>> ExternalValidators(
     }
     absl::StatusOr<ContentValidatorPtr> v =
         NewExternalValidator(std::move(options));
-    if (!v.ok()) return Prefixed(where, v.status());
+    if (!v.ok()) return PrefixStatus(where, v.status());
     out.push_back(*std::move(v));
   }
   return out;
@@ -159,18 +153,18 @@ absl::Status AddContentTypeRules(const std::string& rules_path, int i,
   ContentSchema schema;
   absl::Status s =
       LoadMessageFile(ResolvePath(rules_path, ct.schema_file()), &schema);
-  if (!s.ok()) return Prefixed(field + ".schema_file", s);
+  if (!s.ok()) return PrefixStatus(field + ".schema_file", s);
   CapabilityManifest manifest;
   s = LoadMessageFile(ResolvePath(rules_path, ct.capabilities_file()),
                       &manifest);
-  if (!s.ok()) return Prefixed(field + ".capabilities_file", s);
+  if (!s.ok()) return PrefixStatus(field + ".capabilities_file", s);
   ASSIGN_OR_RETURN(std::vector<ContentValidatorPtr> validators,
                    ExternalValidators(rules_path, ct, field));
   s = checker->AddContentType(std::move(schema), std::move(manifest),
                               std::move(validators));
   // A second entry for a content type is a mistake in this file.
   if (absl::IsAlreadyExists(s)) s = absl::InvalidArgumentError(s.message());
-  if (!s.ok()) return Prefixed(field, s);
+  if (!s.ok()) return PrefixStatus(field, s);
   return absl::OkStatus();
 }
 
@@ -186,7 +180,7 @@ absl::StatusOr<std::unique_ptr<ReleaseChecker>> NewReleaseCheckerFromFile(
   for (int i = 0; i < rules.content_types_size(); ++i) {
     absl::Status s = AddContentTypeRules(rules_path, i, rules.content_types(i),
                                          checker.get());
-    if (!s.ok()) return Prefixed(rules_path, s);
+    if (!s.ok()) return PrefixStatus(rules_path, s);
   }
   return checker;
 }

@@ -6,8 +6,6 @@
 #include <openssl/pem.h>
 
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -277,37 +275,35 @@ absl::Status VerifyReleaseSignature(const Release& release,
 }
 
 absl::StatusOr<TrustedKeys> LoadTrustedKeysFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  ASSIGN_OR_RETURN(const std::string contents, ReadFileToString(path));
   TrustedKeys keys;
-  std::string line;
-  for (int n = 1; std::getline(in, line); ++n) {
-    if (const size_t hash = line.find('#'); hash != std::string::npos) {
-      line.resize(hash);
-    }
+  int n = 0;
+  for (absl::string_view line : absl::StrSplit(contents, '\n')) {
+    ++n;
+    line = line.substr(0, line.find('#'));
     std::vector<std::string> words =
         absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (words.empty()) continue;
+    const std::string where = absl::StrCat(path, ":", n);
     if (words.size() != 2) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": expected `key_id path/to/key.pub`"));
+          absl::StrCat(where, ": expected `key_id path/to/key.pub`"));
     }
     const std::string key_path = ResolvePath(path, words[1]);
-    std::ifstream key_in(key_path, std::ios::binary);
-    if (!key_in) {
+    absl::StatusOr<std::string> pem = ReadFileToString(key_path);
+    if (!pem.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": cannot read ", key_path));
+          absl::StrCat(where, ": cannot read ", key_path));
     }
-    std::string pem((std::istreambuf_iterator<char>(key_in)),
-                    std::istreambuf_iterator<char>());
-    if (!keys.emplace(words[0], std::move(pem)).second) {
+    if (!keys.emplace(words[0], *std::move(pem)).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": duplicate key id \"", words[0], "\""));
+          absl::StrCat(where, ": duplicate key id \"", words[0], "\""));
     }
   }
   absl::Status s = ValidateTrustedKeys(keys);
-  if (!s.ok())
+  if (!s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+  }
   return keys;
 }
 

@@ -39,23 +39,15 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out) {
   Plan plan;
   Scenario scenario;
   RETURN_IF_ERROR(LoadMessageFile(cmd.plan_path, &plan));
-  {
-    absl::Status s = ValidatePlan(plan);
-    if (!s.ok()) {
-      return absl::Status(s.code(),
-                          absl::StrCat(cmd.plan_path, ": ", s.message()));
-    }
+  if (absl::Status s = ValidatePlan(plan); !s.ok()) {
+    return PrefixStatus(cmd.plan_path, s);
   }
   RETURN_IF_ERROR(LoadMessageFile(cmd.scenario_path, &scenario));
   if (!cmd.rehearse.empty()) {
     ASSIGN_OR_RETURN(scenario, RehearsalScenario(scenario, cmd.rehearse));
   }
-  {
-    absl::Status s = ValidateScenario(scenario);
-    if (!s.ok()) {
-      return absl::Status(s.code(),
-                          absl::StrCat(cmd.scenario_path, ": ", s.message()));
-    }
+  if (absl::Status s = ValidateScenario(scenario); !s.ok()) {
+    return PrefixStatus(cmd.scenario_path, s);
   }
   std::vector<Decider> deciders;
   for (absl::string_view d :
