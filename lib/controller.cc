@@ -691,8 +691,10 @@ absl::Status Controller::Tick() {
   if (!store_healthy_.load(std::memory_order_acquire)) {
     // Find out whether writes work again, even with nothing to write.
     absl::Status s = store_->Probe();
-    if (!absl::IsUnimplemented(s)) NoteStoreResult(s);
-    if (!s.ok() && !absl::IsUnimplemented(s)) first = s;
+    if (!absl::IsUnimplemented(s)) {
+      NoteStoreResult(s);
+      first = s;
+    }
   }
   for (size_t i = 0; i < runtimes_.size(); ++i) {
     Runtime* rt = runtimes_[i].get();

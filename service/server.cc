@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "ringfence/model.h"
+#include "ringfence/status_macros.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
 #include "ringfence/validate.h"
 #include "service/convert.h"
@@ -369,10 +370,8 @@ class ReleasesService final : public v1::Releases::CallbackService {
       if (!s.ok()) return ToGrpcStatus(s);
       return ToGrpcStatus(ReadInto(req->release().id(), resp));
     };
-    if (req->payload().empty()) {
-      return c_.Unary(ctx, kPublisherRoles, "CreateRelease", body);
-    }
-    return c_.Offloaded(ctx, kPublisherRoles, "CreateRelease", body);
+    return WithPayload(ctx, kPublisherRoles, "CreateRelease", req->payload(),
+                       body);
   }
 
   grpc::ServerUnaryReactor* GetRelease(grpc::CallbackServerContext* ctx,
@@ -407,44 +406,58 @@ class ReleasesService final : public v1::Releases::CallbackService {
       grpc::CallbackServerContext* ctx, const v1::ValidateReleaseRequest* req,
       v1::ValidateReleaseResponse* resp) override {
     auto body = [this, req, resp](const Principal&) {
-      if (req->payload().empty()) {
-        absl::Status s = ReleaseFieldError(
-            c_.release_checker->CheckWithoutPayload(req->release()));
-        if (!s.ok()) return ToGrpcStatus(s);
-        resp->set_ok(true);
-        return grpc::Status::OK;
-      }
       absl::StatusOr<ValidationReport> report =
-          c_.release_checker->Check(req->release(), req->payload());
-      if (!report.ok()) {
-        return ToGrpcStatus(ReleaseFieldError(report.status()));
-      }
+          CheckRelease(req->release(), req->payload());
+      if (!report.ok()) return ToGrpcStatus(report.status());
       const content::v1::ValidationResult result = ToProto(*report);
       resp->set_ok(result.ok());
       *resp->mutable_findings() = result.findings();
       return grpc::Status::OK;
     };
-    if (req->payload().empty()) {
-      return c_.Unary(ctx, kReaderRoles, "ValidateRelease", body);
-    }
-    return c_.Offloaded(ctx, kReaderRoles, "ValidateRelease", body);
+    return WithPayload(ctx, kReaderRoles, "ValidateRelease", req->payload(),
+                       body);
   }
 
  private:
-  // Everything a release must pass before it is stored: the model checks,
-  // the payload's digest and size (if sent), the publisher signature, and
-  // the content rules of its content type (which need the payload).
-  // FAILED_PRECONDITION with the findings as error details if the content
-  // is rejected.
-  absl::Status Admit(const Release& release, absl::string_view payload) const {
+  // A call whose `payload` (if any) goes through the content validators,
+  // which may run for their whole timeout: those calls run on a thread of
+  // their own (Context::Offloaded), the others as any unary call.
+  template <typename Body>
+  grpc::ServerUnaryReactor* WithPayload(grpc::CallbackServerContext* ctx,
+                                        const Roles& allowed,
+                                        absl::string_view method,
+                                        absl::string_view payload,
+                                        Body&& body) const {
     if (payload.empty()) {
-      return ReleaseFieldError(
-          c_.release_checker->CheckWithoutPayload(release));
+      return c_.Unary(ctx, allowed, method, std::forward<Body>(body));
+    }
+    return c_.Offloaded(ctx, allowed, method, std::forward<Body>(body));
+  }
+
+  // The release checks: the model, the payload's digest and size (if sent),
+  // the publisher signature, and the content rules of its content type
+  // (which need the payload). The content findings (none without a
+  // payload), or the error that stopped the checks before them.
+  absl::StatusOr<ValidationReport> CheckRelease(
+      const Release& release, absl::string_view payload) const {
+    if (payload.empty()) {
+      RETURN_IF_ERROR(
+          ReleaseFieldError(c_.release_checker->CheckWithoutPayload(release)));
+      return ValidationReport();
     }
     absl::StatusOr<ValidationReport> report =
         c_.release_checker->Check(release, payload);
     if (!report.ok()) return ReleaseFieldError(report.status());
-    return RejectionStatus(*report);
+    return report;
+  }
+
+  // Everything a release must pass before it is stored (CheckRelease);
+  // FAILED_PRECONDITION with the findings as error details if the content
+  // is rejected.
+  absl::Status Admit(const Release& release, absl::string_view payload) const {
+    ASSIGN_OR_RETURN(const ValidationReport report,
+                     CheckRelease(release, payload));
+    return RejectionStatus(report);
   }
 
   // The library names fields of the release; the API's field is `release`.
