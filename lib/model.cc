@@ -1,5 +1,9 @@
 #include "ringfence/model.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -156,6 +160,32 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   buffer << in.rdbuf();
   if (in.bad()) return absl::InternalError(absl::StrCat(path, ": read error"));
   return buffer.str();
+}
+
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view contents, int mode) {
+  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                        static_cast<mode_t>(mode));
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
+  }
+  size_t done = 0;
+  while (done < contents.size()) {
+    const ssize_t n =
+        ::write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  const bool ok = done == contents.size() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return absl::InternalError(absl::StrCat(path, ": cannot write"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LoadMessageFile(const std::string& path,

@@ -423,10 +423,7 @@ int Fail(const grpc::Status& s) {
   // instead of the message that strings the first ones together.
   if (std::optional<ringfence::content::v1::ValidationResult> result =
           ringfence::ValidationResultFromStatus(s)) {
-    int errors = 0;
-    for (const ringfence::content::v1::Finding& f : result->findings()) {
-      if (f.severity() != "warning") ++errors;
-    }
+    const int errors = ringfence::FromProto(*result).errors();
     std::fprintf(stderr,
                  "ringctl: %s: content rejected: %d error(s), %d "
                  "warning(s):\n",

@@ -22,8 +22,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -125,19 +123,6 @@ void Log(const std::string& message) {
       absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
           .c_str(),
       message.c_str());
-}
-
-// Writes `contents` to `path` atomically (readers never see a partial file).
-bool WriteFileAtomically(const std::string& path, const std::string& contents) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << contents;
-    if (!out.flush()) return false;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  return !ec;
 }
 
 int Main(int argc, char** argv) {
@@ -350,7 +335,7 @@ int Main(int argc, char** argv) {
   }
   const int port = (*server)->port();
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
-    if (!WriteFileAtomically(path, absl::StrCat(port, "\n"))) {
+    if (!ringfence::WriteFileAtomically(path, absl::StrCat(port, "\n")).ok()) {
       Log(absl::StrCat("cannot write --port_file ", path));
       return 1;
     }

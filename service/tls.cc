@@ -1,7 +1,5 @@
 #include "service/tls.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
 #include <openssl/bio.h>
@@ -9,11 +7,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -188,36 +184,6 @@ absl::StatusOr<std::optional<ClientTls>> LoadClientTls(
   return tls;
 }
 
-namespace {
-
-// Writes `contents` to `path` (mode 0600) through a temporary file and a
-// rename, so a reader sees the old file or the new one, never a mix.
-absl::Status ReplaceFile(const std::string& path, const std::string& contents) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat(tmp, ": cannot create: ", std::strerror(errno)));
-  }
-  size_t done = 0;
-  while (done < contents.size()) {
-    const ssize_t n =
-        ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  const bool ok = done == contents.size() && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return absl::InternalError(absl::StrCat(path, ": cannot write"));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 TlsFileStager::TlsFileStager(std::string cert_path, std::string key_path,
                              std::string client_ca_path, std::string dir)
     : cert_path_(std::move(cert_path)),
@@ -249,13 +215,15 @@ absl::StatusOr<bool> TlsFileStager::Stage() {
   std::filesystem::permissions(dir_, std::filesystem::perms::owner_all,
                                std::filesystem::perm_options::replace, ec);
   if (client_ca != staged_client_ca_ && !client_ca.empty()) {
-    if (absl::Status s = ReplaceFile(client_ca_path(), client_ca); !s.ok()) {
+    if (absl::Status s = WriteFileAtomically(client_ca_path(), client_ca, 0600);
+        !s.ok()) {
       return s;
     }
     staged_client_ca_ = client_ca;
   }
   if (identity != staged_identity_) {
-    if (absl::Status s = ReplaceFile(identity_path(), identity); !s.ok()) {
+    if (absl::Status s = WriteFileAtomically(identity_path(), identity, 0600);
+        !s.ok()) {
       return s;
     }
     staged_identity_ = std::move(identity);

@@ -1,5 +1,7 @@
 #include "ringfence/model.h"
 
+#include <sys/stat.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -561,6 +563,28 @@ TEST(LoadMessageFileTest, DirectoryIsNotLoadedAsAnEmptyMessage) {
   Plan plan;
   EXPECT_THAT(LoadMessageFile(path, &plan),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr(path)));
+}
+
+TEST(FileTest, WriteAtomicallyThenReadBack) {
+  const std::string path =
+      absl::StrCat(::testing::TempDir(), "model_test_atomic.bin");
+  const std::string contents("a\0b\nc", 5);
+  ASSERT_OK(WriteFileAtomically(path, "old"));
+  ASSERT_OK(WriteFileAtomically(path, contents, 0600));
+  absl::StatusOr<std::string> back = ReadFileToString(path);
+  ASSERT_OK(back);
+  EXPECT_EQ(*back, contents);
+  // The new file has the mode it was written with (umask permitting).
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::remove(path.c_str());
+
+  EXPECT_THAT(ReadFileToString(path),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr(path)));
+  // A directory that does not exist: nothing written, an error naming it.
+  EXPECT_THAT(WriteFileAtomically(path + ".d/x", "y"),
+              StatusIs(absl::StatusCode::kInternal, HasSubstr(".d/x")));
 }
 
 TEST(LoadMessageFileTest, SyntaxErrorNamesFileLineAndColumn) {

@@ -72,6 +72,15 @@ absl::Status ParseTextOrJson(absl::string_view text,
 // open") if it cannot be opened, INTERNAL if reading it fails.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
+// WriteFileAtomically
+//
+// Replaces the file at `path` with `contents` through a temporary file
+// (created with `mode`), fsync and rename: a reader sees the old file or the
+// new one, never a mix. INTERNAL naming the file if it fails (the old file
+// stays).
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view contents, int mode = 0644);
+
 // LoadMessageFile
 //
 // Reads a text-proto (.textproto, .txtpb, .pbtxt) or JSON (.json) file into
