@@ -231,23 +231,30 @@ TEST_F(E2EContentTest, AssignmentsCarryTheSignature) {
                    "--require_signatures"}));
 
   const std::string file = TestData("cf291_field21.textproto");
-  r = Ctl({"sign", "--key=" + dir_ + "/publisher.key", "--id=cf291-signed",
-           "--content-type=channel-file/291", "--version=2024.07.20",
-           "--payload=" + file, "--min-agent-version=7.12",
-           "--max-agent-version=8"});
+  // `command` for the release, targeting agents [min_version, 8), then
+  // `extra`.
+  auto release = [&](std::vector<std::string> command,
+                     const std::string& min_version,
+                     std::vector<std::string> extra) {
+    const std::vector<std::string> flags = {
+        "--id=cf291-signed",
+        "--content-type=channel-file/291",
+        "--version=2024.07.20",
+        "--payload=" + file,
+        "--min-agent-version=" + min_version,
+        "--max-agent-version=8"};
+    command.insert(command.end(), flags.begin(), flags.end());
+    command.insert(command.end(), extra.begin(), extra.end());
+    return command;
+  };
+  r = Ctl(release({"sign", "--key=" + dir_ + "/publisher.key"}, "7.12", {}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string signature(absl::StripAsciiWhitespace(r.out));
-  r = Ctl({"release", "create", "--id=cf291-signed",
-           "--content-type=channel-file/291", "--version=2024.07.20",
-           "--payload=" + file, "--min-agent-version=7.12",
-           "--max-agent-version=8", "--signature=" + signature},
+  r = Ctl(release({"release", "create"}, "7.12", {"--signature=" + signature}),
           kPublisherToken);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   // The same signature on the release re-targeted to agents 7.11: refused.
-  r = Ctl({"release", "create", "--id=cf291-signed",
-           "--content-type=channel-file/291", "--version=2024.07.20",
-           "--payload=" + file, "--min-agent-version=7.11",
-           "--max-agent-version=8", "--signature=" + signature},
+  r = Ctl(release({"release", "create"}, "7.11", {"--signature=" + signature}),
           kPublisherToken);
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
   EXPECT_THAT(r.err, AllOf(HasSubstr("PERMISSION_DENIED"),

@@ -68,6 +68,26 @@ const TrustedKeys& Trusted() {
 // ---- Integrity
 // ---------------------------------------------------------------
 
+// Whether `signature` is kPublicPem's Ed25519 signature of `message`, checked
+// with plain OpenSSL (no ringfence code), as another implementation would.
+bool OpensslVerifies(const std::string& message, const std::string& signature) {
+  BIO* bio = BIO_new_mem_buf(kPublicPem, -1);
+  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (key == nullptr) return false;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const bool ok =
+      EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key) == 1 &&
+      EVP_DigestVerify(ctx,
+                       reinterpret_cast<const unsigned char*>(signature.data()),
+                       signature.size(),
+                       reinterpret_cast<const unsigned char*>(message.data()),
+                       message.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+  return ok;
+}
+
 TEST(ComputeDigest, Sha256AndSize) {
   const PayloadDigest d = ComputeDigest("abc");
   EXPECT_EQ(d.sha256_hex,
@@ -187,25 +207,11 @@ TEST(SignRelease, GoldenV1SignatureVerifiesWithPlainOpenSsl) {
 
   // What another implementation does: the documented message, the public
   // key, Ed25519 verify. No ringfence code involved.
-  BIO* bio = BIO_new_mem_buf(kPublicPem, -1);
-  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  ASSERT_NE(key, nullptr);
-  const std::string message = absl::StrCat(
-      "ringfence-release-v1\n", r.id(), "\n", r.content_type(), "\n",
-      r.version(), "\n", r.digest_sha256(), "\n", r.size_bytes());
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  ASSERT_EQ(EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key), 1);
-  EXPECT_EQ(
-      EVP_DigestVerify(
-          ctx,
-          reinterpret_cast<const unsigned char*>(envelope.ed25519().data()),
-          envelope.ed25519().size(),
-          reinterpret_cast<const unsigned char*>(message.data()),
-          message.size()),
-      1);
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(key);
+  EXPECT_TRUE(
+      OpensslVerifies(absl::StrCat("ringfence-release-v1\n", r.id(), "\n",
+                                   r.content_type(), "\n", r.version(), "\n",
+                                   r.digest_sha256(), "\n", r.size_bytes()),
+                      envelope.ed25519()));
 }
 
 TEST(SignRelease, RejectsInvalidInput) {
@@ -330,26 +336,11 @@ TEST(VerifyReleaseSignature, V2CoversTheTargeting) {
 
   // What another implementation does: the documented v2 message, plain
   // OpenSSL.
-  BIO* bio = BIO_new_mem_buf(kPublicPem, -1);
-  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
-  BIO_free(bio);
-  ASSERT_NE(key, nullptr);
-  const std::string message =
+  EXPECT_TRUE(OpensslVerifies(
       absl::StrCat("ringfence-release-v2\n", r.id(), "\n", r.content_type(),
                    "\n", r.digest_sha256(), "\n", r.size_bytes(),
-                   "\n7.12\n\nwindows\n", r.version());
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  ASSERT_EQ(EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key), 1);
-  EXPECT_EQ(
-      EVP_DigestVerify(
-          ctx,
-          reinterpret_cast<const unsigned char*>(envelope.ed25519().data()),
-          envelope.ed25519().size(),
-          reinterpret_cast<const unsigned char*>(message.data()),
-          message.size()),
-      1);
-  EVP_MD_CTX_free(ctx);
-  EVP_PKEY_free(key);
+                   "\n7.12\n\nwindows\n", r.version()),
+      envelope.ed25519()));
 
   // Re-targeted after signing: refused.
   for (int i = 0; i < 3; ++i) {
