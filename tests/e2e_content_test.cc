@@ -357,15 +357,11 @@ TEST_F(E2EContentTest, BadContentRulesFailStartup) {
   WriteFile(dir_ + "/rules.textproto",
             "content_types { schema_file: \"missing.textproto\" "
             "capabilities_file: \"caps.textproto\" }\n");
-  ChildProcess bad(
-      {ringfenced_, "--listen=127.0.0.1:0", "--data_dir=" + dir_ + "/data",
-       "--content_rules=" + dir_ + "/rules.textproto"},
-      dir_ + "/bad.log");
-  ASSERT_TRUE(bad.started());
-  EXPECT_EQ(bad.Wait(absl::Seconds(15)), 2) << ReadFile(dir_ + "/bad.log");
-  EXPECT_THAT(ReadFile(dir_ + "/bad.log"),
-              AllOf(HasSubstr("--content_rules"),
-                    HasSubstr("content_types[0].schema_file")));
+  CommandResult bad =
+      RunServerToExit({"--content_rules=" + dir_ + "/rules.textproto"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_THAT(bad.err, AllOf(HasSubstr("--content_rules"),
+                             HasSubstr("content_types[0].schema_file")));
 }
 
 }  // namespace

@@ -235,6 +235,15 @@ class E2ETest : public ::testing::Test {
     return absl::StrCat(dir_, "/server-", start, ".log");
   }
 
+  // Runs ringfenced with `flags` (a free port, a scratch data dir) until it
+  // exits: for flags that must stop startup. Its stderr is in `.err`.
+  CommandResult RunServerToExit(const std::vector<std::string>& flags) const {
+    std::vector<std::string> argv = {ringfenced_, "--listen=127.0.0.1:0",
+                                     "--data_dir=" + dir_ + "/data-bad"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return RunCommand(argv, {}, absl::Seconds(15));
+  }
+
   // Starts ringfenced on a free port with the test's data dir and tokens,
   // and waits until it serves.
   void StartServer(std::vector<std::string> extra_flags = {}) {

@@ -88,20 +88,13 @@ TEST_F(E2ETest, RequiredSignaturesAreVerifiedOnCreateAndValidate) {
 TEST_F(E2ETest, BadTrustedKeysFileFailsStartup) {
   server_.reset();
   WriteFile(dir_ + "/trusted-keys", "k1 missing.pub\n");
-  ChildProcess bad(
-      {ringfenced_, "--listen=127.0.0.1:0", "--data_dir=" + dir_ + "/data",
-       "--trusted_keys_file=" + dir_ + "/trusted-keys"},
-      dir_ + "/bad.log");
-  ASSERT_TRUE(bad.started());
-  EXPECT_EQ(bad.Wait(absl::Seconds(15)), 2) << ReadFile(dir_ + "/bad.log");
-  EXPECT_THAT(ReadFile(dir_ + "/bad.log"), HasSubstr("--trusted_keys_file"));
+  CommandResult bad =
+      RunServerToExit({"--trusted_keys_file=" + dir_ + "/trusted-keys"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_THAT(bad.err, HasSubstr("--trusted_keys_file"));
 
-  ChildProcess unkeyed({ringfenced_, "--listen=127.0.0.1:0",
-                        "--data_dir=" + dir_ + "/data", "--require_signatures"},
-                       dir_ + "/unkeyed.log");
-  ASSERT_TRUE(unkeyed.started());
-  EXPECT_EQ(unkeyed.Wait(absl::Seconds(15)), 2)
-      << ReadFile(dir_ + "/unkeyed.log");
+  CommandResult unkeyed = RunServerToExit({"--require_signatures"});
+  EXPECT_EQ(unkeyed.exit_code, 2) << unkeyed.err;
 }
 
 }  // namespace
