@@ -751,6 +751,7 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
   in.stage_started_at = FromProto(rt->record.stage_started_at());
   in.now = now;
   in.telemetry = &snap;
+  in.enforce_halts = options_.enforce_halts;
   Decision d = EvaluateGate(in);
   if (d.verdict() == PROMOTE && fresh && rt->last_sweep != now) {
     // Never promote on a stale sweep: derive silence now and decide again.

@@ -175,7 +175,7 @@ Decision EvaluateGate(const GateInput& in) {
             c.signal, c.treatment_affected, t.treatment_hosts,
             c.control_affected, t.control_hosts, c.e_value, c.e_threshold)));
   }
-  if (!halts.empty()) {
+  if (!halts.empty() && in.enforce_halts) {
     d.set_verdict(config::v1::HALT);
     for (Evidence& e : halts) *d.add_evidence() = std::move(e);
     d.set_summary(absl::StrCat("HALT: ", d.evidence(0).explanation()));

@@ -160,6 +160,23 @@ TEST_F(GateTest, CircuitBreakerHalts) {
                         "\"crash\"; the circuit breaker trips at 3"));
 }
 
+// Shadow mode (the simulator's baselines): a tripped rule does not halt,
+// and the rest of the gate decides as if it had not tripped.
+TEST_F(GateTest, ShadowModeDoesNotHaltButDecidesTheRest) {
+  snap_.cohorts[0].affected[0] = 3;
+  GateInput in;
+  in.plan = &plan_;
+  in.stage = 0;
+  in.stage_started_at = now_ - absl::Minutes(11);
+  in.now = now_;
+  in.telemetry = &snap_;
+  EXPECT_EQ(EvaluateGate(in).verdict(), config::v1::HALT);
+  in.enforce_halts = false;
+  EXPECT_EQ(EvaluateGate(in).verdict(), config::v1::PROMOTE);
+  in.stage_started_at = now_ - absl::Minutes(4);
+  EXPECT_EQ(EvaluateGate(in).evidence(0).rule(), "bake_time");
+}
+
 TEST_F(GateTest, HaltsEvenWhenStaleOrPaused) {
   snap_.cohorts[0].affected[2] = 2;  // silent
   snap_.last_ingest = now_ - absl::Hours(1);

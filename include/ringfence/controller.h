@@ -65,6 +65,11 @@ struct ControllerOptions {
   // How often Tick() checkpoints each active rollout's telemetry evidence
   // (default 1s: at most ~1s of evidence is lost in a crash).
   absl::Duration checkpoint_interval = absl::Seconds(1);
+  // False = shadow mode for the simulator's baselines (sim.h): the gate's
+  // halt rules are evaluated but never act, so a baseline decider follows
+  // the same stages, pacing and promotions as ringfence until its own rule
+  // aborts the rollout. Default true; never false in production.
+  bool enforce_halts = true;
 };
 
 struct StartRolloutRequest {

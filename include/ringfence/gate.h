@@ -41,6 +41,11 @@ struct GateInput {
   absl::Time stage_started_at;
   absl::Time now;
   const TrackerSnapshot* telemetry = nullptr;
+  // False = shadow mode: a tripped halt rule does not HALT; the decision is
+  // taken as if none had tripped (the simulator's baselines use it to follow
+  // ringfence's exposure path until their own rule halts). Never false in
+  // production.
+  bool enforce_halts = true;
 };
 
 // EvaluateGate
