@@ -198,6 +198,17 @@ Ringfenced& GetRingfenced() {
                                          "bench"),
             "CreateRelease next");
       StartRolloutRequest req;
+      // The baseline must have completed a rollout: adopt it first.
+      req.rollout_id = absl::StrCat(s.base, "-rollout");
+      req.release_id = s.base;
+      req.plan = plan;
+      req.allow_no_baseline = true;
+      req.actor = "bench";
+      req.reason = "the release every host runs";
+      Check(w->controller->StartRollout(req).status(), "StartRollout base");
+      Check(w->controller->PromoteToCompletion(req.rollout_id, "bench", "adopt")
+                .status(),
+            "PromoteToCompletion base");
       req.rollout_id = absl::StrCat(s.next, "-rollout");
       req.release_id = s.next;
       req.baseline_release_id = s.base;

@@ -39,6 +39,7 @@
 #include "ringfence/gate.h"
 #include "ringfence/hash.h"
 #include "ringfence/model.h"
+#include "ringfence/policy.h"
 #include "ringfence/stats.h"
 #include "ringfence/store.h"
 #include "ringfence/telemetry.h"
@@ -211,6 +212,17 @@ std::unique_ptr<World> MakeWorld(int stage, bool targeting = true) {
                                      "bench"),
         "CreateRelease new");
   StartRolloutRequest req;
+  // The baseline must have completed a rollout: adopt it first.
+  req.rollout_id = "cf291-good-rollout";
+  req.release_id = kBaselineRelease;
+  req.plan = BenchPlan();
+  req.allow_no_baseline = true;
+  req.actor = "bench";
+  req.reason = "the release every host runs";
+  Check(w->controller->StartRollout(req).status(), "StartRollout baseline");
+  Check(w->controller->PromoteToCompletion(req.rollout_id, "bench", "adopt")
+            .status(),
+        "PromoteToCompletion baseline");
   // An explicit id (it is also the bucket salt), so host placement does not
   // depend on the id format the controller generates.
   req.rollout_id = "cf291-next-rollout";

@@ -194,11 +194,19 @@ void BM_SqliteCheckpoint(benchmark::State& state) {
                           absl::MakeConstSpan(event_keys.data(), m));
     }
   }
+  // The first checkpoint writes the evidence record of every affected host
+  // (1 % of them crashed); untimed. The timed ones are the steady state:
+  // aggregates plus the records of hosts that changed since (none here).
+  std::vector<HostEvidence> evidence;
+  const std::string first = tracker.Checkpoint(&evidence).SerializeAsString();
+  if (!store->PutCheckpoint("ro-1", first, evidence).ok()) std::abort();
+  state.counters["initial_records"] = static_cast<double>(evidence.size());
   size_t bytes = 0;
   for (auto _ : state) {
-    const std::string cp = tracker.Checkpoint().SerializeAsString();
+    evidence.clear();
+    const std::string cp = tracker.Checkpoint(&evidence).SerializeAsString();
     bytes = cp.size();
-    if (!store->PutCheckpoint("ro-1", cp).ok()) std::abort();
+    if (!store->PutCheckpoint("ro-1", cp, evidence).ok()) std::abort();
   }
   state.counters["checkpoint_bytes"] = static_cast<double>(bytes);
   store.reset();

@@ -23,6 +23,7 @@ int main() {
       .IgnoreError();
   auto rollout = controller->StartRollout({.release_id = release.id(),
                                            .plan = plan,
+                                           .allow_no_baseline = true,
                                            .actor = "ci",
                                            .reason = "weekly content"});
   if (!rollout.ok()) return 1;

@@ -63,6 +63,8 @@ absl::StatusOr<Outcome> Run(Controller& controller, FakeClock& clock,
   ringfence::StartRolloutRequest req;
   req.release_id = release_id;
   req.plan = plan;
+  // The first release of the content type has nothing to fall back to.
+  req.allow_no_baseline = true;
   req.actor = "example";
   req.reason = "demo rollout of " + release_id;
   auto started = controller.StartRollout(req);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "ringfence/gate.h"
 #include "ringfence/hash.h"
+#include "ringfence/policy.h"
 #include "ringfence/status_macros.h"
 
 namespace ringfence {
@@ -32,6 +33,8 @@ struct Controller::Runtime {
   std::unique_ptr<const AudienceIndex> index;
   std::unique_ptr<const CompiledTargeting> targeting;
   std::unique_ptr<RolloutTracker> tracker;
+  // EffectivePolicies(record.plan()): per stage, the late track last.
+  std::vector<GatePolicy> policies;
   std::atomic<uint64_t> budget{0};
   uint64_t next_decision_seq = 1;
   std::string last_recorded_key;  // verdict + rule of the last stored decision
@@ -46,8 +49,15 @@ struct Controller::ContentView {
   Runtime* rt = nullptr;  // the latest rollout, or nullptr
   RolloutState state = config::v1::ROLLOUT_STATE_UNSPECIFIED;
   int stage = 0;
+  // COMPLETED and still under its post-completion watch: exposures are
+  // recorded, as in a running stage.
+  bool watching = false;
   const Release* release = nullptr;
-  const Release* baseline = nullptr;  // last known good
+  // Last known good (a release that completed a rollout, or one the
+  // operator vouched for); nullptr = none: a rollback tells hosts to unload.
+  const Release* baseline = nullptr;
+  // A vouched baseline is told only after a halt or abort.
+  bool baseline_vouched = false;
   bool emergency_stop = false;
 };
 
@@ -76,10 +86,20 @@ bool IsActive(RolloutState s) {
   return s == PENDING || s == RUNNING || s == PAUSED;
 }
 
-std::vector<std::string> SignalsOf(const Plan& plan) {
+// A COMPLETED rollout still under its post-completion watch.
+bool Watching(const Rollout& r, absl::Time now) {
+  return r.state() == COMPLETED && r.has_watch_until() &&
+         FromProto(r.watch_until()) > now;
+}
+
+// Whether the gate still runs for `r`: active, or completed and watched.
+bool Gated(const Rollout& r, absl::Time now) {
+  return IsActive(r.state()) || Watching(r, now);
+}
+
+std::vector<std::string> SignalsOf(absl::Span<const GatePolicy> policies) {
   std::vector<std::string> out;
-  for (int s = 0; s <= plan.stages_size(); ++s) {
-    const GatePolicy policy = EffectivePolicy(plan, s);
+  for (const GatePolicy& policy : policies) {
     for (const SignalRule& r : policy.signals()) {
       if (std::find(out.begin(), out.end(), r.signal()) == out.end()) {
         out.push_back(r.signal());
@@ -87,6 +107,11 @@ std::vector<std::string> SignalsOf(const Plan& plan) {
     }
   }
   return out;
+}
+
+absl::Duration PostCompletionWatch(const Plan& plan) {
+  const absl::Duration d = FromProto(plan.post_completion_watch());
+  return d == absl::ZeroDuration() ? absl::Hours(1) : d;
 }
 
 }  // namespace
@@ -151,21 +176,29 @@ absl::Status Controller::Load() {
   for (const Rollout& r : rollouts) {
     ++rollout_counter_;
     ASSIGN_OR_RETURN(Runtime * rt, NewRuntimeLocked(r));
-    if (!IsActive(r.state())) continue;
+    if (!Gated(r, now)) continue;
     ASSIGN_OR_RETURN(std::vector<Exposure> exposures,
                      store_->ListExposures(r.id()));
-    for (const Exposure& e : exposures) {
-      // Hosts count as seen at the restart: the time we were down is not
-      // their silence. If they stay silent from now on, they are caught.
-      rt->tracker->MarkExposed(HostKey(e.host_id), e.stage, e.at, now);
-    }
+    ASSIGN_OR_RETURN(std::vector<HostEvidence> evidence,
+                     store_->ListHostEvidence(r.id()));
+    config::v1::TrackerCheckpoint checkpoint;
+    bool have_checkpoint = false;
     absl::StatusOr<std::string> cp = store_->GetCheckpoint(r.id());
     if (cp.ok()) {
-      config::v1::TrackerCheckpoint checkpoint;
-      if (checkpoint.ParseFromString(*cp)) rt->tracker->Restore(checkpoint);
+      if (!checkpoint.ParseFromString(*cp)) {
+        return absl::DataLossError(absl::StrCat(
+            "rollout \"", r.id(), "\": unparseable telemetry checkpoint"));
+      }
+      have_checkpoint = true;
     } else if (!absl::IsNotFound(cp.status())) {
       return cp.status();
     }
+    // Every counted host, exposure and test is restored as of the last
+    // checkpoint; hosts count as seen at the restart (the time we were down
+    // is not their silence; if they stay silent from now on, they are
+    // caught).
+    rt->tracker->Restore(have_checkpoint ? &checkpoint : nullptr, evidence,
+                         exposures);
     ASSIGN_OR_RETURN(std::vector<Decision> decisions,
                      store_->ListDecisions(r.id(), 0));
     if (!decisions.empty()) {
@@ -199,12 +232,14 @@ absl::StatusOr<Controller::Runtime*> Controller::NewRuntimeLocked(
   rt->index = AudienceIndex::Build(rollout.plan(), rollout.salt());
   rt->targeting =
       std::make_unique<const CompiledTargeting>(rt->release->targeting());
+  rt->policies = EffectivePolicies(rollout.plan());
   TrackerOptions topts;
   topts.num_stages = rollout.plan().stages_size() + 1;
-  topts.signals = SignalsOf(rollout.plan());
+  topts.signals = SignalsOf(rt->policies);
   topts.expected_hosts =
-      IsActive(rollout.state()) ? options_.expected_hosts : 0;
+      Gated(rollout, clock_->Now()) ? options_.expected_hosts : 0;
   topts.release_id = rollout.release_id();
+  topts.epoch = FromProto(rollout.created_at());
   rt->tracker = std::make_unique<RolloutTracker>(topts, clock_);
   Runtime* p = rt.get();
   ConfigureStageLocked(p);
@@ -216,10 +251,12 @@ absl::StatusOr<Controller::Runtime*> Controller::NewRuntimeLocked(
 void Controller::ConfigureStageLocked(Runtime* rt) {
   const Plan& plan = rt->record.plan();
   const int stage = static_cast<int>(rt->record.stage());
-  const GatePolicy policy = EffectivePolicy(plan, stage);
+  const GatePolicy& policy =
+      rt->policies[std::min<size_t>(stage, rt->policies.size() - 1)];
   rt->tracker->SetRules(
       std::vector<SignalRule>(policy.signals().begin(), policy.signals().end()),
       policy.alpha());
+  rt->tracker->SetBootLoopAttempts(policy.boot_loop_attempts());
   rt->tracker->SetCurrentStage(stage);
   rt->tracker->SetMaxStaleness(FromProto(policy.max_staleness()));
   rt->tracker->SetHealthyAfter(
@@ -252,19 +289,24 @@ void Controller::UpdateBudgetLocked(Runtime* rt) {
 
 void Controller::PublishLocked() {
   auto view = std::make_unique<View>();
+  const absl::Time now = clock_->Now();
   for (const auto& owned : runtimes_) {
     Runtime* rt = owned.get();
     ContentView& cv = view->content[rt->record.content_type()];
     // Runtimes are in creation order: the latest rollout wins. The last known
     // good release is the latest completed one (or the baseline of the
-    // latest rollout if none completed since).
+    // latest rollout if none completed since): a release that completed a
+    // rollout and was not halted since.
     const Release* last_good = cv.baseline;
     if (cv.rt != nullptr && cv.state == COMPLETED) last_good = cv.release;
     cv.rt = rt;
     cv.state = rt->record.state();
     cv.stage = static_cast<int>(rt->record.stage());
+    cv.watching = Watching(rt->record, now);
     cv.release = rt->release;
     cv.baseline = rt->baseline != nullptr ? rt->baseline : last_good;
+    cv.baseline_vouched =
+        rt->baseline != nullptr && rt->record.baseline_vouched();
   }
   for (const auto& [type, stop] : stops_) {
     view->content[type].emergency_stop = true;
@@ -366,7 +408,13 @@ absl::StatusOr<Rollout> Controller::StartRollout(
                      it->second.actor, ": ", it->second.reason,
                      "); clear the stop before starting a rollout"));
   }
+  // The baseline (what hosts fall back to) must be proven: a release whose
+  // rollout completed and was not halted since. Default: the latest such
+  // release of the content type.
   std::string baseline = req.baseline_release_id;
+  bool vouched = false;
+  std::vector<Runtime*> watched;  // earlier rollouts still under watch
+  const absl::Time now = clock_->Now();
   for (const auto& rt : runtimes_) {
     const Rollout& r = rt->record;
     if (r.content_type() != type) continue;
@@ -377,6 +425,7 @@ absl::StatusOr<Rollout> Controller::StartRollout(
           StageName(r.plan(), static_cast<int>(r.stage())),
           "); finish, abort or wait for it first"));
     }
+    if (Watching(r, now)) watched.push_back(rt.get());
     if (req.baseline_release_id.empty() && r.state() == COMPLETED) {
       baseline = r.release_id();
     }
@@ -402,6 +451,46 @@ absl::StatusOr<Rollout> Controller::StartRollout(
       return absl::InvalidArgumentError(
           "baseline_release_id: must differ from release_id");
     }
+    const Rollout* last = nullptr;    // the baseline's latest rollout
+    const Rollout* proven = nullptr;  // the type's latest completed one
+    for (const auto& rt : runtimes_) {
+      if (rt->record.release_id() == baseline) last = &rt->record;
+      if (rt->record.content_type() == type &&
+          rt->record.state() == COMPLETED) {
+        proven = &rt->record;
+      }
+    }
+    if (last != nullptr && last->state() != COMPLETED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "baseline_release_id: release \"", baseline,
+          "\" is not proven: its rollout \"", last->id(), "\" is ",
+          RolloutStateName(last->state()),
+          last->reason().empty() ? std::string()
+                                 : absl::StrCat(" (", last->reason(), ")"),
+          "; a baseline must be a release whose rollout completed and was "
+          "not halted since"));
+    }
+    if (last == nullptr && proven != nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("baseline_release_id: release \"", baseline,
+                       "\" never completed a rollout, and \"",
+                       proven->release_id(), "\" (rollout ", proven->id(),
+                       ") did: fall back to a proven release, or roll \"",
+                       baseline, "\" out first"));
+    }
+    // Never rolled out, and nothing of the type ever completed: the release
+    // the fleet ran before ringfence, vouched for by the operator.
+    vouched = last == nullptr;
+  }
+  if (baseline.empty() && !req.allow_no_baseline) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "baseline_release_id: no release of ", type,
+        " completed a rollout, so a halt or abort of this one would tell "
+        "every host to unload ",
+        type,
+        " (there is nothing to fall back to); name the release the fleet "
+        "runs as the baseline, or acknowledge with allow_no_baseline "
+        "(ringctl: --no-baseline)"));
   }
   std::string id = req.rollout_id;
   if (id.empty()) id = absl::StrCat(type, "@", rollout_counter_ + 1);
@@ -409,12 +498,12 @@ absl::StatusOr<Rollout> Controller::StartRollout(
     return absl::AlreadyExistsError(
         absl::StrCat("rollout_id: rollout \"", id, "\" already exists"));
   }
-  const absl::Time now = clock_->Now();
   Rollout r;
   r.set_id(id);
   r.set_release_id(req.release_id);
   r.set_content_type(type);
   r.set_baseline_release_id(baseline);
+  r.set_baseline_vouched(vouched);
   *r.mutable_plan() = req.plan;
   r.set_state(req.start_pending ? PENDING : RUNNING);
   r.set_stage(0);
@@ -423,7 +512,38 @@ absl::StatusOr<Rollout> Controller::StartRollout(
   *r.mutable_updated_at() = ToProtoTime(now);
   r.set_salt(id);
   r.set_version(1);
-  AuditEntry audit = MakeAudit(req.actor, "start", req.reason);
+  // A later rollout takes the content type's hosts under its own gate:
+  // earlier watches end here, on record (so the baseline stays proven).
+  for (Runtime* w : watched) {
+    Rollout ended = w->record;
+    *ended.mutable_watch_until() = ToProtoTime(now);
+    RETURN_IF_ERROR(CommitLocked(
+        w, std::move(ended), req.actor, "watch_end",
+        absl::StrCat("post-completion watch ended early: rollout ", id,
+                     " of release ", req.release_id, " starts"),
+        nullptr));
+  }
+  // What the record must say about this start beyond the operator's reason.
+  std::string notes;
+  for (const DisabledSignal& d : DisabledSignals(req.plan)) {
+    absl::StrAppend(&notes, "; built-in signal \"", d.signal,
+                    "\" switched off in ", StageName(req.plan, d.stage), ": ",
+                    d.reason);
+  }
+  if (baseline.empty()) {
+    absl::StrAppend(&notes, "; no baseline (no earlier release of ", type,
+                    " completed a rollout): a halt or abort tells every host "
+                    "to unload ",
+                    type);
+  } else if (vouched) {
+    absl::StrAppend(&notes, "; baseline ", baseline, " vouched for by ",
+                    req.actor,
+                    ", not proven by a rollout: hosts outside the rollout keep "
+                    "what they run, and only a halt or abort tells hosts to "
+                    "run it");
+  }
+  AuditEntry audit =
+      MakeAudit(req.actor, "start", absl::StrCat(req.reason, notes));
   audit.set_rollout_id(id);
   audit.set_to_state(r.state());
   absl::Status s = store_->CreateRollout(r, audit);
@@ -507,9 +627,24 @@ absl::StatusOr<Rollout> Controller::ManualLocked(absl::string_view id,
     next.set_overridden(true);
     if (static_cast<int>(cur.stage()) >= cur.plan().stages_size()) {
       next.set_state(COMPLETED);
+      *next.mutable_watch_until() =
+          ToProtoTime(now + PostCompletionWatch(cur.plan()));
     } else {
       next.set_stage(cur.stage() + 1);
       *next.mutable_stage_started_at() = ToProtoTime(now);
+    }
+  }
+  if (action == "promote" || action == "resume") {
+    // An operator can override the gate's holds, never its halts: the halt
+    // rules run on all evidence received so far, under the same lock as
+    // the transition. If they trip, the rollout halts instead.
+    ASSIGN_OR_RETURN(Decision d, EvaluateLocked(rt, EvaluateMode::kHaltsOnly));
+    if (d.verdict() == HALT) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          action,
+          " refused: the gate's halt rules tripped on the evidence "
+          "already received, and rollout \"",
+          id, "\" is now HALTED. ", d.summary()));
     }
   }
   RETURN_IF_ERROR(
@@ -545,6 +680,15 @@ absl::StatusOr<Rollout> Controller::Promote(absl::string_view id,
   return ManualLocked(id, actor, reason, "promote");
 }
 
+absl::StatusOr<Rollout> Controller::PromoteToCompletion(
+    absl::string_view id, absl::string_view actor, absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    ASSIGN_OR_RETURN(Rollout r, ManualLocked(id, actor, reason, "promote"));
+    if (r.state() == COMPLETED) return r;
+  }
+}
+
 absl::Status Controller::EmergencyStop(absl::string_view content_type,
                                        absl::string_view actor,
                                        absl::string_view reason) {
@@ -564,10 +708,10 @@ absl::Status Controller::EmergencyStop(absl::string_view content_type,
   RETURN_IF_ERROR(s);
   stops_[stop.content_type] = stop;
   PublishLocked();  // takes effect for assignments now
+  const absl::Time now = clock_->Now();
   for (const auto& owned : runtimes_) {
     Runtime* rt = owned.get();
-    if (rt->record.content_type() != content_type ||
-        !IsActive(rt->record.state())) {
+    if (rt->record.content_type() != content_type || !Gated(rt->record, now)) {
       continue;
     }
     Rollout next = rt->record;
@@ -682,7 +826,7 @@ absl::StatusOr<Decision> Controller::Evaluate(absl::string_view id) {
   if (rt == nullptr) {
     return absl::NotFoundError(absl::StrCat("rollout \"", id, "\" not found"));
   }
-  return EvaluateLocked(rt);
+  return EvaluateLocked(rt, EvaluateMode::kFull);
 }
 
 absl::Status Controller::Tick() {
@@ -696,11 +840,29 @@ absl::Status Controller::Tick() {
       first = s;
     }
   }
+  const absl::Time now = clock_->Now();
   for (size_t i = 0; i < runtimes_.size(); ++i) {
     Runtime* rt = runtimes_[i].get();
-    if (!IsActive(rt->record.state())) continue;
-    absl::StatusOr<Decision> d = EvaluateLocked(rt);
+    const Rollout& r = rt->record;
+    if (r.state() == COMPLETED && r.has_watch_until() &&
+        FromProto(r.watch_until()) <= now &&
+        FromProto(r.watch_until()) > FromProto(r.updated_at())) {
+      // The watch ran its course: record it (and publish, so assignments of
+      // the completed release stop recording exposures).
+      Rollout ended = r;
+      absl::Status s = CommitLocked(
+          rt, std::move(ended), "gate", "watch_end",
+          absl::StrCat("post-completion watch of ",
+                       absl::FormatDuration(PostCompletionWatch(r.plan())),
+                       " ended with no halt rule tripped"),
+          nullptr);
+      if (!s.ok() && first.ok()) first = s;
+      continue;
+    }
+    if (!Gated(r, now)) continue;
+    absl::StatusOr<Decision> d = EvaluateLocked(rt, EvaluateMode::kFull);
     if (!d.ok() && first.ok()) first = d.status();
+    if (!Gated(rt->record, now)) continue;  // halted: nothing to keep
     absl::Status s = CheckpointLocked(rt, /*force=*/false);
     if (!s.ok() && first.ok()) first = s;
   }
@@ -712,37 +874,51 @@ absl::Status Controller::CheckpointLocked(Runtime* rt, bool force) {
   if (!force && now - rt->last_checkpoint < options_.checkpoint_interval) {
     return absl::OkStatus();
   }
-  absl::Status s = store_->PutCheckpoint(
-      rt->id, rt->tracker->Checkpoint().SerializeAsString());
+  std::vector<HostEvidence> evidence;
+  const config::v1::TrackerCheckpoint cp = rt->tracker->Checkpoint(&evidence);
+  absl::Status s =
+      store_->PutCheckpoint(rt->id, cp.SerializeAsString(), evidence);
   NoteStoreResult(s);
-  if (s.ok()) rt->last_checkpoint = now;
+  if (s.ok()) {
+    rt->last_checkpoint = now;
+  } else {
+    rt->tracker->RequeueEvidence(evidence);
+  }
   return s;
 }
 
-absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
-  if (!IsActive(rt->record.state())) {
+absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt,
+                                                    EvaluateMode mode) {
+  const absl::Time now = clock_->Now();
+  if (!Gated(rt->record, now)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "rollout \"", rt->record.id(), "\" is ",
         RolloutStateName(rt->record.state()), "; the gate no longer runs"));
   }
-  const absl::Time now = clock_->Now();
+  // After COMPLETED (the post-completion watch) only the halt rules act.
+  if (rt->record.state() == COMPLETED) mode = EvaluateMode::kHaltsOnly;
   const Plan& plan = rt->record.plan();
   const int stage = static_cast<int>(rt->record.stage());
-  const GatePolicy policy = EffectivePolicy(plan, stage);
+  const GatePolicy& policy =
+      rt->policies[std::min<size_t>(stage, rt->policies.size() - 1)];
   TrackerSnapshot snap = rt->tracker->Snapshot();
   const bool fresh =
       snap.last_ingest != absl::InfinitePast() &&
       now - snap.last_ingest <= FromProto(policy.max_staleness());
   // Silence is only meaningful while telemetry flows. A sweep scans every
   // host, so it runs at most every silence_timeout / 60 (1..10 s): detection
-  // is late by at most that.
+  // is late by at most that (a decision that acts sweeps first, below).
   const absl::Duration silence_timeout = FromProto(policy.silence_timeout());
   const absl::Duration sweep_every =
       std::clamp(silence_timeout / 60, absl::Seconds(1), absl::Seconds(10));
-  if (fresh && now - rt->last_sweep >= sweep_every) {
+  auto sweep = [&] {
     rt->tracker->Sweep(silence_timeout, FromProto(policy.apply_timeout()));
     rt->last_sweep = now;
     snap = rt->tracker->Snapshot();
+  };
+  if (fresh && (now - rt->last_sweep >= sweep_every ||
+                mode == EvaluateMode::kHaltsOnly)) {
+    sweep();
   }
   GateInput in;
   in.plan = &plan;
@@ -751,17 +927,17 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
   in.stage_started_at = FromProto(rt->record.stage_started_at());
   in.now = now;
   in.telemetry = &snap;
+  in.policies = &rt->policies;
   in.enforce_halts = options_.enforce_halts;
   Decision d = EvaluateGate(in);
   if (d.verdict() == PROMOTE && fresh && rt->last_sweep != now) {
     // Never promote on a stale sweep: derive silence now and decide again.
-    rt->tracker->Sweep(silence_timeout, FromProto(policy.apply_timeout()));
-    rt->last_sweep = now;
-    snap = rt->tracker->Snapshot();
+    sweep();
     d = EvaluateGate(in);
   }
   d.set_rollout_id(rt->record.id());
   *d.mutable_at() = ToProtoTime(now);
+  if (mode == EvaluateMode::kHaltsOnly && d.verdict() != HALT) return d;
 
   // Decisions are recorded when their verdict or deciding rule changes;
   // decisions that change state are committed together with the transition
@@ -783,25 +959,31 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt) {
   Rollout next = rt->record;
   *next.mutable_last_decision() = d;
   if (d.verdict() == HALT) {
+    const bool after_completion = rt->record.state() == COMPLETED;
+    const std::string reason =
+        after_completion ? absl::StrCat("post-completion watch: ", d.summary())
+                         : d.summary();
     next.set_state(HALTED);
-    next.set_reason(d.summary());
+    next.set_reason(reason);
     RETURN_IF_ERROR(
-        CommitLocked(rt, std::move(next), "gate", "halt", d.summary(), &d));
+        CommitLocked(rt, std::move(next), "gate", "halt", reason, &d));
+    ++rt->next_decision_seq;
+    rt->last_recorded_key = key;
   } else if (d.verdict() == PROMOTE && rt->record.state() == RUNNING) {
     if (stage >= plan.stages_size()) {
       next.set_state(COMPLETED);
+      *next.mutable_watch_until() =
+          ToProtoTime(now + PostCompletionWatch(plan));
       RETURN_IF_ERROR(CommitLocked(rt, std::move(next), "gate", "complete",
                                    d.summary(), &d));
-      ++rt->next_decision_seq;
-      rt->last_recorded_key = key;
     } else {
       next.set_stage(stage + 1);
       *next.mutable_stage_started_at() = ToProtoTime(now);
       RETURN_IF_ERROR(CommitLocked(rt, std::move(next), "gate", "gate_promote",
                                    d.summary(), &d));
-      ++rt->next_decision_seq;
-      rt->last_recorded_key = key;
     }
+    ++rt->next_decision_seq;
+    rt->last_recorded_key = key;
   } else {
     // HOLD: no transition; keep the latest decision in memory only.
     *rt->record.mutable_last_decision() = d;
@@ -827,49 +1009,68 @@ Assignment Controller::Assign(const HostInfo& host,
     return a;
   }
   a.rollout_id = &rt->id;
+  // Hosts the rollout has not reached run the proven baseline (a vouched
+  // one is not pushed to them: they keep what they run).
   auto baseline = [&](AssignReason reason) {
-    a.release = cv.baseline;
+    a.release = cv.baseline_vouched ? nullptr : cv.baseline;
     a.reason = reason;
     return a;
   };
-  if (cv.emergency_stop) return baseline(AssignReason::kEmergencyStop);
+  // Rolled back: every host runs the baseline; with none, stops running
+  // the content type.
+  auto rolled_back = [&](AssignReason reason) {
+    a.release = cv.baseline;
+    a.reason = reason;
+    a.unload = a.release == nullptr;
+    return a;
+  };
+  if (cv.emergency_stop) return rolled_back(AssignReason::kEmergencyStop);
   if (cv.state == HALTED || cv.state == ABORTED) {
-    return baseline(AssignReason::kRolledBack);
+    return rolled_back(AssignReason::kRolledBack);
   }
   if (!rt->targeting->Matches(host)) {
     return baseline(AssignReason::kNotTargeted);
   }
   const Track track = tenants_.TrackOf(host.tenant);
   if (track == config::v1::TRACK_PINNED) return baseline(AssignReason::kPinned);
-  if (cv.state == COMPLETED) {
+  if (cv.state == COMPLETED && !cv.watching) {
+    // The watch is over: the release is proven, like a baseline.
     a.release = cv.release;
     a.reason = AssignReason::kCompleted;
     return a;
   }
-  const int placed = rt->index->Place(host, track);
-  a.stage = placed;
-  if (placed < 0) return baseline(AssignReason::kNotInAudience);
-  if (placed > cv.stage) return baseline(AssignReason::kNotYet);
-  if (cv.state == PENDING) return baseline(AssignReason::kPaused);
+  int placed = -1;
+  if (cv.state != COMPLETED) {
+    placed = rt->index->Place(host, track);
+    a.stage = placed;
+    if (placed < 0) return baseline(AssignReason::kNotInAudience);
+    if (placed > cv.stage) return baseline(AssignReason::kNotYet);
+    if (cv.state == PENDING) return baseline(AssignReason::kPaused);
+  }
+  const uint64_t key = HostKey(host.host_id);
   const bool store_ok = store_healthy_.load(std::memory_order_acquire);
   if (cv.state == PAUSED || !store_ok) {
     // Frozen: only hosts that already have the release keep it.
-    if (rt->tracker->IsExposed(HostKey(host.host_id))) {
+    if (rt->tracker->IsExposed(key)) {
       a.release = cv.release;
-      a.reason = AssignReason::kExposed;
+      a.reason = cv.state == COMPLETED ? AssignReason::kCompleted
+                                       : AssignReason::kExposed;
       return a;
     }
     return baseline(store_ok ? AssignReason::kPaused
                              : AssignReason::kStoreUnavailable);
   }
-  if (placed < cv.stage) {
-    a.release = cv.release;
-    a.reason = AssignReason::kStageOpen;
-    return a;
-  }
-  const uint64_t key = HostKey(host.host_id);
-  switch (rt->tracker->TryReserve(key, placed,
-                                  rt->budget.load(std::memory_order_acquire))) {
+  // Every host told the release has a durable exposure first: paced hosts
+  // of the current stage against its budget, hosts of earlier (open) stages
+  // and, during the post-completion watch, every host, unpaced, counted in
+  // the current stage's cohort.
+  const bool paced = cv.state == RUNNING && placed == cv.stage;
+  const AssignReason answer = cv.state == COMPLETED ? AssignReason::kCompleted
+                              : paced               ? AssignReason::kExposed
+                                                    : AssignReason::kStageOpen;
+  const uint64_t budget = paced ? rt->budget.load(std::memory_order_acquire)
+                                : RolloutTracker::kUnpaced;
+  switch (rt->tracker->TryReserve(key, cv.stage, budget)) {
     case RolloutTracker::Grant::kNoBudget:
       return baseline(AssignReason::kWaitingForPacing);
     case RolloutTracker::Grant::kAlreadyExposed:
@@ -877,20 +1078,36 @@ Assignment Controller::Assign(const HostInfo& host,
     case RolloutTracker::Grant::kReserved: {
       Exposure e;
       e.host_id = host.host_id;
-      e.stage = static_cast<uint32_t>(placed);
+      e.stage = static_cast<uint32_t>(cv.stage);
       e.at = clock_->Now();
+      e.granted = paced;
       absl::Status s = store_->RecordExposures(rt->id, {e});
       if (!s.ok()) {
         NoteStoreResult(s);
-        rt->tracker->CancelReserved(placed);
+        if (paced) rt->tracker->CancelReserved(cv.stage);
         return baseline(AssignReason::kStoreUnavailable);
       }
-      rt->tracker->CommitReserved(key, placed);
+      rt->tracker->CommitReserved(key, cv.stage, paced);
+      // A halt, abort or emergency stop published meanwhile wins: the
+      // exposure is on record, but the host is not told the release.
+      const View* latest = view_.load(std::memory_order_acquire);
+      if (latest != view) {
+        auto lt = latest->content.find(content_type);
+        if (lt != latest->content.end() &&
+            (lt->second.emergency_stop || lt->second.rt != rt ||
+             lt->second.state == HALTED || lt->second.state == ABORTED)) {
+          a.release = lt->second.baseline;
+          a.unload = a.release == nullptr;
+          a.reason = lt->second.emergency_stop ? AssignReason::kEmergencyStop
+                                               : AssignReason::kRolledBack;
+          return a;
+        }
+      }
       break;
     }
   }
   a.release = cv.release;
-  a.reason = AssignReason::kExposed;
+  a.reason = answer;
   return a;
 }
 
@@ -909,8 +1126,9 @@ absl::Status Controller::Ingest(absl::Span<const TelemetryEventView> events) {
   std::vector<Runtime*> active;
   {
     absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
     for (const auto& rt : runtimes_) {
-      if (IsActive(rt->record.state())) active.push_back(rt.get());
+      if (Gated(rt->record, now)) active.push_back(rt.get());
     }
   }
   if (active.empty()) return absl::OkStatus();

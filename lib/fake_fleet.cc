@@ -51,6 +51,7 @@ absl::Status FakeFleet::Step(absl::Duration step) {
     if (h.dead || h.next_poll > now) continue;
     h.next_poll += options_.poll_interval;
     const Assignment a = controller_->Assign(h.info, options_.content_type);
+    if (a.unload) h.running.clear();
     if (a.release != nullptr && a.release->id() != h.running) {
       const std::string& target = a.release->id();
       events.push_back(event(h, EventType::kApplying, target));

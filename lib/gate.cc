@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "ringfence/policy.h"
 
 namespace ringfence {
 namespace {
@@ -28,38 +29,108 @@ Evidence MakeEvidence(absl::string_view rule, absl::string_view signal,
   return e;
 }
 
-// P(X >= k) for X ~ Binomial(n, p), summed in log space from k upwards.
-double BinomialUpperTail(uint64_t k, uint64_t n, double p) {
-  if (k == 0) return 1;
-  if (k > n) return 0;
-  if (p <= 0) return 0;
-  if (p >= 1) return 1;
-  if (static_cast<double>(k) <= static_cast<double>(n) * p)
-    return 1;  // >= ~0.5
-  const double lp = std::log(p), lq = std::log1p(-p);
-  double log_term = std::lgamma(n + 1.0) - std::lgamma(k + 1.0) -
-                    std::lgamma(n - k + 1.0) + k * lp + (n - k) * lq;
-  double sum = 0;
-  for (uint64_t x = k; x <= n; ++x) {
-    const double term = std::exp(log_term);
-    sum += term;
-    if (term < sum * 1e-12) break;  // terms only shrink above the mode
-    log_term += std::log(static_cast<double>(n - x)) -
-                std::log(static_cast<double>(x + 1)) + lp - lq;
-  }
-  return std::min(1.0, sum);
-}
-
-// A silent cohort trips a breaker or ceiling only when this improbable under
-// the control arm's silence (times the rule's margin): an outage silences
-// both arms alike; a boot loop silences only the release's hosts.
-constexpr double kSilenceGuardP = 1e-3;
-
 int FindSignal(const TrackerSnapshot& t, absl::string_view signal) {
   for (size_t i = 0; i < t.signals.size(); ++i) {
     if (t.signals[i] == signal) return static_cast<int>(i);
   }
   return -1;
+}
+
+// P(X >= k) for X ~ Poisson(mu), summed in log space from k upwards.
+double PoissonUpperTail(uint64_t k, double mu) {
+  if (k == 0) return 1;
+  if (mu <= 0) return 0;
+  if (static_cast<double>(k) <= mu) return 1;  // >= ~0.5
+  double log_term = k * std::log(mu) - mu - std::lgamma(k + 1.0);
+  double sum = 0;
+  for (uint64_t x = k;; ++x) {
+    const double term = std::exp(log_term);
+    sum += term;
+    if (term < sum * 1e-12 || x > k + 100000) break;
+    log_term += std::log(mu) - std::log(static_cast<double>(x + 1));
+  }
+  return std::min(1.0, sum);
+}
+
+// The lower 99 % confidence bound of a Poisson mean given `k` observed
+// events (0 for k = 0): the mean at which P(X >= k) = 1 %, by bisection.
+double PoissonLower99(uint64_t k) {
+  if (k == 0) return 0;
+  double lo = 0, hi = static_cast<double>(k);
+  for (int i = 0; i < 60; ++i) {
+    const double mid = (lo + hi) / 2;
+    (PoissonUpperTail(k, mid) < 0.01 ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+// The control guard of breakers and ceilings. A cohort's count trips a
+// rule only if it is improbable (p <= kGuardP) under what the control arm
+// shows of the signal's hazard, times 1 + margin. The expected count is
+// the larger of two estimates, each taken low where the control's data are
+// thin (a comparison that cannot be made never reads as "no problem"):
+//  * over the same hours: the Nelson-Aalen expected count the tracker keeps
+//    per cohort (telemetry.h), at its lower 99 % bound (log-normal,
+//    z = 2.326). It follows a network outage or a load spike as it happens
+//    to both arms.
+//  * over the rollout: the control's affected hosts per host-hour times the
+//    cohort's host-hours at risk; the rate at its lower 99 % bound while the
+//    control has fewer than kTrustedEvents affected hosts, as measured from
+//    then on. It knows the fleet's base rate once the control arm has
+//    drained (the last stages).
+// A network outage silences both arms and a chronic base rate crashes both,
+// so neither trips; a release that kills its own hosts does. With no
+// control event to go by, any count at the breaker trips.
+//
+// Signals only exposed hosts can show are compared with the control's
+// silence instead (`apply_stuck`: a healthy host that never comes up on the
+// release is one that went dark), or not at all (`local_fallback`: a host's
+// own boot guard gave up on the release).
+constexpr double kGuardP = 1e-3;
+constexpr double kGuardZ = 2.326;
+constexpr uint64_t kTrustedEvents = 10;
+
+struct Guard {
+  double expected = 0;  // under the control's hazard, times 1 + margin
+  double p = 0;         // P(count >= affected) under it
+  bool explained() const { return p > kGuardP; }
+};
+
+Guard ControlGuard(const TrackerSnapshot& t, const CohortCounts& c,
+                   absl::string_view signal, int idx, double margin,
+                   uint64_t affected) {
+  Guard g;
+  if (signal == kSignalLocalFallback) return g;
+  if (signal == kSignalApplyStuck) idx = FindSignal(t, kSignalSilent);
+  if (idx < 0) return g;
+  double e = 0;
+  const double na = c.control_expected[idx];
+  if (na > 0) {
+    const double sd = std::sqrt(std::max(0.0, c.control_expected_var[idx]));
+    e = na * std::exp(-kGuardZ * sd / na);
+  }
+  if (idx < static_cast<int>(t.signal_counts.size()) && c.exposed > 0 &&
+      t.control_host_hours > 0) {
+    const uint64_t k = t.signal_counts[idx].control_affected;
+    const double events =
+        k >= kTrustedEvents ? static_cast<double>(k) : PoissonLower99(k);
+    const double at_risk_hours =
+        c.host_hours *
+        static_cast<double>(c.exposed -
+                            std::min(c.exposed, c.pre_affected[idx])) /
+        static_cast<double>(c.exposed);
+    e = std::max(e, events / t.control_host_hours * at_risk_hours);
+  }
+  g.expected = (1 + margin) * e;
+  g.p = PoissonUpperTail(affected, g.expected);
+  return g;
+}
+
+std::string GuardSentence(const Guard& g) {
+  if (g.expected == 0) return "nothing in the control arm explains them";
+  return absl::StrFormat(
+      "the control arm's hazard explains at most %.2g of them (p = %.2g)",
+      g.expected, g.p);
 }
 
 }  // namespace
@@ -104,60 +175,59 @@ Decision EvaluateGate(const GateInput& in) {
   }
 
   std::vector<Evidence> halts;
-  // Silence is special: an outage silences hosts whatever they run, so a
-  // cohort's silence trips the breaker or ceiling only if it is also
-  // improbable given the control arm's silent fraction (kSilenceGuardP).
-  // Crashes trip them whatever the rates.
-  // The control arm's silent fraction: hosts that went silent while on the
-  // previous release, over every host tracked (all start in control). It
-  // only grows, like the cohorts' counts, and survives the control arm
-  // shrinking to nothing at 100 %.
-  auto control_fraction = [&](int idx) {
-    const SignalCounts& c = t.signal_counts[idx];
-    return t.tracked_hosts == 0 ? 0.0
-                                : static_cast<double>(c.control_affected) /
-                                      static_cast<double>(t.tracked_hosts);
+  auto policy_of = [&](int stage) {
+    if (in.policies != nullptr &&
+        stage < static_cast<int>(in.policies->size())) {
+      return (*in.policies)[std::min<int>(stage, plan.stages_size())];
+    }
+    return EffectivePolicy(plan, stage);
   };
-  // 1 + 2: breaker and ceiling, every cohort under its own stage's policy.
+  // 1 + 2: breaker and ceiling, every cohort under its own stage's policy,
+  // each guarded by the control arm (ControlGuard).
   const int cohorts = std::min<int>(in.stage + 1, t.cohorts.size());
   for (int st = 0; st < cohorts; ++st) {
-    const GatePolicy policy = EffectivePolicy(plan, st);
+    const GatePolicy policy = policy_of(st);
     const CohortCounts& c = t.cohorts[st];
     const std::string stage_name = StageName(plan, st);
     for (const SignalRule& r : policy.signals()) {
       const int idx = FindSignal(t, r.signal());
       if (idx < 0) continue;
       const uint64_t affected = c.affected[idx];
-      if (r.signal() == kSignalSilent && c.exposed > 0 &&
-          idx < static_cast<int>(t.signal_counts.size()) &&
-          BinomialUpperTail(
-              affected, c.exposed,
-              std::min(1.0, (1 + r.margin()) * control_fraction(idx))) >
-              kSilenceGuardP) {
-        continue;  // explained by the control arm's silence (an outage)
-      }
+      if (affected == 0) continue;
+      const uint64_t at_risk =
+          c.exposed - std::min(c.exposed, c.pre_affected[idx]);
       if (r.max_affected_hosts() > 0 && affected >= r.max_affected_hosts()) {
-        halts.push_back(MakeEvidence(
-            "circuit_breaker", r.signal(), affected, c.exposed,
-            static_cast<double>(affected), r.max_affected_hosts(),
-            absl::StrFormat("%d of %d hosts exposed in stage %s showed "
-                            "\"%s\"; the circuit breaker trips at %d.",
-                            affected, c.exposed, stage_name, r.signal(),
-                            r.max_affected_hosts())));
+        const Guard g =
+            ControlGuard(t, c, r.signal(), idx, r.margin(), affected);
+        if (!g.explained()) {
+          halts.push_back(MakeEvidence(
+              "circuit_breaker", r.signal(), affected, c.exposed,
+              static_cast<double>(affected), r.max_affected_hosts(),
+              absl::StrFormat("%d of %d hosts exposed in stage %s showed "
+                              "\"%s\"; the circuit breaker trips at %d, and "
+                              "%s.",
+                              affected, c.exposed, stage_name, r.signal(),
+                              r.max_affected_hosts(), GuardSentence(g))));
+        }
       }
       if (r.max_affected_fraction() > 0 &&
-          c.exposed >= policy.ceiling_min_exposed_hosts() && c.exposed > 0) {
+          at_risk >= policy.ceiling_min_exposed_hosts() && at_risk > 0) {
         const double frac =
-            static_cast<double>(affected) / static_cast<double>(c.exposed);
+            static_cast<double>(affected) / static_cast<double>(at_risk);
         if (frac > r.max_affected_fraction()) {
-          halts.push_back(MakeEvidence(
-              "ceiling", r.signal(), affected, c.exposed, frac,
-              r.max_affected_fraction(),
-              absl::StrFormat("%.2f%% of the %d hosts exposed in stage %s "
-                              "showed \"%s\" (%d hosts); the ceiling is "
-                              "%.2f%%.",
-                              100 * frac, c.exposed, stage_name, r.signal(),
-                              affected, 100 * r.max_affected_fraction())));
+          const Guard g =
+              ControlGuard(t, c, r.signal(), idx, r.margin(), affected);
+          if (!g.explained()) {
+            halts.push_back(MakeEvidence(
+                "ceiling", r.signal(), affected, c.exposed, frac,
+                r.max_affected_fraction(),
+                absl::StrFormat("%.2f%% of the %d hosts exposed in stage %s "
+                                "showed \"%s\" (%d hosts); the ceiling is "
+                                "%.2f%%, and %s.",
+                                100 * frac, at_risk, stage_name, r.signal(),
+                                affected, 100 * r.max_affected_fraction(),
+                                GuardSentence(g))));
+          }
         }
       }
     }
@@ -182,7 +252,7 @@ Decision EvaluateGate(const GateInput& in) {
     return d;
   }
 
-  const GatePolicy policy = EffectivePolicy(plan, in.stage);
+  const GatePolicy policy = policy_of(in.stage);
   const std::string stage_name = StageName(plan, in.stage);
   auto hold = [&](Evidence e) {
     d.set_verdict(config::v1::HOLD);
@@ -244,6 +314,39 @@ Decision EvaluateGate(const GateInput& in) {
   }
 
   // 5: promotion.
+  // Every signal must be judged somehow: a rule that can halt on an
+  // absolute count (breaker; ceiling once enough hosts are exposed) or a
+  // comparison that has a control arm to compare with. A signal that is
+  // only compared, with no control host at risk, cannot be judged: hold.
+  for (const SignalRule& r : policy.signals()) {
+    if (r.max_affected_hosts() > 0) continue;
+    const int idx = FindSignal(t, r.signal());
+    if (idx < 0 || idx >= static_cast<int>(t.signal_counts.size())) continue;
+    const SignalCounts& sc = t.signal_counts[idx];
+    const CohortCounts& c = in.stage < static_cast<int>(t.cohorts.size())
+                                ? t.cohorts[in.stage]
+                                : CohortCounts();
+    if (r.max_affected_fraction() > 0 &&
+        c.exposed >= policy.ceiling_min_exposed_hosts()) {
+      continue;
+    }
+    if (r.compare_with_control() && sc.control_at_risk > 0) continue;
+    return hold(MakeEvidence(
+        "not_judged", r.signal(), 0, c.exposed, 0, 0,
+        absl::StrFormat(
+            "\"%s\" cannot be judged in stage %s: %s, and no breaker%s "
+            "bounds it; the gate will not promote on a comparison it cannot "
+            "make.",
+            r.signal(), stage_name,
+            r.compare_with_control()
+                ? "no control host is at risk to compare with"
+                : "it is not compared with control",
+            r.max_affected_fraction() > 0
+                ? absl::StrFormat(" (and not yet the %d exposed hosts its "
+                                  "ceiling needs)",
+                                  policy.ceiling_min_exposed_hosts())
+                : "")));
+  }
   const CohortCounts empty;
   const CohortCounts& cur = in.stage < static_cast<int>(t.cohorts.size())
                                 ? t.cohorts[in.stage]

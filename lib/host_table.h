@@ -22,19 +22,30 @@ namespace ringfence::internal {
 
 // Per-host state. Times are seconds since the tracker's epoch; 0 = never.
 struct HostState {
+  // The last sign of life: for a control host any event; for an exposed
+  // host only telemetry showing it alive on the release (`applied`, a
+  // heartbeat running it), starting at its exposure.
   uint32_t last_seen = 0;
   uint32_t exposed_at = 0;  // 0 = control
   uint32_t first_seen = 0;
-  uint8_t affected = 0;  // bit per signal index
-  uint8_t flags = 0;     // HostFlags
+  uint8_t affected = 0;  // bit per signal index: showed it in its arm
+  uint8_t flags = 0;     // HostFlags, and the attempt count (kAttemptsMask)
   uint8_t stage = 0;     // cohort (stage at exposure)
-  uint8_t reserved = 0;
+  // Bit per signal index: showed it while in control, before its exposure.
+  // Such a host is not at risk of that signal in treatment (it counts
+  // neither for nor against the release).
+  uint8_t pre_affected = 0;
 };
 static_assert(sizeof(HostState) == 16, "HostState must stay 16 bytes");
 
 enum HostFlags : uint8_t {
-  kApplied = 1,
-  kHealthy = 2,
+  kApplied = 1,  // reported `applied` (or a heartbeat running the release)
+  kHealthy = 2,  // counted healthy for pacing
+  kUp = 4,       // came up on the release: applied, then alive on it
+  kGranted = 8,  // exposed by an assignment grant of a paced stage
+  kAttemptsShift = 4,
+  kAttemptsMask = 0x70,  // check-ins/boots/applyings before kUp, 0..7
+  kDirty = 0x80,         // evidence changed since the last checkpoint
 };
 
 struct Slot {

@@ -162,10 +162,24 @@ class MemoryStore final : public Store {
   }
 
   absl::Status PutCheckpoint(absl::string_view rollout_id,
-                             absl::string_view bytes) override {
+                             absl::string_view bytes,
+                             absl::Span<const HostEvidence> evidence) override {
     absl::MutexLock lock(&mu_);
     checkpoints_[rollout_id] = std::string(bytes);
+    auto& m = evidence_[rollout_id];
+    for (const HostEvidence& e : evidence) m[e.host_key] = e;
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<HostEvidence>> ListHostEvidence(
+      absl::string_view rollout_id) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<HostEvidence> out;
+    auto it = evidence_.find(rollout_id);
+    if (it == evidence_.end()) return out;
+    out.reserve(it->second.size());
+    for (const auto& [key, e] : it->second) out.push_back(e);
+    return out;
   }
 
   absl::StatusOr<std::string> GetCheckpoint(
@@ -234,6 +248,8 @@ class MemoryStore final : public Store {
   std::vector<AuditEntry> audit_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::string> checkpoints_
       ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, absl::flat_hash_map<uint64_t, HostEvidence>>
+      evidence_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

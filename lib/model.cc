@@ -24,6 +24,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "ringfence/hash.h"
+#include "ringfence/policy.h"
 #include "ringfence/status_macros.h"
 
 namespace ringfence {
@@ -51,10 +52,42 @@ absl::Status Invalid(absl::string_view field, absl::string_view reason) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", reason));
 }
 
+// [A-Za-z0-9._:/@-] as a table: ids are checked for every telemetry event.
+struct IdCharTable {
+  constexpr IdCharTable() : ok() {
+    for (int c = 0; c < 256; ++c) {
+      ok[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+              c == '/' || c == '@' || c == '-';
+    }
+  }
+  bool ok[256];
+};
+constexpr IdCharTable kIdChars;
+
+bool IsIdChar(char c) { return kIdChars.ok[static_cast<unsigned char>(c)]; }
+
+absl::Status ValidatePacing(const Pacing& p, absl::string_view path) {
+  if (!std::isfinite(p.growth_per_healthy_host()) ||
+      p.growth_per_healthy_host() < 0 || p.growth_per_healthy_host() > 100) {
+    return Invalid(absl::StrCat(path, ".growth_per_healthy_host"),
+                   absl::StrCat("must be in [0, 100] (got ",
+                                p.growth_per_healthy_host(), ")"));
+  }
+  if (p.initial_hosts() > 1000000) {
+    return Invalid(absl::StrCat(path, ".initial_hosts"),
+                   "must be at most 1000000");
+  }
+  return internal::CheckDuration(p.healthy_after(),
+                                 absl::StrCat(path, ".healthy_after"), false);
+}
+
+}  // namespace
+
+namespace internal {
+
 constexpr int64_t kMaxDurationSeconds = 365LL * 24 * 3600;  // one year
 
-// Checks a Duration is well-formed and within [0, one year]; `positive`
-// additionally requires > 0.
 absl::Status CheckDuration(const Duration& d, absl::string_view field,
                            bool positive) {
   if (d.seconds() < 0 || d.nanos() < 0) {
@@ -74,51 +107,31 @@ absl::Status CheckDuration(const Duration& d, absl::string_view field,
   return absl::OkStatus();
 }
 
-// [A-Za-z0-9._:/@-] as a table: ids are checked for every telemetry event.
-struct IdCharTable {
-  constexpr IdCharTable() : ok() {
-    for (int c = 0; c < 256; ++c) {
-      ok[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
-              c == '/' || c == '@' || c == '-';
+}  // namespace internal
+
+bool IsValidSignalName(absl::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+      return false;
     }
   }
-  bool ok[256];
-};
-constexpr IdCharTable kIdChars;
-
-bool IsIdChar(char c) { return kIdChars.ok[static_cast<unsigned char>(c)]; }
+  return true;
+}
 
 absl::Status ValidateSignalName(absl::string_view name,
                                 absl::string_view field) {
   if (name.empty()) return Invalid(field, "must not be empty");
-  if (name.size() > 64) return Invalid(field, "must be at most 64 characters");
-  for (char c : name) {
-    if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
-          absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '_')) {
-      return Invalid(
-          field, absl::StrCat("must match [a-z0-9_]+ (got \"", name, "\")"));
-    }
+  if (name.size() > 64) {
+    return Invalid(field, absl::StrCat("must be at most 64 characters (got ",
+                                       name.size(), ")"));
+  }
+  if (!IsValidSignalName(name)) {
+    return Invalid(field, absl::StrCat("must match [a-z0-9_]{1,64} (got \"",
+                                       absl::CHexEscape(name), "\")"));
   }
   return absl::OkStatus();
 }
-
-absl::Status ValidatePacing(const Pacing& p, absl::string_view path) {
-  if (!std::isfinite(p.growth_per_healthy_host()) ||
-      p.growth_per_healthy_host() < 0 || p.growth_per_healthy_host() > 100) {
-    return Invalid(absl::StrCat(path, ".growth_per_healthy_host"),
-                   absl::StrCat("must be in [0, 100] (got ",
-                                p.growth_per_healthy_host(), ")"));
-  }
-  if (p.initial_hosts() > 1000000) {
-    return Invalid(absl::StrCat(path, ".initial_hosts"),
-                   "must be at most 1000000");
-  }
-  return CheckDuration(p.healthy_after(), absl::StrCat(path, ".healthy_after"),
-                       false);
-}
-
-}  // namespace
 
 absl::Status ParseTextOrJson(absl::string_view text,
                              google::protobuf::Message* message) {
@@ -248,59 +261,6 @@ absl::Status ValidateId(absl::string_view id, absl::string_view field) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateGatePolicy(const GatePolicy& policy,
-                                absl::string_view path) {
-  auto field = [&](absl::string_view f) { return absl::StrCat(path, ".", f); };
-  if (!std::isfinite(policy.alpha()) || policy.alpha() < 0 ||
-      policy.alpha() > 0.5) {
-    return Invalid(field("alpha"), absl::StrCat("must be in (0, 0.5] (got ",
-                                                policy.alpha(), ")"));
-  }
-  RETURN_IF_ERROR(
-      CheckDuration(policy.silence_timeout(), field("silence_timeout"), false));
-  RETURN_IF_ERROR(
-      CheckDuration(policy.apply_timeout(), field("apply_timeout"), false));
-  RETURN_IF_ERROR(
-      CheckDuration(policy.max_staleness(), field("max_staleness"), false));
-  if (!std::isfinite(policy.min_exposed_host_hours()) ||
-      policy.min_exposed_host_hours() < 0) {
-    return Invalid(field("min_exposed_host_hours"), "must be >= 0");
-  }
-  if (policy.signals_size() > kMaxSignals) {
-    return Invalid(field("signals"),
-                   absl::StrCat("at most ", kMaxSignals, " signals (got ",
-                                policy.signals_size(), ")"));
-  }
-  absl::flat_hash_set<std::string> seen;
-  for (int i = 0; i < policy.signals_size(); ++i) {
-    const SignalRule& r = policy.signals(i);
-    const std::string p = absl::StrCat(path, ".signals[", i, "]");
-    RETURN_IF_ERROR(ValidateSignalName(r.signal(), absl::StrCat(p, ".signal")));
-    if (!seen.insert(r.signal()).second) {
-      return Invalid(absl::StrCat(p, ".signal"),
-                     absl::StrCat("duplicate signal \"", r.signal(), "\""));
-    }
-    if (!std::isfinite(r.max_affected_fraction()) ||
-        r.max_affected_fraction() < 0 || r.max_affected_fraction() > 1) {
-      return Invalid(absl::StrCat(p, ".max_affected_fraction"),
-                     absl::StrCat("must be in [0, 1] (got ",
-                                  r.max_affected_fraction(), ")"));
-    }
-    if (!std::isfinite(r.margin()) || r.margin() < 0 || r.margin() > 100) {
-      return Invalid(
-          absl::StrCat(p, ".margin"),
-          absl::StrCat("must be in [0, 100] (got ", r.margin(), ")"));
-    }
-    if (r.max_affected_hosts() == 0 && r.max_affected_fraction() == 0 &&
-        !r.compare_with_control()) {
-      return Invalid(p,
-                     "enables no rule (set max_affected_hosts, "
-                     "max_affected_fraction or compare_with_control)");
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidatePlan(const Plan& plan) {
   if (!plan.name().empty()) RETURN_IF_ERROR(ValidateId(plan.name(), "name"));
   if (plan.stages_size() == 0) {
@@ -368,8 +328,8 @@ absl::Status ValidatePlan(const Plan& plan) {
       }
       last_percent_stage = i;
     }
-    RETURN_IF_ERROR(
-        CheckDuration(s.bake_time(), absl::StrCat(p, ".bake_time"), true));
+    RETURN_IF_ERROR(internal::CheckDuration(
+        s.bake_time(), absl::StrCat(p, ".bake_time"), true));
     RETURN_IF_ERROR(ValidatePacing(s.pacing(), absl::StrCat(p, ".pacing")));
     if (!std::isfinite(s.promote_max_relative_risk()) ||
         (s.promote_max_relative_risk() != 0 &&
@@ -389,11 +349,13 @@ absl::Status ValidatePlan(const Plan& plan) {
                    absl::StrCat("the last stage must reach 100 (got ",
                                 plan.stages(last).audience().percent(), ")"));
   }
-  RETURN_IF_ERROR(CheckDuration(plan.late_track().extra_bake(),
-                                "late_track.extra_bake", false));
-  RETURN_IF_ERROR(CheckDuration(plan.late_track().bake_time(),
-                                "late_track.bake_time", false));
-  return absl::OkStatus();
+  RETURN_IF_ERROR(internal::CheckDuration(plan.late_track().extra_bake(),
+                                          "late_track.extra_bake", false));
+  RETURN_IF_ERROR(internal::CheckDuration(plan.late_track().bake_time(),
+                                          "late_track.bake_time", false));
+  RETURN_IF_ERROR(internal::CheckDuration(plan.post_completion_watch(),
+                                          "post_completion_watch", false));
+  return ValidateEffectivePolicies(plan);
 }
 
 absl::Status ValidateRelease(const Release& release) {
@@ -457,56 +419,6 @@ absl::Status ValidateFleetConfig(const FleetConfig& fleet) {
     }
   }
   return absl::OkStatus();
-}
-
-std::vector<SignalRule> DefaultSignalRules() {
-  // Margins and the choice of compared signals come from the detection
-  // benchmark (bench/README.md): every compared signal takes a share of the
-  // false-halt budget, and unclean reboots mostly accompany crash reports.
-  std::vector<SignalRule> rules(4);
-  rules[0].set_signal(std::string(kSignalCrash));
-  rules[0].set_compare_with_control(true);
-  rules[0].set_margin(0.1);
-  rules[1].set_signal(std::string(kSignalUncleanReboot));
-  rules[1].set_max_affected_fraction(0.05);
-  rules[2].set_signal(std::string(kSignalSilent));
-  rules[2].set_compare_with_control(true);
-  rules[2].set_margin(0.2);
-  rules[3].set_signal(std::string(kSignalApplyStuck));
-  rules[3].set_max_affected_fraction(0.05);
-  return rules;
-}
-
-GatePolicy EffectivePolicy(const Plan& plan, int stage) {
-  GatePolicy p = plan.policy();
-  if (stage >= 0 && stage < plan.stages_size() &&
-      plan.stages(stage).has_policy()) {
-    p = plan.stages(stage).policy();
-  }
-  if (p.signals_size() == 0) {
-    for (const SignalRule& r : DefaultSignalRules()) *p.add_signals() = r;
-  }
-  if (p.alpha() == 0) p.set_alpha(0.01);
-  auto default_duration = [](google::protobuf::Duration* d, int64_t seconds) {
-    if (d->seconds() == 0 && d->nanos() == 0) d->set_seconds(seconds);
-  };
-  default_duration(p.mutable_silence_timeout(), 600);
-  default_duration(p.mutable_apply_timeout(), 600);
-  default_duration(p.mutable_max_staleness(), 120);
-  if (p.min_exposed_hosts() == 0) p.set_min_exposed_hosts(1);
-  if (p.ceiling_min_exposed_hosts() == 0) p.set_ceiling_min_exposed_hosts(20);
-  return p;
-}
-
-Pacing EffectivePacing(const Plan& plan, int stage) {
-  Pacing p;
-  if (stage >= 0 && stage < plan.stages_size()) p = plan.stages(stage).pacing();
-  if (p.initial_hosts() == 0) p.set_initial_hosts(5);
-  if (p.growth_per_healthy_host() == 0) p.set_growth_per_healthy_host(1.0);
-  if (p.healthy_after().seconds() == 0 && p.healthy_after().nanos() == 0) {
-    p.mutable_healthy_after()->set_seconds(60);
-  }
-  return p;
 }
 
 absl::Duration FromProto(const google::protobuf::Duration& d) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "host_table.h"
@@ -76,10 +77,12 @@ absl::Status ValidateBatch(absl::Span<const Event> events, size_t max_events) {
       case EventType::kBoot:
         break;
       case EventType::kSignal:
-        if (e.signal.empty() || e.signal.size() > 64) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(field(i, "signal"),
-                           ": must be 1..64 characters for a signal event"));
+        if (!IsValidSignalName(e.signal)) {
+          // The name is not echoed: it may be anything up to 256 bytes.
+          return absl::InvalidArgumentError(absl::StrCat(
+              field(i, "signal"),
+              ": a signal event's name must match [a-z0-9_]{1,64} (got ",
+              e.signal.size(), " characters)"));
         }
         break;
       default:
@@ -116,7 +119,10 @@ struct RolloutTracker::Aggregates {
         cohort_healthy(NewCounters(stages)),
         cohort_sum_exposed_at(NewCounters(stages)),
         cohort_affected(NewCounters(static_cast<size_t>(stages) * kMaxSignals)),
+        cohort_pre_affected(
+            NewCounters(static_cast<size_t>(stages) * kMaxSignals)),
         treatment_affected(NewCounters(kMaxSignals)),
+        treatment_pre_affected(NewCounters(kMaxSignals)),
         control_affected_total(NewCounters(kMaxSignals)),
         control_affected_current(NewCounters(kMaxSignals)) {}
 
@@ -128,7 +134,10 @@ struct RolloutTracker::Aggregates {
   std::unique_ptr<std::atomic<uint64_t>[]> cohort_healthy;
   std::unique_ptr<std::atomic<uint64_t>[]> cohort_sum_exposed_at;
   std::unique_ptr<std::atomic<uint64_t>[]> cohort_affected;  // stage*K + sig
+  std::unique_ptr<std::atomic<uint64_t>[]> cohort_pre_affected;
   std::unique_ptr<std::atomic<uint64_t>[]> treatment_affected;
+  // Exposed hosts that showed the signal in control (not at risk).
+  std::unique_ptr<std::atomic<uint64_t>[]> treatment_pre_affected;
   std::unique_ptr<std::atomic<uint64_t>[]> control_affected_total;
   // Affected hosts still in control (a host leaving for treatment leaves it).
   std::unique_ptr<std::atomic<uint64_t>[]> control_affected_current;
@@ -144,7 +153,9 @@ struct RolloutTracker::Aggregates {
 RolloutTracker::RolloutTracker(const TrackerOptions& options,
                                const Clock* clock)
     : clock_(clock),
-      epoch_(clock->Now() - absl::Seconds(1)),
+      epoch_((options.epoch == absl::InfinitePast() ? clock->Now()
+                                                    : options.epoch) -
+             absl::Seconds(1)),
       release_id_(options.release_id),
       num_stages_(std::max(1, options.num_stages)),
       table_(std::make_unique<HostTable>()),
@@ -155,8 +166,8 @@ RolloutTracker::RolloutTracker(const TrackerOptions& options,
       signals_.push_back(s);
     }
   }
-  for (absl::string_view b :
-       {kSignalCrash, kSignalUncleanReboot, kSignalSilent, kSignalApplyStuck}) {
+  for (absl::string_view b : {kSignalCrash, kSignalUncleanReboot, kSignalSilent,
+                              kSignalApplyStuck, kSignalLocalFallback}) {
     if (std::find(signals_.begin(), signals_.end(), b) == signals_.end()) {
       if (signals_.size() < static_cast<size_t>(kMaxSignals)) {
         signals_.emplace_back(b);
@@ -164,8 +175,12 @@ RolloutTracker::RolloutTracker(const TrackerOptions& options,
     }
   }
   if (options.expected_hosts > 0) table_->Reserve(options.expected_hosts);
+  dirty_ = std::make_unique<std::vector<uint64_t>[]>(HostTable::kShards);
   absl::MutexLock lock(&test_mu_);
   tests_.resize(signals_.size());
+  control_expected_.assign(static_cast<size_t>(num_stages_) * kMaxSignals, 0);
+  control_expected_var_.assign(static_cast<size_t>(num_stages_) * kMaxSignals,
+                               0);
 }
 
 RolloutTracker::~RolloutTracker() = default;
@@ -206,6 +221,10 @@ void RolloutTracker::SetRules(absl::Span<const SignalRule> rules,
   }
 }
 
+void RolloutTracker::SetBootLoopAttempts(uint32_t attempts) {
+  boot_loop_attempts_.store(attempts, std::memory_order_relaxed);
+}
+
 void RolloutTracker::SetHealthyAfter(absl::Duration d) {
   healthy_after_s_.store(
       static_cast<uint32_t>(std::max<int64_t>(0, absl::ToInt64Seconds(d))),
@@ -235,12 +254,20 @@ void RolloutTracker::OnInsert(HostState* h, uint32_t now_s) {
   agg_->control_sum_first_seen.fetch_add(now_s, std::memory_order_relaxed);
 }
 
-void RolloutTracker::Expose(HostState* h, int stage, uint32_t now_s) {
+void RolloutTracker::MarkDirty(uint64_t key, HostState* h) {
+  if (h->flags & internal::kDirty) return;
+  h->flags |= internal::kDirty;
+  dirty_[HostTable::ShardOf(key)].push_back(key);
+}
+
+void RolloutTracker::Expose(uint64_t key, HostState* h, int stage,
+                            uint32_t now_s, bool granted) {
   if (h->exposed_at != 0) return;
   Aggregates& a = *agg_;
   {
-    // The at-risk counts the sequential tests read change here; keep them
-    // consistent with the affected counters by updating under test_mu_.
+    // The at-risk counts the sequential tests and the control hazard read
+    // change here; keep them consistent with the affected counters by
+    // updating under test_mu_.
     absl::MutexLock lock(&test_mu_);
     a.control_hosts.fetch_sub(1, std::memory_order_relaxed);
     a.control_sum_first_seen.fetch_sub(h->first_seen,
@@ -250,31 +277,44 @@ void RolloutTracker::Expose(HostState* h, int stage, uint32_t now_s) {
     for (size_t s = 0; s < signals_.size(); ++s) {
       if (h->affected & (1u << s)) {
         a.control_affected_current[s].fetch_sub(1, std::memory_order_relaxed);
+        a.treatment_pre_affected[s].fetch_add(1, std::memory_order_relaxed);
+        a.cohort_pre_affected[stage * kMaxSignals + s].fetch_add(
+            1, std::memory_order_relaxed);
       }
     }
     a.treatment_hosts.fetch_add(1, std::memory_order_relaxed);
+    a.cohort_exposed[stage].fetch_add(1, std::memory_order_relaxed);
+    a.cohort_sum_exposed_at[stage].fetch_add(now_s, std::memory_order_relaxed);
   }
+  // The control history stays with the host.
+  h->pre_affected = h->affected;
   h->affected = 0;
-  h->flags = 0;
+  h->flags = static_cast<uint8_t>((h->flags & internal::kDirty) |
+                                  (granted ? internal::kGranted : 0));
   h->exposed_at = now_s;
+  h->last_seen = now_s;
   h->stage = static_cast<uint8_t>(stage);
-  a.cohort_exposed[stage].fetch_add(1, std::memory_order_relaxed);
-  a.cohort_sum_exposed_at[stage].fetch_add(now_s, std::memory_order_relaxed);
+  if (h->pre_affected != 0) MarkDirty(key, h);
 }
 
-void RolloutTracker::MarkAffected(int signal, HostState* h) {
+void RolloutTracker::MarkAffected(int signal, uint64_t key, HostState* h) {
   const uint8_t bit = static_cast<uint8_t>(1u << signal);
-  if (h->affected & bit) return;
+  if ((h->affected | h->pre_affected) & bit) return;
   h->affected |= bit;
+  MarkDirty(key, h);
   Aggregates& a = *agg_;
   const bool treatment = h->exposed_at != 0;
   absl::MutexLock lock(&test_mu_);
-  const double n_t = static_cast<double>(
-      a.treatment_hosts.load(std::memory_order_relaxed) -
-      a.treatment_affected[signal].load(std::memory_order_relaxed));
-  const double n_c = static_cast<double>(
-      a.control_hosts.load(std::memory_order_relaxed) -
-      a.control_affected_current[signal].load(std::memory_order_relaxed));
+  auto load = [](const std::atomic<uint64_t>& c) {
+    return c.load(std::memory_order_relaxed);
+  };
+  const uint64_t t_hosts = load(a.treatment_hosts);
+  const uint64_t t_out = load(a.treatment_affected[signal]) +
+                         load(a.treatment_pre_affected[signal]);
+  const uint64_t c_hosts = load(a.control_hosts);
+  const uint64_t c_out = load(a.control_affected_current[signal]);
+  const double n_t = static_cast<double>(t_hosts - std::min(t_hosts, t_out));
+  const double n_c = static_cast<double>(c_hosts - std::min(c_hosts, c_out));
   if (treatment) {
     a.treatment_affected[signal].fetch_add(1, std::memory_order_relaxed);
     a.cohort_affected[h->stage * kMaxSignals + signal].fetch_add(
@@ -282,13 +322,56 @@ void RolloutTracker::MarkAffected(int signal, HostState* h) {
   } else {
     a.control_affected_total[signal].fetch_add(1, std::memory_order_relaxed);
     a.control_affected_current[signal].fetch_add(1, std::memory_order_relaxed);
+    if (n_c > 0) {
+      // Nelson-Aalen: this control event's hazard, applied to every
+      // cohort's hosts at risk now.
+      for (int st = 0; st < num_stages_; ++st) {
+        const size_t i = static_cast<size_t>(st) * kMaxSignals + signal;
+        const uint64_t exposed = load(a.cohort_exposed[st]);
+        const uint64_t out =
+            load(a.cohort_affected[i]) + load(a.cohort_pre_affected[i]);
+        if (exposed <= out) continue;
+        const double r = static_cast<double>(exposed - out);
+        control_expected_[i] += r / n_c;
+        control_expected_var_[i] += r * r / (n_c * n_c);
+      }
+    }
   }
   if (tests_[signal] != nullptr) tests_[signal]->Observe(treatment, n_t, n_c);
 }
 
+void RolloutTracker::MarkApplied(HostState* h) {
+  if (h->flags & internal::kApplied) return;
+  h->flags |= internal::kApplied;
+  agg_->cohort_applied[h->stage].fetch_add(1, std::memory_order_relaxed);
+}
+
+void RolloutTracker::MarkUp(uint64_t key, HostState* h) {
+  if (h->flags & internal::kUp) return;
+  h->flags |= internal::kUp;
+  // Attempts stop counting once the host is up; a restart must know that.
+  if (h->flags & internal::kAttemptsMask) MarkDirty(key, h);
+}
+
+void RolloutTracker::AddAttempt(uint64_t key, HostState* h) {
+  if (h->exposed_at == 0 || (h->flags & internal::kUp)) return;
+  const uint32_t n =
+      (h->flags & internal::kAttemptsMask) >> internal::kAttemptsShift;
+  if (n < 7) {
+    h->flags = static_cast<uint8_t>((h->flags & ~internal::kAttemptsMask) |
+                                    ((n + 1) << internal::kAttemptsShift));
+    MarkDirty(key, h);
+  }
+  const uint32_t limit = boot_loop_attempts_.load(std::memory_order_relaxed);
+  if (limit > 0 && n + 1 >= limit) {
+    const int idx = SignalIndex(kSignalApplyStuck);
+    if (idx >= 0) MarkAffected(idx, key, h);
+  }
+}
+
 void RolloutTracker::MaybeHealthy(HostState* h) {
   if (h->exposed_at == 0 || (h->flags & internal::kHealthy) ||
-      !(h->flags & internal::kApplied) || h->affected != 0) {
+      !(h->flags & internal::kUp) || h->affected != 0) {
     return;
   }
   if (h->last_seen - std::min(h->last_seen, h->exposed_at) <
@@ -299,50 +382,87 @@ void RolloutTracker::MaybeHealthy(HostState* h) {
   agg_->cohort_healthy[h->stage].fetch_add(1, std::memory_order_relaxed);
 }
 
-void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint32_t now_s,
-                                HostState* h, bool inserted) {
-  if (inserted) OnInsert(h, now_s);
-  if (now_s > h->last_seen) h->last_seen = now_s;
-  auto mark_applied = [&] {
-    if (h->exposed_at == 0) {
-      Expose(h, current_stage_.load(std::memory_order_relaxed), now_s);
+void RolloutTracker::CountUnwatched(absl::string_view signal) {
+  constexpr size_t kMaxNames = 32;
+  absl::MutexLock lock(&unwatched_mu_);
+  for (auto& [name, n] : unwatched_) {
+    if (name == signal) {
+      ++n;
+      return;
     }
-    if (!(h->flags & internal::kApplied)) {
-      h->flags |= internal::kApplied;
-      agg_->cohort_applied[h->stage].fetch_add(1, std::memory_order_relaxed);
+  }
+  if (unwatched_.size() < kMaxNames) {
+    unwatched_.emplace_back(std::string(signal), 1);
+    return;
+  }
+  for (auto& [name, n] : unwatched_) {
+    if (name == "(other)") {
+      ++n;
+      return;
+    }
+  }
+  unwatched_.back() = {"(other)", unwatched_.back().second + 1};
+}
+
+void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
+                                uint32_t now_s, HostState* h, bool inserted) {
+  if (inserted) OnInsert(h, now_s);
+  const bool release = e.release_id == release_id_;
+  auto expose_here = [&] {
+    if (h->exposed_at == 0) {
+      Expose(key, h, current_stage_.load(std::memory_order_relaxed), now_s,
+             /*granted=*/false);
     }
   };
+  // A control host is alive whatever it sends; an exposed one only when it
+  // shows that it runs the release.
+  bool life = h->exposed_at == 0;
   switch (e.type) {
     case EventType::kApplying:
-      if (e.release_id == release_id_ && h->exposed_at == 0) {
-        Expose(h, current_stage_.load(std::memory_order_relaxed), now_s);
-      }
+      // Not an attempt: an agent reports it once per load, and a host whose
+      // telemetry lags would look like it was looping.
+      if (release) expose_here();
       break;
     case EventType::kApplied:
-      if (e.release_id == release_id_) mark_applied();
+      if (!release) break;
+      expose_here();
+      MarkApplied(h);
+      life = true;
       break;
     case EventType::kHeartbeat:
-      if (!e.release_id.empty() && e.release_id == release_id_) {
-        mark_applied();
+      if (release) {
+        expose_here();
+        MarkApplied(h);
+        MarkUp(key, h);
+        life = true;
+      } else if (e.release_id.empty() && (h->flags & internal::kApplied)) {
+        MarkUp(key, h);
+        life = true;
       }
       break;
     case EventType::kCrash: {
       const int idx = SignalIndex(kSignalCrash);
-      if (idx >= 0) MarkAffected(idx, h);
+      if (idx >= 0) MarkAffected(idx, key, h);
       break;
     }
     case EventType::kBoot:
       if (!e.clean) {
         const int idx = SignalIndex(kSignalUncleanReboot);
-        if (idx >= 0) MarkAffected(idx, h);
+        if (idx >= 0) MarkAffected(idx, key, h);
       }
+      AddAttempt(key, h);
       break;
     case EventType::kSignal: {
       const int idx = SignalIndex(e.signal);
-      if (idx >= 0) MarkAffected(idx, h);
+      if (idx >= 0) {
+        MarkAffected(idx, key, h);
+      } else {
+        CountUnwatched(e.signal);
+      }
       break;
     }
   }
+  if (life && now_s > h->last_seen) h->last_seen = now_s;
   MaybeHealthy(h);
 }
 
@@ -409,10 +529,11 @@ void RolloutTracker::IngestImpl(absl::Span<const Event> events,
       bool inserted = false;
       HostState* h = table_->FindOrInsert(keys[i], &inserted);
       const bool was_exposed = h->exposed_at != 0;
-      ApplyEvent(ViewOf(events[i]), now_s, h, inserted);
+      ApplyEvent(ViewOf(events[i]), keys[i], now_s, h, inserted);
       if (newly_exposed != nullptr && !was_exposed && h->exposed_at != 0) {
         newly_exposed->push_back({std::string(events[i].host_id), h->stage,
-                                  epoch_ + absl::Seconds(now_s)});
+                                  epoch_ + absl::Seconds(now_s),
+                                  /*granted=*/false});
       }
     }
   }
@@ -421,13 +542,14 @@ void RolloutTracker::IngestImpl(absl::Span<const Event> events,
 RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
                                                  uint64_t stage_budget) {
   stage = std::clamp(stage, 0, num_stages_ - 1);
-  const uint32_t now_s = ToSeconds(clock_->Now());
   absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
-  bool inserted = false;
-  HostState* h = table_->FindOrInsert(host_key, &inserted);
-  if (inserted) OnInsert(h, now_s);
-  if (now_s > h->last_seen) h->last_seen = now_s;
-  if (h->exposed_at != 0) return Grant::kAlreadyExposed;
+  HostState* h = table_->Find(host_key);
+  if (h != nullptr && h->exposed_at != 0) {
+    // Checking in again without coming up on the release: one attempt.
+    AddAttempt(host_key, h);
+    return Grant::kAlreadyExposed;
+  }
+  if (stage_budget == kUnpaced) return Grant::kReserved;
   std::atomic<uint64_t>& granted = agg_->cohort_granted[stage];
   uint64_t cur = granted.load(std::memory_order_relaxed);
   do {
@@ -437,32 +559,19 @@ RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
   return Grant::kReserved;
 }
 
-void RolloutTracker::CommitReserved(uint64_t host_key, int stage) {
+void RolloutTracker::CommitReserved(uint64_t host_key, int stage, bool paced) {
   stage = std::clamp(stage, 0, num_stages_ - 1);
   const uint32_t now_s = ToSeconds(clock_->Now());
   absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
   bool inserted = false;
   HostState* h = table_->FindOrInsert(host_key, &inserted);
   if (inserted) OnInsert(h, now_s);
-  Expose(h, stage, now_s);
+  Expose(host_key, h, stage, now_s, paced);
 }
 
 void RolloutTracker::CancelReserved(int stage) {
   stage = std::clamp(stage, 0, num_stages_ - 1);
   agg_->cohort_granted[stage].fetch_sub(1, std::memory_order_relaxed);
-}
-
-void RolloutTracker::MarkExposed(uint64_t host_key, int stage,
-                                 absl::Time exposed_at, absl::Time seen_at) {
-  stage = std::clamp(stage, 0, num_stages_ - 1);
-  const uint32_t t = ToSeconds(exposed_at);
-  const uint32_t seen = ToSeconds(seen_at);
-  absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
-  bool inserted = false;
-  HostState* h = table_->FindOrInsert(host_key, &inserted);
-  if (inserted) OnInsert(h, std::min(t, seen));
-  if (seen > h->last_seen) h->last_seen = seen;
-  Expose(h, stage, t);
 }
 
 bool RolloutTracker::IsExposed(uint64_t host_key) const {
@@ -482,18 +591,17 @@ uint64_t RolloutTracker::Sweep(absl::Duration silence_timeout,
   uint64_t newly = 0;
   for (int s = 0; s < HostTable::kShards; ++s) {
     absl::MutexLock lock(&table_->ShardMutex(s));
-    table_->ForEach(s, [&](uint64_t, HostState* h) {
+    table_->ForEach(s, [&](uint64_t key, HostState* h) {
       const uint8_t before = h->affected;
       if (silent >= 0 && h->last_seen != 0 &&
           static_cast<int64_t>(now_s) - std::max(h->last_seen, floor_s) >
               silence_s) {
-        MarkAffected(silent, h);
+        MarkAffected(silent, key, h);
       }
-      if (stuck >= 0 && h->exposed_at != 0 &&
-          !(h->flags & internal::kApplied) &&
+      if (stuck >= 0 && h->exposed_at != 0 && !(h->flags & internal::kUp) &&
           static_cast<int64_t>(now_s) - std::max(h->exposed_at, floor_s) >
               apply_s) {
-        MarkAffected(stuck, h);
+        MarkAffected(stuck, key, h);
       }
       if (h->affected != before) ++newly;
     });
@@ -535,30 +643,40 @@ TrackerSnapshot RolloutTracker::Snapshot() const {
                           static_cast<double>(a.cohort_sum_exposed_at[st].load(
                               std::memory_order_relaxed))) /
         3600.0;
-    for (size_t sig = 0; sig < signals_.size(); ++sig) {
-      c.affected[sig] = a.cohort_affected[st * kMaxSignals + sig].load(
-          std::memory_order_relaxed);
-    }
     out.treatment_host_hours += c.host_hours;
   }
+  auto load = [](const std::atomic<uint64_t>& c) {
+    return c.load(std::memory_order_relaxed);
+  };
+  {
+    absl::MutexLock lock(&unwatched_mu_);
+    out.unwatched_signals = unwatched_;
+  }
   absl::MutexLock lock(&test_mu_);
-  if (!restored_affected_.empty()) {
-    for (int st = 0; st < num_stages_; ++st) {
-      for (size_t sig = 0; sig < signals_.size(); ++sig) {
-        uint64_t& a = out.cohorts[st].affected[sig];
-        a = std::max(a, restored_affected_[st * kMaxSignals + sig]);
-      }
+  for (int st = 0; st < num_stages_; ++st) {
+    CohortCounts& c = out.cohorts[st];
+    for (size_t sig = 0; sig < signals_.size(); ++sig) {
+      const size_t i = static_cast<size_t>(st) * kMaxSignals + sig;
+      c.affected[sig] = load(a.cohort_affected[i]);
+      if (!restored_affected_.empty()) c.affected[sig] += restored_affected_[i];
+      c.pre_affected[sig] = load(a.cohort_pre_affected[i]);
+      c.control_expected[sig] = control_expected_[i];
+      c.control_expected_var[sig] = control_expected_var_[i];
     }
   }
   for (size_t sig = 0; sig < signals_.size(); ++sig) {
     SignalCounts sc;
     sc.signal = signals_[sig];
-    sc.treatment_affected =
-        a.treatment_affected[sig].load(std::memory_order_relaxed);
-    sc.control_affected =
-        a.control_affected_total[sig].load(std::memory_order_relaxed);
-    sc.control_affected_current =
-        a.control_affected_current[sig].load(std::memory_order_relaxed);
+    sc.treatment_affected = load(a.treatment_affected[sig]);
+    sc.treatment_pre_affected = load(a.treatment_pre_affected[sig]);
+    sc.control_affected = load(a.control_affected_total[sig]);
+    sc.control_affected_current = load(a.control_affected_current[sig]);
+    const uint64_t t_out = sc.treatment_affected + sc.treatment_pre_affected;
+    sc.treatment_at_risk =
+        out.treatment_hosts - std::min(out.treatment_hosts, t_out);
+    const uint64_t c_hosts = load(a.control_hosts);
+    sc.control_at_risk =
+        c_hosts - std::min(c_hosts, sc.control_affected_current);
     if (tests_[sig] != nullptr) {
       sc.compared = true;
       sc.e_value = tests_[sig]->e_value();
@@ -570,11 +688,45 @@ TrackerSnapshot RolloutTracker::Snapshot() const {
   return out;
 }
 
-config::v1::TrackerCheckpoint RolloutTracker::Checkpoint() const {
+config::v1::TrackerCheckpoint RolloutTracker::Checkpoint(
+    std::vector<HostEvidence>* evidence) {
   config::v1::TrackerCheckpoint cp;
   *cp.mutable_at() = ToProtoTime(clock_->Now());
+  cp.set_format(2);
   for (const std::string& s : signals_) cp.add_signals(s);
-  const TrackerSnapshot snap = Snapshot();
+  cp.set_control_closed_seconds(
+      agg_->control_closed_seconds.load(std::memory_order_relaxed));
+  // Host records first, so that every record is at least as new as the
+  // aggregates written with it.
+  for (int sh = 0; sh < HostTable::kShards; ++sh) {
+    absl::MutexLock lock(&table_->ShardMutex(sh));
+    std::vector<uint64_t> keys;
+    keys.swap(dirty_[sh]);
+    for (uint64_t key : keys) {
+      HostState* h = table_->Find(key);
+      if (h == nullptr) continue;
+      h->flags &= static_cast<uint8_t>(~internal::kDirty);
+      HostEvidence e;
+      e.host_key = key;
+      e.exposed = h->exposed_at != 0;
+      e.stage = h->stage;
+      e.exposed_at =
+          e.exposed ? epoch_ + absl::Seconds(h->exposed_at) : absl::UnixEpoch();
+      e.flags = h->flags & (internal::kApplied | internal::kUp |
+                            internal::kGranted | internal::kAttemptsMask);
+      e.affected = h->affected;
+      e.pre_affected = h->pre_affected;
+      evidence->push_back(e);
+    }
+  }
+  {
+    absl::MutexLock lock(&unwatched_mu_);
+    for (const auto& [name, n] : unwatched_) {
+      auto* u = cp.add_unwatched();
+      u->set_signal(name);
+      u->set_events(n);
+    }
+  }
   absl::MutexLock lock(&test_mu_);
   for (size_t sig = 0; sig < signals_.size(); ++sig) {
     const auto& t = tests_[sig];
@@ -592,15 +744,121 @@ config::v1::TrackerCheckpoint RolloutTracker::Checkpoint() const {
     auto* c = cp.add_cohorts();
     c->set_stage(static_cast<uint32_t>(st));
     for (size_t sig = 0; sig < signals_.size(); ++sig) {
-      c->add_affected(snap.cohorts[st].affected[sig]);
+      const size_t i = static_cast<size_t>(st) * kMaxSignals + sig;
+      c->add_control_expected(control_expected_[i]);
+      c->add_control_expected_var(control_expected_var_[i]);
     }
   }
   return cp;
 }
 
-void RolloutTracker::Restore(const config::v1::TrackerCheckpoint& cp) {
+void RolloutTracker::RequeueEvidence(absl::Span<const HostEvidence> evidence) {
+  for (const HostEvidence& e : evidence) {
+    absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(e.host_key)));
+    HostState* h = table_->Find(e.host_key);
+    if (h != nullptr) MarkDirty(e.host_key, h);
+  }
+}
+
+void RolloutTracker::RestoreHost(uint64_t key, bool exposed, int stage,
+                                 uint32_t exposed_s, uint32_t flags,
+                                 uint8_t affected, uint8_t pre_affected,
+                                 uint32_t now_s) {
+  stage = std::clamp(stage, 0, num_stages_ - 1);
+  Aggregates& a = *agg_;
+  absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(key)));
+  bool inserted = false;
+  HostState* h = table_->FindOrInsert(key, &inserted);
+  if (!inserted) return;  // restored once
+  OnInsert(h, now_s);
+  // Replays the host's history as it happened: control signals first, then
+  // the exposure, then the signals it showed on the release.
+  const uint8_t control = exposed ? pre_affected : affected;
+  h->affected = control;
+  for (size_t s = 0; s < signals_.size(); ++s) {
+    if (control & (1u << s)) {
+      a.control_affected_total[s].fetch_add(1, std::memory_order_relaxed);
+      a.control_affected_current[s].fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  if (!exposed) return;
+  const bool granted = (flags & internal::kGranted) != 0;
+  Expose(key, h, stage, std::min(exposed_s, now_s), granted);
+  if (granted) {
+    a.cohort_granted[stage].fetch_add(1, std::memory_order_relaxed);
+  }
+  h->last_seen = now_s;
+  if (flags & internal::kApplied) MarkApplied(h);
+  h->flags |=
+      static_cast<uint8_t>(flags & (internal::kUp | internal::kAttemptsMask));
+  h->affected = static_cast<uint8_t>(affected & ~h->pre_affected);
+  for (size_t s = 0; s < signals_.size(); ++s) {
+    if (h->affected & (1u << s)) {
+      a.treatment_affected[s].fetch_add(1, std::memory_order_relaxed);
+      a.cohort_affected[stage * kMaxSignals + s].fetch_add(
+          1, std::memory_order_relaxed);
+    }
+  }
+}
+
+void RolloutTracker::Restore(const config::v1::TrackerCheckpoint* cp,
+                             absl::Span<const HostEvidence> evidence,
+                             absl::Span<const Exposure> exposures) {
+  const uint32_t now_s = ToSeconds(clock_->Now());
+  // Bit i of a record is cp->signals(i); map it to this tracker's index.
+  std::vector<int> remap;
+  if (cp != nullptr) {
+    for (const std::string& name : cp->signals()) {
+      remap.push_back(SignalIndex(name));
+    }
+  } else {
+    for (size_t i = 0; i < signals_.size(); ++i) {
+      remap.push_back(static_cast<int>(i));
+    }
+  }
+  auto mask = [&](uint32_t bits) {
+    uint8_t out = 0;
+    for (size_t i = 0; i < remap.size() && i < 32; ++i) {
+      if ((bits & (1u << i)) && remap[i] >= 0) out |= 1u << remap[i];
+    }
+    return out;
+  };
+  absl::flat_hash_map<uint64_t, const Exposure*> exposed_by_key;
+  for (const Exposure& e : exposures) {
+    exposed_by_key.emplace(HostKey(e.host_id), &e);
+  }
+  for (const HostEvidence& r : evidence) {
+    auto it = exposed_by_key.find(r.host_key);
+    if (r.exposed) {
+      RestoreHost(r.host_key, true, static_cast<int>(r.stage),
+                  ToSeconds(r.exposed_at), r.flags, mask(r.affected),
+                  mask(r.pre_affected), now_s);
+    } else if (it != exposed_by_key.end()) {
+      // In control at the checkpoint, exposed since: its control signals
+      // are its history.
+      const Exposure& e = *it->second;
+      RestoreHost(r.host_key, true, static_cast<int>(e.stage), ToSeconds(e.at),
+                  e.granted ? internal::kGranted : 0, 0, mask(r.affected),
+                  now_s);
+    } else {
+      RestoreHost(r.host_key, false, 0, 0, 0, mask(r.affected), 0, now_s);
+    }
+  }
+  for (const auto& [key, e] : exposed_by_key) {
+    RestoreHost(key, true, static_cast<int>(e->stage), ToSeconds(e->at),
+                e->granted ? internal::kGranted : 0, 0, 0, now_s);
+  }
+  if (cp == nullptr) return;
+  agg_->control_closed_seconds.fetch_add(cp->control_closed_seconds(),
+                                         std::memory_order_relaxed);
+  {
+    absl::MutexLock lock(&unwatched_mu_);
+    for (const auto& u : cp->unwatched()) {
+      unwatched_.emplace_back(u.signal(), u.events());
+    }
+  }
   absl::MutexLock lock(&test_mu_);
-  for (const auto& t : cp.tests()) {
+  for (const auto& t : cp->tests()) {
     const int idx = SignalIndex(t.signal());
     if (idx < 0 || tests_[idx] == nullptr) continue;
     ConditionalMixtureTest& test = *tests_[idx];
@@ -611,13 +869,23 @@ void RolloutTracker::Restore(const config::v1::TrackerCheckpoint& cp) {
     test.Restore(std::vector<double>(t.log_lr().begin(), t.log_lr().end()),
                  t.rejected(), t.treatment_events(), t.control_events());
   }
-  restored_affected_.assign(static_cast<size_t>(num_stages_) * kMaxSignals, 0);
-  for (const auto& c : cp.cohorts()) {
+  for (const auto& c : cp->cohorts()) {
     if (static_cast<int>(c.stage()) >= num_stages_) continue;
-    for (int i = 0; i < c.affected_size() && i < cp.signals_size(); ++i) {
-      const int idx = SignalIndex(cp.signals(i));
-      if (idx < 0) continue;
-      restored_affected_[c.stage() * kMaxSignals + idx] = c.affected(i);
+    const size_t base = static_cast<size_t>(c.stage()) * kMaxSignals;
+    for (int i = 0; i < cp->signals_size() && i < c.control_expected_size();
+         ++i) {
+      if (remap[i] < 0) continue;
+      control_expected_[base + remap[i]] = c.control_expected(i);
+      control_expected_var_[base + remap[i]] = c.control_expected_var(i);
+    }
+    if (cp->format() >= 2) continue;
+    // Format 1: counts without host records.
+    if (restored_affected_.empty()) {
+      restored_affected_.assign(static_cast<size_t>(num_stages_) * kMaxSignals,
+                                0);
+    }
+    for (int i = 0; i < c.affected_size() && i < cp->signals_size(); ++i) {
+      if (remap[i] >= 0) restored_affected_[base + remap[i]] = c.affected(i);
     }
   }
 }

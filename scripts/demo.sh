@@ -50,7 +50,7 @@ PIDS+=($!)
 sleep 1
 
 say "rollout 1: a good release — dogfood, 10 %, then the fleet"
-"${CTL[@]}" rollout start --id=demo-good --release=cf291-good \
+"${CTL[@]}" rollout start --id=demo-good --release=cf291-good --no-baseline \
   --plan=examples/plans/demo.textproto --reason="weekly content update"
 "${CTL[@]}" rollout watch demo-good || true
 echo "CI asks: is cf291-good cleared for the whole fleet?"

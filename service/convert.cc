@@ -163,6 +163,7 @@ void AssignmentToProto(absl::string_view content_type, const Assignment& a,
       *p->mutable_targeting() = a.release->targeting();
     }
   }
+  p->set_unload(a.unload);
   p->set_reason(AssignReasonToProto(a.reason));
   if (a.rollout_id != nullptr) p->set_rollout_id(*a.rollout_id);
   p->set_stage(a.stage);

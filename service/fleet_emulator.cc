@@ -107,6 +107,7 @@ void FleetEmulator::PollOnce(Host& host) {
     host.reason = a.reason();
     running = host.running;
   }
+  if (a.unload()) running.clear();  // nothing proven to fall back to
   if (a.has_release() && a.release_id() != running) {
     event(v1::APPLYING, a.release_id());
     if (options_.boot_loop_releases.count(a.release_id()) > 0) {

@@ -6,7 +6,7 @@
 //   ringctl release validate --id=... (the flags of release create)
 //   ringctl release get ID | release list [--content-type=T]
 //   ringctl rollout start --release=R --plan=FILE --reason=TEXT [--id=ID]
-//       [--baseline=R] [--pending]
+//       [--baseline=R | --no-baseline] [--pending]
 //   ringctl rollout status ID | rollout list [--content-type=T] [--release=R]
 //   ringctl rollout pause|resume|abort|promote ID --reason=TEXT
 //   ringctl rollout watch ID [--interval=1s]
@@ -102,7 +102,9 @@ commands:
   release get ID
   release list [--content-type=T]
   rollout start --release=R --plan=FILE --reason=TEXT [--id=ID]
-                [--baseline=R] [--pending]
+                [--baseline=R | --no-baseline] [--pending]
+                (--no-baseline: the first release of a content type; a halt
+                tells every host to unload it)
   rollout status ID
   rollout list [--content-type=T] [--release=R]
   rollout pause|resume|abort|promote ID --reason=TEXT
@@ -146,8 +148,8 @@ exit codes: 0 ok/cleared, 1 not yet, 2 halted/rejected/refused,
 // ---- Command line ---------------------------------------------------------
 
 // Flags that take no value.
-const std::set<std::string> kBoolFlags = {"json", "wait", "pending", "clear",
-                                          "help"};
+const std::set<std::string> kBoolFlags = {"json",        "wait",  "pending",
+                                          "no-baseline", "clear", "help"};
 // Commands that run without a server.
 const std::set<std::string> kOfflineCommands = {"simulate", "validate",
                                                 "keygen", "sign"};
@@ -591,6 +593,7 @@ int RolloutStart(Client& c, const Args& args) {
   req.set_baseline_release_id(args.Get("baseline"));
   req.set_reason(args.Get("reason"));
   req.set_start_pending(args.Has("pending"));
+  req.set_allow_no_baseline(args.Has("no-baseline"));
   absl::Status loaded =
       ringfence::LoadMessageFile(args.Get("plan"), req.mutable_plan());
   if (!loaded.ok()) {
@@ -607,6 +610,18 @@ int RolloutStart(Client& c, const Args& args) {
     std::printf("started rollout %s of %s (%s, stage %s)\n", resp.id().c_str(),
                 resp.release_id().c_str(), StateName(resp.state()).c_str(),
                 StageLabel(resp).c_str());
+    if (resp.baseline_release_id().empty()) {
+      std::printf(
+          "note: no baseline: if this rollout is halted or aborted, every "
+          "host is told to unload %s\n",
+          resp.content_type().c_str());
+    } else if (resp.baseline_vouched()) {
+      std::printf(
+          "note: baseline %s never completed a rollout (vouched for): hosts "
+          "outside the rollout keep what they run; only a halt or abort "
+          "tells hosts to run it\n",
+          resp.baseline_release_id().c_str());
+    }
   }
   return kExitOk;
 }
@@ -1155,7 +1170,9 @@ int Run(int argc, char** argv) {
     return ReleaseList(client, args);
   }
   if (cmd == "rollout" && sub == "start") {
-    if (!check(2, 0, {"release", "plan", "reason", "id", "baseline", "pending"},
+    if (!check(2, 0,
+               {"release", "plan", "reason", "id", "baseline", "pending",
+                "no-baseline"},
                {"release", "plan", "reason"})) {
       return Usage(error);
     }

@@ -840,6 +840,7 @@ class RolloutsService final : public v1::Rollouts::CallbackService {
                       r.actor = p.actor;
                       r.reason = req->reason();
                       r.start_pending = req->start_pending();
+                      r.allow_no_baseline = req->allow_no_baseline();
                       return Reply(c_.controller->StartRollout(r), resp);
                     });
   }

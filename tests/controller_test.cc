@@ -35,6 +35,11 @@ constexpr char kPlan[] = R"pb(
     silence_timeout { seconds: 300 }
     apply_timeout { seconds: 300 }
     min_exposed_hosts: 3
+    # A small fleet with a high base crash rate (FakeFleet at up to 0.02
+    # crashes per host-hour): after the canary, the crash breakers trip at
+    # 10 hosts, not 3.
+    signals { signal: "crash" max_affected_hosts: 10 }
+    signals { signal: "unclean_reboot" max_affected_hosts: 10 }
   }
   stages {
     name: "canary"
@@ -163,6 +168,7 @@ class ControllerTest : public ::testing::TestWithParam<StoreFactory> {
     req.rollout_id = id;
     req.release_id = release;
     req.plan = plan_;
+    req.allow_no_baseline = true;
     req.actor = "ci";
     req.reason = "test rollout";
     return controller_->StartRollout(req);
@@ -209,7 +215,8 @@ class ControllerTest : public ::testing::TestWithParam<StoreFactory> {
   void CompleteGood() {
     auto r = Start("good");
     ASSERT_OK(r);
-    EXPECT_EQ(RunFor(r->id(), absl::Hours(6)).state(), config::v1::COMPLETED);
+    const Rollout done = RunFor(r->id(), absl::Hours(6));
+    EXPECT_EQ(done.state(), config::v1::COMPLETED) << done.reason();
   }
 
   std::vector<AuditEntry> Audit() {
@@ -233,7 +240,8 @@ TEST_P(ControllerTest, GoodReleaseCompletes) {
   ASSERT_OK(r);
   EXPECT_EQ(r->state(), config::v1::RUNNING);
   const Rollout done = RunFor(r->id(), absl::Hours(6));
-  EXPECT_EQ(done.state(), config::v1::COMPLETED);
+  EXPECT_EQ(done.state(), config::v1::COMPLETED)
+      << done.last_decision().summary();
   EXPECT_FALSE(done.overridden());
   // Everyone but the pinned tenant runs it after a last poll.
   Steps(absl::Minutes(2));

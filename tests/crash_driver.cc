@@ -138,6 +138,7 @@ int Main(int argc, char** argv) {
       req.rollout_id = id;
       req.release_id = release;
       req.plan = plan;
+      req.allow_no_baseline = true;
       req.actor = "driver";
       req.reason = "crash test";
       auto started = c.StartRollout(req);

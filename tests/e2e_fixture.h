@@ -352,6 +352,8 @@ class E2ETest : public ::testing::Test {
     req.set_release_id(release);
     *req.mutable_plan() = plan;
     req.set_baseline_release_id(baseline);
+    // The first rollout of a content type acknowledges it has no baseline.
+    req.set_allow_no_baseline(baseline.empty());
     req.set_reason("e2e test");
     Rollout resp;
     grpc::Status s =
@@ -389,6 +391,20 @@ class E2ETest : public ::testing::Test {
     }
     if (out != nullptr) *out = resp;
     return s;
+  }
+
+  // Makes `release` its content type's proven baseline the way a release
+  // every host already runs does: a rollout promoted to completion by an
+  // operator (each promotion audited and checked against the halt rules).
+  void AdoptBaseline(const std::string& release, const Plan& plan) {
+    ASSERT_THAT(StartRollout(release + "-adopted", release, plan), GrpcOk());
+    for (int i = 0; i <= plan.stages_size(); ++i) {
+      Rollout r;
+      ASSERT_THAT(Act("promote", release + "-adopted", kOperatorToken, &r),
+                  GrpcOk());
+      if (r.state() == config::v1::COMPLETED) return;
+    }
+    FAIL() << "rollout of " << release << " did not complete";
   }
 
   // Polls until the rollout is in `state`; false after `timeout`.

@@ -101,6 +101,7 @@ TEST_F(E2EOpsTest, PausedRolloutStillHaltsOnBadTelemetry) {
               GrpcOk());
   ASSERT_THAT(CreateRelease("cf331-bad", "channel-file/331", kDigestB),
               GrpcOk());
+  AdoptBaseline("cf331-good", ParsePlan(kLivePlan));
   ASSERT_THAT(StartRollout("crashy-1", "cf331-bad", ParsePlan(kLivePlan),
                            nullptr, "cf331-good"),
               GrpcOk());
@@ -144,6 +145,7 @@ TEST_F(E2EOpsTest, AbortRevertsEveryHostToTheBaseline) {
               GrpcOk());
   ASSERT_THAT(CreateRelease("cf332-new", "channel-file/332", kDigestB),
               GrpcOk());
+  AdoptBaseline("cf332-good", ParsePlan(kLivePlan));
   ASSERT_THAT(StartRollout("abort-1", "cf332-new", ParsePlan(kLivePlan),
                            nullptr, "cf332-good"),
               GrpcOk());
@@ -180,6 +182,7 @@ TEST_F(E2EOpsTest, EmergencyStopWithRingctl) {
               GrpcOk());
   ASSERT_THAT(CreateRelease("cf333-new", "channel-file/333", kDigestB),
               GrpcOk());
+  AdoptBaseline("cf333-good", ParsePlan(kLivePlan));
   ASSERT_THAT(StartRollout("estop-1", "cf333-new", ParsePlan(kLivePlan),
                            nullptr, "cf333-good"),
               GrpcOk());

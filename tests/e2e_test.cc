@@ -28,7 +28,7 @@ TEST_F(E2ETest, GoodReleaseRollsOutToTheWholeFleet) {
 
   r = Ctl({"rollout", "start", "--release=cf291-good",
            "--plan=" + WritePlan("good", kGoodPlan), "--reason=weekly content",
-           "--id=good-1"},
+           "--id=good-1", "--no-baseline"},
           kPublisherToken);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("started rollout good-1"));
@@ -100,6 +100,7 @@ TEST_F(E2ETest, BootLoopingReleaseIsHaltedAndAssignmentsRevert) {
               GrpcOk());
   ASSERT_THAT(CreateRelease("cf292-bootloop", "channel-file/292", kDigestB),
               GrpcOk());
+  AdoptBaseline("cf292-good", ParsePlan(kBootLoopPlan));
   ASSERT_THAT(StartRollout("bad-1", "cf292-bootloop", ParsePlan(kBootLoopPlan),
                            nullptr, "cf292-good"),
               GrpcOk());

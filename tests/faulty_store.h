@@ -76,10 +76,14 @@ class FaultyStore : public Store {
   absl::StatusOr<std::vector<EmergencyStop>> ListEmergencyStops() override {
     return base_->ListEmergencyStops();
   }
-  absl::Status PutCheckpoint(absl::string_view id,
-                             absl::string_view bytes) override {
+  absl::Status PutCheckpoint(absl::string_view id, absl::string_view bytes,
+                             absl::Span<const HostEvidence> evidence) override {
     if (failing_) return error_;
-    return base_->PutCheckpoint(id, bytes);
+    return base_->PutCheckpoint(id, bytes, evidence);
+  }
+  absl::StatusOr<std::vector<HostEvidence>> ListHostEvidence(
+      absl::string_view id) override {
+    return base_->ListHostEvidence(id);
   }
   absl::StatusOr<std::string> GetCheckpoint(absl::string_view id) override {
     return base_->GetCheckpoint(id);

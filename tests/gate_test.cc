@@ -19,6 +19,7 @@ constexpr char kPlan[] = R"pb(
     ceiling_min_exposed_hosts: 20
     signals {
       signal: "crash"
+      max_affected_hosts: 0
       max_affected_fraction: 0.1
       compare_with_control: true
     }
@@ -58,8 +59,10 @@ class GateTest : public ::testing::Test {
     snap_.fresh_since = now_ - absl::Hours(2);
     snap_.signals = {"crash", "unclean_reboot", "silent", "apply_stuck"};
     snap_.signal_counts.resize(4);
-    for (int i = 0; i < 4; ++i)
+    for (int i = 0; i < 4; ++i) {
       snap_.signal_counts[i].signal = snap_.signals[i];
+      snap_.signal_counts[i].control_at_risk = 1000;
+    }
     snap_.signal_counts[0].compared = true;
     snap_.signal_counts[0].e_threshold = 200;
     snap_.signal_counts[2].compared = true;
@@ -185,24 +188,63 @@ TEST_F(GateTest, HaltsEvenWhenStaleOrPaused) {
 }
 
 // An outage silences hosts whatever they run: a canary cohort whose silence
-// matches the control arm's does not trip the silence breaker; a cohort
-// that is silent while control is not does.
-TEST_F(GateTest, SilenceBreakerIsControlAware) {
-  snap_.tracked_hosts = 1010;
+// the control arm's hazard over the same hours explains does not trip the
+// silence breaker; a cohort that is silent while control is not does.
+TEST_F(GateTest, BreakersAreControlAware) {
   snap_.cohorts[0].exposed = 8;
-  snap_.cohorts[0].affected[2] = 3;               // 3 of 8 canaries silent
-  snap_.signal_counts[2].control_affected = 600;  // 60 % of the fleet too
+  snap_.cohorts[0].affected[2] = 3;  // 3 of 8 canaries silent
+  // The control's hazard expects 4.8 of the 8 (a 60 % outage), tightly.
+  snap_.cohorts[0].control_expected[2] = 4.8;
+  snap_.cohorts[0].control_expected_var[2] = 0.01;
   EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HOLD);
-  snap_.signal_counts[2].control_affected = 20;  // 2 % of the fleet
-  const Decision d = Evaluate(0, absl::Minutes(1));
+  // The control's hazard expects 0.16 of them (2 %): a boot loop.
+  snap_.cohorts[0].control_expected[2] = 0.16;
+  snap_.cohorts[0].control_expected_var[2] = 0.0004;
+  Decision d = Evaluate(0, absl::Minutes(1));
   EXPECT_EQ(d.verdict(), config::v1::HALT);
   EXPECT_EQ(d.evidence(0).rule(), "circuit_breaker");
-  // Crashes are not guarded: 3 crashed canaries halt whatever control does.
-  snap_.signal_counts[2].control_affected = 600;
+  EXPECT_THAT(d.summary(),
+              HasSubstr("the control arm's hazard explains at most 0.14 of "
+                        "them (p = 0.00044)"));
+  // Crashes are guarded the same way (K8: hosts that crash whatever they
+  // run)...
   snap_.cohorts[0].affected[2] = 0;
   snap_.cohorts[0].affected[0] = 3;
-  snap_.signal_counts[0].control_affected = 900;
+  snap_.cohorts[0].control_expected[0] = 4;
+  snap_.cohorts[0].control_expected_var[0] = 0.04;
+  EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HOLD);
+  // ... and with nothing to compare with, the breaker is absolute (K3).
+  snap_.cohorts[0].control_expected[0] = 0;
+  snap_.cohorts[0].control_expected_var[0] = 0;
+  d = Evaluate(0, absl::Minutes(1));
+  EXPECT_EQ(d.verdict(), config::v1::HALT);
+  EXPECT_THAT(d.summary(),
+              HasSubstr("nothing in the control arm explains them"));
+  // A noisy control estimate does not explain much: its lower bound is
+  // used (one control event among 5 hosts at risk).
+  snap_.cohorts[0].control_expected[0] = 1.6;
+  snap_.cohorts[0].control_expected_var[0] = 1.6 * 1.6;
   EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HALT);
+}
+
+// K3: a signal that is only compared with control, with no control host at
+// risk, cannot be judged: the gate holds instead of promoting.
+TEST_F(GateTest, ASignalThatCannotBeJudgedHolds) {
+  SignalRule* crash = plan_.mutable_stages(0)->mutable_policy()->add_signals();
+  crash->set_signal("unclean_reboot");
+  crash->set_max_affected_hosts(0);
+  crash->set_max_affected_fraction(0);
+  crash->set_compare_with_control(true);
+  ASSERT_TRUE(ValidatePlan(plan_).ok());
+  snap_.signal_counts[1].control_at_risk = 0;
+  Decision d = Evaluate(0, absl::Minutes(11));
+  EXPECT_EQ(d.verdict(), config::v1::HOLD);
+  EXPECT_EQ(d.evidence(0).rule(), "not_judged");
+  EXPECT_THAT(d.summary(), HasSubstr("\"unclean_reboot\" cannot be judged in "
+                                     "stage canary: no control host is at "
+                                     "risk to compare with"));
+  snap_.signal_counts[1].control_at_risk = 50;
+  EXPECT_EQ(Evaluate(0, absl::Minutes(11)).verdict(), config::v1::PROMOTE);
 }
 
 TEST_F(GateTest, PausedHoldsWhenNothingTripped) {

@@ -21,6 +21,7 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "ringfence/policy.h"
 #include "status_matchers.h"
 
 namespace ringfence {
@@ -354,16 +355,82 @@ const InvalidPlanCase kInvalidPlans[] = {
      [](Plan* p) {
        *p->mutable_policy()->add_signals() = CompareRule("Crash");
      },
-     "policy.signals[0].signal: must match [a-z0-9_]+ (got \"Crash\")"},
+     "policy.signals[0].signal: must match [a-z0-9_]{1,64} (got \"Crash\")"},
     {"SignalNameTooLong",
      [](Plan* p) {
        *p->mutable_policy()->add_signals() = CompareRule(std::string(65, 'a'));
      },
-     "policy.signals[0].signal: must be at most 64 characters"},
-    {"RuleEnablesNothing",
-     [](Plan* p) { p->mutable_policy()->add_signals()->set_signal("crash"); },
-     "policy.signals[0]: enables no rule (set max_affected_hosts, "
-     "max_affected_fraction or compare_with_control)"},
+     "policy.signals[0].signal: must be at most 64 characters (got 65)"},
+    // K1: safety rules cannot be switched off by accident.
+    {"CrashLeftWithNoHaltingRule",
+     [](Plan* p) {
+       SignalRule* r = p->mutable_policy()->add_signals();
+       r->set_signal("crash");
+       r->set_max_affected_hosts(0);
+       r->set_compare_with_control(false);
+     },
+     "policy.signals[0]: leaves \"crash\" with no halting rule in stage "
+     "dogfood"},
+    {"SilentLeftWithNoHaltingRuleInOneStage",
+     [](Plan* p) {
+       SignalRule* r = p->mutable_stages(2)->mutable_policy()->add_signals();
+       r->set_signal("silent");
+       r->set_max_affected_hosts(0);
+       r->set_compare_with_control(false);
+     },
+     "stages[2].policy.signals[0]: leaves \"silent\" with no halting rule "
+     "in stage 1pct"},
+    {"CrashCannotBeDisabled",
+     [](Plan* p) {
+       SignalRule* r = p->mutable_policy()->add_signals();
+       r->set_signal("crash");
+       r->set_disabled(true);
+       r->set_disabled_reason("noisy");
+     },
+     "policy.signals[0].disabled: \"crash\" cannot be disabled"},
+    {"BuiltinLeftWithNoRuleNeedsDisabled",
+     [](Plan* p) {
+       SignalRule* r = p->mutable_policy()->add_signals();
+       r->set_signal("apply_stuck");
+       r->set_max_affected_hosts(0);
+       r->set_max_affected_fraction(0);
+     },
+     "policy.signals[0]: leaves built-in signal \"apply_stuck\" with no "
+     "halting rule in stage dogfood; to switch it off, set disabled: true "
+     "with a disabled_reason"},
+    {"DisabledNeedsAReason",
+     [](Plan* p) {
+       SignalRule* r = p->mutable_policy()->add_signals();
+       r->set_signal("unclean_reboot");
+       r->set_disabled(true);
+     },
+     "policy.signals[0].disabled_reason: required with disabled: true"},
+    {"ReasonWithoutDisabled",
+     [](Plan* p) {
+       SignalRule* r = p->mutable_policy()->add_signals();
+       r->set_signal("unclean_reboot");
+       r->set_disabled_reason("why");
+     },
+     "policy.signals[0].disabled_reason: set only with disabled: true"},
+    {"TooManyVendorSignalsAcrossStages",
+     [](Plan* p) {
+       for (int i = 0; i < 2; ++i) {
+         *p->mutable_policy()->add_signals() =
+             CompareRule(absl::StrCat("plan_", i));
+       }
+       for (int i = 0; i < 2; ++i) {
+         *p->mutable_stages(1)->mutable_policy()->add_signals() =
+             CompareRule(absl::StrCat("stage_", i));
+       }
+     },
+     "policy.signals: at most 8 signals in all stages together (5 built-in, "
+     "so at most 3 vendor-defined); got 9"},
+    {"BootLoopAttemptsTooLarge",
+     [](Plan* p) { p->mutable_policy()->set_boot_loop_attempts(8); },
+     "policy.boot_loop_attempts: must be at most 7 (got 8)"},
+    {"PostCompletionWatchNegative",
+     [](Plan* p) { p->mutable_post_completion_watch()->set_seconds(-1); },
+     "post_completion_watch: must not be negative"},
     {"MarginNegative",
      [](Plan* p) {
        SignalRule* r = p->mutable_policy()->add_signals();
@@ -410,7 +477,8 @@ const InvalidPlanCase kInvalidPlans[] = {
        *policy->add_signals() = CompareRule("crash");
        policy->add_signals()->set_signal("my_signal");
      },
-     "stages[1].policy.signals[1]: enables no rule"},
+     "stages[1].policy.signals[1]: enables no rule for \"my_signal\" in "
+     "stage early"},
     {"StagePolicyDuplicateSignal",
      [](Plan* p) {
        GatePolicy* policy = p->mutable_stages(3)->mutable_policy();
@@ -467,12 +535,13 @@ const ValidPlanCase kValidPlans[] = {
          s->mutable_bake_time()->set_seconds(1);
        }
      }},
-    {"Exactly8Signals",
+    {"Exactly8Signals",  // 5 built-in + 3 vendor
      [](Plan* p) {
-       for (int i = 0; i < 8; ++i) {
+       for (int i = 0; i < 3; ++i) {
          *p->mutable_policy()->add_signals() =
              CompareRule(absl::StrCat("s", i));
        }
+       *p->mutable_policy()->add_signals() = CompareRule("crash");
      }},
     {"ZeroAlphaMeansDefault",
      [](Plan* p) { p->mutable_policy()->set_alpha(0); }},
@@ -888,30 +957,31 @@ TEST(ValidateFleetConfigTest, UnknownTrack) {
 // ---- Defaults --------------------------------------------------------------
 
 void ExpectDefaultSignals(const GatePolicy& p) {
-  ASSERT_EQ(p.signals_size(), 4);
-  EXPECT_EQ(p.signals(0).signal(), "crash");
-  EXPECT_TRUE(p.signals(0).compare_with_control());
-  EXPECT_DOUBLE_EQ(p.signals(0).margin(), 0.1);
-  EXPECT_EQ(p.signals(2).signal(), "silent");
-  EXPECT_TRUE(p.signals(2).compare_with_control());
-  EXPECT_DOUBLE_EQ(p.signals(2).margin(), 0.2);
-  for (int i : {0, 2}) {
-    EXPECT_EQ(p.signals(i).max_affected_hosts(), 0u);
-    EXPECT_EQ(p.signals(i).max_affected_fraction(), 0);
-  }
-  for (int i : {1, 3}) {
-    EXPECT_EQ(p.signals(i).signal(), i == 1 ? "unclean_reboot" : "apply_stuck");
-    EXPECT_FALSE(p.signals(i).compare_with_control());
-    EXPECT_DOUBLE_EQ(p.signals(i).max_affected_fraction(), 0.05);
+  ASSERT_EQ(p.signals_size(), 5);
+  const char* names[] = {"crash", "unclean_reboot", "silent", "apply_stuck",
+                         "local_fallback"};
+  for (int i = 0; i < 5; ++i) {
+    SCOPED_TRACE(names[i]);
+    const SignalRule& r = p.signals(i);
+    EXPECT_EQ(r.signal(), names[i]);
+    // Every built-in signal has a breaker at 3 hosts.
+    EXPECT_EQ(r.max_affected_hosts(), 3u);
+    EXPECT_FALSE(r.disabled());
+    const bool compared = i == 0 || i == 2;
+    EXPECT_EQ(r.compare_with_control(), compared);
+    EXPECT_DOUBLE_EQ(r.margin(), i == 0 ? 0.1 : i == 2 ? 0.2 : 0);
+    EXPECT_DOUBLE_EQ(r.max_affected_fraction(), compared ? 0 : 0.05);
   }
 }
 
-TEST(DefaultSignalRulesTest, MatchDocumentation) {
-  std::vector<SignalRule> rules = DefaultSignalRules();
+TEST(BuiltinSignalRulesTest, MatchDocumentation) {
+  std::vector<SignalRule> rules = BuiltinSignalRules();
   GatePolicy p;
   for (const SignalRule& r : rules) *p.add_signals() = r;
   ExpectDefaultSignals(p);
   EXPECT_OK(ValidateGatePolicy(p, "policy"));
+  for (const SignalRule& r : rules) EXPECT_TRUE(IsBuiltinSignal(r.signal()));
+  EXPECT_FALSE(IsBuiltinSignal("latency_regression"));
 }
 
 TEST(EffectivePolicyTest, FillsEveryDefault) {
@@ -927,6 +997,7 @@ TEST(EffectivePolicyTest, FillsEveryDefault) {
     EXPECT_EQ(p.min_exposed_hosts(), 1u);
     EXPECT_EQ(p.ceiling_min_exposed_hosts(), 20u);
     EXPECT_EQ(p.min_exposed_host_hours(), 0);
+    EXPECT_EQ(p.boot_loop_attempts(), 3u);
     EXPECT_OK(ValidateGatePolicy(p, "policy"));
   }
 }
@@ -941,8 +1012,11 @@ TEST(EffectivePolicyTest, KeepsSetFieldsOfThePlanPolicy) {
     signals { signal: "crash" max_affected_hosts: 2 }
   )pb");
   const GatePolicy p = EffectivePolicy(plan, 2);
-  ASSERT_EQ(p.signals_size(), 1);
+  // The crash rule changes only its breaker; every other rule stays.
+  ASSERT_EQ(p.signals_size(), 5);
   EXPECT_EQ(p.signals(0).max_affected_hosts(), 2u);
+  EXPECT_TRUE(p.signals(0).compare_with_control());
+  EXPECT_DOUBLE_EQ(p.signals(0).margin(), 0.1);
   EXPECT_DOUBLE_EQ(p.alpha(), 0.02);
   EXPECT_EQ(FromProto(p.max_staleness()), absl::Milliseconds(500));
   EXPECT_EQ(FromProto(p.silence_timeout()), absl::Minutes(10));
@@ -951,32 +1025,124 @@ TEST(EffectivePolicyTest, KeepsSetFieldsOfThePlanPolicy) {
   EXPECT_DOUBLE_EQ(p.min_exposed_host_hours(), 2.5);
 }
 
-TEST(EffectivePolicyTest, StagePolicyReplacesThePlanPolicyWhole) {
+// K1: a vendor rule is added to the built-in ones, never instead of them.
+TEST(EffectivePolicyTest, VendorSignalsAddToTheBuiltinOnes) {
+  Plan plan = BasePlan();
+  *plan.mutable_policy() = ParseOrDie<GatePolicy>(R"pb(
+    signals { signal: "latency_regression" max_affected_hosts: 3 }
+  )pb");
+  ASSERT_OK(ValidatePlan(plan));
+  for (int stage = 0; stage <= plan.stages_size(); ++stage) {
+    const GatePolicy p = EffectivePolicy(plan, stage);
+    ASSERT_EQ(p.signals_size(), 6);
+    GatePolicy builtins = p;
+    builtins.mutable_signals()->RemoveLast();
+    ExpectDefaultSignals(builtins);
+    EXPECT_EQ(p.signals(5).signal(), "latency_regression");
+    EXPECT_EQ(p.signals(5).max_affected_hosts(), 3u);
+    EXPECT_FALSE(p.signals(5).compare_with_control());
+  }
+}
+
+TEST(EffectivePolicyTest, StagePolicyOverridesFieldByField) {
   Plan plan = BasePlan();
   *plan.mutable_policy() = ParseOrDie<GatePolicy>(R"pb(
     alpha: 0.02
     silence_timeout { seconds: 30 }
+    min_exposed_host_hours: 2
     signals { signal: "crash" max_affected_hosts: 2 }
+    signals { signal: "vendor_x" max_affected_hosts: 4 margin: 0.5 }
   )pb");
   *plan.mutable_stages(1)->mutable_policy() = ParseOrDie<GatePolicy>(R"pb(
     alpha: 0.05
     apply_timeout { seconds: 45 }
+    min_exposed_host_hours: 0
+    signals { signal: "crash" compare_with_control: false }
+    signals { signal: "vendor_x" max_affected_hosts: 1 }
   )pb");
+  ASSERT_OK(ValidatePlan(plan));
   const GatePolicy stage1 = EffectivePolicy(plan, 1);
   EXPECT_DOUBLE_EQ(stage1.alpha(), 0.05);
   EXPECT_EQ(FromProto(stage1.apply_timeout()), absl::Seconds(45));
-  // Not inherited from the plan's policy: defaults instead.
-  ExpectDefaultSignals(stage1);
-  EXPECT_EQ(FromProto(stage1.silence_timeout()), absl::Minutes(10));
+  // Inherited from the plan's policy.
+  EXPECT_EQ(FromProto(stage1.silence_timeout()), absl::Seconds(30));
+  // An explicit 0 overrides for min_exposed_host_hours.
+  EXPECT_EQ(stage1.min_exposed_host_hours(), 0);
+  ASSERT_EQ(stage1.signals_size(), 6);
+  EXPECT_EQ(stage1.signals(0).max_affected_hosts(), 2u);   // plan
+  EXPECT_FALSE(stage1.signals(0).compare_with_control());  // stage
+  EXPECT_EQ(stage1.signals(5).max_affected_hosts(), 1u);   // stage
+  EXPECT_DOUBLE_EQ(stage1.signals(5).margin(), 0.5);       // plan
 
   // Other stages keep the plan's policy.
   for (int stage : {0, 2}) {
     const GatePolicy p = EffectivePolicy(plan, stage);
     EXPECT_DOUBLE_EQ(p.alpha(), 0.02);
     EXPECT_EQ(FromProto(p.silence_timeout()), absl::Seconds(30));
-    ASSERT_EQ(p.signals_size(), 1);
-    EXPECT_EQ(p.signals(0).signal(), "crash");
+    EXPECT_DOUBLE_EQ(p.min_exposed_host_hours(), 2);
+    EXPECT_TRUE(p.signals(0).compare_with_control());
+    EXPECT_EQ(p.signals(5).max_affected_hosts(), 4u);
   }
+}
+
+TEST(EffectivePolicyTest, DisablingTakesAnExplicitRecordedChoice) {
+  Plan plan = BasePlan();
+  *plan.mutable_stages(0)->mutable_policy() = ParseOrDie<GatePolicy>(R"pb(
+    signals {
+      signal: "unclean_reboot"
+      disabled: true
+      disabled_reason: "dogfood hosts reboot uncleanly by design"
+    }
+  )pb");
+  ASSERT_OK(ValidatePlan(plan));
+  const GatePolicy p0 = EffectivePolicy(plan, 0);
+  EXPECT_EQ(p0.signals_size(), 4);
+  for (const SignalRule& r : p0.signals()) {
+    EXPECT_NE(r.signal(), "unclean_reboot");
+  }
+  EXPECT_EQ(EffectivePolicy(plan, 1).signals_size(), 5);
+  const std::vector<DisabledSignal> disabled = DisabledSignals(plan);
+  ASSERT_EQ(disabled.size(), 1u);
+  EXPECT_EQ(disabled[0].stage, 0);
+  EXPECT_EQ(disabled[0].signal, "unclean_reboot");
+  EXPECT_EQ(disabled[0].reason, "dogfood hosts reboot uncleanly by design");
+  // A later layer can turn it back on.
+  plan.mutable_policy()->add_signals()->set_signal("apply_stuck");
+  plan.mutable_policy()->mutable_signals(0)->set_disabled(true);
+  plan.mutable_policy()->mutable_signals(0)->set_disabled_reason("why not");
+  SignalRule* back = plan.mutable_stages(3)->mutable_policy()->add_signals();
+  back->set_signal("apply_stuck");
+  back->set_disabled(false);
+  ASSERT_OK(ValidatePlan(plan));
+  EXPECT_EQ(EffectivePolicy(plan, 3).signals_size(), 5);
+  EXPECT_EQ(EffectivePolicy(plan, 2).signals_size(), 4);
+}
+
+TEST(ExplainPlanTest, ShowsEveryStagesRulesAndWhereTheyComeFrom) {
+  Plan plan = BasePlan();
+  *plan.mutable_policy() = ParseOrDie<GatePolicy>(R"pb(
+    signals { signal: "latency_regression" max_affected_hosts: 3 }
+  )pb");
+  *plan.mutable_stages(0)->mutable_policy() = ParseOrDie<GatePolicy>(R"pb(
+    alpha: 0.05
+    signals { signal: "crash" max_affected_hosts: 2 }
+    signals {
+      signal: "apply_stuck"
+      disabled: true
+      disabled_reason: "agents report applied late"
+    }
+  )pb");
+  ASSERT_OK(ValidatePlan(plan));
+  const std::string text = ExplainPlan(plan);
+  EXPECT_THAT(text, HasSubstr("stage dogfood:\n  alpha 0.05 [stage]"));
+  EXPECT_THAT(text, HasSubstr("breaker 2 hosts [stage]; no ceiling [default]; "
+                              "compared with control [default]; margin 0.1 "
+                              "[default]"));
+  EXPECT_THAT(text, HasSubstr("apply_stuck                DISABLED [stage]: "
+                              "agents report applied late"));
+  EXPECT_THAT(text, HasSubstr("latency_regression (vendor) breaker 3 hosts "
+                              "[plan]"));
+  EXPECT_THAT(text, HasSubstr("the late-track stage:\n  alpha 0.01 [default]"));
 }
 
 TEST(EffectivePacingTest, Defaults) {

@@ -88,7 +88,7 @@ TEST_F(SqliteStoreTest, CreatesTheDataDirectoryAndPersists) {
 TEST_F(SqliteStoreTest, ProbeWritesDurablyAndChangesNothing) {
   auto store = Open();
   ASSERT_OK(store);
-  ASSERT_OK((*store)->PutCheckpoint("r-1", "evidence"));
+  ASSERT_OK((*store)->PutCheckpoint("r-1", "evidence", {}));
   EXPECT_OK((*store)->Probe());
   EXPECT_OK((*store)->Probe());
   EXPECT_THAT((*store)->GetCheckpoint(""),
@@ -204,11 +204,20 @@ TEST_F(SqliteStoreTest, MigratesAVersion1File) {
   ASSERT_OK(v);
   EXPECT_TRUE(v->ok) << v->problem;
   EXPECT_GE(v->entries, 2u);
-  // Version 2's table works on the migrated file.
-  ASSERT_OK((*store)->PutCheckpoint("channel-file/291@1", "counts"));
+  // Exposures of version 1 were all grants.
+  for (const Exposure& e : *exposures) EXPECT_TRUE(e.granted);
+  // Version 2's and 3's tables work on the migrated file.
+  HostEvidence h;
+  h.host_key = 42;
+  h.affected = 1;
+  ASSERT_OK((*store)->PutCheckpoint("channel-file/291@1", "counts", {h}));
   auto cp = (*store)->GetCheckpoint("channel-file/291@1");
   ASSERT_OK(cp);
   EXPECT_EQ(*cp, "counts");
+  auto evidence = (*store)->ListHostEvidence("channel-file/291@1");
+  ASSERT_OK(evidence);
+  ASSERT_EQ(evidence->size(), 1u);
+  EXPECT_EQ((*evidence)[0].host_key, 42u);
   store->reset();
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(SqliteStorePath(dir_).c_str(), &db), SQLITE_OK);

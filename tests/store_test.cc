@@ -137,6 +137,62 @@ TEST_P(StoreTest, ExposuresAreIdempotentPerHost) {
   EXPECT_TRUE(none->empty());
 }
 
+TEST_P(StoreTest, ExposuresKeepWhetherTheyWereGrants) {
+  std::vector<Exposure> batch = {{"h-1", 0, absl::FromUnixSeconds(10), true},
+                                 {"h-2", 1, absl::FromUnixSeconds(11), false}};
+  ASSERT_OK(store_->RecordExposures("ro-1", batch));
+  auto got = store_->ListExposures("ro-1");
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  for (const Exposure& e : *got) {
+    EXPECT_EQ(e.granted, e.host_id == "h-1") << e.host_id;
+    EXPECT_EQ(e.stage, e.host_id == "h-1" ? 0u : 1u);
+  }
+}
+
+// Checkpoints upsert host evidence by key, in one transaction with the
+// aggregates; records of other rollouts stay apart.
+TEST_P(StoreTest, CheckpointsUpsertHostEvidence) {
+  HostEvidence a;
+  a.host_key = 0xfedcba9876543210ULL;  // above INT64_MAX: stored bit-exact
+  a.exposed = true;
+  a.stage = 2;
+  a.exposed_at = absl::FromUnixSeconds(1700000000);
+  a.flags = 0x15;
+  a.affected = 0x3;
+  a.pre_affected = 0x4;
+  HostEvidence b;
+  b.host_key = 7;
+  b.affected = 0x1;
+  ASSERT_OK(store_->PutCheckpoint("ro-1", "one", {a, b}));
+  b.affected = 0x5;
+  ASSERT_OK(store_->PutCheckpoint("ro-1", "two", {b}));
+  ASSERT_OK(store_->PutCheckpoint("ro-2", "other", {}));
+  auto cp = store_->GetCheckpoint("ro-1");
+  ASSERT_OK(cp);
+  EXPECT_EQ(*cp, "two");
+  auto got = store_->ListHostEvidence("ro-1");
+  ASSERT_OK(got);
+  ASSERT_EQ(got->size(), 2u);
+  for (const HostEvidence& h : *got) {
+    if (h.host_key == a.host_key) {
+      EXPECT_TRUE(h.exposed);
+      EXPECT_EQ(h.stage, 2u);
+      EXPECT_EQ(h.exposed_at, a.exposed_at);
+      EXPECT_EQ(h.flags, 0x15u);
+      EXPECT_EQ(h.affected, 0x3u);
+      EXPECT_EQ(h.pre_affected, 0x4u);
+    } else {
+      EXPECT_EQ(h.host_key, 7u);
+      EXPECT_FALSE(h.exposed);
+      EXPECT_EQ(h.affected, 0x5u);
+    }
+  }
+  auto other = store_->ListHostEvidence("ro-2");
+  ASSERT_OK(other);
+  EXPECT_TRUE(other->empty());
+}
+
 TEST_P(StoreTest, EmergencyStopsSetAndClear) {
   EmergencyStop stop{"t", "ops", "bad file", absl::FromUnixSeconds(5)};
   ASSERT_OK(store_->SetEmergencyStop(stop, Audit("emergency_stop")));

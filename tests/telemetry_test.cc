@@ -114,16 +114,172 @@ TEST_F(TrackerTest, CrashLoopingHostCountsOnceAndReplaysChangeNothing) {
   EXPECT_EQ(Counts(once, "crash").e_value, Counts(thrice, "crash").e_value);
 }
 
-TEST_F(TrackerTest, ControlHistoryStaysWithControlWhenHostIsExposed) {
+// K8: a host that crashed while in control (a chronic crasher) keeps that
+// history when it is exposed: it is not at risk of crashing "because of"
+// the release, counts neither for nor against it, and the comparison test
+// is not fed its later crashes.
+TEST_F(TrackerTest, ControlHistoryStaysWithTheHostWhenItIsExposed) {
   Heartbeats(3);
   tracker_->Ingest({Ev(Host(0), EventType::kCrash)});
-  tracker_->Ingest({Ev(Host(0), EventType::kApplied, kRelease)});
+  tracker_->Ingest({Ev(Host(0), EventType::kApplied, kRelease),
+                    Ev(Host(1), EventType::kApplied, kRelease)});
   TrackerSnapshot s = tracker_->Snapshot();
   EXPECT_EQ(Counts(s, "crash").control_affected, 1u);
+  EXPECT_EQ(Counts(s, "crash").control_affected_current, 0u);
   EXPECT_EQ(Counts(s, "crash").treatment_affected, 0u);
+  EXPECT_EQ(Counts(s, "crash").treatment_pre_affected, 1u);
+  EXPECT_EQ(Counts(s, "crash").treatment_at_risk, 1u);  // host 1 only
+  const int crash = tracker_->SignalIndex("crash");
+  EXPECT_EQ(s.cohorts[0].pre_affected[crash], 1u);
+  const double e_before = Counts(s, "crash").e_value;
   tracker_->Ingest({Ev(Host(0), EventType::kCrash)});
   s = tracker_->Snapshot();
+  EXPECT_EQ(Counts(s, "crash").treatment_affected, 0u);
+  EXPECT_EQ(s.cohorts[0].affected[crash], 0u);
+  EXPECT_EQ(Counts(s, "crash").e_value, e_before);
+  // A host without that history counts.
+  tracker_->Ingest({Ev(Host(1), EventType::kCrash)});
+  s = tracker_->Snapshot();
   EXPECT_EQ(Counts(s, "crash").treatment_affected, 1u);
+  EXPECT_EQ(s.cohorts[0].affected[crash], 1u);
+  // Other signals of host 0 still count: only its crash history carries.
+  TelemetryEvent unclean = Ev(Host(0), EventType::kBoot);
+  unclean.clean = false;
+  tracker_->Ingest({unclean});
+  EXPECT_EQ(Counts(tracker_->Snapshot(), "unclean_reboot").treatment_affected,
+            1u);
+}
+
+// The control arm's hazard, applied to a cohort's hosts at risk over the
+// same hours (Nelson-Aalen): each control onset adds cohort_at_risk /
+// control_at_risk.
+TEST_F(TrackerTest, ControlHazardGivesEachCohortItsExpectedCount) {
+  Heartbeats(1000);
+  std::vector<TelemetryEvent> batch;
+  for (int i = 0; i < 100; ++i) {
+    batch.push_back(Ev(Host(i), EventType::kApplied, kRelease));
+  }
+  tracker_->Ingest(batch);  // 100 exposed, 900 control
+  batch.clear();
+  for (int i = 900; i < 910; ++i)
+    batch.push_back(Ev(Host(i), EventType::kCrash));
+  tracker_->Ingest(batch);
+  const TrackerSnapshot s = tracker_->Snapshot();
+  const int crash = tracker_->SignalIndex("crash");
+  double want = 0, var = 0;
+  for (int j = 0; j < 10; ++j) {
+    want += 100.0 / (900 - j);
+    var += 100.0 * 100.0 / ((900.0 - j) * (900.0 - j));
+  }
+  EXPECT_NEAR(s.cohorts[0].control_expected[crash], want, 1e-9);
+  EXPECT_NEAR(s.cohorts[0].control_expected_var[crash], var, 1e-9);
+  EXPECT_EQ(s.cohorts[1].control_expected[crash], 0);  // nobody exposed
+  EXPECT_EQ(Counts(s, "crash").control_at_risk, 890u);
+}
+
+// K2: a GetAssignment check-in is not a sign of life. An exposed host that
+// never sends telemetry is silent after the timeout, however often it
+// checks in, and checking in again and again without coming up on the
+// release is boot-loop evidence (apply_stuck) at once.
+TEST_F(TrackerTest, CheckInsAreNotSignsOfLifeButRepeatedOnesAreABootLoop) {
+  using Grant = RolloutTracker::Grant;
+  tracker_->SetMaxStaleness(absl::Hours(1));
+  tracker_->SetBootLoopAttempts(3);
+  Heartbeats(20);
+  const int stuck = tracker_->SignalIndex("apply_stuck");
+  const int silent = tracker_->SignalIndex("silent");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10), Grant::kReserved);
+    tracker_->CommitReserved(HostKey(Host(i)), 0, /*paced=*/true);
+  }
+  // Host 0 comes up on the release; host 1 checks in twice, host 2 three
+  // times, neither sending anything else.
+  tracker_->Ingest({Ev(Host(0), EventType::kApplying, kRelease),
+                    Ev(Host(0), EventType::kApplied, kRelease),
+                    Ev(Host(0), EventType::kHeartbeat, kRelease)});
+  for (int k = 0; k < 3; ++k) {
+    clock_.Advance(absl::Seconds(1));
+    for (int i : {0, 1, 2}) {
+      if (i == 1 && k == 2) continue;
+      EXPECT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10),
+                Grant::kAlreadyExposed);
+    }
+  }
+  TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_EQ(s.cohorts[0].affected[stuck], 1u);  // host 2
+  // Every host but 0 keeps heartbeating... on the old release: alive, but
+  // not on the release. Host 1's check-ins keep nothing alive either.
+  for (int minute = 0; minute < 11; ++minute) {
+    clock_.Advance(absl::Minutes(1));
+    std::vector<TelemetryEvent> batch;
+    for (int i = 0; i < 20; ++i) {
+      batch.push_back(
+          Ev(Host(i), EventType::kHeartbeat, i == 0 ? kRelease : "rel-1"));
+    }
+    tracker_->Ingest(batch);
+    EXPECT_EQ(tracker_->TryReserve(HostKey(Host(1)), 0, 10),
+              Grant::kAlreadyExposed);
+  }
+  tracker_->Sweep(absl::Minutes(10), absl::Hours(1));
+  s = tracker_->Snapshot();
+  EXPECT_EQ(s.cohorts[0].affected[silent], 2u);  // hosts 1 and 2
+  EXPECT_EQ(Counts(s, "silent").control_affected, 0u);
+}
+
+TEST_F(TrackerTest, BootsAfterExposureCountAsAttempts) {
+  tracker_->SetBootLoopAttempts(2);
+  Heartbeats(5);
+  tracker_->Ingest({Ev(Host(0), EventType::kApplying, kRelease),
+                    Ev(Host(1), EventType::kApplying, kRelease)});
+  TelemetryEvent boot0 = Ev(Host(0), EventType::kBoot);
+  TelemetryEvent boot1 = Ev(Host(1), EventType::kBoot);
+  tracker_->Ingest({boot0, boot1});
+  // Host 1 comes up; host 0 boots again.
+  tracker_->Ingest(
+      {Ev(Host(1), EventType::kHeartbeat, kRelease), boot0, boot1});
+  const TrackerSnapshot s = tracker_->Snapshot();
+  EXPECT_EQ(Counts(s, "apply_stuck").treatment_affected, 1u);
+  EXPECT_EQ(Counts(s, "unclean_reboot").treatment_affected, 0u);  // clean
+}
+
+TEST_F(TrackerTest, AppliedWithoutAHeartbeatOnTheReleaseIsNotUp) {
+  tracker_->SetMaxStaleness(absl::Hours(1));
+  Heartbeats(3);
+  tracker_->Ingest({Ev(Host(0), EventType::kApplied, kRelease),
+                    Ev(Host(1), EventType::kApplied, kRelease)});
+  clock_.Advance(absl::Minutes(1));
+  tracker_->Ingest({Ev(Host(1), EventType::kHeartbeat, "")});  // up
+  clock_.Advance(absl::Minutes(6));
+  tracker_->Sweep(absl::Hours(1), absl::Minutes(5));
+  EXPECT_EQ(Counts(tracker_->Snapshot(), "apply_stuck").treatment_affected, 1u);
+}
+
+// K9: signal events whose name no rule watches are counted and visible.
+TEST_F(TrackerTest, UnwatchedSignalsAreCounted) {
+  Heartbeats(2);
+  TelemetryEvent a = Ev(Host(0), EventType::kSignal);
+  a.signal = "not_tracked";
+  TelemetryEvent b = Ev(Host(1), EventType::kSignal);
+  b.signal = "also_not";
+  tracker_->Ingest({a, a, b});
+  const TrackerSnapshot s = tracker_->Snapshot();
+  ASSERT_EQ(s.unwatched_signals.size(), 2u);
+  EXPECT_EQ(s.unwatched_signals[0],
+            (std::pair<std::string, uint64_t>("not_tracked", 2)));
+  EXPECT_EQ(s.unwatched_signals[1],
+            (std::pair<std::string, uint64_t>("also_not", 1)));
+  // Bounded: 40 more names fold into "(other)".
+  for (int i = 0; i < 40; ++i) {
+    TelemetryEvent e = Ev(Host(0), EventType::kSignal);
+    e.signal = absl::StrFormat("name_%d", i);
+    tracker_->Ingest({e});
+  }
+  const TrackerSnapshot t = tracker_->Snapshot();
+  ASSERT_EQ(t.unwatched_signals.size(), 32u);
+  EXPECT_EQ(t.unwatched_signals.back().first, "(other)");
+  uint64_t total = 0;
+  for (const auto& [name, n] : t.unwatched_signals) total += n;
+  EXPECT_EQ(total, 43u);
 }
 
 TEST_F(TrackerTest, UncleanBootAndCustomSignals) {
@@ -140,6 +296,8 @@ TEST_F(TrackerTest, UncleanBootAndCustomSignals) {
   EXPECT_EQ(Counts(s, "unclean_reboot").control_affected, 1u);
   EXPECT_EQ(Counts(s, "av_scan_failed").control_affected, 1u);
   EXPECT_EQ(tracker_->SignalIndex("not_tracked"), -1);
+  ASSERT_EQ(s.unwatched_signals.size(), 1u);
+  EXPECT_EQ(s.unwatched_signals[0].first, "not_tracked");
 }
 
 TEST_F(TrackerTest, SilenceIsDerivedForBothArms) {
@@ -187,6 +345,7 @@ TEST_F(TrackerTest, ApplyStuckWhenAppliedNeverComes) {
                     Ev(Host(1), EventType::kApplying, kRelease)});
   clock_.Advance(absl::Minutes(2));
   tracker_->Ingest({Ev(Host(1), EventType::kApplied, kRelease),
+                    Ev(Host(1), EventType::kHeartbeat, kRelease),
                     Ev(Host(0), EventType::kHeartbeat, "rel-1")});
   clock_.Advance(absl::Minutes(4));
   tracker_->Sweep(absl::Hours(1), absl::Minutes(5));
@@ -216,7 +375,7 @@ TEST_F(TrackerTest, GrantsRespectTheBudget) {
   int granted = 0;
   for (int i = 0; i < 20; ++i) {
     if (tracker_->TryReserve(HostKey(Host(i)), 0, 5) == Grant::kReserved) {
-      tracker_->CommitReserved(HostKey(Host(i)), 0);
+      tracker_->CommitReserved(HostKey(Host(i)), 0, /*paced=*/true);
       ++granted;
     }
   }
@@ -289,26 +448,110 @@ TEST_F(TrackerTest, OutageSilencingBothArmsDoesNotRejectSilence) {
   EXPECT_LE(rejected, 1);
 }
 
-TEST_F(TrackerTest, CheckpointRestoresEvidenceAndAffectedCounts) {
+// K4: a restart restores every count the halt rules read exactly, and a
+// host counted before the restart is not counted again after it.
+TEST_F(TrackerTest, CheckpointAndRestoreAreExact) {
+  tracker_->SetMaxStaleness(absl::Hours(1));
   Heartbeats(1000);
   std::vector<TelemetryEvent> batch;
   for (int i = 0; i < 10; ++i) {
     batch.push_back(Ev(Host(i), EventType::kApplied, kRelease));
+    batch.push_back(Ev(Host(i), EventType::kHeartbeat, kRelease));
   }
   batch.push_back(Ev(Host(0), EventType::kCrash));
   batch.push_back(Ev(Host(500), EventType::kCrash));
+  batch.push_back(Ev(Host(501), EventType::kCrash));
   tracker_->Ingest(batch);
+  // Host 501 crashed in control, then is exposed in stage 1.
+  tracker_->SetCurrentStage(1);
+  tracker_->Ingest({Ev(Host(501), EventType::kApplying, kRelease)});
+  using Grant = RolloutTracker::Grant;
+  ASSERT_EQ(tracker_->TryReserve(HostKey(Host(600)), 1, 5), Grant::kReserved);
+  tracker_->CommitReserved(HostKey(Host(600)), 1, /*paced=*/true);
+  TelemetryEvent boot = Ev(Host(600), EventType::kBoot);
+  tracker_->Ingest({boot});  // one attempt
   const TrackerSnapshot before = tracker_->Snapshot();
-  const config::v1::TrackerCheckpoint cp = tracker_->Checkpoint();
+  std::vector<HostEvidence> evidence;
+  const config::v1::TrackerCheckpoint cp = tracker_->Checkpoint(&evidence);
+  EXPECT_EQ(cp.format(), 2u);
+  // Hosts 0, 500, 501 (signals) and 600 (an attempt).
+  EXPECT_EQ(evidence.size(), 4u);
+  // Nothing changed since: the next checkpoint has no records.
+  std::vector<HostEvidence> none;
+  tracker_->Checkpoint(&none);
+  EXPECT_TRUE(none.empty());
+  // The exposures the store holds (what Controller::Load passes).
+  std::vector<Exposure> exposures;
+  for (int i = 0; i < 10; ++i) {
+    exposures.push_back({Host(i), 0, clock_.Now(), false});
+  }
+  exposures.push_back({Host(501), 1, clock_.Now(), false});
+  exposures.push_back({Host(600), 1, clock_.Now(), true});
 
-  Reset(3);  // a restart: empty tracker, same rules
-  EXPECT_EQ(Counts(tracker_->Snapshot(), "crash").e_value, 1.0);
-  tracker_->Restore(cp);
-  const TrackerSnapshot after = tracker_->Snapshot();
-  EXPECT_DOUBLE_EQ(Counts(after, "crash").e_value,
-                   Counts(before, "crash").e_value);
-  const int crash = tracker_->SignalIndex("crash");
-  EXPECT_EQ(after.cohorts[0].affected[crash], 1u);
+  // A restart: a new tracker over the same epoch, same rules.
+  TrackerOptions o;
+  o.num_stages = 3;
+  o.release_id = kRelease;
+  o.signals = {"crash", "unclean_reboot", "silent", "apply_stuck",
+               "av_scan_failed"};
+  o.epoch = before.created;
+  RolloutTracker restored(o, &clock_);
+  SignalRule crash;
+  crash.set_signal("crash");
+  crash.set_compare_with_control(true);
+  SignalRule silent;
+  silent.set_signal("silent");
+  silent.set_compare_with_control(true);
+  restored.SetRules({crash, silent}, 0.01);
+  restored.SetBootLoopAttempts(2);
+  restored.Restore(&cp, evidence, exposures);
+  const TrackerSnapshot after = restored.Snapshot();
+  EXPECT_EQ(after.treatment_hosts, before.treatment_hosts);
+  for (const char* sig : {"crash", "apply_stuck"}) {
+    SCOPED_TRACE(sig);
+    const SignalCounts& b = Counts(before, sig);
+    const SignalCounts& a = Counts(after, sig);
+    EXPECT_EQ(a.treatment_affected, b.treatment_affected);
+    EXPECT_EQ(a.treatment_pre_affected, b.treatment_pre_affected);
+    EXPECT_EQ(a.control_affected, b.control_affected);
+    EXPECT_EQ(a.e_value, b.e_value);
+  }
+  for (int st = 0; st < 3; ++st) {
+    EXPECT_EQ(after.cohorts[st].exposed, before.cohorts[st].exposed);
+    EXPECT_EQ(after.cohorts[st].affected, before.cohorts[st].affected);
+    EXPECT_EQ(after.cohorts[st].pre_affected, before.cohorts[st].pre_affected);
+    EXPECT_EQ(after.cohorts[st].control_expected,
+              before.cohorts[st].control_expected);
+    EXPECT_EQ(restored.CohortGranted(st), tracker_->CohortGranted(st));
+    EXPECT_NEAR(after.cohorts[st].host_hours, before.cohorts[st].host_hours,
+                1e-6);
+  }
+  // Host 0 crashes again: counted once. Host 501 crashes: its control
+  // history still holds. Host 1 crashes: counted.
+  restored.Ingest({Ev(Host(0), EventType::kCrash),
+                   Ev(Host(501), EventType::kCrash),
+                   Ev(Host(1), EventType::kCrash)});
+  const int crash_idx = restored.SignalIndex("crash");
+  EXPECT_EQ(restored.Snapshot().cohorts[0].affected[crash_idx], 2u);
+  EXPECT_EQ(restored.Snapshot().cohorts[1].affected[crash_idx], 0u);
+  // Host 600's attempt survived: one more boot makes two.
+  restored.Ingest({boot});
+  EXPECT_EQ(Counts(restored.Snapshot(), "apply_stuck").treatment_affected, 1u);
+}
+
+// A checkpoint whose write failed hands its records back: the next one
+// writes them again.
+TEST_F(TrackerTest, RequeuedEvidenceIsWrittenAgain) {
+  Heartbeats(5);
+  tracker_->Ingest({Ev(Host(0), EventType::kCrash)});
+  std::vector<HostEvidence> first;
+  tracker_->Checkpoint(&first);
+  ASSERT_EQ(first.size(), 1u);
+  tracker_->RequeueEvidence(first);
+  std::vector<HostEvidence> second;
+  tracker_->Checkpoint(&second);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].host_key, HostKey(Host(0)));
 }
 
 TEST_F(TrackerTest, MemoryPerHostIsCompact) {
@@ -404,7 +647,20 @@ TEST(ValidateTelemetryBatchTest, NamesTheEventAndField) {
   batch = {Ev("h1", EventType::kSignal)};
   EXPECT_THAT(ValidateTelemetryBatch(batch),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("events[0].signal: must be 1..64")));
+                       HasSubstr("events[0].signal: a signal event's name "
+                                 "must match [a-z0-9_]{1,64} (got 0 "
+                                 "characters)")));
+  // K9: a name no rule could ever match is refused, not dropped.
+  batch[0].signal = "Bad-Name";
+  EXPECT_THAT(ValidateTelemetryBatch(batch),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("events[0].signal: a signal event's name "
+                                 "must match [a-z0-9_]{1,64} (got 8 "
+                                 "characters)")));
+  batch[0].signal = std::string(65, 'a');
+  EXPECT_FALSE(ValidateTelemetryBatch(batch).ok());
+  batch[0].signal = "latency_regression";
+  EXPECT_TRUE(ValidateTelemetryBatch(batch).ok());
   batch = {Ev("h 1", EventType::kHeartbeat)};
   EXPECT_THAT(ValidateTelemetryBatch(batch),
               StatusIs(absl::StatusCode::kInvalidArgument,

@@ -78,8 +78,16 @@ struct StartRolloutRequest {
   std::string release_id;
   Plan plan;
   // Optional; default: the release of the content type's last completed
-  // rollout (none: hosts outside the rollout keep what they run).
+  // rollout. An explicit one must have completed a rollout and not been
+  // halted since; a release that never was is accepted only while no
+  // release of the content type has (the release the fleet ran before
+  // ringfence, vouched for by the actor: hosts outside the rollout are not
+  // moved onto it, only a halt or abort tells hosts to run it).
   std::string baseline_release_id;
+  // With no baseline at all (the first release of a content type), a halt
+  // or abort tells every host to unload the content type: the start is
+  // refused unless this acknowledges it.
+  bool allow_no_baseline = false;
   std::string actor;
   std::string reason;
   // Create in PENDING; a Resume() starts it.
@@ -107,10 +115,14 @@ absl::string_view AssignReasonName(AssignReason r);
 // Assignment
 //
 // The answer for one content type. `release` is the release to run; nullptr
-// means "no release known: keep what you run". Pointers stay valid for the
-// controller's lifetime.
+// means "no release known: keep what you run", unless `unload` is set:
+// stop running (and remove) any release of the content type, because the
+// rollout of its first release was halted or aborted, or the content type
+// is under emergency stop, and no release is proven to fall back to.
+// Pointers stay valid for the controller's lifetime.
 struct Assignment {
   const Release* release = nullptr;
+  bool unload = false;
   AssignReason reason = AssignReason::kNoRelease;
   const std::string* rollout_id = nullptr;  // nullptr if none
   int stage = -1;
@@ -168,10 +180,22 @@ class Controller {
   absl::StatusOr<Rollout> Promote(absl::string_view rollout_id,
                                   absl::string_view actor,
                                   absl::string_view reason);
+  // PromoteToCompletion
+  //
+  // Promotes stage by stage until COMPLETED, each step an audited override
+  // that the halt rules still check (Promote). This is how a release that
+  // every host already runs (deployed before ringfence) becomes its content
+  // type's proven baseline, so that later rollouts can fall back to it.
+  absl::StatusOr<Rollout> PromoteToCompletion(absl::string_view rollout_id,
+                                              absl::string_view actor,
+                                              absl::string_view reason);
+
   // EmergencyStop
   //
-  // Halts every active rollout of `content_type` and refuses new ones until
-  // ClearEmergencyStop.
+  // Halts every active rollout of `content_type` (and any completed one
+  // still under its post-completion watch) and refuses new ones until
+  // ClearEmergencyStop. Clearing never resumes a rollout: hosts return to
+  // the content type's proven release only.
   absl::Status EmergencyStop(absl::string_view content_type,
                              absl::string_view actor, absl::string_view reason);
   absl::Status ClearEmergencyStop(absl::string_view content_type,
@@ -256,7 +280,10 @@ class Controller {
                                        absl::string_view reason,
                                        absl::string_view action)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<Decision> EvaluateLocked(Runtime* rt)
+  // kFull: decide and act (halt, promote, complete). kHaltsOnly: act only
+  // on a HALT (manual actions, the post-completion watch).
+  enum class EvaluateMode { kFull, kHaltsOnly };
+  absl::StatusOr<Decision> EvaluateLocked(Runtime* rt, EvaluateMode mode)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ConfigureStageLocked(Runtime* rt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckpointLocked(Runtime* rt, bool force)

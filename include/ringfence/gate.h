@@ -3,16 +3,27 @@
 //
 // Rules, in the order they are checked:
 //  1. Circuit breaker: a stage's cohort has >= max_affected_hosts distinct
-//     hosts showing a signal. Every cohort stays under its own stage's rules
-//     after promotion, so latent failures of earlier stages still halt.
-//  2. Ceiling: affected / exposed of a cohort exceeds max_affected_fraction
-//     once ceiling_min_exposed_hosts are exposed.
+//     hosts showing a signal (hosts that showed it before their exposure do
+//     not count) that the control arm cannot explain: the count is
+//     improbable (p <= 1e-3, Poisson) under the control's hazard over the
+//     same hours (the Nelson-Aalen expected count of the cohort, telemetry.h,
+//     at its lower 99 % bound, times 1 + margin). With no control event to
+//     go by, any count at the breaker trips. Every cohort stays under its
+//     own stage's rules after promotion, so latent failures of earlier
+//     stages still halt.
+//  2. Ceiling: affected / at-risk hosts of a cohort exceeds
+//     max_affected_fraction once ceiling_min_exposed_hosts are at risk,
+//     with the same control guard.
 //  3. Comparison with control: the signal's anytime-valid sequential test
 //     (stats.h) rejected "treatment rate <= (1 + margin) * control rate" over
 //     the whole rollout.
 //  4. Freshness: no telemetry yet, or none for max_staleness => HOLD; never
-//     PROMOTE on stale data.
-//  5. Promotion: bake time elapsed in the stage, at least min_exposed_hosts
+//     PROMOTE on stale data; after a restart or a gap, no promotion before a
+//     silence timeout of telemetry has been watched.
+//  5. Judged: every signal of the stage has a breaker, a ceiling in effect,
+//     or a control arm to be compared with; else HOLD ("not_judged"): a
+//     comparison that cannot be made never reads as "no problem".
+//  6. Promotion: bake time elapsed in the stage, at least min_exposed_hosts
 //     exposed in the stage (and min_exposed_host_hours), nothing tripped,
 //     and, if the stage sets promote_max_relative_risk, every compared
 //     signal's relative risk bounded below it (RelativeRiskUpperBound,
@@ -24,6 +35,9 @@
 //
 // Thread safety: EvaluateGate is a pure function.
 #pragma once
+
+#include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "ringfence/model.h"
@@ -41,6 +55,9 @@ struct GateInput {
   absl::Time stage_started_at;
   absl::Time now;
   const TrackerSnapshot* telemetry = nullptr;
+  // EffectivePolicies(*plan) (policy.h), if the caller keeps them; computed
+  // per call otherwise.
+  const std::vector<GatePolicy>* policies = nullptr;
   // False = shadow mode: a tripped halt rule does not HALT; the decision is
   // taken as if none had tripped (the simulator's baselines use it to follow
   // ringfence's exposure path until their own rule halts). Never false in

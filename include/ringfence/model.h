@@ -51,8 +51,12 @@ inline constexpr absl::string_view kSignalCrash = "crash";
 inline constexpr absl::string_view kSignalUncleanReboot = "unclean_reboot";
 inline constexpr absl::string_view kSignalSilent = "silent";
 inline constexpr absl::string_view kSignalApplyStuck = "apply_stuck";
+// Reported by a host's boot-loop guard after it fell back to the last known
+// good content on its own (a kSignal event naming the release it dropped).
+inline constexpr absl::string_view kSignalLocalFallback = "local_fallback";
 
-// Maximum number of distinct signals one rollout tracks (built-in + custom).
+// Maximum number of distinct signals one rollout tracks: the five built-in
+// ones and up to three vendor-defined ones.
 inline constexpr int kMaxSignals = 8;
 
 // ---- Loading ---------------------------------------------------------------
@@ -99,14 +103,10 @@ std::string ResolvePath(const std::string& config_file,
 
 // ValidatePlan
 //
-// Checks every field of `plan`; the error names the first offending field.
+// Checks every field of `plan`, and the effective policy of every stage
+// (policy.h ValidateEffectivePolicies); the error names the first offending
+// field.
 absl::Status ValidatePlan(const Plan& plan);
-
-// ValidateGatePolicy
-//
-// Checks `policy`, naming fields under `path` (e.g. "stages[1].policy").
-absl::Status ValidateGatePolicy(const GatePolicy& policy,
-                                absl::string_view path);
 
 // ValidateRelease
 //
@@ -129,26 +129,22 @@ absl::Status ValidateId(absl::string_view id, absl::string_view field);
 // ValidateId(id, ...).ok() without building an error (for hot paths).
 bool IsValidId(absl::string_view id);
 
-// ---- Defaults
-// ----------------------------------------------------------------
-
-// DefaultSignalRules
+// ValidateSignalName / IsValidSignalName
 //
-// The rules used when a policy lists no signals: crash compared with control
-// (margin 0.1), silent compared with control (margin 0.2), unclean_reboot and
-// apply_stuck with a 5 % ceiling.
-std::vector<SignalRule> DefaultSignalRules();
+// Signal names are 1..64 characters of [a-z0-9_]. `field` names the field
+// in the error.
+absl::Status ValidateSignalName(absl::string_view name,
+                                absl::string_view field);
+bool IsValidSignalName(absl::string_view name);
 
-// EffectivePolicy
+namespace internal {
+// CheckDuration
 //
-// The policy of `stage` of `plan` (the stage's own if set, else the plan's)
-// with every zero-valued default filled in.
-GatePolicy EffectivePolicy(const Plan& plan, int stage);
-
-// EffectivePacing
-//
-// The pacing of `stage` with defaults filled in.
-Pacing EffectivePacing(const Plan& plan, int stage);
+// INVALID_ARGUMENT naming `field` unless `d` is well-formed and within
+// [0, one year]; `positive` additionally requires > 0.
+absl::Status CheckDuration(const google::protobuf::Duration& d,
+                           absl::string_view field, bool positive);
+}  // namespace internal
 
 // ---- Conversions
 // -------------------------------------------------------------

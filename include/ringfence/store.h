@@ -32,6 +32,26 @@ struct Exposure {
   std::string host_id;
   uint32_t stage = 0;
   absl::Time at;
+  // Granted by an assignment in a paced stage (counts against the stage's
+  // exposure budget); false for hosts exposed in an open stage or that
+  // reported running the release on their own.
+  bool granted = true;
+};
+
+// HostEvidence
+//
+// What a rollout's tracker knows about one host that the halt rules count:
+// which signals it showed, in which arm, and its apply progress. Checkpoints
+// write the records that changed (upsert by host key), so that after a
+// restart every affected host counts once, exactly as before.
+struct HostEvidence {
+  uint64_t host_key = 0;  // HostKey(host_id) (hash.h)
+  bool exposed = false;
+  uint32_t stage = 0;     // cohort, if exposed
+  absl::Time exposed_at;  // if exposed
+  uint32_t flags = 0;     // applied / up / granted and the attempt count
+  uint32_t affected = 0;  // bit per signal (TrackerCheckpoint.signals)
+  uint32_t pre_affected = 0;
 };
 
 // An emergency stop of a content type: no rollout of it may expose hosts.
@@ -96,10 +116,16 @@ class Store {
   virtual absl::StatusOr<std::vector<EmergencyStop>> ListEmergencyStops() = 0;
 
   // PutCheckpoint / GetCheckpoint: the latest serialized telemetry aggregates
-  // of a rollout (opaque bytes; NOT_FOUND if none).
-  virtual absl::Status PutCheckpoint(absl::string_view rollout_id,
-                                     absl::string_view bytes) = 0;
+  // of a rollout (opaque bytes; NOT_FOUND if none), with the host evidence
+  // records that changed since the previous checkpoint, upserted by host key
+  // in the same transaction.
+  virtual absl::Status PutCheckpoint(
+      absl::string_view rollout_id, absl::string_view bytes,
+      absl::Span<const HostEvidence> evidence) = 0;
   virtual absl::StatusOr<std::string> GetCheckpoint(
+      absl::string_view rollout_id) = 0;
+  // Every host evidence record of a rollout (any order).
+  virtual absl::StatusOr<std::vector<HostEvidence>> ListHostEvidence(
       absl::string_view rollout_id) = 0;
 
   // AppendAudit: an audit entry on its own (e.g. a rejected request).

@@ -10,9 +10,30 @@
 //
 // Signals are counted once per host and arm: a crash-looping host counts once,
 // and duplicate or replayed events change nothing (every update is monotone:
-// flags only get set, times only move forward). `silent` (no event received
-// for policy.silence_timeout) and `apply_stuck` (exposed, no `applied` within
-// policy.apply_timeout) are derived by Sweep(), for both arms alike.
+// flags only get set, times only move forward). A host keeps its history
+// when it is exposed: a host that showed a signal while in control (a
+// chronic crasher) is not at risk of that signal in treatment and counts
+// neither for nor against the release (survival analysis: a host leaves the
+// risk set when it is affected).
+//
+// Signs of life. A control host is alive when it sends any event. An
+// exposed host is alive only when its telemetry shows it running the
+// release (`applied`, a heartbeat naming the release); a GetAssignment
+// check-in proves nothing. `silent` (no sign of life for
+// policy.silence_timeout) and `apply_stuck` (exposed and not up on the
+// release within policy.apply_timeout) are derived by Sweep(). A host that
+// checks in or boots policy.boot_loop_attempts times after its exposure
+// without coming up on the release is `apply_stuck` at once: that is a boot
+// loop that dies before sending anything. (Telemetry that lags by more than
+// boot_loop_attempts - 1 poll intervals looks the same: raise the limit for
+// such fleets.)
+//
+// Control hazard. Each control host that becomes affected adds, for every
+// cohort, (cohort hosts at risk) / (control hosts at risk) to the cohort's
+// expected count of that signal, and its square over the control at-risk
+// count squared to the variance: the Nelson-Aalen estimate of how many of
+// the cohort's hosts the control arm's hazard, over the same hours, would
+// have affected. The gate's breakers and ceilings compare against it.
 //
 // Every newly affected host is fed, with the number of hosts at risk in each
 // arm at that instant, to the signal's anytime-valid sequential test
@@ -127,7 +148,13 @@ struct CohortCounts {
   uint64_t applied = 0;
   uint64_t healthy = 0;
   double host_hours = 0;
+  // Per signal: hosts affected after their exposure; hosts that showed the
+  // signal before it (not at risk); the control hazard's expected count of
+  // affected hosts over the same hours, and its variance (see above).
   std::array<uint64_t, kMaxSignals> affected{};
+  std::array<uint64_t, kMaxSignals> pre_affected{};
+  std::array<double, kMaxSignals> control_expected{};
+  std::array<double, kMaxSignals> control_expected_var{};
 };
 
 // Aggregates of one signal over the whole rollout.
@@ -138,6 +165,11 @@ struct SignalCounts {
   // of them still in control.
   uint64_t control_affected = 0;
   uint64_t control_affected_current = 0;
+  // Exposed hosts that showed the signal before their exposure.
+  uint64_t treatment_pre_affected = 0;
+  // Hosts at risk now (not yet affected) in each arm.
+  uint64_t treatment_at_risk = 0;
+  uint64_t control_at_risk = 0;
   double e_value = 1.0;
   double e_threshold = 0;  // 0 = not compared with control
   bool compared = false;
@@ -167,6 +199,9 @@ struct TrackerSnapshot {
   std::vector<std::string> signals;  // index -> name
   std::vector<SignalCounts> signal_counts;
   std::vector<CohortCounts> cohorts;  // per stage
+  // Signal events whose name no rule watches: (name, events), at most 32
+  // names; the rest are summed under "(other)".
+  std::vector<std::pair<std::string, uint64_t>> unwatched_signals;
 };
 
 // TrackerOptions
@@ -174,12 +209,17 @@ struct TrackerOptions {
   // Number of stages (plan stages + 1 for the late track).
   int num_stages = 1;
   // Signals tracked, in index order (at most kMaxSignals). Built-in ones
-  // (crash, unclean_reboot, silent, apply_stuck) are added if absent.
+  // (crash, unclean_reboot, silent, apply_stuck, local_fallback) are added
+  // if absent.
   std::vector<std::string> signals;
   // Hosts to size the table for (0 = grow on demand).
   uint64_t expected_hosts = 0;
   // The release whose `applying`/`applied`/heartbeat mark a host exposed.
   std::string release_id;
+  // Times are kept in seconds since this instant (InfinitePast() = the
+  // tracker's creation). A restored tracker uses its rollout's creation
+  // time, so exposures from before a restart keep their times.
+  absl::Time epoch = absl::InfinitePast();
 };
 
 class RolloutTracker {
@@ -220,22 +260,20 @@ class RolloutTracker {
                    std::vector<Exposure>* newly_exposed);
 
   // Exposure grants, in two phases so an exposure is persisted before it
-  // takes effect: TryReserve() checks the host and takes one unit of the
-  // current stage's budget; the caller persists the exposure, then calls
-  // CommitReserved() (or CancelReserved() if persisting failed, which gives
-  // the unit back and leaves the host unexposed).
+  // takes effect: TryReserve() checks the host and, in a paced stage, takes
+  // one unit of the stage's budget; the caller persists the exposure, then
+  // calls CommitReserved() (or CancelReserved() if persisting failed, which
+  // gives the unit back and leaves the host unexposed). A check-in of a host
+  // already exposed and not yet up on the release counts as one attempt
+  // (boot-loop evidence). Check-ins never count as signs of life, and a
+  // host refused for want of budget is not inserted.
   enum class Grant { kAlreadyExposed, kReserved, kNoBudget };
-  // `stage_budget` is the number of hosts the stage may grant in all.
+  // `stage_budget` is the number of hosts the stage may grant in all;
+  // kUnpaced for a stage that is fully open (nothing is counted).
+  static constexpr uint64_t kUnpaced = UINT64_MAX;
   Grant TryReserve(uint64_t host_key, int stage, uint64_t stage_budget);
-  void CommitReserved(uint64_t host_key, int stage);
+  void CommitReserved(uint64_t host_key, int stage, bool paced);
   void CancelReserved(int stage);
-
-  // MarkExposed
-  //
-  // Records an exposure unconditionally (exposures restored from the store
-  // after a restart): exposed at `exposed_at`, last seen at `seen_at`.
-  void MarkExposed(uint64_t host_key, int stage, absl::Time exposed_at,
-                   absl::Time seen_at);
 
   // IsExposed
   bool IsExposed(uint64_t host_key) const;
@@ -245,6 +283,11 @@ class RolloutTracker {
   // Derives `silent` and `apply_stuck` for hosts whose timeouts passed.
   // Returns the number of newly affected hosts.
   uint64_t Sweep(absl::Duration silence_timeout, absl::Duration apply_timeout);
+
+  // SetBootLoopAttempts
+  //
+  // See the file comment (policy.boot_loop_attempts; 0 = never).
+  void SetBootLoopAttempts(uint32_t attempts);
 
   // SetHealthyAfter
   //
@@ -268,16 +311,30 @@ class RolloutTracker {
   // Snapshot
   TrackerSnapshot Snapshot() const;
 
-  // Checkpoint / Restore
+  // Checkpoint
   //
-  // Saves the sequential tests' evidence and per-cohort affected counts;
-  // Restore (after SetRules) continues the tests whose signal, margin and
-  // alpha match, and keeps the affected counts as a floor for the circuit
-  // breaker and ceiling (hosts counted before a restart stay counted; a host
-  // that shows the signal again after the restart may be counted twice,
-  // which errs towards halting).
-  config::v1::TrackerCheckpoint Checkpoint() const;
-  void Restore(const config::v1::TrackerCheckpoint& checkpoint);
+  // The sequential tests' evidence, the control hazard accumulators and
+  // the unwatched-signal counts; appends to `evidence` the records of hosts
+  // whose evidence changed since the last call (store.h HostEvidence). If
+  // the caller fails to persist them it must hand them back with
+  // RequeueEvidence, so the next checkpoint writes them again.
+  config::v1::TrackerCheckpoint Checkpoint(std::vector<HostEvidence>* evidence);
+  void RequeueEvidence(absl::Span<const HostEvidence> evidence);
+
+  // Restore
+  //
+  // Rebuilds the tracker after a restart (call once, after SetRules, before
+  // any ingest): every host of `evidence` with its signals, arm and apply
+  // progress; every exposure of `exposures` (hosts exposed after the last
+  // checkpoint, or with nothing to record); the tests whose signal, margin
+  // and alpha match; the control hazard. The halt rules then count exactly
+  // what they counted at the checkpoint. Restored hosts are taken as seen
+  // at the restart: the time the tracker was down is not their silence
+  // (the gate's freshness rule holds promotion until a silence timeout of
+  // telemetry has been watched). `checkpoint` may be null (none taken).
+  void Restore(const config::v1::TrackerCheckpoint* checkpoint,
+               absl::Span<const HostEvidence> evidence,
+               absl::Span<const Exposure> exposures);
 
   // Exposed hosts in `stage`'s cohort: hosts whose exposure happened while
   // `stage` was the current stage (granted, or reported applying).
@@ -299,13 +356,23 @@ class RolloutTracker {
   friend class internal::HostTable;
   struct Aggregates;
 
-  void ApplyEvent(const TelemetryEventView& e, uint32_t now_s,
+  void ApplyEvent(const TelemetryEventView& e, uint64_t key, uint32_t now_s,
                   internal::HostState* h, bool inserted);
   void OnInsert(internal::HostState* h, uint32_t now_s);
-  // Moves a host from control to `stage`'s cohort.
-  void Expose(internal::HostState* h, int stage, uint32_t now_s);
-  void MarkAffected(int signal, internal::HostState* h);
+  // Moves a host from control to `stage`'s cohort, keeping its control
+  // history as pre_affected.
+  void Expose(uint64_t key, internal::HostState* h, int stage, uint32_t now_s,
+              bool granted);
+  void MarkAffected(int signal, uint64_t key, internal::HostState* h);
+  void MarkApplied(internal::HostState* h);
+  void MarkUp(uint64_t key, internal::HostState* h);
+  void AddAttempt(uint64_t key, internal::HostState* h);
+  void MarkDirty(uint64_t key, internal::HostState* h);
   void MaybeHealthy(internal::HostState* h);
+  void CountUnwatched(absl::string_view signal);
+  void RestoreHost(uint64_t key, bool exposed, int stage, uint32_t exposed_s,
+                   uint32_t flags, uint8_t affected, uint8_t pre_affected,
+                   uint32_t now_s);
   template <typename Event>
   void IngestImpl(absl::Span<const Event> events, const uint64_t* keys,
                   std::vector<Exposure>* newly_exposed);
@@ -326,12 +393,27 @@ class RolloutTracker {
   // Silence is measured from max(last_seen, silence_floor_s_).
   std::atomic<uint32_t> silence_floor_s_{0};
 
-  // Affected counts carried over from a checkpoint, per stage x signal.
+  std::atomic<uint32_t> boot_loop_attempts_{3};
+
+  // Affected counts of a checkpoint written before host evidence records
+  // existed (format 1), per stage x signal: added to the live counts (a host
+  // counted twice errs towards halting).
   std::vector<uint64_t> restored_affected_ ABSL_GUARDED_BY(test_mu_);
 
   mutable absl::Mutex test_mu_;
   std::vector<std::unique_ptr<ConditionalMixtureTest>> tests_
       ABSL_GUARDED_BY(test_mu_);  // per signal; null = not compared
+  // Control hazard's expected count and variance, per stage x signal.
+  std::vector<double> control_expected_ ABSL_GUARDED_BY(test_mu_);
+  std::vector<double> control_expected_var_ ABSL_GUARDED_BY(test_mu_);
+
+  // Keys of hosts whose evidence changed since the last checkpoint, per
+  // shard (guarded by the shard's mutex).
+  std::unique_ptr<std::vector<uint64_t>[]> dirty_;
+
+  mutable absl::Mutex unwatched_mu_;
+  std::vector<std::pair<std::string, uint64_t>> unwatched_
+      ABSL_GUARDED_BY(unwatched_mu_);
 };
 
 }  // namespace ringfence

@@ -12,6 +12,7 @@
 #include "ringfence/controller.h"
 #include "ringfence/gate.h"
 #include "ringfence/hash.h"
+#include "ringfence/policy.h"
 #include "ringfence/sim.h"
 #include "ringfence/stats.h"
 #include "ringfence/status_macros.h"
@@ -60,24 +61,6 @@ int PickWeighted(const std::vector<double>& cumulative, double u) {
   return static_cast<int>(
       std::upper_bound(cumulative.begin(), cumulative.end(), x) -
       cumulative.begin());
-}
-
-Plan InertPlan(const Plan& plan) {
-  // The same stages, pacing and bakes; a policy whose only rule can never
-  // trip (a fraction cannot exceed 1), so only the shadow decider halts.
-  Plan out = plan;
-  auto inert = [](GatePolicy p) {
-    p.clear_signals();
-    SignalRule* r = p.add_signals();
-    r->set_signal("crash");
-    r->set_max_affected_fraction(1.0);
-    return p;
-  };
-  *out.mutable_policy() = inert(EffectivePolicy(plan, plan.stages_size()));
-  for (int i = 0; i < out.stages_size(); ++i) {
-    *out.mutable_stages(i)->mutable_policy() = inert(EffectivePolicy(plan, i));
-  }
-  return out;
 }
 
 }  // namespace
@@ -149,8 +132,10 @@ absl::StatusOr<SimRun> Simulate(const Scenario& scenario, const Plan& plan_in,
   RETURN_IF_ERROR(ValidateScenario(scenario));
   RETURN_IF_ERROR(ValidatePlan(plan_in));
   const absl::Time wall_start = absl::Now();
-  const Plan plan =
-      options.decider == Decider::kRingfence ? plan_in : InertPlan(plan_in);
+  // The baselines run the same plan through the same gate in shadow mode:
+  // its halt rules never act, so their exposure path is ringfence's until
+  // their own rule aborts the rollout.
+  const Plan& plan = plan_in;
   const config::v1::SimBehavior& b = scenario.behavior();
   const SimEffect& effect = scenario.effect();
   const uint32_t n = static_cast<uint32_t>(scenario.fleet().hosts());
@@ -258,6 +243,7 @@ absl::StatusOr<SimRun> Simulate(const Scenario& scenario, const Plan& plan_in,
   FakeClock clock(absl::FromUnixSeconds(1700000000));
   StorePtr store = NewMemoryStore();
   copts.expected_hosts = n;
+  copts.enforce_halts = options.decider == Decider::kRingfence;
   ASSIGN_OR_RETURN(auto controller,
                    Controller::Create(store.get(), &clock, copts));
   for (const char* id : {kOld, kNew}) {
@@ -360,13 +346,28 @@ absl::StatusOr<SimRun> Simulate(const Scenario& scenario, const Plan& plan_in,
   bool terminal = false;
   const std::string old_id = kOld, new_id = kNew;
 
+  {
+    // Every host runs the old release already: it becomes the content
+    // type's proven baseline the way a pre-ringfence release does.
+    StartRolloutRequest req;
+    req.rollout_id = "sim-baseline";
+    req.release_id = kOld;
+    req.plan = plan;
+    req.allow_no_baseline = true;
+    req.actor = "sim";
+    req.reason = "the release every host runs";
+    RETURN_IF_ERROR(controller->StartRollout(req).status());
+    RETURN_IF_ERROR(controller
+                        ->PromoteToCompletion(req.rollout_id, "sim",
+                                              "adopt the running release")
+                        .status());
+  }
   for (cur = 0; cur < max_steps; ++cur) {
     clock.Advance(step);
     if (cur == warmup_steps) {
       StartRolloutRequest req;
       req.rollout_id = "sim";
       req.release_id = kNew;
-      req.baseline_release_id = kOld;
       req.plan = plan;
       req.actor = "sim";
       req.reason = "simulation";

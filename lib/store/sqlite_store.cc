@@ -67,6 +67,21 @@ CREATE TABLE checkpoints(
   body BLOB NOT NULL);
 CREATE INDEX audit_by_rollout ON audit(rollout_id, seq);
 )sql",
+    // 3: per-host evidence written with checkpoints (store.h HostEvidence);
+    // whether an exposure was a paced grant.
+    R"sql(
+CREATE TABLE host_evidence(
+  rollout_id TEXT NOT NULL,
+  host_key INTEGER NOT NULL,
+  exposed INTEGER NOT NULL,
+  stage INTEGER NOT NULL,
+  exposed_at_ns INTEGER NOT NULL,
+  flags INTEGER NOT NULL,
+  affected INTEGER NOT NULL,
+  pre_affected INTEGER NOT NULL,
+  PRIMARY KEY(rollout_id, host_key)) WITHOUT ROWID;
+ALTER TABLE exposures ADD COLUMN granted INTEGER NOT NULL DEFAULT 1;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
                   kSqliteSchemaVersion,
@@ -430,14 +445,15 @@ class SqliteStore final : public Store {
       absl::string_view rollout_id) override {
     absl::MutexLock lock(&mu_);
     Stmt s(db_,
-           "SELECT host_id, stage, at_ns FROM exposures WHERE rollout_id = ?1");
+           "SELECT host_id, stage, at_ns, granted FROM exposures WHERE "
+           "rollout_id = ?1");
     s.Bind(1, rollout_id);
     std::vector<Exposure> out;
     while (true) {
       ASSIGN_OR_RETURN(bool row, s.Step());
       if (!row) break;
       out.push_back({s.Text(0), static_cast<uint32_t>(s.Int(1)),
-                     absl::FromUnixNanos(s.Int(2))});
+                     absl::FromUnixNanos(s.Int(2)), s.Int(3) != 0});
     }
     return out;
   }
@@ -491,7 +507,8 @@ class SqliteStore final : public Store {
   }
 
   absl::Status PutCheckpoint(absl::string_view rollout_id,
-                             absl::string_view bytes) override {
+                             absl::string_view bytes,
+                             absl::Span<const HostEvidence> evidence) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
       mu_.AssertHeld();
@@ -501,8 +518,51 @@ class SqliteStore final : public Store {
       s.Bind(1, rollout_id)
           .Bind(2, absl::ToUnixNanos(clock_->Now()))
           .BindBlob(3, bytes);
-      return s.Run();
+      RETURN_IF_ERROR(s.Run());
+      if (evidence.empty()) return absl::OkStatus();
+      Stmt e(db_,
+             "INSERT OR REPLACE INTO host_evidence(rollout_id, host_key, "
+             "exposed, stage, exposed_at_ns, flags, affected, pre_affected) "
+             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+      RETURN_IF_ERROR(e.status());
+      for (const HostEvidence& h : evidence) {
+        e.Bind(1, rollout_id)
+            .Bind(2, static_cast<int64_t>(h.host_key))
+            .Bind(3, int64_t{h.exposed})
+            .Bind(4, static_cast<int64_t>(h.stage))
+            .Bind(5, h.exposed ? absl::ToUnixNanos(h.exposed_at) : 0)
+            .Bind(6, static_cast<int64_t>(h.flags))
+            .Bind(7, static_cast<int64_t>(h.affected))
+            .Bind(8, static_cast<int64_t>(h.pre_affected));
+        RETURN_IF_ERROR(e.Run());
+        e.Reset();
+      }
+      return absl::OkStatus();
     });
+  }
+
+  absl::StatusOr<std::vector<HostEvidence>> ListHostEvidence(
+      absl::string_view rollout_id) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_,
+           "SELECT host_key, exposed, stage, exposed_at_ns, flags, affected, "
+           "pre_affected FROM host_evidence WHERE rollout_id = ?1");
+    s.Bind(1, rollout_id);
+    std::vector<HostEvidence> out;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      HostEvidence h;
+      h.host_key = static_cast<uint64_t>(s.Int(0));
+      h.exposed = s.Int(1) != 0;
+      h.stage = static_cast<uint32_t>(s.Int(2));
+      h.exposed_at = absl::FromUnixNanos(s.Int(3));
+      h.flags = static_cast<uint32_t>(s.Int(4));
+      h.affected = static_cast<uint32_t>(s.Int(5));
+      h.pre_affected = static_cast<uint32_t>(s.Int(6));
+      out.push_back(h);
+    }
+    return out;
   }
 
   // Writes a 64 KiB row under an id no rollout can have ("") and deletes it
@@ -611,14 +671,15 @@ class SqliteStore final : public Store {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Stmt s(db_,
            "INSERT OR IGNORE INTO exposures(rollout_id, host_id, stage, "
-           "at_ns) VALUES(?1, ?2, ?3, ?4)");
+           "at_ns, granted) VALUES(?1, ?2, ?3, ?4, ?5)");
     RETURN_IF_ERROR(s.status());
     for (const PendingExposures* p : group) {
       for (const Exposure& e : p->exposures) {
         s.Bind(1, p->rollout_id)
             .Bind(2, e.host_id)
             .Bind(3, static_cast<int64_t>(e.stage))
-            .Bind(4, absl::ToUnixNanos(e.at));
+            .Bind(4, absl::ToUnixNanos(e.at))
+            .Bind(5, int64_t{e.granted});
         RETURN_IF_ERROR(s.Run());
         s.Reset();
       }
