@@ -303,6 +303,17 @@ absl::Status ValidateScenario(const Scenario& s) {
   if (hb < step) {
     return Invalid("behavior.heartbeat_interval", "must be >= step");
   }
+  const absl::Duration total =
+      (FromProto(s.max_duration()) > absl::ZeroDuration()
+           ? FromProto(s.max_duration())
+           : absl::Hours(48)) +
+      (s.has_horizon() ? FromProto(s.horizon()) : absl::Hours(24)) +
+      FromProto(s.warmup());
+  if (total / step > 5000000) {
+    return Invalid("max_duration",
+                   "max_duration + horizon + warmup must be at most "
+                   "5,000,000 steps");
+  }
   if (hb / step > 60000) {
     return Invalid("behavior.heartbeat_interval",
                    "must be at most 60,000 steps");
