@@ -86,10 +86,13 @@ bool IsActive(RolloutState s) {
   return s == PENDING || s == RUNNING || s == PAUSED;
 }
 
-// A COMPLETED rollout still under its post-completion watch.
+// A COMPLETED rollout still under its post-completion watch. A watch that
+// ended (ran out, or was ended by a later rollout) was committed with
+// watch_until <= updated_at, so it stays ended even if the clock steps back.
 bool Watching(const Rollout& r, absl::Time now) {
-  return r.state() == COMPLETED && r.has_watch_until() &&
-         FromProto(r.watch_until()) > now;
+  if (r.state() != COMPLETED || !r.has_watch_until()) return false;
+  const absl::Time until = FromProto(r.watch_until());
+  return until > FromProto(r.updated_at()) && until > now;
 }
 
 // Whether the gate still runs for `r`: active, or completed and watched.
@@ -847,6 +850,7 @@ absl::Status Controller::Tick() {
     if (r.state() == COMPLETED && r.has_watch_until() &&
         FromProto(r.watch_until()) <= now &&
         FromProto(r.watch_until()) > FromProto(r.updated_at())) {
+      // (CommitLocked sets updated_at to now >= watch_until: ended.)
       // The watch ran its course: record it (and publish, so assignments of
       // the completed release stop recording exposures).
       Rollout ended = r;

@@ -111,10 +111,13 @@ commands:
   rollout watch ID [--interval=1s]
   emergency-stop --content-type=T --reason=TEXT [--clear]
   gate check --release=R [--stage=S] [--wait] [--timeout=D] [--interval=D]
-  simulate --plan=FILE --scenario=FILE [--seeds=N] [--rehearse=PRESET]
-           [--deciders=ringfence,oracle,threshold_rule] [--threads=N]
-           (offline: no server; presets boot-loop, crash-on-apply:P,
-           crash-rate:RR; --json prints the summary as JSON)
+  simulate --plan=FILE --scenario=FILE [--seeds=N] [--seed-offset=K]
+           [--rehearse=PRESET] [--deciders=ringfence,oracle,threshold_rule]
+           [--threads=N] [--runs=FILE] [--horizon=DURATION]
+           (offline: no server; runs seeds K+1..K+N; presets boot-loop,
+           crash-on-apply:P, crash-rate:RR; --json prints the summary as
+           JSON, --runs writes one JSON line per run; warns on stderr,
+           before running, when the plan cannot progress on the fleet)
   validate --schema=FILE --capabilities=FILE [--target-agents=RANGE] FILE
            (offline: checks a content file against its schema and the
            agents' capability manifest; RANGE is MIN..MAX, e.g. 7.11..7.12;
@@ -1092,24 +1095,32 @@ int Run(int argc, char** argv) {
   if (pos.empty()) return Usage("missing command");
   if (pos[0] == "simulate") {
     // Offline: runs the fleet simulator in-process, no server involved.
-    if (!CheckArgs(
-            args, 1, 0,
-            {"plan", "scenario", "seeds", "rehearse", "deciders", "threads"},
-            {"plan", "scenario"}, &error)) {
+    if (!CheckArgs(args, 1, 0,
+                   {"plan", "scenario", "seeds", "seed-offset", "rehearse",
+                    "deciders", "threads", "runs", "horizon"},
+                   {"plan", "scenario"}, &error)) {
       return Usage(error);
     }
     ringfence::SimulateCommand c;
     c.plan_path = args.Get("plan");
     c.scenario_path = args.Get("scenario");
     c.rehearse = args.Get("rehearse");
+    c.runs_path = args.Get("runs");
     if (args.Has("deciders")) c.deciders = args.Get("deciders");
     if ((args.Has("seeds") && !absl::SimpleAtoi(args.Get("seeds"), &c.seeds)) ||
+        (args.Has("seed-offset") &&
+         !absl::SimpleAtoi(args.Get("seed-offset"), &c.seed_offset)) ||
         (args.Has("threads") &&
          !absl::SimpleAtoi(args.Get("threads"), &c.threads))) {
-      return Usage("--seeds and --threads take numbers");
+      return Usage("--seeds, --seed-offset and --threads take numbers");
+    }
+    if (args.Has("horizon") &&
+        (!absl::ParseDuration(args.Get("horizon"), &c.horizon) ||
+         c.horizon < absl::ZeroDuration())) {
+      return Usage("--horizon takes a duration >= 0, e.g. 24h");
     }
     c.json = args.Has("json");
-    const absl::Status s = ringfence::RunSimulateCommand(c, stdout);
+    const absl::Status s = ringfence::RunSimulateCommand(c, stdout, stderr);
     if (!s.ok()) {
       std::fprintf(stderr, "ringctl simulate: %s\n",
                    std::string(s.message()).c_str());

@@ -125,6 +125,7 @@ struct Outcome {
   RolloutState good = config::v1::ROLLOUT_STATE_UNSPECIFIED;
   RolloutState bad = config::v1::ROLLOUT_STATE_UNSPECIFIED;
   uint32_t bad_stage = 99;
+  std::string good_reason;  // why, if the good release did not complete
 };
 
 Outcome ReadOutcome(const std::string& dir) {
@@ -134,8 +135,10 @@ Outcome ReadOutcome(const std::string& dir) {
   auto store = OpenSqliteStore(o);
   EXPECT_OK(store);
   if (!store.ok()) return out;
-  if (auto g = (*store)->GetRollout("good-rollout"); g.ok())
+  if (auto g = (*store)->GetRollout("good-rollout"); g.ok()) {
     out.good = g->state();
+    out.good_reason = g->reason();
+  }
   if (auto b = (*store)->GetRollout("bad-rollout"); b.ok()) {
     out.bad = b->state();
     out.bad_stage = b->stage();
@@ -209,7 +212,7 @@ TEST(CrashTest, SurvivesSigkillAtRandomInstants) {
     ASSERT_TRUE(done);
     CheckInvariants(dir, seen, killed);
     const Outcome got = ReadOutcome(dir);
-    EXPECT_EQ(got.good, expected.good);
+    EXPECT_EQ(got.good, expected.good) << got.good_reason;
     EXPECT_EQ(got.bad, expected.bad);
     EXPECT_EQ(got.bad_stage, expected.bad_stage);
   }

@@ -4,6 +4,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -16,20 +17,51 @@
 namespace ringfence {
 namespace {
 
+std::string Quote(const std::string& s) {
+  return absl::StrCat("\"", absl::CEscape(s), "\"");
+}
+
+std::string Seconds(double s) {
+  if (s < 0) return "—";
+  return absl::StrFormat("%.0fs", s);
+}
+
 void PrintSummary(std::FILE* out, const std::string& name,
                   const SimSummary& s) {
+  const Proportion& f = s.false_halts;
+  std::string reasons;
+  for (const auto& [k, v] : s.halt_reasons) {
+    absl::StrAppend(&reasons, reasons.empty() ? "" : ", ", k, " ", v);
+  }
   std::fprintf(
       out,
-      "  %-15s halted %5.1f%%  false-halt %5.2f%%  hurt mean %8.1f  "
-      "exposed at halt %9.1f  time to halt mean %7.0fs p50 %7.0fs p95 %7.0fs\n",
-      name.c_str(), 100 * s.halted_fraction, 100 * s.false_halt_rate,
-      s.hosts_hurt_mean, s.hosts_exposed_at_halt_mean, s.time_to_halt_s_mean,
-      s.time_to_halt_s_p50, s.time_to_halt_s_p95);
+      "  %-15s completed %5.1f%%  halted %5.1f%%  stalled %5.1f%%  "
+      "false halts %s\n"
+      "  %-15s hurt mean %.1f (p95 %.0f; by the end %.1f)  exposed at halt "
+      "%.1f (p95 %.0f)\n"
+      "  %-15s time to halt p50 %s p95 %s  completion p50 %s%s p95 %s%s%s%s\n",
+      name.c_str(), 100 * s.completed_fraction, 100 * s.halted_fraction,
+      100 * s.stalled_fraction,
+      f.n == 0 ? "n/a (every run could hurt)"
+               : absl::StrFormat("%d/%d = %.2f%% [95%% CI %.2f..%.2f%%]", f.k,
+                                 f.n, 100 * f.rate, 100 * f.low, 100 * f.high)
+                     .c_str(),
+      "", s.hurt_mean, s.hurt_p95, s.hurt_at_end_mean,
+      std::max(0.0, s.exposed_at_halt_mean),
+      std::max(0.0, s.exposed_at_halt_p95), "",
+      Seconds(s.time_to_halt_s_p50).c_str(),
+      Seconds(s.time_to_halt_s_p95).c_str(),
+      s.completion_p50_censored ? ">=" : "",
+      Seconds(s.completion_s_p50).c_str(),
+      s.completion_p95_censored ? ">=" : "",
+      Seconds(s.completion_s_p95).c_str(),
+      reasons.empty() ? "" : "  halts: ", reasons.c_str());
 }
 
 }  // namespace
 
-absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out) {
+absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out,
+                                std::FILE* warnings) {
   if (cmd.plan_path.empty()) {
     return absl::InvalidArgumentError("--plan: required");
   }
@@ -46,7 +78,7 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out) {
   if (!cmd.rehearse.empty()) {
     ASSIGN_OR_RETURN(scenario, RehearsalScenario(scenario, cmd.rehearse));
   }
-  if (absl::Status s = ValidateScenario(scenario); !s.ok()) {
+  if (absl::Status s = ValidateScenarioForPlan(scenario, plan); !s.ok()) {
     return PrefixStatus(cmd.scenario_path, s);
   }
   std::vector<Decider> deciders;
@@ -70,14 +102,29 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out) {
   if (cmd.seeds < 1 || cmd.seeds > 100000) {
     return absl::InvalidArgumentError("--seeds: must be in [1, 100000]");
   }
+  std::FILE* runs_file = nullptr;
+  if (!cmd.runs_path.empty()) {
+    runs_file = std::fopen(cmd.runs_path.c_str(), "w");
+    if (runs_file == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--runs: cannot write ", cmd.runs_path));
+    }
+  }
+  const std::vector<std::string> warned = PlanWarnings(scenario, plan);
+  if (warnings != nullptr) {
+    for (const std::string& w : warned) {
+      std::fprintf(warnings, "warning: %s\n", w.c_str());
+    }
+    std::fflush(warnings);
+  }
   const int seeds = cmd.seeds;
   const bool timeline = seeds == 1 && !cmd.json;
 
   std::vector<std::vector<SimRun>> results(deciders.size(),
                                            std::vector<SimRun>(seeds));
   std::vector<std::pair<size_t, int>> work;
-  for (size_t d = 0; d < deciders.size(); ++d) {
-    for (int i = 0; i < seeds; ++i) work.emplace_back(d, i);
+  for (int i = 0; i < seeds; ++i) {
+    for (size_t d = 0; d < deciders.size(); ++d) work.emplace_back(d, i);
   }
   std::mutex mu;
   size_t next = 0;
@@ -93,8 +140,9 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out) {
       const auto [d, i] = work[w];
       SimOptions o;
       o.decider = deciders[d];
-      o.seed = static_cast<uint64_t>(i) + 1;
+      o.seed = cmd.seed_offset + static_cast<uint64_t>(i) + 1;
       o.timeline = timeline && deciders[d] == Decider::kRingfence;
+      o.horizon = cmd.horizon;
       absl::StatusOr<SimRun> r = Simulate(scenario, plan, o);
       std::lock_guard<std::mutex> lock(mu);
       if (!r.ok()) {
@@ -109,48 +157,67 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out) {
     threads.emplace_back(worker);
   }
   for (auto& t : threads) t.join();
-  RETURN_IF_ERROR(first_error);
+  if (!first_error.ok()) {
+    if (runs_file != nullptr) std::fclose(runs_file);
+    return first_error;
+  }
+  if (runs_file != nullptr) {
+    for (int i = 0; i < seeds; ++i) {
+      for (size_t d = 0; d < deciders.size(); ++d) {
+        const std::string js = RunJson(results[d][i]);
+        std::fprintf(runs_file, "{\"scenario\": %s, %s\n",
+                     Quote(scenario.name()).c_str(), js.c_str() + 1);
+      }
+    }
+    if (std::fclose(runs_file) != 0) {
+      return absl::InternalError(
+          absl::StrCat("--runs: writing ", cmd.runs_path, " failed"));
+    }
+  }
+  const double horizon_s = absl::ToDoubleSeconds(
+      cmd.horizon >= absl::ZeroDuration() ? cmd.horizon
+      : scenario.has_horizon()            ? FromProto(scenario.horizon())
+                                          : absl::Hours(24));
+  const double max_s = absl::ToDoubleSeconds(
+      FromProto(scenario.max_duration()) > absl::ZeroDuration()
+          ? FromProto(scenario.max_duration())
+          : absl::Hours(48));
 
   if (cmd.json) {
-    std::string summary;
-    std::vector<std::string> others;
+    std::vector<std::string> parts, quoted;
     for (size_t d = 0; d < deciders.size(); ++d) {
-      const std::string js = SummaryJson(Summarize(results[d]));
-      if (deciders[d] == Decider::kRingfence) {
-        summary = js;
-      } else {
-        others.push_back(
-            absl::StrCat("\"", DeciderName(deciders[d]), "\": ", js));
-      }
+      parts.push_back(absl::StrCat(Quote(std::string(DeciderName(deciders[d]))),
+                                   ": ", SummaryJson(Summarize(results[d]))));
     }
-    if (summary.empty()) summary = "{}";
-    if (!others.empty()) {
-      summary.pop_back();  // the closing brace
-      absl::StrAppend(&summary, summary.size() > 1 ? ", " : "",
-                      absl::StrJoin(others, ", "), "}");
-    }
-    std::string text =
-        absl::StrCat("{\"scenario\": \"", scenario.name(),
-                     "\", \"seeds\": ", seeds, ", \"summary\": ", summary);
-    if (cmd.runs) {
-      std::vector<std::string> runs;
-      for (size_t d = 0; d < deciders.size(); ++d) {
-        for (const SimRun& r : results[d]) {
-          runs.push_back(absl::StrCat("{\"decider\": \"",
-                                      DeciderName(deciders[d]),
-                                      "\", \"run\": ", RunJson(r), "}"));
-        }
-      }
-      absl::StrAppend(&text, ", \"runs\": [", absl::StrJoin(runs, ", "), "]");
-    }
-    std::fprintf(out, "%s}\n", text.c_str());
+    for (const std::string& w : warned) quoted.push_back(Quote(w));
+    std::fprintf(
+        out, "%s\n",
+        absl::StrCat(
+            "{\"scenario\": ", Quote(scenario.name()), ", \"scenario_file\": ",
+            Quote(cmd.scenario_path), ", \"plan_file\": ", Quote(cmd.plan_path),
+            ", \"rehearse\": ", Quote(cmd.rehearse),
+            ", \"hosts\": ", scenario.fleet().hosts(), ", \"seeds\": ", seeds,
+            ", \"seed_offset\": ", cmd.seed_offset,
+            ", \"horizon_s\": ", horizon_s, ", \"max_duration_s\": ", max_s,
+            ", \"has_effect\": ", HasEffect(scenario) ? "true" : "false",
+            ", \"can_hurt\": ", CanHurt(scenario) ? "true" : "false",
+            ", \"warnings\": [", absl::StrJoin(quoted, ", "), "]",
+            ", \"deciders\": {", absl::StrJoin(parts, ", "), "}}")
+            .c_str());
     return absl::OkStatus();
   }
 
-  std::fprintf(out, "scenario %s: %llu hosts, %d seed(s)%s\n",
+  std::fprintf(out,
+               "scenario %s: %llu hosts, seeds %llu..%llu, horizon %.0fh "
+               "after the end%s\n",
                scenario.name().c_str(),
-               static_cast<unsigned long long>(scenario.fleet().hosts()), seeds,
-               HasEffect(scenario) ? "" : " (update has no effect)");
+               static_cast<unsigned long long>(scenario.fleet().hosts()),
+               static_cast<unsigned long long>(cmd.seed_offset + 1),
+               static_cast<unsigned long long>(cmd.seed_offset + seeds),
+               horizon_s / 3600,
+               !HasEffect(scenario) ? " (the update has no effect)"
+               : !CanHurt(scenario) ? " (the update cannot hurt any host)"
+                                    : "");
   for (size_t d = 0; d < deciders.size(); ++d) {
     PrintSummary(out, std::string(DeciderName(deciders[d])),
                  Summarize(results[d]));
@@ -160,14 +227,14 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out) {
     if (deciders[d] != Decider::kRingfence) continue;
     const SimRun& r = results[d][0];
     std::fprintf(out,
-                 "\nringfence, seed 1: %s after %.0fs; %llu exposed, %llu hurt "
-                 "(%.1fs wall)\n",
-                 r.halted      ? "HALTED"
-                 : r.completed ? "COMPLETED"
-                               : "UNFINISHED",
-                 r.halted ? r.time_to_halt_s : r.time_to_completion_s,
-                 static_cast<unsigned long long>(r.halted ? r.exposed_at_halt
-                                                          : r.exposed_total),
+                 "\nringfence, seed %llu: %s after %.0fs in %s; %llu "
+                 "exposed, %llu hurt by the end, %llu by the horizon (%.1fs "
+                 "wall)\n",
+                 static_cast<unsigned long long>(r.seed),
+                 std::string(SimOutcomeName(r.outcome)).c_str(), r.end_s,
+                 r.stage.c_str(),
+                 static_cast<unsigned long long>(r.exposed_at_end),
+                 static_cast<unsigned long long>(r.hurt_at_end),
                  static_cast<unsigned long long>(r.hurt_total), r.wall_seconds);
     std::string last;
     for (const TimelinePoint& p : r.timeline) {
