@@ -176,6 +176,10 @@ RolloutTracker::RolloutTracker(const TrackerOptions& options,
   }
   if (options.expected_hosts > 0) table_->Reserve(options.expected_hosts);
   dirty_ = std::make_unique<std::vector<uint64_t>[]>(HostTable::kShards);
+  for (absl::string_view s : {kSignalCrash, kSignalUncleanReboot}) {
+    const int i = SignalIndex(s);
+    if (i >= 0) reboot_history_mask_ |= static_cast<uint8_t>(1u << i);
+  }
   absl::MutexLock lock(&test_mu_);
   tests_.resize(signals_.size());
   control_expected_.assign(static_cast<size_t>(num_stages_) * kMaxSignals, 0);
@@ -247,8 +251,18 @@ uint32_t RolloutTracker::ToSeconds(absl::Time t) const {
 }
 
 void RolloutTracker::OnInsert(HostState* h, uint32_t now_s) {
-  h->first_seen = now_s;
   h->last_seen = now_s;
+  // After a restart, the first hosts heard from take the places the
+  // checkpoint kept for the control hosts not yet heard from again.
+  uint64_t p = phantom_control_.load(std::memory_order_relaxed);
+  while (p > 0 && !phantom_control_.compare_exchange_weak(
+                      p, p - 1, std::memory_order_relaxed)) {
+  }
+  if (p > 0) {
+    h->first_seen = restore_s_;
+    return;
+  }
+  h->first_seen = now_s;
   agg_->tracked.fetch_add(1, std::memory_order_relaxed);
   agg_->control_hosts.fetch_add(1, std::memory_order_relaxed);
   agg_->control_sum_first_seen.fetch_add(now_s, std::memory_order_relaxed);
@@ -340,21 +354,26 @@ void RolloutTracker::MarkAffected(int signal, uint64_t key, HostState* h) {
   if (tests_[signal] != nullptr) tests_[signal]->Observe(treatment, n_t, n_c);
 }
 
-void RolloutTracker::MarkApplied(HostState* h) {
+void RolloutTracker::MarkApplied(uint64_t key, HostState* h) {
   if (h->flags & internal::kApplied) return;
   h->flags |= internal::kApplied;
   agg_->cohort_applied[h->stage].fetch_add(1, std::memory_order_relaxed);
+  MarkDirty(key, h);
 }
 
 void RolloutTracker::MarkUp(uint64_t key, HostState* h) {
   if (h->flags & internal::kUp) return;
   h->flags |= internal::kUp;
-  // Attempts stop counting once the host is up; a restart must know that.
-  if (h->flags & internal::kAttemptsMask) MarkDirty(key, h);
+  // A restart must know the host came up: its later check-ins are no
+  // attempts, and its heartbeats without a release id are signs of life.
+  MarkDirty(key, h);
 }
 
 void RolloutTracker::AddAttempt(uint64_t key, HostState* h) {
   if (h->exposed_at == 0 || (h->flags & internal::kUp)) return;
+  // A host that was crashing or rebooting before its exposure (a chronic
+  // crasher) boots and checks in whatever it runs: no evidence of a loop.
+  if (h->pre_affected & reboot_history_mask_) return;
   const uint32_t n =
       (h->flags & internal::kAttemptsMask) >> internal::kAttemptsShift;
   if (n < 7) {
@@ -426,13 +445,13 @@ void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
     case EventType::kApplied:
       if (!release) break;
       expose_here();
-      MarkApplied(h);
+      MarkApplied(key, h);
       life = true;
       break;
     case EventType::kHeartbeat:
       if (release) {
         expose_here();
-        MarkApplied(h);
+        MarkApplied(key, h);
         MarkUp(key, h);
         life = true;
       } else if (e.release_id.empty() && (h->flags & internal::kApplied)) {
@@ -694,8 +713,18 @@ config::v1::TrackerCheckpoint RolloutTracker::Checkpoint(
   *cp.mutable_at() = ToProtoTime(clock_->Now());
   cp.set_format(2);
   for (const std::string& s : signals_) cp.add_signals(s);
-  cp.set_control_closed_seconds(
-      agg_->control_closed_seconds.load(std::memory_order_relaxed));
+  {
+    const Aggregates& a = *agg_;
+    const int64_t now_s = ToSeconds(clock_->Now());
+    const int64_t hosts = a.control_hosts.load(std::memory_order_relaxed);
+    const int64_t open =
+        hosts * now_s - static_cast<int64_t>(a.control_sum_first_seen.load(
+                            std::memory_order_relaxed));
+    cp.set_control_hosts(static_cast<uint64_t>(hosts));
+    cp.set_control_host_seconds(
+        a.control_closed_seconds.load(std::memory_order_relaxed) +
+        static_cast<uint64_t>(std::max<int64_t>(0, open)));
+  }
   // Host records first, so that every record is at least as new as the
   // aggregates written with it.
   for (int sh = 0; sh < HostTable::kShards; ++sh) {
@@ -788,7 +817,7 @@ void RolloutTracker::RestoreHost(uint64_t key, bool exposed, int stage,
     a.cohort_granted[stage].fetch_add(1, std::memory_order_relaxed);
   }
   h->last_seen = now_s;
-  if (flags & internal::kApplied) MarkApplied(h);
+  if (flags & internal::kApplied) MarkApplied(key, h);
   h->flags |=
       static_cast<uint8_t>(flags & (internal::kUp | internal::kAttemptsMask));
   h->affected = static_cast<uint8_t>(affected & ~h->pre_affected);
@@ -849,8 +878,22 @@ void RolloutTracker::Restore(const config::v1::TrackerCheckpoint* cp,
                 e->granted ? internal::kGranted : 0, 0, 0, now_s);
   }
   if (cp == nullptr) return;
-  agg_->control_closed_seconds.fetch_add(cp->control_closed_seconds(),
-                                         std::memory_order_relaxed);
+  {
+    // Control hosts of the checkpoint that have no record keep counting
+    // from now on, until they are heard from (OnInsert).
+    Aggregates& a = *agg_;
+    const uint64_t restored = a.control_hosts.load(std::memory_order_relaxed);
+    const uint64_t phantom =
+        cp->control_hosts() > restored ? cp->control_hosts() - restored : 0;
+    restore_s_ = now_s;
+    a.control_hosts.fetch_add(phantom, std::memory_order_relaxed);
+    a.tracked.fetch_add(phantom, std::memory_order_relaxed);
+    a.control_sum_first_seen.fetch_add(phantom * now_s,
+                                       std::memory_order_relaxed);
+    a.control_closed_seconds.fetch_add(cp->control_host_seconds(),
+                                       std::memory_order_relaxed);
+    phantom_control_.store(phantom, std::memory_order_relaxed);
+  }
   {
     absl::MutexLock lock(&unwatched_mu_);
     for (const auto& u : cp->unwatched()) {

@@ -9,16 +9,44 @@
 // HALTED and ABORTED are "rolled back": every host is assigned the baseline
 // (last known good) release again.
 //
-// Safety properties:
-//  * Every transition is committed to the Store (with an audit entry naming
-//    who, when, why and the evidence) before it takes effect; an exposure is
-//    recorded before the host is told to load the release. If the store
-//    fails, the controller fails closed: no new exposure until a write
-//    succeeds again, and the error is returned.
-//  * A paused rollout keeps evaluating its safety rules and still halts.
-//  * Exposure within a stage is paced (slow start, see config.proto Pacing):
-//    a release that kills its hosts stops at a handful of them.
-//  * Earlier stages stay under watch after promotion.
+// Safety invariants (what the gate promises; checked over randomized plans,
+// fleets, event streams, operator actions and kill -9 restarts by
+// tests/safety_harness_test.cc; docs/gate.md explains each):
+//  1. A release whose halt rules have tripped never reaches COMPLETED,
+//     whatever operators do: Promote and Resume run the halt rules on all
+//     evidence ingested so far, under the same lock as the transition, and
+//     halt instead. A completed rollout stays under its halt rules for
+//     plan.post_completion_watch. (A release that silences every host at
+//     once, leaving nobody reporting, looks like an outage of ringfence's
+//     own telemetry: the gate holds and says so.)
+//  2. No host is told to run a release unless it is the rollout's release
+//     in a stage already reached, or a proven baseline (a release whose
+//     rollout completed and was not halted since); a baseline the operator
+//     vouched for (nothing of the content type ever completed) only after a
+//     halt or abort. With no baseline the fallback is "unload".
+//  3. Halted and aborted rollouts never expose another host.
+//  4. Every exposure is committed to the Store before the host is told the
+//     release (paced grants, hosts of earlier open stages, and every host of
+//     a completed rollout under its watch); every transition is committed,
+//     with its audit entry and deciding evidence, before it takes effect. If
+//     the store fails, the controller fails closed.
+//  5. Evidence survives restarts exactly: checkpoints (every
+//     checkpoint_interval) carry the host evidence records and the tests'
+//     state, so the same events give the same counts, e-values and halts
+//     with and without a restart, except that (a) what arrived after the
+//     last checkpoint is lost, (b) silence and apply_stuck timers restart,
+//     and promotion holds for a silence timeout of fresh telemetry, and
+//     (c) control hosts not heard from since the restart keep counting as
+//     control but cannot be found silent until they report.
+//  6. Only telemetry on the release proves an exposed host alive; a
+//     check-in proves nothing, and repeated ones without coming up are
+//     boot-loop evidence. Missing or incomparable evidence HOLDs, never
+//     promotes.
+//  7. Built-in safety rules are always on unless switched off explicitly,
+//     on record (policy.h).
+// Also: a paused rollout keeps evaluating its halt rules; exposure within a
+// stage is paced (slow start); earlier stages stay under their own rules
+// after promotion.
 //
 // Example:
 //   FakeClock clock;

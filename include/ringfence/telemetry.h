@@ -364,7 +364,7 @@ class RolloutTracker {
   void Expose(uint64_t key, internal::HostState* h, int stage, uint32_t now_s,
               bool granted);
   void MarkAffected(int signal, uint64_t key, internal::HostState* h);
-  void MarkApplied(internal::HostState* h);
+  void MarkApplied(uint64_t key, internal::HostState* h);
   void MarkUp(uint64_t key, internal::HostState* h);
   void AddAttempt(uint64_t key, internal::HostState* h);
   void MarkDirty(uint64_t key, internal::HostState* h);
@@ -394,6 +394,13 @@ class RolloutTracker {
   std::atomic<uint32_t> silence_floor_s_{0};
 
   std::atomic<uint32_t> boot_loop_attempts_{3};
+  // Bits of crash and unclean_reboot: a host with either in its history
+  // before exposure accumulates no boot-loop attempts.
+  uint8_t reboot_history_mask_ = 0;
+  // Control hosts a restored checkpoint counted that have not been heard
+  // from since the restart (at restore_s_), see OnInsert.
+  std::atomic<uint64_t> phantom_control_{0};
+  uint32_t restore_s_ = 0;
 
   // Affected counts of a checkpoint written before host evidence records
   // existed (format 1), per stage x signal: added to the live counts (a host

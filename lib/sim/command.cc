@@ -13,13 +13,10 @@
 #include "ringfence/sim.h"
 #include "ringfence/sim_command.h"
 #include "ringfence/status_macros.h"
+#include "sim/json.h"
 
 namespace ringfence {
 namespace {
-
-std::string Quote(const std::string& s) {
-  return absl::StrCat("\"", absl::CEscape(s), "\"");
-}
 
 std::string Seconds(double s) {
   if (s < 0) return "—";
@@ -166,7 +163,8 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out,
       for (size_t d = 0; d < deciders.size(); ++d) {
         const std::string js = RunJson(results[d][i]);
         std::fprintf(runs_file, "{\"scenario\": %s, %s\n",
-                     Quote(scenario.name()).c_str(), js.c_str() + 1);
+                     internal::JsonString(scenario.name()).c_str(),
+                     js.c_str() + 1);
       }
     }
     if (std::fclose(runs_file) != 0) {
@@ -186,23 +184,53 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out,
   if (cmd.json) {
     std::vector<std::string> parts, quoted;
     for (size_t d = 0; d < deciders.size(); ++d) {
-      parts.push_back(absl::StrCat(Quote(std::string(DeciderName(deciders[d]))),
-                                   ": ", SummaryJson(Summarize(results[d]))));
+      parts.push_back(absl::StrCat(
+          internal::JsonString(std::string(DeciderName(deciders[d]))), ": ",
+          SummaryJson(Summarize(results[d]))));
     }
-    for (const std::string& w : warned) quoted.push_back(Quote(w));
+    for (const std::string& w : warned)
+      quoted.push_back(internal::JsonString(w));
+    // The first JSON layout, kept for scripts written against it:
+    // "summary" holds ringfence's figures under their old names, with the
+    // other deciders' nested by name.
+    std::vector<std::string> legacy;
+    std::string legacy_ringfence;
+    for (size_t d = 0; d < deciders.size(); ++d) {
+      const SimSummary s = Summarize(results[d]);
+      const std::string fields = absl::StrFormat(
+          "\"runs\": %d, \"halted_fraction\": %.6g, \"false_halt_rate\": "
+          "%.6g, \"hosts_hurt_mean\": %.6g, \"hosts_hurt_at_halt_mean\": "
+          "%.6g, \"hosts_exposed_at_halt_mean\": %.6g, "
+          "\"time_to_halt_s_mean\": %.6g, \"time_to_halt_s_p50\": %.6g, "
+          "\"time_to_halt_s_p95\": %.6g",
+          s.runs, s.halted_fraction, std::max(0.0, s.false_halts.rate),
+          s.hurt_mean, s.hurt_at_halt_mean, s.exposed_at_halt_mean,
+          s.time_to_halt_s_mean, s.time_to_halt_s_p50, s.time_to_halt_s_p95);
+      if (deciders[d] == Decider::kRingfence) {
+        legacy_ringfence = fields;
+      } else {
+        legacy.push_back(absl::StrCat(
+            internal::JsonString(std::string(DeciderName(deciders[d]))), ": {",
+            fields, "}"));
+      }
+    }
+    if (!legacy_ringfence.empty())
+      legacy.insert(legacy.begin(), legacy_ringfence);
     std::fprintf(
         out, "%s\n",
         absl::StrCat(
-            "{\"scenario\": ", Quote(scenario.name()), ", \"scenario_file\": ",
-            Quote(cmd.scenario_path), ", \"plan_file\": ", Quote(cmd.plan_path),
-            ", \"rehearse\": ", Quote(cmd.rehearse),
+            "{\"scenario\": ", internal::JsonString(scenario.name()),
+            ", \"scenario_file\": ", internal::JsonString(cmd.scenario_path),
+            ", \"plan_file\": ", internal::JsonString(cmd.plan_path),
+            ", \"rehearse\": ", internal::JsonString(cmd.rehearse),
             ", \"hosts\": ", scenario.fleet().hosts(), ", \"seeds\": ", seeds,
             ", \"seed_offset\": ", cmd.seed_offset,
             ", \"horizon_s\": ", horizon_s, ", \"max_duration_s\": ", max_s,
             ", \"has_effect\": ", HasEffect(scenario) ? "true" : "false",
             ", \"can_hurt\": ", CanHurt(scenario) ? "true" : "false",
             ", \"warnings\": [", absl::StrJoin(quoted, ", "), "]",
-            ", \"deciders\": {", absl::StrJoin(parts, ", "), "}}")
+            ", \"deciders\": {", absl::StrJoin(parts, ", "), "}",
+            ", \"summary\": {", absl::StrJoin(legacy, ", "), "}}")
             .c_str());
     return absl::OkStatus();
   }

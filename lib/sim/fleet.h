@@ -64,4 +64,10 @@ SimHosts DrawFleet(const Scenario& scenario, std::mt19937_64& rng);
 inline constexpr int kHostIdLength = 9;
 void WriteHostId(uint32_t i, char* out);
 
+// ApplyDeprecatedFields
+//
+// `scenario` with the first format's fields (behavior.flapping_hosts) read
+// as their current equivalents.
+Scenario ApplyDeprecatedFields(const Scenario& scenario);
+
 }  // namespace ringfence::internal

@@ -401,7 +401,31 @@ absl::StatusOr<Scenario> RehearsalScenario(const Scenario& base,
                    "\" (boot-loop, crash-on-apply:<p>, crash-rate:<RR>)"));
 }
 
-std::vector<std::string> PlanWarnings(const Scenario& s, const Plan& plan) {
+namespace internal {
+
+Scenario ApplyDeprecatedFields(const Scenario& in) {
+  Scenario s = in;
+  auto* b = s.mutable_behavior();
+  if (b->flapping_hosts() > 0 && !b->has_chronic_crashers() &&
+      s.fleet().hosts() > 0) {
+    const absl::Duration hb =
+        FromProto(b->heartbeat_interval()) > absl::ZeroDuration()
+            ? FromProto(b->heartbeat_interval())
+            : absl::Seconds(60);
+    b->mutable_chronic_crashers()->set_fraction(
+        std::min(1.0, static_cast<double>(b->flapping_hosts()) /
+                          static_cast<double>(s.fleet().hosts())));
+    b->mutable_chronic_crashers()->set_per_host_hour(
+        std::min(360.0, absl::FDivDuration(absl::Hours(1), hb)));
+  }
+  b->clear_flapping_hosts();
+  return s;
+}
+
+}  // namespace internal
+
+std::vector<std::string> PlanWarnings(const Scenario& in, const Plan& plan) {
+  const Scenario s = internal::ApplyDeprecatedFields(in);
   std::vector<std::string> out;
   std::mt19937_64 rng(1);
   const internal::SimHosts hosts = internal::DrawFleet(s, rng);

@@ -1361,8 +1361,9 @@ void Sim::Horizon() {
 absl::StatusOr<SimRun> Simulate(const Scenario& scenario, const Plan& plan,
                                 const SimOptions& options) {
   RETURN_IF_ERROR(ValidatePlan(plan));
-  RETURN_IF_ERROR(ValidateScenarioForPlan(scenario, plan));
-  Sim sim(scenario, plan, options);
+  const Scenario s = internal::ApplyDeprecatedFields(scenario);
+  RETURN_IF_ERROR(ValidateScenarioForPlan(s, plan));
+  Sim sim(s, plan, options);
   return sim.Run();
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "ringfence/sim.h"
+#include "sim/json.h"
 
 namespace ringfence {
 namespace {
