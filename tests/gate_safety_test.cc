@@ -1,0 +1,761 @@
+// Gate-safety cases: each situation in which the gate once gave the wrong
+// answer (the gate-safety reproductions 01, 03, 12, 17, 18, 19, 20, 21 and
+// rule K9 of the gate-safety change), replayed against the library with the
+// right answer asserted. Parameterized over every Store implementation.
+//
+// The hosts are emulated here, one poll at a time, so that each case can
+// say exactly what a host sends (or does not send): a poll asks Assign()
+// for the content type, loads what it is told (`applying`, `applied`) and
+// heartbeats on what it runs; a case adds crashes, boot loops or silence.
+// Time is a FakeClock; a round of polls is followed by the gate's Tick().
+#include <unistd.h>
+
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "ringfence/clock.h"
+#include "ringfence/controller.h"
+#include "ringfence/policy.h"
+#include "status_matchers.h"
+#include "store_factory.h"
+
+namespace ringfence {
+namespace {
+
+using ::ringfence::testing::StatusIs;
+using ::ringfence::testing::StoreFactory;
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kType[] = "channel-file/291";
+
+// Case 01: a dogfood ring, then everyone; the built-in rules (no signals
+// listed). Timeouts in seconds.
+constexpr char kNoControlPlan[] = R"pb(
+  name: "no-control"
+  policy {
+    silence_timeout { seconds: 4 }
+    apply_timeout { seconds: 4 }
+    max_staleness { seconds: 5 }
+    min_exposed_hosts: 3
+  }
+  stages {
+    name: "dogfood"
+    audience { labels: "ring:dogfood" }
+    bake_time { seconds: 5 }
+    pacing {
+      initial_hosts: 8
+      healthy_after { seconds: 1 }
+    }
+  }
+  stages {
+    name: "fleet"
+    audience { percent: 100 }
+    bake_time { seconds: 5 }
+    pacing {
+      initial_hosts: 8
+      healthy_after { seconds: 1 }
+    }
+  }
+)pb";
+
+// Case 03: the built-in rules (sanity twin of kVendorSignalPlan).
+constexpr char kDefaultsPlan[] = R"pb(
+  name: "default-signals"
+  policy {
+    silence_timeout { seconds: 4 }
+    apply_timeout { seconds: 4 }
+    max_staleness { seconds: 5 }
+    min_exposed_hosts: 3
+  }
+  stages {
+    name: "dogfood"
+    audience { labels: "ring:dogfood" }
+    bake_time { seconds: 5 }
+    pacing {
+      initial_hosts: 5
+      healthy_after { seconds: 1 }
+    }
+  }
+  stages {
+    name: "fleet"
+    audience { percent: 100 }
+    bake_time { seconds: 5 }
+    pacing {
+      initial_hosts: 10
+      growth_per_healthy_host: 2
+      healthy_after { seconds: 1 }
+    }
+  }
+)pb";
+
+// Case 03: the same with one vendor signal of the plan's own.
+constexpr char kVendorSignalPlan[] = R"pb(
+  name: "custom-signal-only"
+  policy {
+    silence_timeout { seconds: 4 }
+    apply_timeout { seconds: 4 }
+    max_staleness { seconds: 5 }
+    min_exposed_hosts: 3
+    signals { signal: "latency_regression" max_affected_hosts: 3 }
+  }
+  stages {
+    name: "dogfood"
+    audience { labels: "ring:dogfood" }
+    bake_time { seconds: 5 }
+    pacing {
+      initial_hosts: 5
+      healthy_after { seconds: 1 }
+    }
+  }
+  stages {
+    name: "fleet"
+    audience { percent: 100 }
+    bake_time { seconds: 5 }
+    pacing {
+      initial_hosts: 10
+      growth_per_healthy_host: 2
+      healthy_after { seconds: 1 }
+    }
+  }
+)pb";
+
+// Cases 12, 17, 18: dogfood breakers at 3 hosts and a 10-minute bake (the
+// gate never promotes during a case), then everyone.
+constexpr char kBreakerPlan[] = R"pb(
+  name: "breaker-slow"
+  policy {
+    silence_timeout { seconds: 4 }
+    apply_timeout { seconds: 4 }
+    max_staleness { seconds: 5 }
+    min_exposed_hosts: 3
+  }
+  stages {
+    name: "dogfood"
+    audience { labels: "ring:dogfood" }
+    bake_time { seconds: 600 }
+    pacing {
+      initial_hosts: 6
+      healthy_after { seconds: 1 }
+    }
+    policy {
+      signals {
+        signal: "crash"
+        max_affected_hosts: 3
+        compare_with_control: true
+        margin: 0.2
+      }
+      signals { signal: "unclean_reboot" max_affected_hosts: 3 }
+      signals {
+        signal: "silent"
+        max_affected_hosts: 3
+        compare_with_control: true
+        margin: 0.2
+      }
+      signals { signal: "apply_stuck" max_affected_hosts: 3 }
+    }
+  }
+  stages {
+    name: "fleet"
+    audience { percent: 100 }
+    bake_time { seconds: 3 }
+    pacing {
+      initial_hosts: 10
+      growth_per_healthy_host: 2
+      healthy_after { seconds: 1 }
+    }
+  }
+)pb";
+
+Plan ParsePlan(const char* text) {
+  Plan plan;
+  EXPECT_OK(ParseTextOrJson(text, &plan));
+  return plan;
+}
+
+Release MakeRelease(const std::string& id) {
+  Release r;
+  r.set_id(id);
+  r.set_content_type(kType);
+  r.set_version(id);
+  r.set_digest_sha256(std::string(64, 'a'));
+  r.set_size_bytes(1234);
+  return r;
+}
+
+MATCHER_P2(EvidenceIs, rule, signal,
+           absl::StrCat("evidence of rule ", rule, " on signal ", signal)) {
+  *result_listener << "rule " << arg.rule() << ", signal " << arg.signal();
+  return arg.rule() == rule && arg.signal() == signal;
+}
+
+// One emulated host.
+struct TestHost {
+  HostInfo info;
+  // The release it runs ("" = none of the content type).
+  std::string running;
+  // Died loading a release: never polls or reports again.
+  bool dead = false;
+  // Boot-looping on `running`: at every boot it checks in (Assign) and
+  // dies again before sending anything.
+  bool looping = false;
+  // The answer to its last poll.
+  Assignment last;
+};
+
+class GateSafetyTest : public ::testing::TestWithParam<StoreFactory> {
+ protected:
+  void SetUp() override {
+    dir_ =
+        (std::filesystem::path(::testing::TempDir()) /
+         absl::StrCat(
+             "gate_safety_test_", getpid(), "_", GetParam().name, "_",
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+            .string();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    // Tick() checkpoints every rollout's evidence this often (case 12).
+    options_.checkpoint_interval = absl::Seconds(1);
+    store_ = GetParam().open(dir_);
+    ASSERT_NE(store_, nullptr);
+    NewController();
+  }
+
+  void TearDown() override {
+    controller_.reset();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void NewController() {
+    controller_.reset();
+    auto c = Controller::Create(store_.get(), &clock_, options_);
+    ASSERT_OK(c);
+    controller_ = std::move(*c);
+  }
+
+  // A process restart: a new controller over the same data (a reopened
+  // store when the store persists).
+  void Restart() {
+    controller_.reset();
+    if (GetParam().persistent) {
+      store_.reset();
+      store_ = GetParam().open(dir_);
+      ASSERT_NE(store_, nullptr);
+    }
+    NewController();
+  }
+
+  void CreateReleases(const std::vector<std::string>& ids) {
+    for (const std::string& id : ids) {
+      ASSERT_OK(controller_->CreateRelease(MakeRelease(id), "ci"));
+    }
+  }
+
+  absl::StatusOr<Rollout> Start(const std::string& release, const Plan& plan,
+                                const std::string& baseline = "",
+                                bool allow_no_baseline = false) {
+    StartRolloutRequest req;
+    req.release_id = release;
+    req.plan = plan;
+    req.baseline_release_id = baseline;
+    req.allow_no_baseline = allow_no_baseline;
+    req.actor = "ci";
+    req.reason = "gate-safety case";
+    return controller_->StartRollout(req);
+  }
+
+  // Makes `release` the content type's proven baseline, as a release every
+  // host already runs becomes one: a rollout promoted to completion.
+  void Adopt(const std::string& release) {
+    auto r = Start(release, ParsePlan(kBreakerPlan), "",
+                   /*allow_no_baseline=*/true);
+    ASSERT_OK(r);
+    auto done = controller_->PromoteToCompletion(r->id(), "ci", "adopt");
+    ASSERT_OK(done);
+    ASSERT_EQ(done->state(), config::v1::COMPLETED);
+  }
+
+  static HostInfo MakeHost(const std::string& id, bool dogfood) {
+    HostInfo h;
+    h.host_id = id;
+    h.tenant = "tenant-1";
+    if (dogfood) h.labels.push_back("ring:dogfood");
+    h.agent_version = "7.11.0";
+    h.platform = "windows";
+    return h;
+  }
+
+  // Adds hosts "<prefix>-0" .. "<prefix>-<n-1>" running `running`.
+  void AddHosts(const std::string& prefix, int n, bool dogfood,
+                const std::string& running) {
+    for (int i = 0; i < n; ++i) {
+      TestHost h;
+      h.info = MakeHost(absl::StrCat(prefix, "-", i), dogfood);
+      h.running = running;
+      hosts_.push_back(std::move(h));
+    }
+  }
+
+  TestHost& Host(const std::string& id) {
+    for (TestHost& h : hosts_) {
+      if (h.info.host_id == id) return h;
+    }
+    ADD_FAILURE() << "no host " << id;
+    return hosts_.front();
+  }
+
+  TelemetryEvent Event(const std::string& host, EventType type,
+                       const std::string& release = "") const {
+    TelemetryEvent e;
+    e.host_id = host;
+    e.type = type;
+    e.release_id = release;
+    e.time = clock_.Now();
+    return e;
+  }
+  TelemetryEvent Crash(const std::string& host) const {
+    return Event(host, EventType::kCrash);
+  }
+  TelemetryEvent UncleanBoot(const std::string& host) const {
+    TelemetryEvent e = Event(host, EventType::kBoot);
+    e.clean = false;
+    return e;
+  }
+
+  // One poll of `h`; its events are appended to `batch`.
+  void Poll(TestHost& h, std::vector<TelemetryEvent>* batch) {
+    if (h.dead) return;
+    h.last = controller_->Assign(h.info, kType);
+    std::string told = h.running;
+    if (h.last.unload) told.clear();
+    if (h.last.release != nullptr) told = h.last.release->id();
+    if (h.looping) {
+      if (told == h.running) return;  // loads it again and dies again
+      h.looping = false;              // told another release: recovers
+    }
+    if (told != h.running) {
+      if (!told.empty() && told == boot_loop_release_) {
+        h.running = told;
+        h.looping = true;
+        return;
+      }
+      if (!told.empty()) {
+        batch->push_back(Event(h.info.host_id, EventType::kApplying, told));
+        if (told == dies_loading_release_) {
+          h.running = told;
+          h.dead = true;
+          return;
+        }
+        batch->push_back(Event(h.info.host_id, EventType::kApplied, told));
+      }
+      h.running = told;
+    }
+    batch->push_back(Event(h.info.host_id, EventType::kHeartbeat, h.running));
+    if (behavior_) behavior_(h, batch);
+  }
+
+  // Advances the clock by `step`, polls every host once, ingests their
+  // events as one batch, and ticks the gate.
+  void Round(absl::Duration step = absl::Milliseconds(500)) {
+    clock_.Advance(step);
+    std::vector<TelemetryEvent> batch;
+    for (TestHost& h : hosts_) Poll(h, &batch);
+    if (!batch.empty()) {
+      EXPECT_OK(controller_->Ingest(batch));
+    }
+    EXPECT_OK(controller_->Tick());
+  }
+
+  // Rounds until `done` (checked after each), for at most `limit`.
+  bool RunUntil(const std::function<bool()>& done, absl::Duration limit,
+                absl::Duration step = absl::Milliseconds(500)) {
+    for (absl::Duration t; t < limit; t += step) {
+      Round(step);
+      if (done()) return true;
+    }
+    return false;
+  }
+  void RunFor(absl::Duration d, absl::Duration step = absl::Milliseconds(500)) {
+    RunUntil([] { return false; }, d, step);
+  }
+
+  void Ingest(const std::vector<TelemetryEvent>& events) {
+    EXPECT_OK(controller_->Ingest(events));
+  }
+
+  RolloutStatus Status(const std::string& id) {
+    auto s = controller_->GetRollout(id);
+    EXPECT_OK(s);
+    return s.ok() ? *s : RolloutStatus();
+  }
+  Rollout State(const std::string& id) { return Status(id).rollout; }
+  bool IsRunning(const std::string& id) {
+    return State(id).state() == config::v1::RUNNING;
+  }
+
+  static int SignalIndex(const TrackerSnapshot& t, absl::string_view signal) {
+    for (size_t i = 0; i < t.signals.size(); ++i) {
+      if (t.signals[i] == signal) return static_cast<int>(i);
+    }
+    ADD_FAILURE() << "no signal " << signal;
+    return 0;
+  }
+  // Hosts of `stage`'s cohort affected by `signal` after their exposure.
+  uint64_t Affected(const std::string& id, int stage,
+                    absl::string_view signal) {
+    const TrackerSnapshot t = Status(id).telemetry;
+    return t.cohorts.at(stage).affected[SignalIndex(t, signal)];
+  }
+  // ... and those that showed it before their exposure.
+  uint64_t PreAffected(const std::string& id, int stage,
+                       absl::string_view signal) {
+    const TrackerSnapshot t = Status(id).telemetry;
+    return t.cohorts.at(stage).pre_affected[SignalIndex(t, signal)];
+  }
+
+  int Running(const std::string& release) const {
+    int n = 0;
+    for (const TestHost& h : hosts_) n += h.running == release;
+    return n;
+  }
+
+  std::vector<Decision> Decisions(const std::string& id) {
+    auto d = controller_->ListDecisions(id);
+    EXPECT_OK(d);
+    return d.ok() ? *d : std::vector<Decision>();
+  }
+  bool EverPromoted(const std::string& id) {
+    for (const Decision& d : Decisions(id)) {
+      if (d.verdict() == config::v1::PROMOTE) return true;
+    }
+    return false;
+  }
+
+  // The audit entries of rollout `id` (all if empty).
+  std::vector<AuditEntry> Audit(const std::string& id = "") {
+    auto a = store_->ReadAudit(0, 100000);
+    EXPECT_OK(a);
+    std::vector<AuditEntry> out;
+    if (!a.ok()) return out;
+    for (AuditEntry& e : *a) {
+      if (id.empty() || e.rollout_id() == id) out.push_back(std::move(e));
+    }
+    return out;
+  }
+  std::vector<std::string> Actions(const std::string& id) {
+    std::vector<std::string> out;
+    for (const AuditEntry& e : Audit(id)) out.push_back(e.action());
+    return out;
+  }
+
+  // Case 03: 5 canaries and 30 control hosts; every host told v2 dies
+  // loading it. The rollout must halt in dogfood on silence or apply_stuck,
+  // and the plan's effective dogfood policy keeps every built-in signal.
+  void ExpectDyingCanariesHaltInDogfood(const Plan& plan) {
+    std::vector<std::string> signals;
+    const GatePolicy dogfood = EffectivePolicy(plan, 0);
+    for (const SignalRule& rule : dogfood.signals()) {
+      signals.push_back(rule.signal());
+    }
+    EXPECT_THAT(signals, ::testing::IsSupersetOf({"crash", "unclean_reboot",
+                                                  "silent", "apply_stuck"}));
+    CreateReleases({"v1", "v2"});
+    dies_loading_release_ = "v2";
+    auto r = Start("v2", plan, "v1");
+    ASSERT_OK(r);
+    AddHosts("dog", 5, /*dogfood=*/true, "v1");
+    AddHosts("ctl", 30, /*dogfood=*/false, "v1");
+    RunUntil([&] { return !IsRunning(r->id()); }, absl::Seconds(60));
+
+    const Rollout st = State(r->id());
+    EXPECT_EQ(st.state(), config::v1::HALTED);
+    EXPECT_EQ(st.stage(), 0u);
+    EXPECT_THAT(st.last_decision().evidence(),
+                Contains(::testing::AnyOf(
+                    EvidenceIs("circuit_breaker", "silent"),
+                    EvidenceIs("circuit_breaker", "apply_stuck"))));
+    int dead = 0;
+    for (const TestHost& h : hosts_) dead += h.dead;
+    EXPECT_EQ(dead, 5);
+    EXPECT_FALSE(EverPromoted(r->id()));
+  }
+
+  std::string dir_;
+  FakeClock clock_;
+  ControllerOptions options_;
+  StorePtr store_;
+  std::unique_ptr<Controller> controller_;
+  std::vector<TestHost> hosts_;
+  // A release that boot-loops the hosts told it (they check in at every
+  // boot and send nothing), and one they die loading (after `applying`).
+  std::string boot_loop_release_;
+  std::string dies_loading_release_;
+  // What a live host sends after its heartbeat (crashes, ...).
+  std::function<void(const TestHost&, std::vector<TelemetryEvent>*)> behavior_;
+};
+
+// ---- Case 01: no control arm ----------------------------------------------
+
+// Every reporting host is a canary and all of them crash on the release:
+// with no control host at all, the built-in crash breaker is absolute and
+// halts in dogfood; the gate never promotes.
+TEST_P(GateSafetyTest, Case01CrashingCanariesWithNoControlHalt) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kNoControlPlan), "v1");
+  ASSERT_OK(r);
+  AddHosts("dog", 8, /*dogfood=*/true, "v1");
+  behavior_ = [&](const TestHost& h, std::vector<TelemetryEvent>* batch) {
+    if (h.running == "v2") batch->push_back(Crash(h.info.host_id));
+  };
+  RunUntil([&] { return !IsRunning(r->id()) || State(r->id()).stage() > 0; },
+           absl::Seconds(45));
+
+  const RolloutStatus st = Status(r->id());
+  EXPECT_EQ(st.telemetry.control_hosts, 0u);
+  EXPECT_EQ(st.rollout.state(), config::v1::HALTED);
+  EXPECT_EQ(st.rollout.stage(), 0u);
+  EXPECT_THAT(st.rollout.last_decision().evidence(),
+              Contains(EvidenceIs("circuit_breaker", "crash")));
+  EXPECT_THAT(st.rollout.reason(),
+              HasSubstr("nothing in the control arm explains them"));
+  EXPECT_FALSE(EverPromoted(r->id()));
+}
+
+// The sanity twin: the same crashing canaries next to 20 clean control hosts
+// halt as well.
+TEST_P(GateSafetyTest, Case01CrashingCanariesWithCleanControlHalt) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kNoControlPlan), "v1");
+  ASSERT_OK(r);
+  AddHosts("dog", 8, /*dogfood=*/true, "v1");
+  AddHosts("ctl", 20, /*dogfood=*/false, "v1");
+  behavior_ = [&](const TestHost& h, std::vector<TelemetryEvent>* batch) {
+    if (h.running == "v2") batch->push_back(Crash(h.info.host_id));
+  };
+  RunUntil([&] { return !IsRunning(r->id()) || State(r->id()).stage() > 0; },
+           absl::Seconds(45));
+
+  const RolloutStatus st = Status(r->id());
+  EXPECT_EQ(st.telemetry.control_hosts, 20u);
+  EXPECT_EQ(st.rollout.state(), config::v1::HALTED);
+  EXPECT_EQ(st.rollout.stage(), 0u);
+  EXPECT_THAT(st.rollout.last_decision().evidence(),
+              Contains(EvidenceIs("circuit_breaker", "crash")));
+  EXPECT_FALSE(EverPromoted(r->id()));
+}
+
+// With the crash breaker switched off, crash is judged only by comparison
+// with a control arm that does not exist: the gate holds ("not_judged")
+// after the bake time instead of promoting.
+TEST_P(GateSafetyTest, Case01NoControlAndNoCrashBreakerHoldsNotJudged) {
+  CreateReleases({"v1", "v2"});
+  Plan plan = ParsePlan(kNoControlPlan);
+  SignalRule* crash = plan.mutable_policy()->add_signals();
+  crash->set_signal("crash");
+  crash->set_max_affected_hosts(0);
+  auto r = Start("v2", plan, "v1");
+  ASSERT_OK(r);
+  AddHosts("dog", 8, /*dogfood=*/true, "v1");
+  RunFor(absl::Seconds(40));  // bake 5 s, freshness 4.4 + 10 s
+
+  const Rollout st = State(r->id());
+  EXPECT_EQ(st.state(), config::v1::RUNNING);
+  EXPECT_EQ(st.stage(), 0u);
+  EXPECT_EQ(st.last_decision().verdict(), config::v1::HOLD);
+  EXPECT_THAT(st.last_decision().evidence(),
+              Contains(EvidenceIs("not_judged", "crash")));
+  EXPECT_THAT(st.last_decision().summary(),
+              HasSubstr("no control host is at risk to compare with"));
+  EXPECT_FALSE(EverPromoted(r->id()));
+}
+
+// ---- Case 03: a vendor signal keeps the built-in rules -------------------
+
+// A release that kills every host loading it (`applying`, then nothing)
+// halts in dogfood on silence (or apply_stuck), with and without a vendor
+// signal rule in the plan's policy: the vendor rule adds to the built-in
+// ones.
+TEST_P(GateSafetyTest, Case03VendorSignalKeepsBuiltinRulesAndHaltsBootLoop) {
+  ExpectDyingCanariesHaltInDogfood(ParsePlan(kVendorSignalPlan));
+}
+
+// The sanity twin: the same plan without the vendor signal.
+TEST_P(GateSafetyTest, Case03DefaultRulesHaltBootLoop) {
+  ExpectDyingCanariesHaltInDogfood(ParsePlan(kDefaultsPlan));
+}
+
+// A plan that leaves crash or silent without any halting rule is refused,
+// naming the field; nothing is created.
+TEST_P(GateSafetyTest, Case03PlanWithoutCrashOrSilentRuleIsRefused) {
+  CreateReleases({"v1", "v2"});
+  Plan no_crash = ParsePlan(kVendorSignalPlan);
+  SignalRule* crash = no_crash.mutable_policy()->add_signals();
+  crash->set_signal("crash");
+  crash->set_max_affected_hosts(0);
+  crash->set_max_affected_fraction(0);
+  crash->set_compare_with_control(false);
+  EXPECT_THAT(
+      Start("v2", no_crash, "v1"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("plan.policy.signals[1]"),
+                     HasSubstr("leaves \"crash\" with no halting rule"))));
+
+  Plan no_silent = ParsePlan(kVendorSignalPlan);
+  SignalRule* silent =
+      no_silent.mutable_stages(1)->mutable_policy()->add_signals();
+  silent->set_signal("silent");
+  silent->set_max_affected_hosts(0);
+  silent->set_compare_with_control(false);
+  EXPECT_THAT(
+      Start("v2", no_silent, "v1"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("plan.stages[1].policy.signals[0]"),
+                     HasSubstr("leaves \"silent\" with no halting rule in "
+                               "stage fleet"))));
+
+  auto rollouts = controller_->ListRollouts();
+  ASSERT_OK(rollouts);
+  EXPECT_TRUE(rollouts->empty());
+}
+
+// Crash and silent cannot be disabled; another built-in signal can, only
+// with a reason, which the start's audit entry records.
+TEST_P(GateSafetyTest, Case03DisablingABuiltinSignalNeedsAReasonOnRecord) {
+  CreateReleases({"v1", "v2"});
+  for (const char* signal : {"crash", "silent"}) {
+    Plan plan = ParsePlan(kVendorSignalPlan);
+    SignalRule* rule = plan.mutable_policy()->add_signals();
+    rule->set_signal(signal);
+    rule->set_disabled(true);
+    rule->set_disabled_reason("noisy");
+    EXPECT_THAT(Start("v2", plan, "v1"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         AllOf(HasSubstr("plan.policy.signals[1].disabled"),
+                               HasSubstr("cannot be disabled"))))
+        << signal;
+  }
+
+  Plan plan = ParsePlan(kVendorSignalPlan);
+  SignalRule* unclean = plan.mutable_policy()->add_signals();
+  unclean->set_signal("unclean_reboot");
+  unclean->set_disabled(true);
+  EXPECT_THAT(Start("v2", plan, "v1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("plan.policy.signals[1].disabled_reason: "
+                                 "required with disabled: true")));
+
+  unclean->set_disabled_reason("agent 7.11 reports every reboot as unclean");
+  auto r = Start("v2", plan, "v1");
+  ASSERT_OK(r);
+  const GatePolicy dogfood = EffectivePolicy(r->plan(), 0);
+  for (const SignalRule& rule : dogfood.signals()) {
+    EXPECT_NE(rule.signal(), "unclean_reboot");
+  }
+  const std::vector<AuditEntry> audit = Audit(r->id());
+  ASSERT_FALSE(audit.empty());
+  EXPECT_EQ(audit[0].action(), "start");
+  EXPECT_THAT(audit[0].reason(),
+              HasSubstr("built-in signal \"unclean_reboot\" switched off in "
+                        "dogfood: agent 7.11 reports every reboot as "
+                        "unclean"));
+}
+
+// ---- Case 12: a restart keeps the evidence -------------------------------
+
+// 2 crashed canaries, a checkpoint, a restart, a 3rd crash: the 3-host
+// breaker trips (2 remembered + 1). A crash of an already counted host after
+// the restart does not count twice. The halt survives another restart, and
+// every host, also one never seen before, is told the baseline.
+TEST_P(GateSafetyTest, Case12RestartKeepsCrashEvidenceExactly) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kBreakerPlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 6, /*dogfood=*/true, "v1");
+  AddHosts("h", 20, /*dogfood=*/false, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 6; }, absl::Seconds(10)));
+
+  Ingest({Crash("dog-0"), Crash("dog-1")});
+  RunFor(absl::Seconds(3));  // checkpoints every second
+  ASSERT_EQ(State(id).state(), config::v1::RUNNING);
+  ASSERT_EQ(Affected(id, 0, "crash"), 2u);
+
+  Restart();
+  EXPECT_EQ(State(id).state(), config::v1::RUNNING);
+  EXPECT_EQ(Affected(id, 0, "crash"), 2u);
+  EXPECT_EQ(Status(id).telemetry.treatment_hosts, 6u);
+
+  // An already counted host crashes again: still 2.
+  Ingest({Crash("dog-0")});
+  RunFor(absl::Seconds(2));
+  EXPECT_EQ(State(id).state(), config::v1::RUNNING);
+  EXPECT_EQ(Affected(id, 0, "crash"), 2u);
+
+  Ingest({Crash("dog-2")});
+  ASSERT_OK(controller_->Tick());
+  const Rollout halted = State(id);
+  EXPECT_EQ(halted.state(), config::v1::HALTED);
+  EXPECT_EQ(halted.stage(), 0u);
+  ASSERT_GT(halted.last_decision().evidence_size(), 0);
+  EXPECT_THAT(
+      halted.last_decision().evidence(),
+      Contains(AllOf(EvidenceIs("circuit_breaker", "crash"),
+                     ::testing::Property(&Evidence::affected_hosts, 3u))));
+
+  Restart();
+  const Rollout after = State(id);
+  EXPECT_EQ(after.state(), config::v1::HALTED);
+  EXPECT_EQ(after.version(), halted.version());
+  AddHosts("new", 3, /*dogfood=*/true, "");
+  AddHosts("newer", 3, /*dogfood=*/false, "");
+  for (const TestHost& h : hosts_) {
+    const Assignment a = controller_->Assign(h.info, kType);
+    ASSERT_NE(a.release, nullptr) << h.info.host_id;
+    EXPECT_EQ(a.release->id(), "v1") << h.info.host_id;
+    EXPECT_EQ(a.reason, AssignReason::kRolledBack) << h.info.host_id;
+    EXPECT_FALSE(a.unload);
+  }
+}
+
+// Each restart keeps what it counted: one crash between each of two
+// restarts adds up to the breaker.
+TEST_P(GateSafetyTest, Case12CrashesAcrossTwoRestartsAddUp) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kBreakerPlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 6, /*dogfood=*/true, "v1");
+  AddHosts("h", 20, /*dogfood=*/false, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 6; }, absl::Seconds(10)));
+  for (const char* host : {"dog-3", "dog-4"}) {
+    Ingest({Crash(host)});
+    RunFor(absl::Seconds(2));
+    ASSERT_EQ(State(id).state(), config::v1::RUNNING);
+    Restart();
+    RunFor(absl::Seconds(1));
+  }
+  EXPECT_EQ(Affected(id, 0, "crash"), 2u);
+  Ingest({Crash("dog-5")});
+  ASSERT_OK(controller_->Tick());
+  EXPECT_EQ(State(id).state(), config::v1::HALTED);
+  EXPECT_THAT(State(id).last_decision().evidence(),
+              Contains(EvidenceIs("circuit_breaker", "crash")));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stores, GateSafetyTest,
+    ::testing::ValuesIn(::ringfence::testing::AllStoreFactories()),
+    [](const ::testing::TestParamInfo<StoreFactory>& info) {
+      return info.param.name;
+    });
+
+}  // namespace
+}  // namespace ringfence
