@@ -174,6 +174,52 @@ constexpr char kBreakerPlan[] = R"pb(
   }
 )pb";
 
+// Case 19: the same breakers with a 3-second dogfood bake.
+constexpr char kRacePlan[] = R"pb(
+  name: "breaker"
+  policy {
+    silence_timeout { seconds: 4 }
+    apply_timeout { seconds: 4 }
+    max_staleness { seconds: 5 }
+    min_exposed_hosts: 3
+  }
+  stages {
+    name: "dogfood"
+    audience { labels: "ring:dogfood" }
+    bake_time { seconds: 3 }
+    pacing {
+      initial_hosts: 6
+      healthy_after { seconds: 1 }
+    }
+    policy {
+      signals {
+        signal: "crash"
+        max_affected_hosts: 3
+        compare_with_control: true
+        margin: 0.2
+      }
+      signals { signal: "unclean_reboot" max_affected_hosts: 3 }
+      signals {
+        signal: "silent"
+        max_affected_hosts: 3
+        compare_with_control: true
+        margin: 0.2
+      }
+      signals { signal: "apply_stuck" max_affected_hosts: 3 }
+    }
+  }
+  stages {
+    name: "fleet"
+    audience { percent: 100 }
+    bake_time { seconds: 3 }
+    pacing {
+      initial_hosts: 10
+      growth_per_healthy_host: 2
+      healthy_after { seconds: 1 }
+    }
+  }
+)pb";
+
 Plan ParsePlan(const char* text) {
   Plan plan;
   EXPECT_OK(ParseTextOrJson(text, &plan));
@@ -748,6 +794,336 @@ TEST_P(GateSafetyTest, Case12CrashesAcrossTwoRestartsAddUp) {
   EXPECT_EQ(State(id).state(), config::v1::HALTED);
   EXPECT_THAT(State(id).last_decision().evidence(),
               Contains(EvidenceIs("circuit_breaker", "crash")));
+}
+
+// ---- Case 17: the first release of a content type ------------------------
+
+// With no baseline at all, the start must acknowledge that a halt unloads:
+// without allow_no_baseline it is refused, naming baseline_release_id.
+TEST_P(GateSafetyTest, Case17FirstReleaseNeedsAllowNoBaseline) {
+  CreateReleases({"v1"});
+  EXPECT_THAT(Start("v1", ParsePlan(kBreakerPlan)),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("baseline_release_id: no release of "
+                                       "channel-file/291 completed a rollout"),
+                             HasSubstr("allow_no_baseline"))));
+  auto rollouts = controller_->ListRollouts();
+  ASSERT_OK(rollouts);
+  EXPECT_TRUE(rollouts->empty());
+}
+
+// Acknowledged, the rollout runs; its halt tells every host, also hosts
+// never seen, to unload the content type (no release to fall back to).
+TEST_P(GateSafetyTest, Case17HaltedFirstReleaseTellsEveryHostToUnload) {
+  CreateReleases({"v1"});
+  auto r = Start("v1", ParsePlan(kBreakerPlan), "", /*allow_no_baseline=*/true);
+  ASSERT_OK(r);
+  EXPECT_EQ(r->state(), config::v1::RUNNING);
+  EXPECT_EQ(r->baseline_release_id(), "");
+  const std::vector<AuditEntry> audit = Audit(r->id());
+  ASSERT_FALSE(audit.empty());
+  EXPECT_THAT(audit[0].reason(),
+              HasSubstr("no baseline (no earlier release of channel-file/291 "
+                        "completed a rollout): a halt or abort tells every "
+                        "host to unload channel-file/291"));
+
+  AddHosts("dog", 5, /*dogfood=*/true, "");
+  AddHosts("h", 20, /*dogfood=*/false, "");
+  ASSERT_TRUE(RunUntil([&] { return Running("v1") == 5; }, absl::Seconds(10)));
+  // Outside the rollout, meanwhile: nothing to run, nothing to unload.
+  const TestHost& outside = Host("h-0");
+  EXPECT_EQ(outside.last.release, nullptr);
+  EXPECT_FALSE(outside.last.unload);
+  EXPECT_EQ(outside.last.reason, AssignReason::kNotYet);
+
+  Ingest({Crash("dog-0"), Crash("dog-1"), Crash("dog-2")});
+  ASSERT_OK(controller_->Tick());
+  ASSERT_EQ(State(r->id()).state(), config::v1::HALTED);
+  AddHosts("new", 2, /*dogfood=*/true, "");
+  Round();
+  for (const TestHost& h : hosts_) {
+    EXPECT_EQ(h.last.release, nullptr) << h.info.host_id;
+    EXPECT_TRUE(h.last.unload) << h.info.host_id;
+    EXPECT_EQ(h.last.reason, AssignReason::kRolledBack) << h.info.host_id;
+  }
+  EXPECT_EQ(Running("v1"), 0);
+}
+
+// An abort of the first release, and an emergency stop of its content type,
+// answer `unload` too.
+TEST_P(GateSafetyTest, Case17AbortAndEmergencyStopOfFirstReleaseUnload) {
+  CreateReleases({"v1"});
+  auto r = Start("v1", ParsePlan(kBreakerPlan), "", /*allow_no_baseline=*/true);
+  ASSERT_OK(r);
+  AddHosts("dog", 5, /*dogfood=*/true, "");
+  ASSERT_TRUE(RunUntil([&] { return Running("v1") == 5; }, absl::Seconds(10)));
+  ASSERT_OK(controller_->Abort(r->id(), "alice", "wrong file"));
+  for (const TestHost& h : hosts_) {
+    const Assignment a = controller_->Assign(h.info, kType);
+    EXPECT_EQ(a.release, nullptr);
+    EXPECT_TRUE(a.unload);
+    EXPECT_EQ(a.reason, AssignReason::kRolledBack);
+  }
+  ASSERT_OK(controller_->EmergencyStop(kType, "alice", "bad channel file"));
+  const Assignment a = controller_->Assign(MakeHost("dog-0", true), kType);
+  EXPECT_EQ(a.release, nullptr);
+  EXPECT_TRUE(a.unload);
+  EXPECT_EQ(a.reason, AssignReason::kEmergencyStop);
+}
+
+// ---- Case 18: a baseline must be proven ----------------------------------
+
+// A release the gate halted is no baseline.
+TEST_P(GateSafetyTest, Case18HaltedReleaseIsRefusedAsBaseline) {
+  CreateReleases({"v1", "vbad", "v3"});
+  auto bad = Start("vbad", ParsePlan(kBreakerPlan), "v1");
+  ASSERT_OK(bad);
+  AddHosts("dog", 5, /*dogfood=*/true, "v1");
+  AddHosts("h", 30, /*dogfood=*/false, "v1");
+  ASSERT_TRUE(
+      RunUntil([&] { return Running("vbad") == 5; }, absl::Seconds(10)));
+  Ingest({Crash("dog-0"), Crash("dog-1"), Crash("dog-2")});
+  ASSERT_OK(controller_->Tick());
+  ASSERT_EQ(State(bad->id()).state(), config::v1::HALTED);
+
+  EXPECT_THAT(Start("v3", ParsePlan(kBreakerPlan), "vbad"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("baseline_release_id: release \"vbad\" "
+                                       "is not proven: its rollout"),
+                             HasSubstr("is halted"))));
+  auto rollouts = controller_->ListRollouts();
+  ASSERT_OK(rollouts);
+  EXPECT_EQ(rollouts->size(), 1u);
+  Round();
+  EXPECT_EQ(Running("vbad"), 0);
+}
+
+// A release that never completed a rollout is no baseline once another
+// release of the content type did.
+TEST_P(GateSafetyTest, Case18UnprovenBaselineIsRefusedOnceOneCompleted) {
+  CreateReleases({"v1", "v2", "v9-hotfix"});
+  Adopt("v1");
+  EXPECT_THAT(Start("v2", ParsePlan(kBreakerPlan), "v9-hotfix"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("baseline_release_id: release "
+                                       "\"v9-hotfix\" never completed a "
+                                       "rollout"),
+                             HasSubstr("\"v1\""))));
+  // The default is the proven one.
+  auto r = Start("v2", ParsePlan(kBreakerPlan));
+  ASSERT_OK(r);
+  EXPECT_EQ(r->baseline_release_id(), "v1");
+  EXPECT_FALSE(r->baseline_vouched());
+}
+
+// While nothing of the content type ever completed, a never-rolled-out
+// baseline is accepted as vouched for (on record); hosts outside the rollout
+// are not moved onto it while it runs; after a halt every host is told it.
+TEST_P(GateSafetyTest, Case18VouchedBaselineIsToldOnlyAfterAHalt) {
+  CreateReleases({"v1", "v2", "v9-hotfix"});
+  auto r = Start("v2", ParsePlan(kBreakerPlan), "v9-hotfix");
+  ASSERT_OK(r);
+  EXPECT_EQ(r->baseline_release_id(), "v9-hotfix");
+  EXPECT_TRUE(r->baseline_vouched());
+  const std::vector<AuditEntry> audit = Audit(r->id());
+  ASSERT_FALSE(audit.empty());
+  EXPECT_THAT(audit[0].reason(),
+              HasSubstr("baseline v9-hotfix vouched for by ci, not proven by "
+                        "a rollout"));
+
+  AddHosts("dog", 5, /*dogfood=*/true, "v1");
+  AddHosts("h", 30, /*dogfood=*/false, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 5; }, absl::Seconds(10)));
+  for (int i = 0; i < 30; ++i) {
+    const TestHost& h = Host(absl::StrCat("h-", i));
+    EXPECT_EQ(h.last.release, nullptr) << h.info.host_id;
+    EXPECT_FALSE(h.last.unload) << h.info.host_id;
+    EXPECT_EQ(h.last.reason, AssignReason::kNotYet) << h.info.host_id;
+    EXPECT_EQ(h.running, "v1") << h.info.host_id;
+  }
+  EXPECT_EQ(Running("v9-hotfix"), 0);
+
+  Ingest({Crash("dog-0"), Crash("dog-1"), Crash("dog-2")});
+  ASSERT_OK(controller_->Tick());
+  ASSERT_EQ(State(r->id()).state(), config::v1::HALTED);
+  AddHosts("new", 2, /*dogfood=*/false, "v1");
+  Round();
+  for (const TestHost& h : hosts_) {
+    ASSERT_NE(h.last.release, nullptr) << h.info.host_id;
+    EXPECT_EQ(h.last.release->id(), "v9-hotfix") << h.info.host_id;
+    EXPECT_EQ(h.last.reason, AssignReason::kRolledBack) << h.info.host_id;
+  }
+  EXPECT_EQ(Running("v9-hotfix"), static_cast<int>(hosts_.size()));
+}
+
+// ---- Case 19: no manual bypass of a tripped breaker ----------------------
+
+// Crashes are ingested (Ingest returned) and a promote lands before any
+// tick: the halt rules run under the promote's lock; the promote is refused
+// and the rollout is HALTED, never COMPLETED.
+TEST_P(GateSafetyTest, Case19PromoteAfterTrippedBreakerIsRefusedAndHalts) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kRacePlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 4, /*dogfood=*/true, "v1");
+  AddHosts("h", 6, /*dogfood=*/false, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 4; }, absl::Seconds(10)));
+  ASSERT_OK(controller_->Promote(id, "alice", "looks fine"));
+  auto late = controller_->Promote(id, "alice", "and the fleet stage");
+  ASSERT_OK(late);
+  ASSERT_EQ(late->stage(), 2u);  // the late-track stage
+
+  ASSERT_OK(controller_->Ingest(std::vector<TelemetryEvent>{
+      Crash("dog-0"), Crash("dog-1"), Crash("dog-2")}));
+  EXPECT_THAT(controller_->Promote(id, "alice", "ship to everyone"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr("promote refused: the gate's halt "
+                                       "rules tripped"),
+                             HasSubstr("is now HALTED"))));
+  const Rollout st = State(id);
+  EXPECT_EQ(st.state(), config::v1::HALTED);
+  EXPECT_THAT(st.last_decision().evidence(),
+              Contains(EvidenceIs("circuit_breaker", "crash")));
+  EXPECT_THAT(st.reason(), HasSubstr("stage dogfood"));
+  EXPECT_THAT(Actions(id), Not(Contains("complete")));
+  EXPECT_EQ(Actions(id).back(), "halt");
+  // Nothing moves it on afterwards.
+  EXPECT_THAT(controller_->PromoteToCompletion(id, "alice", "again"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  Round();
+  EXPECT_EQ(State(id).state(), config::v1::HALTED);
+  EXPECT_EQ(Running("v2"), 0);
+}
+
+// The same race with a resume of a paused rollout.
+TEST_P(GateSafetyTest, Case19ResumeAfterTrippedBreakerIsRefusedAndHalts) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kRacePlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 4, /*dogfood=*/true, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 4; }, absl::Seconds(10)));
+  ASSERT_OK(controller_->Pause(id, "alice", "lunch"));
+  ASSERT_OK(controller_->Ingest(std::vector<TelemetryEvent>{
+      Crash("dog-0"), Crash("dog-1"), Crash("dog-2")}));
+  EXPECT_THAT(controller_->Resume(id, "alice", "back"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("resume refused: the gate's halt rules "
+                                 "tripped")));
+  EXPECT_EQ(State(id).state(), config::v1::HALTED);
+}
+
+// PromoteToCompletion (how a baseline is adopted) is refused the same way.
+TEST_P(GateSafetyTest, Case19PromoteToCompletionAfterTrippedBreakerHalts) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kRacePlan), "v1");
+  ASSERT_OK(r);
+  AddHosts("dog", 4, /*dogfood=*/true, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 4; }, absl::Seconds(10)));
+  ASSERT_OK(controller_->Ingest(std::vector<TelemetryEvent>{
+      Crash("dog-0"), Crash("dog-1"), Crash("dog-2")}));
+  EXPECT_THAT(controller_->PromoteToCompletion(r->id(), "alice", "ship it"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("promote refused")));
+  EXPECT_EQ(State(r->id()).state(), config::v1::HALTED);
+}
+
+// A completed rollout stays under its halt rules for the plan's
+// post_completion_watch: crashes during the watch halt it, and every host is
+// told the baseline. A release halted since its completion is no baseline.
+TEST_P(GateSafetyTest, Case19CompletedRolloutHaltsDuringItsWatch) {
+  CreateReleases({"v1", "v2", "v3"});
+  Plan plan = ParsePlan(kRacePlan);
+  plan.mutable_post_completion_watch()->set_seconds(600);
+  auto r = Start("v2", plan, "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 4, /*dogfood=*/true, "v1");
+  AddHosts("h", 6, /*dogfood=*/false, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 4; }, absl::Seconds(10)));
+  auto done = controller_->PromoteToCompletion(id, "alice", "ship it");
+  ASSERT_OK(done);
+  ASSERT_EQ(done->state(), config::v1::COMPLETED);
+  EXPECT_EQ(FromProto(done->watch_until()), clock_.Now() + absl::Minutes(10));
+  RunFor(absl::Seconds(5));
+  ASSERT_EQ(State(id).state(), config::v1::COMPLETED);
+  EXPECT_EQ(Running("v2"), 10);
+
+  RunFor(absl::Minutes(2));  // within the watch
+  Ingest({Crash("dog-0"), Crash("dog-1"), Crash("dog-2")});
+  ASSERT_OK(controller_->Tick());
+  const Rollout st = State(id);
+  EXPECT_EQ(st.state(), config::v1::HALTED);
+  EXPECT_THAT(st.reason(), HasSubstr("post-completion watch: HALT"));
+  EXPECT_THAT(st.last_decision().evidence(),
+              Contains(EvidenceIs("circuit_breaker", "crash")));
+  Round();
+  for (const TestHost& h : hosts_) {
+    ASSERT_NE(h.last.release, nullptr) << h.info.host_id;
+    EXPECT_EQ(h.last.release->id(), "v1") << h.info.host_id;
+    EXPECT_EQ(h.last.reason, AssignReason::kRolledBack) << h.info.host_id;
+  }
+  EXPECT_THAT(Start("v3", ParsePlan(kRacePlan), "v2"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("release \"v2\" is not proven")));
+}
+
+// Once the watch ran its course (recorded as "watch_end"), crashes no longer
+// halt the completed rollout.
+TEST_P(GateSafetyTest, Case19NoHaltAfterTheWatchEnded) {
+  CreateReleases({"v1", "v2"});
+  Plan plan = ParsePlan(kRacePlan);
+  plan.mutable_post_completion_watch()->set_seconds(60);
+  auto r = Start("v2", plan, "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 4, /*dogfood=*/true, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 4; }, absl::Seconds(10)));
+  ASSERT_OK(controller_->PromoteToCompletion(id, "alice", "ship it"));
+  RunFor(absl::Seconds(61));
+  EXPECT_EQ(Actions(id).back(), "watch_end");
+  EXPECT_THAT(Audit(id).back().reason(),
+              HasSubstr("post-completion watch of 1m ended with no halt rule "
+                        "tripped"));
+
+  Ingest({Crash("dog-0"), Crash("dog-1"), Crash("dog-2")});
+  ASSERT_OK(controller_->Tick());
+  RunFor(absl::Seconds(2));
+  EXPECT_EQ(State(id).state(), config::v1::COMPLETED);
+  const Assignment a = controller_->Assign(Host("dog-0").info, kType);
+  ASSERT_NE(a.release, nullptr);
+  EXPECT_EQ(a.release->id(), "v2");
+  EXPECT_EQ(a.reason, AssignReason::kCompleted);
+}
+
+// A later rollout of the content type ends the watch, on record; the
+// completed release is its (proven) baseline and is not halted afterwards.
+TEST_P(GateSafetyTest, Case19LaterRolloutEndsTheWatchOnRecord) {
+  CreateReleases({"v1", "v2", "v3"});
+  auto r = Start("v2", ParsePlan(kRacePlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 4, /*dogfood=*/true, "v1");
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") == 4; }, absl::Seconds(10)));
+  ASSERT_OK(controller_->PromoteToCompletion(id, "alice", "ship it"));
+  RunFor(absl::Seconds(5));
+
+  auto next = Start("v3", ParsePlan(kRacePlan));
+  ASSERT_OK(next);
+  EXPECT_EQ(next->baseline_release_id(), "v2");
+  EXPECT_FALSE(next->baseline_vouched());
+  const std::vector<AuditEntry> audit = Audit(id);
+  ASSERT_FALSE(audit.empty());
+  EXPECT_EQ(audit.back().action(), "watch_end");
+  EXPECT_THAT(audit.back().reason(),
+              HasSubstr(absl::StrCat("post-completion watch ended early: "
+                                     "rollout ",
+                                     next->id(), " of release v3 starts")));
+
+  Ingest({Crash("dog-0"), Crash("dog-1"), Crash("dog-2")});
+  ASSERT_OK(controller_->Tick());
+  EXPECT_EQ(State(id).state(), config::v1::COMPLETED);
 }
 
 INSTANTIATE_TEST_SUITE_P(
