@@ -220,6 +220,76 @@ constexpr char kRacePlan[] = R"pb(
   }
 )pb";
 
+// Case 21: dogfood, 10 %, everyone; the built-in rules.
+constexpr char kCheckInPlan[] = R"pb(
+  name: "bootloop-checkin"
+  policy {
+    silence_timeout { seconds: 4 }
+    apply_timeout { seconds: 4 }
+    max_staleness { seconds: 5 }
+    min_exposed_hosts: 3
+  }
+  stages {
+    name: "dogfood"
+    audience { labels: "ring:dogfood" }
+    bake_time { seconds: 3 }
+    pacing {
+      initial_hosts: 5
+      healthy_after { seconds: 1 }
+    }
+  }
+  stages {
+    name: "10pct"
+    audience { percent: 10 }
+    bake_time { seconds: 3 }
+    pacing {
+      initial_hosts: 5
+      healthy_after { seconds: 1 }
+    }
+  }
+  stages {
+    name: "fleet"
+    audience { percent: 100 }
+    bake_time { seconds: 3 }
+    pacing {
+      initial_hosts: 5
+      growth_per_healthy_host: 2
+      healthy_after { seconds: 1 }
+    }
+  }
+)pb";
+
+// Case 20: a dogfood ring, then a paced stage for everyone; the built-in
+// rules, minute-scale timeouts.
+constexpr char kChronicPlan[] = R"pb(
+  name: "chronic"
+  policy {
+    silence_timeout { seconds: 60 }
+    apply_timeout { seconds: 60 }
+    max_staleness { seconds: 30 }
+    min_exposed_hosts: 3
+  }
+  stages {
+    name: "dogfood"
+    audience { labels: "ring:dogfood" }
+    bake_time { seconds: 120 }
+    pacing {
+      initial_hosts: 5
+      healthy_after { seconds: 10 }
+    }
+  }
+  stages {
+    name: "fleet"
+    audience { percent: 100 }
+    bake_time { seconds: 300 }
+    pacing {
+      initial_hosts: 10
+      growth_per_healthy_host: 1
+      healthy_after { seconds: 10 }
+    }
+  }
+)pb";
+
 Plan ParsePlan(const char* text) {
   Plan plan;
   EXPECT_OK(ParseTextOrJson(text, &plan));
@@ -1124,6 +1194,171 @@ TEST_P(GateSafetyTest, Case19LaterRolloutEndsTheWatchOnRecord) {
   Ingest({Crash("dog-0"), Crash("dog-1"), Crash("dog-2")});
   ASSERT_OK(controller_->Tick());
   EXPECT_EQ(State(id).state(), config::v1::COMPLETED);
+}
+
+// ---- Case 20: chronic crashers -------------------------------------------
+
+// Hosts that crashed (and rebooted uncleanly) while in control and keep
+// doing so once exposed carry that history as pre_affected: they count
+// neither for nor against the release, and a good release completes with
+// them in its paced stage.
+TEST_P(GateSafetyTest, Case20ChronicCrashersInAPacedStageDoNotHalt) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kChronicPlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  // The chronic crashers poll first, so they take the paced stage's first
+  // grants.
+  AddHosts("chronic", 6, /*dogfood=*/false, "v1");
+  AddHosts("dog", 5, /*dogfood=*/true, "v1");
+  AddHosts("h", 34, /*dogfood=*/false, "v1");
+  behavior_ = [&](const TestHost& h, std::vector<TelemetryEvent>* batch) {
+    if (h.info.host_id.rfind("chronic-", 0) == 0) {
+      batch->push_back(Crash(h.info.host_id));
+      batch->push_back(UncleanBoot(h.info.host_id));
+    }
+  };
+  ASSERT_TRUE(RunUntil([&] { return State(id).stage() == 1; },
+                       absl::Minutes(10), absl::Seconds(5)))
+      << State(id).last_decision().summary();
+  ASSERT_TRUE(RunUntil([&] { return Running("v2") >= 6 + 5 + 5; },
+                       absl::Minutes(5), absl::Seconds(5)));
+  EXPECT_EQ(Host("chronic-0").running, "v2");
+  EXPECT_EQ(Host("chronic-5").running, "v2");
+  RunUntil([&] { return !IsRunning(id); }, absl::Minutes(30), absl::Seconds(5));
+
+  const Rollout st = State(id);
+  EXPECT_EQ(st.state(), config::v1::COMPLETED) << st.reason();
+  EXPECT_EQ(PreAffected(id, 1, "crash"), 6u);
+  EXPECT_EQ(PreAffected(id, 1, "unclean_reboot"), 6u);
+  EXPECT_EQ(Affected(id, 1, "crash"), 0u);
+  EXPECT_EQ(Affected(id, 1, "unclean_reboot"), 0u);
+}
+
+// The sanity twin: the same hosts crashing only on the release halt in the
+// paced stage.
+TEST_P(GateSafetyTest, Case20HostsThatCrashOnlyOnTheReleaseHalt) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kChronicPlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("crasher", 6, /*dogfood=*/false, "v1");
+  AddHosts("dog", 5, /*dogfood=*/true, "v1");
+  AddHosts("h", 34, /*dogfood=*/false, "v1");
+  behavior_ = [&](const TestHost& h, std::vector<TelemetryEvent>* batch) {
+    if (h.info.host_id.rfind("crasher-", 0) == 0 && h.running == "v2") {
+      batch->push_back(Crash(h.info.host_id));
+      batch->push_back(UncleanBoot(h.info.host_id));
+    }
+  };
+  RunUntil([&] { return !IsRunning(id); }, absl::Minutes(30), absl::Seconds(5));
+  const Rollout st = State(id);
+  EXPECT_EQ(st.state(), config::v1::HALTED);
+  EXPECT_EQ(st.stage(), 1u);
+  EXPECT_THAT(st.last_decision().evidence(),
+              Contains(EvidenceIs("circuit_breaker", "crash")));
+}
+
+// ---- Case 21: boot loops that only check in -------------------------------
+
+// Canaries that boot-loop on the release check in (Assign) at every boot and
+// never send telemetry: their check-ins are boot-loop attempts, not life;
+// at boot_loop_attempts (3) each is apply_stuck and the breaker halts in
+// dogfood within the first handful of hosts.
+TEST_P(GateSafetyTest, Case21CheckInOnlyBootLoopHaltsInDogfood) {
+  CreateReleases({"v1", "v2"});
+  boot_loop_release_ = "v2";
+  auto r = Start("v2", ParsePlan(kCheckInPlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 5, /*dogfood=*/true, "v1");
+  AddHosts("h", 45, /*dogfood=*/false, "v1");
+  const absl::Time start = clock_.Now();
+  RunUntil([&] { return !IsRunning(id); }, absl::Seconds(90));
+
+  const RolloutStatus st = Status(id);
+  EXPECT_EQ(st.rollout.state(), config::v1::HALTED);
+  EXPECT_EQ(st.rollout.stage(), 0u);
+  EXPECT_THAT(st.rollout.last_decision().evidence(),
+              Contains(EvidenceIs("circuit_breaker", "apply_stuck")));
+  EXPECT_LE(st.telemetry.treatment_hosts, 5u);
+  EXPECT_LE(clock_.Now() - start, absl::Seconds(4));  // before any silence
+  EXPECT_FALSE(EverPromoted(id));
+  // Told the baseline, the loopers recover.
+  Round();
+  EXPECT_EQ(Running("v1"), 50);
+}
+
+// Check-ins keep no boot-looping host from going silent (the halt rules in
+// shadow mode, so that the apply_stuck halt does not end the rollout first).
+TEST_P(GateSafetyTest, Case21CheckInsNeverKeepAHostFromGoingSilent) {
+  options_.enforce_halts = false;
+  NewController();
+  CreateReleases({"v1", "v2"});
+  boot_loop_release_ = "v2";
+  Plan plan = ParsePlan(kCheckInPlan);
+  plan.mutable_stages(0)->mutable_bake_time()->set_seconds(600);
+  auto r = Start("v2", plan, "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("dog", 5, /*dogfood=*/true, "v1");
+  AddHosts("h", 45, /*dogfood=*/false, "v1");
+  RunFor(absl::Seconds(10));
+
+  EXPECT_EQ(Running("v2"), 5);
+  for (int i = 0; i < 5; ++i) {
+    const TestHost& h = Host(absl::StrCat("dog-", i));
+    EXPECT_TRUE(h.looping);
+    EXPECT_EQ(h.last.reason, AssignReason::kExposed);  // checked in just now
+  }
+  EXPECT_EQ(Affected(id, 0, "silent"), 5u);
+  EXPECT_EQ(Affected(id, 0, "apply_stuck"), 5u);
+  const TrackerSnapshot t = Status(id).telemetry;
+  EXPECT_EQ(t.signal_counts[SignalIndex(t, "silent")].control_affected, 0u);
+}
+
+// ---- K9: signal names ----------------------------------------------------
+
+// A signal event whose name no rule could ever match is refused with the
+// whole batch.
+TEST_P(GateSafetyTest, K9BadSignalNameIsRefusedAndNothingApplied) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kVendorSignalPlan), "v1");
+  ASSERT_OK(r);
+  TelemetryEvent bad = Event("dog-2", EventType::kSignal);
+  bad.signal = "Bad-Name";
+  EXPECT_THAT(
+      controller_->Ingest(std::vector<TelemetryEvent>{
+          Event("dog-0", EventType::kHeartbeat, "v1"), Crash("dog-1"), bad}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("events[2].signal: a signal event's name must match "
+                         "[a-z0-9_]{1,64}")));
+  const RolloutStatus st = Status(r->id());
+  EXPECT_EQ(st.telemetry.tracked_hosts, 0u);
+  EXPECT_EQ(st.telemetry.last_ingest, absl::InfinitePast());
+  EXPECT_TRUE(st.telemetry.unwatched_signals.empty());
+}
+
+// A valid name that no rule watches is counted, visibly.
+TEST_P(GateSafetyTest, K9UnwatchedSignalIsCounted) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kVendorSignalPlan), "v1");
+  ASSERT_OK(r);
+  TelemetryEvent unwatched = Event("h-0", EventType::kSignal);
+  unwatched.signal = "disk_smart_warning";
+  TelemetryEvent watched = Event("h-1", EventType::kSignal);
+  watched.signal = "latency_regression";
+  ASSERT_OK(controller_->Ingest(
+      std::vector<TelemetryEvent>{unwatched, watched, unwatched,
+                                  Event("h-2", EventType::kHeartbeat, "v1")}));
+  const RolloutStatus st = Status(r->id());
+  EXPECT_THAT(st.telemetry.unwatched_signals,
+              ::testing::ElementsAre(
+                  std::pair<std::string, uint64_t>("disk_smart_warning", 2)));
+  EXPECT_EQ(st.telemetry
+                .signal_counts[SignalIndex(st.telemetry, "latency_regression")]
+                .control_affected,
+            1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(
