@@ -21,6 +21,7 @@
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
 #include "ringfence/policy.h"
+#include "ringfence/sim.h"
 #include "status_matchers.h"
 #include "store_factory.h"
 
@@ -604,6 +605,43 @@ class GateSafetyTest : public ::testing::TestWithParam<StoreFactory> {
     EXPECT_FALSE(EverPromoted(r->id()));
   }
 
+  // Case 12: 6 canaries come up on v2 (applied, heartbeats naming it) next
+  // to 20 control hosts; 3 s of checkpoints; a restart if `restart`. Then,
+  // for 10 s, the canaries either check in 3 times before they heartbeat
+  // on v2 again (`check_ins_first`), or heartbeat without naming a release.
+  // Nothing about them changed: no apply_stuck, no silence, no halt.
+  void ExpectUpCanariesStayUp(bool restart, bool check_ins_first) {
+    CreateReleases({"v1", "v2"});
+    auto r = Start("v2", ParsePlan(kBreakerPlan), "v1");
+    ASSERT_OK(r);
+    const std::string id = r->id();
+    AddHosts("dog", 6, /*dogfood=*/true, "v1");
+    AddHosts("h", 20, /*dogfood=*/false, "v1");
+    ASSERT_TRUE(
+        RunUntil([&] { return Running("v2") == 6; }, absl::Seconds(10)));
+    RunFor(absl::Seconds(3));
+    if (restart) Restart();
+    for (int k = 0; k < 20; ++k) {
+      clock_.Advance(absl::Milliseconds(500));
+      std::vector<TelemetryEvent> batch;
+      for (TestHost& h : hosts_) {
+        const bool canary = h.running == "v2";
+        if (canary && check_ins_first && k < 3) {
+          controller_->Assign(h.info, kType);  // a check-in, nothing else
+          continue;
+        }
+        batch.push_back(Event(h.info.host_id, EventType::kHeartbeat,
+                              canary && !check_ins_first ? "" : h.running));
+      }
+      Ingest(batch);
+      ASSERT_OK(controller_->Tick());
+    }
+    const Rollout st = State(id);
+    EXPECT_EQ(st.state(), config::v1::RUNNING) << st.reason();
+    EXPECT_EQ(Affected(id, 0, "apply_stuck"), 0u);
+    EXPECT_EQ(Affected(id, 0, "silent"), 0u);
+  }
+
   std::string dir_;
   FakeClock clock_;
   ControllerOptions options_;
@@ -864,6 +902,32 @@ TEST_P(GateSafetyTest, Case12CrashesAcrossTwoRestartsAddUp) {
   EXPECT_EQ(State(id).state(), config::v1::HALTED);
   EXPECT_THAT(State(id).last_decision().evidence(),
               Contains(EvidenceIs("circuit_breaker", "crash")));
+}
+
+// Case 12, apply progress. Canaries that came up on the release (applied,
+// heartbeats naming it) stay up across a restart: what they send afterwards
+// is judged as before it. Two ways a restart could change the decision:
+// check-ins before the next heartbeat on the release (boot-loop attempts of
+// a host that never came up), and heartbeats that do not name the release
+// (a sign of life only of a host known to have applied it).
+//
+// The twins without a restart pass; the ones with a restart are a KNOWN GATE
+// BUG (reported, not fixed here): exposed hosts are restored from the
+// exposure list without their applied/up flags, because a host coming up
+// does not mark its evidence record dirty, so no record is written for it.
+// Run them with --gtest_also_run_disabled_tests.
+TEST_P(GateSafetyTest, Case12CheckInsOfUpCanariesAreNoBootLoop) {
+  ExpectUpCanariesStayUp(/*restart=*/false, /*check_ins_first=*/true);
+}
+TEST_P(GateSafetyTest,
+       DISABLED_KnownBugCase12RestartTurnsCheckInsOfUpCanariesIntoABootLoop) {
+  ExpectUpCanariesStayUp(/*restart=*/true, /*check_ins_first=*/true);
+}
+TEST_P(GateSafetyTest, Case12HeartbeatsWithoutReleaseKeepUpCanariesAlive) {
+  ExpectUpCanariesStayUp(/*restart=*/false, /*check_ins_first=*/false);
+}
+TEST_P(GateSafetyTest, DISABLED_KnownBugCase12RestartTurnsUpCanariesSilent) {
+  ExpectUpCanariesStayUp(/*restart=*/true, /*check_ins_first=*/false);
 }
 
 // ---- Case 17: the first release of a content type ------------------------
@@ -1257,6 +1321,109 @@ TEST_P(GateSafetyTest, Case20HostsThatCrashOnlyOnTheReleaseHalt) {
   EXPECT_EQ(st.stage(), 1u);
   EXPECT_THAT(st.last_decision().evidence(),
               Contains(EvidenceIs("circuit_breaker", "crash")));
+}
+
+// A chronic crasher that loads the release at a check-in after one of its
+// crashes (applying, applied) and crashes again before its first heartbeat
+// on the release: its boot and check-ins look like boot-loop attempts.
+// Hosts that crashed whatever they ran are no evidence against the release
+// (case 20), so 3 of them must not halt it.
+//
+// KNOWN GATE BUG (reported, not fixed here): each of the 3 hosts is
+// apply_stuck at its third attempt (boot, check-in, the regular poll's
+// check-in), and the apply_stuck breaker halts the good release ("3 of 3
+// hosts exposed in stage fleet showed "apply_stuck" ... nothing in the
+// control arm explains them"). This is what halts the simulator's runs
+// below. Run it with --gtest_also_run_disabled_tests.
+TEST_P(GateSafetyTest,
+       DISABLED_KnownBugCase20ChronicCrasherRebootingBeforeItsFirstHeartbeat) {
+  CreateReleases({"v1", "v2"});
+  auto r = Start("v2", ParsePlan(kChronicPlan), "v1");
+  ASSERT_OK(r);
+  const std::string id = r->id();
+  AddHosts("chronic", 3, /*dogfood=*/false, "v1");
+  AddHosts("dog", 5, /*dogfood=*/true, "v1");
+  AddHosts("h", 30, /*dogfood=*/false, "v1");
+  behavior_ = [&](const TestHost& h, std::vector<TelemetryEvent>* batch) {
+    if (h.info.host_id.rfind("chronic-", 0) == 0) {
+      batch->push_back(Crash(h.info.host_id));
+      batch->push_back(UncleanBoot(h.info.host_id));
+    }
+  };
+  ASSERT_TRUE(RunUntil([&] { return State(id).stage() == 1; },
+                       absl::Minutes(10), absl::Seconds(5)));
+  // From here on the chronic crashers are driven by hand.
+  const std::vector<TestHost> chronic(hosts_.begin(), hosts_.begin() + 3);
+  hosts_.erase(hosts_.begin(), hosts_.begin() + 3);
+  for (const TestHost& h : chronic) {
+    // Boots after a crash, checks in, is granted the release, loads it.
+    Ingest({UncleanBoot(h.info.host_id)});
+    const Assignment a = controller_->Assign(h.info, kType);
+    ASSERT_NE(a.release, nullptr);
+    ASSERT_EQ(a.release->id(), "v2");
+    Ingest({Event(h.info.host_id, EventType::kApplying, "v2"),
+            Event(h.info.host_id, EventType::kApplied, "v2")});
+  }
+  clock_.Advance(absl::Seconds(20));
+  for (const TestHost& h : chronic) {
+    // Crashes again before its first heartbeat, boots, checks in.
+    Ingest({Crash(h.info.host_id), UncleanBoot(h.info.host_id)});
+    controller_->Assign(h.info, kType);
+  }
+  clock_.Advance(absl::Seconds(20));
+  for (const TestHost& h : chronic) {
+    // Its regular poll: a check-in, then a heartbeat on the release.
+    controller_->Assign(h.info, kType);
+    Ingest({Event(h.info.host_id, EventType::kHeartbeat, "v2")});
+  }
+  ASSERT_OK(controller_->Tick());
+  const Rollout st = State(id);
+  EXPECT_EQ(st.state(), config::v1::RUNNING) << st.reason();
+  EXPECT_EQ(Affected(id, 1, "apply_stuck"), 0u);
+  EXPECT_EQ(PreAffected(id, 1, "crash"), 3u);
+}
+
+// The simulator's measure of case 20: a release with no effect on 10,000
+// hosts with 1 % chronic crashers (the detection plan, 3 seeds, ~1.3 s) is
+// never halted.
+//
+// KNOWN GATE BUG (reported, not fixed here): seeds 1 and 2 halt, "3 of 381
+// hosts exposed in stage all showed "apply_stuck"; the circuit breaker trips
+// at 3" (chronic crashers rebooting before their first heartbeat on the
+// release, see DISABLED_KnownBugCase20ChronicCrasherRebootingBeforeIts...).
+// `ringctl simulate` of bench/scenarios/chronic-crashers-1pct.textproto
+// halts 3 of 20 seeds (1, 2, 16) the same way. Run it with
+// --gtest_also_run_disabled_tests.
+TEST(GateSafetySimTest,
+     DISABLED_KnownBugCase20NoFalseHaltsWithOnePercentChronicCrashers) {
+  Plan plan;
+  ASSERT_OK(LoadMessageFile(
+      std::string(RINGFENCE_SOURCE_DIR) + "/bench/plans/detection.textproto",
+      &plan));
+  Scenario s;
+  ASSERT_OK(ParseTextOrJson(R"pb(
+                              name: "good-update-chronic-1pct"
+                              fleet { hosts: 10000 dogfood_hosts: 50 }
+                              behavior {
+                                heartbeat_interval { seconds: 60 }
+                                offline_fraction: 0.02
+                                mean_offline_time { seconds: 7200 }
+                                crash_per_host_hour: 0.002
+                                chronic_crashers { fraction: 0.01 }
+                              }
+                              max_duration { seconds: 86400 }
+                            )pb",
+                            &s));
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.horizon = absl::ZeroDuration();  // no harm to count after the end
+    auto run = Simulate(s, plan, o);
+    ASSERT_OK(run);
+    EXPECT_FALSE(run->harmful);
+    EXPECT_FALSE(run->halted) << "seed " << seed << ": " << run->halt_reason;
+    EXPECT_FALSE(run->false_halt);
+  }
 }
 
 // ---- Case 21: boot loops that only check in -------------------------------
