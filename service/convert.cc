@@ -213,7 +213,13 @@ v1::GetRolloutResponse RolloutStatusToProto(const RolloutStatus& status) {
       if (c.affected[s] > 0) {
         (*cp->mutable_affected_hosts())[t.signals[s]] = c.affected[s];
       }
+      if (c.pre_affected[s] > 0) {
+        (*cp->mutable_pre_affected_hosts())[t.signals[s]] = c.pre_affected[s];
+      }
     }
+  }
+  for (const auto& [name, n] : t.unwatched_signals) {
+    (*tp->mutable_unwatched_signals())[name] = n;
   }
   return p;
 }

@@ -12,6 +12,7 @@
 //   ringctl rollout watch ID [--interval=1s]
 //   ringctl emergency-stop --content-type=T --reason=TEXT [--clear]
 //   ringctl gate check --release=R [--stage=S] [--wait --timeout=10m]
+//   ringctl plan explain FILE
 //
 // Offline (no server):
 //   ringctl validate --schema=S --capabilities=C [--target-agents=RANGE] FILE
@@ -68,6 +69,7 @@
 #include "ringfence/content.h"
 #include "ringfence/gate.h"
 #include "ringfence/model.h"
+#include "ringfence/policy.h"
 #include "ringfence/signing.h"
 #include "ringfence/sim_command.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
@@ -118,6 +120,11 @@ commands:
            crash-on-apply:P, crash-rate:RR; --json prints the summary as
            JSON, --runs writes one JSON line per run; warns on stderr,
            before running, when the plan cannot progress on the fleet)
+  plan explain FILE
+           (offline: prints every stage's effective gate rules, each value
+           marked default, plan or stage, and the built-in signals switched
+           off with their reasons; exit 2 naming the field if the plan is
+           refused)
   validate --schema=FILE --capabilities=FILE [--target-agents=RANGE] FILE
            (offline: checks a content file against its schema and the
            agents' capability manifest; RANGE is MIN..MAX, e.g. 7.11..7.12;
@@ -155,7 +162,7 @@ const std::set<std::string> kBoolFlags = {"json",        "wait",  "pending",
                                           "no-baseline", "clear", "help"};
 // Commands that run without a server.
 const std::set<std::string> kOfflineCommands = {"simulate", "validate",
-                                                "keygen", "sign"};
+                                                "keygen", "sign", "plan"};
 const std::set<std::string> kGlobalFlags = {
     "server", "token",    "json",    "rpc-timeout",    "help",
     "tls-ca", "tls-cert", "tls-key", "tls-server-name"};
@@ -331,6 +338,15 @@ void PrintRolloutStatus(const v1::GetRolloutResponse& st) {
       static_cast<unsigned long long>(t.control_hosts()));
   std::printf("signals    %s   (affected hosts: exposed/control)\n",
               SignalsLine(t).c_str());
+  if (!t.unwatched_signals().empty()) {
+    std::vector<std::string> parts;
+    for (const auto& [name, n] : t.unwatched_signals()) {
+      parts.push_back(absl::StrCat(name, " ", n));
+    }
+    std::sort(parts.begin(), parts.end());
+    std::printf("unwatched  %s   (signal events no rule watches)\n",
+                absl::StrJoin(parts, "  ").c_str());
+  }
   if (r.has_last_decision()) {
     std::printf("decision   %s\n", r.last_decision().summary().c_str());
   }
@@ -902,6 +918,22 @@ bool WriteNewFile(const std::string& path, const std::string& contents,
   return ok;
 }
 
+// Prints the effective gate rules of every stage of the plan in `path`
+// (policy.h ExplainPlan): exit 0, or 2 naming the field if the plan is
+// refused.
+int PlanExplain(const std::string& path) {
+  ringfence::Plan plan;
+  absl::Status s = ringfence::LoadMessageFile(path, &plan);
+  if (s.ok()) s = ringfence::ValidatePlan(plan);
+  if (!s.ok()) {
+    std::fprintf(stderr, "ringctl: %s: %s\n", path.c_str(),
+                 std::string(s.message()).c_str());
+    return absl::IsNotFound(s) ? kExitError : kExitRejected;
+  }
+  std::printf("%s", ringfence::ExplainPlan(plan).c_str());
+  return kExitOk;
+}
+
 int ValidateFile(const Args& args) {
   const std::string& path = args.positional[1];
   ringfence::ContentSchema schema;
@@ -1069,6 +1101,11 @@ int RunOffline(const Args& args) {
   if (cmd == "keygen") {
     if (!CheckArgs(args, 1, 0, {"out"}, {"out"}, &error)) return Usage(error);
     return KeyGen(args);
+  }
+  if (cmd == "plan" && args.positional.size() > 1 &&
+      args.positional[1] == "explain") {
+    if (!CheckArgs(args, 2, 1, {}, {}, &error)) return Usage(error);
+    return PlanExplain(args.positional[2]);
   }
   if (cmd == "sign") {
     if (!CheckArgs(

@@ -360,7 +360,14 @@ TEST_F(E2EGateSafetyTest, K9BadSignalNameIsRefused) {
   bad->set_signal("disk_smart_warning");
   EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
               GrpcOk());
-  EXPECT_EQ(GetRollout("k9").telemetry().tracked_hosts(), 2u);
+  const v1::RolloutTelemetry t = GetRollout("k9").telemetry();
+  EXPECT_EQ(t.tracked_hosts(), 2u);
+  // No rule watches it: counted, and visible in the status.
+  ASSERT_EQ(t.unwatched_signals().count("disk_smart_warning"), 1u);
+  EXPECT_EQ(t.unwatched_signals().at("disk_smart_warning"), 1u);
+  CommandResult r = Ctl({"rollout", "status", "k9"}, kOperatorToken);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("unwatched  disk_smart_warning 1"));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "e2e_process.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ringfence/model.h"
 #include "ringfence/signing.h"
 
 namespace ringfence::e2e {
@@ -209,6 +210,67 @@ TEST_F(RingctlOfflineTest, SignRejectsBadInput) {
   // A missing flag.
   r = Ctl({"sign", "--key=" + prefix + ".key", "--id=a"});
   EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+}
+
+// `plan explain` prints every stage's effective rules with where each value
+// comes from: a vendor rule adds to the built-in ones, a disabled built-in
+// shows its reason, and a plan that leaves crash unwatched is refused.
+TEST_F(RingctlOfflineTest, PlanExplainShowsTheEffectiveRules) {
+  const std::string plan = dir_ + "/plan.textproto";
+  ASSERT_TRUE(WriteFileAtomically(plan, R"pb(
+                name: "explained"
+                policy {
+                  signals { signal: "latency_regression" max_affected_hosts: 3 }
+                  signals {
+                    signal: "unclean_reboot"
+                    disabled: true
+                    disabled_reason: "our agents reboot uncleanly on update"
+                  }
+                }
+                stages {
+                  name: "dogfood"
+                  audience { labels: "ring:dogfood" }
+                  bake_time { seconds: 600 }
+                  policy { signals { signal: "crash" max_affected_hosts: 1 } }
+                }
+                stages {
+                  name: "all"
+                  audience { percent: 100 }
+                  bake_time { seconds: 600 }
+                }
+              )pb")
+                  .ok());
+  CommandResult r = Ctl({"plan", "explain", plan});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("stage dogfood:"));
+  EXPECT_THAT(r.out, HasSubstr("crash                      breaker 1 hosts "
+                               "[stage]; no ceiling [default]; compared with "
+                               "control [default]"));
+  EXPECT_THAT(r.out, HasSubstr("latency_regression (vendor) breaker 3 hosts "
+                               "[plan]"));
+  EXPECT_THAT(r.out, HasSubstr("unclean_reboot             DISABLED [plan]: "
+                               "our agents reboot uncleanly on update"));
+  EXPECT_THAT(r.out, HasSubstr("the late-track stage:"));
+
+  ASSERT_TRUE(WriteFileAtomically(plan, R"pb(
+                stages {
+                  name: "all"
+                  audience { percent: 100 }
+                  bake_time { seconds: 600 }
+                  policy {
+                    signals {
+                      signal: "crash"
+                      max_affected_hosts: 0
+                      compare_with_control: false
+                    }
+                  }
+                }
+              )pb")
+                  .ok());
+  r = Ctl({"plan", "explain", plan});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("stages[0].policy.signals[0]: leaves \"crash\" "
+                               "with no halting rule in stage all"));
 }
 
 }  // namespace
