@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "e2e_fixture.h"
+#include "ringfence/model.h"
 
 namespace ringfence::e2e {
 namespace {
@@ -24,50 +25,13 @@ using ::testing::AnyOf;
 // Dogfood breakers at 3 hosts (crash, unclean_reboot, silent, apply_stuck)
 // and a 10-minute bake, then everyone: the gate never promotes on its own
 // during a test.
-constexpr char kBreakerPlan[] = R"pb(
-  name: "breaker-slow"
-  policy {
-    silence_timeout { seconds: 4 }
-    apply_timeout { seconds: 4 }
-    max_staleness { seconds: 5 }
-    min_exposed_hosts: 3
-  }
-  stages {
-    name: "dogfood"
-    audience { labels: "ring:dogfood" }
-    bake_time { seconds: 600 }
-    pacing {
-      initial_hosts: 6
-      healthy_after { seconds: 1 }
-    }
-    policy {
-      signals {
-        signal: "crash"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals { signal: "unclean_reboot" max_affected_hosts: 3 }
-      signals {
-        signal: "silent"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals { signal: "apply_stuck" max_affected_hosts: 3 }
-    }
-  }
-  stages {
-    name: "fleet"
-    audience { percent: 100 }
-    bake_time { seconds: 600 }
-    pacing {
-      initial_hosts: 10
-      growth_per_healthy_host: 2
-      healthy_after { seconds: 1 }
-    }
-  }
-)pb";
+Plan BreakerPlan() {
+  Plan plan;
+  EXPECT_TRUE(ringfence::LoadMessageFile(
+                  RINGFENCE_TESTDATA_DIR "/plans/breakers.textproto", &plan)
+                  .ok());
+  return plan;
+}
 
 class E2EGateSafetyTest : public E2ETest {
  protected:
@@ -137,8 +101,8 @@ TEST_F(E2EGateSafetyTest, Case12KilledServerKeepsCrashEvidenceAndTheHalt) {
   const std::string type = "channel-file/412";
   ASSERT_THAT(CreateRelease("cf412-v1", type, kDigestA), GrpcOk());
   ASSERT_THAT(CreateRelease("cf412-v2", type, kDigestB), GrpcOk());
-  ASSERT_THAT(StartRollout("restart-12", "cf412-v2", ParsePlan(kBreakerPlan),
-                           nullptr, "cf412-v1"),
+  ASSERT_THAT(StartRollout("restart-12", "cf412-v2", BreakerPlan(), nullptr,
+                           "cf412-v1"),
               GrpcOk());
   auto fleet = StartFleet(type, 26, 6);
   ASSERT_TRUE(Eventually([&] { return fleet->Running("cf412-v2") == 6; },
@@ -202,7 +166,7 @@ TEST_F(E2EGateSafetyTest, Case12KilledServerKeepsCrashEvidenceAndTheHalt) {
 TEST_F(E2EGateSafetyTest, Case17FirstReleaseNeedsNoBaselineAndItsHaltUnloads) {
   const std::string type = "channel-file/417";
   ASSERT_THAT(CreateRelease("cf417-v1", type), GrpcOk());
-  const std::string plan = WritePlan("breaker", kBreakerPlan);
+  const std::string plan = RINGFENCE_TESTDATA_DIR "/plans/breakers.textproto";
   CommandResult r =
       Ctl({"rollout", "start", "--id=first-17", "--release=cf417-v1",
            "--plan=" + plan, "--reason=first release of a new content type"},
@@ -261,7 +225,7 @@ TEST_F(E2EGateSafetyTest, Case18VouchedBaselineIsNotPushedUntilARollback) {
   const std::string type = "channel-file/418";
   ASSERT_THAT(CreateRelease("cf418-v2", type, kDigestA), GrpcOk());
   ASSERT_THAT(CreateRelease("cf418-v9-hotfix", type, kDigestB), GrpcOk());
-  const std::string plan = WritePlan("breaker", kBreakerPlan);
+  const std::string plan = RINGFENCE_TESTDATA_DIR "/plans/breakers.textproto";
   CommandResult r =
       Ctl({"rollout", "start", "--id=vouched-18", "--release=cf418-v2",
            "--plan=" + plan, "--baseline=cf418-v9-hotfix",
@@ -292,9 +256,9 @@ TEST_F(E2EGateSafetyTest, Case18VouchedBaselineIsNotPushedUntilARollback) {
   // Once a release of the type completed, an unproven baseline is refused.
   ASSERT_THAT(CreateRelease("cf418-v3", type, kDigestA), GrpcOk());
   ASSERT_THAT(CreateRelease("cf418-v4", type, kDigestB), GrpcOk());
-  AdoptBaseline("cf418-v3", ParsePlan(kBreakerPlan));
-  EXPECT_THAT(StartRollout("vouched-18b", "cf418-v4", ParsePlan(kBreakerPlan),
-                           nullptr, "cf418-v9-hotfix"),
+  AdoptBaseline("cf418-v3", BreakerPlan());
+  EXPECT_THAT(StartRollout("vouched-18b", "cf418-v4", BreakerPlan(), nullptr,
+                           "cf418-v9-hotfix"),
               GrpcStatusIs(grpc::StatusCode::FAILED_PRECONDITION,
                            AllOf(HasSubstr("baseline_release_id"),
                                  HasSubstr("never completed a rollout"))));
@@ -307,9 +271,9 @@ TEST_F(E2EGateSafetyTest, Case19PromoteCannotOvertakeATrippedBreaker) {
   const std::string type = "channel-file/419";
   ASSERT_THAT(CreateRelease("cf419-v1", type, kDigestA), GrpcOk());
   ASSERT_THAT(CreateRelease("cf419-v2", type, kDigestB), GrpcOk());
-  ASSERT_THAT(StartRollout("race-19", "cf419-v2", ParsePlan(kBreakerPlan),
-                           nullptr, "cf419-v1"),
-              GrpcOk());
+  ASSERT_THAT(
+      StartRollout("race-19", "cf419-v2", BreakerPlan(), nullptr, "cf419-v1"),
+      GrpcOk());
   auto fleet = StartFleet(type, 10, 4);
   ASSERT_TRUE(Eventually([&] { return fleet->Running("cf419-v2") == 4; },
                          absl::Seconds(10)));
@@ -342,8 +306,7 @@ TEST_F(E2EGateSafetyTest, Case19PromoteCannotOvertakeATrippedBreaker) {
 TEST_F(E2EGateSafetyTest, K9BadSignalNameIsRefused) {
   const std::string type = "channel-file/409";
   ASSERT_THAT(CreateRelease("cf409-v1", type), GrpcOk());
-  ASSERT_THAT(StartRollout("k9", "cf409-v1", ParsePlan(kBreakerPlan)),
-              GrpcOk());
+  ASSERT_THAT(StartRollout("k9", "cf409-v1", BreakerPlan()), GrpcOk());
   v1::ReportTelemetryRequest req;
   v1::TelemetryEvent* ok = req.add_events();
   ok->set_host_id("host-000");

@@ -128,98 +128,19 @@ constexpr char kVendorSignalPlan[] = R"pb(
   }
 )pb";
 
-// Cases 12, 17, 18: dogfood breakers at 3 hosts and a 10-minute bake (the
-// gate never promotes during a case), then everyone.
-constexpr char kBreakerPlan[] = R"pb(
-  name: "breaker-slow"
-  policy {
-    silence_timeout { seconds: 4 }
-    apply_timeout { seconds: 4 }
-    max_staleness { seconds: 5 }
-    min_exposed_hosts: 3
+// Cases 12, 17, 18, 19: dogfood breakers at 3 hosts and a 10-minute bake
+// (the gate never promotes during a case), then everyone. Case 19 bakes
+// both stages 3 s.
+Plan BreakerPlan(absl::Duration bake = absl::Minutes(10)) {
+  Plan plan;
+  EXPECT_TRUE(
+      LoadMessageFile(RINGFENCE_TESTDATA_DIR "/plans/breakers.textproto", &plan)
+          .ok());
+  for (Stage& s : *plan.mutable_stages()) {
+    *s.mutable_bake_time() = ToProtoDuration(bake);
   }
-  stages {
-    name: "dogfood"
-    audience { labels: "ring:dogfood" }
-    bake_time { seconds: 600 }
-    pacing {
-      initial_hosts: 6
-      healthy_after { seconds: 1 }
-    }
-    policy {
-      signals {
-        signal: "crash"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals { signal: "unclean_reboot" max_affected_hosts: 3 }
-      signals {
-        signal: "silent"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals { signal: "apply_stuck" max_affected_hosts: 3 }
-    }
-  }
-  stages {
-    name: "fleet"
-    audience { percent: 100 }
-    bake_time { seconds: 3 }
-    pacing {
-      initial_hosts: 10
-      growth_per_healthy_host: 2
-      healthy_after { seconds: 1 }
-    }
-  }
-)pb";
-
-// Case 19: the same breakers with a 3-second dogfood bake.
-constexpr char kRacePlan[] = R"pb(
-  name: "breaker"
-  policy {
-    silence_timeout { seconds: 4 }
-    apply_timeout { seconds: 4 }
-    max_staleness { seconds: 5 }
-    min_exposed_hosts: 3
-  }
-  stages {
-    name: "dogfood"
-    audience { labels: "ring:dogfood" }
-    bake_time { seconds: 3 }
-    pacing {
-      initial_hosts: 6
-      healthy_after { seconds: 1 }
-    }
-    policy {
-      signals {
-        signal: "crash"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals { signal: "unclean_reboot" max_affected_hosts: 3 }
-      signals {
-        signal: "silent"
-        max_affected_hosts: 3
-        compare_with_control: true
-        margin: 0.2
-      }
-      signals { signal: "apply_stuck" max_affected_hosts: 3 }
-    }
-  }
-  stages {
-    name: "fleet"
-    audience { percent: 100 }
-    bake_time { seconds: 3 }
-    pacing {
-      initial_hosts: 10
-      growth_per_healthy_host: 2
-      healthy_after { seconds: 1 }
-    }
-  }
-)pb";
+  return plan;
+}
 
 // Case 21: dogfood, 10 %, everyone; the built-in rules.
 constexpr char kCheckInPlan[] = R"pb(
@@ -392,7 +313,7 @@ class GateSafetyTest : public ::testing::TestWithParam<StoreFactory> {
   // Makes `release` the content type's proven baseline, as a release every
   // host already runs becomes one: a rollout promoted to completion.
   void Adopt(const std::string& release) {
-    auto r = Start(release, ParsePlan(kBreakerPlan), "",
+    auto r = Start(release, BreakerPlan(), "",
                    /*allow_no_baseline=*/true);
     ASSERT_OK(r);
     auto done = controller_->PromoteToCompletion(r->id(), "ci", "adopt");
@@ -612,7 +533,7 @@ class GateSafetyTest : public ::testing::TestWithParam<StoreFactory> {
   // Nothing about them changed: no apply_stuck, no silence, no halt.
   void ExpectUpCanariesStayUp(bool restart, bool check_ins_first) {
     CreateReleases({"v1", "v2"});
-    auto r = Start("v2", ParsePlan(kBreakerPlan), "v1");
+    auto r = Start("v2", BreakerPlan(), "v1");
     ASSERT_OK(r);
     const std::string id = r->id();
     AddHosts("dog", 6, /*dogfood=*/true, "v1");
@@ -830,7 +751,7 @@ TEST_P(GateSafetyTest, Case03DisablingABuiltinSignalNeedsAReasonOnRecord) {
 // every host, also one never seen before, is told the baseline.
 TEST_P(GateSafetyTest, Case12RestartKeepsCrashEvidenceExactly) {
   CreateReleases({"v1", "v2"});
-  auto r = Start("v2", ParsePlan(kBreakerPlan), "v1");
+  auto r = Start("v2", BreakerPlan(), "v1");
   ASSERT_OK(r);
   const std::string id = r->id();
   AddHosts("dog", 6, /*dogfood=*/true, "v1");
@@ -883,7 +804,7 @@ TEST_P(GateSafetyTest, Case12RestartKeepsCrashEvidenceExactly) {
 // restarts adds up to the breaker.
 TEST_P(GateSafetyTest, Case12CrashesAcrossTwoRestartsAddUp) {
   CreateReleases({"v1", "v2"});
-  auto r = Start("v2", ParsePlan(kBreakerPlan), "v1");
+  auto r = Start("v2", BreakerPlan(), "v1");
   ASSERT_OK(r);
   const std::string id = r->id();
   AddHosts("dog", 6, /*dogfood=*/true, "v1");
@@ -930,7 +851,7 @@ TEST_P(GateSafetyTest, Case12RestartKeepsUpCanariesAliveWithoutReleaseIds) {
 // without allow_no_baseline it is refused, naming baseline_release_id.
 TEST_P(GateSafetyTest, Case17FirstReleaseNeedsAllowNoBaseline) {
   CreateReleases({"v1"});
-  EXPECT_THAT(Start("v1", ParsePlan(kBreakerPlan)),
+  EXPECT_THAT(Start("v1", BreakerPlan()),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("baseline_release_id: no release of "
                                        "channel-file/291 completed a rollout"),
@@ -944,7 +865,7 @@ TEST_P(GateSafetyTest, Case17FirstReleaseNeedsAllowNoBaseline) {
 // never seen, to unload the content type (no release to fall back to).
 TEST_P(GateSafetyTest, Case17HaltedFirstReleaseTellsEveryHostToUnload) {
   CreateReleases({"v1"});
-  auto r = Start("v1", ParsePlan(kBreakerPlan), "", /*allow_no_baseline=*/true);
+  auto r = Start("v1", BreakerPlan(), "", /*allow_no_baseline=*/true);
   ASSERT_OK(r);
   EXPECT_EQ(r->state(), config::v1::RUNNING);
   EXPECT_EQ(r->baseline_release_id(), "");
@@ -981,7 +902,7 @@ TEST_P(GateSafetyTest, Case17HaltedFirstReleaseTellsEveryHostToUnload) {
 // answer `unload` too.
 TEST_P(GateSafetyTest, Case17AbortAndEmergencyStopOfFirstReleaseUnload) {
   CreateReleases({"v1"});
-  auto r = Start("v1", ParsePlan(kBreakerPlan), "", /*allow_no_baseline=*/true);
+  auto r = Start("v1", BreakerPlan(), "", /*allow_no_baseline=*/true);
   ASSERT_OK(r);
   AddHosts("dog", 5, /*dogfood=*/true, "");
   ASSERT_TRUE(RunUntil([&] { return Running("v1") == 5; }, absl::Seconds(10)));
@@ -1004,7 +925,7 @@ TEST_P(GateSafetyTest, Case17AbortAndEmergencyStopOfFirstReleaseUnload) {
 // A release the gate halted is no baseline.
 TEST_P(GateSafetyTest, Case18HaltedReleaseIsRefusedAsBaseline) {
   CreateReleases({"v1", "vbad", "v3"});
-  auto bad = Start("vbad", ParsePlan(kBreakerPlan), "v1");
+  auto bad = Start("vbad", BreakerPlan(), "v1");
   ASSERT_OK(bad);
   AddHosts("dog", 5, /*dogfood=*/true, "v1");
   AddHosts("h", 30, /*dogfood=*/false, "v1");
@@ -1014,7 +935,7 @@ TEST_P(GateSafetyTest, Case18HaltedReleaseIsRefusedAsBaseline) {
   ASSERT_OK(controller_->Tick());
   ASSERT_EQ(State(bad->id()).state(), config::v1::HALTED);
 
-  EXPECT_THAT(Start("v3", ParsePlan(kBreakerPlan), "vbad"),
+  EXPECT_THAT(Start("v3", BreakerPlan(), "vbad"),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("baseline_release_id: release \"vbad\" "
                                        "is not proven: its rollout"),
@@ -1031,14 +952,14 @@ TEST_P(GateSafetyTest, Case18HaltedReleaseIsRefusedAsBaseline) {
 TEST_P(GateSafetyTest, Case18UnprovenBaselineIsRefusedOnceOneCompleted) {
   CreateReleases({"v1", "v2", "v9-hotfix"});
   Adopt("v1");
-  EXPECT_THAT(Start("v2", ParsePlan(kBreakerPlan), "v9-hotfix"),
+  EXPECT_THAT(Start("v2", BreakerPlan(), "v9-hotfix"),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        AllOf(HasSubstr("baseline_release_id: release "
                                        "\"v9-hotfix\" never completed a "
                                        "rollout"),
                              HasSubstr("\"v1\""))));
   // The default is the proven one.
-  auto r = Start("v2", ParsePlan(kBreakerPlan));
+  auto r = Start("v2", BreakerPlan());
   ASSERT_OK(r);
   EXPECT_EQ(r->baseline_release_id(), "v1");
   EXPECT_FALSE(r->baseline_vouched());
@@ -1049,7 +970,7 @@ TEST_P(GateSafetyTest, Case18UnprovenBaselineIsRefusedOnceOneCompleted) {
 // are not moved onto it while it runs; after a halt every host is told it.
 TEST_P(GateSafetyTest, Case18VouchedBaselineIsToldOnlyAfterAHalt) {
   CreateReleases({"v1", "v2", "v9-hotfix"});
-  auto r = Start("v2", ParsePlan(kBreakerPlan), "v9-hotfix");
+  auto r = Start("v2", BreakerPlan(), "v9-hotfix");
   ASSERT_OK(r);
   EXPECT_EQ(r->baseline_release_id(), "v9-hotfix");
   EXPECT_TRUE(r->baseline_vouched());
@@ -1091,7 +1012,7 @@ TEST_P(GateSafetyTest, Case18VouchedBaselineIsToldOnlyAfterAHalt) {
 // and the rollout is HALTED, never COMPLETED.
 TEST_P(GateSafetyTest, Case19PromoteAfterTrippedBreakerIsRefusedAndHalts) {
   CreateReleases({"v1", "v2"});
-  auto r = Start("v2", ParsePlan(kRacePlan), "v1");
+  auto r = Start("v2", BreakerPlan(absl::Seconds(3)), "v1");
   ASSERT_OK(r);
   const std::string id = r->id();
   AddHosts("dog", 4, /*dogfood=*/true, "v1");
@@ -1127,7 +1048,7 @@ TEST_P(GateSafetyTest, Case19PromoteAfterTrippedBreakerIsRefusedAndHalts) {
 // The same race with a resume of a paused rollout.
 TEST_P(GateSafetyTest, Case19ResumeAfterTrippedBreakerIsRefusedAndHalts) {
   CreateReleases({"v1", "v2"});
-  auto r = Start("v2", ParsePlan(kRacePlan), "v1");
+  auto r = Start("v2", BreakerPlan(absl::Seconds(3)), "v1");
   ASSERT_OK(r);
   const std::string id = r->id();
   AddHosts("dog", 4, /*dogfood=*/true, "v1");
@@ -1145,7 +1066,7 @@ TEST_P(GateSafetyTest, Case19ResumeAfterTrippedBreakerIsRefusedAndHalts) {
 // PromoteToCompletion (how a baseline is adopted) is refused the same way.
 TEST_P(GateSafetyTest, Case19PromoteToCompletionAfterTrippedBreakerHalts) {
   CreateReleases({"v1", "v2"});
-  auto r = Start("v2", ParsePlan(kRacePlan), "v1");
+  auto r = Start("v2", BreakerPlan(absl::Seconds(3)), "v1");
   ASSERT_OK(r);
   AddHosts("dog", 4, /*dogfood=*/true, "v1");
   ASSERT_TRUE(RunUntil([&] { return Running("v2") == 4; }, absl::Seconds(10)));
@@ -1162,7 +1083,7 @@ TEST_P(GateSafetyTest, Case19PromoteToCompletionAfterTrippedBreakerHalts) {
 // told the baseline. A release halted since its completion is no baseline.
 TEST_P(GateSafetyTest, Case19CompletedRolloutHaltsDuringItsWatch) {
   CreateReleases({"v1", "v2", "v3"});
-  Plan plan = ParsePlan(kRacePlan);
+  Plan plan = BreakerPlan(absl::Seconds(3));
   plan.mutable_post_completion_watch()->set_seconds(600);
   auto r = Start("v2", plan, "v1");
   ASSERT_OK(r);
@@ -1192,7 +1113,7 @@ TEST_P(GateSafetyTest, Case19CompletedRolloutHaltsDuringItsWatch) {
     EXPECT_EQ(h.last.release->id(), "v1") << h.info.host_id;
     EXPECT_EQ(h.last.reason, AssignReason::kRolledBack) << h.info.host_id;
   }
-  EXPECT_THAT(Start("v3", ParsePlan(kRacePlan), "v2"),
+  EXPECT_THAT(Start("v3", BreakerPlan(absl::Seconds(3)), "v2"),
               StatusIs(absl::StatusCode::kFailedPrecondition,
                        HasSubstr("release \"v2\" is not proven")));
 }
@@ -1201,7 +1122,7 @@ TEST_P(GateSafetyTest, Case19CompletedRolloutHaltsDuringItsWatch) {
 // halt the completed rollout.
 TEST_P(GateSafetyTest, Case19NoHaltAfterTheWatchEnded) {
   CreateReleases({"v1", "v2"});
-  Plan plan = ParsePlan(kRacePlan);
+  Plan plan = BreakerPlan(absl::Seconds(3));
   plan.mutable_post_completion_watch()->set_seconds(60);
   auto r = Start("v2", plan, "v1");
   ASSERT_OK(r);
@@ -1229,7 +1150,7 @@ TEST_P(GateSafetyTest, Case19NoHaltAfterTheWatchEnded) {
 // completed release is its (proven) baseline and is not halted afterwards.
 TEST_P(GateSafetyTest, Case19LaterRolloutEndsTheWatchOnRecord) {
   CreateReleases({"v1", "v2", "v3"});
-  auto r = Start("v2", ParsePlan(kRacePlan), "v1");
+  auto r = Start("v2", BreakerPlan(absl::Seconds(3)), "v1");
   ASSERT_OK(r);
   const std::string id = r->id();
   AddHosts("dog", 4, /*dogfood=*/true, "v1");
@@ -1237,7 +1158,7 @@ TEST_P(GateSafetyTest, Case19LaterRolloutEndsTheWatchOnRecord) {
   ASSERT_OK(controller_->PromoteToCompletion(id, "alice", "ship it"));
   RunFor(absl::Seconds(5));
 
-  auto next = Start("v3", ParsePlan(kRacePlan));
+  auto next = Start("v3", BreakerPlan(absl::Seconds(3)));
   ASSERT_OK(next);
   EXPECT_EQ(next->baseline_release_id(), "v2");
   EXPECT_FALSE(next->baseline_vouched());
