@@ -660,6 +660,8 @@ struct GateFixture {
   FakeClock clock;
   std::unique_ptr<RolloutTracker> tracker;
   TrackerSnapshot snapshot;
+  // Kept per rollout, as the controller does.
+  std::vector<GatePolicy> policies;
   GateInput input;
 };
 
@@ -726,6 +728,8 @@ const GateFixture& Gate() {
     g->input.stage_started_at = g->clock.Now() - absl::Minutes(100);
     g->input.now = g->clock.Now();
     g->input.telemetry = &g->snapshot;
+    g->policies = EffectivePolicies(plan);
+    g->input.policies = &g->policies;
     return g;
   }();
   return *g;

@@ -1,5 +1,6 @@
 #include "ringfence/gate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -175,18 +176,22 @@ Decision EvaluateGate(const GateInput& in) {
   }
 
   std::vector<Evidence> halts;
-  auto policy_of = [&](int stage) {
-    if (in.policies != nullptr &&
-        stage < static_cast<int>(in.policies->size())) {
-      return (*in.policies)[std::min<int>(stage, plan.stages_size())];
-    }
-    return EffectivePolicy(plan, stage);
+  // The effective policy of every stage, the late track last.
+  std::vector<GatePolicy> computed;
+  if (in.policies == nullptr ||
+      in.policies->size() != static_cast<size_t>(plan.stages_size()) + 1) {
+    computed = EffectivePolicies(plan);
+  }
+  const std::vector<GatePolicy>& policies =
+      computed.empty() ? *in.policies : computed;
+  auto policy_of = [&](int stage) -> const GatePolicy& {
+    return policies[std::clamp(stage, 0, plan.stages_size())];
   };
   // 1 + 2: breaker and ceiling, every cohort under its own stage's policy,
   // each guarded by the control arm (ControlGuard).
   const int cohorts = std::min<int>(in.stage + 1, t.cohorts.size());
   for (int st = 0; st < cohorts; ++st) {
-    const GatePolicy policy = policy_of(st);
+    const GatePolicy& policy = policy_of(st);
     const CohortCounts& c = t.cohorts[st];
     const std::string stage_name = StageName(plan, st);
     for (const SignalRule& r : policy.signals()) {
@@ -252,7 +257,7 @@ Decision EvaluateGate(const GateInput& in) {
     return d;
   }
 
-  const GatePolicy policy = policy_of(in.stage);
+  const GatePolicy& policy = policy_of(in.stage);
   const std::string stage_name = StageName(plan, in.stage);
   auto hold = [&](Evidence e) {
     d.set_verdict(config::v1::HOLD);

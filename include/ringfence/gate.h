@@ -55,8 +55,8 @@ struct GateInput {
   absl::Time stage_started_at;
   absl::Time now;
   const TrackerSnapshot* telemetry = nullptr;
-  // EffectivePolicies(*plan) (policy.h), if the caller keeps them; computed
-  // per call otherwise.
+  // EffectivePolicies(*plan) (policy.h), if the caller keeps them (the
+  // controller does); computed per call otherwise.
   const std::vector<GatePolicy>* policies = nullptr;
   // False = shadow mode: a tripped halt rule does not HALT; the decision is
   // taken as if none had tripped (the simulator's baselines use it to follow
