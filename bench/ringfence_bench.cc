@@ -197,7 +197,11 @@ struct World {
 // A controller whose rollout of kNewRelease (baseline kBaselineRelease) is
 // RUNNING in `stage` (0..3; 4 = late track), or COMPLETED if `stage` is 5.
 // Stages are reached with Controller::Promote. `targeting`: see MakeRelease.
-std::unique_ptr<World> MakeWorld(int stage, bool targeting = true) {
+// `stage` > the plan's stages means completed; `watching` keeps a completed
+// rollout under its post-completion watch (else the clock is moved past it,
+// the steady state of a completed release).
+std::unique_ptr<World> MakeWorld(int stage, bool targeting = true,
+                                 bool watching = false) {
   auto w = std::make_unique<World>();
   w->store = NewMemoryStore();
   ControllerOptions options;
@@ -241,6 +245,10 @@ std::unique_ptr<World> MakeWorld(int stage, bool targeting = true) {
     Check(p.status(), "Promote");
   }
   w->targeting = targeting;
+  if (stage > BenchPlan().stages_size() && !watching) {
+    w->clock.Advance(absl::Hours(1) + absl::Seconds(1));  // the default watch
+    Check(w->controller->Tick(), "Tick");
+  }
   auto st = w->controller->GetRollout(w->rollout_id);
   Check(st.status(), "GetRollout");
   if (stage > BenchPlan().stages_size()) {
@@ -317,7 +325,8 @@ void BM_AssignNotYet(benchmark::State& state) {
 }
 BENCHMARK(BM_AssignNotYet)->ArgName("targeting")->Arg(1)->Arg(0);
 
-// (b) Rollout completed: kCompleted without placing the host.
+// (b) Rollout completed and its post-completion watch over: kCompleted
+// without placing the host, lock-free.
 void BM_AssignCompleted(benchmark::State& state) {
   auto w = MakeWorld(5, state.range(0) != 0);
   const auto hosts = ScenarioHosts(*w, -1, 4, AssignReason::kCompleted);
@@ -325,8 +334,20 @@ void BM_AssignCompleted(benchmark::State& state) {
 }
 BENCHMARK(BM_AssignCompleted)->ArgName("targeting")->Arg(1)->Arg(0);
 
+// (b') Rollout completed, under its post-completion watch: every host told
+// the release has an exposure record first, so each lookup takes a
+// host-table shard lock (hosts already exposed: no store write).
+void BM_AssignCompletedWatched(benchmark::State& state) {
+  auto w = MakeWorld(5, state.range(0) != 0, /*watching=*/true);
+  const auto hosts = ScenarioHosts(*w, -1, 4, AssignReason::kCompleted);
+  RunAssign(state, *w->controller, hosts);
+}
+BENCHMARK(BM_AssignCompletedWatched)->ArgName("targeting")->Arg(1)->Arg(0);
+
 // (c) Current stage 3 (fleet); hosts of stages 0-2 (dogfood label, early
-// tenants, 1 % bucket): kStageOpen, lock-free.
+// tenants, 1 % bucket): kStageOpen. Takes a host-table shard lock: a host
+// of an open stage gets an exposure record before it is told (hosts
+// already exposed: no store write).
 void BM_AssignStageOpen(benchmark::State& state) {
   auto w = MakeWorld(3, state.range(0) != 0);
   const auto hosts = ScenarioHosts(*w, 0, 2, AssignReason::kStageOpen);
