@@ -1025,7 +1025,10 @@ Assignment Controller::Assign(const HostInfo& host,
   auto rolled_back = [&](AssignReason reason) {
     a.release = cv.baseline;
     a.reason = reason;
-    a.unload = a.release == nullptr;
+    // Only hosts the release could have reached unload: a host outside its
+    // targeting, or pinned, keeps whatever it runs.
+    a.unload = a.release == nullptr && rt->targeting->Matches(host) &&
+               tenants_.TrackOf(host.tenant) != config::v1::TRACK_PINNED;
     return a;
   };
   if (cv.emergency_stop) return rolled_back(AssignReason::kEmergencyStop);

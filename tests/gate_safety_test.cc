@@ -896,6 +896,22 @@ TEST_P(GateSafetyTest, Case17HaltedFirstReleaseTellsEveryHostToUnload) {
     EXPECT_EQ(h.last.reason, AssignReason::kRolledBack) << h.info.host_id;
   }
   EXPECT_EQ(Running("v1"), 0);
+  // A host the release could never reach (outside its targeting) is not
+  // told to unload what it runs: it keeps it.
+  HostInfo old_agent = hosts_[0].info;
+  old_agent.host_id = "old-agent";
+  old_agent.agent_version = "6.0.0";
+  Release targeted = MakeRelease("v1-targeted");
+  targeted.mutable_targeting()->set_min_agent_version("7.0");
+  ASSERT_OK(controller_->CreateRelease(targeted, "ci"));
+  auto r2 = Start("v1-targeted", BreakerPlan(), "", /*allow_no_baseline=*/true);
+  ASSERT_OK(r2);
+  ASSERT_OK(controller_->Abort(r2->id(), "alice", "wrong file"));
+  const Assignment a = controller_->Assign(old_agent, kType);
+  EXPECT_EQ(a.release, nullptr);
+  EXPECT_FALSE(a.unload);
+  EXPECT_EQ(a.reason, AssignReason::kRolledBack);
+  EXPECT_TRUE(controller_->Assign(hosts_[0].info, kType).unload);
 }
 
 // An abort of the first release, and an emergency stop of its content type,
