@@ -66,10 +66,17 @@ double PoissonLower99(uint64_t k) {
 }
 
 // The control guard of breakers and ceilings. A cohort's count trips a
-// rule only if it is improbable (p <= kGuardP) under what the control arm
-// shows of the signal's hazard, times 1 + margin. The expected count is
-// the larger of two estimates, each taken low where the control's data are
-// thin (a comparison that cannot be made never reads as "no problem"):
+// rule only if it is evidence, at level kGuardAlpha, against what the control
+// arm shows of the signal's hazard, times 1 + margin: the Poisson mixture
+// e-value of the count against that expectation (PoissonMixtureLogE, stats.h)
+// reaches 1 / kGuardAlpha. The gate looks at every cohort and signal every
+// few seconds for hours, so the guard must be a test that stays valid under
+// continuous monitoring: a per-look tail probability (p <= 1e-3) crosses by
+// chance on a good update often enough to be a false-halt source of its own
+// (the e-value needs about one event more on a small expectation, and does
+// not trip on a modest excess over a large one). The expected count is the
+// larger of two estimates, each taken low where the control's data are thin
+// (a comparison that cannot be made never reads as "no problem"):
 //  * over the same hours: the Nelson-Aalen expected count the tracker keeps
 //    per cohort (telemetry.h), at its lower 99 % bound (log-normal,
 //    z = 2.326). It follows a network outage or a load spike as it happens
@@ -87,14 +94,16 @@ double PoissonLower99(uint64_t k) {
 // silence instead (`apply_stuck`: a healthy host that never comes up on the
 // release is one that went dark), or not at all (`local_fallback`: a host's
 // own boot guard gave up on the release).
-constexpr double kGuardP = 1e-3;
+constexpr double kGuardAlpha = 1e-3;
 constexpr double kGuardZ = 2.326;
 constexpr uint64_t kTrustedEvents = 10;
 
 struct Guard {
   double expected = 0;  // under the control's hazard, times 1 + margin
-  double p = 0;         // P(count >= affected) under it
-  bool explained() const { return p > kGuardP; }
+  // The count's e-value against it (log); +inf when nothing can explain it
+  // (no control signal to go by).
+  double log_e = std::numeric_limits<double>::infinity();
+  bool explained() const { return log_e < std::log(1 / kGuardAlpha); }
 };
 
 Guard ControlGuard(const TrackerSnapshot& t, const CohortCounts& c,
@@ -123,15 +132,16 @@ Guard ControlGuard(const TrackerSnapshot& t, const CohortCounts& c,
     e = std::max(e, events / t.control_host_hours * at_risk_hours);
   }
   g.expected = (1 + margin) * e;
-  g.p = PoissonUpperTail(affected, g.expected);
+  g.log_e = PoissonMixtureLogE(affected, g.expected);
   return g;
 }
 
 std::string GuardSentence(const Guard& g) {
   if (g.expected == 0) return "nothing in the control arm explains them";
   return absl::StrFormat(
-      "the control arm's hazard explains at most %.2g of them (p = %.2g)",
-      g.expected, g.p);
+      "the control arm's hazard explains at most %.2g of them (e-value %.3g, "
+      "trips at %.3g)",
+      g.expected, std::exp(std::min(g.log_e, 700.0)), 1 / kGuardAlpha);
 }
 
 }  // namespace

@@ -280,4 +280,16 @@ double RelativeRiskUpperBound(uint64_t treatment_affected,
   return p / (1 - p) * control_host_hours / treatment_host_hours;
 }
 
+double PoissonMixtureLogE(uint64_t events, double expected) {
+  static const std::vector<double> grid = DefaultRelativeRiskGrid(0.0);
+  const double mu = expected > 0 ? expected : 0.0;  // NaN: nothing expected
+  const double k = static_cast<double>(events);
+  std::vector<double> terms;
+  terms.reserve(grid.size());
+  for (double theta : grid) {
+    terms.push_back(k * std::log(theta) - (theta - 1.0) * mu);
+  }
+  return LogSumExp(terms) - std::log(static_cast<double>(grid.size()));
+}
+
 }  // namespace ringfence

@@ -197,15 +197,19 @@ TEST_F(GateTest, BreakersAreControlAware) {
   snap_.cohorts[0].control_expected[2] = 4.8;
   snap_.cohorts[0].control_expected_var[2] = 0.01;
   EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HOLD);
-  // The control's hazard expects 0.16 of them (2 %): a boot loop.
+  // The control's hazard expects 0.16 of them (2 %): 3 silent canaries are
+  // not yet evidence at the guard's level (e-value 111 < 1000), 4 are (a
+  // boot loop).
   snap_.cohorts[0].control_expected[2] = 0.16;
   snap_.cohorts[0].control_expected_var[2] = 0.0004;
+  EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HOLD);
+  snap_.cohorts[0].affected[2] = 4;
   Decision d = Evaluate(0, absl::Minutes(1));
   EXPECT_EQ(d.verdict(), config::v1::HALT);
   EXPECT_EQ(d.evidence(0).rule(), "circuit_breaker");
   EXPECT_THAT(d.summary(),
               HasSubstr("the control arm's hazard explains at most 0.14 of "
-                        "them (p = 0.00044)"));
+                        "them (e-value 2.32e+03, trips at 1e+03)"));
   // Crashes are guarded the same way (K8: hosts that crash whatever they
   // run)...
   snap_.cohorts[0].affected[2] = 0;
@@ -221,10 +225,29 @@ TEST_F(GateTest, BreakersAreControlAware) {
   EXPECT_THAT(d.summary(),
               HasSubstr("nothing in the control arm explains them"));
   // A noisy control estimate does not explain much: its lower bound is
-  // used (one control event among 5 hosts at risk).
+  // used (one control event among 5 hosts at risk): it explains 0.17 of
+  // them, so 4 crashes trip (3 are an e-value of 66 only).
   snap_.cohorts[0].control_expected[0] = 1.6;
   snap_.cohorts[0].control_expected_var[0] = 1.6 * 1.6;
+  EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HOLD);
+  snap_.cohorts[0].affected[0] = 4;
   EXPECT_EQ(Evaluate(0, absl::Minutes(1)).verdict(), config::v1::HALT);
+}
+
+// local_fallback (a host's own boot guard gave up on the release) has no
+// control counterpart: its breaker is absolute.
+TEST_F(GateTest, LocalFallbackBreakerIsAbsolute) {
+  const int idx = static_cast<int>(snap_.signals.size());
+  snap_.signals.push_back("local_fallback");
+  snap_.signal_counts.emplace_back();
+  snap_.signal_counts.back().signal = "local_fallback";
+  snap_.cohorts[0].affected[idx] = 3;
+  snap_.cohorts[0].control_expected[idx] = 50;  // ignored
+  const Decision d = Evaluate(0, absl::Minutes(1));
+  EXPECT_EQ(d.verdict(), config::v1::HALT);
+  EXPECT_EQ(d.evidence(0).signal(), "local_fallback");
+  EXPECT_THAT(d.summary(),
+              HasSubstr("nothing in the control arm explains them"));
 }
 
 // K3: a signal that is only compared with control, with no control host at

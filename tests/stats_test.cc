@@ -649,6 +649,50 @@ double NaiveBinomialCdf(int k, int n, double p) {
   return sum;
 }
 
+// The Poisson mixture e-value: the grid's mean of theta^k exp(-(theta - 1)
+// mu); every event is evidence when nothing is expected.
+TEST(PoissonMixtureLogETest, IsTheMixtureOfPoissonLikelihoodRatios) {
+  const std::vector<double> grid = DefaultRelativeRiskGrid(0.0);
+  for (const auto& [k, mu] : std::vector<std::pair<uint64_t, double>>{
+           {0, 0.0}, {3, 0.0}, {3, 0.14}, {12, 3.8}, {47, 28.0}, {0, 5.0}}) {
+    double sum = 0;
+    for (double theta : grid) {
+      sum +=
+          std::pow(theta, static_cast<double>(k)) * std::exp(-(theta - 1) * mu);
+    }
+    EXPECT_NEAR(PoissonMixtureLogE(k, mu), std::log(sum / grid.size()), 1e-9)
+        << k << " events, " << mu << " expected";
+  }
+  // No events: evidence for H0 (below 1); a modest excess over a large
+  // expectation is weak evidence, a few events over almost nothing strong.
+  EXPECT_LT(PoissonMixtureLogE(0, 5), 0);
+  EXPECT_LT(PoissonMixtureLogE(47, 28), std::log(1000.0));
+  EXPECT_GT(PoissonMixtureLogE(3, 0.02), std::log(1000.0));
+  // Huge counts stay finite.
+  EXPECT_TRUE(std::isfinite(PoissonMixtureLogE(1000000, 10)));
+}
+
+// Under H0 the e-value of a Poisson count, looked at after every event, ever
+// reaches 1 / alpha in at most ~alpha of the runs (Ville).
+TEST(PoissonMixtureLogETest, ContinuousMonitoringKeepsItsLevel) {
+  std::mt19937_64 rng(7);
+  std::exponential_distribution<double> gap(1.0);
+  const int kRuns = 20000;
+  int crossed = 0;
+  for (int run = 0; run < kRuns; ++run) {
+    double mu = 0;
+    for (uint64_t k = 1;; ++k) {
+      mu += gap(rng);  // the compensator at the k-th event
+      if (mu > 30) break;
+      if (PoissonMixtureLogE(k, mu) >= std::log(100.0)) {
+        ++crossed;
+        break;
+      }
+    }
+  }
+  EXPECT_LE(crossed, kRuns / 100);
+}
+
 TEST(RelativeRiskUpperBoundTest, IsTheClopperPearsonBoundSolvedForTheRatio) {
   struct Case {
     int x, y;

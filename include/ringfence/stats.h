@@ -309,4 +309,18 @@ double RelativeRiskUpperBound(uint64_t treatment_affected,
                               uint64_t control_affected,
                               double control_host_hours, double alpha);
 
+// PoissonMixtureLogE
+//
+// The log e-value of `events` counted against H0 "the count is Poisson with
+// mean `expected`": the likelihood ratio of Poisson(theta * expected) to
+// Poisson(expected), mixed with equal weight over theta in
+// DefaultRelativeRiskGrid(0) (1.25 .. 1000):
+//   log( (1 / G) sum_theta theta^events exp(-(theta - 1) expected) ).
+// For a counting process whose compensator under H0 is `expected` at every
+// instant, the mixture is a nonnegative martingale, so by Ville's inequality
+// the chance that it ever reaches 1 / alpha is at most alpha however often it
+// is evaluated (a per-look Poisson tail probability has no such bound).
+// expected <= 0: every event is evidence (the grid's mean of theta^events).
+double PoissonMixtureLogE(uint64_t events, double expected);
+
 }  // namespace ringfence
