@@ -130,6 +130,19 @@ bool ConditionalMixtureTest::Restore(const std::vector<double>& log_lr,
 void ConditionalMixtureTest::Observe(bool in_treatment,
                                      double treatment_at_risk,
                                      double control_at_risk) {
+  ObserveDeferred(in_treatment, treatment_at_risk, control_at_risk);
+  Settle();
+}
+
+void ConditionalMixtureTest::Settle() {
+  // Ville's bound is on the running supremum, so once crossed it stays
+  // crossed even if later control events pull the e-value back down.
+  if (log_e_ >= log_threshold_) rejected_ = true;
+}
+
+void ConditionalMixtureTest::ObserveDeferred(bool in_treatment,
+                                             double treatment_at_risk,
+                                             double control_at_risk) {
   if (!IsInformative(treatment_at_risk, control_at_risk)) return;
   const double null_rr = 1.0 + options_.margin;
   for (size_t i = 0; i < log_lr_.size(); ++i) {
@@ -138,9 +151,6 @@ void ConditionalMixtureTest::Observe(bool in_treatment,
                                null_rr, treatment_at_risk, control_at_risk);
   }
   log_e_ = log_weight_ + LogSumExp(log_lr_);
-  // Ville's bound is on the running supremum, so once crossed it stays
-  // crossed even if later control events pull the e-value back down.
-  if (log_e_ >= log_threshold_) rejected_ = true;
   ++(in_treatment ? treatment_events_ : control_events_);
 }
 

@@ -351,7 +351,18 @@ void RolloutTracker::MarkAffected(int signal, uint64_t key, HostState* h) {
       }
     }
   }
-  if (tests_[signal] != nullptr) tests_[signal]->Observe(treatment, n_t, n_c);
+  // Settled at the end of the batch or sweep (SettleTests): the order of
+  // the hosts of one instant is arbitrary.
+  if (tests_[signal] != nullptr) {
+    tests_[signal]->ObserveDeferred(treatment, n_t, n_c);
+  }
+}
+
+void RolloutTracker::SettleTests() {
+  absl::MutexLock lock(&test_mu_);
+  for (const auto& t : tests_) {
+    if (t != nullptr) t->Settle();
+  }
 }
 
 void RolloutTracker::MarkApplied(uint64_t key, HostState* h) {
@@ -556,6 +567,9 @@ void RolloutTracker::IngestImpl(absl::Span<const Event> events,
       }
     }
   }
+  // The batch arrived at one instant: the sequential tests are checked
+  // once, after all of it (ObserveDeferred).
+  SettleTests();
 }
 
 RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
@@ -565,7 +579,9 @@ RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
   HostState* h = table_->Find(host_key);
   if (h != nullptr && h->exposed_at != 0) {
     // Checking in again without coming up on the release: one attempt.
+    const uint8_t before = h->affected;
     AddAttempt(host_key, h);
+    if (h->affected != before) SettleTests();
     return Grant::kAlreadyExposed;
   }
   if (stage_budget == kUnpaced) return Grant::kReserved;
@@ -625,6 +641,7 @@ uint64_t RolloutTracker::Sweep(absl::Duration silence_timeout,
       if (h->affected != before) ++newly;
     });
   }
+  if (newly > 0) SettleTests();
   return newly;
 }
 

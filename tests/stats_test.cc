@@ -613,6 +613,36 @@ TEST(PoissonWaldSprtMonteCarloTest, DetectsADoubledRiskWithKnownBaseline) {
 namespace ringfence {
 namespace {
 
+// Hosts that became affected at one instant are observed without checking
+// the threshold in between: a crossing that the rest of the instant takes
+// back does not latch; Settle() checks the value after all of them.
+TEST(ConditionalMixtureTest, DeferredObservationsAreCheckedWhenSettled) {
+  MixtureTestOptions o;
+  o.alpha = 0.01;
+  ConditionalMixtureTest eager(o), deferred(o);
+  for (int i = 0; i < 2; ++i) {  // 2 of 10 treatment hosts, 2000 in control
+    eager.Observe(true, 10 - i, 2000);
+    deferred.ObserveDeferred(true, 10 - i, 2000);
+  }
+  EXPECT_TRUE(eager.rejected());
+  EXPECT_GE(deferred.e_value(), deferred.threshold());
+  EXPECT_FALSE(deferred.rejected());  // not settled yet
+  for (int i = 0; i < 1000; ++i) {
+    eager.Observe(false, 8, 2000 - i);
+    deferred.ObserveDeferred(false, 8, 2000 - i);
+  }
+  deferred.Settle();
+  EXPECT_LT(deferred.e_value(), 1);
+  EXPECT_FALSE(deferred.rejected());
+  EXPECT_TRUE(eager.rejected());  // the transient latched
+  // A crossing that stands at the end of the instant does latch.
+  ConditionalMixtureTest fresh(o);
+  for (int i = 0; i < 3; ++i) fresh.ObserveDeferred(true, 10 - i, 2000);
+  EXPECT_FALSE(fresh.rejected());
+  fresh.Settle();
+  EXPECT_TRUE(fresh.rejected());
+}
+
 TEST(ConditionalMixtureTestCheckpoint, RestoreContinuesTheEvidence) {
   MixtureTestOptions o;
   o.alpha = 0.01;

@@ -242,6 +242,84 @@ TEST_F(TrackerTest, BootsAfterExposureCountAsAttempts) {
   EXPECT_EQ(Counts(s, "unclean_reboot").treatment_affected, 0u);  // clean
 }
 
+// A chronic crasher (crashed and rebooted uncleanly while in control)
+// reboots and checks in on its own: after its exposure its boots and
+// check-ins are not boot-loop attempts. The apply timeout still applies.
+TEST_F(TrackerTest, RebootsOfAChronicCrasherAreNotAttempts) {
+  using Grant = RolloutTracker::Grant;
+  tracker_->SetMaxStaleness(absl::Hours(1));
+  tracker_->SetBootLoopAttempts(2);
+  Heartbeats(5);
+  TelemetryEvent unclean = Ev(Host(0), EventType::kBoot);
+  unclean.clean = false;
+  tracker_->Ingest({Ev(Host(0), EventType::kCrash), unclean});
+  for (int i : {0, 1}) {
+    ASSERT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10), Grant::kReserved);
+    tracker_->CommitReserved(HostKey(Host(i)), 0, /*paced=*/true);
+  }
+  TelemetryEvent unclean1 = Ev(Host(1), EventType::kBoot);
+  unclean1.clean = false;
+  for (int k = 0; k < 3; ++k) {
+    clock_.Advance(absl::Seconds(10));
+    tracker_->Ingest({Ev(Host(0), EventType::kCrash), unclean, unclean1});
+    for (int i : {0, 1}) {
+      EXPECT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10),
+                Grant::kAlreadyExposed);
+    }
+  }
+  TrackerSnapshot s = tracker_->Snapshot();
+  const int stuck = tracker_->SignalIndex("apply_stuck");
+  EXPECT_EQ(s.cohorts[0].affected[stuck], 1u);  // host 1 only
+  clock_.Advance(absl::Minutes(6));
+  tracker_->Sweep(absl::Hours(1), absl::Minutes(5));
+  s = tracker_->Snapshot();
+  EXPECT_EQ(s.cohorts[0].affected[stuck], 2u);  // host 0 by the timeout
+}
+
+// One batch holds the events of one instant; the tracker takes them shard
+// by shard, an order that means nothing. Two treatment crashes that happen to
+// come first in a batch with a thousand control crashes do not latch the
+// comparison: it is checked after the whole batch.
+TEST_F(TrackerTest, ABatchIsJudgedAsAWholeNotInItsArbitraryOrder) {
+  std::vector<std::string> first, rest;  // shard 0 / any other shard
+  for (int i = 0; first.size() < 10 || rest.size() < 2000; ++i) {
+    const std::string h = Host(i);
+    if ((HostKey(h) >> 58) == 0) {
+      if (first.size() < 10) first.push_back(h);
+    } else if (rest.size() < 2000) {
+      rest.push_back(h);
+    }
+  }
+  // 10 hosts exposed, 2000 in control; then a batch of crashes.
+  auto run = [&](std::vector<TelemetryEvent> crashes) {
+    Reset(3);
+    std::vector<TelemetryEvent> batch;
+    for (const auto& h : rest) {
+      batch.push_back(Ev(h, EventType::kHeartbeat, "rel-1"));
+    }
+    for (const auto& h : first) {
+      batch.push_back(Ev(h, EventType::kApplied, kRelease));
+      batch.push_back(Ev(h, EventType::kHeartbeat, kRelease));
+    }
+    tracker_->Ingest(batch);
+    tracker_->Ingest(crashes);
+    return Counts(tracker_->Snapshot(), "crash");
+  };
+  std::vector<TelemetryEvent> crashes = {Ev(first[0], EventType::kCrash),
+                                         Ev(first[1], EventType::kCrash)};
+  for (int i = 0; i < 1000; ++i) {
+    crashes.push_back(Ev(rest[i], EventType::kCrash));
+  }
+  SignalCounts c = run(crashes);
+  EXPECT_EQ(c.treatment_affected, 2u);
+  EXPECT_EQ(c.control_affected, 1000u);
+  EXPECT_FALSE(c.rejected);
+  // Crashes of 3 of the 10 exposed hosts alone do trip it.
+  crashes.resize(2);
+  crashes.push_back(Ev(first[2], EventType::kCrash));
+  EXPECT_TRUE(run(crashes).rejected);
+}
+
 TEST_F(TrackerTest, AppliedWithoutAHeartbeatOnTheReleaseIsNotUp) {
   tracker_->SetMaxStaleness(absl::Hours(1));
   Heartbeats(3);

@@ -210,6 +210,24 @@ class ConditionalMixtureTest {
   void Observe(bool in_treatment, double treatment_at_risk,
                double control_at_risk);
 
+  // ObserveDeferred
+  //
+  // Observe() without checking the threshold, for affected hosts that became
+  // known at the same instant (one ingest batch, one silence sweep): their
+  // order within the instant is arbitrary, so the e-value between two of
+  // them is not an observation of the process, and a crossing there that
+  // the rest of the batch takes back must not latch rejected(). Call
+  // Settle() after the last one. (Checking at fewer instants keeps Ville's
+  // bound.)
+  void ObserveDeferred(bool in_treatment, double treatment_at_risk,
+                       double control_at_risk);
+
+  // Settle
+  //
+  // Checks the threshold now: rejected() from here on if e_value() reached
+  // threshold().
+  void Settle();
+
   // The current e-value (mixture likelihood ratio; 1 before any evidence).
   double e_value() const;
   // log(e_value()).

@@ -38,7 +38,9 @@
 // Every newly affected host is fed, with the number of hosts at risk in each
 // arm at that instant, to the signal's anytime-valid sequential test
 // (stats.h), so the e-values the gate reads are valid under continuous
-// evaluation.
+// evaluation. Hosts that become known at one instant (one ingest batch, one
+// silence sweep) are fed in an arbitrary order, so a test's threshold is
+// checked after the whole batch, not between two of its hosts.
 //
 // Times are *receive* times from the tracker's Clock, not host clocks: a host
 // whose clock is wrong can neither hide nor fake silence.
@@ -364,6 +366,8 @@ class RolloutTracker {
   void Expose(uint64_t key, internal::HostState* h, int stage, uint32_t now_s,
               bool granted);
   void MarkAffected(int signal, uint64_t key, internal::HostState* h);
+  // Checks every sequential test's threshold (the end of a batch or sweep).
+  void SettleTests();
   void MarkApplied(uint64_t key, internal::HostState* h);
   void MarkUp(uint64_t key, internal::HostState* h);
   void AddAttempt(uint64_t key, internal::HostState* h);
