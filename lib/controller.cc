@@ -147,6 +147,8 @@ absl::string_view AssignReasonName(AssignReason r) {
       return "emergency_stop";
     case AssignReason::kStoreUnavailable:
       return "store_unavailable";
+    case AssignReason::kNotWatched:
+      return "not_watched";
   }
   return "unknown";
 }
@@ -260,6 +262,7 @@ void Controller::ConfigureStageLocked(Runtime* rt) {
       std::vector<SignalRule>(policy.signals().begin(), policy.signals().end()),
       policy.alpha());
   rt->tracker->SetBootLoopAttempts(policy.boot_loop_attempts());
+  rt->tracker->SetSilenceTimeout(FromProto(policy.silence_timeout()));
   rt->tracker->SetCurrentStage(stage);
   rt->tracker->SetMaxStaleness(FromProto(policy.max_staleness()));
   rt->tracker->SetHealthyAfter(
@@ -1080,6 +1083,8 @@ Assignment Controller::Assign(const HostInfo& host,
   switch (rt->tracker->TryReserve(key, cv.stage, budget)) {
     case RolloutTracker::Grant::kNoBudget:
       return baseline(AssignReason::kWaitingForPacing);
+    case RolloutTracker::Grant::kNotWatched:
+      return baseline(AssignReason::kNotWatched);
     case RolloutTracker::Grant::kAlreadyExposed:
       break;
     case RolloutTracker::Grant::kReserved: {

@@ -225,6 +225,11 @@ void RolloutTracker::SetRules(absl::Span<const SignalRule> rules,
   }
 }
 
+void RolloutTracker::SetSilenceTimeout(absl::Duration d) {
+  silence_timeout_s_.store(std::max<int64_t>(0, absl::ToInt64Seconds(d)),
+                           std::memory_order_relaxed);
+}
+
 void RolloutTracker::SetBootLoopAttempts(uint32_t attempts) {
   boot_loop_attempts_.store(attempts, std::memory_order_relaxed);
 }
@@ -583,6 +588,17 @@ RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
     AddAttempt(host_key, h);
     if (h->affected != before) SettleTests();
     return Grant::kAlreadyExposed;
+  }
+  if (h != nullptr) {
+    // Known, in control, and dark for longer than the silence timeout (the
+    // sweep's test for `silent`): not watched, so not told the release.
+    const int64_t now_s = ToSeconds(clock_->Now());
+    const uint32_t floor_s = silence_floor_s_.load(std::memory_order_relaxed);
+    if (h->last_seen != 0 &&
+        now_s - std::max(h->last_seen, floor_s) >
+            silence_timeout_s_.load(std::memory_order_relaxed)) {
+      return Grant::kNotWatched;
+    }
   }
   if (stage_budget == kUnpaced) return Grant::kReserved;
   std::atomic<uint64_t>& granted = agg_->cohort_granted[stage];

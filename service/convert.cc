@@ -109,6 +109,8 @@ v1::AssignReason AssignReasonToProto(AssignReason reason) {
       return v1::EMERGENCY_STOP;
     case AssignReason::kStoreUnavailable:
       return v1::STORE_UNAVAILABLE;
+    case AssignReason::kNotWatched:
+      return v1::NOT_WATCHED;
   }
   return v1::ASSIGN_REASON_UNSPECIFIED;
 }

@@ -226,6 +226,30 @@ TEST_F(TrackerTest, CheckInsAreNotSignsOfLifeButRepeatedOnesAreABootLoop) {
   EXPECT_EQ(Counts(s, "silent").control_affected, 0u);
 }
 
+// A host that polls but whose telemetry does not arrive (a one-way
+// partition) is not told the release: exposed, it could neither prove
+// healthy nor show harm. Once its telemetry arrives again it is granted; a
+// host never heard from is not dark.
+TEST_F(TrackerTest, DarkHostsAreNotExposed) {
+  using Grant = RolloutTracker::Grant;
+  tracker_->SetMaxStaleness(absl::Hours(1));
+  tracker_->SetSilenceTimeout(absl::Minutes(5));
+  Heartbeats(3);
+  clock_.Advance(absl::Minutes(4));
+  tracker_->Ingest({Ev(Host(1), EventType::kHeartbeat, "rel-1")});
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 10), Grant::kReserved);
+  tracker_->CancelReserved(0);
+  clock_.Advance(absl::Minutes(2));  // host 0 and 2: 6 minutes dark
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 10), Grant::kNotWatched);
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(2)), 0, RolloutTracker::kUnpaced),
+            Grant::kNotWatched);
+  EXPECT_EQ(tracker_->CohortGranted(0), 0u);  // no budget taken
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(1)), 0, 10), Grant::kReserved);
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(9)), 0, 10), Grant::kReserved);
+  tracker_->Ingest({Ev(Host(0), EventType::kHeartbeat, "rel-1")});
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 10), Grant::kReserved);
+}
+
 TEST_F(TrackerTest, BootsAfterExposureCountAsAttempts) {
   tracker_->SetBootLoopAttempts(2);
   Heartbeats(5);

@@ -137,6 +137,7 @@ enum class AssignReason {
   kRolledBack,        // halted or aborted: last known good
   kEmergencyStop,     // the content type is under emergency stop
   kStoreUnavailable,  // the store failed: fail closed
+  kNotWatched,        // the host's telemetry is not arriving: not exposed
 };
 absl::string_view AssignReasonName(AssignReason r);
 

@@ -269,7 +269,16 @@ class RolloutTracker {
   // already exposed and not yet up on the release counts as one attempt
   // (boot-loop evidence). Check-ins never count as signs of life, and a
   // host refused for want of budget is not inserted.
-  enum class Grant { kAlreadyExposed, kReserved, kNoBudget };
+  //
+  // A host whose telemetry has not reached the tracker for longer than the
+  // silence timeout (SetSilenceTimeout; it polls, but is dark: a one-way
+  // partition, a broken agent pipeline) is refused, paced stage or open
+  // (kNotWatched): exposed, it could neither prove healthy nor show harm,
+  // and its darkness would count against the release as `silent` and
+  // `apply_stuck`. It is granted once its telemetry arrives again. A host
+  // the tracker never heard from is not dark (with no control arm, hosts
+  // report only once exposed).
+  enum class Grant { kAlreadyExposed, kReserved, kNoBudget, kNotWatched };
   // `stage_budget` is the number of hosts the stage may grant in all;
   // kUnpaced for a stage that is fully open (nothing is counted).
   static constexpr uint64_t kUnpaced = UINT64_MAX;
@@ -285,6 +294,12 @@ class RolloutTracker {
   // Derives `silent` and `apply_stuck` for hosts whose timeouts passed.
   // Returns the number of newly affected hosts.
   uint64_t Sweep(absl::Duration silence_timeout, absl::Duration apply_timeout);
+
+  // SetSilenceTimeout
+  //
+  // policy.silence_timeout, for refusing dark hosts (TryReserve). Default
+  // 10 minutes.
+  void SetSilenceTimeout(absl::Duration d);
 
   // SetBootLoopAttempts
   //
@@ -405,6 +420,7 @@ class RolloutTracker {
   // from since the restart (at restore_s_), see OnInsert.
   std::atomic<uint64_t> phantom_control_{0};
   uint32_t restore_s_ = 0;
+  std::atomic<int64_t> silence_timeout_s_{600};
 
   // Affected counts of a checkpoint written before host evidence records
   // existed (format 1), per stage x signal: added to the live counts (a host
