@@ -27,6 +27,9 @@ struct HostState {
   // heartbeat running it), starting at its exposure.
   uint32_t last_seen = 0;
   uint32_t exposed_at = 0;  // 0 = control
+  // In control: when it was first seen. Exposed: when it began loading the
+  // release, in its own clock (the time of its first telemetry about the
+  // release; 0 until that arrives).
   uint32_t first_seen = 0;
   uint8_t affected = 0;  // bit per signal index: showed it in its arm
   uint8_t flags = 0;     // HostFlags, and the attempt count (kAttemptsMask)

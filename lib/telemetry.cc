@@ -312,6 +312,7 @@ void RolloutTracker::Expose(uint64_t key, HostState* h, int stage,
                                   (granted ? internal::kGranted : 0));
   h->exposed_at = now_s;
   h->last_seen = now_s;
+  h->first_seen = 0;  // from now on: when it began loading (host clock)
   h->stage = static_cast<uint8_t>(stage);
   if (h->pre_affected != 0) MarkDirty(key, h);
 }
@@ -452,6 +453,20 @@ void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
   // A control host is alive whatever it sends; an exposed one only when it
   // shows that it runs the release.
   bool life = h->exposed_at == 0;
+  if (h->exposed_at != 0 && !(h->flags & internal::kUp) &&
+      e.type == EventType::kHeartbeat && !release && !e.release_id.empty() &&
+      (h->first_seen == 0 || ToSeconds(e.time) < h->first_seen)) {
+    // Pre-load telemetry: the host still running the previous release, sent
+    // before it began loading this one, arriving now. The host's telemetry
+    // is behind its exposure, so nothing it did since could have arrived
+    // yet: its silence and apply clocks start again now, and its check-ins
+    // and boots so far are no evidence of a loop.
+    h->last_seen = std::max(h->last_seen, now_s);
+    if (h->flags & internal::kAttemptsMask) {
+      h->flags &= static_cast<uint8_t>(~internal::kAttemptsMask);
+      MarkDirty(key, h);
+    }
+  }
   switch (e.type) {
     case EventType::kApplying:
       // Not an attempt: an agent reports it once per load, and a host whose
@@ -496,6 +511,12 @@ void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
       }
       break;
     }
+  }
+  if (release && h->exposed_at != 0 && h->first_seen == 0 &&
+      (e.type == EventType::kApplying || e.type == EventType::kApplied ||
+       e.type == EventType::kHeartbeat)) {
+    // When it began loading the release, in its own clock.
+    h->first_seen = ToSeconds(e.time);
   }
   if (life && now_s > h->last_seen) h->last_seen = now_s;
   MaybeHealthy(h);
@@ -649,8 +670,11 @@ uint64_t RolloutTracker::Sweep(absl::Duration silence_timeout,
               silence_s) {
         MarkAffected(silent, key, h);
       }
+      // The apply clock runs from the exposure, or from the latest pre-load
+      // telemetry or `applied` (last_seen of a host not up yet).
       if (stuck >= 0 && h->exposed_at != 0 && !(h->flags & internal::kUp) &&
-          static_cast<int64_t>(now_s) - std::max(h->exposed_at, floor_s) >
+          static_cast<int64_t>(now_s) -
+                  std::max({h->exposed_at, h->last_seen, floor_s}) >
               apply_s) {
         MarkAffected(stuck, key, h);
       }

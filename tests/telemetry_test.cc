@@ -192,11 +192,14 @@ TEST_F(TrackerTest, CheckInsAreNotSignsOfLifeButRepeatedOnesAreABootLoop) {
     ASSERT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10), Grant::kReserved);
     tracker_->CommitReserved(HostKey(Host(i)), 0, /*paced=*/true);
   }
-  // Host 0 comes up on the release; host 1 checks in twice, host 2 three
-  // times, neither sending anything else.
+  // Host 0 comes up on the release; hosts 1 and 2 begin loading it, then
+  // host 1 checks in twice, host 2 three times, neither sending anything
+  // else about the release.
   tracker_->Ingest({Ev(Host(0), EventType::kApplying, kRelease),
                     Ev(Host(0), EventType::kApplied, kRelease),
-                    Ev(Host(0), EventType::kHeartbeat, kRelease)});
+                    Ev(Host(0), EventType::kHeartbeat, kRelease),
+                    Ev(Host(1), EventType::kApplying, kRelease),
+                    Ev(Host(2), EventType::kApplying, kRelease)});
   for (int k = 0; k < 3; ++k) {
     clock_.Advance(absl::Seconds(1));
     for (int i : {0, 1, 2}) {
@@ -248,6 +251,56 @@ TEST_F(TrackerTest, DarkHostsAreNotExposed) {
   EXPECT_EQ(tracker_->TryReserve(HostKey(Host(9)), 0, 10), Grant::kReserved);
   tracker_->Ingest({Ev(Host(0), EventType::kHeartbeat, "rel-1")});
   EXPECT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 10), Grant::kReserved);
+}
+
+// Telemetry that lags: heartbeats on the previous release that a host sent
+// before it began loading the release keep arriving after its exposure.
+// Until its telemetry about the release arrives, each restarts its silence
+// and apply clocks and drops its attempts; heartbeats on the previous release
+// sent after it began loading (an apply failure) do not.
+TEST_F(TrackerTest, PreLoadTelemetryRestartsTheClocks) {
+  using Grant = RolloutTracker::Grant;
+  tracker_->SetMaxStaleness(absl::Hours(1));
+  tracker_->SetBootLoopAttempts(3);
+  Heartbeats(10);
+  for (int i : {0, 1}) {
+    ASSERT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10), Grant::kReserved);
+    tracker_->CommitReserved(HostKey(Host(i)), 0, /*paced=*/true);
+  }
+  const absl::Time t0 = clock_.Now();
+  auto at = [&](int host, EventType type, const std::string& release,
+                absl::Duration host_time) {
+    TelemetryEvent e = Ev(Host(host), type, release);
+    e.time = t0 + host_time;
+    return e;
+  };
+  // Host 0's telemetry lags 8 minutes: for 8 minutes only heartbeats it
+  // sent before its exposure arrive, while it checks in every minute. Host
+  // 1 began loading at once and then keeps heartbeating the old release.
+  tracker_->Ingest({at(1, EventType::kApplying, kRelease, absl::Seconds(1))});
+  for (int minute = 1; minute <= 8; ++minute) {
+    clock_.Advance(absl::Minutes(1));
+    tracker_->Ingest(
+        {at(0, EventType::kHeartbeat, "rel-1", absl::Minutes(minute - 9)),
+         at(1, EventType::kHeartbeat, "rel-1", absl::Minutes(minute))});
+    EXPECT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 10),
+              Grant::kAlreadyExposed);
+    tracker_->Sweep(absl::Minutes(5), absl::Minutes(5));
+  }
+  TrackerSnapshot s = tracker_->Snapshot();
+  const int stuck = tracker_->SignalIndex("apply_stuck");
+  const int silent = tracker_->SignalIndex("silent");
+  EXPECT_EQ(s.cohorts[0].affected[stuck], 1u);  // host 1 only
+  EXPECT_EQ(s.cohorts[0].affected[silent], 1u);
+  // Host 0's telemetry catches up: it began loading at its exposure.
+  clock_.Advance(absl::Minutes(1));
+  tracker_->Ingest({at(0, EventType::kApplying, kRelease, absl::Seconds(1)),
+                    at(0, EventType::kApplied, kRelease, absl::Seconds(2)),
+                    at(0, EventType::kHeartbeat, kRelease, absl::Seconds(3))});
+  tracker_->Sweep(absl::Minutes(5), absl::Minutes(5));
+  s = tracker_->Snapshot();
+  EXPECT_EQ(s.cohorts[0].affected[stuck], 1u);
+  EXPECT_EQ(s.cohorts[0].affected[silent], 1u);
 }
 
 TEST_F(TrackerTest, BootsAfterExposureCountAsAttempts) {

@@ -19,9 +19,14 @@
 // Signs of life. A control host is alive when it sends any event. An
 // exposed host is alive only when its telemetry shows it running the
 // release (`applied`, a heartbeat naming the release); a GetAssignment
-// check-in proves nothing. `silent` (no sign of life for
-// policy.silence_timeout) and `apply_stuck` (exposed and not up on the
-// release within policy.apply_timeout) are derived by Sweep(). A host that
+// check-in proves nothing. Telemetry that lags: a heartbeat on the previous
+// release that the host sent before it began loading this one (before its
+// `applying`, in its own clock; any, until that arrives) shows the host's
+// telemetry is behind its exposure, so its silence and apply clocks start
+// again when it arrives and its attempts so far are dropped (a host whose
+// pipeline lags is judged from when its pipeline caught up). `silent` (no sign
+// of life for policy.silence_timeout) and `apply_stuck` (exposed and not up on
+// the release within policy.apply_timeout) are derived by Sweep(). A host that
 // checks in or boots policy.boot_loop_attempts times after its exposure
 // without coming up on the release is `apply_stuck` at once: that is a boot
 // loop that dies before sending anything. (Telemetry that lags by more than
