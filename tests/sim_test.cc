@@ -215,10 +215,11 @@ TEST(SimTest, HurtKeepsGrowingAfterABadCompletion) {
   EXPECT_LT(run->end_s, 3600);
   EXPECT_EQ(run->hurt_at_end, 0u);
   EXPECT_EQ(run->exposed_total, 3000u);
-  // Every host runs it from within a minute of the end, and is at risk from
-  // 2 h after it loaded to the end of the horizon: 1 - exp(-0.1 * (8 h +
-  // end - 2 h - up to 1 min)).
-  const double end_h = run->end_s / 3600;
+  // Every host runs it from within a minute of the completion (during the
+  // post-completion watch, 1 h by default, after which the horizon starts),
+  // and is at risk from 2 h after it loaded to the end of the horizon:
+  // 1 - exp(-0.1 * (end + 1 h + 8 h - 2 h - up to 1 min)).
+  const double end_h = run->end_s / 3600 + 1;
   const double p_hi = 1 - std::exp(-0.1 * (8 + end_h - 2));
   const double p_lo = 1 - std::exp(-0.1 * (8 + end_h - 2 - 1.0 / 60));
   EXPECT_GE(run->hurt_total, BinomialBounds(3000, p_lo).first);

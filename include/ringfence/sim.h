@@ -17,8 +17,12 @@
 //     revert what they are told, and heartbeat; hazards (baseline crashes,
 //     chronic crashers, the update's effects) are drawn per step; telemetry
 //     reaches the controller after its delay (or never); the gate ticks
-//     every step. It ends when the rollout is halted, aborted or completed,
-//     or after scenario.max_duration ("stalled").
+//     every step. It ends when the rollout is halted or aborted, when its
+//     post-completion watch ends (plan.post_completion_watch: hosts keep
+//     loading it and the gate keeps its halt rules; a halt then rolls it
+//     back and the run counts as halted), or after scenario.max_duration
+//     ("stalled", unless it completed). A completed run's end_s is its
+//     completion.
 //  3. The horizon (scenario.horizon, default 24 h after the end): harm keeps
 //     being counted. Once the rollout has ended the controller's answers are
 //     fixed (a completed release to every host, a halted one's baseline), so

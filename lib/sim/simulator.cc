@@ -243,6 +243,9 @@ class Sim {
   std::string rollout_id_;
   int current_stage_ = 0;
   bool terminal_ = false;
+  // When the rollout completed (step), or -1; a completed rollout under its
+  // post-completion watch is not terminal until the watch ends.
+  int64_t completed_step_ = -1;
   std::vector<int64_t> stage_start_;
   std::unique_ptr<const AudienceIndex> index_;
 
@@ -537,8 +540,15 @@ absl::StatusOr<SimRun> Sim::Run() {
   }
   if (!ended) {
     cur_ = std::min(cur_, last);
-    run_.outcome = SimOutcome::kStalled;
-    run_.end_s = absl::ToDoubleSeconds((cur_ - warmup_steps_) * step_);
+    if (completed_step_ >= 0) {  // completed; its watch outlasted the run
+      run_.outcome = SimOutcome::kCompleted;
+      run_.completed = true;
+      run_.end_s =
+          absl::ToDoubleSeconds((completed_step_ - warmup_steps_) * step_);
+    } else {
+      run_.outcome = SimOutcome::kStalled;
+      run_.end_s = absl::ToDoubleSeconds((cur_ - warmup_steps_) * step_);
+    }
     run_.stage = StageName(plan_, current_stage_);
   }
   run_.exposed_at_end = exposed_.size();
@@ -1155,7 +1165,19 @@ absl::Status Sim::Decide() {
   }
   current_stage_ = stage;
   run_.tracked_hosts = st.telemetry.tracked_hosts;
-  terminal_ = IsTerminal(now.state());
+  // A completed rollout stays under its halt rules for the plan's
+  // post-completion watch (controller.h): hosts keep polling and loading
+  // it, the gate keeps watching, and a halt then rolls it back. The run
+  // goes on until the watch ends (the oracle and the threshold rule stop
+  // deciding at completion).
+  const bool watching =
+      now.state() == config::v1::COMPLETED && now.has_watch_until() &&
+      FromProto(now.watch_until()) > clock_.Now() &&
+      FromProto(now.watch_until()) > FromProto(now.updated_at());
+  if (now.state() == config::v1::COMPLETED && completed_step_ < 0) {
+    completed_step_ = cur_;
+  }
+  terminal_ = IsTerminal(now.state()) && !watching;
   const int64_t rel = cur_ - warmup_steps_;
   if (opt_.timeline &&
       rel % std::max<int64_t>(1, absl::Minutes(1) / step_) == 0) {
@@ -1174,6 +1196,9 @@ absl::Status Sim::Decide() {
   if (now.state() == config::v1::COMPLETED) {
     run_.outcome = SimOutcome::kCompleted;
     run_.completed = true;
+    // Completion time, not the end of its watch.
+    run_.end_s =
+        absl::ToDoubleSeconds((completed_step_ - warmup_steps_) * step_);
     return absl::OkStatus();
   }
   run_.outcome = SimOutcome::kHalted;
