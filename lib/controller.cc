@@ -262,6 +262,7 @@ void Controller::ConfigureStageLocked(Runtime* rt) {
       std::vector<SignalRule>(policy.signals().begin(), policy.signals().end()),
       policy.alpha());
   rt->tracker->SetBootLoopAttempts(policy.boot_loop_attempts());
+  rt->tracker->SetMaxTelemetryLag(FromProto(policy.max_telemetry_lag()));
   rt->tracker->SetSilenceTimeout(FromProto(policy.silence_timeout()));
   rt->tracker->SetCurrentStage(stage);
   rt->tracker->SetMaxStaleness(FromProto(policy.max_staleness()));

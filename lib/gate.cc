@@ -377,13 +377,16 @@ Decision EvaluateGate(const GateInput& in) {
                      cur.exposed, " hosts exposed).")));
   }
   const bool late = in.stage >= plan.stages_size();
+  // Evidence means hosts that ran the release: told it is not enough.
   const uint64_t min_hosts = late ? 0 : policy.min_exposed_hosts();
-  if (cur.exposed < min_hosts) {
+  if (cur.healthy < min_hosts) {
     return hold(MakeEvidence(
-        "min_exposure", "", 0, cur.exposed, static_cast<double>(cur.exposed),
+        "min_exposure", "", 0, cur.exposed, static_cast<double>(cur.healthy),
         static_cast<double>(min_hosts),
-        absl::StrCat("Stage ", stage_name, " has ", cur.exposed,
-                     " exposed hosts; promotion needs ", min_hosts, ".")));
+        absl::StrCat("Stage ", stage_name, " has ", cur.healthy,
+                     " hosts that came up on the release and stayed healthy (",
+                     cur.exposed, " exposed); promotion needs ", min_hosts,
+                     ".")));
   }
   if (!late && cur.host_hours < policy.min_exposed_host_hours()) {
     return hold(MakeEvidence(

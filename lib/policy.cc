@@ -41,7 +41,7 @@ struct Layered {
   GatePolicy policy;
   Layer alpha = kDefault, silence = kDefault, apply = kDefault,
         staleness = kDefault, min_hosts = kDefault, min_hours = kDefault,
-        ceiling_min = kDefault, attempts = kDefault;
+        ceiling_min = kDefault, attempts = kDefault, lag = kDefault;
   std::vector<RuleOrigin> rules;  // parallel to policy.signals()
 };
 
@@ -55,6 +55,7 @@ GatePolicy DefaultLayer() {
   p.set_min_exposed_host_hours(0);
   p.set_ceiling_min_exposed_hosts(20);
   p.set_boot_loop_attempts(3);
+  p.mutable_max_telemetry_lag()->set_seconds(3600);
   for (const SignalRule& r : BuiltinSignalRules()) *p.add_signals() = r;
   return p;
 }
@@ -117,6 +118,10 @@ void MergePolicy(const GatePolicy& over, Layer layer, Layered* out) {
   if (over.boot_loop_attempts() != 0) {
     p.set_boot_loop_attempts(over.boot_loop_attempts());
     out->attempts = layer;
+  }
+  if (IsSet(over.max_telemetry_lag())) {
+    *p.mutable_max_telemetry_lag() = over.max_telemetry_lag();
+    out->lag = layer;
   }
   for (const SignalRule& r : over.signals()) {
     int i = 0;
@@ -271,6 +276,8 @@ absl::Status ValidateGatePolicy(const GatePolicy& policy,
                                           field("apply_timeout"), false));
   RETURN_IF_ERROR(internal::CheckDuration(policy.max_staleness(),
                                           field("max_staleness"), false));
+  RETURN_IF_ERROR(internal::CheckDuration(policy.max_telemetry_lag(),
+                                          field("max_telemetry_lag"), false));
   if (!std::isfinite(policy.min_exposed_host_hours()) ||
       policy.min_exposed_host_hours() < 0) {
     return Invalid(field("min_exposed_host_hours"), "must be >= 0");
@@ -391,14 +398,16 @@ std::string ExplainPlan(const Plan& plan) {
         "  alpha %g [%s]; silence_timeout %s [%s]; apply_timeout %s [%s]; "
         "max_staleness %s [%s]\n"
         "  min_exposed_hosts %d [%s]; min_exposed_host_hours %g [%s]; "
-        "ceiling_min_exposed_hosts %d [%s]; boot_loop_attempts %d [%s]\n",
+        "ceiling_min_exposed_hosts %d [%s]; boot_loop_attempts %d [%s]; "
+        "max_telemetry_lag %s [%s]\n",
         p.alpha(), LayerName(l.alpha), Seconds(p.silence_timeout()),
         LayerName(l.silence), Seconds(p.apply_timeout()), LayerName(l.apply),
         Seconds(p.max_staleness()), LayerName(l.staleness),
         p.min_exposed_hosts(), LayerName(l.min_hosts),
         p.min_exposed_host_hours(), LayerName(l.min_hours),
         p.ceiling_min_exposed_hosts(), LayerName(l.ceiling_min),
-        p.boot_loop_attempts(), LayerName(l.attempts));
+        p.boot_loop_attempts(), LayerName(l.attempts),
+        Seconds(p.max_telemetry_lag()), LayerName(l.lag));
     for (int i = 0; i < p.signals_size(); ++i) {
       const SignalRule& r = p.signals(i);
       const RuleOrigin& o = l.rules[i];

@@ -230,6 +230,12 @@ void RolloutTracker::SetSilenceTimeout(absl::Duration d) {
                            std::memory_order_relaxed);
 }
 
+void RolloutTracker::SetMaxTelemetryLag(absl::Duration d) {
+  max_telemetry_lag_s_.store(static_cast<uint32_t>(std::clamp<int64_t>(
+                                 absl::ToInt64Seconds(d), 0, UINT32_MAX)),
+                             std::memory_order_relaxed);
+}
+
 void RolloutTracker::SetBootLoopAttempts(uint32_t attempts) {
   boot_loop_attempts_.store(attempts, std::memory_order_relaxed);
 }
@@ -455,7 +461,9 @@ void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
   bool life = h->exposed_at == 0;
   if (h->exposed_at != 0 && !(h->flags & internal::kUp) &&
       e.type == EventType::kHeartbeat && !release && !e.release_id.empty() &&
-      (h->first_seen == 0 || ToSeconds(e.time) < h->first_seen)) {
+      (h->first_seen == 0 || ToSeconds(e.time) < h->first_seen) &&
+      now_s - std::min(now_s, h->exposed_at) <=
+          max_telemetry_lag_s_.load(std::memory_order_relaxed)) {
     // Pre-load telemetry: the host still running the previous release, sent
     // before it began loading this one, arriving now. The host's telemetry
     // is behind its exposure, so nothing it did since could have arrived

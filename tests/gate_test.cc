@@ -69,6 +69,7 @@ class GateTest : public ::testing::Test {
     snap_.signal_counts[2].e_threshold = 200;
     snap_.cohorts.resize(4);
     snap_.cohorts[0].exposed = 10;
+    snap_.cohorts[0].healthy = 10;
     snap_.cohorts[0].host_hours = 5;
     snap_.treatment_hosts = 10;
     snap_.control_hosts = 1000;
@@ -111,12 +112,22 @@ TEST_F(GateTest, HoldsWhileBaking) {
 
 TEST_F(GateTest, HoldsWithoutEnoughExposure) {
   snap_.cohorts[0].exposed = 4;
+  snap_.cohorts[0].healthy = 4;
   Decision d = Evaluate(0, absl::Hours(1));
   EXPECT_EQ(d.verdict(), config::v1::HOLD);
   EXPECT_EQ(d.evidence(0).rule(), "min_exposure");
-  EXPECT_THAT(d.summary(), HasSubstr("4 exposed hosts; promotion needs 5"));
+  EXPECT_THAT(d.summary(),
+              HasSubstr("4 hosts that came up on the release and stayed "
+                        "healthy (4 exposed); promotion needs 5"));
+  // Hosts told the release are not evidence; hosts that ran it are.
+  snap_.cohorts[0].exposed = 10;
+  d = Evaluate(0, absl::Hours(1));
+  EXPECT_THAT(d.summary(), HasSubstr("(10 exposed); promotion needs 5"));
+  snap_.cohorts[0].healthy = 5;
+  EXPECT_EQ(Evaluate(0, absl::Hours(1)).verdict(), config::v1::PROMOTE);
   // Host-hours are checked too (the plan-level policy asks for 1).
   snap_.cohorts[1].exposed = 50;
+  snap_.cohorts[1].healthy = 50;
   snap_.cohorts[1].host_hours = 0.5;
   d = Evaluate(1, absl::Hours(2));
   EXPECT_EQ(d.verdict(), config::v1::HOLD);
@@ -192,6 +203,7 @@ TEST_F(GateTest, HaltsEvenWhenStaleOrPaused) {
 // silence breaker; a cohort that is silent while control is not does.
 TEST_F(GateTest, BreakersAreControlAware) {
   snap_.cohorts[0].exposed = 8;
+  snap_.cohorts[0].healthy = 8;
   snap_.cohorts[0].affected[2] = 3;  // 3 of 8 canaries silent
   // The control's hazard expects 4.8 of the 8 (a 60 % outage), tightly.
   snap_.cohorts[0].control_expected[2] = 4.8;
@@ -278,10 +290,12 @@ TEST_F(GateTest, PausedHoldsWhenNothingTripped) {
 
 TEST_F(GateTest, CeilingAppliesOnlyAfterMinimumSample) {
   snap_.cohorts[1].exposed = 19;
+  snap_.cohorts[1].healthy = 19;
   snap_.cohorts[1].host_hours = 10;
   snap_.cohorts[1].affected[0] = 5;  // 26 % but only 19 hosts
   EXPECT_EQ(Evaluate(1, absl::Minutes(1)).verdict(), config::v1::HOLD);
   snap_.cohorts[1].exposed = 40;  // 12.5 % of 40 > 10 %
+  snap_.cohorts[1].healthy = 40;
   const Decision d = Evaluate(1, absl::Minutes(1));
   EXPECT_EQ(d.verdict(), config::v1::HALT);
   EXPECT_EQ(d.evidence(0).rule(), "ceiling");
@@ -306,6 +320,7 @@ TEST_F(GateTest, EarlierCohortsStayUnderTheirOwnRules) {
   // The canary cohort's breaker (2 silent hosts) still trips in stage 2.
   snap_.cohorts[0].affected[2] = 2;
   snap_.cohorts[2].exposed = 100;
+  snap_.cohorts[2].healthy = 100;
   snap_.cohorts[2].host_hours = 100;
   const Decision d = Evaluate(2, absl::Hours(2));
   EXPECT_EQ(d.verdict(), config::v1::HALT);
@@ -316,6 +331,7 @@ TEST_F(GateTest, LaterStagesDoNotInheritTheCanaryBreaker) {
   // 3 crashes among 1000 hosts of stage "half" do not trip the canary's
   // breaker of 3: stage "half" has no breaker.
   snap_.cohorts[1].exposed = 1000;
+  snap_.cohorts[1].healthy = 1000;
   snap_.cohorts[1].host_hours = 1000;
   snap_.cohorts[1].affected[0] = 3;
   EXPECT_EQ(Evaluate(1, absl::Hours(2)).verdict(), config::v1::PROMOTE);
@@ -345,6 +361,7 @@ TEST_F(GateTest, PromotionWaitsForTheRelativeRiskBound) {
   plan_.mutable_stages(1)->set_promote_max_relative_risk(2);
   ASSERT_TRUE(ValidatePlan(plan_).ok());
   snap_.cohorts[1].exposed = 5000;
+  snap_.cohorts[1].healthy = 5000;
   snap_.cohorts[1].host_hours = 5000;
   snap_.treatment_hosts = 5000;
   snap_.control_hosts = 5000;
@@ -379,6 +396,7 @@ TEST_F(GateTest, PromotionWaitsForTheRelativeRiskBound) {
   crash.treatment_affected = 100;
   crash.control_affected = 50;
   snap_.cohorts[2].exposed = 5000;
+  snap_.cohorts[2].healthy = 5000;
   snap_.cohorts[2].host_hours = 5000;
   EXPECT_EQ(Evaluate(2, absl::Hours(2)).verdict(), config::v1::PROMOTE);
 }

@@ -397,6 +397,29 @@ TEST_F(TrackerTest, ABatchIsJudgedAsAWholeNotInItsArbitraryOrder) {
   EXPECT_TRUE(run(crashes).rejected);
 }
 
+// Lagging telemetry restarts an exposed host's clocks only for
+// max_telemetry_lag: a host that keeps reporting the previous release, and
+// never loads this one, is apply_stuck after that.
+TEST_F(TrackerTest, PreLoadTelemetryHelpsOnlyWithinTheLagBudget) {
+  using Grant = RolloutTracker::Grant;
+  tracker_->SetMaxStaleness(absl::Hours(2));
+  tracker_->SetMaxTelemetryLag(absl::Minutes(20));
+  Heartbeats(3);
+  ASSERT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 10), Grant::kReserved);
+  tracker_->CommitReserved(HostKey(Host(0)), 0, /*paced=*/true);
+  const int stuck = tracker_->SignalIndex("apply_stuck");
+  for (int minute = 1; minute <= 40; ++minute) {
+    clock_.Advance(absl::Minutes(1));
+    tracker_->Ingest({Ev(Host(0), EventType::kHeartbeat, "rel-1"),
+                      Ev(Host(1), EventType::kHeartbeat, "rel-1")});
+    tracker_->Sweep(absl::Hours(1), absl::Minutes(5));
+    const uint64_t affected = tracker_->Snapshot().cohorts[0].affected[stuck];
+    // Until 20 minutes in, each heartbeat restarts the apply clock; then it
+    // runs out 5 minutes later.
+    EXPECT_EQ(affected, minute > 25 ? 1u : 0u) << minute;
+  }
+}
+
 TEST_F(TrackerTest, AppliedWithoutAHeartbeatOnTheReleaseIsNotUp) {
   tracker_->SetMaxStaleness(absl::Hours(1));
   Heartbeats(3);

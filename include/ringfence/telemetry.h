@@ -24,14 +24,16 @@
 // `applying`, in its own clock; any, until that arrives) shows the host's
 // telemetry is behind its exposure, so its silence and apply clocks start
 // again when it arrives and its attempts so far are dropped (a host whose
-// pipeline lags is judged from when its pipeline caught up). `silent` (no sign
+// pipeline lags is judged from when its pipeline caught up), for up to
+// policy.max_telemetry_lag after its exposure. `silent` (no sign
 // of life for policy.silence_timeout) and `apply_stuck` (exposed and not up on
 // the release within policy.apply_timeout) are derived by Sweep(). A host that
 // checks in or boots policy.boot_loop_attempts times after its exposure
 // without coming up on the release is `apply_stuck` at once: that is a boot
-// loop that dies before sending anything. (Telemetry that lags by more than
-// boot_loop_attempts - 1 poll intervals looks the same: raise the limit for
-// such fleets.)
+// loop that dies before sending anything. (Pre-load telemetry drops the
+// attempts of a host whose telemetry lags; a host never heard from before
+// has none to send, so fleets whose telemetry lags by more than
+// boot_loop_attempts - 1 poll intervals need a higher limit.)
 //
 // Control hazard. Each control host that becomes affected adds, for every
 // cohort, (cohort hosts at risk) / (control hosts at risk) to the cohort's
@@ -306,6 +308,12 @@ class RolloutTracker {
   // 10 minutes.
   void SetSilenceTimeout(absl::Duration d);
 
+  // SetMaxTelemetryLag
+  //
+  // policy.max_telemetry_lag: pre-load telemetry restarts an exposed host's
+  // clocks only this long after its exposure (default 1h).
+  void SetMaxTelemetryLag(absl::Duration d);
+
   // SetBootLoopAttempts
   //
   // See the file comment (policy.boot_loop_attempts; 0 = never).
@@ -418,6 +426,7 @@ class RolloutTracker {
   std::atomic<uint32_t> silence_floor_s_{0};
 
   std::atomic<uint32_t> boot_loop_attempts_{3};
+  std::atomic<uint32_t> max_telemetry_lag_s_{3600};
   // Bits of crash and unclean_reboot: a host with either in its history
   // before exposure accumulates no boot-loop attempts.
   uint8_t reboot_history_mask_ = 0;
