@@ -1,15 +1,6 @@
 // ringctl keygen and sign (offline): a publisher's Ed25519 key pair, and
 // release signatures for Release.signature (ringfence/signing.h).
-#include <fcntl.h>
-#include <openssl/bio.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <memory>
 #include <string>
 
@@ -23,57 +14,6 @@
 
 namespace ringfence::ringctl {
 namespace {
-
-// Writes `contents` to a new file `path` with `mode`; `exclusive` refuses
-// to replace an existing file. False (after a message) on failure.
-bool WriteNewFile(const std::string& path, const std::string& contents,
-                  mode_t mode, bool exclusive) {
-  const int fd = open(
-      path.c_str(),
-      O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC), mode);
-  if (fd < 0) {
-    std::fprintf(stderr, "ringctl keygen: cannot create %s: %s\n", path.c_str(),
-                 std::strerror(errno));
-    return false;
-  }
-  bool ok = fchmod(fd, mode) == 0;
-  size_t done = 0;
-  while (ok && done < contents.size()) {
-    const ssize_t n = write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ok = false;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (close(fd) != 0) ok = false;
-  if (!ok) {
-    std::fprintf(stderr, "ringctl keygen: cannot write %s: %s\n", path.c_str(),
-                 std::strerror(errno));
-  }
-  return ok;
-}
-
-// The public key PEM of a private key PEM; empty if it is not a key.
-std::string PublicPemOf(const std::string& private_pem) {
-  std::string out;
-  BIO* in =
-      BIO_new_mem_buf(private_pem.data(), static_cast<int>(private_pem.size()));
-  if (in == nullptr) return out;
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(in, nullptr, nullptr, nullptr);
-  BIO_free(in);
-  if (key == nullptr) return out;
-  BIO* mem = BIO_new(BIO_s_mem());
-  if (mem != nullptr && PEM_write_bio_PUBKEY(mem, key) == 1) {
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(mem, &data);
-    if (n > 0) out.assign(data, static_cast<size_t>(n));
-  }
-  BIO_free(mem);
-  EVP_PKEY_free(key);
-  return out;
-}
 
 int KeyGen(const Invocation& inv, const std::string& prefix) {
   absl::StatusOr<KeyPair> keys = GenerateKeyPair();
@@ -90,11 +30,10 @@ int KeyGen(const Invocation& inv, const std::string& prefix) {
   }
   const std::string key_path = prefix + ".key";
   const std::string pub_path = prefix + ".pub";
-  if (!WriteNewFile(key_path, keys->private_pem, 0600, /*exclusive=*/true)) {
-    return kExitError;
-  }
-  if (!WriteNewFile(pub_path, keys->public_pem, 0644, /*exclusive=*/false)) {
-    unlink(key_path.c_str());
+  const absl::Status written = WriteKeyPairFiles(*keys, key_path, pub_path);
+  if (!written.ok()) {
+    std::fprintf(stderr, "ringctl keygen: %s\n",
+                 std::string(written.message()).c_str());
     return kExitError;
   }
   if (inv.json()) {
@@ -126,8 +65,8 @@ int Sign(const Invocation& inv, const SignFlags& f) {
   if (!ReadWholeFile("sign", f.key, &private_pem)) return kExitError;
   std::string key_id = f.key_id;
   if (key_id.empty()) {
-    absl::StatusOr<std::string> fp =
-        PublicKeyFingerprint(PublicPemOf(private_pem));
+    absl::StatusOr<std::string> fp = PublicKeyOf(private_pem);
+    if (fp.ok()) fp = PublicKeyFingerprint(*fp);
     if (!fp.ok()) {
       std::fprintf(stderr,
                    "ringctl sign: --key %s: not an Ed25519 private key\n",
