@@ -14,6 +14,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3
   libssl-dev
   libre2-dev
+  libcli11-dev
 )
 
 missing=()

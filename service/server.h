@@ -13,9 +13,12 @@
 // with RESOURCE_EXHAUSTED ("retry later") instead of queueing without bound.
 //
 // The services only translate (protos <-> library types, absl::Status ->
-// grpc::Status via ToGrpcStatus) and authenticate (auth.h); every decision
-// is the Controller's. They use the gRPC callback API; unary handlers run the
-// (short, thread-safe) Controller call inline.
+// grpc::Status via ToGrpcStatus) and authenticate (auth.h, call.h); every
+// decision is the Controller's. They use the gRPC callback API; unary
+// handlers run the (short, thread-safe) Controller call inline. Each is in
+// a file of its own (releases_service.h, rollouts_service.h,
+// fleet_service.h, with ingestor.h); the Server builds them and wires them
+// into one grpc::Server.
 //
 // Example:
 //   ServerOptions options;

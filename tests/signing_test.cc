@@ -4,6 +4,7 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -153,6 +154,63 @@ TEST(PublicKeyFingerprint, IsStableAndShort) {
   EXPECT_THAT(PublicKeyFingerprint(kPrivatePem),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("public key: not an Ed25519 public key")));
+}
+
+TEST(PublicKeyOf, IsThePrivateKeysPublicKey) {
+  absl::StatusOr<std::string> fixed = PublicKeyOf(kPrivatePem);
+  ASSERT_OK(fixed);
+  EXPECT_EQ(*fixed, kPublicPem);
+  absl::StatusOr<KeyPair> generated = GenerateKeyPair();
+  ASSERT_OK(generated);
+  absl::StatusOr<std::string> derived = PublicKeyOf(generated->private_pem);
+  ASSERT_OK(derived);
+  EXPECT_EQ(*derived, generated->public_pem);
+  EXPECT_THAT(PublicKeyOf(kPublicPem),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("private key: not an Ed25519 private key")));
+  EXPECT_THAT(PublicKeyOf("not a key\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("private key: not an Ed25519 private key")));
+}
+
+TEST(WriteKeyPairFiles, WritesBothAndNeverReplacesAPrivateKey) {
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/write-key-pair-test");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string key = dir + "/publisher.key";
+  const std::string pub = dir + "/publisher.pub";
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  auto mode = [](const std::string& path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0 ? st.st_mode & 0777 : 0u;
+  };
+
+  ASSERT_OK(WriteKeyPairFiles({kPrivatePem, kPublicPem}, key, pub));
+  EXPECT_EQ(read(key), kPrivatePem);
+  EXPECT_EQ(read(pub), kPublicPem);
+  EXPECT_EQ(mode(key), 0600u);
+  EXPECT_EQ(mode(pub), 0644u);
+
+  // An existing private key stays, and so does its public key.
+  absl::StatusOr<KeyPair> other = GenerateKeyPair();
+  ASSERT_OK(other);
+  EXPECT_THAT(WriteKeyPairFiles(*other, key, pub),
+              StatusIs(absl::StatusCode::kAlreadyExists,
+                       HasSubstr(absl::StrCat("cannot create ", key, ": "))));
+  EXPECT_EQ(read(key), kPrivatePem);
+  EXPECT_EQ(read(pub), kPublicPem);
+
+  // A public key that cannot be written takes its private key with it.
+  const std::string key2 = dir + "/second.key";
+  EXPECT_THAT(WriteKeyPairFiles(*other, key2, dir + "/missing/second.pub"),
+              StatusIs(absl::StatusCode::kInternal,
+                       HasSubstr("cannot create " + dir + "/missing/")));
+  EXPECT_FALSE(std::filesystem::exists(key2));
+  std::filesystem::remove_all(dir);
 }
 
 // ---- Signing

@@ -90,6 +90,28 @@ struct KeyPair {
 // A new Ed25519 key pair. INTERNAL if OpenSSL fails.
 absl::StatusOr<KeyPair> GenerateKeyPair();
 
+// PublicKeyOf
+//
+// The public key (SubjectPublicKeyInfo PEM) of the Ed25519 private key
+// `private_pem` (PKCS#8 PEM). INVALID_ARGUMENT if it is not one.
+absl::StatusOr<std::string> PublicKeyOf(absl::string_view private_pem);
+
+// WriteKeyPairFiles
+//
+// Writes `keys` to two files: the private key to `private_key_path`, created
+// with mode 0600 and never replacing an existing file (ALREADY_EXISTS), and
+// the public key to `public_key_path`, mode 0644 (replaced if it exists). If
+// the public key cannot be written, the private key file is removed again.
+// Other failures are INTERNAL. Messages name the file: "cannot create
+// publisher.key: File exists", "cannot write publisher.pub: ...".
+//
+//   absl::StatusOr<KeyPair> keys = GenerateKeyPair();
+//   RETURN_IF_ERROR(WriteKeyPairFiles(*keys, "publisher.key",
+//                                     "publisher.pub"));
+absl::Status WriteKeyPairFiles(const KeyPair& keys,
+                               const std::string& private_key_path,
+                               const std::string& public_key_path);
+
 // PublicKeyFingerprint
 //
 // A default key id for a public key: "ed25519:" + the first 16 hex

@@ -1,11 +1,16 @@
 #include "ringfence/signing.h"
 
+#include <fcntl.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,6 +101,40 @@ absl::StatusOr<std::string> WritePem(EVP_PKEY* key, KeyKind kind) {
   return std::string(data, static_cast<size_t>(len));
 }
 
+// Writes `contents` to the file `path` with `mode`; `exclusive` refuses to
+// replace an existing file (ALREADY_EXISTS).
+absl::Status WriteKeyFile(const std::string& path, absl::string_view contents,
+                          mode_t mode, bool exclusive) {
+  const int fd = open(
+      path.c_str(),
+      O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC), mode);
+  if (fd < 0) {
+    const int error = errno;
+    const std::string message =
+        absl::StrCat("cannot create ", path, ": ", std::strerror(error));
+    return error == EEXIST ? absl::AlreadyExistsError(message)
+                           : absl::InternalError(message);
+  }
+  // The mode, whatever the umask (and an existing public key's mode).
+  bool ok = fchmod(fd, mode) == 0;
+  size_t done = 0;
+  while (ok && done < contents.size()) {
+    const ssize_t n = write(fd, contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ok = false;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (close(fd) != 0) ok = false;
+  if (!ok) {
+    return absl::InternalError(
+        absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
 // The canonical message needs the release's fields well-formed.
 absl::Status CheckRelease(const Release& release) {
   return ValidateRelease(release);
@@ -137,6 +176,23 @@ absl::StatusOr<KeyPair> GenerateKeyPair() {
   ASSIGN_OR_RETURN(pair.private_pem, WritePem(key.get(), KeyKind::kPrivate));
   ASSIGN_OR_RETURN(pair.public_pem, WritePem(key.get(), KeyKind::kPublic));
   return pair;
+}
+
+absl::StatusOr<std::string> PublicKeyOf(absl::string_view private_pem) {
+  ASSIGN_OR_RETURN(PkeyPtr key,
+                   ReadKey(private_pem, KeyKind::kPrivate, "private key"));
+  return WritePem(key.get(), KeyKind::kPublic);
+}
+
+absl::Status WriteKeyPairFiles(const KeyPair& keys,
+                               const std::string& private_key_path,
+                               const std::string& public_key_path) {
+  RETURN_IF_ERROR(WriteKeyFile(private_key_path, keys.private_pem, 0600,
+                               /*exclusive=*/true));
+  absl::Status s =
+      WriteKeyFile(public_key_path, keys.public_pem, 0644, /*exclusive=*/false);
+  if (!s.ok()) unlink(private_key_path.c_str());
+  return s;
 }
 
 absl::StatusOr<std::string> PublicKeyFingerprint(absl::string_view public_pem) {

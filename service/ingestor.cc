@@ -1,0 +1,80 @@
+#include "service/ingestor.h"
+
+#include <grpcpp/alarm.h>
+
+#include <chrono>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "service/convert.h"
+#include "service/status_map.h"
+
+namespace ringfence {
+
+void Ingestor::Ingest(const EventProtos& events,
+                      std::function<void(grpc::Status)> done) {
+  const uint64_t n = static_cast<uint64_t>(events.size());
+  if (n > max_batch_events_) {
+    // The controller would say the same, after a conversion.
+    done(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      absl::StrCat("events: at most ", max_batch_events_,
+                                   " events per batch (got ", n, ")")));
+    return;
+  }
+  uint64_t in_flight = 0;
+  if (!TryReserve(n, &in_flight)) {
+    done(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("telemetry ingestion is saturated (", in_flight,
+                     " events in flight, limit ", max_inflight_events_,
+                     "): nothing of this batch of ", n,
+                     " events was applied; retry it later, with backoff")));
+    return;
+  }
+  if (testing_delay_ <= absl::ZeroDuration()) {
+    done(ApplyAndRelease(events));
+    return;
+  }
+  // The alarm's implementation is reference-counted, so deleting it in its
+  // own callback is safe.
+  auto* alarm = new grpc::Alarm();
+  alarm->Set(std::chrono::system_clock::now() +
+                 absl::ToChronoMilliseconds(testing_delay_),
+             [this, alarm, &events, done = std::move(done)](bool) {
+               grpc::Status s = ApplyAndRelease(events);
+               delete alarm;
+               done(std::move(s));
+             });
+}
+
+bool Ingestor::TryReserve(uint64_t n, uint64_t* in_flight) {
+  uint64_t cur = in_flight_.load(std::memory_order_relaxed);
+  do {
+    if (cur + n > max_inflight_events_) {
+      *in_flight = cur;
+      return false;
+    }
+  } while (!in_flight_.compare_exchange_weak(cur, cur + n,
+                                             std::memory_order_relaxed));
+  return true;
+}
+
+grpc::Status Ingestor::ApplyAndRelease(const EventProtos& events) {
+  // The events borrow the request's strings (no copies), and the views'
+  // array is reused by the thread's next batch (no allocation).
+  thread_local std::vector<TelemetryEventView> views;
+  absl::Status s = EventViewsFromProto(events, &views);
+  if (s.ok()) s = controller_->Ingest(views);
+  const grpc::Status result = ToGrpcStatus(s);
+  if (views.capacity() > kMaxRetainedViews) {
+    views = std::vector<TelemetryEventView>();
+  } else {
+    views.clear();
+  }
+  in_flight_.fetch_sub(static_cast<uint64_t>(events.size()),
+                       std::memory_order_relaxed);
+  return result;
+}
+
+}  // namespace ringfence

@@ -1,0 +1,68 @@
+// Telemetry ingestion with backpressure: a bounded number of events in
+// flight across all calls. A batch reserves its events before it is
+// converted and ingested, and gives them back after; a batch that does not
+// fit fails at once with RESOURCE_EXHAUSTED ("retry later") rather than
+// piling up behind a slow ingest.
+//
+// Example (a ReportTelemetry handler):
+//   ingestor->Ingest(req->events(), [reactor](grpc::Status s) {
+//     reactor->Finish(s);
+//   });
+//
+// Thread safety: thread-safe. The Controller must outlive the Ingestor, and
+// the Ingestor every Ingest call in flight.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "absl/time/time.h"
+#include "ringfence/controller.h"
+#include "ringfence/v1/ringfence.pb.h"
+
+namespace ringfence {
+
+using EventProtos = google::protobuf::RepeatedPtrField<v1::TelemetryEvent>;
+
+class Ingestor {
+ public:
+  // REQUIRES: 0 < max_batch_events <= max_inflight_events.
+  // `testing_delay` (normally zero) holds each batch that long, without a
+  // thread, between reserving and ingesting it, to make ingestion slow on
+  // purpose in tests.
+  Ingestor(Controller* controller, uint64_t max_batch_events,
+           uint64_t max_inflight_events, absl::Duration testing_delay)
+      : controller_(controller),
+        max_batch_events_(max_batch_events),
+        max_inflight_events_(max_inflight_events),
+        testing_delay_(testing_delay) {}
+
+  // Ingest
+  //
+  // Ingests `events` and calls `done` with the outcome: at once on this
+  // thread, or (with a testing delay) later on another. `events` must stay
+  // valid until `done` is called. INVALID_ARGUMENT for a batch over
+  // max_batch_events; RESOURCE_EXHAUSTED if it does not fit in the budget.
+  void Ingest(const EventProtos& events,
+              std::function<void(grpc::Status)> done);
+
+ private:
+  bool TryReserve(uint64_t n, uint64_t* in_flight);
+  grpc::Status ApplyAndRelease(const EventProtos& events);
+
+  // A thread keeps the views' array of batches up to this size (~72 bytes
+  // per event).
+  static constexpr size_t kMaxRetainedViews = 16384;
+
+  Controller* const controller_;
+  const uint64_t max_batch_events_;
+  const uint64_t max_inflight_events_;
+  const absl::Duration testing_delay_;
+  std::atomic<uint64_t> in_flight_{0};
+};
+
+}  // namespace ringfence
