@@ -261,6 +261,9 @@ class E2ETest : public ::testing::Test {
     };
     argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
     ++starts_;
+    // The previous server must be gone before the next one opens the same
+    // data directory (it holds the directory's lock).
+    server_.reset();
     server_ = std::make_unique<ChildProcess>(argv, LogPath(starts_));
     ASSERT_TRUE(server_->started());
     const absl::Time deadline = absl::Now() + absl::Seconds(15);
