@@ -180,6 +180,12 @@ RolloutTracker::RolloutTracker(const TrackerOptions& options,
     const int i = SignalIndex(s);
     if (i >= 0) reboot_history_mask_ |= static_cast<uint8_t>(1u << i);
   }
+  if (const int i = SignalIndex(kSignalSilent); i >= 0) {
+    silent_mask_ = static_cast<uint8_t>(1u << i);
+  }
+  if (const int i = SignalIndex(kSignalApplyStuck); i >= 0) {
+    apply_stuck_mask_ = static_cast<uint8_t>(1u << i);
+  }
   absl::MutexLock lock(&test_mu_);
   tests_.resize(signals_.size());
   control_expected_.assign(static_cast<size_t>(num_stages_) * kMaxSignals, 0);
@@ -289,6 +295,11 @@ void RolloutTracker::Expose(uint64_t key, HostState* h, int stage,
                             uint32_t now_s, bool granted) {
   if (h->exposed_at != 0) return;
   Aggregates& a = *agg_;
+  // The control history stays with the host. A host that went dark while in
+  // control is not at risk of `apply_stuck` either: a dark host never comes
+  // up on anything, whatever it was told.
+  const uint8_t history =
+      h->affected | ((h->affected & silent_mask_) ? apply_stuck_mask_ : 0);
   {
     // The at-risk counts the sequential tests and the control hazard read
     // change here; keep them consistent with the affected counters by
@@ -302,6 +313,8 @@ void RolloutTracker::Expose(uint64_t key, HostState* h, int stage,
     for (size_t s = 0; s < signals_.size(); ++s) {
       if (h->affected & (1u << s)) {
         a.control_affected_current[s].fetch_sub(1, std::memory_order_relaxed);
+      }
+      if (history & (1u << s)) {
         a.treatment_pre_affected[s].fetch_add(1, std::memory_order_relaxed);
         a.cohort_pre_affected[stage * kMaxSignals + s].fetch_add(
             1, std::memory_order_relaxed);
@@ -311,8 +324,7 @@ void RolloutTracker::Expose(uint64_t key, HostState* h, int stage,
     a.cohort_exposed[stage].fetch_add(1, std::memory_order_relaxed);
     a.cohort_sum_exposed_at[stage].fetch_add(now_s, std::memory_order_relaxed);
   }
-  // The control history stays with the host.
-  h->pre_affected = h->affected;
+  h->pre_affected = history;
   h->affected = 0;
   h->flags = static_cast<uint8_t>((h->flags & internal::kDirty) |
                                   (granted ? internal::kGranted : 0));
@@ -867,7 +879,10 @@ void RolloutTracker::RestoreHost(uint64_t key, bool exposed, int stage,
   OnInsert(h, now_s);
   // Replays the host's history as it happened: control signals first, then
   // the exposure, then the signals it showed on the release.
-  const uint8_t control = exposed ? pre_affected : affected;
+  // (apply_stuck in a history is derived from silence: never control.)
+  const uint8_t control =
+      exposed ? static_cast<uint8_t>(pre_affected & ~apply_stuck_mask_)
+              : affected;
   h->affected = control;
   for (size_t s = 0; s < signals_.size(); ++s) {
     if (control & (1u << s)) {

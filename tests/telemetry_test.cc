@@ -420,6 +420,30 @@ TEST_F(TrackerTest, PreLoadTelemetryHelpsOnlyWithinTheLagBudget) {
   }
 }
 
+// A host that went dark while in control never comes up on anything: once
+// exposed it is not at risk of apply_stuck either (its history carries).
+TEST_F(TrackerTest, AHostDarkBeforeItsExposureIsNotAtRiskOfApplyStuck) {
+  using Grant = RolloutTracker::Grant;
+  tracker_->SetMaxStaleness(absl::Hours(2));
+  Heartbeats(3);
+  clock_.Advance(absl::Minutes(11));
+  tracker_->Ingest({Ev(Host(1), EventType::kHeartbeat, "rel-1"),
+                    Ev(Host(2), EventType::kHeartbeat, "rel-1")});
+  tracker_->Sweep(absl::Minutes(10), absl::Minutes(10));  // host 0 silent
+  for (int i : {0, 1}) {
+    ASSERT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10), Grant::kReserved);
+    tracker_->CommitReserved(HostKey(Host(i)), 0, /*paced=*/true);
+  }
+  clock_.Advance(absl::Minutes(11));
+  tracker_->Ingest({Ev(Host(2), EventType::kHeartbeat, "rel-1")});
+  tracker_->Sweep(absl::Minutes(10), absl::Minutes(10));
+  const TrackerSnapshot s = tracker_->Snapshot();
+  const int stuck = tracker_->SignalIndex("apply_stuck");
+  EXPECT_EQ(s.cohorts[0].affected[stuck], 1u);      // host 1 only
+  EXPECT_EQ(s.cohorts[0].pre_affected[stuck], 1u);  // host 0
+  EXPECT_EQ(Counts(s, "apply_stuck").control_affected, 0u);
+}
+
 TEST_F(TrackerTest, AppliedWithoutAHeartbeatOnTheReleaseIsNotUp) {
   tracker_->SetMaxStaleness(absl::Hours(1));
   Heartbeats(3);

@@ -430,6 +430,7 @@ class RolloutTracker {
   // Bits of crash and unclean_reboot: a host with either in its history
   // before exposure accumulates no boot-loop attempts.
   uint8_t reboot_history_mask_ = 0;
+  uint8_t silent_mask_ = 0, apply_stuck_mask_ = 0;
   // Control hosts a restored checkpoint counted that have not been heard
   // from since the restart (at restore_s_), see OnInsert.
   std::atomic<uint64_t> phantom_control_{0};
