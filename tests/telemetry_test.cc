@@ -430,10 +430,12 @@ TEST_F(TrackerTest, AHostDarkBeforeItsExposureIsNotAtRiskOfApplyStuck) {
   tracker_->Ingest({Ev(Host(1), EventType::kHeartbeat, "rel-1"),
                     Ev(Host(2), EventType::kHeartbeat, "rel-1")});
   tracker_->Sweep(absl::Minutes(10), absl::Minutes(10));  // host 0 silent
-  for (int i : {0, 1}) {
-    ASSERT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10), Grant::kReserved);
-    tracker_->CommitReserved(HostKey(Host(i)), 0, /*paced=*/true);
-  }
+  // A dark host is not granted the release (kNotWatched); host 0 loads it
+  // on its own, reports that, and goes dark again.
+  EXPECT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 10), Grant::kNotWatched);
+  tracker_->Ingest({Ev(Host(0), EventType::kApplying, kRelease)});
+  ASSERT_EQ(tracker_->TryReserve(HostKey(Host(1)), 0, 10), Grant::kReserved);
+  tracker_->CommitReserved(HostKey(Host(1)), 0, /*paced=*/true);
   clock_.Advance(absl::Minutes(11));
   tracker_->Ingest({Ev(Host(2), EventType::kHeartbeat, "rel-1")});
   tracker_->Sweep(absl::Minutes(10), absl::Minutes(10));
