@@ -4,13 +4,15 @@
 // Rules, in the order they are checked:
 //  1. Circuit breaker: a stage's cohort has >= max_affected_hosts distinct
 //     hosts showing a signal (hosts that showed it before their exposure do
-//     not count) that the control arm cannot explain: the count is
-//     improbable (p <= 1e-3, Poisson) under the control's hazard over the
-//     same hours (the Nelson-Aalen expected count of the cohort, telemetry.h,
-//     at its lower 99 % bound, times 1 + margin). With no control event to
-//     go by, any count at the breaker trips. Every cohort stays under its
-//     own stage's rules after promotion, so latent failures of earlier
-//     stages still halt.
+//     not count) that the control arm cannot explain: the count's e-value
+//     (stats.h PoissonMixtureLogE) against the control's hazard reaches
+//     1000 — the larger of the expected count over the same hours (the
+//     Nelson-Aalen sum of the cohort, telemetry.h) and over the rollout (the
+//     control's rate times the cohort's host-hours), each at its lower 99 %
+//     bound, times 1 + margin. An e-value stays valid under the gate's
+//     continuous looks. With no control event to go by, any count at the
+//     breaker trips. Every cohort stays under its own stage's rules after
+//     promotion, so latent failures of earlier stages still halt.
 //  2. Ceiling: affected / at-risk hosts of a cohort exceeds
 //     max_affected_fraction once ceiling_min_exposed_hosts are at risk,
 //     with the same control guard.
@@ -24,7 +26,8 @@
 //     or a control arm to be compared with; else HOLD ("not_judged"): a
 //     comparison that cannot be made never reads as "no problem".
 //  6. Promotion: bake time elapsed in the stage, at least min_exposed_hosts
-//     exposed in the stage (and min_exposed_host_hours), nothing tripped,
+//     hosts of the stage's cohort up on the release and healthy (and
+//     min_exposed_host_hours), nothing tripped,
 //     and, if the stage sets promote_max_relative_risk, every compared
 //     signal's relative risk bounded below it (RelativeRiskUpperBound,
 //     stats.h).
