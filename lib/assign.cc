@@ -1,7 +1,7 @@
 #include "ringfence/assign.h"
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "ringfence/error_text.h"
 #include "ringfence/hash.h"
 #include "ringfence/status_macros.h"
 
@@ -23,8 +23,8 @@ absl::Status ValidateHostInfo(const HostInfo& host) {
   if (!host.agent_version.empty() && !IsValidAgentVersion(host.agent_version)) {
     return absl::InvalidArgumentError(
         absl::StrCat("agent_version: must be a dotted version like 7.11.0 "
-                     "(got \"",
-                     absl::CHexEscape(host.agent_version), "\")"));
+                     "(got ",
+                     QuoteForError(host.agent_version), ")"));
   }
   if (!host.platform.empty()) {
     RETURN_IF_ERROR(ValidateId(host.platform, "platform"));

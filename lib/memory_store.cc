@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "ringfence/audit.h"
+#include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
 #include "ringfence/store.h"
 
@@ -17,8 +18,8 @@ class MemoryStore final : public Store {
                           const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     if (releases_.contains(release.id())) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("release \"", release.id(), "\" already exists"));
+      return absl::AlreadyExistsError(absl::StrCat(
+          "release ", QuoteForError(release.id()), " already exists"));
     }
     releases_[release.id()] = release;
     release_order_.push_back(release.id());
@@ -31,7 +32,7 @@ class MemoryStore final : public Store {
     auto it = releases_.find(id);
     if (it == releases_.end()) {
       return absl::NotFoundError(
-          absl::StrCat("release \"", id, "\" not found"));
+          absl::StrCat("release ", QuoteForError(id), " not found"));
     }
     return it->second;
   }
@@ -47,8 +48,8 @@ class MemoryStore final : public Store {
                              const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     if (rollouts_.contains(rollout.id())) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("rollout \"", rollout.id(), "\" already exists"));
+      return absl::AlreadyExistsError(absl::StrCat(
+          "rollout ", QuoteForError(rollout.id()), " already exists"));
     }
     rollouts_[rollout.id()] = rollout;
     rollout_order_.push_back(rollout.id());
@@ -67,12 +68,13 @@ class MemoryStore final : public Store {
     auto it = rollouts_.find(rollout.id());
     if (it == rollouts_.end()) {
       return absl::NotFoundError(
-          absl::StrCat("rollout \"", rollout.id(), "\" not found"));
+          absl::StrCat("rollout ", QuoteForError(rollout.id()), " not found"));
     }
     if (it->second.version() != expected_version) {
-      return absl::AbortedError(absl::StrCat(
-          "rollout \"", rollout.id(), "\" changed concurrently (version ",
-          it->second.version(), ", expected ", expected_version, ")"));
+      return absl::AbortedError(
+          absl::StrCat("rollout ", QuoteForError(rollout.id()),
+                       " changed concurrently (version ", it->second.version(),
+                       ", expected ", expected_version, ")"));
     }
     it->second = rollout;
     AppendAuditLocked(audit);
@@ -86,7 +88,7 @@ class MemoryStore final : public Store {
     auto it = rollouts_.find(id);
     if (it == rollouts_.end()) {
       return absl::NotFoundError(
-          absl::StrCat("rollout \"", id, "\" not found"));
+          absl::StrCat("rollout ", QuoteForError(id), " not found"));
     }
     return it->second;
   }
@@ -147,8 +149,9 @@ class MemoryStore final : public Store {
                                   const AuditEntry& audit) override {
     absl::MutexLock lock(&mu_);
     if (stops_.erase(std::string(content_type)) == 0) {
-      return absl::NotFoundError(absl::StrCat("content type \"", content_type,
-                                              "\" has no emergency stop"));
+      return absl::NotFoundError(absl::StrCat("content type ",
+                                              QuoteForError(content_type),
+                                              " has no emergency stop"));
     }
     AppendAuditLocked(audit);
     return absl::OkStatus();
@@ -219,9 +222,9 @@ class MemoryStore final : public Store {
     auto it = decisions_.find(decision.rollout_id());
     if (it != decisions_.end() && !it->second.empty() &&
         it->second.back().seq() >= decision.seq()) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("decision ", decision.seq(), " of rollout \"",
-                       decision.rollout_id(), "\" already recorded"));
+      return absl::AlreadyExistsError(absl::StrCat(
+          "decision ", decision.seq(), " of rollout ",
+          QuoteForError(decision.rollout_id()), " already recorded"));
     }
     return absl::OkStatus();
   }

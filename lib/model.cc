@@ -23,6 +23,7 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "ringfence/error_text.h"
 #include "ringfence/hash.h"
 #include "ringfence/policy.h"
 #include "ringfence/status_macros.h"
@@ -67,6 +68,13 @@ constexpr IdCharTable kIdChars;
 
 bool IsIdChar(char c) { return kIdChars.ok[static_cast<unsigned char>(c)]; }
 
+absl::Status CheckMaxBytes(absl::string_view value, size_t max,
+                           absl::string_view field) {
+  if (value.size() <= max) return absl::OkStatus();
+  return Invalid(field, absl::StrCat("must be at most ", max, " bytes (got ",
+                                     value.size(), ")"));
+}
+
 absl::Status ValidatePacing(const Pacing& p, absl::string_view path) {
   if (!std::isfinite(p.growth_per_healthy_host()) ||
       p.growth_per_healthy_host() < 0 || p.growth_per_healthy_host() > 100) {
@@ -109,6 +117,34 @@ absl::Status CheckDuration(const Duration& d, absl::string_view field,
 
 }  // namespace internal
 
+namespace {
+// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+constexpr int64_t kMinTimestampSeconds = -62135596800;
+constexpr int64_t kMaxTimestampSeconds = 253402300799;
+}  // namespace
+
+bool IsValidTimestamp(const google::protobuf::Timestamp& t) {
+  return t.seconds() >= kMinTimestampSeconds &&
+         t.seconds() <= kMaxTimestampSeconds && t.nanos() >= 0 &&
+         t.nanos() <= 999999999;
+}
+
+absl::Status ValidateTimestamp(const google::protobuf::Timestamp& t,
+                               absl::string_view field) {
+  if (t.nanos() < 0 || t.nanos() > 999999999) {
+    return Invalid(field, absl::StrCat("nanos must be in [0, 999999999] (got ",
+                                       t.nanos(), ")"));
+  }
+  if (t.seconds() < kMinTimestampSeconds ||
+      t.seconds() > kMaxTimestampSeconds) {
+    return Invalid(field,
+                   absl::StrCat("must be between 0001-01-01T00:00:00Z and "
+                                "9999-12-31T23:59:59Z (got seconds ",
+                                t.seconds(), ")"));
+  }
+  return absl::OkStatus();
+}
+
 bool IsValidSignalName(absl::string_view name) {
   if (name.empty() || name.size() > 64) return false;
   for (char c : name) {
@@ -127,8 +163,8 @@ absl::Status ValidateSignalName(absl::string_view name,
                                        name.size(), ")"));
   }
   if (!IsValidSignalName(name)) {
-    return Invalid(field, absl::StrCat("must match [a-z0-9_]{1,64} (got \"",
-                                       absl::CHexEscape(name), "\")"));
+    return Invalid(field, absl::StrCat("must match [a-z0-9_]{1,64} (got ",
+                                       QuoteForError(name), ")"));
   }
   return absl::OkStatus();
 }
@@ -142,9 +178,9 @@ absl::Status ParseTextOrJson(absl::string_view text,
     auto status = google::protobuf::util::JsonStringToMessage(std::string(text),
                                                               message, options);
     if (!status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid JSON for ", message->GetTypeName(), ": ",
-                       status.message().ToString()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid JSON for ", message->GetTypeName(), ": ",
+          CutForError(status.message().ToString(), kMaxParserMessageBytes)));
     }
     return absl::OkStatus();
   }
@@ -152,9 +188,9 @@ absl::Status ParseTextOrJson(absl::string_view text,
   ErrorCollector errors;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(std::string(text), message)) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid text proto for ",
-                                                   message->GetTypeName(), ": ",
-                                                   errors.first()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid text proto for ", message->GetTypeName(), ": ",
+                     CutForError(errors.first(), kMaxParserMessageBytes)));
   }
   return absl::OkStatus();
 }
@@ -253,9 +289,8 @@ absl::Status ValidateId(absl::string_view id, absl::string_view field) {
   }
   for (char c : id) {
     if (!IsIdChar(c)) {
-      return Invalid(field,
-                     absl::StrCat("must match [A-Za-z0-9._:/@-]+ (got \"",
-                                  absl::CHexEscape(id), "\")"));
+      return Invalid(field, absl::StrCat("must match [A-Za-z0-9._:/@-]+ (got ",
+                                         QuoteForError(id), ")"));
     }
   }
   return absl::OkStatus();
@@ -266,7 +301,6 @@ absl::Status ValidatePlan(const Plan& plan) {
   if (plan.stages_size() == 0) {
     return Invalid("stages", "must have at least one stage");
   }
-  constexpr int kMaxStages = 64;
   if (plan.stages_size() > kMaxStages) {
     return Invalid("stages",
                    absl::StrCat("at most ", kMaxStages, " stages (got ",
@@ -274,6 +308,24 @@ absl::Status ValidatePlan(const Plan& plan) {
   }
   if (plan.has_policy())
     RETURN_IF_ERROR(ValidateGatePolicy(plan.policy(), "policy"));
+  // The bounds on repeated fields first: the checks below are linear in
+  // them.
+  int plan_hosts = 0;
+  for (int i = 0; i < plan.stages_size(); ++i) {
+    const Audience& a = plan.stages(i).audience();
+    if (a.labels_size() > kMaxAudienceLabels) {
+      return Invalid(absl::StrCat("stages[", i, "].audience.labels"),
+                     absl::StrCat("at most ", kMaxAudienceLabels,
+                                  " labels (got ", a.labels_size(), ")"));
+    }
+    plan_hosts += a.hosts_size();
+    if (plan_hosts > kMaxPlanHosts) {
+      return Invalid(absl::StrCat("stages[", i, "].audience.hosts"),
+                     absl::StrCat("at most ", kMaxPlanHosts,
+                                  " hosts in all stages together (got ",
+                                  plan_hosts, " up to this stage)"));
+    }
+  }
   absl::flat_hash_set<std::string> names;
   absl::flat_hash_set<std::string> hosts;
   int last_percent_stage = -1;
@@ -282,8 +334,9 @@ absl::Status ValidatePlan(const Plan& plan) {
     const std::string p = absl::StrCat("stages[", i, "]");
     RETURN_IF_ERROR(ValidateId(s.name(), absl::StrCat(p, ".name")));
     if (!names.insert(s.name()).second) {
-      return Invalid(absl::StrCat(p, ".name"),
-                     absl::StrCat("duplicate stage name \"", s.name(), "\""));
+      return Invalid(
+          absl::StrCat(p, ".name"),
+          absl::StrCat("duplicate stage name ", QuoteForError(s.name())));
     }
     const Audience& a = s.audience();
     if (a.hosts_size() == 0 && a.labels_size() == 0 && !a.early_track() &&
@@ -296,8 +349,8 @@ absl::Status ValidatePlan(const Plan& plan) {
       const std::string f = absl::StrCat(p, ".audience.hosts[", h, "]");
       RETURN_IF_ERROR(ValidateId(a.hosts(h), f));
       if (!hosts.insert(a.hosts(h)).second) {
-        return Invalid(f, absl::StrCat("host \"", a.hosts(h),
-                                       "\" is listed twice in the plan"));
+        return Invalid(f, absl::StrCat("host ", QuoteForError(a.hosts(h)),
+                                       " is listed twice in the plan"));
       }
     }
     for (int l = 0; l < a.labels_size(); ++l) {
@@ -355,15 +408,22 @@ absl::Status ValidatePlan(const Plan& plan) {
                                           "late_track.bake_time", false));
   RETURN_IF_ERROR(internal::CheckDuration(plan.post_completion_watch(),
                                           "post_completion_watch", false));
+  // Each field is within its bound; together they must be too.
+  if (const size_t bytes = plan.ByteSizeLong(); bytes > kMaxPlanBytes) {
+    return Invalid(
+        "stages",
+        absl::StrCat("the plan is ", bytes,
+                     " bytes serialized; a plan may be at most ", kMaxPlanBytes,
+                     " (fewer stages, labels, hosts or reasons)"));
+  }
   return ValidateEffectivePolicies(plan);
 }
 
 absl::Status ValidateRelease(const Release& release) {
   RETURN_IF_ERROR(ValidateId(release.id(), "id"));
   RETURN_IF_ERROR(ValidateId(release.content_type(), "content_type"));
-  if (release.version().size() > 128) {
-    return Invalid("version", "must be at most 128 characters");
-  }
+  RETURN_IF_ERROR(
+      CheckMaxBytes(release.version(), kMaxVersionBytes, "version"));
   const std::string& d = release.digest_sha256();
   if (d.size() != 64) {
     return Invalid("digest_sha256",
@@ -377,26 +437,49 @@ absl::Status ValidateRelease(const Release& release) {
     }
   }
   if (release.size_bytes() == 0) return Invalid("size_bytes", "must be > 0");
+  if (release.size_bytes() > kMaxReleaseSizeBytes) {
+    return Invalid("size_bytes",
+                   absl::StrCat("must be at most ", kMaxReleaseSizeBytes,
+                                " (1 TiB; got ", release.size_bytes(), ")"));
+  }
+  RETURN_IF_ERROR(
+      CheckMaxBytes(release.signature(), kMaxSignatureBytes, "signature"));
+  RETURN_IF_ERROR(
+      CheckMaxBytes(release.fetch_url(), kMaxFetchUrlBytes, "fetch_url"));
+  for (size_t i = 0; i < release.fetch_url().size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(release.fetch_url()[i]);
+    if (c < 0x20 || c == 0x7f) {
+      return Invalid("fetch_url",
+                     absl::StrCat("must not contain control characters (got ",
+                                  QuoteForError(release.fetch_url()), ")"));
+    }
+  }
+  if (release.has_created_at()) {
+    RETURN_IF_ERROR(ValidateTimestamp(release.created_at(), "created_at"));
+  }
   const Targeting& t = release.targeting();
   if (!t.min_agent_version().empty() &&
       !IsValidAgentVersion(t.min_agent_version())) {
-    return Invalid(
-        "targeting.min_agent_version",
-        absl::StrCat("must be a dotted version like 7.11.0 (got \"",
-                     absl::CHexEscape(t.min_agent_version()), "\")"));
+    return Invalid("targeting.min_agent_version",
+                   absl::StrCat("must be a dotted version like 7.11.0 (got ",
+                                QuoteForError(t.min_agent_version()), ")"));
   }
   if (!t.max_agent_version().empty() &&
       !IsValidAgentVersion(t.max_agent_version())) {
-    return Invalid(
-        "targeting.max_agent_version",
-        absl::StrCat("must be a dotted version like 7.11.0 (got \"",
-                     absl::CHexEscape(t.max_agent_version()), "\")"));
+    return Invalid("targeting.max_agent_version",
+                   absl::StrCat("must be a dotted version like 7.11.0 (got ",
+                                QuoteForError(t.max_agent_version()), ")"));
   }
   if (!t.min_agent_version().empty() && !t.max_agent_version().empty() &&
       CompareAgentVersions(t.min_agent_version(), t.max_agent_version()) >= 0) {
     return Invalid("targeting.max_agent_version",
                    absl::StrCat("must be greater than min_agent_version (",
                                 t.min_agent_version(), ")"));
+  }
+  if (t.platforms_size() > kMaxPlatforms) {
+    return Invalid("targeting.platforms",
+                   absl::StrCat("at most ", kMaxPlatforms, " platforms (got ",
+                                t.platforms_size(), ")"));
   }
   for (int i = 0; i < t.platforms_size(); ++i) {
     RETURN_IF_ERROR(ValidateId(t.platforms(i),
@@ -411,8 +494,8 @@ absl::Status ValidateFleetConfig(const FleetConfig& fleet) {
     const std::string f = absl::StrCat("tenants[", i, "].name");
     RETURN_IF_ERROR(ValidateId(fleet.tenants(i).name(), f));
     if (!names.insert(fleet.tenants(i).name()).second) {
-      return Invalid(f, absl::StrCat("duplicate tenant \"",
-                                     fleet.tenants(i).name(), "\""));
+      return Invalid(f, absl::StrCat("duplicate tenant ",
+                                     QuoteForError(fleet.tenants(i).name())));
     }
     if (!config::v1::Track_IsValid(fleet.tenants(i).track())) {
       return Invalid(absl::StrCat("tenants[", i, "].track"), "unknown track");

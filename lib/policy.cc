@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
 
 namespace ringfence {
@@ -18,7 +19,6 @@ absl::Status Invalid(absl::string_view field, absl::string_view reason) {
 }
 
 constexpr uint32_t kMaxBootLoopAttempts = 7;  // HostState keeps 3 bits
-constexpr size_t kMaxReason = 1024;
 
 bool IsSet(const google::protobuf::Duration& d) {
   return d.seconds() != 0 || d.nanos() != 0;
@@ -298,8 +298,9 @@ absl::Status ValidateGatePolicy(const GatePolicy& policy,
     const std::string p = absl::StrCat(path, ".signals[", i, "]");
     RETURN_IF_ERROR(ValidateSignalName(r.signal(), absl::StrCat(p, ".signal")));
     if (!seen.insert(r.signal()).second) {
-      return Invalid(absl::StrCat(p, ".signal"),
-                     absl::StrCat("duplicate signal \"", r.signal(), "\""));
+      return Invalid(
+          absl::StrCat(p, ".signal"),
+          absl::StrCat("duplicate signal ", QuoteForError(r.signal())));
     }
     if (!std::isfinite(r.max_affected_fraction()) ||
         r.max_affected_fraction() < 0 || r.max_affected_fraction() > 1) {
@@ -316,8 +317,8 @@ absl::Status ValidateGatePolicy(const GatePolicy& policy,
       if (r.signal() == kSignalCrash || r.signal() == kSignalSilent) {
         return Invalid(
             absl::StrCat(p, ".disabled"),
-            absl::StrCat("\"", r.signal(),
-                         "\" cannot be disabled: a release that kills its "
+            absl::StrCat(QuoteForError(r.signal()),
+                         " cannot be disabled: a release that kills its "
                          "hosts shows it (tune its breaker, ceiling or "
                          "margin instead)"));
       }
@@ -330,10 +331,10 @@ absl::Status ValidateGatePolicy(const GatePolicy& policy,
       return Invalid(absl::StrCat(p, ".disabled_reason"),
                      "set only with disabled: true");
     }
-    if (r.disabled_reason().size() > kMaxReason) {
+    if (r.disabled_reason().size() > kMaxReasonBytes) {
       return Invalid(
           absl::StrCat(p, ".disabled_reason"),
-          absl::StrCat("must be at most ", kMaxReason, " characters (got ",
+          absl::StrCat("must be at most ", kMaxReasonBytes, " characters (got ",
                        r.disabled_reason().size(), ")"));
     }
   }
@@ -351,8 +352,8 @@ absl::Status ValidateEffectivePolicies(const Plan& plan) {
       if (r.signal() == kSignalCrash || r.signal() == kSignalSilent) {
         return Invalid(
             where,
-            absl::StrCat("leaves \"", r.signal(), "\" with no halting rule in ",
-                         StageLabel(plan, s),
+            absl::StrCat("leaves ", QuoteForError(r.signal()),
+                         " with no halting rule in ", StageLabel(plan, s),
                          " (max_affected_hosts, max_affected_fraction and "
                          "compare_with_control are all off); crash and "
                          "silent must be watched in every stage"));
@@ -360,16 +361,17 @@ absl::Status ValidateEffectivePolicies(const Plan& plan) {
       if (IsBuiltinSignal(r.signal())) {
         return Invalid(
             where,
-            absl::StrCat("leaves built-in signal \"", r.signal(),
-                         "\" with no halting rule in ", StageLabel(plan, s),
+            absl::StrCat("leaves built-in signal ", QuoteForError(r.signal()),
+                         " with no halting rule in ", StageLabel(plan, s),
                          "; to switch it off, set disabled: true with a "
                          "disabled_reason (recorded in the audit log)"));
       }
-      return Invalid(where, absl::StrCat("enables no rule for \"", r.signal(),
-                                         "\" in ", StageLabel(plan, s),
-                                         " (set max_affected_hosts, "
-                                         "max_affected_fraction or "
-                                         "compare_with_control)"));
+      return Invalid(
+          where, absl::StrCat("enables no rule for ", QuoteForError(r.signal()),
+                              " in ", StageLabel(plan, s),
+                              " (set max_affected_hosts, "
+                              "max_affected_fraction or "
+                              "compare_with_control)"));
     }
   }
   if (all.size() > static_cast<size_t>(kMaxSignals)) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "ringfence/error_text.h"
 #include "ringfence/model.h"
 
 namespace ringfence {
@@ -89,8 +90,8 @@ absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Parse(
     }
     Entry e;
     if (!ParseRole(fields[1], &e.principal.role)) {
-      return error(absl::StrCat("unknown role \"", fields[1],
-                                "\" (host, publisher, operator or admin)"));
+      return error(absl::StrCat("unknown role ", QuoteForError(fields[1]),
+                                " (host, publisher, operator or admin)"));
     }
     if (absl::Status s = ValidateId(fields[2], "actor"); !s.ok()) {
       return error(s.message());
@@ -137,9 +138,9 @@ absl::StatusOr<Principal> TokenAuthenticator::Authenticate(
 absl::Status Authorize(const Principal& principal, const Roles& allowed,
                        absl::string_view method) {
   if (allowed.Contains(principal.role)) return absl::OkStatus();
-  return absl::PermissionDeniedError(
-      absl::StrCat(method, " needs role ", allowed.ToString(), "; \"",
-                   principal.actor, "\" has role ", RoleName(principal.role)));
+  return absl::PermissionDeniedError(absl::StrCat(
+      method, " needs role ", allowed.ToString(), "; ",
+      QuoteForError(principal.actor), " has role ", RoleName(principal.role)));
 }
 
 }  // namespace ringfence

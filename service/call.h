@@ -1,9 +1,10 @@
 // What every call of the ringfence services does before and after the
-// Controller: authenticate the bearer token, check the caller's role, and
-// finish the call with the outcome as a grpc::Status.
+// Controller: authenticate the bearer token, check the caller's role, check
+// the request against its bounds (request_validation.h), and finish the
+// call with the outcome as a grpc::Status.
 //
 // Example (a unary handler of a CallbackService):
-//   return authorizer_->Unary(ctx, kReaderRoles, "GetRelease",
+//   return authorizer_->Unary(ctx, kReaderRoles, "GetRelease", *req,
 //                             [&](const Principal&) {
 //                               return ToGrpcStatus(...);
 //                             });
@@ -19,6 +20,8 @@
 
 #include "absl/strings/string_view.h"
 #include "service/auth.h"
+#include "service/request_validation.h"
+#include "service/status_map.h"
 
 namespace ringfence {
 
@@ -44,14 +47,44 @@ class CallAuthorizer {
   grpc::Status Check(grpc::CallbackServerContext* ctx, const Roles& allowed,
                      absl::string_view method, Principal* principal) const;
 
+  // Admit
+  //
+  // Check, then ValidateRequest(request) (INVALID_ARGUMENT naming the
+  // field): what every call passes before its handler does anything.
+  template <typename Request>
+  grpc::Status Admit(grpc::CallbackServerContext* ctx, const Roles& allowed,
+                     absl::string_view method, const Request& request,
+                     Principal* principal) const {
+    grpc::Status s = Check(ctx, allowed, method, principal);
+    if (s.ok()) s = ToGrpcStatus(ValidateRequest(request));
+    return s;
+  }
+
   // Unary
   //
-  // Runs `body(principal)` (returning grpc::Status) for an authorized unary
-  // call, inline, and finishes the call with its status.
-  template <typename Body>
+  // Runs `body(principal)` (returning grpc::Status) for an admitted unary
+  // call (Admit), inline, and finishes the call with its status.
+  template <typename Request, typename Body>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx,
                                   const Roles& allowed,
-                                  absl::string_view method, Body&& body) const {
+                                  absl::string_view method,
+                                  const Request& request, Body&& body) const {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    Principal principal;
+    grpc::Status s = Admit(ctx, allowed, method, request, &principal);
+    if (s.ok()) s = body(principal);
+    reactor->Finish(s);
+    return reactor;
+  }
+
+  // UnaryValidatingInPlace
+  //
+  // Unary for a hot path that validates its request itself, in the same
+  // pass that converts it (GetAssignment: AnswerGetAssignment).
+  template <typename Body>
+  grpc::ServerUnaryReactor* UnaryValidatingInPlace(
+      grpc::CallbackServerContext* ctx, const Roles& allowed,
+      absl::string_view method, Body&& body) const {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
     Principal principal;
     grpc::Status s = Check(ctx, allowed, method, &principal);

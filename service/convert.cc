@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "ringfence/gate.h"
 #include "ringfence/status_macros.h"
+#include "service/request_validation.h"
 
 namespace ringfence {
 
@@ -33,13 +34,7 @@ absl::Status ConvertEvents(
   events->reserve(protos.size());
   for (int i = 0; i < protos.size(); ++i) {
     const v1::TelemetryEvent& p = protos.Get(i);
-    if (p.type() < v1::APPLYING || p.type() > v1::SIGNAL) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("events[", i,
-                       "].type: must be one of APPLYING, APPLIED, HEARTBEAT, "
-                       "CRASH, BOOT, SIGNAL (got ",
-                       static_cast<int>(p.type()), ")"));
-    }
+    RETURN_IF_ERROR(ValidateEvent(p, i));
     Event& e = events->emplace_back();
     e.host_id = p.host_id();
     e.type = static_cast<EventType>(p.type());
@@ -127,22 +122,7 @@ absl::Status AnswerGetAssignment(Controller& controller,
                                  HostInfo* host,
                                  v1::GetAssignmentResponse* response) {
   HostFromProto(request, host);
-  RETURN_IF_ERROR(ValidateHostInfo(*host));
-  if (request.content_types_size() == 0) {
-    return absl::InvalidArgumentError(
-        "content_types: must name at least one content type");
-  }
-  if (request.content_types_size() > kMaxContentTypesPerRequest) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("content_types: at most ", kMaxContentTypesPerRequest,
-                     " (got ", request.content_types_size(), ")"));
-  }
-  for (int i = 0; i < request.content_types_size(); ++i) {
-    // The field name is built only for an error.
-    if (IsValidId(request.content_types(i))) continue;
-    return ValidateId(request.content_types(i),
-                      absl::StrCat("content_types[", i, "]"));
-  }
+  RETURN_IF_ERROR(ValidateGetAssignment(request, *host));
   for (const std::string& type : request.content_types()) {
     AssignmentToProto(type, controller.Assign(*host, type),
                       response->add_assignments());

@@ -27,7 +27,8 @@ void HostFromProto(const v1::GetAssignmentRequest& request, HostInfo* host);
 //
 // The library events of a telemetry batch (ReportTelemetryRequest.events or
 // TelemetryBatch.events). INVALID_ARGUMENT naming the event
-// ("events[3].type") for an unset or unknown event type.
+// ("events[3].type") for an unset or unknown event type or a time out of
+// range (request_validation.h ValidateEvent).
 absl::StatusOr<std::vector<TelemetryEvent>> EventsFromProto(
     const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& events);
 
@@ -62,8 +63,9 @@ inline constexpr int kMaxContentTypesPerRequest = 64;
 //
 // What the GetAssignment handler does besides gRPC: `request` into `*host`
 // (scratch the caller may reuse across calls), the request's validation
-// (INVALID_ARGUMENT naming the field; nothing is answered), then one answer
-// per requested content type appended to `*response`.
+// (request_validation.h ValidateGetAssignment: INVALID_ARGUMENT naming the
+// field; nothing is answered), then one answer per requested content type
+// appended to `*response`.
 absl::Status AnswerGetAssignment(Controller& controller,
                                  const v1::GetAssignmentRequest& request,
                                  HostInfo* host,

@@ -263,7 +263,7 @@ FleetService::~FleetService() = default;
 grpc::ServerUnaryReactor* FleetService::GetAssignment(
     grpc::CallbackServerContext* ctx, const v1::GetAssignmentRequest* req,
     v1::GetAssignmentResponse* resp) {
-  return authorizer_->Unary(
+  return authorizer_->UnaryValidatingInPlace(
       ctx, kFleetRoles, "GetAssignment", [&](const Principal&) {
         // Per thread, reused: its strings keep their buffers (a valid
         // request's strings are short; an invalid one's are dropped below).

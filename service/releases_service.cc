@@ -21,23 +21,25 @@ absl::Status ReleaseFieldError(absl::Status s) {
 
 }  // namespace
 
-template <typename Body>
+template <typename Request, typename Body>
 grpc::ServerUnaryReactor* ReleasesService::WithPayload(
     grpc::CallbackServerContext* ctx, const Roles& allowed,
-    absl::string_view method, absl::string_view payload, Body&& body) {
-  if (payload.empty()) {
-    return authorizer_->Unary(ctx, allowed, method, std::forward<Body>(body));
+    absl::string_view method, const Request& request, Body&& body) {
+  if (request.payload().empty()) {
+    return authorizer_->Unary(ctx, allowed, method, request,
+                              std::forward<Body>(body));
   }
-  return Offloaded(ctx, allowed, method, std::forward<Body>(body));
+  return Offloaded(ctx, allowed, method, request, std::forward<Body>(body));
 }
 
-template <typename Body>
+template <typename Request, typename Body>
 grpc::ServerUnaryReactor* ReleasesService::Offloaded(
     grpc::CallbackServerContext* ctx, const Roles& allowed,
-    absl::string_view method, Body&& body) {
+    absl::string_view method, const Request& request, Body&& body) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   Principal principal;
-  grpc::Status s = authorizer_->Check(ctx, allowed, method, &principal);
+  grpc::Status s =
+      authorizer_->Admit(ctx, allowed, method, request, &principal);
   if (s.ok() && validations_.fetch_add(1) >= max_validations_) {
     validations_.fetch_sub(1);
     s = grpc::Status(
@@ -76,25 +78,22 @@ grpc::ServerUnaryReactor* ReleasesService::CreateRelease(
     if (!s.ok()) return ToGrpcStatus(s);
     return ToGrpcStatus(ReadInto(req->release().id(), resp));
   };
-  return WithPayload(ctx, kPublisherRoles, "CreateRelease", req->payload(),
-                     body);
+  return WithPayload(ctx, kPublisherRoles, "CreateRelease", *req, body);
 }
 
 grpc::ServerUnaryReactor* ReleasesService::GetRelease(
     grpc::CallbackServerContext* ctx, const v1::GetReleaseRequest* req,
     Release* resp) {
   return authorizer_->Unary(
-      ctx, kReaderRoles, "GetRelease", [&](const Principal&) {
-        absl::Status s = ValidateId(req->release_id(), "release_id");
-        if (s.ok()) s = ReadInto(req->release_id(), resp);
-        return ToGrpcStatus(s);
+      ctx, kReaderRoles, "GetRelease", *req, [&](const Principal&) {
+        return ToGrpcStatus(ReadInto(req->release_id(), resp));
       });
 }
 
 grpc::ServerUnaryReactor* ReleasesService::ListReleases(
     grpc::CallbackServerContext* ctx, const v1::ListReleasesRequest* req,
     v1::ListReleasesResponse* resp) {
-  return authorizer_->Unary(ctx, kReaderRoles, "ListReleases",
+  return authorizer_->Unary(ctx, kReaderRoles, "ListReleases", *req,
                             [&](const Principal&) {
                               absl::StatusOr<std::vector<Release>> releases =
                                   controller_->ListReleases();
@@ -123,8 +122,7 @@ grpc::ServerUnaryReactor* ReleasesService::ValidateRelease(
     *resp->mutable_findings() = result.findings();
     return grpc::Status::OK;
   };
-  return WithPayload(ctx, kReaderRoles, "ValidateRelease", req->payload(),
-                     body);
+  return WithPayload(ctx, kReaderRoles, "ValidateRelease", *req, body);
 }
 
 absl::StatusOr<ValidationReport> ReleasesService::CheckRelease(

@@ -50,23 +50,24 @@ class ReleasesService final : public v1::Releases::CallbackService {
       v1::ValidateReleaseResponse* resp) override;
 
  private:
-  // A call whose `payload` (if any) goes through the content validators:
-  // with a payload it runs Offloaded, without as any unary call.
-  template <typename Body>
+  // A call whose `request.payload()` (if any) goes through the content
+  // validators: with a payload it runs Offloaded, without as any unary call.
+  template <typename Request, typename Body>
   grpc::ServerUnaryReactor* WithPayload(grpc::CallbackServerContext* ctx,
                                         const Roles& allowed,
                                         absl::string_view method,
-                                        absl::string_view payload, Body&& body);
+                                        const Request& request, Body&& body);
 
   // Like CallAuthorizer::Unary, but `body` runs on a thread of its own: for
   // work that can take long and must not hold one of gRPC's callback
   // threads. At most max_validations_ at once; beyond, RESOURCE_EXHAUSTED.
   // `body` may use the request and response until it returns (the call
   // finishes after).
-  template <typename Body>
+  template <typename Request, typename Body>
   grpc::ServerUnaryReactor* Offloaded(grpc::CallbackServerContext* ctx,
                                       const Roles& allowed,
-                                      absl::string_view method, Body&& body);
+                                      absl::string_view method,
+                                      const Request& request, Body&& body);
 
   // The release checks: the model, the payload's digest and size (if sent),
   // the publisher signature, and the content rules of its content type

@@ -1,6 +1,8 @@
 // ringfenced: the ringfence gRPC server.
 //
 //   ringfenced    # 127.0.0.1:7443, ./ringfence-data, no authentication
+//                 # (loopback only: elsewhere it needs tokens, mutual TLS
+//                 # or --insecure_no_auth)
 //   ringfenced --listen=0.0.0.0:7443 --data_dir=/var/lib/ringfence
 //              --auth_tokens_file=/etc/ringfence/tokens
 //              --tls_cert=server.pem --tls_key=server.key
@@ -56,7 +58,12 @@ ABSL_FLAG(std::string, data_dir, "./ringfence-data",
           "directory of the SQLite store (created if missing)");
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "bearer tokens, one \"token role actor\" per line (roles: host, "
-          "publisher, operator, admin); empty: no authentication");
+          "publisher, operator, admin); empty: no authentication, every "
+          "caller is admin (refused on a non-loopback --listen without "
+          "--client_ca or --insecure_no_auth)");
+ABSL_FLAG(bool, insecure_no_auth, false,
+          "serve without --auth_tokens_file and without mutual TLS on an "
+          "address other machines can reach: every caller is admin");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate chain of the server (with --tls_key: serve TLS)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
@@ -264,9 +271,27 @@ int Main(int argc, char** argv) {
     }
     Log(absl::StrCat("authentication: ", auth->size(), " tokens from ", path));
     server_options.auth = *std::move(auth);
-  } else {
-    Log("WARNING: no --auth_tokens_file: authentication is OFF and every "
-        "caller is admin; use this only on a trusted local machine");
+  }
+  server_options.insecure_no_auth = absl::GetFlag(FLAGS_insecure_no_auth);
+  if (absl::Status s = ringfence::CheckAuthentication(server_options);
+      !s.ok()) {
+    Log(absl::StrCat("--", s.message()));
+    return 2;
+  }
+  if (!server_options.auth.has_value()) {
+    if (server_options.tls.has_value() &&
+        !server_options.tls->client_ca_pem.empty()) {
+      Log("no --auth_tokens_file: every client whose certificate --client_ca "
+          "signed is admin");
+    } else if (ringfence::IsLoopbackAddress(server_options.listen)) {
+      Log("WARNING: no --auth_tokens_file: authentication is OFF and every "
+          "local caller is admin; use this only on a trusted local machine");
+    } else {
+      Log(
+          absl::StrCat("WARNING: --insecure_no_auth: authentication is OFF "
+                       "and every caller that reaches ",
+                       server_options.listen, " is admin"));
+    }
   }
 
   ringfence::ReleaseCheckOptions check_options;

@@ -181,7 +181,7 @@ grpc::ServerUnaryReactor* RolloutsService::StartRollout(
     grpc::CallbackServerContext* ctx, const v1::StartRolloutRequest* req,
     Rollout* resp) {
   return authorizer_->Unary(
-      ctx, kPublisherRoles, "StartRollout", [&](const Principal& p) {
+      ctx, kPublisherRoles, "StartRollout", *req, [&](const Principal& p) {
         StartRolloutRequest r;
         r.rollout_id = req->rollout_id();
         r.release_id = req->release_id();
@@ -199,9 +199,7 @@ grpc::ServerUnaryReactor* RolloutsService::GetRollout(
     grpc::CallbackServerContext* ctx, const v1::GetRolloutRequest* req,
     v1::GetRolloutResponse* resp) {
   return authorizer_->Unary(
-      ctx, kReaderRoles, "GetRollout", [&](const Principal&) {
-        absl::Status s = ValidateId(req->rollout_id(), "rollout_id");
-        if (!s.ok()) return ToGrpcStatus(s);
+      ctx, kReaderRoles, "GetRollout", *req, [&](const Principal&) {
         absl::StatusOr<RolloutStatus> st =
             controller_->GetRollout(req->rollout_id());
         if (!st.ok()) return ToGrpcStatus(st.status());
@@ -222,7 +220,7 @@ grpc::ServerUnaryReactor* RolloutsService::ListRollouts(
     grpc::CallbackServerContext* ctx, const v1::ListRolloutsRequest* req,
     v1::ListRolloutsResponse* resp) {
   return authorizer_->Unary(
-      ctx, kReaderRoles, "ListRollouts", [&](const Principal&) {
+      ctx, kReaderRoles, "ListRollouts", *req, [&](const Principal&) {
         absl::StatusOr<std::vector<Rollout>> rollouts =
             controller_->ListRollouts();
         if (!rollouts.ok()) return ToGrpcStatus(rollouts.status());
@@ -250,22 +248,15 @@ grpc::ServerWriteReactor<v1::GetRolloutResponse>* RolloutsService::WatchRollout(
     grpc::CallbackServerContext* ctx, const v1::WatchRolloutRequest* req) {
   Principal principal;
   grpc::Status s =
-      authorizer_->Check(ctx, kReaderRoles, "WatchRollout", &principal);
-  if (s.ok()) s = ToGrpcStatus(ValidateId(req->rollout_id(), "rollout_id"));
-  absl::Duration interval = absl::Seconds(1);
-  if (s.ok() && req->has_poll_interval()) {
-    interval = FromProto(req->poll_interval());
-    if (interval < absl::Milliseconds(100) || interval > absl::Hours(1)) {
-      s = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                       "poll_interval: must be in [100ms, 1h]");
-    }
-  }
+      authorizer_->Admit(ctx, kReaderRoles, "WatchRollout", *req, &principal);
   if (!s.ok()) {
     return new FailedStream<grpc::ServerWriteReactor<v1::GetRolloutResponse>>(
         s);
   }
   return new WatchReactor(controller_, shutting_down_, req->rollout_id(),
-                          interval);
+                          req->has_poll_interval()
+                              ? FromProto(req->poll_interval())
+                              : absl::Seconds(1));
 }
 
 grpc::ServerUnaryReactor* RolloutsService::PauseRollout(
@@ -296,7 +287,7 @@ grpc::ServerUnaryReactor* RolloutsService::EmergencyStop(
     grpc::CallbackServerContext* ctx, const v1::EmergencyStopRequest* req,
     v1::EmergencyStopResponse* resp) {
   return authorizer_->Unary(
-      ctx, kOperatorRoles, "EmergencyStop", [&](const Principal& p) {
+      ctx, kOperatorRoles, "EmergencyStop", *req, [&](const Principal& p) {
         // The rollouts active before the stop are the ones it halts.
         absl::StatusOr<std::vector<Rollout>> before =
             controller_->ListRollouts();
@@ -323,7 +314,7 @@ grpc::ServerUnaryReactor* RolloutsService::ClearEmergencyStop(
     grpc::CallbackServerContext* ctx, const v1::ClearEmergencyStopRequest* req,
     v1::ClearEmergencyStopResponse*) {
   return authorizer_->Unary(
-      ctx, kOperatorRoles, "ClearEmergencyStop", [&](const Principal& p) {
+      ctx, kOperatorRoles, "ClearEmergencyStop", *req, [&](const Principal& p) {
         return ToGrpcStatus(controller_->ClearEmergencyStop(
             req->content_type(), p.actor, req->reason()));
       });
@@ -333,7 +324,7 @@ grpc::ServerUnaryReactor* RolloutsService::CheckGate(
     grpc::CallbackServerContext* ctx, const v1::CheckGateRequest* req,
     v1::CheckGateResponse* resp) {
   return authorizer_->Unary(
-      ctx, kReaderRoles, "CheckGate", [&](const Principal&) {
+      ctx, kReaderRoles, "CheckGate", *req, [&](const Principal&) {
         absl::StatusOr<GateCheck> check =
             controller_->CheckGate(req->release_id(), req->stage());
         if (!check.ok()) return ToGrpcStatus(check.status());
@@ -346,7 +337,7 @@ grpc::ServerUnaryReactor* RolloutsService::Manual(
     grpc::CallbackServerContext* ctx, const v1::RolloutActionRequest* req,
     Rollout* resp, absl::string_view method, Action action) {
   return authorizer_->Unary(
-      ctx, kOperatorRoles, method, [&](const Principal& p) {
+      ctx, kOperatorRoles, method, *req, [&](const Principal& p) {
         Controller& c = *controller_;
         const std::string& id = req->rollout_id();
         const std::string& reason = req->reason();

@@ -1,17 +1,22 @@
 #include "service/server.h"
 
+#include <arpa/inet.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "ringfence/error_text.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
 #include "service/call.h"
 #include "service/fleet_service.h"
@@ -33,8 +38,53 @@ struct Server::Services {
   std::unique_ptr<FleetService> fleet;
 };
 
+bool IsLoopbackAddress(absl::string_view listen) {
+  if (absl::StartsWith(listen, "unix:") ||
+      absl::StartsWith(listen, "unix-abstract:")) {
+    return true;
+  }
+  absl::string_view host;
+  if (absl::StartsWith(listen, "[")) {
+    const size_t end = listen.find(']');
+    if (end == absl::string_view::npos) return false;
+    host = listen.substr(1, end - 1);
+  } else {
+    const size_t colon = listen.rfind(':');
+    if (colon == absl::string_view::npos) return false;
+    host = listen.substr(0, colon);
+  }
+  if (absl::EqualsIgnoreCase(host, "localhost")) return true;
+  const std::string h(host);
+  in_addr v4;
+  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) {
+    return (ntohl(v4.s_addr) >> 24) == 127;
+  }
+  in6_addr v6;
+  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_LOOPBACK(&v6) ||
+           (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+  }
+  return false;
+}
+
+absl::Status CheckAuthentication(const ServerOptions& options) {
+  const bool mutual_tls =
+      options.tls.has_value() && !options.tls->client_ca_pem.empty();
+  if (options.auth.has_value() || mutual_tls || options.insecure_no_auth ||
+      options.listen.empty() || IsLoopbackAddress(options.listen)) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "listen: ", QuoteForError(options.listen),
+      " is not a loopback address, and without bearer tokens "
+      "(--auth_tokens_file) or mutual TLS (--client_ca) every caller "
+      "would be admin; configure one, listen on 127.0.0.1, or accept "
+      "that explicitly with --insecure_no_auth"));
+}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
                                                       ServerOptions options) {
+  if (absl::Status s = CheckAuthentication(options); !s.ok()) return s;
   if (options.max_streams_per_connection <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_streams_per_connection: must be > 0 (got ",
@@ -75,8 +125,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   grpc::ServerBuilder builder;
   // Refuse to share the port with another process (the default allows it).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(options.listen, ServerCredentials(options.tls),
-                           &server->port_);
+  if (!options.listen.empty()) {
+    builder.AddListeningPort(options.listen, ServerCredentials(options.tls),
+                             &server->port_);
+  }
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              options.max_streams_per_connection);
@@ -84,10 +136,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   builder.RegisterService(svc.rollouts.get());
   builder.RegisterService(svc.fleet.get());
   server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->port_ == 0) {
+  if (server->server_ == nullptr ||
+      (!options.listen.empty() && server->port_ == 0)) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on \"", options.listen,
-                     "\" (address in use, not host:port, or TLS material "
+        absl::StrCat("cannot listen on ", QuoteForError(options.listen),
+                     " (address in use, not host:port, or TLS material "
                      "refused?)"));
   }
   server->health_ = server->server_->GetHealthCheckService();
@@ -100,6 +153,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
     server->UpdateHealth();
   }
   return server;
+}
+
+std::shared_ptr<grpc::Channel> Server::InProcessChannel() {
+  return server_->InProcessChannel(grpc::ChannelArguments());
 }
 
 bool Server::UpdateHealth() {

@@ -2,6 +2,15 @@
 // ringfence/v1/ringfence.proto over a Controller, plus grpc.health.v1 health
 // checking and server reflection, over plaintext, TLS or mutual TLS.
 //
+// Authentication: bearer tokens (ServerOptions::auth), on top of plaintext,
+// TLS or mutual TLS. Without tokens every caller is admin, which Start
+// allows only where no other machine can call: on a loopback address, or
+// with mutual TLS (only holders of a client certificate connect), unless
+// ServerOptions::insecure_no_auth says otherwise. Health checking and
+// server reflection need no token: health is what load balancers probe,
+// and reflection describes the API, which is public (ringfence.proto), and
+// reads or changes nothing; every ringfence.v1 method needs one.
+//
 // Health: "" and every service report SERVING while the server runs, except
 // the Fleet service, which reports NOT_SERVING while the controller's store
 // fails (Controller::store_healthy(); refreshed by UpdateHealth()), and
@@ -36,7 +45,9 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ringfence/controller.h"
 #include "ringfence/release_check.h"
@@ -44,6 +55,7 @@
 #include "service/tls.h"
 
 namespace grpc {
+class Channel;
 class HealthCheckServiceInterface;
 class Server;
 }  // namespace grpc
@@ -52,11 +64,18 @@ namespace ringfence {
 
 struct ServerOptions {
   // Address to listen on, "host:port" (default "127.0.0.1:7443"); port 0
-  // picks a free port (see Server::port()).
+  // picks a free port (see Server::port()). Empty: no port, only
+  // InProcessChannel() (tests, fuzzing).
   std::string listen = "127.0.0.1:7443";
   // Bearer tokens. nullopt (the default) = no authentication: every call is
-  // made by actor "anonymous" with role admin (local use only).
+  // made by actor "anonymous" with role admin (local use only: see
+  // insecure_no_auth).
   std::optional<TokenAuthenticator> auth;
+  // Serve without authentication on an address other machines can reach
+  // (default false: Start refuses to, unless `listen` is a loopback address
+  // or `tls` requires client certificates). For a network where something
+  // else authenticates callers.
+  bool insecure_no_auth = false;
   // Largest request message in bytes (default 16 MiB); larger ones fail
   // with RESOURCE_EXHAUSTED before they are parsed.
   int max_receive_message_bytes = 16 << 20;
@@ -89,13 +108,30 @@ struct ServerOptions {
   int max_concurrent_validations = 4;
 };
 
+// IsLoopbackAddress
+//
+// Whether `listen` ("host:port", "[v6]:port", "unix:path") can be reached
+// only from this machine: 127.0.0.0/8, ::1 (also v4-mapped), "localhost",
+// or a Unix socket. A host name or a wildcard ("0.0.0.0", "[::]", "") is
+// not.
+bool IsLoopbackAddress(absl::string_view listen);
+
+// CheckAuthentication
+//
+// OK unless `options` would serve every caller as admin (no `auth`, no
+// client CA) on an address that is not loopback (nor in-process only)
+// without `insecure_no_auth`: then FAILED_PRECONDITION saying so. Start
+// checks it.
+absl::Status CheckAuthentication(const ServerOptions& options);
+
 class Server {
  public:
   // Start
   //
   // Builds the services over `controller` and starts listening.
   // UNAVAILABLE if the address cannot be bound (or the TLS material is
-  // refused); INVALID_ARGUMENT if max_inflight_events < max_batch_events.
+  // refused); INVALID_ARGUMENT if max_inflight_events < max_batch_events;
+  // FAILED_PRECONDITION if CheckAuthentication(options) fails.
   static absl::StatusOr<std::unique_ptr<Server>> Start(Controller* controller,
                                                        ServerOptions options);
   // Shuts down (with no grace) if Shutdown was not called.
@@ -103,8 +139,13 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // The bound port.
+  // The bound port (0 if `listen` was empty).
   int port() const { return port_; }
+
+  // InProcessChannel
+  //
+  // A channel to this server that bypasses the network (and TLS).
+  std::shared_ptr<grpc::Channel> InProcessChannel();
 
   // UpdateHealth
   //

@@ -1,8 +1,10 @@
 #include "service/status_map.h"
 
 #include <string>
+#include <utility>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "google/rpc/status.pb.h"
 #include "ringfence/validate.h"
@@ -20,6 +22,68 @@ static_assert(static_cast<int>(absl::StatusCode::kFailedPrecondition) ==
 static_assert(static_cast<int>(absl::StatusCode::kUnauthenticated) ==
               grpc::StatusCode::UNAUTHENTICATED);
 
+namespace {
+
+// Room kept for what FitDetails appends to a message.
+constexpr size_t kNoteBytes = 160;
+
+// The longest prefix of `message` whose percent-encoded size (gRPC's
+// encoding of grpc-message) is at most `max_bytes`, with its length when
+// cut.
+std::string FitMessage(absl::string_view message, size_t max_bytes) {
+  size_t encoded = 0;
+  for (size_t i = 0; i < message.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(message[i]);
+    encoded += (c < 0x20 || c > 0x7e || c == '%') ? 3 : 1;
+    if (encoded > max_bytes) {
+      // The suffix is plain ASCII; the room for it was kept.
+      return absl::StrCat(message.substr(0, i), "... (message of ",
+                          message.size(), " bytes cut)");
+    }
+  }
+  return std::string(message);
+}
+
+// Leaves out of `details` what does not fit in `max_bytes`: the findings of
+// a ValidationResult beyond the first that fit, any other payload as a
+// whole. Returns what the message should add ("" if nothing was left out).
+std::string FitDetails(google::rpc::Status* details, size_t max_bytes) {
+  if (details->ByteSizeLong() <= max_bytes) return "";
+  std::string note;
+  for (google::protobuf::Any& any : *details->mutable_details()) {
+    content::v1::ValidationResult result;
+    if (any.type_url() != kValidationResultTypeUrl ||
+        !result.ParseFromString(any.value())) {
+      continue;
+    }
+    // Everything but this payload's findings, then as many findings as fit.
+    const int total = result.findings_size();
+    content::v1::ValidationResult kept = result;
+    kept.clear_findings();
+    any.set_value(kept.SerializeAsString());
+    size_t size = details->ByteSizeLong() + 16;  // the lengths may grow
+    for (const content::v1::Finding& f : result.findings()) {
+      const size_t n = f.ByteSizeLong() + 8;  // tag and length
+      if (size + n > max_bytes) break;
+      size += n;
+      *kept.add_findings() = f;
+    }
+    any.set_value(kept.SerializeAsString());
+    if (kept.findings_size() < total) {
+      absl::StrAppend(&note, "; the error details hold the first ",
+                      kept.findings_size(), " of ", total, " findings");
+    }
+  }
+  if (details->ByteSizeLong() > max_bytes) {
+    absl::StrAppend(&note, "; error details of ", details->ByteSizeLong(),
+                    " bytes left out");
+    details->clear_details();
+  }
+  return note;
+}
+
+}  // namespace
+
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const int code = static_cast<int>(status.code());
@@ -27,7 +91,6 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
       code > 0 && code <= static_cast<int>(grpc::StatusCode::UNAUTHENTICATED)
           ? static_cast<grpc::StatusCode>(code)
           : grpc::StatusCode::UNKNOWN;
-  std::string message(status.message());
   google::rpc::Status details;
   status.ForEachPayload(
       [&details](absl::string_view type_url, const absl::Cord& payload) {
@@ -35,6 +98,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
         any->set_type_url(std::string(type_url));
         any->set_value(std::string(payload));
       });
+  std::string message =
+      FitMessage(status.message(), kMaxStatusMessageBytes - kNoteBytes);
+  if (details.details().empty()) return grpc::Status(grpc_code, message);
+  // The details repeat the message (and the note).
+  absl::StrAppend(&message,
+                  FitDetails(&details, kMaxStatusDetailsBytes -
+                                           (message.size() + kNoteBytes)));
   if (details.details().empty()) return grpc::Status(grpc_code, message);
   details.set_code(grpc_code);
   details.set_message(message);

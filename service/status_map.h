@@ -14,6 +14,7 @@
 
 #include <grpcpp/support/status.h>
 
+#include <cstddef>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -21,11 +22,26 @@
 
 namespace ringfence {
 
+// A status travels in the call's trailing metadata, and clients refuse
+// metadata beyond GRPC_ARG_MAX_METADATA_SIZE (8 KiB by default): the call
+// then fails with an error that hides this one. So the message and the
+// details stay within these bounds, together well under 8 KiB.
+//
+// The message, as sent (bytes outside printable ASCII count 3: gRPC
+// percent-encodes them).
+inline constexpr size_t kMaxStatusMessageBytes = 2048;
+// The serialized details, with their copy of the message (base64 on the
+// wire: 4/3 of this).
+inline constexpr size_t kMaxStatusDetailsBytes = 4096;
+
 // ToGrpcStatus
 //
 // The gRPC status with the same code and message as `status`, and its
 // payloads as error details. Codes outside the canonical range become
-// UNKNOWN.
+// UNKNOWN. Within the bounds above: a longer message is cut (with its
+// length); findings (a ValidationResult payload) that do not fit are left
+// out of the details, and the message says how many are there; any other
+// payload that does not fit is left out, and the message says so.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // ValidationResultFromStatus

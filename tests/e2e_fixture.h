@@ -254,11 +254,11 @@ class E2ETest : public ::testing::Test {
         "--listen=127.0.0.1:0",
         "--port_file=" + port_file,
         "--data_dir=" + dir_ + "/data",
-        "--auth_tokens_file=" + dir_ + "/tokens",
         "--tick_interval=0.1s",
         "--max_batch_events=1000",
         "--mutex_deadlock_detection",  // tests want lock-order checks
     };
+    if (with_tokens_) argv.push_back("--auth_tokens_file=" + dir_ + "/tokens");
     argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
     ++starts_;
     // The previous server must be gone before the next one opens the same
@@ -445,6 +445,8 @@ class E2ETest : public ::testing::Test {
   std::string ringfenced_, ringctl_, dir_;
   // How the fixture's channel and ringctl connect (default: plaintext).
   std::optional<ClientTls> client_tls_;
+  // Whether StartServer passes the tokens file (default: yes).
+  bool with_tokens_ = true;
   std::vector<std::string> ctl_flags_;
   int starts_ = 0;
   int port_ = 0;

@@ -2,6 +2,8 @@
 // promote, abort, emergency stop), of requests that must change nothing
 // (out of range, oversized, ValidateRelease), and of health when the store
 // fails.
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -371,6 +373,292 @@ TEST_F(E2EOpsTest, OutOfRangeRequestsAreRejectedAndChangeNothing) {
   EXPECT_EQ(ListedState(), before);
   EXPECT_EQ(GetRollout("oor-1").rollout().version(), existing.version());
   EXPECT_EQ(GetRollout("oor-1").telemetry().tracked_hosts(), 0u);
+}
+
+// What an independent client sent that used to break the server for
+// everyone: each is refused with INVALID_ARGUMENT naming the field, in a
+// message short enough for any client, and nothing changes; the same
+// connection then serves reads as before.
+TEST_F(E2EOpsTest, IndependentClientInputsAreRefusedAndReadsStayServed) {
+  ASSERT_THAT(CreateRelease("cf340-a", "channel-file/340"), GrpcOk());
+  ASSERT_THAT(StartRollout("bounds-1", "cf340-a", ParsePlan(kManualPlan)),
+              GrpcOk());
+  const std::string before = ListedState();
+  const std::string mib(1 << 20, 's');
+  auto short_invalid = [](const std::string& message) {
+    return GrpcStatusIs(
+        kInvalid, AllOf(HasSubstr(message), testing::SizeIs(testing::Lt(600))));
+  };
+
+  // CheckGate with a 1 MiB stage: it used to come back in the NOT_FOUND
+  // message, a 1 MB grpc-message header.
+  {
+    v1::CheckGateRequest req;
+    req.set_release_id("cf340-a");
+    req.set_stage(mib);
+    v1::CheckGateResponse resp;
+    EXPECT_THAT(
+        rollouts_->CheckGate(Ctx(kOperatorToken).get(), req, &resp),
+        short_invalid("stage: must be at most 128 characters (got 1048576)"));
+    // A well-formed unknown stage is still NOT_FOUND, quoted.
+    req.set_stage(std::string(128, 'z'));
+    EXPECT_THAT(rollouts_->CheckGate(Ctx(kOperatorToken).get(), req, &resp),
+                GrpcStatusIs(grpc::StatusCode::NOT_FOUND,
+                             HasSubstr("has no stage \"zzz")));
+  }
+  // CreateRelease with a 10 MB fetch_url: it used to be stored, and every
+  // GetRelease and ListReleases after it failed at gRPC's default 4 MB.
+  {
+    v1::CreateReleaseRequest req;
+    Release* rel = req.mutable_release();
+    rel->set_id("cf340-big");
+    rel->set_content_type("channel-file/340");
+    rel->set_digest_sha256(kDigestA);
+    rel->set_size_bytes(1);
+    rel->set_fetch_url("https://u.example/" + std::string(10 << 20, 'x'));
+    Release resp;
+    EXPECT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        short_invalid("release.fetch_url: must be at most 2048 bytes (got "
+                      "10485778)"));
+    // The same with a payload (the call that runs the content checks on a
+    // thread of its own).
+    req.set_payload("payload");
+    EXPECT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        short_invalid("release.fetch_url: must be at most 2048 bytes"));
+    v1::ValidateReleaseRequest vreq;
+    *vreq.mutable_release() = req.release();
+    v1::ValidateReleaseResponse vresp;
+    EXPECT_THAT(
+        releases_->ValidateRelease(Ctx(kPublisherToken).get(), vreq, &vresp),
+        short_invalid("release.fetch_url: must be at most 2048 bytes"));
+
+    rel->set_fetch_url("https://u.example/cf340-big");
+    rel->set_size_bytes(UINT64_MAX);
+    req.clear_payload();
+    EXPECT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        short_invalid("release.size_bytes: must be at most 1099511627776"));
+    rel->set_size_bytes(1);
+    rel->mutable_created_at()->set_seconds(INT64_MAX);
+    EXPECT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        short_invalid("release.created_at: must be between"));
+  }
+  // ListRollouts with an unknown state.
+  {
+    v1::ListRolloutsRequest req;
+    req.add_states(static_cast<cfg::RolloutState>(99));
+    v1::ListRolloutsResponse resp;
+    EXPECT_THAT(
+        rollouts_->ListRollouts(Ctx(kOperatorToken).get(), req, &resp),
+        short_invalid("states[0]: must be one of PENDING, RUNNING, PAUSED, "
+                      "HALTED, ABORTED, COMPLETED (got 99)"));
+  }
+  // A 1 MiB baseline (it used to come back in the NOT_FOUND message).
+  {
+    v1::StartRolloutRequest req;
+    req.set_release_id("cf340-a");
+    *req.mutable_plan() = ParsePlan(kManualPlan);
+    req.set_baseline_release_id(mib);
+    req.set_reason("bounds");
+    Rollout resp;
+    EXPECT_THAT(
+        rollouts_->StartRollout(Ctx(kPublisherToken).get(), req, &resp),
+        short_invalid("baseline_release_id: must be at most 128 characters"));
+  }
+  // A telemetry event from before year 1.
+  {
+    v1::ReportTelemetryRequest req;
+    v1::TelemetryEvent* e = req.add_events();
+    e->set_host_id("host-1");
+    e->set_type(v1::HEARTBEAT);
+    e->mutable_time()->set_seconds(INT64_MIN);
+    v1::ReportTelemetryResponse resp;
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+                short_invalid("events[0].time: must be between"));
+  }
+
+  // Nothing changed, and the fixture's connection (gRPC's default 4 MB
+  // receive limit) reads everything as before.
+  EXPECT_EQ(ListedState(), before);
+  v1::GetReleaseRequest get;
+  get.set_release_id("cf340-a");
+  Release got;
+  EXPECT_THAT(releases_->GetRelease(Ctx(kOperatorToken).get(), get, &got),
+              GrpcOk());
+  EXPECT_EQ(got.fetch_url(), "https://updates.example/cf340-a");
+}
+
+// Every method refuses an oversized field before doing anything, through
+// the real handlers (the per-field cases are request_validation_test's).
+TEST_F(E2EOpsTest, EveryMethodChecksItsRequestBounds) {
+  ASSERT_THAT(CreateRelease("cf341-a", "channel-file/341"), GrpcOk());
+  ASSERT_THAT(StartRollout("bounds-2", "cf341-a", ParsePlan(kManualPlan)),
+              GrpcOk());
+  const std::string before = ListedState();
+  const std::string mib(1 << 20, 'x');
+  const std::string too_long = "must be at most 128 characters (got 1048576)";
+
+  struct Case {
+    const char* method;
+    std::function<grpc::Status()> call;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"CreateRelease",
+       [&] {
+         v1::CreateReleaseRequest req;
+         req.mutable_release()->set_id(mib);
+         Release resp;
+         return releases_->CreateRelease(Ctx(kPublisherToken).get(), req,
+                                         &resp);
+       },
+       "release.id: " + too_long},
+      {"ValidateRelease",
+       [&] {
+         v1::ValidateReleaseRequest req;
+         req.mutable_release()->set_id(mib);
+         v1::ValidateReleaseResponse resp;
+         return releases_->ValidateRelease(Ctx(kPublisherToken).get(), req,
+                                           &resp);
+       },
+       "release.id: " + too_long},
+      {"GetRelease",
+       [&] {
+         v1::GetReleaseRequest req;
+         req.set_release_id(mib);
+         Release resp;
+         return releases_->GetRelease(Ctx(kOperatorToken).get(), req, &resp);
+       },
+       "release_id: " + too_long},
+      {"ListReleases",
+       [&] {
+         v1::ListReleasesRequest req;
+         req.set_content_type(mib);
+         v1::ListReleasesResponse resp;
+         return releases_->ListReleases(Ctx(kOperatorToken).get(), req, &resp);
+       },
+       "content_type: " + too_long},
+      {"StartRollout",
+       [&] {
+         v1::StartRolloutRequest req;
+         req.set_release_id("cf341-a");
+         req.set_reason("bounds");
+         *req.mutable_plan() = ParsePlan(kManualPlan);
+         req.mutable_plan()->mutable_stages(0)->mutable_audience()->add_labels(
+             mib);
+         Rollout resp;
+         return rollouts_->StartRollout(Ctx(kPublisherToken).get(), req, &resp);
+       },
+       "plan.stages[0].audience.labels[1]: " + too_long},
+      {"GetRollout",
+       [&] {
+         v1::GetRolloutRequest req;
+         req.set_rollout_id(mib);
+         v1::GetRolloutResponse resp;
+         return rollouts_->GetRollout(Ctx(kOperatorToken).get(), req, &resp);
+       },
+       "rollout_id: " + too_long},
+      {"ListRollouts",
+       [&] {
+         v1::ListRolloutsRequest req;
+         req.set_release_id(mib);
+         v1::ListRolloutsResponse resp;
+         return rollouts_->ListRollouts(Ctx(kOperatorToken).get(), req, &resp);
+       },
+       "release_id: " + too_long},
+      {"WatchRollout",
+       [&] {
+         v1::WatchRolloutRequest req;
+         req.set_rollout_id(mib);
+         auto ctx = Ctx(kOperatorToken);
+         auto reader = rollouts_->WatchRollout(ctx.get(), req);
+         v1::GetRolloutResponse update;
+         EXPECT_FALSE(reader->Read(&update));
+         return reader->Finish();
+       },
+       "rollout_id: " + too_long},
+      {"PauseRollout", [&] { return ActWithReason("pause", "bounds-2", mib); },
+       "reason: must be at most 1024 characters (got 1048576)"},
+      {"ResumeRollout", [&] { return Act("resume", mib, kOperatorToken); },
+       "rollout_id: " + too_long},
+      {"AbortRollout", [&] { return Act("abort", mib, kOperatorToken); },
+       "rollout_id: " + too_long},
+      {"PromoteRollout", [&] { return Act("promote", mib, kOperatorToken); },
+       "rollout_id: " + too_long},
+      {"EmergencyStop",
+       [&] {
+         v1::EmergencyStopRequest req;
+         req.set_content_type(mib);
+         req.set_reason("bounds");
+         v1::EmergencyStopResponse resp;
+         return rollouts_->EmergencyStop(Ctx(kOperatorToken).get(), req, &resp);
+       },
+       "content_type: " + too_long},
+      {"ClearEmergencyStop",
+       [&] {
+         v1::ClearEmergencyStopRequest req;
+         req.set_content_type("channel-file/341");
+         req.set_reason(mib);
+         v1::ClearEmergencyStopResponse resp;
+         return rollouts_->ClearEmergencyStop(Ctx(kOperatorToken).get(), req,
+                                              &resp);
+       },
+       "reason: must be at most 1024 characters (got 1048576)"},
+      {"CheckGate",
+       [&] {
+         v1::CheckGateRequest req;
+         req.set_release_id(mib);
+         v1::CheckGateResponse resp;
+         return rollouts_->CheckGate(Ctx(kOperatorToken).get(), req, &resp);
+       },
+       "release_id: " + too_long},
+      {"GetAssignment",
+       [&] {
+         v1::GetAssignmentRequest req;
+         req.set_host_id("host-1");
+         req.set_platform(mib);
+         req.add_content_types("channel-file/341");
+         v1::GetAssignmentResponse resp;
+         return fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp);
+       },
+       "platform: " + too_long},
+      {"ReportTelemetry",
+       [&] {
+         v1::ReportTelemetryRequest req;
+         v1::TelemetryEvent* e = req.add_events();
+         e->set_host_id("host-1");
+         e->set_type(v1::HEARTBEAT);
+         e->set_release_id(mib);
+         v1::ReportTelemetryResponse resp;
+         return fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp);
+       },
+       "events[0].release_id: " + too_long},
+      {"StreamTelemetry",
+       [&] {
+         auto ctx = Ctx(kHostToken);
+         v1::StreamTelemetryResponse resp;
+         auto writer = fleet_->StreamTelemetry(ctx.get(), &resp);
+         v1::TelemetryBatch batch;
+         v1::TelemetryEvent* e = batch.add_events();
+         e->set_host_id(mib);
+         e->set_type(v1::HEARTBEAT);
+         writer->Write(batch);
+         writer->WritesDone();
+         return writer->Finish();
+       },
+       "message 0 of the stream: events[0].host_id: " + too_long},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.method);
+    const grpc::Status s = c.call();
+    EXPECT_THAT(s, GrpcStatusIs(kInvalid, HasSubstr(c.message)));
+    EXPECT_LT(s.error_message().size(), 600u);
+  }
+  EXPECT_EQ(ListedState(), before);
+  EXPECT_EQ(GetRollout("bounds-2").rollout().state(), cfg::RUNNING);
 }
 
 TEST_F(E2EOpsTest, OversizedMessagesAreRejected) {

@@ -1,9 +1,13 @@
 // End-to-end tests of the basics: rollouts that complete and halt, roles,
-// malformed requests, CheckGate exit codes, restarts, health and shutdown.
+// serving without tokens, malformed requests, CheckGate exit codes,
+// restarts, health and shutdown.
 // The fixture is in e2e_fixture.h.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -508,6 +512,98 @@ TEST_F(E2ETest, KilledServerRestartsWithTheRolloutState) {
   ASSERT_THAT(Act("resume", "restart-1", kOperatorToken, &after), GrpcOk());
   EXPECT_EQ(after.state(), cfg::RUNNING);
   EXPECT_EQ(after.version(), before.version() + 1);
+}
+
+// The services grpc.reflection.v1alpha lists over `channel` (a
+// ServerReflectionResponse, serialized), called without a token; "" if the
+// call fails.
+std::string ReflectionListServices(
+    const std::shared_ptr<grpc::Channel>& channel) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(
+      &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  auto step = [&](int expected) {
+    return cq.Next(&tag, &ok) && tag == reinterpret_cast<void*>(expected) && ok;
+  };
+  std::string out;
+  call->StartCall(reinterpret_cast<void*>(1));
+  if (step(1)) {
+    // ServerReflectionRequest{list_services: ""}: field 7, length 0.
+    grpc::Slice request(std::string("\x3a\x00", 2));
+    call->Write(grpc::ByteBuffer(&request, 1), reinterpret_cast<void*>(2));
+    grpc::ByteBuffer response;
+    if (step(2)) {
+      call->Read(&response, reinterpret_cast<void*>(3));
+      if (step(3)) {
+        std::vector<grpc::Slice> slices;
+        if (response.Dump(&slices).ok()) {
+          for (const grpc::Slice& s : slices) {
+            out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+          }
+        }
+      }
+    }
+  }
+  ctx.TryCancel();
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  while (cq.Next(&tag, &ok) && tag != reinterpret_cast<void*>(4)) {
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return out;
+}
+
+// Without a tokens file every caller is admin: served on loopback, refused
+// elsewhere unless --insecure_no_auth says so. Health and reflection need
+// no token even with a tokens file; every ringfence.v1 method does.
+TEST_F(E2ETest, NoTokensServeLoopbackOnlyUnlessInsecureNoAuth) {
+  // Tokens: reflection (and health) answer without one, the API does not.
+  EXPECT_THAT(ReflectionListServices(channel_),
+              HasSubstr("ringfence.v1.Releases"));
+  EXPECT_EQ(HealthStatus(""), 1);
+  v1::ListReleasesResponse list;
+  EXPECT_THAT(releases_->ListReleases(Ctx("").get(), {}, &list),
+              GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, testing::_));
+
+  server_.reset();
+  for (const char* listen : {"--listen=0.0.0.0:0", "--listen=[::]:0"}) {
+    const CommandResult refused = RunServerToExit({listen});
+    EXPECT_EQ(refused.exit_code, 2) << listen;
+    EXPECT_THAT(refused.err,
+                AllOf(HasSubstr("is not a loopback address"),
+                      HasSubstr("--auth_tokens_file"), HasSubstr("--client_ca"),
+                      HasSubstr("--insecure_no_auth")))
+        << listen;
+  }
+
+  with_tokens_ = false;
+  StartServer();  // 127.0.0.1
+  EXPECT_THAT(ReadFile(LogPath(starts_)),
+              HasSubstr("WARNING: no --auth_tokens_file"));
+  EXPECT_THAT(releases_->ListReleases(Ctx("").get(), {}, &list), GrpcOk());
+  EXPECT_THAT(CreateRelease("cf298-a", "channel-file/298", kDigestA, ""),
+              GrpcOk());
+
+  StartServer({"--listen=0.0.0.0:0", "--insecure_no_auth"});
+  EXPECT_THAT(ReadFile(LogPath(starts_)),
+              HasSubstr("WARNING: --insecure_no_auth: authentication is OFF"));
+  EXPECT_THAT(releases_->ListReleases(Ctx("").get(), {}, &list), GrpcOk());
+  EXPECT_THAT(list.releases(), SizeIs(1));
+
+  with_tokens_ = true;
+  StartServer({"--listen=0.0.0.0:0"});
+  EXPECT_THAT(releases_->ListReleases(Ctx("").get(), {}, &list),
+              GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, testing::_));
+  EXPECT_THAT(releases_->ListReleases(Ctx(kOperatorToken).get(), {}, &list),
+              GrpcOk());
 }
 
 TEST_F(E2ETest, HealthCheckAndGracefulShutdown) {

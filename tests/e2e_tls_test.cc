@@ -144,6 +144,34 @@ void Replace(const std::string& from, const std::string& to) {
   std::filesystem::rename(to + ".tmp", to);
 }
 
+// Mutual TLS without tokens: only holders of a client certificate connect,
+// so ringfenced serves them (as admin) on any address; TLS alone does not
+// authenticate anyone, so it needs tokens there.
+TEST_F(E2ETlsTest, MutualTlsWithoutTokensServesEveryAddress) {
+  server_.reset();
+  const std::vector<std::string> tls_flags = {
+      "--listen=0.0.0.0:0", "--tls_cert=" + certs_->server_cert,
+      "--tls_key=" + certs_->server_key};
+  const CommandResult refused = RunServerToExit(tls_flags);
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_THAT(refused.err, HasSubstr("is not a loopback address"));
+
+  with_tokens_ = false;
+  client_tls_ = Tls(certs_->ca, certs_->client_cert, certs_->client_key);
+  std::vector<std::string> mtls_flags = tls_flags;
+  mtls_flags.push_back("--client_ca=" + certs_->client_ca);
+  StartServer(mtls_flags);
+  EXPECT_THAT(ReadFile(LogPath(starts_)),
+              HasSubstr("every client whose certificate --client_ca signed "
+                        "is admin"));
+  EXPECT_THAT(ListReleases(*releases_, ""), GrpcOk());
+  EXPECT_THAT(CreateRelease("cf315-a", "channel-file/315", kDigestA, ""),
+              GrpcOk());
+  // Without a client certificate: no handshake, nothing served.
+  EXPECT_THAT(ListReleases(*ReleasesOver(Tls(certs_->ca)), ""),
+              GrpcStatusIs(kUnavailable, testing::_));
+}
+
 TEST_F(E2ETlsTest, RotatedCertificateIsServedWithoutARestart) {
   const std::string cert = dir_ + "/tls.pem";
   const std::string key = dir_ + "/tls.key";

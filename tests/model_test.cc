@@ -234,6 +234,54 @@ const InvalidPlanCase kInvalidPlans[] = {
      },
      "stages[0].audience.labels[1]: must match [A-Za-z0-9._:/@-]+ "
      "(got \"ring canary\")"},
+    // Bounds of the repeated fields and of the whole plan.
+    {"TooManyLabels",
+     [](Plan* p) {
+       for (int i = 0; i < kMaxAudienceLabels; ++i) {
+         p->mutable_stages(1)->mutable_audience()->add_labels("l");
+       }
+       p->mutable_stages(1)->mutable_audience()->add_labels("l");
+     },
+     "stages[1].audience.labels: at most 64 labels (got 65)"},
+    {"TooManyHostsInOneStage",
+     [](Plan* p) {
+       for (int i = 0; i < kMaxPlanHosts; ++i) {
+         p->mutable_stages(1)->mutable_audience()->add_hosts(
+             absl::StrCat("host-", i));
+       }
+     },
+     "stages[1].audience.hosts: at most 1000 hosts in all stages together "
+     "(got 1002 up to this stage)"},
+    {"TooManyHostsInAllStages",
+     [](Plan* p) {
+       for (int s = 1; s <= 2; ++s) {
+         for (int i = 0; i < 500; ++i) {
+           p->mutable_stages(s)->mutable_audience()->add_hosts(
+               absl::StrCat("host-", s, "-", i));
+         }
+       }
+     },
+     "stages[2].audience.hosts: at most 1000 hosts in all stages together "
+     "(got 1002 up to this stage)"},
+    {"PlanOverItsSize",
+     [](Plan* p) {
+       // Every field within its bound, the whole over kMaxPlanBytes: 64
+       // stages of 64 labels of 100 characters.
+       for (int s = 4; s < kMaxStages; ++s) {
+         Stage* stage = p->add_stages();
+         *stage = p->stages(1);
+         stage->set_name(absl::StrCat("extra-", s));
+       }
+       for (Stage& stage : *p->mutable_stages()) {
+         for (int i = 0; i < kMaxAudienceLabels - 1; ++i) {
+           stage.mutable_audience()->add_labels(
+               absl::StrCat(i, "-", std::string(100, 'l')));
+         }
+       }
+       // The last stage must still be the one at 100 %.
+       p->mutable_stages()->SwapElements(3, p->stages_size() - 1);
+     },
+     "stages: the plan is "},
     // Durations.
     {"BakeTimeZero", [](Plan* p) { p->mutable_stages(1)->clear_bake_time(); },
      "stages[1].bake_time: must be > 0"},
@@ -493,6 +541,18 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<InvalidPlanCase>& info) {
       return std::string(info.param.name);
     });
+
+TEST(ValidatePlanTest, PlanAtItsBoundsPasses) {
+  Plan plan = BasePlan();
+  Audience* dogfood = plan.mutable_stages(0)->mutable_audience();
+  while (dogfood->hosts_size() < kMaxPlanHosts) {
+    dogfood->add_hosts(absl::StrCat("host-", dogfood->hosts_size()));
+  }
+  while (dogfood->labels_size() < kMaxAudienceLabels) {
+    dogfood->add_labels(absl::StrCat("label-", dogfood->labels_size()));
+  }
+  EXPECT_OK(ValidatePlan(plan));
+}
 
 TEST(ValidatePlanTest, ReportsTheFirstOffendingField) {
   Plan plan = BasePlan();
@@ -807,6 +867,21 @@ Release ValidRelease() {
 
 TEST(ValidateReleaseTest, ValidReleasePasses) {
   EXPECT_OK(ValidateRelease(ValidRelease()));
+  Release at_bounds = ValidRelease();
+  at_bounds.set_version(std::string(kMaxVersionBytes, 'v'));
+  at_bounds.set_fetch_url(std::string(kMaxFetchUrlBytes, 'u'));
+  at_bounds.set_signature(std::string(kMaxSignatureBytes, '\0'));
+  at_bounds.set_size_bytes(kMaxReleaseSizeBytes);
+  at_bounds.mutable_targeting()->clear_platforms();
+  for (int i = 0; i < kMaxPlatforms; ++i) {
+    at_bounds.mutable_targeting()->add_platforms(absl::StrCat("p", i));
+  }
+  at_bounds.mutable_created_at()->set_seconds(253402300799);
+  at_bounds.mutable_created_at()->set_nanos(999999999);
+  EXPECT_OK(ValidateRelease(at_bounds));
+  at_bounds.mutable_created_at()->set_seconds(-62135596800);
+  at_bounds.mutable_created_at()->set_nanos(0);
+  EXPECT_OK(ValidateRelease(at_bounds));
   Release no_targeting = ValidRelease();
   no_targeting.clear_targeting();
   no_targeting.clear_version();
@@ -845,7 +920,39 @@ const InvalidReleaseCase kInvalidReleases[] = {
     {"EmptyContentType", [](Release* r) { r->clear_content_type(); },
      "content_type: must not be empty"},
     {"LongVersion", [](Release* r) { r->set_version(std::string(129, 'v')); },
-     "version: must be at most 128 characters"},
+     "version: must be at most 128 bytes (got 129)"},
+    {"LongFetchUrl",
+     [](Release* r) {
+       r->set_fetch_url("https://u.example/" + std::string(10 << 20, 'x'));
+     },
+     "fetch_url: must be at most 2048 bytes (got 10485778)"},
+    {"FetchUrlWithNewline",
+     [](Release* r) { r->set_fetch_url("https://u.example/a\nb"); },
+     "fetch_url: must not contain control characters (got "
+     "\"https://u.example/a\\nb\")"},
+    {"LongSignature",
+     [](Release* r) { r->set_signature(std::string(1025, 's')); },
+     "signature: must be at most 1024 bytes (got 1025)"},
+    {"MaxSize", [](Release* r) { r->set_size_bytes(UINT64_MAX); },
+     "size_bytes: must be at most 1099511627776 (1 TiB; got "
+     "18446744073709551615)"},
+    {"TooManyPlatforms",
+     [](Release* r) {
+       for (int i = 0; i < kMaxPlatforms; ++i) {
+         r->mutable_targeting()->add_platforms(absl::StrCat("p", i));
+       }
+     },
+     "targeting.platforms: at most 32 platforms (got 34)"},
+    {"CreatedAtAfterYear9999",
+     [](Release* r) { r->mutable_created_at()->set_seconds(253402300800); },
+     "created_at: must be between 0001-01-01T00:00:00Z and "
+     "9999-12-31T23:59:59Z (got seconds 253402300800)"},
+    {"CreatedAtBeforeYear1",
+     [](Release* r) { r->mutable_created_at()->set_seconds(INT64_MIN); },
+     "created_at: must be between"},
+    {"CreatedAtNegativeNanos",
+     [](Release* r) { r->mutable_created_at()->set_nanos(-1); },
+     "created_at: nanos must be in [0, 999999999] (got -1)"},
     {"EmptyDigest", [](Release* r) { r->clear_digest_sha256(); },
      "digest_sha256: must be 64 lower-case hex characters (got 0 characters)"},
     {"ShortDigest",
@@ -1346,6 +1453,44 @@ TEST(ValidateIdTest, NamesTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("actor: must match [A-Za-z0-9._:/@-]+ "
                                  "(got \"a\\x00z\")")));
+  // What is quoted is cut: 128 escaped bytes would be 512 characters.
+  const absl::Status s = ValidateId(std::string(128, '\x01'), "actor");
+  EXPECT_THAT(s, StatusIs(absl::StatusCode::kInvalidArgument,
+                          HasSubstr("\"... (128 bytes))")));
+  EXPECT_LT(s.message().size(), 500u);
+  // Longer than an id: only the length is said.
+  EXPECT_THAT(ValidateId(std::string(1 << 20, '\x01'), "actor"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "actor: must be at most 128 characters (got "
+                       "1048576)"));
+}
+
+TEST(ValidateTimestampTest, AcceptsItsDocumentedRangeOnly) {
+  google::protobuf::Timestamp t;
+  EXPECT_OK(ValidateTimestamp(t, "t"));
+  for (int64_t s : {int64_t{-62135596800}, int64_t{253402300799}}) {
+    t.set_seconds(s);
+    t.set_nanos(999999999);
+    EXPECT_OK(ValidateTimestamp(t, "t"));
+    EXPECT_TRUE(IsValidTimestamp(t));
+  }
+  for (int64_t s :
+       {int64_t{-62135596801}, int64_t{253402300800}, INT64_MAX, INT64_MIN}) {
+    t.set_seconds(s);
+    t.set_nanos(0);
+    EXPECT_THAT(ValidateTimestamp(t, "events[3].time"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("events[3].time: must be between")));
+    EXPECT_FALSE(IsValidTimestamp(t));
+  }
+  t.set_seconds(0);
+  for (int32_t n : {-1, 1000000000, INT32_MAX, INT32_MIN}) {
+    t.set_nanos(n);
+    EXPECT_THAT(ValidateTimestamp(t, "created_at"),
+                StatusIs(absl::StatusCode::kInvalidArgument,
+                         HasSubstr("created_at: nanos must be in")));
+    EXPECT_FALSE(IsValidTimestamp(t));
+  }
 }
 
 // IsValidId checks 8 bytes at a time: every byte value at every position of

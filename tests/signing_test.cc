@@ -109,19 +109,20 @@ TEST(VerifyPayload, TamperedPayloadNamesBothDigests) {
   EXPECT_THAT(
       VerifyPayload(r, tampered),
       StatusIs(absl::StatusCode::kInvalidArgument,
-               absl::StrCat("digest_sha256: release cf-291-0719 "
-                            "records ",
-                            r.digest_sha256(), ", the payload hashes to ",
+               absl::StrCat("digest_sha256: release \"cf-291-0719\" "
+                            "records \"",
+                            r.digest_sha256(), "\", the payload hashes to ",
                             ComputeDigest(tampered).sha256_hex)));
 }
 
 TEST(VerifyPayload, SizeMismatchNamesBothSizes) {
   const Release r = MakeRelease();
-  EXPECT_THAT(VerifyPayload(r, absl::StrCat(kPayload, "x")),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       absl::StrCat("size_bytes: release cf-291-0719 records ",
-                                    r.size_bytes(), " bytes, the payload has ",
-                                    r.size_bytes() + 1)));
+  EXPECT_THAT(
+      VerifyPayload(r, absl::StrCat(kPayload, "x")),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               absl::StrCat("size_bytes: release \"cf-291-0719\" records ",
+                            r.size_bytes(), " bytes, the payload has ",
+                            r.size_bytes() + 1)));
 }
 
 // ---- Keys
@@ -319,7 +320,7 @@ TEST(VerifyReleaseSignature, AcceptsAValidSignature) {
 TEST(VerifyReleaseSignature, UnsignedWhenRequiredIsFailedPrecondition) {
   EXPECT_THAT(VerifyReleaseSignature(MakeRelease(), Trusted(), true),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       "signature: release cf-291-0719 is unsigned, and "
+                       "signature: release \"cf-291-0719\" is unsigned, and "
                        "releases must be signed by a trusted publisher key"));
   EXPECT_OK(VerifyReleaseSignature(MakeRelease(), Trusted(), false));
 }
@@ -329,7 +330,7 @@ TEST(VerifyReleaseSignature, UnknownKeyIsPermissionDenied) {
   for (bool required : {true, false}) {
     EXPECT_THAT(VerifyReleaseSignature(r, Trusted(), required),
                 StatusIs(absl::StatusCode::kPermissionDenied,
-                         "signature: release cf-291-0719 is signed by key "
+                         "signature: release \"cf-291-0719\" is signed by key "
                          "\"publisher-9\", which is not a trusted publisher "
                          "key"));
   }
@@ -454,7 +455,7 @@ TEST(VerifyReleaseSignature, MalformedSignatureIsInvalidArgument) {
   r.set_signature("\xff\xff\xff");
   EXPECT_THAT(VerifyReleaseSignature(r, Trusted(), false),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       "signature: release cf-291-0719: not a ringfence "
+                       "signature: release \"cf-291-0719\": not a ringfence "
                        "signature (a ReleaseSignature with a key id and a "
                        "64-byte Ed25519 signature; got 3 bytes)"));
   content::v1::ReleaseSignature truncated;

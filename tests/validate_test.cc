@@ -1318,15 +1318,16 @@ TEST_F(ReleaseCheckerTest, TamperedPayloadIsRejectedFirst) {
   Sign();
   std::string tampered = payload_;
   tampered[tampered.size() - 3] = '2';  // exact_int: 1 -> 2, same size
-  EXPECT_THAT(Checker(true)->Check(release_, tampered),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr(absl::StrCat(
-                           "digest_sha256: release small-1 records ",
-                           release_.digest_sha256(), ", the payload hashes to ",
-                           ComputeDigest(tampered).sha256_hex))));
+  EXPECT_THAT(
+      Checker(true)->Check(release_, tampered),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr(absl::StrCat(
+                   "digest_sha256: release \"small-1\" records \"",
+                   release_.digest_sha256(), "\", the payload hashes to ",
+                   ComputeDigest(tampered).sha256_hex))));
   EXPECT_THAT(Checker(true)->Check(release_, payload_ + " "),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("size_bytes: release small-1 records")));
+                       HasSubstr("size_bytes: release \"small-1\" records")));
 }
 
 TEST_F(ReleaseCheckerTest, UnsignedAlteredOrUnknownKeyIsRejected) {

@@ -9,6 +9,8 @@
 // Thread safety: all functions are pure.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -99,6 +101,40 @@ absl::Status LoadMessageFile(const std::string& path,
 std::string ResolvePath(const std::string& config_file,
                         const std::string& path);
 
+// ---- Bounds ----------------------------------------------------------------
+//
+// Every string and repeated field of a release and a plan is bounded, so
+// that one record stays small whatever a caller sends: a release is at most
+// about 8 KiB, a plan at most kMaxPlanBytes. ValidateRelease and
+// ValidatePlan refuse what goes over, naming the field; nothing is cut.
+// Ids (ValidateId) are at most 128 characters, signal names 64, agent
+// versions 64.
+
+// Release.version: at most this many bytes.
+inline constexpr size_t kMaxVersionBytes = 128;
+// Release.fetch_url: at most this many bytes, no control characters.
+inline constexpr size_t kMaxFetchUrlBytes = 2048;
+// Release.signature: at most this many bytes (a ReleaseSignature is about
+// 200).
+inline constexpr size_t kMaxSignatureBytes = 1024;
+// Release.size_bytes: at most 1 TiB.
+inline constexpr uint64_t kMaxReleaseSizeBytes = uint64_t{1} << 40;
+// Release.targeting.platforms: at most this many.
+inline constexpr int kMaxPlatforms = 32;
+// Plan.stages: at most this many.
+inline constexpr int kMaxStages = 64;
+// Audience.labels of one stage: at most this many.
+inline constexpr int kMaxAudienceLabels = 64;
+// Audience.hosts of all stages of a plan together: at most this many.
+inline constexpr int kMaxPlanHosts = 1000;
+// A whole plan, serialized: at most this many bytes (the bounds of its
+// fields would allow about 1.3 MiB; real plans are a few KiB), so that a
+// rollout record, which holds its plan, stays small.
+inline constexpr size_t kMaxPlanBytes = 256 << 10;
+// Free text recorded in the audit log (a call's reason, a rule's
+// disabled_reason): at most this many bytes.
+inline constexpr size_t kMaxReasonBytes = 1024;
+
 // ---- Validation ------------------------------------------------------------
 
 // ValidatePlan
@@ -110,7 +146,9 @@ absl::Status ValidatePlan(const Plan& plan);
 
 // ValidateRelease
 //
-// Checks id, content type, digest, size and targeting of `release`.
+// Checks every field of `release` (id, content type, version, digest, size,
+// signature size, fetch URL, targeting, created_at) against the bounds
+// above.
 absl::Status ValidateRelease(const Release& release);
 
 // ValidateFleetConfig
@@ -136,6 +174,15 @@ bool IsValidId(absl::string_view id);
 absl::Status ValidateSignalName(absl::string_view name,
                                 absl::string_view field);
 bool IsValidSignalName(absl::string_view name);
+
+// ValidateTimestamp / IsValidTimestamp
+//
+// A google.protobuf.Timestamp in its documented range: 0001-01-01T00:00:00Z
+// to 9999-12-31T23:59:59.999999999Z, nanos in [0, 999999999] (what its JSON
+// form can express). `field` names the field in the error.
+absl::Status ValidateTimestamp(const google::protobuf::Timestamp& t,
+                               absl::string_view field);
+bool IsValidTimestamp(const google::protobuf::Timestamp& t);
 
 namespace internal {
 // CheckDuration

@@ -16,6 +16,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/text_format.h"
+#include "ringfence/error_text.h"
 #include "ringfence/model.h"
 #include "ringfence/status_macros.h"
 
@@ -27,10 +28,6 @@ using content::v1::MatchKind_IsValid;
 
 absl::Status Invalid(absl::string_view field, absl::string_view reason) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", reason));
-}
-
-std::string Quoted(absl::string_view s) {
-  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
 }
 
 // Keeps the first text-format error, with 1-based line and column.
@@ -97,7 +94,7 @@ absl::Status CheckVersion(const std::string& v, absl::string_view field) {
   if (!v.empty() && !IsValidAgentVersion(v)) {
     return Invalid(field, absl::StrCat("must be a dotted version like 7.11.0 "
                                        "(got ",
-                                       Quoted(v), ")"));
+                                       QuoteForError(v), ")"));
   }
   return absl::OkStatus();
 }
@@ -131,7 +128,8 @@ absl::Status ValidateCapability(const AgentCapability& cap,
     const std::string& name = cap.template_inputs(t).template_type();
     RETURN_IF_ERROR(CheckName(name, f));
     if (!types.insert(name).second) {
-      return Invalid(f, absl::StrCat("duplicate template type ", Quoted(name)));
+      return Invalid(
+          f, absl::StrCat("duplicate template type ", QuoteForError(name)));
     }
   }
   if (cap.supported_field_types_size() == 0) {
@@ -243,7 +241,8 @@ absl::StatusOr<ContentFile> ParseContentFile(absl::string_view payload) {
   }
   if (utf8) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "not a text-format ContentFile (", text_error, ") nor a binary one"));
+        "not a text-format ContentFile (",
+        CutForError(text_error, kMaxParserMessageBytes), ") nor a binary one"));
   }
   return absl::InvalidArgumentError(
       "not a binary ContentFile (and, not being UTF-8, not a text-format one)");
@@ -262,7 +261,7 @@ absl::Status ValidateContentSchema(const ContentSchema& schema) {
     if (!type_names.insert(type.name()).second) {
       return Invalid(
           absl::StrCat(p, ".name"),
-          absl::StrCat("duplicate template type ", Quoted(type.name())));
+          absl::StrCat("duplicate template type ", QuoteForError(type.name())));
     }
     if (type.fields_size() == 0) {
       return Invalid(absl::StrCat(p, ".fields"),
@@ -274,8 +273,9 @@ absl::Status ValidateContentSchema(const ContentSchema& schema) {
       const std::string fp = absl::StrCat(p, ".fields[", f, "]");
       RETURN_IF_ERROR(CheckName(field.name(), absl::StrCat(fp, ".name")));
       if (!field_names.insert(field.name()).second) {
-        return Invalid(absl::StrCat(fp, ".name"),
-                       absl::StrCat("duplicate field ", Quoted(field.name())));
+        return Invalid(
+            absl::StrCat(fp, ".name"),
+            absl::StrCat("duplicate field ", QuoteForError(field.name())));
       }
       if (field.type() == content::v1::FIELD_TYPE_UNSPECIFIED ||
           !FieldType_IsValid(field.type())) {
@@ -295,9 +295,9 @@ absl::Status ValidateContentSchema(const ContentSchema& schema) {
       absl::flat_hash_set<std::string> values;
       for (int v = 0; v < field.enum_values_size(); ++v) {
         if (!values.insert(field.enum_values(v)).second) {
-          return Invalid(
-              absl::StrCat(fp, ".enum_values[", v, "]"),
-              absl::StrCat("duplicate value ", Quoted(field.enum_values(v))));
+          return Invalid(absl::StrCat(fp, ".enum_values[", v, "]"),
+                         absl::StrCat("duplicate value ",
+                                      QuoteForError(field.enum_values(v))));
         }
       }
       const bool is_int = field.type() == content::v1::FIELD_TYPE_INTEGER;
@@ -355,12 +355,12 @@ absl::StatusOr<AgentRange> ParseAgentRange(absl::string_view text) {
   if (absl::ConsumePrefix(&s, "[")) {
     if (!absl::ConsumeSuffix(&s, ")")) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "agent range ", Quoted(text), ": expected \"[MIN, MAX)\""));
+          "agent range ", QuoteForError(text), ": expected \"[MIN, MAX)\""));
     }
     const size_t comma = s.find(',');
     if (comma == absl::string_view::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "agent range ", Quoted(text), ": expected \"[MIN, MAX)\""));
+          "agent range ", QuoteForError(text), ": expected \"[MIN, MAX)\""));
     }
     lo = s.substr(0, comma);
     hi = s.substr(comma + 1);
@@ -368,7 +368,7 @@ absl::StatusOr<AgentRange> ParseAgentRange(absl::string_view text) {
     const size_t dots = s.find("..");
     if (dots == absl::string_view::npos) {
       return absl::InvalidArgumentError(
-          absl::StrCat("agent range ", Quoted(text),
+          absl::StrCat("agent range ", QuoteForError(text),
                        ": expected MIN..MAX (MAX exclusive; either may be "
                        "empty), e.g. 7.11..7.12"));
     }
@@ -379,15 +379,15 @@ absl::StatusOr<AgentRange> ParseAgentRange(absl::string_view text) {
                    std::string(absl::StripAsciiWhitespace(hi))};
   for (const std::string* v : {&range.min_version, &range.max_version}) {
     if (!v->empty() && !IsValidAgentVersion(*v)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("agent range ", Quoted(text), ": ", Quoted(*v),
-                       " is not a dotted version like 7.11.0"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "agent range ", QuoteForError(text), ": ", QuoteForError(*v),
+          " is not a dotted version like 7.11.0"));
     }
   }
   if (!range.min_version.empty() && !range.max_version.empty() &&
       CompareAgentVersions(range.min_version, range.max_version) >= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "agent range ", Quoted(text), ": MIN must be less than MAX"));
+        "agent range ", QuoteForError(text), ": MIN must be less than MAX"));
   }
   return range;
 }

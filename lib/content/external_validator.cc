@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "ringfence/content/v1/content.pb.h"
+#include "ringfence/error_text.h"
 
 extern char** environ;
 
@@ -63,11 +64,7 @@ class Fd {
 };
 
 std::string Excerpt(absl::string_view s, size_t max) {
-  s = absl::StripAsciiWhitespace(s);
-  if (s.size() > max) {
-    return absl::StrCat("\"", absl::CHexEscape(s.substr(0, max)), "\"...");
-  }
-  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
+  return QuoteForError(absl::StripAsciiWhitespace(s), max);
 }
 
 bool IsExecutableFile(const std::string& path) {
@@ -123,7 +120,8 @@ class ExternalValidator : public ContentValidator {
     absl::StatusOr<ChildResult> run = RunChild(payload);
     if (!run.ok()) return run.status();
     const ChildResult& r = *run;
-    const std::string who = absl::StrCat("validator \"", options_.name, "\"");
+    const std::string who =
+        absl::StrCat("validator ", QuoteForError(options_.name));
     auto stderr_note = [&]() -> std::string {
       if (absl::StripAsciiWhitespace(r.err).empty()) return "";
       return absl::StrCat("; stderr: ", Excerpt(r.err, kMaxStderrBytes));

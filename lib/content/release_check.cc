@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ringfence/error_text.h"
 #include "ringfence/external_validator.h"
 #include "ringfence/status_macros.h"
 
@@ -32,8 +33,8 @@ absl::Status ReleaseChecker::AddContentType(
   const std::string content_type = schema.content_type();
   if (rules_.contains(content_type)) {
     return absl::AlreadyExistsError(
-        absl::StrCat("content type \"", content_type,
-                     "\" already has a schema and capability manifest"));
+        absl::StrCat("content type ", QuoteForError(content_type),
+                     " already has a schema and capability manifest"));
   }
   for (size_t i = 0; i < validators.size(); ++i) {
     if (validators[i] == nullptr) {
@@ -57,9 +58,9 @@ absl::Status ReleaseChecker::NoRulesStatus(const Release& release) const {
   if (!options_.require_content_rules) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
       "content_type: no schema and capability manifest are configured "
-      "for \"",
-      absl::CHexEscape(release.content_type()),
-      "\", and content must be validated before release"));
+      "for ",
+      QuoteForError(release.content_type()),
+      ", and content must be validated before release"));
 }
 
 absl::Status ReleaseChecker::CheckWithoutPayload(const Release& release) const {
@@ -68,9 +69,9 @@ absl::Status ReleaseChecker::CheckWithoutPayload(const Release& release) const {
                                          options_.require_signature));
   if (rules_.contains(release.content_type())) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "payload: required: content type \"",
-        absl::CHexEscape(release.content_type()),
-        "\" has a schema and capability manifest, so the payload must be "
+        "payload: required: content type ",
+        QuoteForError(release.content_type()),
+        " has a schema and capability manifest, so the payload must be "
         "sent to be validated before any host can be assigned it"));
   }
   return NoRulesStatus(release);

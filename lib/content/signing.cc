@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "ringfence/audit.h"
 #include "ringfence/content/v1/content.pb.h"
+#include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
 
 namespace ringfence {
@@ -149,14 +150,14 @@ PayloadDigest ComputeDigest(absl::string_view payload) {
 absl::Status VerifyPayload(const Release& release, absl::string_view payload) {
   if (release.size_bytes() != payload.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "size_bytes: release ", absl::CHexEscape(release.id()), " records ",
+        "size_bytes: release ", QuoteForError(release.id()), " records ",
         release.size_bytes(), " bytes, the payload has ", payload.size()));
   }
   const std::string digest = Sha256Hex(payload);
   if (release.digest_sha256() != digest) {
     return absl::InvalidArgumentError(
-        absl::StrCat("digest_sha256: release ", absl::CHexEscape(release.id()),
-                     " records ", absl::CHexEscape(release.digest_sha256()),
+        absl::StrCat("digest_sha256: release ", QuoteForError(release.id()),
+                     " records ", QuoteForError(release.digest_sha256()),
                      ", the payload hashes to ", digest));
   }
   return absl::OkStatus();
@@ -259,7 +260,7 @@ absl::StatusOr<std::string> SignRelease(const Release& release,
 absl::Status ValidateTrustedKeys(const TrustedKeys& keys) {
   for (const auto& [id, pem] : keys) {
     const std::string field =
-        absl::StrCat("trusted_keys[\"", absl::CHexEscape(id), "\"]");
+        absl::StrCat("trusted_keys[", QuoteForError(id), "]");
     RETURN_IF_ERROR(ValidateId(id, field));
     RETURN_IF_ERROR(ReadKey(pem, KeyKind::kPublic, field).status());
   }
@@ -272,7 +273,7 @@ absl::Status VerifyReleaseSignature(const Release& release,
   if (release.signature().empty()) {
     if (!require_signature) return absl::OkStatus();
     return absl::FailedPreconditionError(absl::StrCat(
-        "signature: release ", absl::CHexEscape(release.id()),
+        "signature: release ", QuoteForError(release.id()),
         " is unsigned, and releases must be signed by a trusted publisher "
         "key"));
   }
@@ -282,14 +283,14 @@ absl::Status VerifyReleaseSignature(const Release& release,
       envelope.key_id().empty() ||
       envelope.ed25519().size() != kEd25519SignatureBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "signature: release ", absl::CHexEscape(release.id()),
+        "signature: release ", QuoteForError(release.id()),
         ": not a ringfence signature (a ReleaseSignature with a key id and a "
         "64-byte Ed25519 signature; got ",
         release.signature().size(), " bytes)"));
   }
   if (envelope.format() > static_cast<uint32_t>(SignatureFormat::kV2)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("signature: release ", absl::CHexEscape(release.id()),
+        absl::StrCat("signature: release ", QuoteForError(release.id()),
                      ": unknown signature format ", envelope.format(),
                      " (this server knows formats 1 and 2)"));
   }
@@ -297,15 +298,15 @@ absl::Status VerifyReleaseSignature(const Release& release,
       envelope.format() == 2 ? SignatureFormat::kV2 : SignatureFormat::kV1;
   const auto it = trusted_keys.find(envelope.key_id());
   if (it == trusted_keys.end()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "signature: release ", absl::CHexEscape(release.id()),
-        " is signed by key \"", absl::CHexEscape(envelope.key_id()),
-        "\", which is not a trusted publisher key"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("signature: release ", QuoteForError(release.id()),
+                     " is signed by key ", QuoteForError(envelope.key_id()),
+                     ", which is not a trusted publisher key"));
   }
-  ASSIGN_OR_RETURN(PkeyPtr key,
-                   ReadKey(it->second, KeyKind::kPublic,
-                           absl::StrCat("trusted_keys[\"",
-                                        absl::CHexEscape(it->first), "\"]")));
+  ASSIGN_OR_RETURN(
+      PkeyPtr key,
+      ReadKey(it->second, KeyKind::kPublic,
+              absl::StrCat("trusted_keys[", QuoteForError(it->first), "]")));
   const std::string message = CanonicalReleaseMessage(release, format);
   MdCtxPtr ctx(EVP_MD_CTX_new());
   if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr,
@@ -320,10 +321,10 @@ absl::Status VerifyReleaseSignature(const Release& release,
   if (ok != 1) {
     ERR_clear_error();
     return absl::PermissionDeniedError(
-        absl::StrCat("signature: release ", absl::CHexEscape(release.id()),
-                     " does not match its signature by key \"",
-                     absl::CHexEscape(envelope.key_id()),
-                     "\": its id, content type, version, digest, size",
+        absl::StrCat("signature: release ", QuoteForError(release.id()),
+                     " does not match its signature by key ",
+                     QuoteForError(envelope.key_id()),
+                     ": its id, content type, version, digest, size",
                      format == SignatureFormat::kV2 ? " or targeting" : "",
                      " changed after signing, or another key signed it"));
   }
@@ -353,7 +354,7 @@ absl::StatusOr<TrustedKeys> LoadTrustedKeysFile(const std::string& path) {
     }
     if (!keys.emplace(words[0], *std::move(pem)).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, ": duplicate key id \"", words[0], "\""));
+          absl::StrCat(where, ": duplicate key id ", QuoteForError(words[0])));
     }
   }
   absl::Status s = ValidateTrustedKeys(keys);

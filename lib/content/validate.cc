@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "re2/re2.h"
+#include "ringfence/error_text.h"
 #include "ringfence/model.h"
 #include "ringfence/status_macros.h"
 
@@ -21,18 +22,8 @@ namespace {
 namespace v1 = content::v1;
 
 constexpr char kSchemaSource[] = "schema";
-// Longest excerpt of a user-supplied string quoted in a message.
-constexpr size_t kMaxQuoted = 80;
 // Error findings listed in a RejectionStatus message.
 constexpr int kMaxListedErrors = 10;
-
-std::string Quoted(absl::string_view s) {
-  if (s.size() > kMaxQuoted) {
-    return absl::StrCat("\"", absl::CHexEscape(s.substr(0, kMaxQuoted)),
-                        "\"... (", s.size(), " bytes)");
-  }
-  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
-}
 
 // A bound of an agent version range: empty lower bounds are -inf, empty
 // upper bounds +inf.
@@ -263,12 +254,12 @@ class Run {
         if (u.wildcard > 0 && u.other == 0) {
           Finding finding = MakeFinding(
               codes::kWildcardOnlyField, Severity::kWarning,
-              absl::StrCat("field ", f + 1, " (", Quoted(type.fields(f).name()),
-                           ") of template type ", Quoted(type.name()),
-                           " only ever appears with wildcard criteria (",
-                           u.wildcard,
-                           u.wildcard == 1 ? " instance" : " instances",
-                           "): no instance in this file exercises it"));
+              absl::StrCat(
+                  "field ", f + 1, " (", QuoteForError(type.fields(f).name()),
+                  ") of template type ", QuoteForError(type.name()),
+                  " only ever appears with wildcard criteria (", u.wildcard,
+                  u.wildcard == 1 ? " instance" : " instances",
+                  "): no instance in this file exercises it"));
           finding.field = type.fields(f).name();
           finding.field_index = f + 1;
           report_.Add(std::move(finding));
@@ -283,7 +274,7 @@ class Run {
         Finding finding = MakeFinding(
             codes::kTemplateWiderThanInputs, Severity::kWarning,
             absl::StrCat(
-                "template type ", Quoted(type.name()), " defines ",
+                "template type ", QuoteForError(type.name()), " defines ",
                 type.fields_size(), " fields but agents ", c.label, " supply ",
                 in->second, " inputs: content must not use ",
                 in->second + 1 == static_cast<uint32_t>(type.fields_size())
@@ -302,7 +293,7 @@ class Run {
     const std::string where =
         inst.id().empty() || inst.id().size() > 128
             ? absl::StrCat("instances[", index, "]")
-            : absl::StrCat("instance ", Quoted(inst.id()));
+            : absl::StrCat("instance ", QuoteForError(inst.id()));
     auto add = [&](const char* code, std::string message) -> Finding& {
       Finding f = MakeFinding(code, Severity::kError,
                               absl::StrCat(where, ": ", std::move(message)));
@@ -327,9 +318,9 @@ class Run {
     auto type_it = types_.find(inst.template_type());
     if (type_it == types_.end()) {
       add(codes::kUnknownTemplateType,
-          absl::StrCat("template type ", Quoted(inst.template_type()),
+          absl::StrCat("template type ", QuoteForError(inst.template_type()),
                        " is not defined by the schema of content type ",
-                       Quoted(schema_.content_type())));
+                       QuoteForError(schema_.content_type())));
       return;
     }
     const TemplateType& type = *type_it->second;
@@ -345,7 +336,7 @@ class Run {
       }
       Finding& f = add(
           codes::kTemplateTypeUnsupported,
-          absl::StrCat("template type ", Quoted(type.name()),
+          absl::StrCat("template type ", QuoteForError(type.name()),
                        " is not supported by agents ", c.label,
                        ": their capability manifest entry declares no inputs "
                        "for it"));
@@ -360,7 +351,7 @@ class Run {
         Finding& f =
             add(codes::kFieldIndexOutOfSchema,
                 absl::StrCat("criteria[", j, "] is on field ", idx,
-                             ", but template type ", Quoted(type.name()),
+                             ", but template type ", QuoteForError(type.name()),
                              " has ", type.fields_size(), " fields (1..",
                              type.fields_size(), ")"));
         f.field_index = idx;
@@ -368,7 +359,7 @@ class Run {
       }
       const TemplateType::Field& field = type.fields(idx - 1);
       const std::string field_desc =
-          absl::StrCat("field ", idx, " (", Quoted(field.name()), ")");
+          absl::StrCat("field ", idx, " (", QuoteForError(field.name()), ")");
       auto add_field = [&](const char* code, std::string message) -> Finding& {
         Finding& f = add(code, std::move(message));
         f.field = field.name();
@@ -405,19 +396,19 @@ class Run {
           f.agents = consumer->label;
         };
         if (idx > supplied) {
-          add_agent(
-              codes::kFieldNotSupplied,
-              absl::StrCat(field_desc, " of template type ",
-                           Quoted(type.name()), " is not supplied by agents ",
-                           consumer->label, ": they supply ", supplied,
-                           supplied == 1 ? " input" : " inputs",
-                           ", the content needs ", idx));
+          add_agent(codes::kFieldNotSupplied,
+                    absl::StrCat(field_desc, " of template type ",
+                                 QuoteForError(type.name()),
+                                 " is not supplied by agents ", consumer->label,
+                                 ": they supply ", supplied,
+                                 supplied == 1 ? " input" : " inputs",
+                                 ", the content needs ", idx));
           continue;
         }
         if (!consumer->field_types.contains(field.type())) {
           add_agent(codes::kFieldTypeUnsupported,
                     absl::StrCat(field_desc, " of template type ",
-                                 Quoted(type.name()), " has type ",
+                                 QuoteForError(type.name()), " has type ",
                                  FieldTypeName(field.type()), ", which agents ",
                                  consumer->label, " do not understand"));
         }
@@ -501,12 +492,13 @@ class Run {
                         c.exact_string()) == field.enum_values().end()) {
             std::vector<std::string> values;
             for (const std::string& v : field.enum_values()) {
-              values.push_back(Quoted(v));
+              values.push_back(QuoteForError(v));
             }
-            add_field(codes::kConstraintViolated,
-                      absl::StrCat(field_desc, ": ", Quoted(c.exact_string()),
-                                   " is not one of its values [",
-                                   absl::StrJoin(values, ", "), "]"));
+            add_field(
+                codes::kConstraintViolated,
+                absl::StrCat(field_desc, ": ", QuoteForError(c.exact_string()),
+                             " is not one of its values [",
+                             absl::StrJoin(values, ", "), "]"));
           }
         } else {
           check_length("value", c.exact_string().size());
@@ -521,14 +513,15 @@ class Run {
         if (p.too_large) {
           add_field(
               codes::kPatternTooLarge,
-              absl::StrCat(field_desc, ": the pattern ", Quoted(c.pattern()),
+              absl::StrCat(field_desc, ": the pattern ",
+                           QuoteForError(c.pattern()),
                            " is too large for RE2 to compile: ", p.error));
         } else if (!p.ok) {
           add_field(codes::kPatternInvalid,
                     absl::StrCat(field_desc,
                                  ": RE2 cannot compile the "
                                  "pattern ",
-                                 Quoted(c.pattern()), ": ", p.error));
+                                 QuoteForError(c.pattern()), ": ", p.error));
         }
         return &p;
       }
@@ -576,15 +569,16 @@ absl::Status CheckConfig(const ContentSchema& schema,
   if (!manifest.content_type().empty() &&
       manifest.content_type() != schema.content_type()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "capability manifest: content_type: ", Quoted(manifest.content_type()),
-        " differs from the schema's ", Quoted(schema.content_type())));
+        "capability manifest: content_type: ",
+        QuoteForError(manifest.content_type()), " differs from the schema's ",
+        QuoteForError(schema.content_type())));
   }
   if (targets.has_value()) {
     for (const std::string* v :
          {&targets->min_version, &targets->max_version}) {
       if (!v->empty() && !IsValidAgentVersion(*v)) {
         return absl::InvalidArgumentError(
-            absl::StrCat("target agents: ", Quoted(*v),
+            absl::StrCat("target agents: ", QuoteForError(*v),
                          " is not a dotted version like 7.11.0"));
       }
     }
@@ -747,7 +741,7 @@ ValidationReport RunValidators(
       f.severity = Severity::kError;
       f.source = v->name();
       f.message = absl::StrCat(
-          "validator ", Quoted(v->name()),
+          "validator ", QuoteForError(v->name()),
           " could not validate the payload: ", findings.status().ToString());
       report.Add(std::move(f));
       continue;

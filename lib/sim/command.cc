@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "ringfence/error_text.h"
 #include "ringfence/model.h"
 #include "ringfence/sim.h"
 #include "ringfence/sim_command.h"
@@ -89,8 +90,8 @@ absl::Status RunSimulateCommand(const SimulateCommand& cmd, std::FILE* out,
       deciders.push_back(Decider::kThresholdRule);
     } else {
       return absl::InvalidArgumentError(
-          absl::StrCat("--deciders: unknown decider \"", d,
-                       "\" (ringfence, oracle, threshold_rule)"));
+          absl::StrCat("--deciders: unknown decider ", QuoteForError(d),
+                       " (ringfence, oracle, threshold_rule)"));
     }
   }
   if (deciders.empty()) {

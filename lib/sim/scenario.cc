@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "fleet.h"
+#include "ringfence/error_text.h"
 #include "ringfence/gate.h"
 #include "ringfence/hash.h"
 #include "ringfence/policy.h"
@@ -220,10 +221,11 @@ absl::Status ValidateScenario(const Scenario& s) {
     const std::string p =
         absl::StrCat("behavior.telemetry.event_lags[", i, "]");
     if (!EventNames().contains(t.event_lags(i).event())) {
-      return Invalid(p + ".event",
-                     absl::StrCat("unknown event \"", t.event_lags(i).event(),
-                                  "\" (applying, applied, heartbeat, crash, "
-                                  "boot, signal)"));
+      return Invalid(
+          p + ".event",
+          absl::StrCat("unknown event ", QuoteForError(t.event_lags(i).event()),
+                       " (applying, applied, heartbeat, crash, "
+                       "boot, signal)"));
     }
     RETURN_IF_ERROR(NonNegative(t.event_lags(i).lag(), p + ".lag"));
   }
@@ -278,9 +280,10 @@ absl::Status ValidateScenario(const Scenario& s) {
   for (int i = 0; i < e.signals_size(); ++i) {
     const std::string p = absl::StrCat("effect.signals[", i, "]");
     if (!signal_names.contains(e.signals(i).name())) {
-      return Invalid(p + ".name",
-                     absl::StrCat("no signal \"", e.signals(i).name(),
-                                  "\" in behavior.signals"));
+      return Invalid(
+          p + ".name",
+          absl::StrCat("no signal ", QuoteForError(e.signals(i).name()),
+                       " in behavior.signals"));
     }
     RETURN_IF_ERROR(
         InRange(e.signals(i).multiplier(), 0, 10000, p + ".multiplier"));
@@ -327,8 +330,8 @@ absl::Status ValidateScenarioForPlan(const Scenario& s, const Plan& plan) {
   auto check = [&](const std::string& stage,
                    absl::string_view field) -> absl::Status {
     if (StageExists(plan, stage)) return absl::OkStatus();
-    return Invalid(field,
-                   absl::StrCat("the plan has no stage \"", stage, "\""));
+    return Invalid(
+        field, absl::StrCat("the plan has no stage ", QuoteForError(stage)));
   };
   for (int i = 0; i < s.outages_size(); ++i) {
     RETURN_IF_ERROR(
@@ -397,8 +400,8 @@ absl::StatusOr<Scenario> RehearsalScenario(const Scenario& base,
     return s;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("rehearse: unknown preset \"", preset,
-                   "\" (boot-loop, crash-on-apply:<p>, crash-rate:<RR>)"));
+      absl::StrCat("rehearse: unknown preset ", QuoteForError(preset),
+                   " (boot-loop, crash-on-apply:<p>, crash-rate:<RR>)"));
 }
 
 namespace internal {

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "ringfence/audit.h"
+#include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
 
 namespace ringfence {
@@ -262,8 +263,8 @@ class SqliteStore final : public Store {
           .BindBlob(3, release.SerializeAsString());
       absl::Status st = s.Run();
       if (absl::IsAlreadyExists(st)) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("release \"", release.id(), "\" already exists"));
+        return absl::AlreadyExistsError(absl::StrCat(
+            "release ", QuoteForError(release.id()), " already exists"));
       }
       RETURN_IF_ERROR(st);
       return AppendAuditLocked(audit);
@@ -277,7 +278,7 @@ class SqliteStore final : public Store {
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) {
       return absl::NotFoundError(
-          absl::StrCat("release \"", id, "\" not found"));
+          absl::StrCat("release ", QuoteForError(id), " not found"));
     }
     return ParseBody<Release>(s.Text(0), "release");
   }
@@ -310,8 +311,8 @@ class SqliteStore final : public Store {
           .BindBlob(5, rollout.SerializeAsString());
       absl::Status st = s.Run();
       if (absl::IsAlreadyExists(st)) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("rollout \"", rollout.id(), "\" already exists"));
+        return absl::AlreadyExistsError(absl::StrCat(
+            "rollout ", QuoteForError(rollout.id()), " already exists"));
       }
       RETURN_IF_ERROR(st);
       return AppendAuditLocked(audit);
@@ -329,14 +330,15 @@ class SqliteStore final : public Store {
       get.Bind(1, rollout.id());
       ASSIGN_OR_RETURN(bool row, get.Step());
       if (!row) {
-        return absl::NotFoundError(
-            absl::StrCat("rollout \"", rollout.id(), "\" not found"));
+        return absl::NotFoundError(absl::StrCat(
+            "rollout ", QuoteForError(rollout.id()), " not found"));
       }
       const uint64_t stored = static_cast<uint64_t>(get.Int(0));
       if (stored != expected_version) {
-        return absl::AbortedError(absl::StrCat(
-            "rollout \"", rollout.id(), "\" changed concurrently (version ",
-            stored, ", expected ", expected_version, ")"));
+        return absl::AbortedError(
+            absl::StrCat("rollout ", QuoteForError(rollout.id()),
+                         " changed concurrently (version ", stored,
+                         ", expected ", expected_version, ")"));
       }
       Stmt s(db_,
              "UPDATE rollouts SET state = ?2, version = ?3, body = ?4 "
@@ -358,7 +360,7 @@ class SqliteStore final : public Store {
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) {
       return absl::NotFoundError(
-          absl::StrCat("rollout \"", id, "\" not found"));
+          absl::StrCat("rollout ", QuoteForError(id), " not found"));
     }
     return ParseBody<Rollout>(s.Text(0), "rollout");
   }
@@ -484,8 +486,9 @@ class SqliteStore final : public Store {
       s.Bind(1, content_type);
       RETURN_IF_ERROR(s.Run());
       if (sqlite3_changes(db_) == 0) {
-        return absl::NotFoundError(absl::StrCat("content type \"", content_type,
-                                                "\" has no emergency stop"));
+        return absl::NotFoundError(absl::StrCat("content type ",
+                                                QuoteForError(content_type),
+                                                " has no emergency stop"));
       }
       return AppendAuditLocked(audit);
     });
@@ -592,8 +595,8 @@ class SqliteStore final : public Store {
     s.Bind(1, rollout_id);
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) {
-      return absl::NotFoundError(
-          absl::StrCat("no checkpoint for rollout \"", rollout_id, "\""));
+      return absl::NotFoundError(absl::StrCat("no checkpoint for rollout ",
+                                              QuoteForError(rollout_id)));
     }
     return s.Text(0);
   }
@@ -698,9 +701,9 @@ class SqliteStore final : public Store {
         .BindBlob(4, decision.SerializeAsString());
     absl::Status st = s.Run();
     if (absl::IsAlreadyExists(st)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("decision ", decision.seq(), " of rollout \"",
-                       decision.rollout_id(), "\" already recorded"));
+      return absl::AlreadyExistsError(absl::StrCat(
+          "decision ", decision.seq(), " of rollout ",
+          QuoteForError(decision.rollout_id()), " already recorded"));
     }
     return st;
   }
