@@ -728,7 +728,7 @@ TEST_F(E2EOpsTest, FleetIsNotServingWhileTheStoreFails) {
     rel->set_content_type("channel-file/337");
     rel->set_digest_sha256(kDigestA);
     rel->set_size_bytes(1);
-    rel->set_fetch_url("https://u.example/" + std::string(4000, 'x'));
+    rel->set_fetch_url("https://u.example/" + std::string(2000, 'x'));
     Release resp;
     s = releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp);
     if (!s.ok()) break;
