@@ -15,18 +15,24 @@ cd "$(dirname "$0")/.."
 # coverage). Explore longer with FUZZ_SECONDS (it replaces the run count)
 # and another FUZZ_SEED, and keep what a finding teaches in the seeds.
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
-  -DRINGFENCE_FUZZ=ON -DRINGFENCE_BUILD_TESTS=OFF -DRINGFENCE_BUILD_BENCH=OFF \
-  -DRINGFENCE_BUILD_SERVICE=OFF
-cmake --build build-fuzz --target content_fuzz plan_fuzz -j "$(nproc)"
-for f in content_fuzz plan_fuzz; do
+  -DRINGFENCE_FUZZ=ON -DRINGFENCE_BUILD_TESTS=OFF -DRINGFENCE_BUILD_BENCH=OFF
+targets=(content_fuzz plan_fuzz api_fuzz)
+cmake --build build-fuzz --target "${targets[@]}" -j "$(nproc)"
+for f in "${targets[@]}"; do
   rm -rf "build-fuzz/corpus/$f" "build-fuzz/artifacts/$f"
   mkdir -p "build-fuzz/corpus/$f" "build-fuzz/artifacts/$f"
   log="build-fuzz/$f.log"
   if [ -n "${FUZZ_SECONDS:-}" ]; then
     budget=(-max_total_time="$FUZZ_SECONDS")
   else
-    # About a minute each here: plan_fuzz runs five times as fast.
-    if [ "$f" = plan_fuzz ]; then runs=1250000; else runs=250000; fi
+    # About a minute each here: plan_fuzz runs five times as fast as
+    # content_fuzz; api_fuzz makes gRPC calls against a fresh server per
+    # input, a hundred times slower.
+    case "$f" in
+      plan_fuzz) runs=1250000 ;;
+      api_fuzz) runs=20000 ;;
+      *) runs=250000 ;;
+    esac
     budget=(-runs="${FUZZ_RUNS:-$runs}")
   fi
   if "./build-fuzz/bin/$f" "build-fuzz/corpus/$f" "fuzz/corpus/$f" \
