@@ -14,6 +14,11 @@
 namespace ringfence {
 namespace {
 
+constexpr Role kAllRoles[] = {Role::kHost, Role::kRelay, Role::kPublisher,
+                              Role::kOperator, Role::kAdmin};
+
+constexpr absl::string_view kCertificateScheme = "ringfence://";
+
 std::array<uint8_t, 32> Digest(absl::string_view token) {
   std::array<uint8_t, 32> out;
   SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(),
@@ -22,8 +27,7 @@ std::array<uint8_t, 32> Digest(absl::string_view token) {
 }
 
 bool ParseRole(absl::string_view name, Role* role) {
-  for (Role r :
-       {Role::kHost, Role::kPublisher, Role::kOperator, Role::kAdmin}) {
+  for (Role r : kAllRoles) {
     if (name == RoleName(r)) {
       *role = r;
       return true;
@@ -44,14 +48,15 @@ absl::string_view RoleName(Role role) {
       return "operator";
     case Role::kAdmin:
       return "admin";
+    case Role::kRelay:
+      return "relay";
   }
   return "unknown";
 }
 
 std::string Roles::ToString() const {
   std::vector<absl::string_view> names;
-  for (Role r :
-       {Role::kHost, Role::kPublisher, Role::kOperator, Role::kAdmin}) {
+  for (Role r : kAllRoles) {
     if (Contains(r)) names.push_back(RoleName(r));
   }
   if (names.size() <= 1) return absl::StrJoin(names, "");
@@ -90,13 +95,16 @@ absl::StatusOr<TokenAuthenticator> TokenAuthenticator::Parse(
     }
     Entry e;
     if (!ParseRole(fields[1], &e.principal.role)) {
-      return error(absl::StrCat("unknown role ", QuoteForError(fields[1]),
-                                " (host, publisher, operator or admin)"));
+      return error(
+          absl::StrCat("unknown role ", QuoteForError(fields[1]),
+                       " (host, relay, publisher, operator or admin)"));
     }
     if (absl::Status s = ValidateId(fields[2], "actor"); !s.ok()) {
       return error(s.message());
     }
     e.principal.actor = std::string(fields[2]);
+    if (e.principal.role == Role::kHost)
+      e.principal.host_id = e.principal.actor;
     e.digest = Digest(fields[0]);
     for (const Entry& other : auth.entries_) {
       if (other.digest == e.digest) {
@@ -141,6 +149,50 @@ absl::Status Authorize(const Principal& principal, const Roles& allowed,
   return absl::PermissionDeniedError(absl::StrCat(
       method, " needs role ", allowed.ToString(), "; ",
       QuoteForError(principal.actor), " has role ", RoleName(principal.role)));
+}
+
+absl::StatusOr<std::optional<Principal>> PrincipalFromCertificateUris(
+    const std::vector<std::string>& uris) {
+  std::optional<Principal> found;
+  for (const std::string& uri : uris) {
+    if (!absl::StartsWithIgnoreCase(uri, kCertificateScheme)) continue;
+    auto error = [&](absl::string_view what) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          "client certificate URI ", QuoteForError(uri), ": ", what));
+    };
+    if (found.has_value()) {
+      return error("a second ringfence:// identity (a certificate names one)");
+    }
+    const absl::string_view rest =
+        absl::string_view(uri).substr(kCertificateScheme.size());
+    const size_t slash = rest.find('/');
+    if (slash == absl::string_view::npos) {
+      return error("expected ringfence://<role>/<actor>");
+    }
+    Principal p;
+    if (!ParseRole(rest.substr(0, slash), &p.role)) {
+      return error("unknown role (host, relay, publisher, operator or admin)");
+    }
+    const absl::string_view actor = rest.substr(slash + 1);
+    if (absl::Status s = ValidateId(actor, "actor"); !s.ok()) {
+      return error(s.message());
+    }
+    p.actor = std::string(actor);
+    if (p.role == Role::kHost) p.host_id = p.actor;
+    found = std::move(p);
+  }
+  return found;
+}
+
+absl::Status AuthorizeHost(const Principal& principal,
+                           absl::string_view host_id, absl::string_view field) {
+  if (principal.host_id.empty() || principal.host_id == host_id) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      field, ": ", QuoteForError(principal.actor), " speaks only for host ",
+      QuoteForError(principal.host_id), ", not ", QuoteForError(host_id),
+      " (a gateway that reports for many hosts needs role relay)"));
 }
 
 }  // namespace ringfence

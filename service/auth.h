@@ -7,9 +7,26 @@
 //   8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b    operator   alice
 //
 // Blank lines and lines starting with '#' are ignored. Roles are `host`,
-// `publisher`, `operator` and `admin`; the actor is the name the audit log
-// records for the principal's calls. Calls carry `authorization: Bearer
-// <token>` metadata.
+// `relay`, `publisher`, `operator` and `admin`; the actor is the name the
+// audit log records for the principal's calls. Calls carry `authorization:
+// Bearer <token>` metadata.
+//
+// Host identity: a `host` principal speaks for one host only, the one its
+// actor names (the host id). Its GetAssignment and every telemetry event it
+// sends must be for that host, or the call is PERMISSION_DENIED whole
+// (AuthorizeHost). A `relay` principal (a gateway, a proxy, the emulated
+// fleet) may call the Fleet methods for any host; give that role only to
+// what must speak for many hosts: one compromised relay can halt any
+// rollout, or heartbeat for dead hosts and hide a boot loop.
+//
+// Certificates: under mutual TLS, a client certificate may name its
+// principal in a URI subject alternative name
+//
+//   ringfence://<role>/<actor>      e.g. ringfence://host/web-0042,
+//                                        ringfence://operator/alice
+//
+// (PrincipalFromCertificateUris); such a certificate is the caller's
+// identity, whatever token the call carries.
 //
 // Tokens are kept only as SHA-256 digests and a presented token is compared
 // with every entry in constant time (CRYPTO_memcmp over equal-length
@@ -22,6 +39,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,9 +48,9 @@
 
 namespace ringfence {
 
-enum class Role : uint8_t { kHost, kPublisher, kOperator, kAdmin };
+enum class Role : uint8_t { kHost, kPublisher, kOperator, kAdmin, kRelay };
 
-// RoleName: "host", "publisher", "operator", "admin".
+// RoleName: "host", "publisher", "operator", "admin", "relay".
 absl::string_view RoleName(Role role);
 
 // A set of roles, e.g. Roles{Role::kOperator, Role::kAdmin}.
@@ -56,7 +74,21 @@ class Roles {
 struct Principal {
   Role role = Role::kAdmin;
   std::string actor;
+  // The one host this principal may speak for (role host: its actor); empty
+  // for every other role (any host, where the role may call at all).
+  std::string host_id;
 };
+
+// PrincipalFromCertificateUris
+//
+// The principal a client certificate names in its URI subject alternative
+// names `uris` (as the TLS handshake reports them): the one of the form
+// "ringfence://<role>/<actor>", or nullopt if none has the "ringfence://"
+// scheme. UNAUTHENTICATED, naming the URI (quoted, cut), if one has an
+// unknown role or an invalid actor (ValidateId), or if several name
+// principals.
+absl::StatusOr<std::optional<Principal>> PrincipalFromCertificateUris(
+    const std::vector<std::string>& uris);
 
 class TokenAuthenticator {
  public:
@@ -95,5 +127,14 @@ class TokenAuthenticator {
 // naming the method, the role and the roles that may call it.
 absl::Status Authorize(const Principal& principal, const Roles& allowed,
                        absl::string_view method);
+
+// AuthorizeHost
+//
+// OK if `principal` may speak for host `host_id` (it is not bound to one
+// host, or it is bound to this one); otherwise PERMISSION_DENIED naming
+// `field` (e.g. "events[3].host_id"), the principal and both hosts (quoted
+// and cut, QuoteForError).
+absl::Status AuthorizeHost(const Principal& principal,
+                           absl::string_view host_id, absl::string_view field);
 
 }  // namespace ringfence

@@ -26,7 +26,7 @@
 namespace ringfence {
 
 // Who may call what (see ringfence.proto).
-inline constexpr Roles kFleetRoles{Role::kHost, Role::kAdmin};
+inline constexpr Roles kFleetRoles{Role::kHost, Role::kRelay, Role::kAdmin};
 inline constexpr Roles kPublisherRoles{Role::kPublisher, Role::kAdmin};
 inline constexpr Roles kReaderRoles{Role::kPublisher, Role::kOperator,
                                     Role::kAdmin};
@@ -41,9 +41,13 @@ class CallAuthorizer {
 
   // Check
   //
-  // Authenticates the call (its `authorization` metadata) and checks that
-  // its role is in `allowed`; on success sets `*principal`. UNAUTHENTICATED
-  // or PERMISSION_DENIED (naming `method`) otherwise.
+  // Authenticates the call and checks that its role is in `allowed`; on
+  // success sets `*principal`. The caller is the principal its client
+  // certificate names (a ringfence:// URI SAN, auth.h), else its
+  // `authorization` metadata's token, else (no tokens configured) actor
+  // "anonymous" with role admin. UNAUTHENTICATED or PERMISSION_DENIED
+  // (naming `method`) otherwise. A host principal is bound to its host:
+  // the Fleet handlers check each host id with AuthorizeHost.
   grpc::Status Check(grpc::CallbackServerContext* ctx, const Roles& allowed,
                      absl::string_view method, Principal* principal) const;
 

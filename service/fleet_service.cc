@@ -62,6 +62,20 @@ bool ReusableAssignment(const v1::GetAssignmentRequest& request,
   return true;
 }
 
+// OK if `principal` may speak for the host of every event (AuthorizeHost);
+// a batch with one event for another host is refused whole.
+absl::Status AuthorizeEvents(
+    const Principal& principal,
+    const google::protobuf::RepeatedPtrField<v1::TelemetryEvent>& events) {
+  if (principal.host_id.empty()) return absl::OkStatus();
+  for (int i = 0; i < events.size(); ++i) {
+    if (events[i].host_id() == principal.host_id) continue;
+    return AuthorizeHost(principal, events[i].host_id(),
+                         absl::StrCat("events[", i, "].host_id"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 class TelemetryStreamReactor;
@@ -116,8 +130,12 @@ class TelemetryStreamReactor final
     : public grpc::ServerReadReactor<v1::TelemetryBatch> {
  public:
   TelemetryStreamReactor(Ingestor* ingestor, TelemetryStreams* streams,
+                         Principal principal,
                          v1::StreamTelemetryResponse* response)
-      : ingestor_(ingestor), streams_(streams), response_(response) {
+      : ingestor_(ingestor),
+        streams_(streams),
+        principal_(std::move(principal)),
+        response_(response) {
     const bool open = streams_->Add(this);
     {
       absl::MutexLock lock(&mu_);
@@ -143,6 +161,11 @@ class TelemetryStreamReactor final
     }
     if (!ok) {
       Finish(grpc::Status::OK);
+      return;
+    }
+    if (absl::Status s = AuthorizeEvents(principal_, batch_.events());
+        !s.ok()) {
+      OnIngested(ToGrpcStatus(s));
       return;
     }
     ingestor_->Ingest(batch_.events(),
@@ -211,6 +234,7 @@ class TelemetryStreamReactor final
 
   Ingestor* const ingestor_;
   TelemetryStreams* const streams_;
+  const Principal principal_;
   v1::StreamTelemetryResponse* const response_;
   // Only the pending read or ingest touches it.
   v1::TelemetryBatch batch_;
@@ -264,7 +288,11 @@ grpc::ServerUnaryReactor* FleetService::GetAssignment(
     grpc::CallbackServerContext* ctx, const v1::GetAssignmentRequest* req,
     v1::GetAssignmentResponse* resp) {
   return authorizer_->UnaryValidatingInPlace(
-      ctx, kFleetRoles, "GetAssignment", [&](const Principal&) {
+      ctx, kFleetRoles, "GetAssignment", [&](const Principal& p) {
+        if (absl::Status s = AuthorizeHost(p, req->host_id(), "host_id");
+            !s.ok()) {
+          return ToGrpcStatus(s);
+        }
         // Per thread, reused: its strings keep their buffers (a valid
         // request's strings are short; an invalid one's are dropped below).
         thread_local HostInfo host;
@@ -284,6 +312,7 @@ grpc::ServerUnaryReactor* FleetService::ReportTelemetry(
   Principal principal;
   grpc::Status s =
       authorizer_->Check(ctx, kFleetRoles, "ReportTelemetry", &principal);
+  if (s.ok()) s = ToGrpcStatus(AuthorizeEvents(principal, req->events()));
   if (!s.ok()) {
     reactor->Finish(s);
     return reactor;
@@ -305,7 +334,8 @@ grpc::ServerReadReactor<v1::TelemetryBatch>* FleetService::StreamTelemetry(
   if (!s.ok()) {
     return new FailedStream<grpc::ServerReadReactor<v1::TelemetryBatch>>(s);
   }
-  return new TelemetryStreamReactor(ingestor_, streams_.get(), resp);
+  return new TelemetryStreamReactor(ingestor_, streams_.get(),
+                                    std::move(principal), resp);
 }
 
 void FleetService::EndStreams() { streams_->EndAll(); }

@@ -268,7 +268,7 @@ TEST_F(E2EContentTest, AssignmentsCarryTheSignature) {
   req.set_agent_version("7.12.3");
   req.add_content_types("channel-file/291");
   v1::GetAssignmentResponse resp;
-  ASSERT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+  ASSERT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp),
               GrpcOk());
   ASSERT_EQ(resp.assignments_size(), 1);
   const v1::ContentAssignment& a = resp.assignments(0);

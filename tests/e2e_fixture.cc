@@ -44,6 +44,24 @@ basicConstraints = CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = clientAuth
 authorityKeyIdentifier = keyid
+[host_ext]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectAltName = URI:ringfence://host/h7, DNS:h7.fleet.example
+authorityKeyIdentifier = keyid
+[operator_ext]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectAltName = URI:ringfence://operator/carol
+authorityKeyIdentifier = keyid
+[unknown_role_ext]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectAltName = URI:ringfence://wizard/merlin
+authorityKeyIdentifier = keyid
 )";
 
 std::string FindOnPath(const std::string& name) {
@@ -107,6 +125,9 @@ bool Generate(const std::string& dir, TestCertFiles* files) {
   if (!ca("ca") || !ca("client-ca") || !ca("other-ca") ||
       !leaf("server", "ca", "server_ext", "localhost") ||
       !leaf("client", "client-ca", "client_ext", "fleet-agent") ||
+      !leaf("host7", "client-ca", "host_ext", "h7") ||
+      !leaf("operator-carol", "client-ca", "operator_ext", "carol") ||
+      !leaf("unknown-role", "client-ca", "unknown_role_ext", "merlin") ||
       !leaf("other", "other-ca", "client_ext", "stranger") ||
       !leaf("other-server", "other-ca", "server_ext", "localhost")) {
     return false;
@@ -119,6 +140,12 @@ bool Generate(const std::string& dir, TestCertFiles* files) {
   files->client_ca = pem("client-ca");
   files->client_cert = pem("client");
   files->client_key = key("client");
+  files->host_cert = pem("host7");
+  files->host_key = key("host7");
+  files->operator_cert = pem("operator-carol");
+  files->operator_key = key("operator-carol");
+  files->unknown_role_cert = pem("unknown-role");
+  files->unknown_role_key = key("unknown-role");
   files->other_ca = pem("other-ca");
   files->other_cert = pem("other");
   files->other_key = key("other");

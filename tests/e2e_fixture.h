@@ -51,7 +51,9 @@ using cfg::RolloutState;
 using ::ringfence::service::FleetEmulator;
 using ::ringfence::service::FleetOptions;
 
-inline constexpr char kHostToken[] = "host-token-5f1e2d3c4b5a69788796a5b4";
+inline constexpr char kRelayToken[] = "relay-token-5f1e2d3c4b5a69788796a5b4";
+// A host token bound to host "h7" (role host): it speaks for h7 only.
+inline constexpr char kHost7Token[] = "host7-token-0c1d2e3f4a5b6c7d8e9f";
 inline constexpr char kPublisherToken[] =
     "publisher-token-0a1b2c3d4e5f60718293";
 inline constexpr char kOperatorToken[] = "operator-token-9f8e7d6c5b4a39281706";
@@ -179,6 +181,11 @@ struct TestCertFiles {
   std::string ca, server_cert, server_key;
   // The CA that signs client certificates, and a client certificate.
   std::string client_ca, client_cert, client_key;
+  // Client certificates (signed by client_ca) that name their principal:
+  // URI SAN ringfence://host/h7, ringfence://operator/carol, and
+  // ringfence://wizard/merlin (a role that does not exist).
+  std::string host_cert, host_key, operator_cert, operator_key,
+      unknown_role_cert, unknown_role_key;
   // An unrelated CA, and a certificate it signed (a client the server's
   // client CA does not know).
   std::string other_ca, other_cert, other_key;
@@ -213,10 +220,11 @@ class E2ETest : public ::testing::Test {
     dir_ = MakeTempDir();
     ASSERT_FALSE(dir_.empty());
     WriteFile(dir_ + "/tokens",
-              absl::StrCat("# token role actor\n", kHostToken,
-                           " host fleet-agent\n", kPublisherToken,
-                           " publisher ci-pipeline\n", kOperatorToken,
-                           " operator alice\n", kAdminToken, " admin root\n"));
+              absl::StrCat("# token role actor\n", kRelayToken,
+                           " relay fleet-agent\n", kHost7Token, " host h7\n",
+                           kPublisherToken, " publisher ci-pipeline\n",
+                           kOperatorToken, " operator alice\n", kAdminToken,
+                           " admin root\n"));
     StartServer();
   }
 
@@ -435,7 +443,7 @@ class E2ETest : public ::testing::Test {
   FleetOptions Fleet(const std::string& content_type) const {
     FleetOptions o;
     o.target = target();
-    o.token = kHostToken;
+    o.token = kRelayToken;
     o.content_type = content_type;
     o.hosts = 30;
     o.dogfood_hosts = 5;

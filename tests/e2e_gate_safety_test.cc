@@ -63,7 +63,7 @@ class E2EGateSafetyTest : public E2ETest {
       e->set_signal(signal);
     }
     v1::ReportTelemetryResponse resp;
-    return fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp);
+    return fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp);
   }
 
   v1::ContentAssignment Assign(const std::string& host,
@@ -75,7 +75,7 @@ class E2EGateSafetyTest : public E2ETest {
     req.set_platform("windows");
     req.add_content_types(content_type);
     v1::GetAssignmentResponse resp;
-    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp),
                 GrpcOk());
     return resp.assignments_size() == 1 ? resp.assignments(0)
                                         : v1::ContentAssignment();
@@ -316,12 +316,12 @@ TEST_F(E2EGateSafetyTest, K9BadSignalNameIsRefused) {
   bad->set_type(v1::SIGNAL);
   bad->set_signal("Bad-Name");
   v1::ReportTelemetryResponse resp;
-  EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+  EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
               GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
                            HasSubstr("events[1].signal")));
   EXPECT_EQ(GetRollout("k9").telemetry().tracked_hosts(), 0u);
   bad->set_signal("disk_smart_warning");
-  EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+  EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
               GrpcOk());
   const v1::RolloutTelemetry t = GetRollout("k9").telemetry();
   EXPECT_EQ(t.tracked_hosts(), 2u);

@@ -121,7 +121,7 @@ TEST_F(E2EOpsTest, PausedRolloutStillHaltsOnBadTelemetry) {
     e->set_release_id("cf331-bad");
   }
   v1::ReportTelemetryResponse resp;
-  ASSERT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), crashes, &resp),
+  ASSERT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), crashes, &resp),
               GrpcOk());
 
   EXPECT_TRUE(WaitForState("crashy-1", cfg::HALTED, absl::Seconds(10)))
@@ -348,15 +348,15 @@ TEST_F(E2EOpsTest, OutOfRangeRequestsAreRejectedAndChangeNothing) {
     req.add_content_types("channel-file/334");
     for (int i = 0; i < 65; ++i) req.add_labels(absl::StrCat("l", i));
     v1::GetAssignmentResponse resp;
-    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(kInvalid, HasSubstr("labels: at most 64")));
     req.clear_labels();
     req.set_host_id(std::string(129, 'h'));
-    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(kInvalid, HasSubstr("host_id")));
     req.set_host_id("host-1");
     for (int i = 0; i < 65; ++i) req.add_content_types("channel-file/334");
-    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(kInvalid, HasSubstr("content_types: at most 64")));
   }
   {
@@ -365,7 +365,7 @@ TEST_F(E2EOpsTest, OutOfRangeRequestsAreRejectedAndChangeNothing) {
     e->set_host_id(std::string(129, 'h'));
     e->set_type(v1::HEARTBEAT);
     v1::ReportTelemetryResponse resp;
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(kInvalid, HasSubstr("events[0].host_id")));
   }
 
@@ -476,7 +476,7 @@ TEST_F(E2EOpsTest, IndependentClientInputsAreRefusedAndReadsStayServed) {
     e->set_type(v1::HEARTBEAT);
     e->mutable_time()->set_seconds(INT64_MIN);
     v1::ReportTelemetryResponse resp;
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 short_invalid("events[0].time: must be between"));
   }
 
@@ -622,7 +622,7 @@ TEST_F(E2EOpsTest, EveryMethodChecksItsRequestBounds) {
          req.set_platform(mib);
          req.add_content_types("channel-file/341");
          v1::GetAssignmentResponse resp;
-         return fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp);
+         return fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp);
        },
        "platform: " + too_long},
       {"ReportTelemetry",
@@ -633,12 +633,12 @@ TEST_F(E2EOpsTest, EveryMethodChecksItsRequestBounds) {
          e->set_type(v1::HEARTBEAT);
          e->set_release_id(mib);
          v1::ReportTelemetryResponse resp;
-         return fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp);
+         return fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp);
        },
        "events[0].release_id: " + too_long},
       {"StreamTelemetry",
        [&] {
-         auto ctx = Ctx(kHostToken);
+         auto ctx = Ctx(kRelayToken);
          v1::StreamTelemetryResponse resp;
          auto writer = fleet_->StreamTelemetry(ctx.get(), &resp);
          v1::TelemetryBatch batch;
@@ -697,10 +697,10 @@ TEST_F(E2EOpsTest, OversizedMessagesAreRejected) {
     }
     ASSERT_GT(req.ByteSizeLong(), 65536u);
     v1::ReportTelemetryResponse resp;
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED,
                              HasSubstr("larger than max")));
-    auto ctx = Ctx(kHostToken);
+    auto ctx = Ctx(kRelayToken);
     v1::StreamTelemetryResponse stream_resp;
     auto writer = fleet_->StreamTelemetry(ctx.get(), &stream_resp);
     v1::TelemetryBatch batch;
@@ -780,7 +780,7 @@ TEST_F(E2EOpsTest, ValidateReleaseChecksWithoutStoring) {
   EXPECT_THAT(
       releases_->ValidateRelease(Ctx(kAdminToken).get(), req, &resp),
       GrpcStatusIs(kInvalid, HasSubstr("release.targeting.max_agent_version")));
-  EXPECT_THAT(releases_->ValidateRelease(Ctx(kHostToken).get(), req, &resp),
+  EXPECT_THAT(releases_->ValidateRelease(Ctx(kRelayToken).get(), req, &resp),
               GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
                            HasSubstr("needs role")));
 
@@ -836,7 +836,7 @@ TEST_F(E2EOpsTest, LimitFlagsAreCheckedAndExpectedHostsServes) {
   req.set_host_id("host-1");
   req.add_content_types("channel-file/339");
   v1::GetAssignmentResponse resp;
-  ASSERT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+  ASSERT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp),
               GrpcOk());
   ASSERT_EQ(resp.assignments_size(), 1);
   EXPECT_EQ(resp.assignments(0).content_type(), "channel-file/339");

@@ -31,7 +31,7 @@ v1::TelemetryBatch Heartbeats(int first, int n) {
 class E2ETelemetryTest : public E2ETest {
  protected:
   grpc::Status Report(const v1::TelemetryBatch& batch,
-                      const std::string& token = kHostToken) {
+                      const std::string& token = kRelayToken) {
     v1::ReportTelemetryRequest req;
     *req.mutable_events() = batch.events();
     v1::ReportTelemetryResponse resp;
@@ -41,7 +41,7 @@ class E2ETelemetryTest : public E2ETest {
   // Streams `batches` and returns the final status; `resp` gets the totals.
   grpc::Status Stream(const std::vector<v1::TelemetryBatch>& batches,
                       v1::StreamTelemetryResponse* resp,
-                      const std::string& token = kHostToken) {
+                      const std::string& token = kRelayToken) {
     auto ctx = Ctx(token);
     auto writer = fleet_->StreamTelemetry(ctx.get(), resp);
     for (const v1::TelemetryBatch& b : batches) {
@@ -89,17 +89,73 @@ TEST_F(E2ETelemetryTest, StreamTelemetryAppliesEachBatchInOrder) {
                            AllOf(HasSubstr("message 0 of the stream"),
                                  HasSubstr("at most 1000"))));
 
-  // Roles: host and admin.
-  EXPECT_THAT(Stream({Heartbeats(0, 1)}, &resp, kPublisherToken),
-              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
-                           HasSubstr("StreamTelemetry needs role host or "
-                                     "admin")));
+  // Roles: host, relay and admin.
+  EXPECT_THAT(
+      Stream({Heartbeats(0, 1)}, &resp, kPublisherToken),
+      GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                   HasSubstr("StreamTelemetry needs role host, relay or "
+                             "admin")));
   EXPECT_THAT(Stream({Heartbeats(0, 1)}, &resp, ""),
               GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, testing::_));
   resp.Clear();
   EXPECT_THAT(Stream({}, &resp, kAdminToken), GrpcOk());
   EXPECT_EQ(resp.accepted_batches(), 0u);
   EXPECT_EQ(TrackedHosts("stream-1"), 35u);
+}
+
+// A host token speaks for its own host only: every call for another host
+// is PERMISSION_DENIED whole (nothing of the batch is applied), so one
+// compromised host can neither halt a rollout with others' crashes nor
+// hide a boot loop by heartbeating for dead hosts. A relay speaks for all.
+TEST_F(E2ETelemetryTest, AHostTokenSpeaksOnlyForItsHost) {
+  ASSERT_THAT(CreateRelease("cf321-a", "channel-file/321"), GrpcOk());
+  ASSERT_THAT(StartRollout("bound-1", "cf321-a", ParsePlan(kManualPlan)),
+              GrpcOk());
+  v1::TelemetryBatch own;
+  own.add_events()->set_host_id("h7");
+  own.mutable_events(0)->set_type(v1::HEARTBEAT);
+  EXPECT_THAT(Report(own, kHost7Token), GrpcOk());
+  EXPECT_EQ(TrackedHosts("bound-1"), 1u);
+
+  // One event for another host among its own: refused whole.
+  v1::TelemetryBatch mixed = own;
+  *mixed.add_events() = Heartbeats(3, 1).events(0);
+  EXPECT_THAT(
+      Report(mixed, kHost7Token),
+      GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                   AllOf(HasSubstr("events[1].host_id"),
+                         HasSubstr("speaks only for host \"h7\""),
+                         HasSubstr("not \"h-3\""), HasSubstr("relay"))));
+  v1::StreamTelemetryResponse resp;
+  EXPECT_THAT(Stream({own, mixed}, &resp, kHost7Token),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                           AllOf(HasSubstr("message 1 of the stream"),
+                                 HasSubstr("events[1].host_id"),
+                                 HasSubstr("1 events, were applied"))));
+  EXPECT_EQ(TrackedHosts("bound-1"), 1u);
+
+  // Its assignment, and no other host's.
+  v1::GetAssignmentRequest req;
+  req.set_host_id("h7");
+  req.add_content_types("channel-file/321");
+  v1::GetAssignmentResponse assignment;
+  EXPECT_THAT(fleet_->GetAssignment(Ctx(kHost7Token).get(), req, &assignment),
+              GrpcOk());
+  req.set_host_id("h-3");
+  EXPECT_THAT(fleet_->GetAssignment(Ctx(kHost7Token).get(), req, &assignment),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                           HasSubstr("host_id: \"h7\" speaks only for")));
+  // A host is not an operator.
+  v1::ListRolloutsResponse rollouts;
+  EXPECT_THAT(rollouts_->ListRollouts(Ctx(kHost7Token).get(), {}, &rollouts),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                           HasSubstr("has role host")));
+
+  // The relay speaks for every host.
+  EXPECT_THAT(Report(mixed), GrpcOk());
+  EXPECT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &assignment),
+              GrpcOk());
+  EXPECT_EQ(TrackedHosts("bound-1"), 2u);
 }
 
 TEST_F(E2ETelemetryTest, IngestionBackpressureFailsFastAndRecovers) {
@@ -153,7 +209,7 @@ TEST_F(E2ETelemetryTest, OpenStreamsEndAtOnceWhenTheServerShutsDown) {
   ASSERT_THAT(CreateRelease("cf321-a", "channel-file/321"), GrpcOk());
   ASSERT_THAT(StartRollout("stream-2", "cf321-a", ParsePlan(kManualPlan)),
               GrpcOk());
-  auto ctx = Ctx(kHostToken);
+  auto ctx = Ctx(kRelayToken);
   v1::StreamTelemetryResponse resp;
   auto writer = fleet_->StreamTelemetry(ctx.get(), &resp);
   ASSERT_TRUE(writer->Write(Heartbeats(0, 10)));
@@ -180,8 +236,8 @@ TEST_F(E2ETelemetryTest, OpenStreamsEndAtOnceWhenTheServerShutsDown) {
 TEST_F(E2ETelemetryTest, CallsPerConnectionAreBounded) {
   server_.reset();
   StartServer({"--max_streams_per_connection=2"});
-  auto ctx1 = Ctx(kHostToken);
-  auto ctx2 = Ctx(kHostToken);
+  auto ctx1 = Ctx(kRelayToken);
+  auto ctx2 = Ctx(kRelayToken);
   v1::StreamTelemetryResponse resp1, resp2;
   auto stream1 = fleet_->StreamTelemetry(ctx1.get(), &resp1);
   auto stream2 = fleet_->StreamTelemetry(ctx2.get(), &resp2);

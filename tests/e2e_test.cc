@@ -166,7 +166,7 @@ TEST_F(E2ETest, BootLoopingReleaseIsHaltedAndAssignmentsRevert) {
   req.add_labels("ring:dogfood");
   req.add_content_types("channel-file/292");
   v1::GetAssignmentResponse resp;
-  ASSERT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &resp),
+  ASSERT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp),
               GrpcOk());
   ASSERT_EQ(resp.assignments_size(), 1);
   EXPECT_EQ(resp.assignments(0).release_id(), "cf292-good");
@@ -248,30 +248,30 @@ TEST_F(E2ETest, RoleMatrix) {
       {"ListReleases unknown token", &list_releases, "not-a-token",
        kUnauthenticated},
       {"GetAssignment unknown token", &get_assignment,
-       std::string(kHostToken) + "x", kUnauthenticated},
-      {"ListReleases host", &list_releases, kHostToken, kDenied},
+       std::string(kRelayToken) + "x", kUnauthenticated},
+      {"ListReleases host", &list_releases, kRelayToken, kDenied},
       {"ListReleases publisher", &list_releases, kPublisherToken, kOk},
       {"ListReleases operator", &list_releases, kOperatorToken, kOk},
-      {"CreateRelease host", &create_release, kHostToken, kDenied},
+      {"CreateRelease host", &create_release, kRelayToken, kDenied},
       {"CreateRelease operator", &create_release, kOperatorToken, kDenied},
       {"CreateRelease publisher", &create_release, kPublisherToken, kOk},
       {"CreateRelease admin", &create_release, kAdminToken, kOk},
       {"StartRollout operator", &start_rollout, kOperatorToken, kDenied},
-      {"StartRollout host", &start_rollout, kHostToken, kDenied},
-      {"GetRollout host", &get_rollout, kHostToken, kDenied},
+      {"StartRollout host", &start_rollout, kRelayToken, kDenied},
+      {"GetRollout host", &get_rollout, kRelayToken, kDenied},
       {"GetRollout publisher", &get_rollout, kPublisherToken, kOk},
       {"GetRollout operator", &get_rollout, kOperatorToken, kOk},
-      {"CheckGate host", &check_gate, kHostToken, kDenied},
+      {"CheckGate host", &check_gate, kRelayToken, kDenied},
       {"CheckGate publisher", &check_gate, kPublisherToken, kOk},
       {"CheckGate operator", &check_gate, kOperatorToken, kOk},
       {"GetAssignment publisher", &get_assignment, kPublisherToken, kDenied},
       {"GetAssignment operator", &get_assignment, kOperatorToken, kDenied},
-      {"GetAssignment host", &get_assignment, kHostToken, kOk},
+      {"GetAssignment host", &get_assignment, kRelayToken, kOk},
       {"GetAssignment admin", &get_assignment, kAdminToken, kOk},
       {"ReportTelemetry publisher", &report, kPublisherToken, kDenied},
-      {"ReportTelemetry host", &report, kHostToken, kOk},
+      {"ReportTelemetry host", &report, kRelayToken, kOk},
       {"PauseRollout without token", &pause, "", kUnauthenticated},
-      {"PauseRollout host", &pause, kHostToken, kDenied},
+      {"PauseRollout host", &pause, kRelayToken, kDenied},
       {"PauseRollout publisher", &pause, kPublisherToken, kDenied},
       {"PauseRollout operator", &pause, kOperatorToken, kOk},
   };
@@ -298,7 +298,7 @@ TEST_F(E2ETest, RoleMatrix) {
   r = Ctl({"rollout", "resume", "roles-1", "--reason=go on"}, "",
           {absl::StrCat("RINGFENCE_TOKEN=", kOperatorToken)});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  r = Ctl({"rollout", "abort", "roles-1", "--reason=stop"}, kHostToken);
+  r = Ctl({"rollout", "abort", "roles-1", "--reason=stop"}, kRelayToken);
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_THAT(r.err, HasSubstr("PERMISSION_DENIED"));
 }
@@ -366,14 +366,14 @@ TEST_F(E2ETest, MalformedRequestsAreRejectedWithTheField) {
     req.add_events()->set_host_id("h1");
     req.mutable_events(0)->set_type(v1::HEARTBEAT);
     req.add_events()->set_type(v1::HEARTBEAT);
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
                              HasSubstr("events[1].host_id")));
   }
   {
     v1::ReportTelemetryRequest req;
     req.add_events()->set_host_id("h1");
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
                              HasSubstr("events[0].type")));
   }
@@ -382,7 +382,7 @@ TEST_F(E2ETest, MalformedRequestsAreRejectedWithTheField) {
     v1::TelemetryEvent* e = req.add_events();
     e->set_host_id("h1");
     e->set_type(v1::APPLIED);
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
                              HasSubstr("events[0].release_id")));
   }
@@ -394,17 +394,17 @@ TEST_F(E2ETest, MalformedRequestsAreRejectedWithTheField) {
       e->set_host_id(absl::StrCat("h", i));
       e->set_type(v1::HEARTBEAT);
     }
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
                              HasSubstr("at most 1000")));
     req.mutable_events()->RemoveLast();
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 GrpcOk());
     EXPECT_EQ(resp.accepted_events(), 1000u);
     // The server reuses request messages: nothing of a bigger batch before
     // may leak into a smaller one.
     req.mutable_events()->DeleteSubrange(1, 999);
-    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kHostToken).get(), req, &resp),
+    EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), req, &resp),
                 GrpcOk());
     EXPECT_EQ(resp.accepted_events(), 1u);
   }
@@ -412,7 +412,7 @@ TEST_F(E2ETest, MalformedRequestsAreRejectedWithTheField) {
   {
     v1::GetAssignmentRequest req;
     req.set_host_id("h1");
-    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &aresp),
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &aresp),
                 GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
                              HasSubstr("content_types")));
   }
@@ -421,7 +421,7 @@ TEST_F(E2ETest, MalformedRequestsAreRejectedWithTheField) {
     req.set_host_id("h1");
     req.add_labels("bad label");
     req.add_content_types("channel-file/291");
-    EXPECT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &aresp),
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &aresp),
                 GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
                              HasSubstr("labels[0]")));
   }
@@ -430,7 +430,7 @@ TEST_F(E2ETest, MalformedRequestsAreRejectedWithTheField) {
     v1::GetAssignmentRequest req;
     req.set_host_id("h1");
     req.add_content_types("channel-file/999");
-    ASSERT_THAT(fleet_->GetAssignment(Ctx(kHostToken).get(), req, &aresp),
+    ASSERT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &aresp),
                 GrpcOk());
     ASSERT_EQ(aresp.assignments_size(), 1);
     EXPECT_FALSE(aresp.assignments(0).has_release());

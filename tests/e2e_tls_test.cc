@@ -172,6 +172,81 @@ TEST_F(E2ETlsTest, MutualTlsWithoutTokensServesEveryAddress) {
               GrpcStatusIs(kUnavailable, testing::_));
 }
 
+// Under mutual TLS a client certificate may name its principal in a URI
+// SAN, ringfence://<role>/<actor>: that is the caller, whatever token it
+// sends. A host certificate speaks for its host only.
+TEST_F(E2ETlsTest, ClientCertificateNamesItsPrincipal) {
+  client_tls_ = Tls(certs_->ca, certs_->client_cert, certs_->client_key);
+  StartServer({"--tls_cert=" + certs_->server_cert,
+               "--tls_key=" + certs_->server_key,
+               "--client_ca=" + certs_->client_ca});
+  ASSERT_THAT(CreateRelease("cf316-a", "channel-file/316"), GrpcOk());
+  ASSERT_THAT(StartRollout("certs-1", "cf316-a", ParsePlan(kManualPlan)),
+              GrpcOk());
+  auto channel = [&](const std::string& cert, const std::string& key) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);
+    return MakeChannel(absl::StrCat("127.0.0.1:", port_),
+                       Tls(certs_->ca, cert, key), args);
+  };
+  auto host = channel(certs_->host_cert, certs_->host_key);
+  auto host_fleet = v1::Fleet::NewStub(host);
+
+  // The host certificate: h7's assignment and telemetry, with no token or
+  // even with the admin's.
+  v1::GetAssignmentRequest req;
+  req.set_host_id("h7");
+  req.add_content_types("channel-file/316");
+  v1::GetAssignmentResponse assignment;
+  EXPECT_THAT(host_fleet->GetAssignment(Ctx("").get(), req, &assignment),
+              GrpcOk());
+  v1::ReportTelemetryRequest report;
+  report.add_events()->set_host_id("h7");
+  report.mutable_events(0)->set_type(v1::HEARTBEAT);
+  v1::ReportTelemetryResponse reported;
+  EXPECT_THAT(host_fleet->ReportTelemetry(Ctx("").get(), report, &reported),
+              GrpcOk());
+  req.set_host_id("h8");
+  EXPECT_THAT(
+      host_fleet->GetAssignment(Ctx(kAdminToken).get(), req, &assignment),
+      GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                   HasSubstr("speaks only for host \"h7\"")));
+  report.add_events()->set_host_id("h8");
+  report.mutable_events(1)->set_type(v1::HEARTBEAT);
+  EXPECT_THAT(host_fleet->ReportTelemetry(Ctx("").get(), report, &reported),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                           HasSubstr("events[1].host_id")));
+  EXPECT_EQ(GetRollout("certs-1").telemetry().tracked_hosts(), 1u);
+  v1::ListReleasesResponse releases;
+  EXPECT_THAT(v1::Releases::NewStub(host)->ListReleases(Ctx(kAdminToken).get(),
+                                                        {}, &releases),
+              GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                           HasSubstr("has role host")));
+
+  // An operator certificate: reads and pauses (recorded as carol), does not
+  // publish.
+  auto op = channel(certs_->operator_cert, certs_->operator_key);
+  EXPECT_THAT(
+      v1::Releases::NewStub(op)->ListReleases(Ctx("").get(), {}, &releases),
+      GrpcOk());
+  v1::RolloutActionRequest pause;
+  pause.set_rollout_id("certs-1");
+  pause.set_reason("certificate operator drill");
+  Rollout paused;
+  EXPECT_THAT(
+      v1::Rollouts::NewStub(op)->PauseRollout(Ctx("").get(), pause, &paused),
+      GrpcOk());
+  EXPECT_EQ(paused.state(), RolloutState::PAUSED);
+  EXPECT_THAT(paused.reason(), HasSubstr("paused by carol"));
+
+  // A certificate naming a role that does not exist is refused.
+  auto wizard = channel(certs_->unknown_role_cert, certs_->unknown_role_key);
+  EXPECT_THAT(v1::Releases::NewStub(wizard)->ListReleases(
+                  Ctx(kAdminToken).get(), {}, &releases),
+              GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED,
+                           HasSubstr("unknown role")));
+}
+
 TEST_F(E2ETlsTest, RotatedCertificateIsServedWithoutARestart) {
   const std::string cert = dir_ + "/tls.pem";
   const std::string key = dir_ + "/tls.key";
