@@ -405,19 +405,26 @@ void RolloutTracker::MarkUp(uint64_t key, HostState* h) {
 }
 
 void RolloutTracker::AddAttempt(uint64_t key, HostState* h) {
+  const uint32_t n =
+      (h->flags & internal::kAttemptsMask) >> internal::kAttemptsShift;
+  RaiseAttempts(key, h, n + 1);
+}
+
+void RolloutTracker::RaiseAttempts(uint64_t key, HostState* h,
+                                   uint32_t attempts) {
   if (h->exposed_at == 0 || (h->flags & internal::kUp)) return;
   // A host that was crashing or rebooting before its exposure (a chronic
   // crasher) boots and checks in whatever it runs: no evidence of a loop.
   if (h->pre_affected & reboot_history_mask_) return;
   const uint32_t n =
       (h->flags & internal::kAttemptsMask) >> internal::kAttemptsShift;
-  if (n < 7) {
-    h->flags = static_cast<uint8_t>((h->flags & ~internal::kAttemptsMask) |
-                                    ((n + 1) << internal::kAttemptsShift));
-    MarkDirty(key, h);
-  }
+  attempts = std::min<uint32_t>(attempts, 7);
+  if (attempts <= n) return;
+  h->flags = static_cast<uint8_t>((h->flags & ~internal::kAttemptsMask) |
+                                  (attempts << internal::kAttemptsShift));
+  MarkDirty(key, h);
   const uint32_t limit = boot_loop_attempts_.load(std::memory_order_relaxed);
-  if (limit > 0 && n + 1 >= limit) {
+  if (limit > 0 && attempts >= limit) {
     const int idx = SignalIndex(kSignalApplyStuck);
     if (idx >= 0) MarkAffected(idx, key, h);
   }
@@ -520,7 +527,13 @@ void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
         const int idx = SignalIndex(kSignalUncleanReboot);
         if (idx >= 0) MarkAffected(idx, key, h);
       }
-      AddAttempt(key, h);
+      // The host's own count is idempotent (a replayed boot counts once);
+      // without one, each boot event received is one attempt.
+      if (e.boots_since_apply > 0) {
+        RaiseAttempts(key, h, e.boots_since_apply);
+      } else {
+        AddAttempt(key, h);
+      }
       break;
     case EventType::kSignal: {
       const int idx = SignalIndex(e.signal);

@@ -43,6 +43,7 @@ absl::Status ConvertEvents(
     e.signal = p.signal();
     e.clean = !p.has_clean() || p.clean();
     e.boot_id = p.boot_id();
+    e.boots_since_apply = p.boots_since_apply();
   }
   return absl::OkStatus();
 }
@@ -73,6 +74,7 @@ v1::TelemetryEvent EventToProto(const TelemetryEvent& event) {
   p.set_signal(event.signal);
   if (event.type == EventType::kBoot) p.set_clean(event.clean);
   p.set_boot_id(event.boot_id);
+  p.set_boots_since_apply(event.boots_since_apply);
   return p;
 }
 

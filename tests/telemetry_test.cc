@@ -1,5 +1,7 @@
 #include "ringfence/telemetry.h"
 
+#include <algorithm>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -317,6 +319,65 @@ TEST_F(TrackerTest, BootsAfterExposureCountAsAttempts) {
   const TrackerSnapshot s = tracker_->Snapshot();
   EXPECT_EQ(Counts(s, "apply_stuck").treatment_affected, 1u);
   EXPECT_EQ(Counts(s, "unclean_reboot").treatment_affected, 0u);  // clean
+}
+
+// An agent that reports its own boot count (boots_since_apply) is counted
+// by its largest report: a spool replayed after a crash, in any order and
+// any number of times, counts each boot once. Property over random
+// replays: apply_stuck iff the host really booted `limit` times.
+TEST_F(TrackerTest, ReportedBootCountsAreIdempotentUnderReplay) {
+  constexpr uint32_t kLimit = 3;
+  tracker_->SetBootLoopAttempts(kLimit);
+  constexpr int kHosts = 200;
+  Heartbeats(kHosts);
+  std::mt19937_64 rng(20261130);
+  std::vector<TelemetryEvent> applying;
+  for (int i = 0; i < kHosts; ++i) {
+    applying.push_back(Ev(Host(i), EventType::kApplying, kRelease));
+  }
+  tracker_->Ingest(applying);
+  int looping = 0;
+  std::vector<TelemetryEvent> all;
+  for (int i = 0; i < kHosts; ++i) {
+    const uint32_t boots = static_cast<uint32_t>(rng() % (kLimit + 2));
+    if (boots >= kLimit) ++looping;
+    for (uint32_t b = 1; b <= boots; ++b) {
+      // Each boot is reported 1 to 4 times (at-least-once delivery).
+      const int copies = 1 + static_cast<int>(rng() % 4);
+      for (int c = 0; c < copies; ++c) {
+        TelemetryEvent boot = Ev(Host(i), EventType::kBoot);
+        boot.boot_id = 1000 * static_cast<uint64_t>(i) + b;
+        boot.boots_since_apply = b;
+        all.push_back(boot);
+      }
+    }
+  }
+  std::shuffle(all.begin(), all.end(), rng);
+  // Delivered in random batches.
+  for (size_t at = 0; at < all.size();) {
+    const size_t n = std::min<size_t>(all.size() - at, 1 + rng() % 50);
+    tracker_->Ingest(
+        std::vector<TelemetryEvent>(all.begin() + at, all.begin() + at + n));
+    at += n;
+  }
+  ASSERT_GT(looping, 0);
+  ASSERT_LT(looping, kHosts);
+  EXPECT_EQ(Counts(tracker_->Snapshot(), "apply_stuck").treatment_affected,
+            static_cast<uint64_t>(looping));
+}
+
+// Without a reported count, each boot event received is one attempt (what
+// the proto documents): a boot replayed `limit` times trips the breaker.
+TEST_F(TrackerTest, UncountedBootEventsEachCountAsAnAttempt) {
+  tracker_->SetBootLoopAttempts(3);
+  Heartbeats(1);
+  tracker_->Ingest({Ev(Host(0), EventType::kApplying, kRelease)});
+  TelemetryEvent boot = Ev(Host(0), EventType::kBoot);
+  boot.boot_id = 7;
+  tracker_->Ingest({boot, boot});
+  EXPECT_EQ(Counts(tracker_->Snapshot(), "apply_stuck").treatment_affected, 0u);
+  tracker_->Ingest({boot});
+  EXPECT_EQ(Counts(tracker_->Snapshot(), "apply_stuck").treatment_affected, 1u);
 }
 
 // A chronic crasher (crashed and rebooted uncleanly while in control)

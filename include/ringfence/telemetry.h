@@ -112,6 +112,10 @@ struct TelemetryEvent {
   // kBoot only.
   bool clean = true;
   uint64_t boot_id = 0;
+  // kBoot only: boots since the host began applying the release it is
+  // loading (1 = the first boot after `applying`); 0 = not reported. The
+  // tracker keeps the largest seen, so a replayed boot counts once.
+  uint32_t boots_since_apply = 0;
 };
 
 // TelemetryEventView
@@ -127,14 +131,15 @@ struct TelemetryEventView {
   absl::string_view signal;
   bool clean = true;
   uint64_t boot_id = 0;
+  uint32_t boots_since_apply = 0;
 };
 
 // ViewOf
 //
 // A view of `event` (valid while `event` is).
 inline TelemetryEventView ViewOf(const TelemetryEvent& event) {
-  return {event.host_id, event.type,  event.time,   event.release_id,
-          event.signal,  event.clean, event.boot_id};
+  return {event.host_id, event.type,  event.time,    event.release_id,
+          event.signal,  event.clean, event.boot_id, event.boots_since_apply};
 }
 inline const TelemetryEventView& ViewOf(const TelemetryEventView& event) {
   return event;
@@ -399,6 +404,9 @@ class RolloutTracker {
   void MarkApplied(uint64_t key, internal::HostState* h);
   void MarkUp(uint64_t key, internal::HostState* h);
   void AddAttempt(uint64_t key, internal::HostState* h);
+  // Raises the host's attempt count to `attempts` (capped at 7) if lower:
+  // idempotent, for counts the host reports itself.
+  void RaiseAttempts(uint64_t key, internal::HostState* h, uint32_t attempts);
   void MarkDirty(uint64_t key, internal::HostState* h);
   void MaybeHealthy(internal::HostState* h);
   void CountUnwatched(absl::string_view signal);
