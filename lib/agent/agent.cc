@@ -181,7 +181,9 @@ std::string Agent::PayloadPath(const std::string& release_id) const {
 
 absl::Duration Agent::Jitter(absl::Duration d, double lo, double hi) {
   std::uniform_real_distribution<double> u(lo, hi);
-  return d * u(rng_);
+  // Whole milliseconds: clocks need not resolve finer.
+  return absl::Milliseconds(std::llround(absl::ToDoubleMilliseconds(d) *
+                                         u(rng_)));
 }
 
 void Agent::Note(const absl::Status& s) {
