@@ -5,8 +5,11 @@
 // milliseconds.
 #include "ringfence/agent.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -20,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "ringfence/clock.h"
 #include "ringfence/signing.h"
+#include "ringfence/status_macros.h"
 #include "status_matchers.h"
 
 namespace ringfence {
@@ -384,7 +388,7 @@ TEST(AgentTest, TwelveHoursOfPollingWithJitterAndARollover) {
   h.server.ExpectDuplicatesIdentical();
   // Only the payloads of the current release remain.
   EXPECT_THAT(*h.fs.List(absl::StrCat(kStateDir, "/content")),
-              ElementsAre("rel-b.payload"));
+              ElementsAre(PayloadFileName("rel-b")));
 }
 
 TEST(AgentTest, SameSeedSameEventIds) {
@@ -460,8 +464,8 @@ TEST_P(RefusalTest, RefusesReportsAndKeepsRunning) {
       h.server.Find(EventType::kSignal, "rel-b", "content_rejected").size(),
       1u);
   EXPECT_GT(h.content.fetches, 10);
-  EXPECT_FALSE(
-      h.fs.files().count(absl::StrCat(kStateDir, "/content/rel-b.payload")));
+  EXPECT_FALSE(h.fs.files().count(
+      absl::StrCat(kStateDir, "/content/", PayloadFileName("rel-b"))));
   // The publisher fixes the download: it loads.
   h.content.served.clear();
   h.server.Assign(MakeRelease("rel-b"));
@@ -602,7 +606,14 @@ TEST_P(BootLoopTest, FallsBackAfterExactlyNBootsAndReports) {
   h.RunFor(absl::Hours(3));
   EXPECT_EQ(h.content.Loads("rel-b"), n);
   EXPECT_EQ(h.content.running, "rel-a");
-  // The gate reverts the fleet to rel-a, then a fixed rel-c follows.
+  // The gate halts and reverts the fleet to rel-a: the quarantine ends (the
+  // host already runs rel-a); then a fixed rel-c follows.
+  const size_t loads = h.content.loads.size();
+  h.server.Assign(MakeRelease("rel-a"));
+  h.RunFor(absl::Hours(1));
+  EXPECT_EQ(h.agent->GetStatus().quarantined, "");
+  EXPECT_EQ(h.content.loads.size(), loads);
+  EXPECT_EQ(h.content.running, "rel-a");
   h.server.Assign(MakeRelease("rel-c"));
   h.RunFor(absl::Hours(1));
   EXPECT_EQ(h.content.running, "rel-c");
@@ -672,6 +683,64 @@ TEST(AgentBootLoopTest, AFailingLoadCountsLikeABoot) {
   EXPECT_EQ(h.agent->GetStatus().quarantined, "rel-b");
   EXPECT_EQ(h.server.Find(EventType::kSignal, "rel-b", "local_fallback").size(),
             1u);
+}
+
+TEST(AgentPosixTest, RunsOnARealDirectory) {
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/agent_test_", getpid());
+  std::filesystem::remove_all(dir);
+  std::unique_ptr<AgentFileSystem> fs = NewPosixFileSystem();
+  class Hooks final : public ContentHooks {
+   public:
+    explicit Hooks(AgentFileSystem* fs) : fs_(fs) {}
+    absl::StatusOr<std::string> Fetch(const Release& r) override {
+      ++fetches;
+      return PayloadOf(r.id());
+    }
+    absl::Status Load(const Release& r, const std::string& path) override {
+      absl::StatusOr<std::string> payload = fs_->ReadFile(path);
+      if (!payload.ok()) return payload.status();
+      RETURN_IF_ERROR(VerifyPayload(r, *payload));
+      running = r.id();
+      return absl::OkStatus();
+    }
+    absl::Status Unload() override {
+      running.clear();
+      return absl::OkStatus();
+    }
+    std::string running;
+    int fetches = 0;
+
+   private:
+    AgentFileSystem* fs_;
+  } hooks(fs.get());
+  FakeClock clock;
+  MemoryFileSystem never_crashes;
+  FakeServer server(&never_crashes, &clock);
+  server.Assign(MakeRelease("rel/../a"));  // an id that is no file name
+  Harness settings;
+  AgentOptions options = settings.options;
+  options.state_dir = dir + "/state";
+  {
+    auto agent = *Agent::Start(options, fs.get(), &clock, &server, &hooks);
+    for (int i = 0; i < 600; ++i) {
+      clock.Advance(absl::Seconds(1));
+      agent->Tick().IgnoreError();
+    }
+    EXPECT_EQ(hooks.running, "rel/../a");
+    EXPECT_EQ(agent->GetStatus().last_good, "rel/../a");
+    EXPECT_EQ(agent->GetStatus().spool_pending, 0u);
+  }
+  // A reboot without the server loads it from the content store.
+  hooks.running.clear();
+  server.up = false;
+  auto agent = *Agent::Start(options, fs.get(), &clock, &server, &hooks);
+  EXPECT_EQ(hooks.running, "rel/../a");
+  EXPECT_EQ(hooks.fetches, 1);
+  EXPECT_EQ(agent->GetStatus().boot, 2u);
+  EXPECT_TRUE(std::filesystem::exists(absl::StrCat(
+      options.state_dir, "/content/", PayloadFileName("rel/../a"))));
+  std::filesystem::remove_all(dir);
 }
 
 // ---- Crashes at every durable step

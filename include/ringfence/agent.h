@@ -231,6 +231,13 @@ class ContentHooks {
   virtual absl::Status Unload() = 0;
 };
 
+// PayloadFileName
+//
+// The name of a release's verified payload in the agent's content store
+// (`<state_dir>/content/`): the first 32 hex digits of the SHA-256 of the
+// release id, then ".payload" (ids may contain "/" and "..").
+std::string PayloadFileName(absl::string_view release_id);
+
 // ---- The agent
 // -------------------------------------------------------------------
 
@@ -289,7 +296,8 @@ struct AgentStatus {
 // Agent
 //
 // Durable steps of an apply of release R (each completes before the next):
-//   1. the verified payload is written to content/<R>.payload;
+//   1. the verified payload is written to the content store
+//      (PayloadFileName);
 //   2. the state file records the applying marker for R (R becomes current);
 //   3. an APPLYING event for R is appended to the spool;
 //   -- Load(R) --

@@ -174,16 +174,22 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options,
   return agent;
 }
 
-std::string Agent::PayloadPath(const std::string& release_id) const {
-  return absl::StrCat(options_.state_dir, "/", kContentDir, "/", release_id,
+std::string PayloadFileName(absl::string_view release_id) {
+  // Ids may hold "/" and "..": name the file by the id's hash.
+  return absl::StrCat(ComputeDigest(release_id).sha256_hex.substr(0, 32),
                       ".payload");
+}
+
+std::string Agent::PayloadPath(const std::string& release_id) const {
+  return absl::StrCat(options_.state_dir, "/", kContentDir, "/",
+                      PayloadFileName(release_id));
 }
 
 absl::Duration Agent::Jitter(absl::Duration d, double lo, double hi) {
   std::uniform_real_distribution<double> u(lo, hi);
   // Whole milliseconds: clocks need not resolve finer.
-  return absl::Milliseconds(std::llround(absl::ToDoubleMilliseconds(d) *
-                                         u(rng_)));
+  return absl::Milliseconds(
+      std::llround(absl::ToDoubleMilliseconds(d) * u(rng_)));
 }
 
 void Agent::Note(const absl::Status& s) {
@@ -431,6 +437,10 @@ absl::Status Agent::Poll() {
     return SaveState();
   }
   if (!answer->has_release) return absl::OkStatus();
+  if (!s.quarantined.empty() && !s.IsQuarantined(answer->release.id())) {
+    // The server assigns a different release: the quarantine ends.
+    s.quarantined.clear();
+  }
   if (s.assigned_kind == State::kRelease &&
       s.assigned.SerializeAsString() == answer->release.SerializeAsString()) {
     return absl::OkStatus();
@@ -489,7 +499,7 @@ absl::Status Agent::HeartbeatDue() {
         std::vector<std::string> names,
         fs_->List(absl::StrCat(options_.state_dir, "/", kContentDir)));
     for (const std::string& name : names) {
-      if (name != s.last_good.id() + ".payload") {
+      if (name != PayloadFileName(s.last_good.id())) {
         RETURN_IF_ERROR(fs_->Remove(
             absl::StrCat(options_.state_dir, "/", kContentDir, "/", name)));
       }
