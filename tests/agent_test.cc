@@ -685,6 +685,36 @@ TEST(AgentBootLoopTest, AFailingLoadCountsLikeABoot) {
             1u);
 }
 
+TEST(AgentTest, StartRefusesBadOptions) {
+  using ::ringfence::testing::StatusIs;
+  auto start = [](void (*edit)(AgentOptions*)) {
+    Harness h;
+    edit(&h.options);
+    return Agent::Start(h.options, &h.fs, &h.clock, &h.server, &h.content)
+        .status();
+  };
+  EXPECT_THAT(start([](AgentOptions* o) { o->identity.host_id = ""; }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(start([](AgentOptions* o) { o->state_dir = ""; }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(start([](AgentOptions* o) { o->boot_loop_limit = 0; }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(start([](AgentOptions* o) { o->poll_jitter = 1; }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(start([](AgentOptions* o) {
+                o->trusted_keys["publisher-1"] = "not a key";
+              }),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(AgentTest, AMalformedStateFileIsDataLoss) {
+  Harness h;
+  RunningA(h);
+  h.fs.files()[absl::StrCat(kStateDir, "/state")] = "boot x\n";
+  EXPECT_THAT(h.Boot(),
+              ::ringfence::testing::StatusIs(absl::StatusCode::kDataLoss));
+}
+
 TEST(AgentPosixTest, RunsOnARealDirectory) {
   const std::string dir =
       absl::StrCat(::testing::TempDir(), "/agent_test_", getpid());

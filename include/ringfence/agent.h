@@ -316,7 +316,10 @@ class Agent {
   // One boot: recovers the state and the spool, counts the boot durably,
   // runs the boot-loop guard and loads the current content (or falls back).
   // The pointers must outlive the agent. Errors: INVALID_ARGUMENT for bad
-  // options, the file system's errors (the agent did not start).
+  // options (naming the field; trusted keys as ValidateTrustedKeys), the file
+  // system's errors, DATA_LOSS for a malformed state or ack file (the agent
+  // did not start). A failure to load content is not an error of Start: it
+  // is in GetStatus().last_error and retried by Tick.
   static absl::StatusOr<std::unique_ptr<Agent>> Start(
       const AgentOptions& options, AgentFileSystem* fs, const Clock* clock,
       AgentTransport* transport, ContentHooks* hooks);

@@ -157,6 +157,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options,
   if (options.state_dir.empty()) {
     return absl::InvalidArgumentError("state_dir: must not be empty");
   }
+  RETURN_IF_ERROR(ValidateTrustedKeys(options.trusted_keys));
   if (options.boot_loop_limit < 1) {
     return absl::InvalidArgumentError("boot_loop_limit: must be at least 1");
   }
@@ -437,13 +438,15 @@ absl::Status Agent::Poll() {
     return SaveState();
   }
   if (!answer->has_release) return absl::OkStatus();
+  bool changed = false;
   if (!s.quarantined.empty() && !s.IsQuarantined(answer->release.id())) {
     // The server assigns a different release: the quarantine ends.
     s.quarantined.clear();
+    changed = true;
   }
   if (s.assigned_kind == State::kRelease &&
       s.assigned.SerializeAsString() == answer->release.SerializeAsString()) {
-    return absl::OkStatus();
+    return changed ? SaveState() : absl::OkStatus();
   }
   if (s.assigned_kind != State::kRelease ||
       s.assigned.id() != answer->release.id()) {
