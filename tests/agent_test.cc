@@ -601,6 +601,14 @@ TEST_P(BootLoopTest, FallsBackAfterExactlyNBootsAndReports) {
   ASSERT_EQ(fb.size(), 1u);
   EXPECT_EQ(fb[0]->boot_count, static_cast<uint32_t>(n));
   EXPECT_EQ(fb[0]->event.host_id, kHost);
+  // Each boot that found rel-b applying told the gate its count, 1..n
+  // (boots_since_apply: the server keeps the largest, replays count once).
+  std::vector<uint32_t> counts, want;
+  for (const SpooledEvent* b : h.server.Find(EventType::kBoot, "rel-b")) {
+    counts.push_back(b->event.boots_since_apply);
+  }
+  for (int i = 1; i <= n; ++i) want.push_back(static_cast<uint32_t>(i));
+  EXPECT_THAT(counts, ::testing::UnorderedElementsAreArray(want));
   // Quarantined: still assigned rel-b, never loaded again, across reboots.
   ASSERT_OK(h.Boot());
   h.RunFor(absl::Hours(3));

@@ -53,7 +53,9 @@ struct SpooledEvent {
   std::string event_id;
   TelemetryEvent event;
   // local_fallback signals: the boot count that triggered the fallback
-  // (0 otherwise). The ringfence.v1 wire event has no field for it yet.
+  // (the ringfence.v1 wire event has no field for it yet); BOOT events:
+  // boots since the release began applying, also in
+  // event.boots_since_apply (what the server counts); 0 otherwise.
   uint32_t boot_count = 0;
 };
 

@@ -212,6 +212,7 @@ absl::Status Agent::Spool(EventType type, const std::string& release_id,
   e.release_id = release_id;
   e.signal = signal;
   e.boot_id = state_->boot;
+  if (type == EventType::kBoot) e.boots_since_apply = boot_count;
   const std::string id = absl::StrCat(options_.identity.host_id, "/",
                                       release_id.empty() ? "-" : release_id,
                                       "/", state_->boot, "/", step);
@@ -353,6 +354,10 @@ absl::Status Agent::Boot() {
     }
     ++s.marker_boots;
     RETURN_IF_ERROR(SaveState());
+    // Tell the gate, idempotently: boots_since_apply is the count, so a
+    // re-sent BOOT counts once toward apply_stuck.
+    RETURN_IF_ERROR(Spool(EventType::kBoot, s.marker.id(), "boot", "",
+                          static_cast<uint32_t>(s.marker_boots)));
     if (s.marker_boots >= options_.boot_loop_limit) {
       Note(FallBack());
       return absl::OkStatus();

@@ -112,6 +112,9 @@ std::vector<SpooledEvent> DecodeSegment(absl::string_view data, bool* clean) {
     e.event.clean = r.Uint(1) != 0;
     e.event.boot_id = r.Uint(8);
     e.boot_count = static_cast<uint32_t>(r.Uint(4));
+    if (e.event.type == EventType::kBoot) {
+      e.event.boots_since_apply = e.boot_count;
+    }
     e.event_id = r.Str();
     e.event.host_id = r.Str();
     e.event.release_id = r.Str();
