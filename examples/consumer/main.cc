@@ -1,4 +1,8 @@
-// The README's library example, compiled and run by ctest so it stays true.
+// The README's library example ("Using the library"). ctest builds and runs
+// it in the tree (test readme_example); scripts/test-install.sh builds it as
+// a project of its own against an installed ringfence (CMakeLists.txt here).
+// Run it from the repository root: it reads examples/plans/default.textproto.
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -18,15 +22,20 @@ int main() {
   controller->CreateRelease(release, "ci").IgnoreError();
 
   ringfence::Plan plan;  // text-proto or JSON
-  ringfence::LoadMessageFile(
-      RINGFENCE_SOURCE_DIR "/examples/plans/default.textproto", &plan)
+  ringfence::LoadMessageFile("examples/plans/default.textproto", &plan)
       .IgnoreError();
+  // The first release of a content type has nothing to fall back to: a halt
+  // tells hosts to unload it, which the start must acknowledge.
   auto rollout = controller->StartRollout({.release_id = release.id(),
                                            .plan = plan,
                                            .allow_no_baseline = true,
                                            .actor = "ci",
                                            .reason = "weekly content"});
-  if (!rollout.ok()) return 1;
+  if (!rollout.ok()) {
+    std::fprintf(stderr, "StartRollout: %s\n",
+                 rollout.status().ToString().c_str());
+    return 1;
+  }
 
   // Hosts ask which release to run, and report telemetry.
   ringfence::HostInfo host{.host_id = "host-1",
@@ -48,9 +57,22 @@ int main() {
   // Operators.
   controller->Pause(rollout->id(), "alice", "investigating ticket 1234")
       .IgnoreError();
-  // host-1 is in a later stage: no release yet, keep what it runs.
-  return status.ok() && a.release == nullptr &&
-                 a.reason == ringfence::AssignReason::kNotYet
-             ? 0
-             : 1;
+
+  // Not in the README: what the run showed. host-1 is in a later stage: no
+  // release yet, keep what it runs.
+  if (!status.ok() || a.release != nullptr ||
+      a.reason != ringfence::AssignReason::kNotYet) {
+    std::fprintf(stderr, "unexpected: %s\n",
+                 status.status().ToString().c_str());
+    return 1;
+  }
+  const auto paused = controller->GetRollout(rollout->id());
+  std::printf("rollout %s of %s: %s at stage %u; host-1: not yet\n",
+              rollout->id().c_str(), release.id().c_str(),
+              paused.ok() ? ringfence::config::v1::RolloutState_Name(
+                                paused->rollout.state())
+                                .c_str()
+                          : "?",
+              static_cast<unsigned>(status->rollout.stage()));
+  return paused.ok() ? 0 : 1;
 }
