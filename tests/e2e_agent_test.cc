@@ -1,0 +1,320 @@
+// End-to-end tests of the agent core (ringfence/agent.h) against the real
+// ringfenced over gRPC (GrpcAgentTransport): 20 hosts, each an Agent on its
+// own crash-simulating file system (MemoryFileSystem), stepped on the real
+// clock. A release whose load kills the host is halted by the gate in its
+// first stage, and the hosts it reached fall back on their own.
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "e2e_fixture.h"
+#include "ringfence/agent.h"
+#include "ringfence/agent_fs.h"
+#include "ringfence/audit.h"
+#include "service/agent_transport.h"
+
+namespace ringfence::e2e {
+namespace {
+
+constexpr char kContentType[] = "channel-file/400";
+
+// The content of one host: loads what the agent verified; `kills` loads
+// crash the host (its file system fails every call until it reboots).
+class HostContent final : public ContentHooks {
+ public:
+  HostContent(MemoryFileSystem* fs,
+              const std::map<std::string, std::string>* payloads)
+      : fs_(fs), payloads_(payloads) {}
+
+  absl::StatusOr<std::string> Fetch(const Release& release) override {
+    auto it = payloads_->find(release.id());
+    if (it == payloads_->end()) return absl::NotFoundError(release.id());
+    return it->second;
+  }
+  absl::Status Load(const Release& release, const std::string&) override {
+    loads.push_back(release.id());
+    if (release.id() == kills) {
+      fs_->CrashNow();
+      running.clear();
+      return absl::UnavailableError("the host crashed");
+    }
+    running = release.id();
+    return absl::OkStatus();
+  }
+  absl::Status Unload() override {
+    running.clear();
+    return absl::OkStatus();
+  }
+  int Loads(const std::string& id) const {
+    return static_cast<int>(std::count(loads.begin(), loads.end(), id));
+  }
+
+  std::string kills;
+  std::string running;
+  std::vector<std::string> loads;
+
+ private:
+  MemoryFileSystem* fs_;
+  const std::map<std::string, std::string>* payloads_;
+};
+
+// A transport that dies with its host.
+class HostTransport final : public AgentTransport {
+ public:
+  HostTransport(AgentTransport* wire, const MemoryFileSystem* fs)
+      : wire_(wire), fs_(fs) {}
+  absl::StatusOr<AssignmentAnswer> GetAssignment(
+      const AgentIdentity& identity) override {
+    if (fs_->crashed()) return absl::UnavailableError("dead");
+    return wire_->GetAssignment(identity);
+  }
+  absl::Status ReportTelemetry(absl::Span<const SpooledEvent> batch,
+                               absl::Duration* retry_after) override {
+    if (fs_->crashed()) return absl::UnavailableError("dead");
+    absl::Status s = wire_->ReportTelemetry(batch, retry_after);
+    if (s.ok()) {
+      for (const SpooledEvent& e : batch) {
+        if (e.event.type == EventType::kSignal) {
+          accepted_signals.push_back(e.event.signal);
+        }
+      }
+    }
+    return s;
+  }
+
+  // The signal events the server accepted from this host.
+  std::vector<std::string> accepted_signals;
+
+ private:
+  AgentTransport* wire_;
+  const MemoryFileSystem* fs_;
+};
+
+struct Host {
+  Host(int i, AgentTransport* wire,
+       const std::map<std::string, std::string>* payloads)
+      : fs(static_cast<uint64_t>(i + 1)),
+        content(&fs, payloads),
+        transport(wire, &fs) {}
+  MemoryFileSystem fs;
+  HostContent content;
+  HostTransport transport;
+  AgentOptions options;
+  std::unique_ptr<Agent> agent;
+  int boots = 0;
+  absl::Time reboot_at = absl::InfiniteFuture();
+};
+
+class E2EAgentTest : public E2ETest {
+ protected:
+  // Creates release `id` whose payload is `payload` (digest and size).
+  void CreatePayloadRelease(const std::string& id, const std::string& payload) {
+    payloads_[id] = payload;
+    v1::CreateReleaseRequest req;
+    Release* r = req.mutable_release();
+    r->set_id(id);
+    r->set_content_type(kContentType);
+    r->set_version(id);
+    r->set_digest_sha256(Sha256Hex(payload));
+    r->set_size_bytes(payload.size());
+    r->set_fetch_url("https://updates.example/" + id);
+    Release resp;
+    ASSERT_THAT(
+        releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+        GrpcOk());
+  }
+
+  void StartHosts(int n, int dogfood) {
+    wire_ = std::make_unique<GrpcAgentTransport>(
+        MakeChannel(absl::StrCat("127.0.0.1:", port_), std::nullopt),
+        kRelayToken);
+    for (int i = 0; i < n; ++i) {
+      auto h = std::make_unique<Host>(i, wire_.get(), &payloads_);
+      h->options.identity.host_id = absl::StrCat("agent-", i);
+      h->options.identity.content_type = kContentType;
+      h->options.identity.agent_version = "7.11.0";
+      if (i < dogfood) h->options.identity.labels = {"ring:dogfood"};
+      h->options.state_dir = "/agent";
+      h->options.require_signature = false;
+      h->options.poll_interval = absl::Milliseconds(300);
+      h->options.heartbeat_interval = absl::Milliseconds(300);
+      h->options.send_backoff_initial = absl::Milliseconds(100);
+      h->options.send_backoff_max = absl::Seconds(1);
+      h->options.seed = static_cast<uint64_t>(i);
+      Boot(*h);
+      hosts_.push_back(std::move(h));
+    }
+  }
+
+  void Boot(Host& h) {
+    h.fs.Reboot();
+    h.content.running.clear();
+    ++h.boots;
+    h.reboot_at = absl::InfiniteFuture();
+    absl::StatusOr<std::unique_ptr<Agent>> a =
+        Agent::Start(h.options, &h.fs, &RealClock(), &h.transport, &h.content);
+    ASSERT_TRUE(a.ok()) << a.status();
+    h.agent = *std::move(a);
+    if (h.fs.crashed()) h.reboot_at = absl::Now() + absl::Milliseconds(300);
+  }
+
+  // Steps every host (ticks, crashed hosts reboot after 300 ms) until
+  // `done` or `timeout`.
+  bool RunUntil(const std::function<bool()>& done, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      for (auto& h : hosts_) {
+        if (h->fs.crashed()) {
+          if (absl::Now() >= h->reboot_at) Boot(*h);
+          continue;
+        }
+        if (absl::Now() >= h->agent->NextWakeup()) {
+          h->agent->Tick().IgnoreError();  // also in GetStatus()
+          if (h->fs.crashed()) {
+            h->reboot_at = absl::Now() + absl::Milliseconds(300);
+          }
+        }
+      }
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
+  int Running(const std::string& id) const {
+    int n = 0;
+    for (const auto& h : hosts_) n += h->content.running == id;
+    return n;
+  }
+
+  std::map<std::string, std::string> payloads_;
+  std::unique_ptr<GrpcAgentTransport> wire_;
+  std::vector<std::unique_ptr<Host>> hosts_;
+};
+
+TEST_F(E2EAgentTest, BootLoopIsHaltedInDogfoodAndItsHostsFallBackOnTheirOwn) {
+  CreatePayloadRelease("cf400-good", "good channel file, 20 fields");
+  CreatePayloadRelease("cf400-bad", "bad channel file, reads field 21");
+  AdoptBaseline("cf400-good", ParsePlan(kBootLoopPlan));
+  constexpr int kHosts = 20, kDogfood = 5;
+  StartHosts(kHosts, kDogfood);
+  // Every host comes up on the proven release (the gate's control).
+  ASSERT_TRUE(RunUntil([&] { return Running("cf400-good") == kHosts; },
+                       absl::Seconds(30)))
+      << Running("cf400-good") << " hosts run cf400-good";
+  for (auto& h : hosts_) h->content.kills = "cf400-bad";
+
+  ASSERT_THAT(StartRollout("bad-400", "cf400-bad", ParsePlan(kBootLoopPlan),
+                           nullptr, "cf400-good"),
+              GrpcOk());
+  EXPECT_TRUE(RunUntil(
+      [&] { return GetRollout("bad-400").rollout().state() == cfg::HALTED; },
+      absl::Seconds(60)))
+      << GetRollout("bad-400").DebugString();
+  const v1::GetRolloutResponse halted = GetRollout("bad-400");
+  EXPECT_EQ(halted.rollout().stage(), 0u);
+
+  // Every host ends on the good release: the dogfood hosts by their own
+  // boot-loop guard (the server reverts them too), the others never
+  // touched the bad one.
+  EXPECT_TRUE(RunUntil([&] { return Running("cf400-good") == kHosts; },
+                       absl::Seconds(30)))
+      << Running("cf400-good") << " hosts run cf400-good";
+  int hurt = 0;
+  for (int i = 0; i < kHosts; ++i) {
+    const Host& h = *hosts_[i];
+    const int bad_loads = h.content.Loads("cf400-bad");
+    if (i >= kDogfood) {
+      EXPECT_EQ(bad_loads, 0) << h.options.identity.host_id;
+    } else {
+      EXPECT_LE(bad_loads, h.options.boot_loop_limit)
+          << h.options.identity.host_id;
+    }
+    hurt += bad_loads > 0;
+  }
+  EXPECT_GT(hurt, 0);
+  EXPECT_LE(hurt, kDogfood);
+
+  // The hosts that looped to their limit fell back locally and, once up
+  // again, told the server (local_fallback, accepted).
+  int fell_back = 0;
+  for (int i = 0; i < kDogfood; ++i) {
+    Host& h = *hosts_[i];
+    if (h.content.Loads("cf400-bad") < h.options.boot_loop_limit) continue;
+    ++fell_back;
+    EXPECT_TRUE(RunUntil(
+        [&] {
+          return std::count(h.transport.accepted_signals.begin(),
+                            h.transport.accepted_signals.end(),
+                            "local_fallback") > 0;
+        },
+        absl::Seconds(30)))
+        << h.options.identity.host_id;
+  }
+  std::cerr << "halted by " << halted.rollout().reason() << "; " << hurt
+            << " hosts loaded the bad release, " << fell_back
+            << " fell back on their own\n";
+}
+
+// The gate-failed drill: a boot-looping release pushed to every host at once
+// (one 100 % stage, no pacing, a long bake): by the time the gate can act,
+// every host has it. Every host recovers on its own: it loads
+// the release at most boot_loop_limit times, then runs the last known good
+// release again, without the server's help.
+TEST_F(E2EAgentTest, GateFailedDrillEveryHostRecoversWithinItsBootLimit) {
+  CreatePayloadRelease("cf401-good", "good channel file, 20 fields");
+  CreatePayloadRelease("cf401-bad", "bad channel file, reads field 21");
+  constexpr char kEveryoneAtOnce[] = R"pb(
+    name: "everyone-at-once"
+    stages {
+      name: "everyone"
+      audience { percent: 100 }
+      pacing { initial_hosts: 1000000 }
+      bake_time { seconds: 3600 }
+    }
+  )pb";
+  AdoptBaseline("cf401-good", ParsePlan(kEveryoneAtOnce));
+  constexpr int kHosts = 20;
+  StartHosts(kHosts, /*dogfood=*/0);
+  ASSERT_TRUE(RunUntil([&] { return Running("cf401-good") == kHosts; },
+                       absl::Seconds(30)));
+  for (auto& h : hosts_) h->content.kills = "cf401-bad";
+  const absl::Time pushed = absl::Now();
+  ASSERT_THAT(StartRollout("push-401", "cf401-bad", ParsePlan(kEveryoneAtOnce),
+                           nullptr, "cf401-good"),
+              GrpcOk());
+  // Every host gets it (the stage is open to all at once) ...
+  EXPECT_TRUE(RunUntil(
+      [&] {
+        for (const auto& h : hosts_) {
+          if (h->content.Loads("cf401-bad") == 0) return false;
+        }
+        return true;
+      },
+      absl::Seconds(30)));
+  // ... and every one is back on the good release on its own. (The gate
+  // halts too, as its rules cannot be switched off; the hosts do not wait
+  // for it: their boot-loop guard acts at the boot limit.)
+  EXPECT_TRUE(RunUntil([&] { return Running("cf401-good") == kHosts; },
+                       absl::Seconds(60)))
+      << Running("cf401-good") << " of " << kHosts << " recovered";
+  const absl::Duration took = absl::Now() - pushed;
+  int max_loads = 0, max_boots = 0;
+  for (const auto& h : hosts_) {
+    max_loads = std::max(max_loads, h->content.Loads("cf401-bad"));
+    max_boots = std::max(max_boots, h->boots);
+    EXPECT_LE(h->content.Loads("cf401-bad"), h->options.boot_loop_limit);
+  }
+  std::cerr << "gate-failed drill: " << kHosts << " hosts recovered within "
+            << max_loads << " loads of the bad release (" << max_boots - 1
+            << " reboots at most, 300 ms apart), " << absl::FormatDuration(took)
+            << " after the push\n";
+}
+
+}  // namespace
+}  // namespace ringfence::e2e
