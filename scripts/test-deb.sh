@@ -84,7 +84,8 @@ if [ "${#debs[@]}" -ne 1 ] || [ "${#devs[@]}" -ne 1 ]; then
   fail "cpack made $(find "$OUT" -maxdepth 1 -name '*.deb' -printf '%f '), not" \
     "one ringfence_*.deb and one ringfence-dev_*.deb"
 fi
-for f in ./usr/bin/ringfenced ./usr/bin/ringctl ./etc/default/ringfenced \
+for f in ./usr/bin/ringfenced ./usr/bin/ringctl ./usr/bin/ringfence-agent \
+  ./etc/default/ringfenced \
   ./usr/lib/systemd/system/ringfenced.service; do
   dpkg-deb -c "${debs[0]}" | awk '{print $6}' | grep -qxF "$f" ||
     fail "${debs[0]} has no $f"

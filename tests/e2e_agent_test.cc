@@ -3,14 +3,21 @@
 // own crash-simulating file system (MemoryFileSystem), stepped on the real
 // clock. A release whose load kills the host is halted by the gate in its
 // first stage, and the hosts it reached fall back on their own.
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "e2e_fixture.h"
 #include "ringfence/agent.h"
@@ -314,6 +321,146 @@ TEST_F(E2EAgentTest, GateFailedDrillEveryHostRecoversWithinItsBootLimit) {
             << max_loads << " loads of the bad release (" << max_boots - 1
             << " reboots at most, 300 ms apart), " << absl::FormatDuration(took)
             << " after the push\n";
+}
+
+// Real ringfence-agent processes (the daemon, its spool and state on disk),
+// 20 of them: the load command of the bad release kills its agent
+// (SIGKILL, mid-load), the test restarts it 300 ms later (a boot). The
+// gate halts in dogfood; the dogfood agents fall back on their own.
+TEST_F(E2EAgentTest, AgentProcessesHaltABootLoopAndRecover) {
+  const std::string agent_bin =
+      (std::filesystem::path(ringfenced_).parent_path() / "ringfence-agent")
+          .string();
+  ASSERT_EQ(access(agent_bin.c_str(), X_OK), 0) << agent_bin;
+  auto payload_release = [&](const std::string& id,
+                             const std::string& payload) {
+    const std::string path = dir_ + "/" + id + ".payload";
+    WriteFile(path, payload);
+    v1::CreateReleaseRequest req;
+    Release* r = req.mutable_release();
+    r->set_id(id);
+    r->set_content_type("channel-file/402");
+    r->set_version(id);
+    r->set_digest_sha256(Sha256Hex(payload));
+    r->set_size_bytes(payload.size());
+    r->set_fetch_url("file://" + path);
+    Release resp;
+    return releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp);
+  };
+  ASSERT_THAT(payload_release("cf402-good", "good channel file, 20 fields"),
+              GrpcOk());
+  ASSERT_THAT(payload_release("cf402-bad", "bad channel file, reads field 21"),
+              GrpcOk());
+  AdoptBaseline("cf402-good", ParsePlan(kBootLoopPlan));
+  WriteFile(dir_ + "/relay-token", std::string(kRelayToken) + "\n");
+  // Loads record what runs; the bad release kills the agent mid-load.
+  const std::string load =
+      "d=\"$(dirname \"$1\")/..\"; echo \"$2\" >> \"$d/loads\"; "
+      "if [ \"$2\" = cf402-bad ]; then kill -9 $PPID; sleep 5; exit 1; fi; "
+      "echo \"$2\" > \"$d/running\"";
+  constexpr int kHosts = 20, kDogfood = 5;
+  struct Proc {
+    std::string state;
+    std::vector<std::string> argv;
+    std::unique_ptr<ChildProcess> p;
+    int boots = 0;
+    absl::Time restart_at = absl::InfiniteFuture();
+  };
+  std::vector<Proc> procs(kHosts);
+  for (int i = 0; i < kHosts; ++i) {
+    Proc& pr = procs[i];
+    pr.state = absl::StrCat(dir_, "/agent-", i);
+    pr.argv = {agent_bin,
+               "run",
+               "--server=127.0.0.1:" + std::to_string(port_),
+               "--token-file=" + dir_ + "/relay-token",
+               absl::StrCat("--host-id=proc-", i),
+               "--content-type=channel-file/402",
+               "--state-dir=" + pr.state,
+               "--allow-unsigned",
+               "--poll-interval=0.3",
+               "--heartbeat-interval=0.3",
+               "--load-command=" + load};
+    if (i < kDogfood) pr.argv.push_back("--label=ring:dogfood");
+  }
+  auto boot = [&](Proc& pr) {
+    ++pr.boots;
+    pr.p = std::make_unique<ChildProcess>(
+        pr.argv, absl::StrCat(pr.state, "-boot-", pr.boots, ".log"));
+    pr.restart_at = absl::InfiniteFuture();
+  };
+  for (Proc& pr : procs) boot(pr);
+  auto running = [&](const std::string& id) {
+    int n = 0;
+    for (const Proc& pr : procs) {
+      n += absl::StripAsciiWhitespace(ReadFile(pr.state + "/running")) == id;
+    }
+    return n;
+  };
+  // Restarts killed agents 300 ms after they died.
+  auto step_until = [&](const std::function<bool()>& done,
+                        absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      for (Proc& pr : procs) {
+        if (pr.p->running()) continue;
+        if (pr.restart_at == absl::InfiniteFuture()) {
+          pr.restart_at = absl::Now() + absl::Milliseconds(300);
+        } else if (absl::Now() >= pr.restart_at) {
+          boot(pr);
+        }
+      }
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  };
+  ASSERT_TRUE(step_until([&] { return running("cf402-good") == kHosts; },
+                         absl::Seconds(60)))
+      << running("cf402-good") << " agents run cf402-good";
+
+  ASSERT_THAT(StartRollout("bad-402", "cf402-bad", ParsePlan(kBootLoopPlan),
+                           nullptr, "cf402-good"),
+              GrpcOk());
+  EXPECT_TRUE(step_until(
+      [&] { return GetRollout("bad-402").rollout().state() == cfg::HALTED; },
+      absl::Seconds(60)))
+      << GetRollout("bad-402").DebugString();
+  EXPECT_EQ(GetRollout("bad-402").rollout().stage(), 0u);
+  EXPECT_TRUE(step_until([&] { return running("cf402-good") == kHosts; },
+                         absl::Seconds(60)))
+      << running("cf402-good") << " agents run cf402-good";
+  int hurt = 0;
+  for (int i = 0; i < kHosts; ++i) {
+    const std::string loads = ReadFile(procs[i].state + "/loads");
+    int bad = 0;
+    for (absl::string_view line : absl::StrSplit(loads, '\n')) {
+      bad += line == "cf402-bad";
+    }
+    if (i >= kDogfood) {
+      EXPECT_EQ(bad, 0) << "proc-" << i;
+    } else {
+      EXPECT_LE(bad, 3) << "proc-" << i;  // the boot-loop limit
+    }
+    hurt += bad > 0;
+  }
+  EXPECT_GT(hurt, 0);
+  EXPECT_LE(hurt, kDogfood);
+  std::cerr << hurt << " agents loaded the bad release; halted by "
+            << GetRollout("bad-402").rollout().reason() << "\n";
+  // `ringfence-agent status` says what a dogfood agent runs.
+  CommandResult st;
+  EXPECT_TRUE(step_until(
+      [&] {
+        st = RunCommand({agent_bin, "status", "--state-dir=" + procs[0].state});
+        return st.exit_code == 0 &&
+               absl::StrContains(st.out, "running cf402-good");
+      },
+      absl::Seconds(10)))
+      << st.exit_code << " " << st.out << st.err;
+  // SIGTERM stops an agent with exit 0.
+  procs[kHosts - 1].p->Signal(SIGTERM);
+  EXPECT_EQ(procs[kHosts - 1].p->Wait(absl::Seconds(10)), 0);
 }
 
 }  // namespace
