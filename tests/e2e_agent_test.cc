@@ -463,5 +463,38 @@ TEST_F(E2EAgentTest, AgentProcessesHaltABootLoopAndRecover) {
   EXPECT_EQ(procs[kHosts - 1].p->Wait(absl::Seconds(10)), 0);
 }
 
+// The same agent from C (ringfence/agent_c.h): a C program starts it
+// against the server, it loads the assigned release through the C hooks.
+TEST_F(E2EAgentTest, TheCApiRunsTheAgent) {
+  const std::string smoke =
+      (std::filesystem::path(ringfenced_).parent_path() / "agent_c_smoke")
+          .string();
+  ASSERT_EQ(access(smoke.c_str(), X_OK), 0) << smoke;
+  const std::string payload = "good channel file, 20 fields";
+  WriteFile(dir_ + "/cf403.payload", payload);
+  v1::CreateReleaseRequest req;
+  Release* r = req.mutable_release();
+  r->set_id("cf403-good");
+  r->set_content_type("channel-file/403");
+  r->set_version("1");
+  r->set_digest_sha256(Sha256Hex(payload));
+  r->set_size_bytes(payload.size());
+  r->set_fetch_url("file://" + dir_ + "/cf403.payload");
+  Release resp;
+  ASSERT_THAT(releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+              GrpcOk());
+  AdoptBaseline("cf403-good", ParsePlan(kBootLoopPlan));
+  const std::string state = dir_ + "/c-agent";
+  const CommandResult c =
+      RunCommand({smoke, "127.0.0.1:" + std::to_string(port_), kRelayToken,
+                  "c-host-1", "channel-file/403", state, "3"},
+                 {}, absl::Seconds(30));
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(absl::StripAsciiWhitespace(ReadFile(state + "/running")),
+            "cf403-good");
+  EXPECT_THAT(c.out, HasSubstr("running cf403-good"));
+  EXPECT_THAT(c.out, HasSubstr("last_good cf403-good"));
+}
+
 }  // namespace
 }  // namespace ringfence::e2e

@@ -35,6 +35,7 @@
 #include "ringfence/clock.h"
 #include "ringfence/signing.h"
 #include "service/agent/command_hooks.h"
+#include "service/agent/status_text.h"
 #include "service/agent_transport.h"
 #include "service/tls.h"
 
@@ -48,18 +49,6 @@ void Log(const std::string& line) {
   std::cerr << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
                                 absl::UTCTimeZone())
             << " ringfence-agent: " << line << std::endl;
-}
-
-std::string StatusText(const ringfence::AgentStatus& s) {
-  auto or_none = [](const std::string& v) { return v.empty() ? "-" : v; };
-  return absl::StrCat(
-      "boot ", s.boot, "\nrunning ", or_none(s.running), "\nlast_good ",
-      or_none(s.last_good), "\napplying ", or_none(s.applying),
-      s.applying.empty() ? "" : absl::StrCat(" (", s.applying_boots, " boots)"),
-      "\nquarantined ", or_none(s.quarantined), "\nassigned ",
-      or_none(s.assigned), "\nspool_pending ", s.spool_pending,
-      "\nspool_dropped ", s.spool_dropped, "\nlast_error ",
-      s.last_error.ok() ? "-" : s.last_error.ToString(), "\n");
 }
 
 struct Flags {
@@ -137,7 +126,8 @@ int Run(Flags& f) {
       absl::Status s = (*agent)->Tick();
       if (!s.ok()) Log(absl::StrCat("tick: ", s.ToString()));
     }
-    const std::string status = StatusText((*agent)->GetStatus());
+    const std::string status =
+        ringfence::agent::AgentStatusText((*agent)->GetStatus());
     if (status != last_status) {
       // For `ringfence-agent status`: written whole, then renamed.
       std::ofstream(status_path + ".tmp") << status;

@@ -1,0 +1,19 @@
+#include "service/agent/status_text.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace ringfence::agent {
+
+std::string AgentStatusText(const AgentStatus& s) {
+  auto or_none = [](const std::string& v) { return v.empty() ? "-" : v; };
+  return absl::StrCat(
+      "boot ", s.boot, "\nrunning ", or_none(s.running), "\nlast_good ",
+      or_none(s.last_good), "\napplying ", or_none(s.applying),
+      s.applying.empty() ? "" : absl::StrCat(" (", s.applying_boots, " boots)"),
+      "\nquarantined ", or_none(s.quarantined), "\nassigned ",
+      or_none(s.assigned), "\nspool_pending ", s.spool_pending,
+      "\nspool_dropped ", s.spool_dropped, "\nlast_error ",
+      s.last_error.ok() ? "-" : s.last_error.ToString(), "\n");
+}
+
+}  // namespace ringfence::agent
