@@ -18,9 +18,10 @@
 # +-1 % around 1 %), BIG_SEEDS (default 3) for the 8.5M-host boot loop;
 # SEED_OFFSET (default 0) shifts them all (seeds OFFSET+1..OFFSET+N).
 # Cost on 2 cores, roughly: 10k-host scenarios ~0.7 s per run, 100k-host
-# ones 2-10 s per run, the 8.5M-host one ~10 s per run (3 deciders each):
-# about 3 hours for everything at the defaults. THREADS (default 2) runs in
-# parallel; the binary is SIM (default build/bin/ringfence_simulate).
+# ones 2-10 s per run, the 8.5M-host one several minutes per run and 4 GB
+# (its 24 h horizon): hours for everything at the defaults. THREADS
+# (default 2) runs in parallel; the binary is SIM (default
+# build/bin/ringfence_simulate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIM=${SIM:-build/bin/ringfence_simulate}

@@ -12,7 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libbenchmark-dev
   libsqlite3-dev sqlite3
-  libssl-dev
+  libssl-dev openssl
   libre2-dev
   libcli11-dev
 )

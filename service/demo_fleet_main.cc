@@ -16,7 +16,9 @@
 #include "service/fleet_emulator.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:7443", "ringfenced host:port");
-ABSL_FLAG(std::string, token, "", "bearer token with role host");
+ABSL_FLAG(std::string, token, "",
+          "bearer token with role relay (it speaks for every emulated host) or "
+          "admin");
 ABSL_FLAG(std::string, tls_ca, "",
           "PEM CA certificates that sign the server's certificate (connect "
           "over TLS)");

@@ -28,7 +28,8 @@ namespace ringfence::service {
 struct FleetOptions {
   // host:port of ringfenced.
   std::string target;
-  // Bearer token with role host (empty: none).
+  // Bearer token with role relay or admin: one token speaks for every
+  // emulated host (empty: none).
   std::string token;
   // TLS to the server (nullopt: plaintext); with a client certificate for
   // mutual TLS.

@@ -56,11 +56,12 @@ ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
 ABSL_FLAG(std::string, data_dir, "./ringfence-data",
           "directory of the SQLite store (created if missing)");
-ABSL_FLAG(std::string, auth_tokens_file, "",
-          "bearer tokens, one \"token role actor\" per line (roles: host, "
-          "publisher, operator, admin); empty: no authentication, every "
-          "caller is admin (refused on a non-loopback --listen without "
-          "--client_ca or --insecure_no_auth)");
+ABSL_FLAG(
+    std::string, auth_tokens_file, "",
+    "bearer tokens, one \"token role actor\" per line (roles: host, relay, "
+    "publisher, operator, admin); empty: no authentication, every "
+    "caller is admin (refused on a non-loopback --listen without "
+    "--client_ca or --insecure_no_auth)");
 ABSL_FLAG(bool, insecure_no_auth, false,
           "serve without --auth_tokens_file and without mutual TLS on an "
           "address other machines can reach: every caller is admin");

@@ -90,6 +90,10 @@ int main(int argc, char** argv) {
   char status[1024];
   rf_agent_status_text(agent, status, sizeof status);
   printf("%s", status);
+  if (rf_agent_stop(agent, err, sizeof err) != RF_OK) {
+    fprintf(stderr, "rf_agent_stop: %s\n", err);
+    return 1;
+  }
   rf_agent_free(agent);
   return 0;
 }

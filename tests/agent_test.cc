@@ -570,6 +570,32 @@ TEST(AgentTest, ObeysUnload) {
   EXPECT_FALSE(h.server.Find(EventType::kHeartbeat, "").empty());
 }
 
+// A run that ends without Stop() (the agent or the host died) is reported
+// at the next boot as a BOOT with clean = false (the gate's
+// unclean_reboot); a run that ended with Stop() is not.
+TEST(AgentTest, ARunThatDidNotStopIsReportedAsAnUncleanBoot) {
+  Harness h;
+  RunningA(h);
+  auto unclean = [&] {
+    int n = 0;
+    for (const SpooledEvent* e : h.server.Find(EventType::kBoot, "")) {
+      n += !e->event.clean;
+    }
+    return n;
+  };
+  EXPECT_EQ(unclean(), 0);  // the first boot: nothing before it
+  ASSERT_OK(h.agent->Stop());
+  ASSERT_OK(h.Boot());
+  h.RunFor(absl::Minutes(10));
+  EXPECT_EQ(unclean(), 0);
+  // Killed (no Stop): the next boot says so, once.
+  ASSERT_OK(h.Boot());
+  h.RunFor(absl::Minutes(10));
+  EXPECT_EQ(unclean(), 1);
+  EXPECT_EQ(h.content.running, "rel-a");
+  h.server.ExpectDuplicatesIdentical();
+}
+
 class BootLoopTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(BootLoopTest, FallsBackAfterExactlyNBootsAndReports) {

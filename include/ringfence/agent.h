@@ -338,6 +338,14 @@ class Agent {
   // When Tick next has something to do.
   absl::Time NextWakeup() const;
 
+  // Stop
+  //
+  // Records, durably, that this run ends cleanly (SIGTERM, a shutdown).
+  // The next Start of a run that did not Stop reports a BOOT with clean =
+  // false (the gate's `unclean_reboot`): the agent or the host died. Call
+  // it last; the agent must not be ticked afterwards. File system errors.
+  absl::Status Stop();
+
   AgentStatus GetStatus() const;
 
   // Implementation detail, public for the state file's codec.
@@ -351,7 +359,7 @@ class Agent {
   absl::Status SaveState();
   absl::Status Spool(EventType type, const std::string& release_id,
                      const std::string& step, const std::string& signal = "",
-                     uint32_t boot_count = 0);
+                     uint32_t boot_count = 0, bool clean = true);
   absl::StatusOr<std::string> EnsurePayload(const Release& release,
                                             bool* rejected);
   absl::Status LoadCurrent();

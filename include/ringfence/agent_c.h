@@ -116,6 +116,12 @@ int64_t rf_agent_next_wakeup_unix_ms(const rf_agent* agent);
  * len - 1 bytes and a NUL. */
 size_t rf_agent_status_text(const rf_agent* agent, char* buf, size_t len);
 
+/* Records a clean end of this run (a shutdown): the next rf_agent_start
+ * will not report an unclean boot. Call it before rf_agent_free when the
+ * host or the agent shuts down in order; a run that ends without it is
+ * reported as an unclean reboot. */
+int rf_agent_stop(rf_agent* agent, char* err, size_t err_len);
+
 void rf_agent_free(rf_agent* agent);
 
 #ifdef __cplusplus

@@ -46,6 +46,9 @@ struct Agent::State {
   absl::Time marker_since = absl::UnixEpoch();
   std::vector<std::string> quarantined;
   std::vector<FallbackReport> fallback_reports;
+  // The last run ended with Stop() (a clean shutdown). Cleared at every
+  // boot; a state file without the key (no run yet) counts as clean.
+  bool clean_stop = true;
 
   bool IsQuarantined(const std::string& id) const {
     return std::find(quarantined.begin(), quarantined.end(), id) !=
@@ -71,7 +74,8 @@ struct Agent::State {
         absl::ToUnixSeconds(marker_since), "\nquarantined ",
         quarantined.empty() ? "-" : absl::StrJoin(quarantined, ","),
         "\nfallback_reports ",
-        reports.empty() ? "-" : absl::StrJoin(reports, ","), "\n");
+        reports.empty() ? "-" : absl::StrJoin(reports, ","), "\nclean_stop ",
+        clean_stop ? 1 : 0, "\n");
   }
 
   absl::Status Decode(absl::string_view text) {
@@ -113,6 +117,9 @@ struct Agent::State {
         int64_t s = 0;
         ok = absl::SimpleAtoi(v, &s);
         marker_since = absl::FromUnixSeconds(s);
+      } else if (k == "clean_stop") {
+        ok = v == "0" || v == "1";
+        clean_stop = v == "1";
       } else if (k == "quarantined") {
         if (v != "-") quarantined = absl::StrSplit(v, ',');
       } else if (k == "fallback_reports") {
@@ -204,7 +211,7 @@ absl::Status Agent::SaveState() {
 
 absl::Status Agent::Spool(EventType type, const std::string& release_id,
                           const std::string& step, const std::string& signal,
-                          uint32_t boot_count) {
+                          uint32_t boot_count, bool clean) {
   TelemetryEvent e;
   e.host_id = options_.identity.host_id;
   e.type = type;
@@ -212,7 +219,10 @@ absl::Status Agent::Spool(EventType type, const std::string& release_id,
   e.release_id = release_id;
   e.signal = signal;
   e.boot_id = state_->boot;
-  if (type == EventType::kBoot) e.boots_since_apply = boot_count;
+  if (type == EventType::kBoot) {
+    e.boots_since_apply = boot_count;
+    e.clean = clean;
+  }
   const std::string id = absl::StrCat(options_.identity.host_id, "/",
                                       release_id.empty() ? "-" : release_id,
                                       "/", state_->boot, "/", step);
@@ -340,6 +350,8 @@ absl::Status Agent::Boot() {
   dropped_reported_ = spool_->dropped_events();
   State& s = *state_;
   ++s.boot;
+  const bool clean = s.clean_stop;
+  s.clean_stop = false;
   RETURN_IF_ERROR(SaveState());
   next_heartbeat_ = now + options_.heartbeat_interval;
   next_poll_ = now;
@@ -357,7 +369,7 @@ absl::Status Agent::Boot() {
     // Tell the gate, idempotently: boots_since_apply is the count, so a
     // re-sent BOOT counts once toward apply_stuck.
     RETURN_IF_ERROR(Spool(EventType::kBoot, s.marker.id(), "boot", "",
-                          static_cast<uint32_t>(s.marker_boots)));
+                          static_cast<uint32_t>(s.marker_boots), clean));
     if (s.marker_boots >= options_.boot_loop_limit) {
       Note(FallBack());
       return absl::OkStatus();
@@ -365,8 +377,17 @@ absl::Status Agent::Boot() {
     Note(LoadMarked(s.marker));
     return absl::OkStatus();
   }
+  if (!clean) {
+    // The last run ended without Stop(): the agent or the host died.
+    RETURN_IF_ERROR(Spool(EventType::kBoot, "", "boot", "", 0, clean));
+  }
   if (s.has_current) Note(LoadCurrent());
   return absl::OkStatus();
+}
+
+absl::Status Agent::Stop() {
+  state_->clean_stop = true;
+  return SaveState();
 }
 
 absl::Status Agent::LoadCurrent() {

@@ -180,6 +180,13 @@ size_t rf_agent_status_text(const rf_agent* agent, char* buf, size_t len) {
                  buf, len);
 }
 
+int rf_agent_stop(rf_agent* agent, char* err, size_t err_len) {
+  if (agent == nullptr) {
+    return Report(absl::InvalidArgumentError("agent: NULL"), err, err_len);
+  }
+  return Report(agent->agent->Stop(), err, err_len);
+}
+
 void rf_agent_free(rf_agent* agent) { delete agent; }
 
 }  // extern "C"

@@ -139,7 +139,12 @@ int Run(Flags& f) {
                    absl::Milliseconds(200));
     absl::SleepFor(wait);
   }
-  Log("stopping (SIGTERM)");
+  // A clean end: the next start does not report an unclean boot.
+  if (absl::Status s = (*agent)->Stop(); !s.ok()) {
+    Log(absl::StrCat("stop: ", s.ToString()));
+    return 1;
+  }
+  Log("stopped (SIGTERM or SIGINT)");
   return 0;
 }
 

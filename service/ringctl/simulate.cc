@@ -90,7 +90,8 @@ void AddSimulateCommand(CommandLine& cli) {
   cli.AddFlag(app, "runs", &flags->runs, "write one JSON line per run here")
       ->type_name("FILE");
   cli.AddFlag(app, "horizon", &flags->horizon,
-              "how long each run lasts (default: the scenario's)")
+              "how long after the rollout's end harm is counted (default: the "
+              "scenario's, 24h if unset), e.g. 6h")
       ->type_name("DURATION");
 }
 
