@@ -1081,7 +1081,8 @@ Assignment Controller::Assign(const HostInfo& host,
                                                     : AssignReason::kStageOpen;
   const uint64_t budget = paced ? rt->budget.load(std::memory_order_acquire)
                                 : RolloutTracker::kUnpaced;
-  switch (rt->tracker->TryReserve(key, cv.stage, budget)) {
+  switch (rt->tracker->TryReserve(key, cv.stage, budget,
+                                  host.telemetry_pending > 0)) {
     case RolloutTracker::Grant::kNoBudget:
       return baseline(AssignReason::kWaitingForPacing);
     case RolloutTracker::Grant::kNotWatched:

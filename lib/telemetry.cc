@@ -632,11 +632,13 @@ void RolloutTracker::IngestImpl(absl::Span<const Event> events,
 }
 
 RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
-                                                 uint64_t stage_budget) {
+                                                 uint64_t stage_budget,
+                                                 bool telemetry_behind) {
   stage = std::clamp(stage, 0, num_stages_ - 1);
   absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
   HostState* h = table_->Find(host_key);
   if (h != nullptr && h->exposed_at != 0) {
+    if (telemetry_behind) return Grant::kAlreadyExposed;
     // Checking in again without coming up on the release: one attempt.
     const uint8_t before = h->affected;
     AddAttempt(host_key, h);

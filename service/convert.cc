@@ -22,6 +22,7 @@ void HostFromProto(const v1::GetAssignmentRequest& request, HostInfo* host) {
   }
   host->agent_version = request.agent_version();
   host->platform = request.platform();
+  host->telemetry_pending = request.telemetry_pending();
 }
 
 namespace {

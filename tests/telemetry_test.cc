@@ -231,6 +231,58 @@ TEST_F(TrackerTest, CheckInsAreNotSignsOfLifeButRepeatedOnesAreABootLoop) {
   EXPECT_EQ(Counts(s, "silent").control_affected, 0u);
 }
 
+// A check-in of a host that says its telemetry is behind (a spool backlog
+// after an outage of the server or of its network) is no boot-loop attempt:
+// whether it came up is still on its way. When the backlog arrives it
+// decides: the host came up, or its BOOT events count the attempts exactly.
+TEST_F(TrackerTest, CheckInsWithTelemetryBehindAreNoAttempts) {
+  using Grant = RolloutTracker::Grant;
+  tracker_->SetMaxStaleness(absl::Hours(1));
+  tracker_->SetBootLoopAttempts(3);
+  Heartbeats(20);
+  const int stuck = tracker_->SignalIndex("apply_stuck");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10), Grant::kReserved);
+    tracker_->CommitReserved(HostKey(Host(i)), 0, /*paced=*/true);
+  }
+  for (int k = 0; k < 10; ++k) {
+    clock_.Advance(absl::Seconds(1));
+    for (int i : {0, 1}) {
+      EXPECT_EQ(tracker_->TryReserve(HostKey(Host(i)), 0, 10,
+                                     /*telemetry_behind=*/true),
+                Grant::kAlreadyExposed);
+    }
+  }
+  EXPECT_EQ(tracker_->Snapshot().cohorts[0].affected[stuck], 0u);
+  // The backlogs arrive: host 0 came up; host 1 booted three times on the
+  // release without coming up.
+  std::vector<TelemetryEvent> backlog = {
+      Ev(Host(0), EventType::kApplying, kRelease),
+      Ev(Host(0), EventType::kApplied, kRelease),
+      Ev(Host(0), EventType::kHeartbeat, kRelease),
+      Ev(Host(1), EventType::kApplying, kRelease)};
+  for (uint32_t boot = 1; boot <= 3; ++boot) {
+    TelemetryEvent e = Ev(Host(1), EventType::kBoot, "");
+    e.clean = false;
+    e.boots_since_apply = boot;
+    backlog.push_back(e);
+  }
+  tracker_->Ingest(backlog);
+  EXPECT_EQ(tracker_->Snapshot().cohorts[0].affected[stuck], 1u);  // host 1
+  // Host 2 has no backlog: its check-ins count, as always.
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_EQ(tracker_->TryReserve(HostKey(Host(2)), 0, 10),
+              Grant::kAlreadyExposed);
+  }
+  EXPECT_EQ(tracker_->Snapshot().cohorts[0].affected[stuck], 2u);
+  // Host 0 is up: nothing it does later counts as an attempt.
+  for (int k = 0; k < 5; ++k) {
+    EXPECT_EQ(tracker_->TryReserve(HostKey(Host(0)), 0, 10),
+              Grant::kAlreadyExposed);
+  }
+  EXPECT_EQ(tracker_->Snapshot().cohorts[0].affected[stuck], 2u);
+}
+
 // A host that polls but whose telemetry does not arrive (a one-way
 // partition) is not told the release: exposed, it could neither prove
 // healthy nor show harm. Once its telemetry arrives again it is granted; a

@@ -35,6 +35,10 @@ struct HostInfo {
   std::vector<std::string> labels;
   std::string agent_version;
   std::string platform;
+  // Telemetry events the host has not yet delivered (0: none, or not
+  // reported). With a backlog, a check-in is no boot-loop evidence
+  // (RolloutTracker::TryReserve).
+  uint64_t telemetry_pending = 0;
 };
 
 // ValidateHostInfo

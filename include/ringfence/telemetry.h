@@ -279,8 +279,10 @@ class RolloutTracker {
   // calls CommitReserved() (or CancelReserved() if persisting failed, which
   // gives the unit back and leaves the host unexposed). A check-in of a host
   // already exposed and not yet up on the release counts as one attempt
-  // (boot-loop evidence). Check-ins never count as signs of life, and a
-  // host refused for want of budget is not inserted.
+  // (boot-loop evidence), unless `telemetry_behind` (the host says it has
+  // telemetry not yet delivered: whether it came up is still on its way).
+  // Check-ins never count as signs of life, and a host refused for want of
+  // budget is not inserted.
   //
   // A host whose telemetry has not reached the tracker for longer than the
   // silence timeout (SetSilenceTimeout; it polls, but is dark: a one-way
@@ -294,7 +296,8 @@ class RolloutTracker {
   // `stage_budget` is the number of hosts the stage may grant in all;
   // kUnpaced for a stage that is fully open (nothing is counted).
   static constexpr uint64_t kUnpaced = UINT64_MAX;
-  Grant TryReserve(uint64_t host_key, int stage, uint64_t stage_budget);
+  Grant TryReserve(uint64_t host_key, int stage, uint64_t stage_budget,
+                   bool telemetry_behind = false);
   void CommitReserved(uint64_t host_key, int stage, bool paced);
   void CancelReserved(int stage);
 
