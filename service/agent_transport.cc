@@ -34,8 +34,9 @@ std::unique_ptr<grpc::ClientContext> GrpcAgentTransport::Context() const {
 }
 
 absl::StatusOr<AssignmentAnswer> GrpcAgentTransport::GetAssignment(
-    const AgentIdentity& identity) {
+    const AgentIdentity& identity, uint64_t telemetry_pending) {
   v1::GetAssignmentRequest req;
+  req.set_telemetry_pending(telemetry_pending);
   req.set_host_id(identity.host_id);
   req.set_tenant(identity.tenant);
   for (const std::string& l : identity.labels) req.add_labels(l);

@@ -36,7 +36,7 @@ class GrpcAgentTransport final : public AgentTransport {
                      absl::Duration backpressure_retry = absl::Seconds(5));
 
   absl::StatusOr<AssignmentAnswer> GetAssignment(
-      const AgentIdentity& identity) override;
+      const AgentIdentity& identity, uint64_t telemetry_pending) override;
   absl::Status ReportTelemetry(absl::Span<const SpooledEvent> batch,
                                absl::Duration* retry_after) override;
 

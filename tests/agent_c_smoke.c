@@ -78,6 +78,18 @@ int main(int argc, char** argv) {
     fprintf(stderr, "rf_agent_start: %d %s\n", rc, err);
     return 1;
   }
+  /* Reports: a named signal and a crash are spooled; a bad name is not. */
+  if (rf_agent_report(agent, RF_REPORT_SIGNAL, "c_api_marker", err,
+                      sizeof err) != RF_OK ||
+      rf_agent_report(agent, RF_REPORT_CRASH, NULL, err, sizeof err) != RF_OK) {
+    fprintf(stderr, "rf_agent_report: %s\n", err);
+    return 1;
+  }
+  if (rf_agent_report(agent, RF_REPORT_SIGNAL, "Not A Name", err, sizeof err) !=
+      RF_INVALID_ARGUMENT) {
+    fprintf(stderr, "a bad signal name was not refused\n");
+    return 1;
+  }
   const long long end = NowMs() + 1000LL * atoi(argv[6]);
   while (NowMs() < end) {
     rf_agent_tick(agent, NULL, 0);

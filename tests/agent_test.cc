@@ -29,6 +29,7 @@
 namespace ringfence {
 namespace {
 
+using ::ringfence::testing::StatusIs;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::Not;
@@ -115,9 +116,10 @@ class FakeServer final : public AgentTransport {
       : fs_(fs), clock_(clock) {}
 
   absl::StatusOr<AssignmentAnswer> GetAssignment(
-      const AgentIdentity& identity) override {
+      const AgentIdentity& identity, uint64_t telemetry_pending) override {
     if (fs_->crashed()) return absl::UnavailableError("dead");
     poll_times.push_back(clock_->Now());
+    pending_at_poll.push_back(telemetry_pending);
     if (!up) return absl::UnavailableError("server down");
     EXPECT_EQ(identity.host_id, kHost);
     return answer;
@@ -143,6 +145,7 @@ class FakeServer final : public AgentTransport {
   // Every delivery, duplicates included.
   std::vector<SpooledEvent> received;
   std::vector<absl::Time> poll_times;
+  std::vector<uint64_t> pending_at_poll;  // what each poll said
   AssignmentAnswer answer;
   bool up = true;
   absl::Duration retry_hint = absl::ZeroDuration();
@@ -516,6 +519,52 @@ TEST(AgentTest, TransportDownForHoursLosesNothingAndKeepsTheRelease) {
   h.server.ExpectDuplicatesIdentical();
 }
 
+// After an outage, polls say how much telemetry is waiting, and the first
+// poll the server answers sends the backlog at once instead of after a
+// backoff grown to its maximum while the server was down.
+TEST(AgentTest, TheFirstAnsweredPollSendsTheBacklog) {
+  Harness h;
+  RunningA(h);
+  h.server.up = false;
+  h.RunFor(absl::Hours(1));
+  ASSERT_FALSE(h.server.pending_at_poll.empty());
+  EXPECT_GT(h.server.pending_at_poll.back(), 50u);
+  const size_t received = h.server.received.size();
+  h.server.up = true;
+  // One poll interval (60 s, jitter 20 %) later, well before a 5-minute
+  // backoff ends, the backlog is delivered.
+  h.RunFor(absl::Seconds(75));
+  EXPECT_EQ(h.agent->GetStatus().spool_pending, 0u);
+  EXPECT_GT(h.server.received.size(), received + 50);
+  h.RunFor(absl::Minutes(5));
+  EXPECT_EQ(h.server.pending_at_poll.back(), 0u);
+}
+
+// Between loading a release and its health the agent does not poll (the
+// server would count each check-in as a boot-loop attempt); it polls again
+// once the release is healthy.
+TEST(AgentTest, NoPollBetweenALoadAndItsHealth) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    Harness h(seed);
+    h.options.poll_interval = absl::Seconds(10);
+    RunningA(h);
+    h.server.Assign(MakeRelease("rel-b"));
+    h.RunFor(absl::Minutes(10));
+    ASSERT_EQ(h.agent->GetStatus().last_good, "rel-b") << "seed " << seed;
+    const std::vector<const SpooledEvent*> applied =
+        h.server.Find(EventType::kApplied, "rel-b");
+    ASSERT_EQ(applied.size(), 1u);
+    const absl::Time loaded = applied[0]->event.time;
+    int during = 0, after = 0;
+    for (absl::Time t : h.server.poll_times) {
+      during += t > loaded && t < loaded + h.options.heartbeat_interval;
+      after += t >= loaded + 2 * h.options.heartbeat_interval;
+    }
+    EXPECT_EQ(during, 0) << "seed " << seed;
+    EXPECT_GT(after, 0) << "seed " << seed;
+  }
+}
+
 TEST(AgentTest, TransportDownPastTheCapDropsOldestAndReportsTheLoss) {
   Harness h;
   h.options.spool = {.max_bytes = 16 << 10, .segment_bytes = 4 << 10};
@@ -594,6 +643,53 @@ TEST(AgentTest, ARunThatDidNotStopIsReportedAsAnUncleanBoot) {
   EXPECT_EQ(unclean(), 1);
   EXPECT_EQ(h.content.running, "rel-a");
   h.server.ExpectDuplicatesIdentical();
+}
+
+TEST(AgentTest, ReportedCrashesAndSignalsReachTheServerAcrossAnOutage) {
+  Harness h;
+  RunningA(h);
+  h.server.up = false;
+  ASSERT_OK(h.agent->Report(EventType::kCrash, "segv at parse_field+0x21"));
+  ASSERT_OK(h.agent->Report(EventType::kSignal, "watchdog_reset"));
+  h.RunFor(absl::Minutes(30));
+  EXPECT_TRUE(
+      h.server.Find(EventType::kCrash, "rel-a", "segv at parse_field+0x21")
+          .empty());
+  // Killed while the server is down: the reports are in the spool.
+  ASSERT_OK(h.Boot());
+  ASSERT_OK(h.agent->Report(EventType::kSignal, "watchdog_reset"));
+  h.server.up = true;
+  h.RunFor(absl::Minutes(30));
+  EXPECT_EQ(
+      h.server.Find(EventType::kCrash, "rel-a", "segv at parse_field+0x21")
+          .size(),
+      1u);
+  // Two reports of one name in two boots are two events; the second boot
+  // reports before its content is loaded, so for no release.
+  EXPECT_EQ(
+      h.server.Find(EventType::kSignal, "rel-a", "watchdog_reset").size() +
+          h.server.Find(EventType::kSignal, "", "watchdog_reset").size(),
+      2u);
+  h.server.ExpectDuplicatesIdentical();
+}
+
+TEST(AgentTest, ReportRefusesOtherTypesAndBadNamesAndAppendsNothing) {
+  Harness h;
+  RunningA(h);
+  const size_t pending = h.agent->GetStatus().spool_pending;
+  EXPECT_THAT(h.agent->Report(EventType::kHeartbeat, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(h.agent->Report(EventType::kSignal, ""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(h.agent->Report(EventType::kSignal, "Watchdog-Reset"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(h.agent->Report(EventType::kSignal, std::string(65, 'a')),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(h.agent->Report(EventType::kCrash, std::string(257, 'x')),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(h.agent->GetStatus().spool_pending, pending);
+  EXPECT_OK(h.agent->Report(EventType::kCrash, ""));
+  EXPECT_OK(h.agent->Report(EventType::kSignal, std::string(64, 'a')));
 }
 
 class BootLoopTest : public ::testing::TestWithParam<int> {};

@@ -76,9 +76,9 @@ class HostTransport final : public AgentTransport {
   HostTransport(AgentTransport* wire, const MemoryFileSystem* fs)
       : wire_(wire), fs_(fs) {}
   absl::StatusOr<AssignmentAnswer> GetAssignment(
-      const AgentIdentity& identity) override {
+      const AgentIdentity& identity, uint64_t telemetry_pending) override {
     if (fs_->crashed()) return absl::UnavailableError("dead");
-    return wire_->GetAssignment(identity);
+    return wire_->GetAssignment(identity, telemetry_pending);
   }
   absl::Status ReportTelemetry(absl::Span<const SpooledEvent> batch,
                                absl::Duration* retry_after) override {
@@ -196,6 +196,77 @@ class E2EAgentTest : public E2ETest {
   int Running(const std::string& id) const {
     int n = 0;
     for (const auto& h : hosts_) n += h->content.running == id;
+    return n;
+  }
+
+  // Creates release `id` of `content_type` whose payload is a file in the
+  // test's directory (a file:// fetch URL).
+  grpc::Status CreateFileRelease(const std::string& id,
+                                 const std::string& content_type,
+                                 const std::string& payload) {
+    const std::string path = dir_ + "/" + id + ".payload";
+    WriteFile(path, payload);
+    v1::CreateReleaseRequest req;
+    Release* r = req.mutable_release();
+    r->set_id(id);
+    r->set_content_type(content_type);
+    r->set_version(id);
+    r->set_digest_sha256(Sha256Hex(payload));
+    r->set_size_bytes(payload.size());
+    r->set_fetch_url("file://" + path);
+    Release resp;
+    return releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp);
+  }
+
+  // A binary next to ringfenced.
+  std::string Binary(const std::string& name) const {
+    return (std::filesystem::path(ringfenced_).parent_path() / name).string();
+  }
+
+  // One real ringfence-agent process and its state directory.
+  struct AgentProc {
+    std::string state;
+    std::vector<std::string> argv;
+    std::unique_ptr<ChildProcess> p;
+    int boots = 0;
+    absl::Time restart_at = absl::InfiniteFuture();
+  };
+
+  static void BootProc(AgentProc& pr) {
+    ++pr.boots;
+    pr.p = std::make_unique<ChildProcess>(
+        pr.argv, absl::StrCat(pr.state, "-boot-", pr.boots, ".log"));
+    pr.restart_at = absl::InfiniteFuture();
+  }
+
+  // Restarts agents 300 ms after they died (a reboot) until `done` or
+  // `timeout`.
+  static bool StepProcs(std::vector<AgentProc>& procs,
+                        const std::function<bool()>& done,
+                        absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      for (AgentProc& pr : procs) {
+        if (pr.p->running()) continue;
+        if (pr.restart_at == absl::InfiniteFuture()) {
+          pr.restart_at = absl::Now() + absl::Milliseconds(300);
+        } else if (absl::Now() >= pr.restart_at) {
+          BootProc(pr);
+        }
+      }
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
+
+  // How many agents' load commands last loaded `id` (their `running` file).
+  static int ProcsRunning(const std::vector<AgentProc>& procs,
+                          const std::string& id) {
+    int n = 0;
+    for (const AgentProc& pr : procs) {
+      n += absl::StripAsciiWhitespace(ReadFile(pr.state + "/running")) == id;
+    }
     return n;
   }
 
@@ -328,28 +399,13 @@ TEST_F(E2EAgentTest, GateFailedDrillEveryHostRecoversWithinItsBootLimit) {
 // (SIGKILL, mid-load), the test restarts it 300 ms later (a boot). The
 // gate halts in dogfood; the dogfood agents fall back on their own.
 TEST_F(E2EAgentTest, AgentProcessesHaltABootLoopAndRecover) {
-  const std::string agent_bin =
-      (std::filesystem::path(ringfenced_).parent_path() / "ringfence-agent")
-          .string();
+  const std::string agent_bin = Binary("ringfence-agent");
   ASSERT_EQ(access(agent_bin.c_str(), X_OK), 0) << agent_bin;
-  auto payload_release = [&](const std::string& id,
-                             const std::string& payload) {
-    const std::string path = dir_ + "/" + id + ".payload";
-    WriteFile(path, payload);
-    v1::CreateReleaseRequest req;
-    Release* r = req.mutable_release();
-    r->set_id(id);
-    r->set_content_type("channel-file/402");
-    r->set_version(id);
-    r->set_digest_sha256(Sha256Hex(payload));
-    r->set_size_bytes(payload.size());
-    r->set_fetch_url("file://" + path);
-    Release resp;
-    return releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp);
-  };
-  ASSERT_THAT(payload_release("cf402-good", "good channel file, 20 fields"),
+  ASSERT_THAT(CreateFileRelease("cf402-good", "channel-file/402",
+                                "good channel file, 20 fields"),
               GrpcOk());
-  ASSERT_THAT(payload_release("cf402-bad", "bad channel file, reads field 21"),
+  ASSERT_THAT(CreateFileRelease("cf402-bad", "channel-file/402",
+                                "bad channel file, reads field 21"),
               GrpcOk());
   AdoptBaseline("cf402-good", ParsePlan(kBootLoopPlan));
   WriteFile(dir_ + "/relay-token", std::string(kRelayToken) + "\n");
@@ -359,16 +415,9 @@ TEST_F(E2EAgentTest, AgentProcessesHaltABootLoopAndRecover) {
       "if [ \"$2\" = cf402-bad ]; then kill -9 $PPID; sleep 5; exit 1; fi; "
       "echo \"$2\" > \"$d/running\"";
   constexpr int kHosts = 20, kDogfood = 5;
-  struct Proc {
-    std::string state;
-    std::vector<std::string> argv;
-    std::unique_ptr<ChildProcess> p;
-    int boots = 0;
-    absl::Time restart_at = absl::InfiniteFuture();
-  };
-  std::vector<Proc> procs(kHosts);
+  std::vector<AgentProc> procs(kHosts);
   for (int i = 0; i < kHosts; ++i) {
-    Proc& pr = procs[i];
+    AgentProc& pr = procs[i];
     pr.state = absl::StrCat(dir_, "/agent-", i);
     pr.argv = {agent_bin,
                "run",
@@ -383,37 +432,11 @@ TEST_F(E2EAgentTest, AgentProcessesHaltABootLoopAndRecover) {
                "--load-command=" + load};
     if (i < kDogfood) pr.argv.push_back("--label=ring:dogfood");
   }
-  auto boot = [&](Proc& pr) {
-    ++pr.boots;
-    pr.p = std::make_unique<ChildProcess>(
-        pr.argv, absl::StrCat(pr.state, "-boot-", pr.boots, ".log"));
-    pr.restart_at = absl::InfiniteFuture();
-  };
-  for (Proc& pr : procs) boot(pr);
-  auto running = [&](const std::string& id) {
-    int n = 0;
-    for (const Proc& pr : procs) {
-      n += absl::StripAsciiWhitespace(ReadFile(pr.state + "/running")) == id;
-    }
-    return n;
-  };
-  // Restarts killed agents 300 ms after they died.
+  for (AgentProc& pr : procs) BootProc(pr);
+  auto running = [&](const std::string& id) { return ProcsRunning(procs, id); };
   auto step_until = [&](const std::function<bool()>& done,
                         absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      for (Proc& pr : procs) {
-        if (pr.p->running()) continue;
-        if (pr.restart_at == absl::InfiniteFuture()) {
-          pr.restart_at = absl::Now() + absl::Milliseconds(300);
-        } else if (absl::Now() >= pr.restart_at) {
-          boot(pr);
-        }
-      }
-      if (done()) return true;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    return false;
+    return StepProcs(procs, done, timeout);
   };
   ASSERT_TRUE(step_until([&] { return running("cf402-good") == kHosts; },
                          absl::Seconds(60)))
@@ -463,25 +486,134 @@ TEST_F(E2EAgentTest, AgentProcessesHaltABootLoopAndRecover) {
   EXPECT_EQ(procs[kHosts - 1].p->Wait(absl::Seconds(10)), 0);
 }
 
+// The server is down for 30 s (SIGKILL, restarted on the same port and data
+// directory) while 20 real agents, configured by --config files, keep
+// running: reports queued during the outage by `ringfence-agent report`
+// (every agent, three times), crash reports and unclean reboots of agents
+// killed during the outage all reach the gate once the server is back:
+// none lost, none counted twice, nothing dropped from a spool.
+TEST_F(E2EAgentTest, ServerDownThirtySecondsLosesNoEvent) {
+  const std::string agent_bin = Binary("ringfence-agent");
+  ASSERT_EQ(access(agent_bin.c_str(), X_OK), 0) << agent_bin;
+  constexpr char kType[] = "channel-file/404";
+  ASSERT_THAT(CreateFileRelease("cf404-base", kType, "channel file 1"),
+              GrpcOk());
+  ASSERT_THAT(CreateFileRelease("cf404-next", kType, "channel file 2"),
+              GrpcOk());
+  AdoptBaseline("cf404-base", ParsePlan(kLivePlan));
+  WriteFile(dir_ + "/relay-token", std::string(kRelayToken) + "\n");
+  const std::string load = "echo \"$2\" > \"$(dirname \"$1\")/../running\"";
+  constexpr int kHosts = 20, kDogfood = 5, kReportsPerHost = 3;
+  std::vector<AgentProc> procs(kHosts);
+  for (int i = 0; i < kHosts; ++i) {
+    AgentProc& pr = procs[i];
+    pr.state = absl::StrCat(dir_, "/agent-", i);
+    const std::string config = absl::StrCat(dir_, "/agent-", i, ".textproto");
+    WriteFile(config,
+              absl::StrCat("server: \"127.0.0.1:", port_, "\"\n",
+                           "token_file: \"", dir_, "/relay-token\"\n",
+                           "host_id: \"out-", i, "\"\n", "content_type: \"",
+                           kType, "\"\n", "state_dir: \"", pr.state, "\"\n",
+                           i < kDogfood ? "labels: \"ring:dogfood\"\n" : "",
+                           "allow_unsigned: true\n", "poll_interval_s: 0.3\n",
+                           "heartbeat_interval_s: 0.3\n"));
+    // The load command is a flag: flags and the file combine.
+    pr.argv = {agent_bin, "run", "--config=" + config,
+               "--load-command=" + load};
+    BootProc(pr);
+  }
+  ASSERT_TRUE(StepProcs(
+      procs, [&] { return ProcsRunning(procs, "cf404-base") == kHosts; },
+      absl::Seconds(60)))
+      << ProcsRunning(procs, "cf404-base") << " agents run cf404-base";
+  ASSERT_THAT(StartRollout("next-404", "cf404-next", ParsePlan(kLivePlan),
+                           nullptr, "cf404-base"),
+              GrpcOk());
+  ASSERT_TRUE(StepProcs(
+      procs,
+      [&] {
+        return ProcsRunning(procs, "cf404-next") == kDogfood &&
+               GetRollout("next-404").telemetry().tracked_hosts() == kHosts;
+      },
+      absl::Seconds(60)))
+      << GetRollout("next-404").DebugString();
+
+  const int port = port_;
+  server_->Signal(SIGKILL);
+  server_->Wait(absl::Seconds(10));
+  const absl::Time down_at = absl::Now();
+  auto report = [&](int i, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {agent_bin, "report",
+                                     "--state-dir=" + procs[i].state};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const CommandResult r = RunCommand(argv, {}, absl::Seconds(10));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+  };
+  // During the outage: three markers per agent, ten seconds apart; a crash
+  // report on a dogfood and a control agent; a dogfood and a control agent
+  // killed (they come back 300 ms later, as after a reboot).
+  for (int round = 0; round < kReportsPerHost; ++round) {
+    for (int i = 0; i < kHosts; ++i) report(i, {"--signal=outage_marker"});
+    if (round == 1) {
+      report(1, {"--crash", "--signature=segv in parse_field+0x21"});
+      report(11, {"--crash"});
+      procs[0].p->Signal(SIGKILL);
+      procs[10].p->Signal(SIGKILL);
+    }
+    StepProcs(
+        procs, [] { return false; },
+        down_at + absl::Seconds(10 * (round + 1)) - absl::Now());
+  }
+  EXPECT_EQ(procs[0].boots, 2);
+  EXPECT_EQ(procs[10].boots, 2);
+  StartServer({absl::StrCat("--listen=127.0.0.1:", port)});
+  ASSERT_EQ(port_, port);
+
+  auto signal = [](const v1::GetRolloutResponse& r, const std::string& name) {
+    for (const auto& s : r.telemetry().signals()) {
+      if (s.signal() == name) return s;
+    }
+    return config::v1::SignalSummary();
+  };
+  auto spools_empty = [&] {
+    for (const AgentProc& pr : procs) {
+      const std::string st = ReadFile(pr.state + "/status");
+      if (!absl::StrContains(st, "spool_pending 0\n")) return false;
+      if (!absl::StrContains(st, "spool_dropped 0\n")) return false;
+    }
+    return true;
+  };
+  v1::GetRolloutResponse after;
+  EXPECT_TRUE(StepProcs(
+      procs,
+      [&] {
+        after = GetRollout("next-404");
+        const auto& un = after.telemetry().unwatched_signals();
+        return spools_empty() && un.contains("outage_marker") &&
+               un.at("outage_marker") >= kHosts * kReportsPerHost &&
+               signal(after, "crash").control().affected_hosts() >= 1 &&
+               signal(after, "unclean_reboot").control().affected_hosts() >= 1;
+      },
+      absl::Seconds(60)))
+      << after.DebugString();
+  // Exactly: nothing lost, nothing counted twice.
+  EXPECT_EQ(after.telemetry().unwatched_signals().at("outage_marker"),
+            kHosts * kReportsPerHost);
+  EXPECT_EQ(signal(after, "crash").treatment().affected_hosts(), 1u);
+  EXPECT_EQ(signal(after, "crash").control().affected_hosts(), 1u);
+  EXPECT_EQ(signal(after, "unclean_reboot").treatment().affected_hosts(), 1u);
+  EXPECT_EQ(signal(after, "unclean_reboot").control().affected_hosts(), 1u);
+  std::cerr << "after the outage: " << after.rollout().state() << " "
+            << after.rollout().reason() << "\n";
+}
+
 // The same agent from C (ringfence/agent_c.h): a C program starts it
 // against the server, it loads the assigned release through the C hooks.
 TEST_F(E2EAgentTest, TheCApiRunsTheAgent) {
-  const std::string smoke =
-      (std::filesystem::path(ringfenced_).parent_path() / "agent_c_smoke")
-          .string();
+  const std::string smoke = Binary("agent_c_smoke");
   ASSERT_EQ(access(smoke.c_str(), X_OK), 0) << smoke;
-  const std::string payload = "good channel file, 20 fields";
-  WriteFile(dir_ + "/cf403.payload", payload);
-  v1::CreateReleaseRequest req;
-  Release* r = req.mutable_release();
-  r->set_id("cf403-good");
-  r->set_content_type("channel-file/403");
-  r->set_version("1");
-  r->set_digest_sha256(Sha256Hex(payload));
-  r->set_size_bytes(payload.size());
-  r->set_fetch_url("file://" + dir_ + "/cf403.payload");
-  Release resp;
-  ASSERT_THAT(releases_->CreateRelease(Ctx(kPublisherToken).get(), req, &resp),
+  ASSERT_THAT(CreateFileRelease("cf403-good", "channel-file/403",
+                                "good channel file, 20 fields"),
               GrpcOk());
   AdoptBaseline("cf403-good", ParsePlan(kBootLoopPlan));
   const std::string state = dir_ + "/c-agent";

@@ -191,10 +191,12 @@ class AgentTransport {
 
   // GetAssignment
   //
-  // The server's answer for `identity`. Any error means "no answer": the
-  // agent keeps running what it runs.
+  // The server's answer for `identity`, whose spool holds
+  // `telemetry_pending` events not yet delivered (GetAssignmentRequest's
+  // field of that name). Any error means "no answer": the agent keeps
+  // running what it runs.
   virtual absl::StatusOr<AssignmentAnswer> GetAssignment(
-      const AgentIdentity& identity) = 0;
+      const AgentIdentity& identity, uint64_t telemetry_pending) = 0;
 
   // ReportTelemetry
   //
@@ -267,7 +269,9 @@ struct AgentOptions {
   // At most this many events per ReportTelemetry call.
   size_t max_batch_events = 500;
   // Failed sends back off exponentially from send_backoff_initial to
-  // send_backoff_max, each wait times a uniform factor in [0.5, 1.5].
+  // send_backoff_max, each wait times a uniform factor in [0.5, 1.5]; a
+  // successful poll ends the wait (the server is back), except a retry hint
+  // the server gave.
   absl::Duration send_backoff_initial = absl::Seconds(1);
   absl::Duration send_backoff_max = absl::Minutes(5);
   // Seeds the jitter.
@@ -346,6 +350,26 @@ class Agent {
   // it last; the agent must not be ticked afterwards. File system errors.
   absl::Status Stop();
 
+  // Report
+  //
+  // Appends an event the host observed to the spool (sent with the next
+  // batch, kept across crashes like every other event), for the release
+  // running now (or none):
+  //   - EventType::kCrash: the content's consumer crashed; `signal` is an
+  //     optional crash signature (at most 256 characters).
+  //   - EventType::kSignal: a named failure signal the plan's rules may
+  //     watch; `signal` is its name, [a-z0-9_]{1,64}.
+  // Event ids are "<host>/<release or ->/<boot>/report-<n>". Errors:
+  // INVALID_ARGUMENT (another type, a bad name or signature, naming the
+  // field), the file system's errors (nothing was appended).
+  absl::Status Report(EventType type, absl::string_view signal);
+
+  // ValidateReport
+  //
+  // What Report checks before it appends anything (for tools that queue a
+  // report for a running agent): INVALID_ARGUMENT naming the field, or OK.
+  static absl::Status ValidateReport(EventType type, absl::string_view signal);
+
   AgentStatus GetStatus() const;
 
   // Implementation detail, public for the state file's codec.
@@ -372,6 +396,8 @@ class Agent {
   absl::Status Poll();
   absl::Status SendDue();
   absl::Status HeartbeatDue();
+  // Loaded in this boot and not yet healthy (the applying marker is set).
+  bool AwaitingHealth() const;
   std::string PayloadPath(const std::string& release_id) const;
   absl::Duration Jitter(absl::Duration d, double lo, double hi);
   void Note(const absl::Status& s);
@@ -390,10 +416,13 @@ class Agent {
   absl::Time loaded_at_ = absl::InfinitePast();
   uint64_t heartbeats_ = 0;
   uint64_t loads_ = 0;
+  uint64_t reports_ = 0;
   uint64_t dropped_reported_ = 0;
   absl::Time next_heartbeat_;
   absl::Time next_poll_;
   absl::Time next_send_;
+  // Until when the server asked not to send (its last retry hint).
+  absl::Time send_hint_until_ = absl::InfinitePast();
   absl::Time next_apply_ = absl::InfinitePast();
   int send_failures_ = 0;
   std::set<std::string> refused_this_boot_;

@@ -116,6 +116,17 @@ int64_t rf_agent_next_wakeup_unix_ms(const rf_agent* agent);
  * len - 1 bytes and a NUL. */
 size_t rf_agent_status_text(const rf_agent* agent, char* buf, size_t len);
 
+/* Report kinds for rf_agent_report. */
+enum { RF_REPORT_CRASH = 4, RF_REPORT_SIGNAL = 6 };
+
+/* Appends a CRASH (`signal` = an optional crash signature, at most 256
+ * characters, may be NULL) or a named failure SIGNAL (`signal` =
+ * [a-z0-9_]{1,64}) observed on the host to the spool, for the release
+ * running now. Errors: RF_INVALID_ARGUMENT (another kind, a bad name or
+ * signature; nothing appended), file system errors. */
+int rf_agent_report(rf_agent* agent, int kind, const char* signal, char* err,
+                    size_t err_len);
+
 /* Records a clean end of this run (a shutdown): the next rf_agent_start
  * will not report an unclean boot. Call it before rf_agent_free when the
  * host or the agent shuts down in order; a run that ends without it is

@@ -453,9 +453,14 @@ absl::Status Agent::Poll() {
   next_poll_ = now + Jitter(options_.poll_interval, 1 - options_.poll_jitter,
                             1 + options_.poll_jitter);
   absl::StatusOr<AssignmentAnswer> answer =
-      transport_->GetAssignment(options_.identity);
+      transport_->GetAssignment(options_.identity, spool_->pending_count());
   // No answer, or "keep what you run": keep running what we run.
   if (!answer.ok()) return answer.status();
+  // The server answers again: send the backlog now rather than at the end
+  // of a backoff grown while it was down (a retry hint still holds).
+  if (spool_->pending_count() > 0) {
+    next_send_ = std::min(next_send_, std::max(now, send_hint_until_));
+  }
   State& s = *state_;
   if (answer->unload) {
     if (s.assigned_kind == State::kUnload) return absl::OkStatus();
@@ -570,6 +575,7 @@ absl::Status Agent::SendDue() {
                                std::pow(2.0, std::min(send_failures_ - 1, 30));
       backoff = std::min(backoff, options_.send_backoff_max);
       next_send_ = now + std::max(Jitter(backoff, 0.5, 1.5), retry_after);
+      send_hint_until_ = now + retry_after;
       return sent;
     }
     send_failures_ = 0;
@@ -587,14 +593,58 @@ absl::Status Agent::Tick() {
     }
   };
   step(HeartbeatDue());
-  if (clock_->Now() >= next_poll_) step(Poll());
+  // Between loading a release and its health the agent does not poll: the
+  // server counts a check-in of a host not yet up on its release as a
+  // boot-loop attempt (docs/agent-protocol.md), so a host polls once per
+  // boot while applying. Health comes at most two heartbeat intervals later.
+  if (clock_->Now() >= next_poll_ && !AwaitingHealth()) step(Poll());
   step(Reconcile());
   step(SendDue());
   return first;
 }
 
+absl::Status Agent::ValidateReport(EventType type, absl::string_view signal) {
+  if (type == EventType::kSignal) {
+    const bool valid =
+        !signal.empty() && signal.size() <= 64 &&
+        std::all_of(signal.begin(), signal.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+        });
+    if (!valid) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("signal: a signal name is [a-z0-9_]{1,64}, got ",
+                       signal.size(), " characters that are not"));
+    }
+  } else if (type == EventType::kCrash) {
+    if (signal.size() > 256) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("signal: a crash signature is at most 256 characters, "
+                       "got ",
+                       signal.size()));
+    }
+  } else {
+    return absl::InvalidArgumentError(
+        "type: a host reports CRASH or SIGNAL events; the agent reports the "
+        "others itself");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Report(EventType type, absl::string_view signal) {
+  RETURN_IF_ERROR(ValidateReport(type, signal));
+  const State& s = *state_;
+  const std::string running = s.has_current && loaded_ ? s.current.id() : "";
+  RETURN_IF_ERROR(Spool(type, running, absl::StrCat("report-", reports_ + 1),
+                        std::string(signal)));
+  ++reports_;
+  return absl::OkStatus();
+}
+
+bool Agent::AwaitingHealth() const { return loaded_ && state_->has_marker; }
+
 absl::Time Agent::NextWakeup() const {
-  absl::Time t = std::min(next_heartbeat_, next_poll_);
+  absl::Time t = AwaitingHealth() ? next_heartbeat_
+                                  : std::min(next_heartbeat_, next_poll_);
   if (spool_->pending_count() > 0)
     t = std::max(std::min(t, next_send_), clock_->Now());
   const State& s = *state_;

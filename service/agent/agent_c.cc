@@ -187,6 +187,21 @@ int rf_agent_stop(rf_agent* agent, char* err, size_t err_len) {
   return Report(agent->agent->Stop(), err, err_len);
 }
 
+int rf_agent_report(rf_agent* agent, int kind, const char* signal, char* err,
+                    size_t err_len) {
+  if (agent == nullptr) {
+    return Report(absl::InvalidArgumentError("agent: NULL"), err, err_len);
+  }
+  if (kind != RF_REPORT_CRASH && kind != RF_REPORT_SIGNAL) {
+    return Report(
+        absl::InvalidArgumentError("kind: RF_REPORT_CRASH or RF_REPORT_SIGNAL"),
+        err, err_len);
+  }
+  return Report(agent->agent->Report(static_cast<ringfence::EventType>(kind),
+                                     signal == nullptr ? "" : signal),
+                err, err_len);
+}
+
 void rf_agent_free(rf_agent* agent) { delete agent; }
 
 }  // extern "C"

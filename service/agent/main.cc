@@ -9,7 +9,16 @@
 //       --host-id=web-0042 --content-type=channel-file/291
 //       --state-dir=/var/lib/ringfence-agent
 //       --load-command='/usr/lib/vendor/load-channel-file "$1"'
+//   ringfence-agent run --config=/etc/ringfence-agent/channel-file.textproto
 //   ringfence-agent status --state-dir=/var/lib/ringfence-agent
+//   ringfence-agent report --state-dir=/var/lib/ringfence-agent --crash
+//       --signature='segv in parse_channel_file+0x21'
+//
+// --config reads the flags from a text-format AgentConfig
+// (ringfence/agent/v1/agent_config.proto); a flag given on the command line
+// wins over the file. `report` queues a CRASH or SIGNAL for the agent of
+// that state directory (service/agent/inbox.h), for a vendor's crash
+// handler or watchdog.
 //
 // Each start of `run` is a boot. SIGTERM/SIGINT: exit 0 (state is durable
 // at every step). Exit codes: 0 stopped, 2 bad flags or state, 1 other
@@ -20,6 +29,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <string>
@@ -35,6 +45,8 @@
 #include "ringfence/clock.h"
 #include "ringfence/signing.h"
 #include "service/agent/command_hooks.h"
+#include "service/agent/config.h"
+#include "service/agent/inbox.h"
 #include "service/agent/status_text.h"
 #include "service/agent_transport.h"
 #include "service/tls.h"
@@ -60,7 +72,73 @@ struct Flags {
   ringfence::AgentOptions agent;
   ringfence::agent::CommandHooksOptions hooks;
   double poll_s = 60, heartbeat_s = 60;
+  uint64_t spool_max_bytes = 0;  // 0: SpoolOptions' default
 };
+
+// Fills the flags not given on the command line (`given(name)` false) from
+// `c`. Returns an error naming the field for a value out of range.
+absl::Status ApplyConfig(const ringfence::agent::v1::AgentConfig& c,
+                         const std::function<bool(const char*)>& given,
+                         Flags& f) {
+  auto str = [&](const char* flag, const std::string& v, std::string& out) {
+    if (!given(flag) && !v.empty()) out = v;
+  };
+  str("--server", c.server(), f.server);
+  str("--token-file", c.token_file(), f.token_file);
+  str("--tls-ca", c.tls_ca(), f.tls_ca);
+  str("--tls-cert", c.tls_cert(), f.tls_cert);
+  str("--tls-key", c.tls_key(), f.tls_key);
+  str("--tls-server-name", c.tls_server_name(), f.tls_server_name);
+  str("--host-id", c.host_id(), f.agent.identity.host_id);
+  str("--content-type", c.content_type(), f.agent.identity.content_type);
+  str("--tenant", c.tenant(), f.agent.identity.tenant);
+  str("--agent-version", c.agent_version(), f.agent.identity.agent_version);
+  str("--platform", c.platform(), f.agent.identity.platform);
+  str("--state-dir", c.state_dir(), f.agent.state_dir);
+  str("--load-command", c.load_command(), f.hooks.load_command);
+  str("--unload-command", c.unload_command(), f.hooks.unload_command);
+  str("--fetch-command", c.fetch_command(), f.hooks.fetch_command);
+  str("--trusted-keys-file", c.trusted_keys_file(), f.trusted_keys_file);
+  if (!given("--label") && c.labels_size() > 0) {
+    f.agent.identity.labels.assign(c.labels().begin(), c.labels().end());
+  }
+  if (!given("--allow-unsigned") && c.has_allow_unsigned()) {
+    f.allow_unsigned = c.allow_unsigned();
+  }
+  auto seconds = [&](const char* flag, const char* field, bool has, double v,
+                     double& out) -> absl::Status {
+    if (given(flag) || !has) return absl::OkStatus();
+    if (!(v >= 0.05 && v <= 86400)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": must be in [0.05, 86400] seconds, got ", v));
+    }
+    out = v;
+    return absl::OkStatus();
+  };
+  if (absl::Status s =
+          seconds("--poll-interval", "poll_interval_s", c.has_poll_interval_s(),
+                  c.poll_interval_s(), f.poll_s);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = seconds("--heartbeat-interval", "heartbeat_interval_s",
+                               c.has_heartbeat_interval_s(),
+                               c.heartbeat_interval_s(), f.heartbeat_s);
+      !s.ok()) {
+    return s;
+  }
+  if (!given("--boot-loop-limit") && c.has_boot_loop_limit()) {
+    if (c.boot_loop_limit() < 1 || c.boot_loop_limit() > 100) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "boot_loop_limit: must be in [1, 100], got ", c.boot_loop_limit()));
+    }
+    f.agent.boot_loop_limit = c.boot_loop_limit();
+  }
+  if (!given("--spool-max-bytes") && c.has_spool_max_bytes()) {
+    f.spool_max_bytes = c.spool_max_bytes();
+  }
+  return absl::OkStatus();
+}
 
 int Run(Flags& f) {
   namespace fs = std::filesystem;
@@ -70,6 +148,7 @@ int Run(Flags& f) {
   f.agent.poll_interval = absl::Seconds(f.poll_s);
   f.agent.heartbeat_interval = absl::Seconds(f.heartbeat_s);
   f.agent.require_signature = !f.allow_unsigned;
+  if (f.spool_max_bytes != 0) f.agent.spool.max_bytes = f.spool_max_bytes;
   if (!f.trusted_keys_file.empty()) {
     absl::StatusOr<ringfence::TrustedKeys> keys =
         ringfence::LoadTrustedKeysFile(f.trusted_keys_file);
@@ -122,6 +201,14 @@ int Run(Flags& f) {
   Log(absl::StrCat("started: host ", f.agent.identity.host_id, ", ",
                    f.agent.identity.content_type, ", server ", f.server));
   while (!g_stop.load()) {
+    int rejected = 0;
+    absl::StatusOr<int> reports = ringfence::agent::DrainInbox(
+        f.agent.state_dir, agent->get(), &rejected);
+    if (!reports.ok())
+      Log(absl::StrCat("inbox: ", reports.status().ToString()));
+    if (rejected > 0) {
+      Log(absl::StrCat("inbox: ", rejected, " malformed report(s) deleted"));
+    }
     if (absl::Now() >= (*agent)->NextWakeup()) {
       absl::Status s = (*agent)->Tick();
       if (!s.ok()) Log(absl::StrCat("tick: ", s.ToString()));
@@ -170,11 +257,9 @@ int main(int argc, char** argv) {
   run->add_option("--tls-server-name", f.tls_server_name,
                   "name to check the server's certificate against");
   run->add_option("--host-id", f.agent.identity.host_id,
-                  "this host's stable id")
-      ->required();
+                  "this host's stable id");
   run->add_option("--content-type", f.agent.identity.content_type,
-                  "the content type this agent runs")
-      ->required();
+                  "the content type this agent runs");
   run->add_option("--tenant", f.agent.identity.tenant, "the host's tenant");
   run->add_option("--label", f.agent.identity.labels,
                   "a label (repeatable), e.g. ring:dogfood");
@@ -182,8 +267,7 @@ int main(int argc, char** argv) {
                   "dotted version of the consuming agent");
   run->add_option("--platform", f.agent.identity.platform, "e.g. linux");
   run->add_option("--state-dir", f.agent.state_dir,
-                  "where state, content and the spool live")
-      ->required();
+                  "where state, content and the spool live");
   run->add_option("--load-command", f.hooks.load_command,
                   "loads a verified payload: sh -c CMD with $1 = payload "
                   "path, $2 = release id");
@@ -209,10 +293,32 @@ int main(int argc, char** argv) {
                   "back")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
+  run->add_option("--spool-max-bytes", f.spool_max_bytes,
+                  "the spool's size cap (default 4 MiB)")
+      ->check(CLI::Range(uint64_t{128} << 10, uint64_t{1} << 40));
+  std::string config_path;
+  run->add_option("--config", config_path,
+                  "a text-format AgentConfig; flags given here win over it");
   std::string status_dir;
   CLI::App* status = app.add_subcommand(
       "status", "print what the agent runs and why (from --state-dir)");
   status->add_option("--state-dir", status_dir)->required();
+  std::string report_dir, report_signal, report_signature;
+  bool report_crash = false;
+  CLI::App* report = app.add_subcommand(
+      "report",
+      "queue a CRASH (--crash [--signature=S]) or a failure signal "
+      "(--signal=NAME) for the agent of --state-dir; it is sent with the "
+      "next batch, after a restart if the agent is not running");
+  report->add_option("--state-dir", report_dir)->required();
+  CLI::Option* crash_opt = report->add_flag("--crash", report_crash,
+                                            "the content's consumer crashed");
+  report
+      ->add_option("--signature", report_signature,
+                   "crash signature (at most 256 characters)")
+      ->needs(crash_opt);
+  report->add_option("--signal", report_signal, "signal name, [a-z0-9_]{1,64}")
+      ->excludes(crash_opt);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -228,6 +334,45 @@ int main(int argc, char** argv) {
     }
     std::cout << in.rdbuf();
     return 0;
+  }
+  if (report->parsed()) {
+    if (!report_crash && report_signal.empty()) {
+      std::cerr << "report: give --crash or --signal=NAME\n";
+      return 2;
+    }
+    absl::Status s = ringfence::agent::QueueReport(
+        report_dir,
+        report_crash ? ringfence::EventType::kCrash
+                     : ringfence::EventType::kSignal,
+        report_crash ? report_signature : report_signal);
+    if (!s.ok()) {
+      std::cerr << "report: " << s.message() << "\n";
+      return absl::IsInvalidArgument(s) ? 2 : 1;
+    }
+    return 0;
+  }
+  if (!config_path.empty()) {
+    absl::StatusOr<ringfence::agent::v1::AgentConfig> config =
+        ringfence::agent::LoadAgentConfig(config_path);
+    absl::Status s = config.status();
+    if (s.ok()) {
+      s = ApplyConfig(
+          *config, [&](const char* flag) { return run->count(flag) > 0; }, f);
+    }
+    if (!s.ok()) {
+      Log(absl::StrCat("--config: ", s.message()));
+      return 2;
+    }
+  }
+  for (const auto& [flag, value] :
+       {std::pair<const char*, const std::string*>{"host_id (--host-id)",
+                                                   &f.agent.identity.host_id},
+        {"content_type (--content-type)", &f.agent.identity.content_type},
+        {"state_dir (--state-dir)", &f.agent.state_dir}}) {
+    if (value->empty()) {
+      Log(absl::StrCat(flag, " is required (a flag or in --config)"));
+      return 2;
+    }
   }
   return Run(f);
 }
