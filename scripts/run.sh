@@ -14,5 +14,6 @@ if [ "${1:-}" = "--in-process" ]; then
   cmake --build build -j "$(nproc)" --target ringfence_example
   exec ./build/bin/ringfence_example "$@"
 fi
-cmake --build build -j "$(nproc)" --target ringfenced ringctl ringfence_demo_fleet
+cmake --build build -j "$(nproc)" --target ringfenced ringctl ringfence_demo_fleet \
+  ringfence-agent
 exec scripts/demo.sh
