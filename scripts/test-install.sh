@@ -72,7 +72,8 @@ if [ -x "$PREFIX/bin/ringfenced" ]; then
   service=1
   for f in bin/ringctl include/ringfence/v1/ringfence.grpc.pb.h \
     include/google/rpc/status.pb.h share/ringfence/proto/ringfence/v1/ringfence.proto \
-    lib/systemd/system/ringfenced.service etc/default/ringfenced; do
+    lib/systemd/system/ringfenced.service etc/default/ringfenced \
+    include/ringfence/agent_c.h "$LIBDIR/libringfence_agent_c.a"; do
     [ -f "$PREFIX/$f" ] || fail "the install has no $f"
   done
   grep -qxF "ExecStart=$PREFIX/bin/ringfenced \$RINGFENCED_ARGS" \
@@ -90,11 +91,13 @@ fi
 # in a sanitizer build, the sanitizers (its static libraries need them).
 consumer_args=(-DCMAKE_PREFIX_PATH="$PREFIX"
   -DCMAKE_CXX_COMPILER="$(cache CMAKE_CXX_COMPILER)"
+  -DCMAKE_C_COMPILER="$(cache CMAKE_C_COMPILER)"
   -DCMAKE_BUILD_TYPE="$(cache CMAKE_BUILD_TYPE)"
   -DRINGFENCE_CONSUMER_API="$([ "$service" = 1 ] && echo ON || echo OFF)")
 if [ "$(cache RINGFENCE_SANITIZE)" = ON ]; then
   consumer_args+=(
     "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer"
+    "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -fno-omit-frame-pointer"
     "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined")
 fi
 echo "test-install: building examples/consumer against $PREFIX"
@@ -132,6 +135,11 @@ if [ "$service" = 1 ]; then
   echo "$out"
   [ "$out" = "$(printf '1 releases\ninstalled-1 channel-file/291')" ] ||
     fail "ringfence_list_releases printed something else"
+  out="$("$WORK/consumer/ringfence_agent_c_consumer")" ||
+    fail "ringfence_agent_c_consumer exited $?"
+  echo "$out"
+  [[ "$out" == "agent_c: refused without a state directory: "?* ]] ||
+    fail "ringfence_agent_c_consumer printed something else"
   kill -TERM "$SERVER_PID"
   rc=0
   wait "$SERVER_PID" || rc=$?
