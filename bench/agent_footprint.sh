@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 BIN="${BIN:-build/bin}"
 DURATION_S="${DURATION_S:-60}"
 POLL_S="${POLL_S:-1}"
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 WORK="$(mktemp -d /tmp/ringfence-footprint.XXXXXX)"
 PIDS=()
 cleanup() {
@@ -80,7 +81,7 @@ cpu_s="$(awk -v t=$((end_ticks - start_ticks)) -v hz="$TCK" 'BEGIN {print t / hz
 cpu_ms_per_poll="$(awk -v c="$cpu_s" -v n="$polls" 'BEGIN {printf "%.3f", 1000 * c / n}')"
 cat <<EOF
 {
-  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+  "commit": "$COMMIT",
   "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
   "duration_s": $DURATION_S,
   "poll_interval_s": $POLL_S,

@@ -23,7 +23,10 @@
 // Each start of `run` is a boot. SIGTERM/SIGINT: exit 0 (state is durable
 // at every step). Exit codes: 0 stopped, 2 bad flags or state, 1 other
 // errors. Logs go to stderr.
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -54,8 +57,23 @@
 namespace {
 
 std::atomic<bool> g_stop{false};
+// The signal handler writes a byte here to end the main loop's wait at once
+// (the self-pipe trick: write() is async-signal-safe).
+int g_wake_pipe[2] = {-1, -1};
 
-void OnSignal(int) { g_stop.store(true); }
+void OnSignal(int) {
+  g_stop.store(true);
+  if (g_wake_pipe[1] >= 0) {
+    const char b = 1;
+    [[maybe_unused]] ssize_t n = write(g_wake_pipe[1], &b, 1);
+  }
+}
+
+// Waits up to `d`, or until a signal arrives.
+void WaitFor(absl::Duration d) {
+  pollfd p = {g_wake_pipe[0], POLLIN, 0};
+  poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(d)));
+}
 
 void Log(const std::string& line) {
   std::cerr << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
@@ -194,6 +212,10 @@ int Run(Flags& f) {
                ? 2
                : 1;
   }
+  if (pipe2(g_wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+    Log("cannot create a pipe");
+    return 1;
+  }
   signal(SIGTERM, OnSignal);
   signal(SIGINT, OnSignal);
   const std::string status_path = f.agent.state_dir + "/status";
@@ -223,8 +245,10 @@ int Run(Flags& f) {
     }
     const absl::Duration wait =
         std::clamp((*agent)->NextWakeup() - absl::Now(), absl::Milliseconds(10),
-                   absl::Milliseconds(200));
-    absl::SleepFor(wait);
+                   absl::Seconds(1));
+    // At most a second: reports queued in the inbox are picked up within
+    // one; a signal ends the wait at once.
+    WaitFor(wait);
   }
   // A clean end: the next start does not report an unclean boot.
   if (absl::Status s = (*agent)->Stop(); !s.ok()) {
