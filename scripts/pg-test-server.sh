@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for the tests.
 #   scripts/pg-test-server.sh start DIR   # initdb + start; DSN in DIR/dsn
-#   scripts/pg-test-server.sh stop DIR    # stop (fast) and remove DIR
+#   scripts/pg-test-server.sh stop DIR    # stop and remove DIR
 #
 # The server listens on a Unix socket under DIR only (no TCP). PostgreSQL
 # refuses to run as root, so as root the cluster belongs to the `postgres`
@@ -86,7 +86,8 @@ CONF
     ;;
   stop)
     if [ -f "$data/postmaster.pid" ]; then
-      as_owner "$PG_BIN/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+      # Immediate: the cluster is thrown away, no shutdown checkpoint needed.
+      as_owner "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null
     fi
     rm -rf "$dir"
     ;;
