@@ -47,6 +47,12 @@ as_owner() {
 
 case "$cmd" in
   start)
+    # Unix socket paths are limited to 107 bytes.
+    if [ "$(printf '%s' "$sock/.s.PGSQL.5432" | wc -c)" -gt 107 ]; then
+      echo "pg-test-server: \"$dir\" is too long a path for a Unix socket" \
+        "directory; use a shorter DIR" >&2
+      exit 1
+    fi
     if [ -f "$data/postmaster.pid" ]; then
       # A cluster left running by an interrupted run: stop it first.
       as_owner "$PG_BIN/pg_ctl" -D "$data" -m immediate stop >/dev/null 2>&1 || true
@@ -59,8 +65,6 @@ case "$cmd" in
     pwfile="$dir/pwfile"
     echo "ringfence-test-secret" >"$pwfile"
     if [ "$(id -u)" -eq 0 ]; then chown postgres "$pwfile"; fi
-    user="$(id -un)"
-    [ "$(id -u)" -eq 0 ] && user=postgres
     as_owner "$PG_BIN/initdb" -D "$data" -U ringfence --pwfile="$pwfile" \
       --auth=scram-sha-256 -E UTF8 --no-locale >"$dir/initdb.log" 2>&1 || {
       cat "$dir/initdb.log" >&2
