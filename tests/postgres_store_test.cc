@@ -274,6 +274,54 @@ TEST_F(PostgresStoreTest, RecoversFromAKilledConnection) {
   ASSERT_OK(ExecTestSql(dsn_, "DROP SCHEMA " + o.schema + " CASCADE"));
 }
 
+// A server restart kills every pooled connection at once: the first call to
+// find its connection dead drops the idle ones too, so only that call fails.
+TEST_F(PostgresStoreTest, ADeadConnectionDropsTheIdleOnes) {
+  const std::string app = absl::StrCat("rf_pool_", getpid());
+  PostgresStoreOptions o;
+  o.dsn = absl::StrCat(dsn_, " application_name=", app);
+  o.schema = "pool_test_" + std::to_string(getpid());
+  o.pool_size = 4;
+  auto opened = OpenPostgresStore(o);
+  ASSERT_OK(opened);
+  StorePtr store = std::move(*opened);
+  // Open several connections: concurrent writers.
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&store, t] {
+      for (int i = 0; i < 10; ++i) {
+        EXPECT_OK(store->AppendAudit(Audit(absl::StrCat(t, "/", i))));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const std::string where =
+      absl::StrCat("FROM pg_stat_activity WHERE application_name = '", app,
+                   "' AND pid <> pg_backend_pid()");
+  auto open = QueryInt(dsn_, "SELECT COUNT(*) " + where);
+  ASSERT_OK(open);
+  ASSERT_GE(*open, 2) << "the test needs several pooled connections";
+  ASSERT_OK(QueryInt(dsn_, "SELECT COUNT(pg_terminate_backend(pid)) " + where));
+  for (int i = 0; i < 100; ++i) {
+    auto n = QueryInt(dsn_, "SELECT COUNT(*) " + where);
+    ASSERT_OK(n);
+    if (*n == 0) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  absl::Status first = store->AppendAudit(Audit("first"));
+  EXPECT_THAT(first, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(std::string(first.message()),
+              Not(HasSubstr("ringfence-test-secret")));
+  ASSERT_OK(store->AppendAudit(Audit("second")));
+  ASSERT_OK(store->Probe());
+  auto verified = VerifyAuditLog(*store);
+  ASSERT_OK(verified);
+  EXPECT_TRUE(verified->ok) << verified->problem;
+  EXPECT_EQ(verified->entries, 41u);
+  store.reset();
+  ASSERT_OK(ExecTestSql(dsn_, "DROP SCHEMA " + o.schema + " CASCADE"));
+}
+
 // Passwords never appear in errors: wrong password (the user name equals
 // it, so libpq's message would echo it), unreachable server, malformed DSN.
 TEST_F(PostgresStoreTest, ErrorsNeverContainThePassword) {
