@@ -2,7 +2,14 @@
 // exposure writes per second, checkpoint cost. Files live in $TMPDIR (or
 // /tmp); every commit is fsync'd (WAL, synchronous=FULL), so the numbers
 // depend on the disk.
+//
+// BM_Postgres*: the same transitions and exposure writes on PostgreSQL, on
+// the server named by $RINGFENCE_BENCH_POSTGRES_DSN (a libpq connection
+// string; scripts/pg-test-server.sh starts a local one), each in a fresh
+// schema dropped afterwards. Without the variable they report an error.
 #include <benchmark/benchmark.h>
+#include <libpq-fe.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "ringfence/clock.h"
 #include "ringfence/hash.h"
+#include "ringfence/postgres_store.h"
 #include "ringfence/sqlite_store.h"
 #include "ringfence/telemetry.h"
 
@@ -38,9 +46,7 @@ StorePtr OpenOrDie(const std::string& dir) {
 
 // A HALT: the rollout record, its audit entry (hash-chained) and the
 // decision, in one durable transaction.
-void BM_SqliteCommitTransition(benchmark::State& state) {
-  const std::string dir = FreshDir("commit");
-  StorePtr store = OpenOrDie(dir);
+void CommitTransitions(benchmark::State& state, Store* store) {
   Rollout r;
   r.set_id("channel-file/291@1");
   r.set_release_id("rel");
@@ -66,15 +72,19 @@ void BM_SqliteCommitTransition(benchmark::State& state) {
     ++version;
   }
   state.SetItemsProcessed(state.iterations());
+}
+
+void BM_SqliteCommitTransition(benchmark::State& state) {
+  const std::string dir = FreshDir("commit");
+  StorePtr store = OpenOrDie(dir);
+  CommitTransitions(state, store.get());
   store.reset();
   fs::remove_all(dir);
 }
 BENCHMARK(BM_SqliteCommitTransition)->Unit(benchmark::kMicrosecond);
 
 // Exposure writes per second, by batch size (one transaction per batch).
-void BM_SqliteRecordExposures(benchmark::State& state) {
-  const std::string dir = FreshDir("exposures");
-  StorePtr store = OpenOrDie(dir);
+void RecordExposures(benchmark::State& state, Store* store) {
   const int batch = static_cast<int>(state.range(0));
   std::vector<Exposure> exposures(batch);
   uint64_t next = 0;
@@ -86,6 +96,12 @@ void BM_SqliteRecordExposures(benchmark::State& state) {
     if (!store->RecordExposures("ro-1", exposures).ok()) std::abort();
   }
   state.SetItemsProcessed(state.iterations() * batch);
+}
+
+void BM_SqliteRecordExposures(benchmark::State& state) {
+  const std::string dir = FreshDir("exposures");
+  StorePtr store = OpenOrDie(dir);
+  RecordExposures(state, store.get());
   store.reset();
   fs::remove_all(dir);
 }
@@ -216,6 +232,104 @@ BENCHMARK(BM_SqliteCheckpoint)
     ->Arg(1000000)
     ->Arg(10000000)
     ->Unit(benchmark::kMillisecond);
+
+// A PostgreSQL store in a fresh schema of the server named by
+// $RINGFENCE_BENCH_POSTGRES_DSN, dropped when this goes away.
+class PostgresBenchStore {
+ public:
+  PostgresBenchStore(benchmark::State& state, const std::string& name) {
+    const char* dsn = std::getenv("RINGFENCE_BENCH_POSTGRES_DSN");
+    if (dsn == nullptr || *dsn == '\0') {
+      state.SkipWithError(
+          "set RINGFENCE_BENCH_POSTGRES_DSN to a PostgreSQL connection "
+          "string");
+      return;
+    }
+    dsn_ = dsn;
+    PostgresStoreOptions o;
+    o.dsn = dsn_;
+    o.schema = absl::StrCat("bench_", name, "_", getpid());
+    o.pool_size = 16;
+    schema_ = o.schema;
+    Sql(absl::StrCat("DROP SCHEMA IF EXISTS ", schema_, " CASCADE"));
+    auto s = OpenPostgresStore(o);
+    if (!s.ok()) {
+      state.SkipWithError(std::string(s.status().message()).c_str());
+      return;
+    }
+    store_ = std::move(*s);
+  }
+  ~PostgresBenchStore() {
+    if (store_ == nullptr) return;
+    store_.reset();
+    Sql(absl::StrCat("DROP SCHEMA IF EXISTS ", schema_, " CASCADE"));
+  }
+  Store* get() { return store_.get(); }
+
+ private:
+  void Sql(const std::string& sql) {
+    PGconn* c = PQconnectdb(dsn_.c_str());
+    if (PQstatus(c) == CONNECTION_OK) {
+      PQsetNoticeProcessor(
+          c, [](void*, const char*) {}, nullptr);
+      PQclear(PQexec(c, sql.c_str()));
+    }
+    PQfinish(c);
+  }
+  std::string dsn_;
+  std::string schema_;
+  StorePtr store_;
+};
+
+void BM_PostgresCommitTransition(benchmark::State& state) {
+  PostgresBenchStore store(state, "commit");
+  if (store.get() == nullptr) return;
+  CommitTransitions(state, store.get());
+}
+// Real time: the server's work happens in another process, so this
+// process's CPU time says little.
+BENCHMARK(BM_PostgresCommitTransition)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+void BM_PostgresRecordExposures(benchmark::State& state) {
+  PostgresBenchStore store(state, "exposures");
+  if (store.get() == nullptr) return;
+  RecordExposures(state, store.get());
+}
+BENCHMARK(BM_PostgresRecordExposures)
+    ->Arg(1)
+    ->Arg(100)
+    ->Arg(10000)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Single-host grants from many threads at once: no group commit here, each
+// grant is its own transaction on one of the pool's connections.
+void BM_PostgresGrantConcurrent(benchmark::State& state) {
+  static PostgresBenchStore* store = nullptr;
+  if (state.thread_index() == 0) {
+    store = new PostgresBenchStore(state, "grants");
+  }
+  uint64_t next = static_cast<uint64_t>(state.thread_index()) << 40;
+  std::vector<Exposure> one(1);
+  for (auto _ : state) {
+    if (store->get() == nullptr) break;
+    one[0].host_id = absl::StrCat("host-", next++);
+    one[0].at = absl::FromUnixSeconds(1700000000);
+    if (!store->get()->RecordExposures("ro-1", one).ok()) std::abort();
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    delete store;
+    store = nullptr;
+  }
+}
+BENCHMARK(BM_PostgresGrantConcurrent)
+    ->Threads(1)
+    ->Threads(16)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace ringfence

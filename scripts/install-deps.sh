@@ -12,6 +12,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libbenchmark-dev
   libsqlite3-dev sqlite3
+  libpq-dev
+  postgresql  # the tests' throwaway server (scripts/pg-test-server.sh)
   libssl-dev openssl
   libre2-dev
   libcli11-dev

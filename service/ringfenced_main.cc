@@ -10,8 +10,12 @@
 //              [--trusted_keys_file=/etc/ringfence/publisher-keys
 //               --require_signatures]           # signed releases only
 //              [--content_rules=/etc/ringfence/content-rules.textproto]
+//   ringfenced --store=postgres --postgres_dsn_file=/etc/ringfence/pg-dsn
+//              # or the DSN in $RINGFENCE_POSTGRES_DSN; never on the
+//              # command line (it may hold a password)
 //
-// Opens the SQLite store in --data_dir, resumes every rollout, serves the
+// Opens the store (SQLite in --data_dir, or PostgreSQL), resumes every
+// rollout, serves the
 // API, and evaluates every active rollout's gate each --tick_interval (and
 // then refreshes the Fleet service's health from the store's).
 // SIGTERM or SIGINT shuts down gracefully (calls in flight get
@@ -23,6 +27,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -43,6 +48,7 @@
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
 #include "ringfence/model.h"
+#include "ringfence/postgres_store.h"
 #include "ringfence/release_check.h"
 #include "ringfence/signing.h"
 #include "ringfence/sqlite_store.h"
@@ -56,6 +62,19 @@ ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
 ABSL_FLAG(std::string, data_dir, "./ringfence-data",
           "directory of the SQLite store (created if missing)");
+ABSL_FLAG(std::string, store, "sqlite",
+          "where state is kept: sqlite (a file in --data_dir) or postgres "
+          "(a PostgreSQL database several replicas can share; DSN from "
+          "--postgres_dsn_file or $RINGFENCE_POSTGRES_DSN)");
+ABSL_FLAG(std::string, postgres_dsn_file, "",
+          "with --store=postgres: file holding the libpq connection string "
+          "(it may hold a password: keep the file private); if empty, the "
+          "environment variable RINGFENCE_POSTGRES_DSN");
+ABSL_FLAG(std::string, postgres_schema, "ringfence",
+          "with --store=postgres: schema of ringfence's tables (created if "
+          "missing)");
+ABSL_FLAG(int32_t, postgres_pool_size, 4,
+          "with --store=postgres: most database connections open at once");
 ABSL_FLAG(
     std::string, auth_tokens_file, "",
     "bearer tokens, one \"token role actor\" per line (roles: host, relay, "
@@ -335,14 +354,48 @@ int Main(int argc, char** argv) {
     server_options.release_checker = *std::move(checker);
   }
 
-  ringfence::SqliteStoreOptions store_options;
-  store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
-  store_options.max_db_bytes = absl::GetFlag(FLAGS_max_db_bytes);
-  absl::StatusOr<ringfence::StorePtr> store =
-      ringfence::OpenSqliteStore(store_options);
+  absl::StatusOr<ringfence::StorePtr> store;
+  // For the log: where the data is, without credentials.
+  std::string store_description;
+  if (const std::string kind = absl::GetFlag(FLAGS_store); kind == "sqlite") {
+    ringfence::SqliteStoreOptions store_options;
+    store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+    store_options.max_db_bytes = absl::GetFlag(FLAGS_max_db_bytes);
+    store_description = absl::StrCat("SQLite in ", store_options.data_dir);
+    store = ringfence::OpenSqliteStore(store_options);
+  } else if (kind == "postgres") {
+    ringfence::PostgresStoreOptions store_options;
+    const std::string dsn_file = absl::GetFlag(FLAGS_postgres_dsn_file);
+    if (!dsn_file.empty()) {
+      absl::StatusOr<std::string> dsn = ringfence::ReadFileToString(dsn_file);
+      if (!dsn.ok()) {
+        Log(absl::StrCat("--postgres_dsn_file: ", dsn.status().message()));
+        return 2;
+      }
+      store_options.dsn = std::string(absl::StripAsciiWhitespace(*dsn));
+      store_description = absl::StrCat("PostgreSQL (DSN from ", dsn_file);
+    } else if (const char* env = std::getenv("RINGFENCE_POSTGRES_DSN");
+               env != nullptr) {
+      store_options.dsn = std::string(absl::StripAsciiWhitespace(env));
+      store_description = "PostgreSQL (DSN from $RINGFENCE_POSTGRES_DSN";
+    }
+    if (store_options.dsn.empty()) {
+      Log("--store=postgres needs a connection string: "
+          "--postgres_dsn_file=FILE or the environment variable "
+          "RINGFENCE_POSTGRES_DSN (not empty)");
+      return 2;
+    }
+    store_options.schema = absl::GetFlag(FLAGS_postgres_schema);
+    store_options.pool_size = absl::GetFlag(FLAGS_postgres_pool_size);
+    absl::StrAppend(&store_description, ", schema ", store_options.schema, ")");
+    store = ringfence::OpenPostgresStore(store_options);
+  } else {
+    Log(absl::StrCat("--store=", kind, ": must be sqlite or postgres"));
+    return 2;
+  }
   if (!store.ok()) {
-    Log(absl::StrCat("cannot open the store in ", store_options.data_dir, ": ",
-                     store.status().ToString()));
+    Log(absl::StrCat("cannot open the store (", store_description,
+                     "): ", store.status().ToString()));
     return 1;
   }
   absl::StatusOr<std::unique_ptr<ringfence::Controller>> controller =
@@ -367,7 +420,7 @@ int Main(int argc, char** argv) {
     }
   }
   Log(absl::StrCat("serving on port ", port, " (", absl::GetFlag(FLAGS_listen),
-                   ", ", transport, "), data in ", store_options.data_dir));
+                   ", ", transport, "), data in ", store_description));
 
   absl::Notification stop_ticker;
   std::thread ticker([&] {

@@ -112,6 +112,8 @@ class ControllerTest : public ::testing::TestWithParam<StoreFactory> {
       t->set_track(track);
     }
     base_ = GetParam().open(dir_);
+    ASSERT_NE(base_, nullptr)
+        << "cannot open the " << GetParam().name << " store";
     faulty_ = std::make_unique<FaultyStore>(base_.get());
     NewController();
     ASSERT_OK(controller_->CreateRelease(MakeRelease("good", 'a'), "ci"));
@@ -141,6 +143,8 @@ class ControllerTest : public ::testing::TestWithParam<StoreFactory> {
       faulty_.reset();
       base_.reset();
       base_ = GetParam().open(dir_);
+      ASSERT_NE(base_, nullptr)
+          << "cannot open the " << GetParam().name << " store";
       faulty_ = std::make_unique<FaultyStore>(base_.get());
     }
     NewController();

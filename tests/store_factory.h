@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "ringfence/store.h"
 
 namespace ringfence::testing {
@@ -21,7 +23,23 @@ struct StoreFactory {
   bool persistent = false;
 };
 
+// memory, sqlite and postgres. The postgres factory needs a server: its DSN
+// from RINGFENCE_TEST_POSTGRES_DSN or the file named by
+// RINGFENCE_TEST_POSTGRES_DSN_FILE (ctest sets the latter and starts the
+// server); without one, opening fails the test with the reason.
 std::vector<StoreFactory> AllStoreFactories();
+
+// TestPostgresDsn: the test server's DSN, or FAILED_PRECONDITION saying how
+// to provide one.
+absl::StatusOr<std::string> TestPostgresDsn();
+
+// OpenTestPostgresStore: a PostgreSQL store in a schema derived from `dir`
+// (emptied on the first open over `dir`, kept on later ones).
+absl::StatusOr<StorePtr> OpenTestPostgresStore(const std::string& dir);
+
+// ExecTestSql: runs `sql` on a fresh connection to `dsn` (test set-up and
+// fault injection).
+absl::Status ExecTestSql(const std::string& dsn, const std::string& sql);
 
 // For readable test names in failure messages.
 inline void PrintTo(const StoreFactory& f, std::ostream* os) { *os << f.name; }

@@ -30,6 +30,8 @@ class StoreTest : public ::testing::TestWithParam<StoreFactory> {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     store_ = GetParam().open(dir_);
+    ASSERT_NE(store_, nullptr)
+        << "cannot open the " << GetParam().name << " store";
   }
   void TearDown() override {
     store_.reset();

@@ -1,0 +1,1017 @@
+#include "ringfence/postgres_store.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
+#include "ringfence/audit.h"
+#include "ringfence/error_text.h"
+#include "ringfence/status_macros.h"
+
+namespace ringfence {
+namespace {
+
+// Each migration takes the schema from version i to i + 1. Integers are
+// BIGINT throughout (results are decoded as 8-byte integers); times are Unix
+// nanoseconds, as in the SQLite store.
+const char* const kMigrations[] = {
+    // 1: the initial schema. `ord` keeps creation order for the List calls.
+    // audit_head holds the last audit entry's seq and hash: writers lock it
+    // (FOR UPDATE) to append, which orders them across processes.
+    R"sql(
+CREATE TABLE releases(
+  id TEXT PRIMARY KEY,
+  ord BIGSERIAL NOT NULL,
+  content_type TEXT NOT NULL,
+  body BYTEA NOT NULL);
+CREATE TABLE rollouts(
+  id TEXT PRIMARY KEY,
+  ord BIGSERIAL NOT NULL,
+  content_type TEXT NOT NULL,
+  state BIGINT NOT NULL,
+  version BIGINT NOT NULL,
+  body BYTEA NOT NULL);
+CREATE TABLE decisions(
+  rollout_id TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  verdict BIGINT NOT NULL,
+  body BYTEA NOT NULL,
+  PRIMARY KEY(rollout_id, seq));
+CREATE TABLE exposures(
+  rollout_id TEXT NOT NULL,
+  host_id TEXT NOT NULL,
+  stage BIGINT NOT NULL,
+  at_ns BIGINT NOT NULL,
+  granted BIGINT NOT NULL,
+  PRIMARY KEY(rollout_id, host_id));
+CREATE TABLE emergency_stops(
+  content_type TEXT PRIMARY KEY,
+  actor TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  at_ns BIGINT NOT NULL);
+CREATE TABLE checkpoints(
+  rollout_id TEXT PRIMARY KEY,
+  at_ns BIGINT NOT NULL,
+  body BYTEA NOT NULL);
+CREATE TABLE host_evidence(
+  rollout_id TEXT NOT NULL,
+  host_key BIGINT NOT NULL,
+  exposed BIGINT NOT NULL,
+  stage BIGINT NOT NULL,
+  exposed_at_ns BIGINT NOT NULL,
+  flags BIGINT NOT NULL,
+  affected BIGINT NOT NULL,
+  pre_affected BIGINT NOT NULL,
+  PRIMARY KEY(rollout_id, host_key));
+CREATE TABLE audit(
+  seq BIGINT PRIMARY KEY,
+  at_ns BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  rollout_id TEXT NOT NULL,
+  body BYTEA NOT NULL,
+  hash TEXT NOT NULL);
+CREATE INDEX audit_by_rollout ON audit(rollout_id, seq);
+CREATE TABLE audit_head(
+  id BIGINT PRIMARY KEY,
+  seq BIGINT NOT NULL,
+  hash TEXT NOT NULL);
+INSERT INTO audit_head(id, seq, hash) VALUES(1, 0,
+  '0000000000000000000000000000000000000000000000000000000000000000');
+)sql",
+};
+static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
+                  kPostgresSchemaVersion,
+              "one migration per schema version");
+
+// PostgreSQL type OIDs of the parameters we send (pg_type.h).
+constexpr Oid kInt8Oid = 20;
+constexpr Oid kTextOid = 25;
+constexpr Oid kByteaOid = 17;
+
+bool ValidSchemaName(absl::string_view s) {
+  if (s.empty() || s.size() > 63) return false;
+  if (!(absl::ascii_islower(s[0]) || s[0] == '_')) return false;
+  for (char c : s) {
+    if (!(absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_')) {
+      return false;
+    }
+  }
+  // pg_* names are reserved for the system.
+  return !absl::StartsWith(s, "pg_");
+}
+
+// Removes the password from text that might echo it (libpq messages).
+class Redactor {
+ public:
+  explicit Redactor(std::string password) : password_(std::move(password)) {}
+  std::string operator()(absl::string_view text) const {
+    std::string out(text);
+    if (!password_.empty()) {
+      absl::StrReplaceAll({{password_, "<redacted>"}}, &out);
+    }
+    return out;
+  }
+
+ private:
+  std::string password_;
+};
+
+// Parameters in binary format with explicit types.
+class Params {
+ public:
+  Params& Text(absl::string_view v) { return Add(v, kTextOid); }
+  Params& Bytes(absl::string_view v) { return Add(v, kByteaOid); }
+  Params& Int(int64_t v) {
+    char buf[8];
+    const uint64_t u = static_cast<uint64_t>(v);
+    for (int i = 0; i < 8; ++i) buf[i] = static_cast<char>(u >> (56 - 8 * i));
+    return Add(absl::string_view(buf, 8), kInt8Oid);
+  }
+  int size() const { return static_cast<int>(values_.size()); }
+  const Oid* types() const { return types_.data(); }
+  const int* lengths() const { return lengths_.data(); }
+  const int* formats() const { return formats_.data(); }
+  // Valid until the next Add.
+  std::vector<const char*> pointers() const {
+    std::vector<const char*> out;
+    out.reserve(values_.size());
+    for (const std::string& v : values_) out.push_back(v.data());
+    return out;
+  }
+
+ private:
+  Params& Add(absl::string_view v, Oid type) {
+    values_.emplace_back(v);
+    types_.push_back(type);
+    lengths_.push_back(static_cast<int>(v.size()));
+    formats_.push_back(1);
+    return *this;
+  }
+  std::vector<std::string> values_;
+  std::vector<Oid> types_;
+  std::vector<int> lengths_;
+  std::vector<int> formats_;
+};
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+
+// A query result (binary format).
+class Result {
+ public:
+  Result() = default;
+  explicit Result(PGresult* r) : r_(r) {}
+  int rows() const { return r_ ? PQntuples(r_.get()) : 0; }
+  std::string Text(int row, int col) const {
+    return std::string(PQgetvalue(r_.get(), row, col),
+                       PQgetlength(r_.get(), row, col));
+  }
+  int64_t Int(int row, int col) const {
+    const auto* p =
+        reinterpret_cast<const unsigned char*>(PQgetvalue(r_.get(), row, col));
+    const int n = PQgetlength(r_.get(), row, col);
+    uint64_t u = 0;
+    for (int i = 0; i < n; ++i) u = (u << 8) | p[i];
+    // Sign-extend narrower integers (int2, int4).
+    if (n > 0 && n < 8 && (p[0] & 0x80)) u |= ~uint64_t{0} << (8 * n);
+    return static_cast<int64_t>(u);
+  }
+  // The command tag's row count (UPDATE/DELETE/INSERT).
+  int64_t affected() const {
+    const char* n = PQcmdTuples(r_.get());
+    return n == nullptr || *n == '\0' ? 0 : std::strtoll(n, nullptr, 10);
+  }
+  std::string command() const { return PQcmdStatus(r_.get()); }
+
+ private:
+  std::unique_ptr<PGresult, ResultDeleter> r_;
+};
+
+// SQLSTATE -> canonical code.
+absl::StatusCode CodeForSqlState(absl::string_view state) {
+  // unique violation; duplicate table or schema (a concurrent migrator)
+  if (state == "23505" || state == "42P07" || state == "42P06") {
+    return absl::StatusCode::kAlreadyExists;
+  }
+  if (state == "57014") return absl::StatusCode::kDeadlineExceeded;
+  if (state == "40001" || state == "40P01") {
+    return absl::StatusCode::kUnavailable;
+  }
+  if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
+      state == "57P03") {
+    return absl::StatusCode::kUnavailable;
+  }
+  if (absl::StartsWith(state, "53")) {
+    return absl::StatusCode::kResourceExhausted;
+  }
+  if (state == "42501" || state == "25006" || absl::StartsWith(state, "28")) {
+    return absl::StatusCode::kFailedPrecondition;
+  }
+  if (absl::StartsWith(state, "22")) return absl::StatusCode::kInvalidArgument;
+  if (absl::StartsWith(state, "XX")) return absl::StatusCode::kDataLoss;
+  return absl::StatusCode::kInternal;
+}
+
+void IgnoreNotice(void*, const char*) {}
+
+// One connection. `broken` once the server is gone; the pool then drops it.
+class Conn {
+ public:
+  Conn(PGconn* c, const Redactor* redact) : c_(c), redact_(redact) {}
+  ~Conn() { PQfinish(c_); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  bool broken() const { return PQstatus(c_) != CONNECTION_OK; }
+  PGconn* raw() { return c_; }
+
+  // Exec: runs one statement with parameters (binary in and out). `what`
+  // names it in errors.
+  absl::StatusOr<Result> Exec(absl::string_view what, const char* sql,
+                              const Params& p = Params()) {
+    const std::vector<const char*> values = p.pointers();
+    PGresult* r = PQexecParams(c_, sql, p.size(), p.types(), values.data(),
+                               p.lengths(), p.formats(), /*resultFormat=*/1);
+    return Check(what, r);
+  }
+
+  // ExecScript: runs statements without parameters (migrations, BEGIN).
+  absl::StatusOr<Result> ExecScript(absl::string_view what, const char* sql) {
+    return Check(what, PQexec(c_, sql));
+  }
+
+ private:
+  absl::StatusOr<Result> Check(absl::string_view what, PGresult* r) {
+    Result result(r);
+    const ExecStatusType st =
+        r == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return result;
+    const char* state =
+        r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char* primary =
+        r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    std::string msg = primary != nullptr ? primary : PQerrorMessage(c_);
+    absl::StripAsciiWhitespace(&msg);
+    absl::StatusCode code =
+        state != nullptr ? CodeForSqlState(state) : absl::StatusCode::kInternal;
+    if (broken()) code = absl::StatusCode::kUnavailable;
+    return absl::Status(
+        code, (*redact_)(absl::StrCat(
+                  what, ": ", msg,
+                  state != nullptr ? absl::StrCat(" (SQLSTATE ", state, ")")
+                                   : std::string(" (connection lost)"))));
+  }
+
+  PGconn* const c_;
+  const Redactor* const redact_;
+};
+
+template <typename Msg>
+absl::StatusOr<Msg> ParseBody(const std::string& bytes,
+                              absl::string_view what) {
+  Msg m;
+  if (!m.ParseFromString(bytes)) {
+    return absl::DataLossError(absl::StrCat("unparseable ", what, " record"));
+  }
+  return m;
+}
+
+class PostgresStore final : public Store {
+ public:
+  PostgresStore(const PostgresStoreOptions& options, std::string password)
+      : options_(options),
+        redact_(std::move(password)),
+        clock_(options.clock != nullptr ? options.clock : &RealClock()) {}
+
+  ~PostgresStore() override {
+    absl::MutexLock lock(&mu_);
+    idle_.clear();
+  }
+
+  absl::Status Init() {
+    // The schema, then schema_migrations, then one transaction per
+    // migration. Another process may be doing the same: every step is
+    // idempotent, and a migration's row is inserted first so that a
+    // concurrent migrator waits on it and then fails with a unique violation
+    // instead of applying the migration twice.
+    return WithConn(false, [&](Conn& c) -> absl::Status {
+      Params schema;
+      schema.Text(options_.schema);
+      ASSIGN_OR_RETURN(Result have,
+                       c.Exec("looking up the schema",
+                              "SELECT 1 FROM information_schema.schemata WHERE "
+                              "schema_name = $1",
+                              schema));
+      if (have.rows() == 0) {
+        absl::StatusOr<Result> r = c.ExecScript(
+            "creating the schema",
+            absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", options_.schema)
+                .c_str());
+        if (!r.ok() && !absl::IsAlreadyExists(r.status())) return r.status();
+      }
+      absl::StatusOr<Result> r = c.ExecScript(
+          "creating schema_migrations",
+          "CREATE TABLE IF NOT EXISTS schema_migrations("
+          "version BIGINT PRIMARY KEY, applied_at_ns BIGINT NOT NULL)");
+      if (!r.ok() && !absl::IsAlreadyExists(r.status())) return r.status();
+      while (true) {
+        ASSIGN_OR_RETURN(
+            Result v,
+            c.Exec("reading the schema version",
+                   "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+        const int64_t version = v.Int(0, 0);
+        if (version > kPostgresSchemaVersion) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "database schema \"", options_.schema, "\" is at version ",
+              version, ", newer than this build supports (",
+              kPostgresSchemaVersion, "); upgrade ringfence"));
+        }
+        if (version == kPostgresSchemaVersion) return absl::OkStatus();
+        const int64_t next = version + 1;
+        absl::Status s = TxOn(c, [&]() -> absl::Status {
+          Params p;
+          p.Int(next).Int(absl::ToUnixNanos(clock_->Now()));
+          RETURN_IF_ERROR(c.Exec("recording the migration",
+                                 "INSERT INTO schema_migrations(version, "
+                                 "applied_at_ns) VALUES($1, $2)",
+                                 p)
+                              .status());
+          return c.ExecScript("migrating", kMigrations[next - 1]).status();
+        });
+        if (absl::IsAlreadyExists(s)) continue;  // another process did it
+        if (!s.ok()) {
+          return absl::Status(
+              s.code(), absl::StrCat("migrating schema to version ", next, ": ",
+                                     s.message()));
+        }
+      }
+    });
+  }
+
+  absl::Status PutRelease(const Release& release,
+                          const AuditEntry& audit) override {
+    return Tx([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(release.id())
+          .Text(release.content_type())
+          .Bytes(release.SerializeAsString());
+      absl::Status st = c.Exec("inserting the release",
+                               "INSERT INTO releases(id, content_type, body) "
+                               "VALUES($1, $2, $3)",
+                               p)
+                            .status();
+      if (absl::IsAlreadyExists(st)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "release ", QuoteForError(release.id()), " already exists"));
+      }
+      RETURN_IF_ERROR(st);
+      return AppendAuditOn(c, audit);
+    });
+  }
+
+  absl::StatusOr<Release> GetRelease(absl::string_view id) override {
+    Release out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(id);
+      ASSIGN_OR_RETURN(Result r,
+                       c.Exec("reading the release",
+                              "SELECT body FROM releases WHERE id = $1", p));
+      if (r.rows() == 0) {
+        return absl::NotFoundError(
+            absl::StrCat("release ", QuoteForError(id), " not found"));
+      }
+      ASSIGN_OR_RETURN(out, ParseBody<Release>(r.Text(0, 0), "release"));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<Release>> ListReleases() override {
+    return ListBodies<Release>("release",
+                               "SELECT body FROM releases ORDER BY ord");
+  }
+
+  absl::Status CreateRollout(const Rollout& rollout,
+                             const AuditEntry& audit) override {
+    return Tx([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(rollout.id())
+          .Text(rollout.content_type())
+          .Int(static_cast<int64_t>(rollout.state()))
+          .Int(static_cast<int64_t>(rollout.version()))
+          .Bytes(rollout.SerializeAsString());
+      absl::Status st =
+          c.Exec("inserting the rollout",
+                 "INSERT INTO rollouts(id, content_type, state, version, "
+                 "body) VALUES($1, $2, $3, $4, $5)",
+                 p)
+              .status();
+      if (absl::IsAlreadyExists(st)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "rollout ", QuoteForError(rollout.id()), " already exists"));
+      }
+      RETURN_IF_ERROR(st);
+      return AppendAuditOn(c, audit);
+    });
+  }
+
+  absl::Status CommitTransition(const Rollout& rollout,
+                                uint64_t expected_version,
+                                const AuditEntry& audit,
+                                const Decision* decision) override {
+    return Tx([&](Conn& c) -> absl::Status {
+      Params id;
+      id.Text(rollout.id());
+      // FOR UPDATE: a concurrent committer in another process waits here
+      // and then sees the new version.
+      ASSIGN_OR_RETURN(
+          Result get,
+          c.Exec("reading the rollout version",
+                 "SELECT version FROM rollouts WHERE id = $1 FOR UPDATE", id));
+      if (get.rows() == 0) {
+        return absl::NotFoundError(absl::StrCat(
+            "rollout ", QuoteForError(rollout.id()), " not found"));
+      }
+      const uint64_t stored = static_cast<uint64_t>(get.Int(0, 0));
+      if (stored != expected_version) {
+        return absl::AbortedError(
+            absl::StrCat("rollout ", QuoteForError(rollout.id()),
+                         " changed concurrently (version ", stored,
+                         ", expected ", expected_version, ")"));
+      }
+      Params p;
+      p.Text(rollout.id())
+          .Int(static_cast<int64_t>(rollout.state()))
+          .Int(static_cast<int64_t>(rollout.version()))
+          .Bytes(rollout.SerializeAsString());
+      RETURN_IF_ERROR(c.Exec("updating the rollout",
+                             "UPDATE rollouts SET state = $2, version = $3, "
+                             "body = $4 WHERE id = $1",
+                             p)
+                          .status());
+      if (decision != nullptr) RETURN_IF_ERROR(InsertDecisionOn(c, *decision));
+      return AppendAuditOn(c, audit);
+    });
+  }
+
+  absl::StatusOr<Rollout> GetRollout(absl::string_view id) override {
+    Rollout out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(id);
+      ASSIGN_OR_RETURN(Result r,
+                       c.Exec("reading the rollout",
+                              "SELECT body FROM rollouts WHERE id = $1", p));
+      if (r.rows() == 0) {
+        return absl::NotFoundError(
+            absl::StrCat("rollout ", QuoteForError(id), " not found"));
+      }
+      ASSIGN_OR_RETURN(out, ParseBody<Rollout>(r.Text(0, 0), "rollout"));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<Rollout>> ListRollouts() override {
+    return ListBodies<Rollout>("rollout",
+                               "SELECT body FROM rollouts ORDER BY ord");
+  }
+
+  absl::Status AppendDecision(const Decision& decision) override {
+    return Tx([&](Conn& c) { return InsertDecisionOn(c, decision); });
+  }
+
+  absl::StatusOr<std::vector<Decision>> ListDecisions(
+      absl::string_view rollout_id, uint64_t after_seq) override {
+    Params p;
+    p.Text(rollout_id).Int(static_cast<int64_t>(after_seq));
+    return ListBodies<Decision>("decision",
+                                "SELECT body FROM decisions WHERE rollout_id "
+                                "= $1 AND seq > $2 ORDER BY seq",
+                                p);
+  }
+
+  // One multi-row INSERT per chunk, all in one transaction; ON CONFLICT DO
+  // NOTHING keeps the first record of a host (idempotent).
+  absl::Status RecordExposures(absl::string_view rollout_id,
+                               absl::Span<const Exposure> exposures) override {
+    if (exposures.empty()) return absl::OkStatus();
+    constexpr size_t kChunk = 500;
+    return Tx([&](Conn& c) -> absl::Status {
+      for (size_t start = 0; start < exposures.size(); start += kChunk) {
+        const size_t end = std::min(exposures.size(), start + kChunk);
+        std::string sql =
+            "INSERT INTO exposures(rollout_id, host_id, stage, at_ns, "
+            "granted) VALUES";
+        Params p;
+        p.Text(rollout_id);
+        int n = 2;
+        for (size_t i = start; i < end; ++i) {
+          const Exposure& e = exposures[i];
+          absl::StrAppend(&sql, i == start ? "" : ",", "($1, $", n, ", $",
+                          n + 1, ", $", n + 2, ", $", n + 3, ")");
+          n += 4;
+          p.Text(e.host_id)
+              .Int(static_cast<int64_t>(e.stage))
+              .Int(absl::ToUnixNanos(e.at))
+              .Int(e.granted ? 1 : 0);
+        }
+        sql += " ON CONFLICT (rollout_id, host_id) DO NOTHING";
+        RETURN_IF_ERROR(c.Exec("recording exposures", sql.c_str(), p).status());
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::vector<Exposure>> ListExposures(
+      absl::string_view rollout_id) override {
+    std::vector<Exposure> out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      out.clear();
+      Params p;
+      p.Text(rollout_id);
+      ASSIGN_OR_RETURN(Result r,
+                       c.Exec("listing exposures",
+                              "SELECT host_id, stage, at_ns, granted FROM "
+                              "exposures WHERE rollout_id = $1",
+                              p));
+      for (int i = 0; i < r.rows(); ++i) {
+        out.push_back({r.Text(i, 0), static_cast<uint32_t>(r.Int(i, 1)),
+                       absl::FromUnixNanos(r.Int(i, 2)), r.Int(i, 3) != 0});
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status SetEmergencyStop(const EmergencyStop& stop,
+                                const AuditEntry& audit) override {
+    return Tx([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(stop.content_type)
+          .Text(stop.actor)
+          .Text(stop.reason)
+          .Int(absl::ToUnixNanos(stop.at));
+      RETURN_IF_ERROR(
+          c.Exec("setting the emergency stop",
+                 "INSERT INTO emergency_stops(content_type, actor, reason, "
+                 "at_ns) VALUES($1, $2, $3, $4) ON CONFLICT (content_type) "
+                 "DO UPDATE SET actor = EXCLUDED.actor, reason = "
+                 "EXCLUDED.reason, at_ns = EXCLUDED.at_ns",
+                 p)
+              .status());
+      return AppendAuditOn(c, audit);
+    });
+  }
+
+  absl::Status ClearEmergencyStop(absl::string_view content_type,
+                                  const AuditEntry& audit) override {
+    return Tx([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(content_type);
+      ASSIGN_OR_RETURN(
+          Result r,
+          c.Exec("clearing the emergency stop",
+                 "DELETE FROM emergency_stops WHERE content_type = $1", p));
+      if (r.affected() == 0) {
+        return absl::NotFoundError(absl::StrCat("content type ",
+                                                QuoteForError(content_type),
+                                                " has no emergency stop"));
+      }
+      return AppendAuditOn(c, audit);
+    });
+  }
+
+  absl::StatusOr<std::vector<EmergencyStop>> ListEmergencyStops() override {
+    std::vector<EmergencyStop> out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      out.clear();
+      ASSIGN_OR_RETURN(Result r, c.Exec("listing emergency stops",
+                                        "SELECT content_type, actor, reason, "
+                                        "at_ns FROM emergency_stops ORDER BY "
+                                        "content_type"));
+      for (int i = 0; i < r.rows(); ++i) {
+        out.push_back({r.Text(i, 0), r.Text(i, 1), r.Text(i, 2),
+                       absl::FromUnixNanos(r.Int(i, 3))});
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status PutCheckpoint(absl::string_view rollout_id,
+                             absl::string_view bytes,
+                             absl::Span<const HostEvidence> evidence) override {
+    return Tx([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(rollout_id).Int(absl::ToUnixNanos(clock_->Now())).Bytes(bytes);
+      RETURN_IF_ERROR(
+          c.Exec("writing the checkpoint",
+                 "INSERT INTO checkpoints(rollout_id, at_ns, body) "
+                 "VALUES($1, $2, $3) ON CONFLICT (rollout_id) DO UPDATE SET "
+                 "at_ns = EXCLUDED.at_ns, body = EXCLUDED.body",
+                 p)
+              .status());
+      // One statement per record: a multi-row upsert may not touch a key
+      // twice, and a batch may repeat one (the last record wins, as in the
+      // SQLite store).
+      for (const HostEvidence& h : evidence) {
+        Params e;
+        e.Text(rollout_id)
+            .Int(static_cast<int64_t>(h.host_key))
+            .Int(h.exposed ? 1 : 0)
+            .Int(static_cast<int64_t>(h.stage))
+            .Int(h.exposed ? absl::ToUnixNanos(h.exposed_at) : 0)
+            .Int(static_cast<int64_t>(h.flags))
+            .Int(static_cast<int64_t>(h.affected))
+            .Int(static_cast<int64_t>(h.pre_affected));
+        RETURN_IF_ERROR(
+            c.Exec("writing host evidence",
+                   "INSERT INTO host_evidence(rollout_id, host_key, exposed, "
+                   "stage, exposed_at_ns, flags, affected, pre_affected) "
+                   "VALUES($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT "
+                   "(rollout_id, host_key) DO UPDATE SET exposed = "
+                   "EXCLUDED.exposed, stage = EXCLUDED.stage, exposed_at_ns = "
+                   "EXCLUDED.exposed_at_ns, flags = EXCLUDED.flags, affected "
+                   "= EXCLUDED.affected, pre_affected = EXCLUDED.pre_affected",
+                   e)
+                .status());
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::string> GetCheckpoint(
+      absl::string_view rollout_id) override {
+    std::string out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(rollout_id);
+      ASSIGN_OR_RETURN(
+          Result r,
+          c.Exec("reading the checkpoint",
+                 "SELECT body FROM checkpoints WHERE rollout_id = $1", p));
+      if (r.rows() == 0) {
+        return absl::NotFoundError(absl::StrCat("no checkpoint for rollout ",
+                                                QuoteForError(rollout_id)));
+      }
+      out = r.Text(0, 0);
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::StatusOr<std::vector<HostEvidence>> ListHostEvidence(
+      absl::string_view rollout_id) override {
+    std::vector<HostEvidence> out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      out.clear();
+      Params p;
+      p.Text(rollout_id);
+      ASSIGN_OR_RETURN(
+          Result r,
+          c.Exec("listing host evidence",
+                 "SELECT host_key, exposed, stage, exposed_at_ns, flags, "
+                 "affected, pre_affected FROM host_evidence WHERE "
+                 "rollout_id = $1",
+                 p));
+      for (int i = 0; i < r.rows(); ++i) {
+        HostEvidence h;
+        h.host_key = static_cast<uint64_t>(r.Int(i, 0));
+        h.exposed = r.Int(i, 1) != 0;
+        h.stage = static_cast<uint32_t>(r.Int(i, 2));
+        h.exposed_at = absl::FromUnixNanos(r.Int(i, 3));
+        h.flags = static_cast<uint32_t>(r.Int(i, 4));
+        h.affected = static_cast<uint32_t>(r.Int(i, 5));
+        h.pre_affected = static_cast<uint32_t>(r.Int(i, 6));
+        out.push_back(h);
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status AppendAudit(const AuditEntry& audit) override {
+    return Tx([&](Conn& c) { return AppendAuditOn(c, audit); });
+  }
+
+  absl::StatusOr<std::vector<AuditEntry>> ReadAudit(uint64_t after_seq,
+                                                    size_t limit) override {
+    std::vector<AuditEntry> out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      out.clear();
+      Params p;
+      p.Int(static_cast<int64_t>(after_seq))
+          .Int(static_cast<int64_t>(
+              std::min<uint64_t>(limit, static_cast<uint64_t>(INT64_MAX))));
+      ASSIGN_OR_RETURN(Result r, c.Exec("reading the audit log",
+                                        "SELECT seq, body, hash FROM audit "
+                                        "WHERE seq > $1 ORDER BY seq LIMIT $2",
+                                        p));
+      for (int i = 0; i < r.rows(); ++i) {
+        AuditEntry e;
+        if (!e.ParseFromString(r.Text(i, 1))) {
+          // Keep going: VerifyAuditLog reports the broken link.
+          e.Clear();
+        }
+        // The row's seq and hash columns are what later entries chain to.
+        e.set_seq(static_cast<uint64_t>(r.Int(i, 0)));
+        if (e.hash().empty()) e.set_hash(r.Text(i, 2));
+        out.push_back(std::move(e));
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  // A write that changes nothing: upsert and delete a checkpoint under an id
+  // no rollout can have (""), committed. Fails as real work would if the
+  // server is unreachable, read-only or out of space.
+  absl::Status Probe() override {
+    return Tx([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Int(absl::ToUnixNanos(clock_->Now()));
+      RETURN_IF_ERROR(c.Exec("probing (write)",
+                             "INSERT INTO checkpoints(rollout_id, at_ns, body) "
+                             "VALUES('', $1, '') ON CONFLICT (rollout_id) DO "
+                             "UPDATE SET at_ns = EXCLUDED.at_ns",
+                             p)
+                          .status());
+      return c
+          .Exec("probing (delete)",
+                "DELETE FROM checkpoints WHERE rollout_id = ''")
+          .status();
+    });
+  }
+
+ private:
+  using ConnPtr = std::unique_ptr<Conn>;
+
+  // Takes an idle connection, or opens one if fewer than pool_size are open,
+  // or waits for one to be returned.
+  absl::StatusOr<ConnPtr> Acquire() {
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time deadline =
+          absl::Now() + options_.connect_timeout + options_.statement_timeout;
+      while (idle_.empty() && open_ >= options_.pool_size) {
+        if (cv_.WaitWithDeadline(&mu_, deadline) && idle_.empty() &&
+            open_ >= options_.pool_size) {
+          return absl::UnavailableError(absl::StrCat(
+              "all ", options_.pool_size, " PostgreSQL connections are busy"));
+        }
+      }
+      if (!idle_.empty()) {
+        ConnPtr c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+      ++open_;  // reserved; connect outside the lock
+    }
+    absl::StatusOr<ConnPtr> c = Connect();
+    if (!c.ok()) {
+      absl::MutexLock lock(&mu_);
+      --open_;
+      cv_.Signal();
+    }
+    return c;
+  }
+
+  void ReturnConn(ConnPtr c) {
+    const bool broken = c->broken();
+    std::vector<ConnPtr> dropped;
+    {
+      absl::MutexLock lock(&mu_);
+      if (broken) {
+        // The server probably restarted: the idle connections are likely
+        // dead too. Drop them all; the next calls connect afresh.
+        open_ -= 1 + static_cast<int>(idle_.size());
+        dropped.swap(idle_);
+      } else {
+        idle_.push_back(std::move(c));
+      }
+      cv_.SignalAll();
+    }
+    // PQfinish outside the lock (`c` and `dropped` die here).
+  }
+
+  absl::StatusOr<ConnPtr> Connect() {
+    const std::string timeout = absl::StrCat(std::max<int64_t>(
+        2, absl::ToInt64Seconds(options_.connect_timeout + absl::Seconds(1) -
+                                absl::Nanoseconds(1))));
+    // Later keywords override what the expanded dsn sets.
+    const char* keys[] = {"dbname", "connect_timeout",
+                          "fallback_application_name", nullptr};
+    const char* values[] = {options_.dsn.c_str(), timeout.c_str(), "ringfence",
+                            nullptr};
+    PGconn* raw = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+    if (raw == nullptr) {
+      return absl::ResourceExhaustedError(
+          "cannot allocate a PostgreSQL connection");
+    }
+    auto c = std::make_unique<Conn>(raw, &redact_);
+    if (PQstatus(raw) != CONNECTION_OK) {
+      std::string msg = PQerrorMessage(raw);
+      absl::StripAsciiWhitespace(&msg);
+      return absl::UnavailableError(
+          redact_(absl::StrCat("cannot connect to PostgreSQL: ", msg)));
+    }
+    PQsetNoticeProcessor(raw, IgnoreNotice, nullptr);
+    // Session settings; the schema name was validated (no quoting needed).
+    RETURN_IF_ERROR(
+        c->ExecScript(
+             "setting up the session",
+             absl::StrCat("SET search_path TO ", options_.schema,
+                          "; SET statement_timeout = ",
+                          absl::ToInt64Milliseconds(options_.statement_timeout))
+                 .c_str())
+            .status());
+    return c;
+  }
+
+  // Runs `body` on a pooled connection. `retry_read`: if the connection
+  // turns out broken, run it once more on a fresh one (reads only).
+  absl::Status WithConn(bool retry_read,
+                        const std::function<absl::Status(Conn&)>& body) {
+    for (int attempt = 0;; ++attempt) {
+      ASSIGN_OR_RETURN(ConnPtr c, Acquire());
+      absl::Status s = body(*c);
+      const bool broken = c->broken();
+      ReturnConn(std::move(c));
+      if (broken && retry_read && attempt == 0) continue;
+      return s;
+    }
+  }
+
+  absl::Status Read(const std::function<absl::Status(Conn&)>& body) {
+    return WithConn(true, body);
+  }
+
+  template <typename Msg>
+  absl::StatusOr<std::vector<Msg>> ListBodies(absl::string_view what,
+                                              const char* sql,
+                                              const Params& p = Params()) {
+    std::vector<Msg> out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      out.clear();
+      ASSIGN_OR_RETURN(Result r,
+                       c.Exec(absl::StrCat("listing ", what, "s"), sql, p));
+      for (int i = 0; i < r.rows(); ++i) {
+        ASSIGN_OR_RETURN(Msg m, ParseBody<Msg>(r.Text(i, 0), what));
+        out.push_back(std::move(m));
+      }
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  // Runs `body` in a transaction on `c`: commit if it returns OK, roll back
+  // otherwise.
+  static absl::Status TxOn(Conn& c, const std::function<absl::Status()>& body) {
+    RETURN_IF_ERROR(c.ExecScript("beginning a transaction", "BEGIN").status());
+    absl::Status s = body();
+    if (s.ok()) {
+      absl::StatusOr<Result> r = c.ExecScript("committing", "COMMIT");
+      if (!r.ok()) {
+        s = r.status();
+      } else if (r->command() != "COMMIT") {
+        s = absl::AbortedError("the transaction was rolled back");
+      }
+      if (s.ok()) return s;
+    }
+    if (!c.broken() && PQtransactionStatus(c.raw()) != PQTRANS_IDLE) {
+      (void)c.ExecScript("rolling back", "ROLLBACK");
+    }
+    return s;
+  }
+
+  absl::Status Tx(const std::function<absl::Status(Conn&)>& body) {
+    return WithConn(
+        false, [&](Conn& c) { return TxOn(c, [&]() { return body(c); }); });
+  }
+
+  absl::Status InsertDecisionOn(Conn& c, const Decision& decision) {
+    Params p;
+    p.Text(decision.rollout_id())
+        .Int(static_cast<int64_t>(decision.seq()))
+        .Int(static_cast<int64_t>(decision.verdict()))
+        .Bytes(decision.SerializeAsString());
+    absl::Status st = c.Exec("inserting the decision",
+                             "INSERT INTO decisions(rollout_id, seq, verdict, "
+                             "body) VALUES($1, $2, $3, $4)",
+                             p)
+                          .status();
+    if (absl::IsAlreadyExists(st)) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "decision ", decision.seq(), " of rollout ",
+          QuoteForError(decision.rollout_id()), " already recorded"));
+    }
+    return st;
+  }
+
+  // Appends within the caller's transaction. Locking the head row orders
+  // appenders across connections and processes; it is taken last so that
+  // it is held briefly.
+  absl::Status AppendAuditOn(Conn& c, const AuditEntry& audit) {
+    ASSIGN_OR_RETURN(Result head,
+                     c.Exec("locking the audit head",
+                            "SELECT seq, hash FROM audit_head WHERE id = 1 "
+                            "FOR UPDATE"));
+    if (head.rows() != 1) {
+      return absl::DataLossError("the audit head row is missing");
+    }
+    AuditEntry e = audit;
+    e.set_seq(static_cast<uint64_t>(head.Int(0, 0)) + 1);
+    ChainAuditEntry(head.Text(0, 1), &e);
+    Params p;
+    p.Int(static_cast<int64_t>(e.seq()))
+        .Int(e.at().seconds() * 1000000000LL + e.at().nanos())
+        .Text(e.actor())
+        .Text(e.action())
+        .Text(e.rollout_id())
+        .Bytes(e.SerializeAsString())
+        .Text(e.hash());
+    RETURN_IF_ERROR(c.Exec("appending to the audit log",
+                           "INSERT INTO audit(seq, at_ns, actor, action, "
+                           "rollout_id, body, hash) VALUES($1, $2, $3, $4, "
+                           "$5, $6, $7)",
+                           p)
+                        .status());
+    Params h;
+    h.Int(static_cast<int64_t>(e.seq())).Text(e.hash());
+    return c
+        .Exec("advancing the audit head",
+              "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1", h)
+        .status();
+  }
+
+  const PostgresStoreOptions options_;
+  const Redactor redact_;
+  const Clock* const clock_;
+
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::vector<ConnPtr> idle_ ABSL_GUARDED_BY(mu_);
+  // Connections open or being opened, idle or in use.
+  int open_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<StorePtr> OpenPostgresStore(
+    const PostgresStoreOptions& options) {
+  if (options.dsn.empty()) {
+    return absl::InvalidArgumentError("postgres dsn: must not be empty");
+  }
+  if (!ValidSchemaName(options.schema)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "postgres schema ", QuoteForError(options.schema),
+        ": use lower-case letters, digits and '_' (at most 63, not starting "
+        "with a digit or pg_)"));
+  }
+  if (options.pool_size < 1 || options.pool_size > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "postgres pool_size ", options.pool_size, ": must be 1..1000"));
+  }
+  if (options.connect_timeout <= absl::ZeroDuration() ||
+      options.statement_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "postgres timeouts: connect_timeout must be positive, "
+        "statement_timeout not negative");
+  }
+  // Parse the dsn only to learn the password (to keep it out of messages).
+  // libpq's parse error may quote the dsn, so it is not passed on.
+  char* err = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(options.dsn.c_str(), &err);
+  if (parsed == nullptr) {
+    PQfreemem(err);
+    return absl::InvalidArgumentError(
+        "postgres dsn: malformed connection string (not shown: it may hold a "
+        "password)");
+  }
+  std::string password;
+  for (PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (std::strcmp(o->keyword, "password") == 0 && o->val != nullptr) {
+      password = o->val;
+    }
+  }
+  PQconninfoFree(parsed);
+  auto store = std::make_unique<PostgresStore>(options, std::move(password));
+  RETURN_IF_ERROR(store->Init());
+  return StorePtr(std::move(store));
+}
+
+}  // namespace ringfence
