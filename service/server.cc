@@ -165,7 +165,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
 }
 
 std::shared_ptr<grpc::Channel> Server::InProcessChannel() {
-  return server_->InProcessChannel(grpc::ChannelArguments());
+  grpc::ChannelArguments args;
+  // Responses are bounded by the server; the client's default 4 MiB would
+  // refuse e.g. a ListRollouts of many large plans asked for over HTTP.
+  args.SetMaxReceiveMessageSize(-1);
+  return server_->InProcessChannel(args);
 }
 
 std::string Server::RenderMetrics() {

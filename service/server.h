@@ -149,7 +149,9 @@ class Server {
 
   // InProcessChannel
   //
-  // A channel to this server that bypasses the network (and TLS).
+  // A channel to this server that bypasses the network (and TLS), with no
+  // client-side limit on response size (the HTTP listener forwards over
+  // it). Calls on it carry no client certificate.
   std::shared_ptr<grpc::Channel> InProcessChannel();
 
   // RenderMetrics
