@@ -119,7 +119,8 @@ class HttpServer {
   // Shutdown
   //
   // Stops accepting, lets the connections being served finish (each within
-  // its timeouts), and joins the threads.
+  // its timeouts; an idle keep-alive connection within the 5 s keep-alive
+  // timeout), and joins the threads.
   void Shutdown();
 
  private:
