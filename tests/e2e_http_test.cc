@@ -356,6 +356,33 @@ TEST_F(E2EHttpTest, HttpsWithTheServersCertificate) {
   EXPECT_FALSE(plain && plain->status == 200);
 }
 
+TEST_F(E2EHttpTest, UnderMutualTlsHttpCallersStillNeedAToken) {
+  const TestCertFiles* certs = TestCerts();
+  ASSERT_NE(certs, nullptr) << "could not generate certificates";
+  // gRPC clients present a certificate naming operator carol.
+  absl::StatusOr<std::optional<ClientTls>> tls =
+      LoadClientTls(certs->ca, certs->operator_cert, certs->operator_key);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  client_tls_ = *tls;
+  StartServer({"--tls_cert=" + certs->server_cert,
+               "--tls_key=" + certs->server_key,
+               "--client_ca=" + certs->client_ca});
+  EXPECT_EQ(HealthStatus(""), 1);
+
+  // The forwarded call is in-process: no certificate, so no principal but
+  // the token's.
+  httplib::SSLClient https("127.0.0.1", HttpPort());
+  https.set_ca_cert_path(certs->ca.c_str());
+  https.enable_server_certificate_verification(true);
+  https.set_connection_timeout(5);
+  auto anonymous = https.Get("/v1/rollouts");
+  ASSERT_TRUE(anonymous) << httplib::to_string(anonymous.error());
+  EXPECT_EQ(anonymous->status, 401);
+  auto operator_token = https.Get("/v1/rollouts", Bearer(kOperatorToken));
+  ASSERT_TRUE(operator_token);
+  EXPECT_EQ(operator_token->status, 200);
+}
+
 TEST_F(E2EHttpTest, WithoutTokensHttpIsLoopbackOnlyEvenUnderMutualTls) {
   server_.reset();
   const CommandResult plain = RunServerToExit({"--http_listen=0.0.0.0:0"});
