@@ -44,44 +44,50 @@ void ChainAuditEntry(const std::string& prev_hash, AuditEntry* entry) {
   entry->set_hash(ComputeAuditHash(*entry));
 }
 
+bool AuditChainVerifier::Add(const AuditEntry& e) {
+  if (!v_.ok) return false;
+  ++v_.entries;
+  const uint64_t expected_seq = last_seq_ + 1;
+  auto broken = [&](std::string problem) {
+    v_.ok = false;
+    v_.first_broken_seq = expected_seq;
+    v_.problem = std::move(problem);
+    return false;
+  };
+  if (e.seq() != expected_seq) {
+    return broken(absl::StrCat("entry ", expected_seq, " is missing (next is ",
+                               e.seq(), ")"));
+  }
+  if (e.prev_hash() != prev_) {
+    return broken(absl::StrCat("entry ", e.seq(), " does not link to entry ",
+                               e.seq() - 1, ": prev_hash ", e.prev_hash(),
+                               ", expected ", prev_));
+  }
+  const std::string h = ComputeAuditHash(e);
+  if (e.hash() != h) {
+    return broken(absl::StrCat("entry ", e.seq(),
+                               " was altered: its content hashes to ", h,
+                               ", recorded ", e.hash()));
+  }
+  prev_ = e.hash();
+  last_seq_ = e.seq();
+  return true;
+}
+
 absl::StatusOr<AuditVerification> VerifyAuditLog(Store& store) {
-  AuditVerification v;
-  std::string prev = kAuditGenesisHash;
+  AuditChainVerifier verifier;
   uint64_t after = 0;
   constexpr size_t kPage = 1000;
   while (true) {
     ASSIGN_OR_RETURN(std::vector<AuditEntry> page,
                      store.ReadAudit(after, kPage));
     for (const AuditEntry& e : page) {
-      ++v.entries;
-      const uint64_t expected_seq = after + 1;
-      auto broken = [&](std::string problem) {
-        v.ok = false;
-        v.first_broken_seq = expected_seq;
-        v.problem = std::move(problem);
-        return v;
-      };
-      if (e.seq() != expected_seq) {
-        return broken(absl::StrCat("entry ", expected_seq,
-                                   " is missing (next is ", e.seq(), ")"));
-      }
-      if (e.prev_hash() != prev) {
-        return broken(absl::StrCat(
-            "entry ", e.seq(), " does not link to entry ", e.seq() - 1,
-            ": prev_hash ", e.prev_hash(), ", expected ", prev));
-      }
-      const std::string h = ComputeAuditHash(e);
-      if (e.hash() != h) {
-        return broken(absl::StrCat("entry ", e.seq(),
-                                   " was altered: its content hashes to ", h,
-                                   ", recorded ", e.hash()));
-      }
-      prev = e.hash();
+      if (!verifier.Add(e)) return verifier.result();
       after = e.seq();
     }
     if (page.size() < kPage) break;
   }
-  return v;
+  return verifier.result();
 }
 
 }  // namespace ringfence

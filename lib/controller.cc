@@ -773,6 +773,11 @@ absl::StatusOr<std::vector<Decision>> Controller::ListDecisions(
   return store_->ListDecisions(rollout_id, after_seq);
 }
 
+absl::StatusOr<std::vector<AuditEntry>> Controller::ReadAudit(
+    uint64_t after_seq, size_t limit) {
+  return store_->ReadAudit(after_seq, limit);
+}
+
 absl::StatusOr<GateCheck> Controller::CheckGate(absl::string_view release_id,
                                                 absl::string_view stage) {
   RETURN_IF_ERROR(ValidateId(release_id, "release_id"));

@@ -17,6 +17,8 @@ PACKAGES=(
   libssl-dev openssl
   libre2-dev
   libcli11-dev
+  libcpp-httplib-dev prometheus-cpp-dev
+  prometheus
 )
 
 missing=()

@@ -17,6 +17,7 @@ void Ingestor::Ingest(const EventProtos& events,
   const uint64_t n = static_cast<uint64_t>(events.size());
   if (n > max_batch_events_) {
     // The controller would say the same, after a conversion.
+    refused_too_large_.fetch_add(1, std::memory_order_relaxed);
     done(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                       absl::StrCat("events: at most ", max_batch_events_,
                                    " events per batch (got ", n, ")")));
@@ -24,6 +25,7 @@ void Ingestor::Ingest(const EventProtos& events,
   }
   uint64_t in_flight = 0;
   if (!TryReserve(n, &in_flight)) {
+    refused_saturated_.fetch_add(1, std::memory_order_relaxed);
     done(grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("telemetry ingestion is saturated (", in_flight,
@@ -48,6 +50,16 @@ void Ingestor::Ingest(const EventProtos& events,
              });
 }
 
+Ingestor::Counts Ingestor::counts() const {
+  Counts c;
+  c.events_ingested = events_ingested_.load(std::memory_order_relaxed);
+  c.batches_ingested = batches_ingested_.load(std::memory_order_relaxed);
+  c.refused_too_large = refused_too_large_.load(std::memory_order_relaxed);
+  c.refused_saturated = refused_saturated_.load(std::memory_order_relaxed);
+  c.failed = failed_.load(std::memory_order_relaxed);
+  return c;
+}
+
 bool Ingestor::TryReserve(uint64_t n, uint64_t* in_flight) {
   uint64_t cur = in_flight_.load(std::memory_order_relaxed);
   do {
@@ -67,6 +79,12 @@ grpc::Status Ingestor::ApplyAndRelease(const EventProtos& events) {
   absl::Status s = EventViewsFromProto(events, &views);
   if (s.ok()) s = controller_->Ingest(views);
   const grpc::Status result = ToGrpcStatus(s);
+  if (s.ok()) {
+    events_ingested_.fetch_add(events.size(), std::memory_order_relaxed);
+    batches_ingested_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    failed_.fetch_add(1, std::memory_order_relaxed);
+  }
   if (views.capacity() > kMaxRetainedViews) {
     views = std::vector<TelemetryEventView>();
   } else {

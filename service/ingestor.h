@@ -50,6 +50,19 @@ class Ingestor {
   void Ingest(const EventProtos& events,
               std::function<void(grpc::Status)> done);
 
+  // What this Ingestor has done since it was built (for metrics): events
+  // applied, and batches refused whole because they were over
+  // max_batch_events (too_large), did not fit in the budget (saturated),
+  // or failed validation or the store (failed).
+  struct Counts {
+    uint64_t events_ingested = 0;
+    uint64_t batches_ingested = 0;
+    uint64_t refused_too_large = 0;
+    uint64_t refused_saturated = 0;
+    uint64_t failed = 0;
+  };
+  Counts counts() const;
+
  private:
   bool TryReserve(uint64_t n, uint64_t* in_flight);
   grpc::Status ApplyAndRelease(const EventProtos& events);
@@ -63,6 +76,8 @@ class Ingestor {
   const uint64_t max_inflight_events_;
   const absl::Duration testing_delay_;
   std::atomic<uint64_t> in_flight_{0};
+  std::atomic<uint64_t> events_ingested_{0}, batches_ingested_{0},
+      refused_too_large_{0}, refused_saturated_{0}, failed_{0};
 };
 
 }  // namespace ringfence

@@ -139,6 +139,14 @@ absl::Status ValidateRequest(const v1::CheckGateRequest& request) {
   return OptionalId(request.stage(), "stage");
 }
 
+absl::Status ValidateRequest(const v1::ListAuditRequest& request) {
+  if (request.limit() > kMaxAuditPage) {
+    return Invalid("limit", absl::StrCat("must be at most ", kMaxAuditPage,
+                                         " (got ", request.limit(), ")"));
+  }
+  return OptionalId(request.rollout_id(), "rollout_id");
+}
+
 absl::Status ValidateGetAssignment(const v1::GetAssignmentRequest& request,
                                    const HostInfo& host) {
   RETURN_IF_ERROR(ValidateHostInfo(host));

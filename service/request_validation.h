@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "absl/status/status.h"
 #include "ringfence/assign.h"
@@ -28,6 +29,10 @@ namespace ringfence {
 
 // Most entries of ListRolloutsRequest.states (each state at most once).
 inline constexpr int kMaxStateFilters = 6;
+
+// ListAuditRequest.limit: at most kMaxAuditPage; 0 means kDefaultAuditPage.
+inline constexpr uint32_t kMaxAuditPage = 1000;
+inline constexpr uint32_t kDefaultAuditPage = 100;
 
 // Releases.
 absl::Status ValidateRequest(const v1::CreateReleaseRequest& request);
@@ -44,6 +49,7 @@ absl::Status ValidateRequest(const v1::RolloutActionRequest& request);
 absl::Status ValidateRequest(const v1::EmergencyStopRequest& request);
 absl::Status ValidateRequest(const v1::ClearEmergencyStopRequest& request);
 absl::Status ValidateRequest(const v1::CheckGateRequest& request);
+absl::Status ValidateRequest(const v1::ListAuditRequest& request);
 
 // Fleet.
 //

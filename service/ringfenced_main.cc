@@ -10,6 +10,7 @@
 //              [--trusted_keys_file=/etc/ringfence/publisher-keys
 //               --require_signatures]           # signed releases only
 //              [--content_rules=/etc/ringfence/content-rules.textproto]
+//              [--http_listen=0.0.0.0:8443]   # HTTP/JSON API and /metrics
 //   ringfenced --store=postgres --postgres_dsn_file=/etc/ringfence/pg-dsn
 //              # or the DSN in $RINGFENCE_POSTGRES_DSN; never on the
 //              # command line (it may hold a password)
@@ -53,6 +54,7 @@
 #include "ringfence/signing.h"
 #include "ringfence/sqlite_store.h"
 #include "service/auth.h"
+#include "service/http_server.h"
 #include "service/server.h"
 #include "service/tls.h"
 
@@ -60,6 +62,17 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
           "address to listen on, host:port (port 0: any free port)");
 ABSL_FLAG(std::string, port_file, "",
           "if set, write the bound port to this file once serving");
+ABSL_FLAG(std::string, http_listen, "",
+          "if set, also serve the HTTP/JSON API and GET /metrics on this "
+          "host:port (port 0: any free port); HTTPS with --tls_cert. HTTP "
+          "callers authenticate by bearer token only");
+ABSL_FLAG(std::string, http_port_file, "",
+          "if set, write the bound HTTP port to this file once serving");
+ABSL_FLAG(bool, metrics_no_auth, false,
+          "serve GET /metrics without a token even with --auth_tokens_file "
+          "(default: /metrics needs a publisher, operator or admin token)");
+ABSL_FLAG(int32_t, http_max_body_bytes, 1 << 20,
+          "largest HTTP request body accepted (bytes); larger: 413");
 ABSL_FLAG(std::string, data_dir, "./ringfence-data",
           "directory of the SQLite store (created if missing)");
 ABSL_FLAG(std::string, store, "sqlite",
@@ -223,6 +236,15 @@ int Main(int argc, char** argv) {
 
   ringfence::ServerOptions server_options;
   server_options.listen = absl::GetFlag(FLAGS_listen);
+  ringfence::HttpServerOptions http_options;
+  http_options.listen = absl::GetFlag(FLAGS_http_listen);
+  http_options.metrics_no_auth = absl::GetFlag(FLAGS_metrics_no_auth);
+  if (absl::GetFlag(FLAGS_http_max_body_bytes) <= 0) {
+    Log("--http_max_body_bytes must be > 0");
+    return 2;
+  }
+  http_options.max_body_bytes =
+      static_cast<size_t>(absl::GetFlag(FLAGS_http_max_body_bytes));
   server_options.max_receive_message_bytes =
       absl::GetFlag(FLAGS_max_message_bytes);
   server_options.max_batch_events = absl::GetFlag(FLAGS_max_batch_events);
@@ -291,12 +313,22 @@ int Main(int argc, char** argv) {
     }
     Log(absl::StrCat("authentication: ", auth->size(), " tokens from ", path));
     server_options.auth = *std::move(auth);
+    http_options.auth = server_options.auth;
   }
   server_options.insecure_no_auth = absl::GetFlag(FLAGS_insecure_no_auth);
   if (absl::Status s = ringfence::CheckAuthentication(server_options);
       !s.ok()) {
     Log(absl::StrCat("--", s.message()));
     return 2;
+  }
+  http_options.insecure_no_auth = server_options.insecure_no_auth;
+  http_options.tls = server_options.tls;
+  if (!http_options.listen.empty()) {
+    if (absl::Status s = ringfence::CheckHttpAuthentication(http_options);
+        !s.ok()) {
+      Log(absl::StrCat("--", s.message()));
+      return 2;
+    }
   }
   if (!server_options.auth.has_value()) {
     if (server_options.tls.has_value() &&
@@ -412,6 +444,35 @@ int Main(int argc, char** argv) {
     Log(server.status().ToString());
     return 1;
   }
+  std::unique_ptr<ringfence::HttpServer> http;
+  if (!http_options.listen.empty()) {
+    ringfence::Server* grpc_server = server->get();
+    const bool https = http_options.tls.has_value();
+    absl::StatusOr<std::unique_ptr<ringfence::HttpServer>> started =
+        ringfence::HttpServer::Start(
+            grpc_server->InProcessChannel(),
+            [grpc_server] { return grpc_server->RenderMetrics(); },
+            std::move(http_options));
+    if (!started.ok()) {
+      Log(started.status().ToString());
+      (*server)->Shutdown(absl::ZeroDuration());
+      return 1;
+    }
+    http = *std::move(started);
+    if (const std::string path = absl::GetFlag(FLAGS_http_port_file);
+        !path.empty()) {
+      if (!ringfence::WriteFileAtomically(path,
+                                          absl::StrCat(http->port(), "\n"))
+               .ok()) {
+        Log(absl::StrCat("cannot write --http_port_file ", path));
+        return 1;
+      }
+    }
+    Log(absl::StrCat("serving HTTP", https ? "S" : "", " on port ",
+                     http->port(), " (", absl::GetFlag(FLAGS_http_listen),
+                     ")"));
+  }
+
   const int port = (*server)->port();
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
     if (!ringfence::WriteFileAtomically(path, absl::StrCat(port, "\n")).ok()) {
@@ -469,6 +530,8 @@ int Main(int argc, char** argv) {
   while (sigwait(&signals, &sig) != 0) {
   }
   Log(absl::StrCat("received ", strsignal(sig), "; shutting down"));
+  // HTTP first: its calls go through the gRPC server.
+  if (http != nullptr) http->Shutdown();
   (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
   stop_ticker.Notify();
   ticker.join();

@@ -333,6 +333,42 @@ grpc::ServerUnaryReactor* RolloutsService::CheckGate(
       });
 }
 
+grpc::ServerUnaryReactor* RolloutsService::ListAudit(
+    grpc::CallbackServerContext* ctx, const v1::ListAuditRequest* req,
+    v1::ListAuditResponse* resp) {
+  return authorizer_->Unary(
+      ctx, kReaderRoles, "ListAudit", *req, [&](const Principal&) {
+        const size_t limit =
+            req->limit() == 0 ? kDefaultAuditPage : req->limit();
+        uint64_t after = req->after_seq();
+        size_t scanned = 0;
+        // Unfiltered: one read. Filtered: read pages until `limit` entries
+        // match, the log ends, or kMaxAuditScan entries were read.
+        while (static_cast<size_t>(resp->entries_size()) < limit &&
+               scanned < kMaxAuditScan) {
+          const size_t want = req->rollout_id().empty()
+                                  ? limit - resp->entries_size()
+                                  : std::min(limit, kMaxAuditScan - scanned);
+          absl::StatusOr<std::vector<AuditEntry>> page =
+              controller_->ReadAudit(after, want);
+          if (!page.ok()) return ToGrpcStatus(page.status());
+          for (AuditEntry& e : *page) {
+            after = e.seq();
+            ++scanned;
+            if (!req->rollout_id().empty() &&
+                e.rollout_id() != req->rollout_id()) {
+              continue;
+            }
+            *resp->add_entries() = std::move(e);
+            if (static_cast<size_t>(resp->entries_size()) == limit) break;
+          }
+          if (page->size() < want) break;
+        }
+        resp->set_next_after_seq(after);
+        return grpc::Status::OK;
+      });
+}
+
 grpc::ServerUnaryReactor* RolloutsService::Manual(
     grpc::CallbackServerContext* ctx, const v1::RolloutActionRequest* req,
     Rollout* resp, absl::string_view method, Action action) {

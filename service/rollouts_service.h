@@ -1,6 +1,10 @@
 // The Rollouts service (ringfence/v1/ringfence.proto): StartRollout,
 // GetRollout, ListRollouts, WatchRollout, Pause/Resume/Abort/Promote,
-// EmergencyStop, ClearEmergencyStop, CheckGate.
+// EmergencyStop, ClearEmergencyStop, CheckGate, ListAudit.
+//
+// ListAudit with a rollout_id filter reads at most kMaxAuditScan entries of
+// the log per call (so one call's cost is bounded however rare the
+// rollout's entries are) and says where it stopped in next_after_seq.
 //
 // WatchRollout streams a rollout's status: it polls the Controller every
 // poll_interval (default 1s, 100ms..1h) and writes when what a watcher sees
@@ -21,6 +25,9 @@
 #include "service/call.h"
 
 namespace ringfence {
+
+// Most audit entries one filtered ListAudit call reads from the store.
+inline constexpr size_t kMaxAuditScan = 10000;
 
 class RolloutsService final : public v1::Rollouts::CallbackService {
  public:
@@ -65,6 +72,9 @@ class RolloutsService final : public v1::Rollouts::CallbackService {
   grpc::ServerUnaryReactor* CheckGate(grpc::CallbackServerContext* ctx,
                                       const v1::CheckGateRequest* req,
                                       v1::CheckGateResponse* resp) override;
+  grpc::ServerUnaryReactor* ListAudit(grpc::CallbackServerContext* ctx,
+                                      const v1::ListAuditRequest* req,
+                                      v1::ListAuditResponse* resp) override;
 
  private:
   enum class Action { kPause, kResume, kAbort, kPromote };

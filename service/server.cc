@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -21,12 +22,14 @@
 #include "service/call.h"
 #include "service/fleet_service.h"
 #include "service/ingestor.h"
+#include "service/metrics.h"
 #include "service/releases_service.h"
 #include "service/rollouts_service.h"
 
 namespace ringfence {
 
 struct Server::Services {
+  std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<CallAuthorizer> authorizer;
   // Set when the server starts shutting down: streams end.
   std::atomic<bool> shutting_down{false};
@@ -101,6 +104,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   server->controller_ = controller;
   server->services_ = std::make_unique<Services>();
   Services& svc = *server->services_;
+  svc.metrics = std::make_unique<ServerMetrics>(controller);
   svc.authorizer = std::make_unique<CallAuthorizer>(std::move(options.auth));
   svc.ingestor = std::make_unique<Ingestor>(
       controller, options.max_batch_events, options.max_inflight_events,
@@ -132,6 +136,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              options.max_streams_per_connection);
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(svc.metrics->NewInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(svc.releases.get());
   builder.RegisterService(svc.rollouts.get());
   builder.RegisterService(svc.fleet.get());
@@ -156,7 +165,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
 }
 
 std::shared_ptr<grpc::Channel> Server::InProcessChannel() {
-  return server_->InProcessChannel(grpc::ChannelArguments());
+  grpc::ChannelArguments args;
+  // Responses are bounded by the server; the client's default 4 MiB would
+  // refuse e.g. a ListRollouts of many large plans asked for over HTTP.
+  args.SetMaxReceiveMessageSize(-1);
+  return server_->InProcessChannel(args);
+}
+
+std::string Server::RenderMetrics() {
+  return services_->metrics->Render(services_->ingestor->counts());
 }
 
 bool Server::UpdateHealth() {

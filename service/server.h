@@ -37,8 +37,13 @@
 //   ...
 //   server->Shutdown(absl::Seconds(5));
 //
-// Thread safety: Start and Shutdown are called from one thread; port() and
-// UpdateHealth() are safe from any. The Controller must outlive the Server.
+// Metrics: every call (in-process ones too) is timed by a server
+// interceptor, and RenderMetrics() renders them with the Controller's state
+// for Prometheus (metrics.h).
+//
+// Thread safety: Start and Shutdown are called from one thread; port(),
+// UpdateHealth() and RenderMetrics() are safe from any. The Controller must
+// outlive the Server.
 #pragma once
 
 #include <memory>
@@ -144,8 +149,18 @@ class Server {
 
   // InProcessChannel
   //
-  // A channel to this server that bypasses the network (and TLS).
+  // A channel to this server that bypasses the network (and TLS), with no
+  // client-side limit on response size (the HTTP listener forwards over
+  // it). Calls on it carry no client certificate.
   std::shared_ptr<grpc::Channel> InProcessChannel();
+
+  // RenderMetrics
+  //
+  // Every metric of the server in the Prometheus text format
+  // (ServerMetrics::Render, metrics.h): RPC latencies, telemetry counts,
+  // rollouts, decisions, store health, the audit log's head. Safe from any
+  // thread while the Server exists.
+  std::string RenderMetrics();
 
   // UpdateHealth
   //

@@ -10,6 +10,16 @@
 #include "absl/synchronization/notification.h"
 
 namespace ringfence::e2e {
+
+std::string FindOnPath(const std::string& name) {
+  const std::string path = Env("PATH");
+  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
+    std::string candidate = absl::StrCat(dir, "/", name);
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
 namespace {
 
 // A gRPC client reads its connection only while a thread polls it; a test
@@ -63,15 +73,6 @@ extendedKeyUsage = clientAuth
 subjectAltName = URI:ringfence://wizard/merlin
 authorityKeyIdentifier = keyid
 )";
-
-std::string FindOnPath(const std::string& name) {
-  const std::string path = Env("PATH");
-  for (absl::string_view dir : absl::StrSplit(path, ':', absl::SkipEmpty())) {
-    std::string candidate = absl::StrCat(dir, "/", name);
-    if (access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
 
 // Generates the files into `dir`; false (after logging) on failure.
 bool Generate(const std::string& dir, TestCertFiles* files) {

@@ -206,6 +206,12 @@ inline std::string Env(const char* name) {
   return v == nullptr ? "" : v;
 }
 
+// FindOnPath
+//
+// The path of the executable `name` found first on $PATH; "" if none
+// (RunCommand and ChildProcess need a path).
+std::string FindOnPath(const std::string& name);
+
 class E2ETest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -267,6 +273,7 @@ class E2ETest : public ::testing::Test {
         "--mutex_deadlock_detection",  // tests want lock-order checks
     };
     if (with_tokens_) argv.push_back("--auth_tokens_file=" + dir_ + "/tokens");
+    argv.insert(argv.end(), server_flags_.begin(), server_flags_.end());
     argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
     ++starts_;
     // The previous server must be gone before the next one opens the same
@@ -456,6 +463,8 @@ class E2ETest : public ::testing::Test {
   // Whether StartServer passes the tokens file (default: yes).
   bool with_tokens_ = true;
   std::vector<std::string> ctl_flags_;
+  // Flags every StartServer passes (set them before E2ETest::SetUp).
+  std::vector<std::string> server_flags_;
   int starts_ = 0;
   int port_ = 0;
   std::unique_ptr<ChildProcess> server_;

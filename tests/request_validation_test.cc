@@ -135,6 +135,13 @@ v1::CheckGateRequest CheckGateReq() {
   r.set_stage("late-track");
   return r;
 }
+v1::ListAuditRequest ListAuditReq() {
+  v1::ListAuditRequest r;
+  r.set_after_seq(UINT64_MAX);
+  r.set_limit(1000);
+  r.set_rollout_id("web-1");
+  return r;
+}
 v1::GetAssignmentRequest GetAssignmentReq() {
   v1::GetAssignmentRequest r;
   r.set_host_id("host-1");
@@ -208,6 +215,8 @@ TEST(ValidateRequestTest, ValidRequestsPass) {
   v1::CheckGateRequest whole_fleet = CheckGateReq();
   whole_fleet.clear_stage();
   EXPECT_OK(ValidateRequest(whole_fleet));
+  EXPECT_OK(ValidateRequest(ListAuditReq()));
+  EXPECT_OK(ValidateRequest(v1::ListAuditRequest()));
   EXPECT_OK(ValidateRequest(GetAssignmentReq()));
   EXPECT_OK(ValidateRequest(ReportReq(), kMaxEvents));
   v1::TelemetryBatch batch;
@@ -530,6 +539,14 @@ const Case kCases[] = {
      After(&CheckGateReq,
            [](v1::CheckGateRequest* r) { r->set_release_id(kMiB); }),
      "release_id: must be at most 128 characters"},
+    // ---- ListAudit.
+    {"ListAuditLimit", After(&ListAuditReq,
+                             [](v1::ListAuditRequest* r) { r->set_limit(1001); }),
+     "limit: must be at most 1000 (got 1001)"},
+    {"ListAuditRolloutId",
+     After(&ListAuditReq,
+           [](v1::ListAuditRequest* r) { r->set_rollout_id(kMiB); }),
+     "rollout_id: must be at most 128 characters (got 1048576)"},
     // ---- GetAssignment.
     {"GetAssignmentHostId",
      After(&GetAssignmentReq,

@@ -54,6 +54,33 @@ struct AuditVerification {
   std::string problem;
 };
 
+// AuditChainVerifier
+//
+// Checks a log's entries one at a time, in log order from the first:
+// sequence numbers consecutive from 1, each prev_hash equal to the previous
+// hash (the first: kAuditGenesisHash), each hash equal to
+// ComputeAuditHash. VerifyAuditLog uses it on a Store; a client reading
+// the log over the API (ringctl audit verify) uses it on what it reads.
+//
+//   AuditChainVerifier v;
+//   for (const AuditEntry& e : entries) if (!v.Add(e)) break;
+//   if (!v.result().ok) ... v.result().first_broken_seq ...
+class AuditChainVerifier {
+ public:
+  // Checks `entry`, the next one. False once a link is broken (result()
+  // names it); entries added after that are ignored.
+  bool Add(const AuditEntry& entry);
+  // The verification so far (entries counts those checked).
+  const AuditVerification& result() const { return v_; }
+  // The hash of the last entry that checked (kAuditGenesisHash if none).
+  const std::string& head_hash() const { return prev_; }
+
+ private:
+  AuditVerification v_;
+  std::string prev_ = kAuditGenesisHash;
+  uint64_t last_seq_ = 0;
+};
+
 // VerifyAuditLog
 //
 // Reads every audit entry of `store` and checks the chain: sequence numbers

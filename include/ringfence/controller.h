@@ -235,6 +235,12 @@ class Controller {
   absl::StatusOr<std::vector<Rollout>> ListRollouts();
   absl::StatusOr<std::vector<Decision>> ListDecisions(
       absl::string_view rollout_id, uint64_t after_seq = 0);
+  // ReadAudit
+  //
+  // The store's audit entries with seq > after_seq, oldest first, at most
+  // `limit` (Store::ReadAudit), hash-chain links included.
+  absl::StatusOr<std::vector<AuditEntry>> ReadAudit(uint64_t after_seq,
+                                                    size_t limit);
 
   // CheckGate
   //

@@ -6,6 +6,7 @@
 //                                                    rollout.cc
 //   ringctl gate check                               gate.cc
 //   ringctl emergency-stop                           emergency_stop.cc
+//   ringctl audit list|verify                        audit.cc
 //   ringctl plan explain (offline)                   plan.cc
 //   ringctl simulate (offline)                       simulate.cc
 //   ringctl validate (offline)                       validate.cc
@@ -20,6 +21,7 @@ void AddReleaseCommands(CommandLine& cli);
 void AddRolloutCommands(CommandLine& cli);
 void AddGateCommands(CommandLine& cli);
 void AddEmergencyStopCommand(CommandLine& cli);
+void AddAuditCommands(CommandLine& cli);
 void AddPlanCommands(CommandLine& cli);
 void AddSimulateCommand(CommandLine& cli);
 void AddValidateCommand(CommandLine& cli);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   ringctl::AddRolloutCommands(cli);
   ringctl::AddGateCommands(cli);
   ringctl::AddEmergencyStopCommand(cli);
+  ringctl::AddAuditCommands(cli);
   ringctl::AddPlanCommands(cli);
   ringctl::AddSimulateCommand(cli);
   ringctl::AddValidateCommand(cli);

@@ -1,0 +1,136 @@
+// The HTTP/JSON API of ringfenced, and its Prometheus metrics, on a listener
+// of its own (--http_listen).
+//
+// One implementation of each call: every /v1 route is forwarded as a call
+// on the gRPC server's in-process channel, with the request's
+// `Authorization` header (and nothing else of the HTTP request) as the
+// call's `authorization` metadata. So the gRPC handler authenticates the
+// token, checks the role, validates the request and writes the audit log,
+// exactly as for a gRPC client. The in-process call carries no client
+// certificate and no peer address the handlers would trust: over HTTP a
+// caller is who its bearer token says (or, on a server without tokens,
+// "anonymous" admin, which StartHttpServer allows only on a loopback
+// address or with insecure_no_auth; mutual TLS does not count, since HTTP
+// clients present no certificate here).
+//
+// Routes (bodies and responses in protobuf's canonical JSON mapping; GET
+// parameters as URL query parameters):
+//   GET  /v1/releases                  ListReleases (?contentType=)
+//   GET  /v1/releases/{id}             GetRelease
+//   GET  /v1/rollouts                  ListRollouts (?contentType=&
+//                                        releaseId=&states=RUNNING...)
+//   GET  /v1/rollouts/{id}             GetRollout (?includeDecisions=true)
+//   POST /v1/rollouts/{id}/pause       PauseRollout   {"reason": "..."}
+//   POST /v1/rollouts/{id}/resume      ResumeRollout
+//   POST /v1/rollouts/{id}/abort       AbortRollout
+//   POST /v1/rollouts/{id}/promote     PromoteRollout
+//   POST /v1/emergency-stop            EmergencyStop  {"contentType", "reason"}
+//   POST /v1/emergency-stop/clear      ClearEmergencyStop (same body)
+//   GET  /v1/gate                      CheckGate (?releaseId=&stage=)
+//   GET  /v1/audit                     ListAudit (?afterSeq=&limit=&
+//                                        rolloutId=)
+//   GET  /metrics                      Prometheus text format
+// Errors: the gRPC status as an HTTP status (HttpStatusFromGrpc) with a
+// JSON body {"code": "...", "message": "..."} (http_json.h); a body over
+// max_body_bytes is 413, an unknown route 404, before any handler runs.
+//
+// Thread safety: Start and Shutdown from one thread; port() from any. The
+// channel's server and `metrics` must outlive the HttpServer.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "service/auth.h"
+#include "service/tls.h"
+
+namespace grpc {
+class Channel;
+}  // namespace grpc
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace ringfence {
+
+struct HttpServerOptions {
+  // "host:port" or "[v6]:port"; port 0 picks a free port (see port()).
+  std::string listen = "127.0.0.1:0";
+  // Serve HTTPS with this certificate chain and key (nullopt, the default:
+  // plain HTTP). A client CA in it is ignored: HTTP clients are
+  // authenticated by token only. Files are read once (no reload).
+  std::optional<ServerTls> tls;
+  // The gRPC server's bearer tokens, for GET /metrics (the API's calls are
+  // authenticated by the gRPC handlers). nullopt: no tokens configured.
+  std::optional<TokenAuthenticator> auth;
+  // Serve GET /metrics without a token even when `auth` is set (default
+  // false: /metrics needs a token of role publisher, operator or admin).
+  bool metrics_no_auth = false;
+  // As ServerOptions::insecure_no_auth: serve without tokens on an address
+  // other machines can reach (default false: Start refuses to).
+  bool insecure_no_auth = false;
+  // Largest request body in bytes (default 1 MiB); larger: 413.
+  size_t max_body_bytes = 1 << 20;
+  // Socket read and write timeouts (default 10s each).
+  absl::Duration read_timeout = absl::Seconds(10);
+  absl::Duration write_timeout = absl::Seconds(10);
+  // Deadline of each forwarded gRPC call (default 30s).
+  absl::Duration call_deadline = absl::Seconds(30);
+  // Connections served at once (default 8), and connections accepted and
+  // waiting for a thread (default 64); beyond that the listener stops
+  // accepting until one frees (the kernel's backlog holds the rest).
+  int threads = 8;
+  int max_queued_connections = 64;
+};
+
+// CheckHttpAuthentication
+//
+// OK unless `options` would serve every HTTP caller as admin (no `auth`)
+// on an address that is not loopback without insecure_no_auth: then
+// FAILED_PRECONDITION saying so.
+absl::Status CheckHttpAuthentication(const HttpServerOptions& options);
+
+class HttpServer {
+ public:
+  // Start
+  //
+  // Binds `options.listen` and serves in background threads, forwarding
+  // the API to `channel` (Server::InProcessChannel()) and answering GET
+  // /metrics with `render_metrics()` (Server::RenderMetrics). UNAVAILABLE
+  // if the address cannot be bound; INVALID_ARGUMENT for a malformed
+  // `listen`, bounds, or TLS material OpenSSL refuses; FAILED_PRECONDITION
+  // if CheckHttpAuthentication fails.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(
+      std::shared_ptr<grpc::Channel> channel,
+      std::function<std::string()> render_metrics, HttpServerOptions options);
+  // Shuts down if Shutdown was not called.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The bound port.
+  int port() const { return port_; }
+
+  // Shutdown
+  //
+  // Stops accepting, lets the connections being served finish (each within
+  // its timeouts; an idle keep-alive connection within the 5 s keep-alive
+  // timeout), and joins the threads.
+  void Shutdown();
+
+ private:
+  struct Routes;
+  HttpServer() = default;
+
+  std::unique_ptr<Routes> routes_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread listener_;
+  int port_ = 0;
+};
+
+}  // namespace ringfence

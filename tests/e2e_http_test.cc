@@ -1,0 +1,406 @@
+// The HTTP/JSON API of the real ringfenced (--http_listen), driven by a real
+// HTTP client (cpp-httplib), checked against the gRPC API it forwards to,
+// and `ringctl audit verify` on a real and on a tampered audit log.
+#include <httplib.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_replace.h"
+#include "e2e_fixture.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace ringfence::e2e {
+namespace {
+
+using cfg::AuditEntry;
+using ::google::protobuf::util::MessageDifferencer;
+
+class E2EHttpTest : public E2ETest {
+ protected:
+  // The fixture's server, restarted with the HTTP listener (every later
+  // StartServer keeps it).
+  void SetUp() override {
+    E2ETest::SetUp();
+    if (HasFatalFailure()) return;
+    server_flags_ = {"--http_listen=127.0.0.1:0",
+                     "--http_port_file=" + HttpPortFile()};
+    StartServer();
+  }
+
+  std::string HttpPortFile() const { return dir_ + "/http_port"; }
+
+  // Written before the gRPC port file, which StartServer waits for.
+  int HttpPort() const {
+    int port = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(
+        absl::StripAsciiWhitespace(ReadFile(HttpPortFile())), &port));
+    return port;
+  }
+
+  httplib::Client Http() const {
+    httplib::Client c("127.0.0.1", HttpPort());
+    c.set_connection_timeout(5);
+    c.set_read_timeout(10);
+    return c;
+  }
+
+  static httplib::Headers Bearer(const std::string& token) {
+    return {{"Authorization", "Bearer " + token}};
+  }
+
+  // The decoded JSON body of a successful response, or a test failure.
+  template <typename M>
+  static M Parse(const httplib::Result& r) {
+    M m;
+    if (!r) {
+      ADD_FAILURE() << "no response: " << httplib::to_string(r.error());
+      return m;
+    }
+    EXPECT_EQ(r->status, 200) << r->body;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(r->body, &m).ok())
+        << r->body;
+    return m;
+  }
+
+  void StartManualRollout(const std::string& id) {
+    ASSERT_THAT(CreateRelease(id + "-rel", "ct/" + id), GrpcOk());
+    ASSERT_THAT(StartRollout(id, id + "-rel", ParsePlan(kManualPlan)),
+                GrpcOk());
+  }
+};
+
+TEST_F(E2EHttpTest, ListsRolloutsAsJson) {
+  StartManualRollout("web-1");
+  httplib::Client http = Http();
+  auto r = http.Get("/v1/rollouts", Bearer(kOperatorToken));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  v1::ListRolloutsResponse list = Parse<v1::ListRolloutsResponse>(r);
+  ASSERT_EQ(list.rollouts_size(), 1);
+  EXPECT_EQ(list.rollouts(0).id(), "web-1");
+  // Canonical JSON: lowerCamelCase names, enums by name.
+  EXPECT_THAT(r->body, HasSubstr("\"contentType\":\"ct/web-1\""));
+
+  // Query parameters filter like the request's fields.
+  auto none =
+      http.Get("/v1/rollouts?contentType=ct%2Fother", Bearer(kOperatorToken));
+  EXPECT_EQ(Parse<v1::ListRolloutsResponse>(none).rollouts_size(), 0);
+  auto one = http.Get("/v1/rollouts/web-1", Bearer(kPublisherToken));
+  EXPECT_EQ(Parse<v1::GetRolloutResponse>(one).rollout().id(), "web-1");
+  auto release = http.Get("/v1/releases/web-1-rel", Bearer(kOperatorToken));
+  EXPECT_EQ(Parse<Release>(release).content_type(), "ct/web-1");
+  auto releases = http.Get("/v1/releases", Bearer(kOperatorToken));
+  EXPECT_EQ(Parse<v1::ListReleasesResponse>(releases).releases_size(), 1);
+}
+
+TEST_F(E2EHttpTest, PauseWithReasonChangesStateSeenOverGrpc) {
+  StartManualRollout("web-2");
+  ASSERT_EQ(GetRollout("web-2").rollout().state(), config::v1::RUNNING);
+  httplib::Client http = Http();
+  auto r =
+      http.Post("/v1/rollouts/web-2/pause", Bearer(kOperatorToken),
+                R"({"reason": "investigating ticket 42"})", "application/json");
+  Rollout paused = Parse<Rollout>(r);
+  EXPECT_EQ(paused.state(), config::v1::PAUSED);
+
+  // The same state over gRPC, and the audit log names the token's actor.
+  const v1::GetRolloutResponse over_grpc = GetRollout("web-2");
+  EXPECT_EQ(over_grpc.rollout().state(), config::v1::PAUSED);
+  EXPECT_THAT(over_grpc.rollout().reason(),
+              HasSubstr("investigating ticket 42"));
+  v1::ListAuditRequest req;
+  req.set_rollout_id("web-2");
+  v1::ListAuditResponse audit;
+  ASSERT_THAT(rollouts_->ListAudit(Ctx(kOperatorToken).get(), req, &audit),
+              GrpcOk());
+  ASSERT_GE(audit.entries_size(), 2);
+  const AuditEntry& last = audit.entries(audit.entries_size() - 1);
+  EXPECT_EQ(last.action(), "pause");
+  EXPECT_EQ(last.actor(), "alice");
+  EXPECT_EQ(last.reason(), "investigating ticket 42");
+
+  // Resume, then a second pause over HTTP; a pause of a paused rollout is
+  // FAILED_PRECONDITION, i.e. 400 with the service's message.
+  auto resumed = http.Post("/v1/rollouts/web-2/resume", Bearer(kOperatorToken),
+                           R"({"reason": "fixed"})", "application/json");
+  EXPECT_EQ(Parse<Rollout>(resumed).state(), config::v1::RUNNING);
+  ASSERT_TRUE(http.Post("/v1/rollouts/web-2/pause", Bearer(kOperatorToken),
+                        R"({"reason": "again"})", "application/json"));
+  auto twice = http.Post("/v1/rollouts/web-2/pause", Bearer(kOperatorToken),
+                         R"({"reason": "again"})", "application/json");
+  ASSERT_TRUE(twice);
+  EXPECT_EQ(twice->status, 400);
+  EXPECT_THAT(twice->body, HasSubstr("\"code\":\"FAILED_PRECONDITION\""));
+}
+
+TEST_F(E2EHttpTest, TokensAndRolesAreTheGrpcOnes) {
+  StartManualRollout("web-3");
+  httplib::Client http = Http();
+  auto missing = http.Get("/v1/rollouts");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 401);
+  EXPECT_THAT(missing->body, HasSubstr("\"code\":\"UNAUTHENTICATED\""));
+  auto wrong = http.Get("/v1/rollouts", Bearer("not-a-token"));
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  EXPECT_THAT(wrong->body, HasSubstr("unknown token"));
+  // A publisher may read but not pause; a host may not read.
+  auto publisher =
+      http.Post("/v1/rollouts/web-3/pause", Bearer(kPublisherToken),
+                R"({"reason": "r"})", "application/json");
+  ASSERT_TRUE(publisher);
+  EXPECT_EQ(publisher->status, 403);
+  EXPECT_THAT(publisher->body,
+              AllOf(HasSubstr("PERMISSION_DENIED"), HasSubstr("PauseRollout")));
+  auto host = http.Get("/v1/rollouts", Bearer(kHost7Token));
+  ASSERT_TRUE(host);
+  EXPECT_EQ(host->status, 403);
+  EXPECT_EQ(GetRollout("web-3").rollout().state(), config::v1::RUNNING);
+  // /metrics needs a reader's token too (no --metrics_no_auth).
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 401);
+  auto metrics_ok = http.Get("/metrics", Bearer(kOperatorToken));
+  ASSERT_TRUE(metrics_ok);
+  EXPECT_EQ(metrics_ok->status, 200);
+  EXPECT_THAT(metrics_ok->body,
+              HasSubstr("ringfence_rollout_state{content_type=\"ct/web-3\","
+                        "rollout_id=\"web-3\",state=\"running\"} 1"));
+}
+
+TEST_F(E2EHttpTest, BadRequestsNameTheProblem) {
+  StartManualRollout("web-4");
+  httplib::Client http = Http();
+  auto unknown =
+      http.Post("/v1/rollouts/web-4/pause", Bearer(kOperatorToken),
+                R"({"reason": "r", "colour": "blue"})", "application/json");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 400);
+  EXPECT_THAT(unknown->body,
+              AllOf(HasSubstr("INVALID_ARGUMENT"), HasSubstr("colour")));
+  auto query = http.Get("/v1/audit?colour=blue", Bearer(kOperatorToken));
+  ASSERT_TRUE(query);
+  EXPECT_EQ(query->status, 400);
+  EXPECT_THAT(query->body, HasSubstr("colour"));
+  // Validation is the handler's: the field is named.
+  auto no_reason = http.Post("/v1/rollouts/web-4/pause", Bearer(kOperatorToken),
+                             "{}", "application/json");
+  ASSERT_TRUE(no_reason);
+  EXPECT_EQ(no_reason->status, 400);
+  EXPECT_THAT(no_reason->body, HasSubstr("reason: must not be empty"));
+  auto limit = http.Get("/v1/audit?limit=5000", Bearer(kOperatorToken));
+  ASSERT_TRUE(limit);
+  EXPECT_EQ(limit->status, 400);
+  EXPECT_THAT(limit->body, HasSubstr("limit: must be at most 1000"));
+  // The body may not contradict the path.
+  auto other =
+      http.Post("/v1/rollouts/web-4/pause", Bearer(kOperatorToken),
+                R"({"reason": "r", "rolloutId": "web-9"})", "application/json");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 400);
+  EXPECT_THAT(other->body, HasSubstr("rolloutId"));
+  auto missing = http.Get("/v1/rollouts/nope", Bearer(kOperatorToken));
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  auto no_route = http.Get("/v2/anything", Bearer(kOperatorToken));
+  ASSERT_TRUE(no_route);
+  EXPECT_EQ(no_route->status, 404);
+  EXPECT_THAT(no_route->body, HasSubstr("\"code\":\"NOT_FOUND\""));
+  // Over --http_max_body_bytes (1 MiB by default): 413, nothing runs.
+  const std::string huge =
+      absl::StrCat(R"({"reason": ")", std::string(2 << 20, 'x'), R"("})");
+  auto big = http.Post("/v1/rollouts/web-4/pause", Bearer(kOperatorToken), huge,
+                       "application/json");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  EXPECT_EQ(GetRollout("web-4").rollout().state(), config::v1::RUNNING);
+}
+
+TEST_F(E2EHttpTest, EmergencyStopAndGateOverHttp) {
+  StartManualRollout("web-5");
+  httplib::Client http = Http();
+  auto stop = http.Post("/v1/emergency-stop", Bearer(kOperatorToken),
+                        R"({"contentType": "ct/web-5", "reason": "fire"})",
+                        "application/json");
+  v1::EmergencyStopResponse stopped = Parse<v1::EmergencyStopResponse>(stop);
+  EXPECT_THAT(stopped.halted_rollout_ids(), Contains("web-5"));
+  EXPECT_EQ(GetRollout("web-5").rollout().state(), config::v1::HALTED);
+  auto gate = http.Get("/v1/gate?releaseId=web-5-rel", Bearer(kPublisherToken));
+  EXPECT_EQ(Parse<v1::CheckGateResponse>(gate).status(), v1::GATE_REJECTED);
+  auto clear = http.Post("/v1/emergency-stop/clear", Bearer(kOperatorToken),
+                         R"({"contentType": "ct/web-5", "reason": "out"})",
+                         "application/json");
+  ASSERT_TRUE(clear);
+  EXPECT_EQ(clear->status, 200) << clear->body;
+}
+
+TEST_F(E2EHttpTest, AuditOverHttpEqualsGrpcAndVerifies) {
+  StartManualRollout("web-6");
+  StartManualRollout("web-7");
+  ASSERT_THAT(Act("pause", "web-6", kOperatorToken), GrpcOk());
+  httplib::Client http = Http();
+  for (const std::string& filter : {std::string(), std::string("web-6")}) {
+    SCOPED_TRACE(filter);
+    v1::ListAuditRequest req;
+    req.set_limit(1000);
+    req.set_rollout_id(filter);
+    v1::ListAuditResponse over_grpc;
+    ASSERT_THAT(
+        rollouts_->ListAudit(Ctx(kPublisherToken).get(), req, &over_grpc),
+        GrpcOk());
+    auto r =
+        http.Get(absl::StrCat("/v1/audit?limit=1000",
+                              filter.empty() ? "" : "&rolloutId=" + filter),
+                 Bearer(kPublisherToken));
+    const v1::ListAuditResponse over_http = Parse<v1::ListAuditResponse>(r);
+    EXPECT_TRUE(MessageDifferencer::Equals(over_grpc, over_http))
+        << over_grpc.DebugString() << "\nvs\n"
+        << over_http.DebugString();
+    ASSERT_GE(over_http.entries_size(), filter.empty() ? 5 : 2);
+    for (const AuditEntry& e : over_http.entries()) {
+      EXPECT_EQ(e.hash().size(), 64u);
+      if (!filter.empty()) {
+        EXPECT_EQ(e.rollout_id(), filter);
+      }
+    }
+  }
+  // Paging: one entry at a time reaches the same entries.
+  std::vector<uint64_t> seqs;
+  uint64_t after = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto r = http.Get(absl::StrCat("/v1/audit?limit=1&afterSeq=", after),
+                      Bearer(kOperatorToken));
+    const v1::ListAuditResponse page = Parse<v1::ListAuditResponse>(r);
+    if (page.entries_size() == 0) break;
+    seqs.push_back(page.entries(0).seq());
+    after = page.next_after_seq();
+  }
+  ASSERT_GE(seqs.size(), 5u);
+  for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], i + 1);
+
+  CommandResult ok = Ctl({"audit", "verify"}, kOperatorToken);
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr(absl::StrCat("audit log OK: ", seqs.size(),
+                                             " entries")));
+  CommandResult listed = Ctl({"audit", "list", "--rollout=web-6"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, AllOf(HasSubstr("pause"), HasSubstr("alice")));
+  EXPECT_THAT(listed.out, Not(HasSubstr("web-7")));
+
+  // Tamper with the pause's reason in the stored row while the server is
+  // stopped: verify names that entry and fails.
+  v1::ListAuditRequest req;
+  req.set_rollout_id("web-6");
+  v1::ListAuditResponse web6;
+  ASSERT_THAT(rollouts_->ListAudit(Ctx(kOperatorToken).get(), req, &web6),
+              GrpcOk());
+  const uint64_t paused_seq = web6.entries(web6.entries_size() - 1).seq();
+  server_->Signal(SIGTERM);
+  ASSERT_EQ(server_->Wait(absl::Seconds(15)), 0);
+  const std::string db = dir_ + "/data/ringfence.db";
+  const std::string sqlite3 = FindOnPath("sqlite3");
+  ASSERT_FALSE(sqlite3.empty()) << "sqlite3 not found on $PATH";
+  CommandResult hex = RunCommand(
+      {sqlite3, db,
+       absl::StrCat("SELECT hex(body) FROM audit WHERE seq = ", paused_seq)});
+  ASSERT_EQ(hex.exit_code, 0) << hex.err;
+  const std::string body_hex(absl::StripAsciiWhitespace(hex.out));
+  const std::string from = absl::BytesToHexString("pause from the e2e test");
+  const std::string to = absl::BytesToHexString("PAUSE FROM THE E2E TEST");
+  ASSERT_THAT(absl::AsciiStrToLower(body_hex), HasSubstr(from));
+  const std::string tampered =
+      absl::StrReplaceAll(absl::AsciiStrToLower(body_hex), {{from, to}});
+  CommandResult update =
+      RunCommand({sqlite3, db,
+                  absl::StrCat("UPDATE audit SET body = X'", tampered,
+                               "' WHERE seq = ", paused_seq)});
+  ASSERT_EQ(update.exit_code, 0) << update.err;
+  StartServer();
+  CommandResult broken = Ctl({"audit", "verify"}, kOperatorToken);
+  EXPECT_EQ(broken.exit_code, 2) << broken.out << broken.err;
+  EXPECT_THAT(broken.out,
+              AllOf(HasSubstr(absl::StrCat("BROKEN at entry ", paused_seq)),
+                    HasSubstr("altered")));
+}
+
+TEST_F(E2EHttpTest, HttpsWithTheServersCertificate) {
+  const TestCertFiles* certs = TestCerts();
+  ASSERT_NE(certs, nullptr) << "could not generate certificates";
+  absl::StatusOr<std::optional<ClientTls>> tls =
+      LoadClientTls(certs->ca, "", "");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  client_tls_ = *tls;
+  StartServer(
+      {"--tls_cert=" + certs->server_cert, "--tls_key=" + certs->server_key});
+  EXPECT_THAT(ReadFile(LogPath(starts_)), HasSubstr("serving HTTPS on port"));
+  ASSERT_THAT(CreateRelease("tls-rel", "ct/tls"), GrpcOk());
+
+  httplib::SSLClient https("127.0.0.1", HttpPort());
+  https.set_ca_cert_path(certs->ca.c_str());
+  https.enable_server_certificate_verification(true);
+  https.set_connection_timeout(5);
+  auto r = https.Get("/v1/releases/tls-rel", Bearer(kOperatorToken));
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  EXPECT_EQ(Parse<Release>(r).content_type(), "ct/tls");
+  // A client that trusts another CA gets no answer.
+  httplib::SSLClient wrong_ca("127.0.0.1", HttpPort());
+  wrong_ca.set_ca_cert_path(certs->other_ca.c_str());
+  wrong_ca.enable_server_certificate_verification(true);
+  wrong_ca.set_connection_timeout(5);
+  EXPECT_FALSE(wrong_ca.Get("/v1/releases", Bearer(kOperatorToken)));
+  // Plain HTTP to the HTTPS listener is not served.
+  auto plain = Http().Get("/v1/releases", Bearer(kOperatorToken));
+  EXPECT_FALSE(plain && plain->status == 200);
+}
+
+TEST_F(E2EHttpTest, UnderMutualTlsHttpCallersStillNeedAToken) {
+  const TestCertFiles* certs = TestCerts();
+  ASSERT_NE(certs, nullptr) << "could not generate certificates";
+  // gRPC clients present a certificate naming operator carol.
+  absl::StatusOr<std::optional<ClientTls>> tls =
+      LoadClientTls(certs->ca, certs->operator_cert, certs->operator_key);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  client_tls_ = *tls;
+  StartServer({"--tls_cert=" + certs->server_cert,
+               "--tls_key=" + certs->server_key,
+               "--client_ca=" + certs->client_ca});
+  EXPECT_EQ(HealthStatus(""), 1);
+
+  // The forwarded call is in-process: no certificate, so no principal but
+  // the token's.
+  httplib::SSLClient https("127.0.0.1", HttpPort());
+  https.set_ca_cert_path(certs->ca.c_str());
+  https.enable_server_certificate_verification(true);
+  https.set_connection_timeout(5);
+  auto anonymous = https.Get("/v1/rollouts");
+  ASSERT_TRUE(anonymous) << httplib::to_string(anonymous.error());
+  EXPECT_EQ(anonymous->status, 401);
+  auto operator_token = https.Get("/v1/rollouts", Bearer(kOperatorToken));
+  ASSERT_TRUE(operator_token);
+  EXPECT_EQ(operator_token->status, 200);
+}
+
+TEST_F(E2EHttpTest, WithoutTokensHttpIsLoopbackOnlyEvenUnderMutualTls) {
+  server_.reset();
+  const CommandResult plain = RunServerToExit({"--http_listen=0.0.0.0:0"});
+  EXPECT_EQ(plain.exit_code, 2);
+  EXPECT_THAT(plain.err, HasSubstr("http_listen"));
+  // Mutual TLS lets gRPC serve any address without tokens (only holders
+  // of a client certificate connect), but HTTP clients present none.
+  const TestCertFiles* certs = TestCerts();
+  ASSERT_NE(certs, nullptr);
+  const CommandResult mtls = RunServerToExit(
+      {"--listen=0.0.0.0:0", "--tls_cert=" + certs->server_cert,
+       "--tls_key=" + certs->server_key, "--client_ca=" + certs->client_ca,
+       "--http_listen=0.0.0.0:0"});
+  EXPECT_EQ(mtls.exit_code, 2);
+  EXPECT_THAT(mtls.err,
+              AllOf(HasSubstr("http_listen"),
+                    HasSubstr("client certificates do not apply to HTTP")));
+}
+
+}  // namespace
+}  // namespace ringfence::e2e
