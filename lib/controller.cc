@@ -160,7 +160,29 @@ Controller::Controller(Store* store, const Clock* clock,
       options_(std::move(options)),
       tenants_(options_.fleet) {}
 
-Controller::~Controller() = default;
+Controller::~Controller() {
+  std::vector<std::pair<uint64_t, std::function<void(absl::Status)>>> waiting;
+  {
+    absl::MutexLock lock(&acks_mu_);
+    waiting.swap(acks_);
+  }
+  for (auto& [batch, done] : waiting) {
+    done(absl::UnavailableError(
+        "the server stopped before this batch was checkpointed; re-send it"));
+  }
+}
+
+void Controller::AfterCheckpoint(std::function<void(absl::Status)> done) {
+  const uint64_t batch = ingested_batches_.load(std::memory_order_acquire);
+  {
+    absl::MutexLock lock(&acks_mu_);
+    if (batch > durable_batches_) {
+      acks_.emplace_back(batch, std::move(done));
+      return;
+    }
+  }
+  done(absl::OkStatus());
+}
 
 absl::StatusOr<std::unique_ptr<Controller>> Controller::Create(
     Store* store, const Clock* clock, ControllerOptions options) {
@@ -842,6 +864,44 @@ absl::StatusOr<Decision> Controller::Evaluate(absl::string_view id) {
 }
 
 absl::Status Controller::Tick() {
+  // Batches counted by now were applied before the checkpoints below read
+  // the trackers: once those commit, the batches survive a restart.
+  const uint64_t covered = ingested_batches_.load(std::memory_order_acquire);
+  bool waiting = false;
+  {
+    absl::MutexLock lock(&acks_mu_);
+    waiting = !acks_.empty();
+  }
+  absl::Status checkpoints;
+  absl::Status first = TickLocked(/*force_checkpoints=*/waiting, &checkpoints);
+  if (waiting) SettleAcks(covered, checkpoints);
+  return first;
+}
+
+void Controller::SettleAcks(uint64_t covered, const absl::Status& checkpoints) {
+  std::vector<std::function<void(absl::Status)>> ready;
+  {
+    absl::MutexLock lock(&acks_mu_);
+    if (checkpoints.ok()) durable_batches_ = std::max(durable_batches_, covered);
+    auto waiting = std::partition(
+        acks_.begin(), acks_.end(),
+        [covered](const auto& a) { return a.first > covered; });
+    for (auto it = waiting; it != acks_.end(); ++it) {
+      ready.push_back(std::move(it->second));
+    }
+    acks_.erase(waiting, acks_.end());
+  }
+  const absl::Status result =
+      checkpoints.ok()
+          ? absl::OkStatus()
+          : absl::UnavailableError(absl::StrCat(
+                "applied but not checkpointed (", checkpoints.message(),
+                "); re-send the batch"));
+  for (auto& done : ready) done(result);
+}
+
+absl::Status Controller::TickLocked(bool force_checkpoints,
+                                    absl::Status* checkpoints) {
   absl::MutexLock lock(&mu_);
   absl::Status first;
   if (!store_healthy_.load(std::memory_order_acquire)) {
@@ -876,8 +936,9 @@ absl::Status Controller::Tick() {
     absl::StatusOr<Decision> d = EvaluateLocked(rt, EvaluateMode::kFull);
     if (!d.ok() && first.ok()) first = d.status();
     if (!Gated(rt->record, now)) continue;  // halted: nothing to keep
-    absl::Status s = CheckpointLocked(rt, /*force=*/false);
+    absl::Status s = CheckpointLocked(rt, force_checkpoints);
     if (!s.ok() && first.ok()) first = s;
+    if (!s.ok() && checkpoints->ok()) *checkpoints = s;
   }
   return first;
 }
@@ -1151,6 +1212,12 @@ absl::Status Controller::Ingest(absl::Span<const TelemetryEventView> events) {
     }
   }
   if (active.empty()) return absl::OkStatus();
+  // Counted once applied (AfterCheckpoint): a Tick that reads the count
+  // checkpoints after every batch it covers was applied.
+  struct CountWhenApplied {
+    std::atomic<uint64_t>* n;
+    ~CountWhenApplied() { n->fetch_add(1, std::memory_order_acq_rel); }
+  } count{&ingested_batches_};
   // Hashed once for every rollout.
   absl::InlinedVector<uint64_t, kInlineBatch> keys(events.size());
   for (size_t i = 0; i < events.size(); ++i) {

@@ -160,7 +160,19 @@ class TelemetryStreamReactor final
       }
     }
     if (!ok) {
-      Finish(grpc::Status::OK);
+      // The stream's answer acknowledges every batch: once they are
+      // durable (Ingestor::WhenDurable).
+      ingestor_->WhenDurable([this](grpc::Status s) {
+        if (s.ok()) {
+          Finish(grpc::Status::OK);
+          return;
+        }
+        Finish(grpc::Status(
+            s.error_code(),
+            absl::StrCat(s.error_message(), " (",
+                         response_->accepted_batches(),
+                         " messages of the stream were applied)")));
+      });
       return;
     }
     if (absl::Status s = AuthorizeEvents(principal_, batch_.events());
@@ -168,8 +180,9 @@ class TelemetryStreamReactor final
       OnIngested(ToGrpcStatus(s));
       return;
     }
-    ingestor_->Ingest(batch_.events(),
-                      [this](grpc::Status s) { OnIngested(std::move(s)); });
+    ingestor_->Ingest(
+        batch_.events(), [this](grpc::Status s) { OnIngested(std::move(s)); },
+        /*acknowledge=*/false);
   }
 
   // Ends the stream with UNAVAILABLE now if it waits for a message, or

@@ -13,7 +13,8 @@
 namespace ringfence {
 
 void Ingestor::Ingest(const EventProtos& events,
-                      std::function<void(grpc::Status)> done) {
+                      std::function<void(grpc::Status)> done,
+                      bool acknowledge) {
   const uint64_t n = static_cast<uint64_t>(events.size());
   if (n > max_batch_events_) {
     // The controller would say the same, after a conversion.
@@ -35,7 +36,12 @@ void Ingestor::Ingest(const EventProtos& events,
     return;
   }
   if (testing_delay_ <= absl::ZeroDuration()) {
-    done(ApplyAndRelease(events));
+    grpc::Status s = ApplyAndRelease(events);
+    if (acknowledge && s.ok()) {
+      WhenDurable(std::move(done));
+    } else {
+      done(std::move(s));
+    }
     return;
   }
   // The alarm's implementation is reference-counted, so deleting it in its
@@ -43,10 +49,15 @@ void Ingestor::Ingest(const EventProtos& events,
   auto* alarm = new grpc::Alarm();
   alarm->Set(std::chrono::system_clock::now() +
                  absl::ToChronoMilliseconds(testing_delay_),
-             [this, alarm, &events, done = std::move(done)](bool) {
+             [this, alarm, &events, acknowledge,
+              done = std::move(done)](bool) mutable {
                grpc::Status s = ApplyAndRelease(events);
                delete alarm;
-               done(std::move(s));
+               if (acknowledge && s.ok()) {
+                 WhenDurable(std::move(done));
+               } else {
+                 done(std::move(s));
+               }
              });
 }
 
@@ -58,6 +69,16 @@ Ingestor::Counts Ingestor::counts() const {
   c.refused_saturated = refused_saturated_.load(std::memory_order_relaxed);
   c.failed = failed_.load(std::memory_order_relaxed);
   return c;
+}
+
+void Ingestor::WhenDurable(std::function<void(grpc::Status)> done) {
+  if (!ack_after_checkpoint_) {
+    done(grpc::Status::OK);
+    return;
+  }
+  controller_->AfterCheckpoint([done = std::move(done)](absl::Status s) {
+    done(ToGrpcStatus(s));
+  });
 }
 
 bool Ingestor::TryReserve(uint64_t n, uint64_t* in_flight) {

@@ -33,13 +33,18 @@ class Ingestor {
   // REQUIRES: 0 < max_batch_events <= max_inflight_events.
   // `testing_delay` (normally zero) holds each batch that long, without a
   // thread, between reserving and ingesting it, to make ingestion slow on
-  // purpose in tests.
+  // purpose in tests. With `ack_after_checkpoint`, a batch's `done` is called
+  // only once the batch is in a committed checkpoint
+  // (Controller::AfterCheckpoint: the controller must be ticked), so an
+  // acknowledged event survives a crash of the server.
   Ingestor(Controller* controller, uint64_t max_batch_events,
-           uint64_t max_inflight_events, absl::Duration testing_delay)
+           uint64_t max_inflight_events, absl::Duration testing_delay,
+           bool ack_after_checkpoint = false)
       : controller_(controller),
         max_batch_events_(max_batch_events),
         max_inflight_events_(max_inflight_events),
-        testing_delay_(testing_delay) {}
+        testing_delay_(testing_delay),
+        ack_after_checkpoint_(ack_after_checkpoint) {}
 
   // Ingest
   //
@@ -47,8 +52,18 @@ class Ingestor {
   // thread, or (with a testing delay) later on another. `events` must stay
   // valid until `done` is called. INVALID_ARGUMENT for a batch over
   // max_batch_events; RESOURCE_EXHAUSTED if it does not fit in the budget.
-  void Ingest(const EventProtos& events,
-              std::function<void(grpc::Status)> done);
+  // `acknowledge` false calls `done` once the batch is applied, whatever
+  // the ack_after_checkpoint option (a stream acknowledges at its end, with
+  // WhenDurable).
+  void Ingest(const EventProtos& events, std::function<void(grpc::Status)> done,
+              bool acknowledge = true);
+
+  // WhenDurable
+  //
+  // With ack_after_checkpoint: calls `done` once everything applied so far
+  // is in a committed checkpoint (UNAVAILABLE if one failed); without it,
+  // at once with OK.
+  void WhenDurable(std::function<void(grpc::Status)> done);
 
   // What this Ingestor has done since it was built (for metrics): events
   // applied, and batches refused whole because they were over
@@ -75,6 +90,7 @@ class Ingestor {
   const uint64_t max_batch_events_;
   const uint64_t max_inflight_events_;
   const absl::Duration testing_delay_;
+  const bool ack_after_checkpoint_;
   std::atomic<uint64_t> in_flight_{0};
   std::atomic<uint64_t> events_ingested_{0}, batches_ingested_{0},
       refused_too_large_{0}, refused_saturated_{0}, failed_{0};

@@ -151,6 +151,12 @@ ABSL_FLAG(bool, mutex_deadlock_detection, false,
           "keep Abseil's lock-order checking on (a debugging aid, on in "
           "Abseil builds without NDEBUG such as Debian's; it takes a global "
           "lock on every mutex acquisition, gRPC's included)");
+ABSL_FLAG(bool, ack_telemetry_after_checkpoint, true,
+          "answer ReportTelemetry / StreamTelemetry batches only once they "
+          "are in a committed checkpoint (at most one --tick_interval "
+          "later), so that a crash of the server loses no acknowledged "
+          "event; false answers at once (faster, and up to a checkpoint "
+          "interval of acknowledged evidence is lost in a crash)");
 ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
           "testing only: hold every telemetry batch this long before "
           "ingesting it (slow ingestion on purpose)");
@@ -255,6 +261,8 @@ int Main(int argc, char** argv) {
       absl::GetFlag(FLAGS_max_concurrent_validations);
   server_options.testing_ingest_delay =
       absl::GetFlag(FLAGS_testing_ingest_delay);
+  server_options.ack_after_checkpoint =
+      absl::GetFlag(FLAGS_ack_telemetry_after_checkpoint);
   absl::StatusOr<std::optional<ringfence::ServerTls>> tls =
       ringfence::LoadServerTls(absl::GetFlag(FLAGS_tls_cert),
                                absl::GetFlag(FLAGS_tls_key),

@@ -108,7 +108,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   svc.authorizer = std::make_unique<CallAuthorizer>(std::move(options.auth));
   svc.ingestor = std::make_unique<Ingestor>(
       controller, options.max_batch_events, options.max_inflight_events,
-      options.testing_ingest_delay);
+      options.testing_ingest_delay, options.ack_after_checkpoint);
   svc.release_checker = std::move(options.release_checker);
   if (svc.release_checker == nullptr) {
     absl::StatusOr<std::unique_ptr<ReleaseChecker>> checker =

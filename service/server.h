@@ -102,6 +102,12 @@ struct ServerOptions {
   // reserving it and before ingesting it, to make ingestion slow on purpose
   // (default 0).
   absl::Duration testing_ingest_delay = absl::ZeroDuration();
+  // Acknowledge a telemetry batch only once it is in a committed checkpoint
+  // (Controller::AfterCheckpoint; the controller must be ticked, as
+  // ringfenced does), so that no acknowledged event is lost if the server
+  // dies. Default false here (embedders that do not tick); ringfenced's
+  // --ack_telemetry_after_checkpoint defaults to true.
+  bool ack_after_checkpoint = false;
   // What CreateRelease and ValidateRelease check a release against: the
   // model, the payload's digest, publisher signatures, content rules
   // (release_check.h). Default (nullptr): a checker with no trusted keys and

@@ -160,6 +160,32 @@ TEST_F(E2EGateSafetyTest, Case12KilledServerKeepsCrashEvidenceAndTheHalt) {
   EXPECT_EQ(fleet->errors(), 0) << fleet->first_error();
 }
 
+// An acknowledged event survives a kill -9 right after its acknowledgement
+// (ringfenced answers a batch once it is in a committed checkpoint): a
+// crash the server said OK to is never lost, whenever the server dies.
+TEST_F(E2EGateSafetyTest, AcknowledgedCrashSurvivesAKillRightAfterTheAck) {
+  const std::string type = "channel-file/413";
+  ASSERT_THAT(CreateRelease("cf413-v1", type, kDigestA), GrpcOk());
+  ASSERT_THAT(CreateRelease("cf413-v2", type, kDigestB), GrpcOk());
+  ASSERT_THAT(StartRollout("ack-13", "cf413-v2", BreakerPlan(), nullptr,
+                           "cf413-v1"),
+              GrpcOk());
+  auto fleet = StartFleet(type, 26, 6);
+  ASSERT_TRUE(Eventually([&] { return fleet->Running("cf413-v2") == 6; },
+                         absl::Seconds(10)))
+      << fleet->Running("cf413-v2") << " " << fleet->first_error();
+  fleet->Stop();
+  for (int round = 0; round < 2; ++round) {
+    const std::string host = absl::StrCat("host-00", round);
+    ASSERT_THAT(Report({host}, v1::CRASH), GrpcOk());
+    KillAndRestartServer();  // at once: no time for a scheduled checkpoint
+    EXPECT_EQ(CohortAffected("ack-13", 0, "crash"),
+              static_cast<uint64_t>(round + 1))
+        << "round " << round;
+  }
+  EXPECT_EQ(GetRollout("ack-13").rollout().state(), cfg::RUNNING);
+}
+
 // Case 17: ringctl refuses to start the first release of a content type
 // without --no-baseline, naming baseline_release_id; with it, it notes that
 // a halt unloads. After the halt, every host is told to unload.

@@ -34,7 +34,9 @@
 //     checkpoint_interval) carry the host evidence records and the tests'
 //     state, so the same events give the same counts, e-values and halts
 //     with and without a restart, except that (a) what arrived after the
-//     last checkpoint is lost, (b) silence and apply_stuck timers restart,
+//     last checkpoint is lost (a server that acknowledges batches through
+//     AfterCheckpoint never loses one it acknowledged), (b) silence and
+//     apply_stuck timers restart,
 //     and promotion holds for a silence timeout of fresh telemetry, and
 //     (c) control hosts not heard from since the restart keep counting as
 //     control but cannot be found silent until they report.
@@ -65,6 +67,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -283,6 +286,20 @@ class Controller {
   // Validates the whole batch (INVALID_ARGUMENT naming the event and field;
   // nothing is applied) and then applies it to every active rollout.
   absl::Status Ingest(absl::Span<const TelemetryEvent> events);
+
+  // AfterCheckpoint
+  //
+  // Calls `done` once every event ingested before this call is in a
+  // committed checkpoint of each rollout it counts for (the next Tick
+  // checkpoints at once while calls wait): OK; or UNAVAILABLE if a
+  // checkpoint failed (nothing is lost that was applied, but it would not
+  // survive a restart: the sender should re-send). A server acknowledges a
+  // telemetry batch this way so that a crash between the acknowledgement
+  // and the checkpoint cannot lose evidence the host will not send again.
+  // `done` runs on the Tick's thread (outside the controller's locks) or,
+  // with nothing to wait for, at once. The destructor calls the ones still
+  // waiting with UNAVAILABLE.
+  void AfterCheckpoint(std::function<void(absl::Status)> done);
   // The same for borrowed events (the service ingests from the request).
   absl::Status Ingest(absl::Span<const TelemetryEventView> events);
 
@@ -321,6 +338,13 @@ class Controller {
   absl::StatusOr<Decision> EvaluateLocked(Runtime* rt, EvaluateMode mode)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ConfigureStageLocked(Runtime* rt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Tick's body under mu_: checkpoints every gated rollout (due ones, or all
+  // with `force_checkpoints`), the first checkpoint error in *checkpoints.
+  absl::Status TickLocked(bool force_checkpoints, absl::Status* checkpoints)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Calls the AfterCheckpoint callbacks of batches up to `covered`.
+  void SettleAcks(uint64_t covered, const absl::Status& checkpoints)
+      ABSL_LOCKS_EXCLUDED(acks_mu_);
   absl::Status CheckpointLocked(Runtime* rt, bool force)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateBudgetLocked(Runtime* rt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -336,6 +360,14 @@ class Controller {
   std::atomic<bool> store_healthy_{true};
 
   absl::Mutex mu_;
+  // AfterCheckpoint: Ingest calls that applied events, counted after they
+  // applied them; the callbacks waiting, with the count at their call.
+  std::atomic<uint64_t> ingested_batches_{0};
+  absl::Mutex acks_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::vector<std::pair<uint64_t, std::function<void(absl::Status)>>> acks_
+      ABSL_GUARDED_BY(acks_mu_);
+  // The count up to which batches are in committed checkpoints.
+  uint64_t durable_batches_ ABSL_GUARDED_BY(acks_mu_) = 0;
   // Never erased: published views point into them.
   std::vector<std::unique_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Runtime*> by_id_ ABSL_GUARDED_BY(mu_);
