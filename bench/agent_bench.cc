@@ -3,7 +3,8 @@
 // second. The agent's resident memory as a process is measured by
 // bench/agent_footprint.sh (a real ringfence-agent against ringfenced).
 //
-//   build/bin/ringfence_agent_bench --benchmark_out=F --benchmark_out_format=json
+//   build/bin/ringfence_agent_bench --benchmark_out=F
+//   --benchmark_out_format=json
 //
 // The state directory is a fresh directory under $TMPDIR (default /tmp);
 // fsync costs depend on that file system, and Google Benchmark's CPU column
@@ -19,8 +20,8 @@
 #include "bench/bench_main.h"
 #include "ringfence/agent.h"
 #include "ringfence/agent_fs.h"
-#include "ringfence/clock.h"
 #include "ringfence/audit.h"
+#include "ringfence/clock.h"
 
 namespace ringfence {
 namespace {
@@ -114,9 +115,9 @@ void BM_AgentPollInterval(benchmark::State& state) {
       break;
     }
   }
-  state.counters["polls_per_iteration"] = benchmark::Counter(
-      static_cast<double>(server.polls - polls) /
-      static_cast<double>(state.iterations()));
+  state.counters["polls_per_iteration"] =
+      benchmark::Counter(static_cast<double>(server.polls - polls) /
+                         static_cast<double>(state.iterations()));
   agent->reset();
   std::filesystem::remove_all(dir);
 }

@@ -882,21 +882,21 @@ void Controller::SettleAcks(uint64_t covered, const absl::Status& checkpoints) {
   std::vector<std::function<void(absl::Status)>> ready;
   {
     absl::MutexLock lock(&acks_mu_);
-    if (checkpoints.ok()) durable_batches_ = std::max(durable_batches_, covered);
-    auto waiting = std::partition(
-        acks_.begin(), acks_.end(),
-        [covered](const auto& a) { return a.first > covered; });
+    if (checkpoints.ok())
+      durable_batches_ = std::max(durable_batches_, covered);
+    auto waiting =
+        std::partition(acks_.begin(), acks_.end(),
+                       [covered](const auto& a) { return a.first > covered; });
     for (auto it = waiting; it != acks_.end(); ++it) {
       ready.push_back(std::move(it->second));
     }
     acks_.erase(waiting, acks_.end());
   }
   const absl::Status result =
-      checkpoints.ok()
-          ? absl::OkStatus()
-          : absl::UnavailableError(absl::StrCat(
-                "applied but not checkpointed (", checkpoints.message(),
-                "); re-send the batch"));
+      checkpoints.ok() ? absl::OkStatus()
+                       : absl::UnavailableError(absl::StrCat(
+                             "applied but not checkpointed (",
+                             checkpoints.message(), "); re-send the batch"));
   for (auto& done : ready) done(result);
 }
 

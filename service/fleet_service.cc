@@ -169,8 +169,7 @@ class TelemetryStreamReactor final
         }
         Finish(grpc::Status(
             s.error_code(),
-            absl::StrCat(s.error_message(), " (",
-                         response_->accepted_batches(),
+            absl::StrCat(s.error_message(), " (", response_->accepted_batches(),
                          " messages of the stream were applied)")));
       });
       return;

@@ -76,9 +76,8 @@ void Ingestor::WhenDurable(std::function<void(grpc::Status)> done) {
     done(grpc::Status::OK);
     return;
   }
-  controller_->AfterCheckpoint([done = std::move(done)](absl::Status s) {
-    done(ToGrpcStatus(s));
-  });
+  controller_->AfterCheckpoint(
+      [done = std::move(done)](absl::Status s) { done(ToGrpcStatus(s)); });
 }
 
 bool Ingestor::TryReserve(uint64_t n, uint64_t* in_flight) {

@@ -627,6 +627,78 @@ TEST_P(ControllerTest, RestartKeepsTheSequentialTestsEvidence) {
   }
 }
 
+// Telemetry acknowledged through AfterCheckpoint survives a restart at any
+// point: random batches of crash reports (each from new control hosts),
+// ticks, failing store writes and restarts, in random order. After every
+// restart, every host whose report was acknowledged OK counts as affected.
+TEST_P(ControllerTest, AcknowledgedTelemetrySurvivesARestartAtAnyPoint) {
+  auto r = Start("good");
+  ASSERT_OK(r);
+  auto crash_hosts = [&] {
+    auto st = controller_->GetRollout(r->id());
+    EXPECT_OK(st);
+    for (const SignalCounts& c : st->telemetry.signal_counts) {
+      if (c.signal == "crash") return c.control_affected;
+    }
+    return uint64_t{0};
+  };
+  std::mt19937_64 rng(GetParam().name.size());
+  // Shared with the callbacks, which may run after the controller is gone.
+  auto acked = std::make_shared<uint64_t>(0);
+  auto refused = std::make_shared<uint64_t>(0);
+  int next_host = 0, restarts = 0;
+  for (int step = 0; step < 300; ++step) {
+    switch (rng() % 6) {
+      case 0:
+      case 1:
+      case 2: {  // a batch of 1 to 3 crash reports, acknowledged when durable
+        std::vector<TelemetryEvent> batch;
+        for (int k = 0, n = 1 + static_cast<int>(rng() % 3); k < n; ++k) {
+          TelemetryEvent e;
+          e.host_id = absl::StrCat("control-", next_host++);
+          e.type = EventType::kCrash;
+          batch.push_back(e);
+        }
+        ASSERT_OK(controller_->Ingest(batch));
+        const uint64_t n = batch.size();
+        controller_->AfterCheckpoint([acked, refused, n](absl::Status s) {
+          (s.ok() ? *acked : *refused) += n;
+        });
+        break;
+      }
+      case 3:
+        clock_.Advance(absl::Milliseconds(100));
+        controller_->Tick().IgnoreError();
+        break;
+      case 4:
+        if (rng() % 2 == 0) {
+          faulty_->FailWrites(absl::UnavailableError("disk gone"));
+        } else {
+          faulty_->Heal();
+        }
+        break;
+      case 5: {
+        faulty_->Heal();
+        const uint64_t before_restart = *acked;
+        Restart();
+        ++restarts;
+        // Everything acknowledged before the restart is there.
+        EXPECT_GE(crash_hosts(), before_restart) << "step " << step;
+        break;
+      }
+    }
+  }
+  faulty_->Heal();
+  clock_.Advance(absl::Milliseconds(100));
+  ASSERT_OK(controller_->Tick());
+  EXPECT_GT(restarts, 5);
+  EXPECT_GT(*acked, 20u);   // the test did acknowledge reports
+  EXPECT_GT(*refused, 0u);  // and refused some while writes failed
+  const uint64_t final_acked = *acked;
+  Restart();
+  EXPECT_GE(crash_hosts(), final_acked);
+}
+
 TEST_P(ControllerTest, CheckGateAnswersCi) {
   auto r = Start("good");
   ASSERT_OK(r);

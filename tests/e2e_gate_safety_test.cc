@@ -167,9 +167,9 @@ TEST_F(E2EGateSafetyTest, AcknowledgedCrashSurvivesAKillRightAfterTheAck) {
   const std::string type = "channel-file/413";
   ASSERT_THAT(CreateRelease("cf413-v1", type, kDigestA), GrpcOk());
   ASSERT_THAT(CreateRelease("cf413-v2", type, kDigestB), GrpcOk());
-  ASSERT_THAT(StartRollout("ack-13", "cf413-v2", BreakerPlan(), nullptr,
-                           "cf413-v1"),
-              GrpcOk());
+  ASSERT_THAT(
+      StartRollout("ack-13", "cf413-v2", BreakerPlan(), nullptr, "cf413-v1"),
+      GrpcOk());
   auto fleet = StartFleet(type, 26, 6);
   ASSERT_TRUE(Eventually([&] { return fleet->Running("cf413-v2") == 6; },
                          absl::Seconds(10)))

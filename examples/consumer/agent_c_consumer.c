@@ -7,8 +7,8 @@
 
 #include "ringfence/agent_c.h"
 
-static int Fetch(void* ctx, const char* release_id, const char* url,
-                 char** out, size_t* out_len) {
+static int Fetch(void* ctx, const char* release_id, const char* url, char** out,
+                 size_t* out_len) {
   (void)ctx, (void)release_id, (void)url, (void)out, (void)out_len;
   return RF_NOT_FOUND;
 }
