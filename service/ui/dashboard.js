@@ -20,7 +20,7 @@
   const $ = (id) => document.getElementById(id);
 
   // el('td', {className: 'num'}, 'text', child): attributes are set as
-  // properties (never innerHTML); strings become text nodes.
+  // properties (markup is never parsed); strings become text nodes.
   function el(tag, props, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(props || {})) {
@@ -168,6 +168,7 @@
     }
     $('login').hidden = true;
     $('sign-out').hidden = false;
+    $('view').replaceChildren(el('p', {}, 'Loading…'));
     const m = /^#\/rollout\/(.+)$/.exec(location.hash);
     if (m) {
       let id;
@@ -323,7 +324,7 @@
           el('td', {className: 'num'}, num(t.affectedHosts) + ' / ' + num(t.hosts)),
           el('td', {className: 'num'}, num(c.affectedHosts) + ' / ' + num(c.hosts)),
           el('td', {className: 'num'}, fmtE(s.eValue)),
-          el('td', {className: 'num'}, fmtE(s.eThreshold)));
+          el('td', {className: 'num'}, num(s.eThreshold) > 0 ? fmtE(s.eThreshold) : 'none'));
     });
 
     const decisions = view.decisions.slice(-SHOWN_ROWS).reverse().map((d) =>
@@ -425,8 +426,8 @@
       const d = s.points.map((p, j) => (j ? 'L' : 'M') + x(p.t).toFixed(1) + ' ' +
           y(p.e).toFixed(1)).join(' ');
       root.appendChild(svg('path', {class: 'series', d, stroke: color}));
-      root.appendChild(svg('text', {x: L + 6 + i * 110, y: 22, fill: color},
-          name + ' (halt at ' + fmtE(s.threshold) + ')'));
+      root.appendChild(svg('text', {x: L + 6, y: 22 + i * 12, fill: color},
+          name + (s.threshold > 0 ? ' (halt at ' + fmtE(s.threshold) + ')' : ' (no threshold)')));
     });
     return root;
   }
