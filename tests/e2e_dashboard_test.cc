@@ -70,10 +70,15 @@ TEST_F(E2EDashboardBrowserTest, OperatorSeesTheHaltAndPausesARollout) {
        absl::StrCat("http://127.0.0.1:", HttpPort()), "--token", kOperatorToken,
        "--halted", "dash-halted", "--expect-evidence",
        halt.evidence(0).explanation(), "--running", "dash-running", "--reason",
-       reason, "--screenshot", shots + "/dashboard.png"},
+       reason, "--reader-token", kPublisherToken, "--screenshot",
+       shots + "/dashboard.png"},
       {}, absl::Seconds(90));
   EXPECT_EQ(r.exit_code, 0) << "stdout:\n" << r.out << "\nstderr:\n" << r.err;
   EXPECT_TRUE(std::filesystem::exists(shots + "/dashboard.png"));
+  // The publisher's resume was refused in the page, with the server's 403.
+  EXPECT_THAT(r.out, AllOf(HasSubstr("reader token refused: 403"),
+                           HasSubstr("ResumeRollout")))
+      << r.out;
 
   // What the browser did, seen over gRPC: paused by the token's actor.
   const v1::GetRolloutResponse st = GetRollout("dash-running");

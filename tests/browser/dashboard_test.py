@@ -73,6 +73,12 @@ def make_driver():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def save_screenshot(driver, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    driver.save_screenshot(path)
+    print("screenshot: " + path)
+
+
 def click(driver, by, value):
     """Clicks the element once clickable; the page re-renders parts of
     itself every poll, so an element found may be replaced before the
@@ -156,6 +162,25 @@ def run(args, driver):
     errors = text_of(driver, "action-result")
     assert not errors, "action refused: " + errors
     print("running rollout paused from the page")
+    save_screenshot(driver, args.screenshot)
+
+    if args.reader_token:
+        # A token whose role may read but not act: the page shows the
+        # server's 403, and nothing changes.
+        click(driver, By.ID, "sign-out")
+        token = wait.until(EC.visibility_of_element_located((By.ID, "token")))
+        token.send_keys(args.reader_token)
+        driver.find_element(By.ID, "login-submit").click()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "rollout-state"),
+                                                    "PAUSED"))
+        click(driver, By.ID, "action-resume")
+        wait.until(EC.visibility_of_element_located(
+            (By.ID, "action-reason"))).send_keys("a reader tries")
+        driver.find_element(By.ID, "action-confirm").click()
+        wait.until(EC.text_to_be_present_in_element((By.ID, "action-result"),
+                                                    "403 PERMISSION_DENIED"))
+        print("reader token refused: " + text_of(driver, "action-result"))
+        assert "PAUSED" in text_of(driver, "rollout-state")
 
 
 def main():
@@ -166,12 +191,16 @@ def main():
     parser.add_argument("--running", required=True)
     parser.add_argument("--screenshot", required=True)
     parser.add_argument("--reason", default="paused from the browser test")
+    parser.add_argument("--reader-token", default="",
+                        help="also check that this token (a role that may not "
+                        "act) sees the server's 403 in the page")
     parser.add_argument("--expect-evidence", default="",
                         help="the HALT evidence sentence (default: asked of the API)")
     args = parser.parse_args()
     args.url = args.url.rstrip("/")
 
     driver = make_driver()
+    ok = False
     try:
         run(args, driver)
         ok = True
@@ -182,10 +211,8 @@ def main():
         ok = False
     finally:
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(args.screenshot)),
-                        exist_ok=True)
-            driver.save_screenshot(args.screenshot)
-            print("screenshot: " + args.screenshot)
+            if not ok:  # else saved once the pause showed
+                save_screenshot(driver, args.screenshot)
         finally:
             driver.quit()
     return 0 if ok else 1
