@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -350,9 +349,10 @@ struct HttpServer::Routes {
       out.status = 200;
       out.set_content(render_metrics(), "text/plain; version=0.0.4");
     });
-    // A browser sends Origin with every cross-origin POST: a page of
-    // another site may not make one here, token or not (reads stay
-    // possible for non-browser clients, which send no Origin).
+    // A browser sends Origin with every cross-origin POST: another site's
+    // page may not make one here, token or not. Reads are not refused:
+    // without CORS headers such a page cannot read the answer, and
+    // clients other than browsers send no Origin.
     http.set_pre_routing_handler([this](const Req& in, Res& out) {
       if (in.method == "GET" || in.method == "HEAD" ||
           !in.has_header("Origin")) {
