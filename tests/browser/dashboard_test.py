@@ -5,7 +5,9 @@ Against a running ringfenced (--http_listen) that has a HALTED rollout and a
 RUNNING one: loads the page, enters the token, checks the halted rollout's
 page shows the HALT decision's evidence sentence, opens the running
 rollout, pauses it with a reason through the page's dialog, and checks the
-page then shows PAUSED. Saves a screenshot.
+page then shows PAUSED. Saves screenshots: SCREENSHOT of the paused
+rollout, and SCREENSHOT with "-halted" before its extension of the halted
+one.
 
 Exit 0 on success, 1 on a failed check, 2 if Chromium, chromedriver or
 selenium is missing (a missing browser is a failure, never a skip).
@@ -137,6 +139,8 @@ def run(args, driver):
     wait.until(EC.presence_of_element_located((By.ID, "evalue-chart")))
     wait.until(EC.text_to_be_present_in_element((By.ID, "audit"), "halt"))
     print("halted rollout shows: " + expected)
+    root, ext = os.path.splitext(args.screenshot)
+    save_screenshot(driver, root + "-halted" + (ext or ".png"))
 
     # Back to the list, open the running rollout and pause it.
     click(driver, By.LINK_TEXT, "← all rollouts")
