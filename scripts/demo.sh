@@ -23,14 +23,18 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "starting ringfenced (data in $WORK/data)"
+# No tokens: ringfenced serves gRPC and HTTP without them only on loopback.
 "$BIN/ringfenced" --listen=127.0.0.1:0 --port_file="$WORK/port" \
+  --http_listen=127.0.0.1:0 --http_port_file="$WORK/http_port" \
   --data_dir="$WORK/data" --tick_interval=0.2s \
   --content_rules=examples/content/rules.textproto 2> "$WORK/ringfenced.log" &
 PIDS+=($!)
+# The HTTP port file is written before the gRPC one.
 for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 SERVER="127.0.0.1:$(cat "$WORK/port")"
 CTL=("$BIN/ringctl" --server="$SERVER")
 echo "listening on $SERVER"
+echo "dashboard: http://127.0.0.1:$(cat "$WORK/http_port")/ (no token on this demo server: leave the token field empty)"
 
 C=examples/content
 AGENTS=(--min-agent-version=7.11 --max-agent-version=7.12)
@@ -143,3 +147,9 @@ echo "$hurt of $AGENTS_N agents ever loaded cf292-bad; $(running cf292-good) run
 echo "What agent-0 says (ringfence-agent status):"
 build/bin/ringfence-agent status --state-dir="$WORK/agent-0" | sed 's/^/  /'
 touch "$WORK/stop-agents"
+# Leave the server up for a look at the dashboard when someone is watching.
+if [ -t 0 ]; then
+  echo
+  echo "dashboard: http://127.0.0.1:$(cat "$WORK/http_port")/ — press Enter to stop the server"
+  read -r _
+fi

@@ -19,6 +19,7 @@ PACKAGES=(
   libcli11-dev
   libcpp-httplib-dev prometheus-cpp-dev
   prometheus
+  chromium chromium-driver python3-selenium  # the dashboard's browser test
 )
 
 missing=()

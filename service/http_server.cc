@@ -13,13 +13,16 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "ringfence/error_text.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
 #include "service/call.h"
 #include "service/http_json.h"
 #include "service/server.h"
+#include "service/ui_assets.h"
 
 namespace ringfence {
 namespace {
@@ -34,6 +37,16 @@ void SendError(httplib::Response& res, grpc::StatusCode code,
 
 void SendStatus(httplib::Response& res, const absl::Status& s) {
   SendError(res, static_cast<grpc::StatusCode>(s.code()), s.message());
+}
+
+// `host[:port]` in lower case, without the scheme's default port.
+std::string NormalizeAuthority(absl::string_view authority, bool https) {
+  std::string a = absl::AsciiStrToLower(authority);
+  absl::string_view view = a;
+  if (absl::ConsumeSuffix(&view, https ? ":443" : ":80")) {
+    return std::string(view);
+  }
+  return a;
 }
 
 // A fixed set of threads serving connections, with a bounded queue: when
@@ -316,10 +329,43 @@ struct HttpServer::Routes {
             return rollouts->ListAudit(ctx, r, resp);
           });
     });
+    // The dashboard: static, compiled in, served to anyone (it holds no
+    // data; every call it makes needs the token the operator types in).
+    const auto serve = [&http](const char* path, const char* body,
+                               const char* type) {
+      http.Get(path, [body, type](const Req&, Res& out) {
+        out.status = 200;
+        out.set_header("Cache-Control", "no-cache");
+        out.set_content(body, type);
+      });
+    };
+    serve("/", internal::kDashboardHtml, "text/html; charset=utf-8");
+    serve("/ui/dashboard.js", internal::kDashboardJs,
+          "text/javascript; charset=utf-8");
+    serve("/ui/dashboard.css", internal::kDashboardCss,
+          "text/css; charset=utf-8");
     http.Get("/metrics", [this](const Req& in, Res& out) {
       if (!MetricsAllowed(in, out)) return;
       out.status = 200;
       out.set_content(render_metrics(), "text/plain; version=0.0.4");
+    });
+    // A browser sends Origin with every cross-origin POST: another site's
+    // page may not make one here, token or not. Reads are not refused:
+    // without CORS headers such a page cannot read the answer, and
+    // clients other than browsers send no Origin.
+    http.set_pre_routing_handler([this](const Req& in, Res& out) {
+      if (in.method == "GET" || in.method == "HEAD" ||
+          !in.has_header("Origin")) {
+        return httplib::Server::HandlerResponse::Unhandled;
+      }
+      if (IsSameOrigin(in.get_header_value("Origin"),
+                       in.get_header_value("Host"), options.tls.has_value())) {
+        return httplib::Server::HandlerResponse::Unhandled;
+      }
+      SendError(out, grpc::StatusCode::PERMISSION_DENIED,
+                "cross-origin request refused: the Origin header does not "
+                "name this server");
+      return httplib::Server::HandlerResponse::Handled;
     });
     // Errors httplib produces itself (no route, body too large, bad
     // request line) get the same JSON shape as the API's.
@@ -344,6 +390,18 @@ struct HttpServer::Routes {
     });
   }
 };
+
+bool IsSameOrigin(absl::string_view origin, absl::string_view host,
+                  bool https) {
+  absl::string_view authority = origin;
+  if (!absl::ConsumePrefix(&authority, https ? "https://" : "http://") ||
+      authority.empty() || host.empty() ||
+      authority.find_first_of("/?#@") != absl::string_view::npos) {
+    return false;  // includes "null" (opaque origins)
+  }
+  return NormalizeAuthority(authority, https) ==
+         NormalizeAuthority(host, https);
+}
 
 absl::Status CheckHttpAuthentication(const HttpServerOptions& options) {
   if (options.auth.has_value() || options.insecure_no_auth ||
@@ -396,6 +454,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   http.set_read_timeout(absl::ToChronoMicroseconds(options.read_timeout));
   http.set_write_timeout(absl::ToChronoMicroseconds(options.write_timeout));
   http.set_keep_alive_timeout(5);
+  // On every response: the dashboard runs only its own script, in no
+  // frame, and leaks no URL; API responses get the same (harmless there).
+  http.set_default_headers({
+      {"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"},
+      {"X-Content-Type-Options", "nosniff"},
+      {"Referrer-Policy", "no-referrer"},
+  });
 
   server->routes_ = std::make_unique<Routes>();
   Routes& routes = *server->routes_;

@@ -30,6 +30,14 @@
 //   GET  /v1/audit                     ListAudit (?afterSeq=&limit=&
 //                                        rolloutId=)
 //   GET  /metrics                      Prometheus text format
+//   GET  /, /ui/dashboard.{js,css}     the operator's dashboard (service/ui/,
+//                                        compiled in; it calls the routes
+//                                        above with the operator's token)
+// Every response carries Content-Security-Policy "default-src 'self';
+// frame-ancestors 'none'", X-Content-Type-Options: nosniff and
+// Referrer-Policy: no-referrer. A request other than GET/HEAD whose Origin
+// header is not this server's own origin (IsSameOrigin) is 403 before any
+// handler runs.
 // Errors: the gRPC status as an HTTP status (HttpStatusFromGrpc) with a
 // JSON body {"code": "...", "message": "..."} (http_json.h); a body over
 // max_body_bytes is 413, an unknown route 404, before any handler runs.
@@ -45,6 +53,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "service/auth.h"
 #include "service/tls.h"
@@ -94,6 +103,17 @@ struct HttpServerOptions {
 // on an address that is not loopback without insecure_no_auth: then
 // FAILED_PRECONDITION saying so.
 absl::Status CheckHttpAuthentication(const HttpServerOptions& options);
+
+// IsSameOrigin
+//
+// Whether `origin` (a browser's Origin header) is the origin the request
+// was sent to: "http://" (or "https://" if `https`) followed by `host`,
+// the request's Host header, compared case-insensitively with the
+// scheme's default port elided. "null" and anything with a path are not.
+//
+//   IsSameOrigin("http://127.0.0.1:8080", "127.0.0.1:8080", false)  // true
+//   IsSameOrigin("https://evil.example", "127.0.0.1:8080", false)   // false
+bool IsSameOrigin(absl::string_view origin, absl::string_view host, bool https);
 
 class HttpServer {
  public:

@@ -3,6 +3,7 @@
 // and `ringctl audit verify` on a real and on a tampered audit log.
 #include <httplib.h>
 
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -324,6 +325,80 @@ TEST_F(E2EHttpTest, AuditOverHttpEqualsGrpcAndVerifies) {
   EXPECT_THAT(broken.out,
               AllOf(HasSubstr(absl::StrCat("BROKEN at entry ", paused_seq)),
                     HasSubstr("altered")));
+}
+
+TEST_F(E2EHttpTest, DashboardIsServedWithSecurityHeaders) {
+  httplib::Client http = Http();
+  // The page holds no data, so it needs no token; its calls do.
+  auto page = http.Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_EQ(page->get_header_value("Content-Security-Policy"),
+            "default-src 'self'; frame-ancestors 'none'");
+  EXPECT_EQ(page->get_header_value("X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(page->get_header_value("Referrer-Policy"), "no-referrer");
+  // No inline script: the only <script> loads the served file.
+  EXPECT_THAT(page->body, HasSubstr("<script src=\"/ui/dashboard.js\" defer>"
+                                    "</script>"));
+  EXPECT_EQ(page->body.find("<script>"), std::string::npos);
+  EXPECT_FALSE(std::regex_search(page->body, std::regex(R"(\son[a-z]+\s*=)")))
+      << "inline event handlers would need 'unsafe-inline'";
+  auto js = http.Get("/ui/dashboard.js");
+  ASSERT_TRUE(js);
+  EXPECT_EQ(js->status, 200);
+  EXPECT_EQ(js->get_header_value("Content-Type"),
+            "text/javascript; charset=utf-8");
+  EXPECT_THAT(js->body,
+              AllOf(HasSubstr("sessionStorage"), HasSubstr("'Authorization'")));
+  EXPECT_EQ(js->body.find("innerHTML"), std::string::npos);
+  auto css = http.Get("/ui/dashboard.css");
+  ASSERT_TRUE(css);
+  EXPECT_EQ(css->status, 200);
+  EXPECT_EQ(css->get_header_value("Content-Type"), "text/css; charset=utf-8");
+  // The API's answers carry the same headers.
+  auto api = http.Get("/v1/rollouts", Bearer(kOperatorToken));
+  ASSERT_TRUE(api);
+  EXPECT_EQ(api->get_header_value("X-Content-Type-Options"), "nosniff");
+  auto missing = http.Get("/ui/nothing.js");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+}
+
+TEST_F(E2EHttpTest, CrossOriginActionsAreRefused) {
+  StartManualRollout("web-8");
+  httplib::Client http = Http();
+  const std::string self = absl::StrCat("http://127.0.0.1:", HttpPort());
+  for (const std::string& origin :
+       {std::string("http://evil.example"), std::string("null"),
+        absl::StrCat("https://127.0.0.1:", HttpPort()),
+        absl::StrCat("http://127.0.0.1:", HttpPort() + 1)}) {
+    SCOPED_TRACE(origin);
+    httplib::Headers headers = Bearer(kOperatorToken);
+    headers.emplace("Origin", origin);
+    auto r =
+        http.Post("/v1/rollouts/web-8/pause", headers,
+                  R"({"reason": "from another site"})", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 403);
+    EXPECT_THAT(r->body, AllOf(HasSubstr("PERMISSION_DENIED"),
+                               HasSubstr("cross-origin")));
+  }
+  EXPECT_EQ(GetRollout("web-8").rollout().state(), config::v1::RUNNING);
+  // Reads from another origin are not refused here (a browser keeps the
+  // answer from the other site's page: no CORS headers are sent).
+  httplib::Headers read = Bearer(kOperatorToken);
+  read.emplace("Origin", "http://evil.example");
+  auto list = http.Get("/v1/rollouts", read);
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->status, 200);
+  EXPECT_FALSE(list->has_header("Access-Control-Allow-Origin"));
+  // The page's own origin acts (as does a client that sends no Origin).
+  httplib::Headers same = Bearer(kOperatorToken);
+  same.emplace("Origin", self);
+  auto r = http.Post("/v1/rollouts/web-8/pause", same,
+                     R"({"reason": "from the dashboard"})", "application/json");
+  EXPECT_EQ(Parse<Rollout>(r).state(), config::v1::PAUSED);
 }
 
 TEST_F(E2EHttpTest, HttpsWithTheServersCertificate) {
