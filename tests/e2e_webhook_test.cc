@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "e2e_fixture.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -40,37 +41,46 @@ struct Delivery {
 // requests, 200 after; records what it acknowledged.
 class Receiver {
  public:
-  // Listens on `port` (0: any free port).
-  explicit Receiver(int port, int fail_first) : fail_left_(fail_first) {
-    server_.Post(
-        "/hook", [this](const httplib::Request& req, httplib::Response& res) {
-          absl::MutexLock lock(&mu_);
-          ++requests_;
-          if (fail_left_ > 0) {
-            --fail_left_;
-            res.status = 500;
-            return;
-          }
-          Delivery d;
-          d.id = req.get_header_value("X-Ringfence-Delivery");
-          d.body = req.body;
-          d.signature_ok =
-              Verify(req.get_header_value("X-Ringfence-Signature"), req.body);
-          acked_.push_back(std::move(d));
-          res.status = 200;
-          res.set_content("ok", "text/plain");
-        });
+  // Listens on `port` (0: any free port). `hang`: each request waits (up
+  // to 60s, or until the receiver is destroyed) before its answer.
+  Receiver(int port, int fail_first, bool hang = false)
+      : fail_left_(fail_first) {
+    server_.Post("/hook", [this, hang](const httplib::Request& req,
+                                       httplib::Response& res) {
+      if (hang) {
+        hung_.Notify();
+        release_.WaitForNotificationWithTimeout(absl::Seconds(60));
+      }
+      absl::MutexLock lock(&mu_);
+      ++requests_;
+      if (fail_left_ > 0) {
+        --fail_left_;
+        res.status = 500;
+        return;
+      }
+      Delivery d;
+      d.id = req.get_header_value("X-Ringfence-Delivery");
+      d.body = req.body;
+      d.signature_ok =
+          Verify(req.get_header_value("X-Ringfence-Signature"), req.body);
+      acked_.push_back(std::move(d));
+      res.status = 200;
+      res.set_content("ok", "text/plain");
+    });
     port_ = port == 0 ? server_.bind_to_any_port("127.0.0.1")
                       : (server_.bind_to_port("127.0.0.1", port) ? port : -1);
     if (port_ > 0)
       thread_ = std::thread([this] { server_.listen_after_bind(); });
   }
   ~Receiver() {
+    release_.Notify();
     server_.stop();
     if (thread_.joinable()) thread_.join();
   }
 
   int port() const { return port_; }
+  // True once a request is hanging (hang mode).
+  bool hanging() const { return hung_.HasBeenNotified(); }
   int requests() {
     absl::MutexLock lock(&mu_);
     return requests_;
@@ -96,6 +106,7 @@ class Receiver {
 
  private:
   httplib::Server server_;
+  absl::Notification hung_, release_;
   std::thread thread_;
   int port_ = -1;
   absl::Mutex mu_;
@@ -113,17 +124,17 @@ google::protobuf::Struct Json(const std::string& body) {
 
 class E2EWebhookTest : public E2ETest {
  protected:
-  void StartWithWebhooks(int receiver_port) {
+  void StartWithWebhooks(int receiver_port, const std::string& timeout = "2s") {
     WriteFile(dir_ + "/hook-secret", absl::StrCat(kSecret, "\n"));
     WriteFile(dir_ + "/webhooks.textproto",
               absl::StrCat("webhooks {\n  name: \"ops\"\n  url: "
                            "\"http://127.0.0.1:",
                            receiver_port,
                            "/hook\"\n  secret_file: \"hook-secret\"\n}\n"));
-    server_flags_ = {"--webhooks_file=" + dir_ + "/webhooks.textproto",
-                     "--webhook_backoff_initial=50ms",
-                     "--webhook_backoff_max=200ms",
-                     "--webhook_poll_interval=50ms", "--webhook_timeout=2s"};
+    server_flags_ = {
+        "--webhooks_file=" + dir_ + "/webhooks.textproto",
+        "--webhook_backoff_initial=50ms", "--webhook_backoff_max=200ms",
+        "--webhook_poll_interval=50ms", "--webhook_timeout=" + timeout};
     StartServer();
   }
 
@@ -265,6 +276,25 @@ TEST_F(E2EWebhookTest, DeliversSignedRetriedAndExactlyOnceAcrossKill9) {
   const std::vector<std::string> expected = ExpectedIds();
   EXPECT_EQ(all, std::set<std::string>(expected.begin(), expected.end()));
   EXPECT_EQ(expected.size(), expected_before_kill);
+}
+
+TEST_F(E2EWebhookTest, ShutdownDoesNotWaitForAHangingReceiver) {
+  Receiver receiver(0, /*fail_first=*/0, /*hang=*/true);
+  ASSERT_GT(receiver.port(), 0);
+  StartWithWebhooks(receiver.port(), "30s");
+  server_flags_.clear();
+  ASSERT_THAT(CreateRelease("hang-rel", "ct/hang"), GrpcOk());
+  ASSERT_THAT(StartRollout("hang-1", "hang-rel", ParsePlan(kManualPlan)),
+              GrpcOk());
+  ASSERT_THAT(Act("pause", "hang-1", kOperatorToken), GrpcOk());
+  ASSERT_TRUE(
+      Eventually([&] { return receiver.hanging(); }, absl::Seconds(10)));
+  // The POST in flight (its --webhook_timeout is 30s) is abandoned: it
+  // does not hold up a graceful shutdown.
+  const absl::Time start = absl::Now();
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(absl::Seconds(10)), 0);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(6));
 }
 
 TEST_F(E2EWebhookTest, BadConfigStopsStartupNamingTheField) {
