@@ -14,6 +14,8 @@
 //   ringfenced --store=postgres --postgres_dsn_file=/etc/ringfence/pg-dsn
 //              # or the DSN in $RINGFENCE_POSTGRES_DSN; never on the
 //              # command line (it may hold a password)
+//              [--webhooks_file=/etc/ringfence/webhooks.textproto]
+//              # HTTP POSTs of halts, pauses, ... (service/README.md)
 //
 // Opens the store (SQLite in --data_dir, or PostgreSQL), resumes every
 // rollout, serves the
@@ -22,6 +24,7 @@
 // SIGTERM or SIGINT shuts down gracefully (calls in flight get
 // --shutdown_grace) and exits 0; every state change was committed when it
 // was made, so a restart resumes where it stopped.
+#include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -57,6 +60,8 @@
 #include "service/http_server.h"
 #include "service/server.h"
 #include "service/tls.h"
+#include "service/webhook_config.h"
+#include "service/webhook_notifier.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
           "address to listen on, host:port (port 0: any free port)");
@@ -157,6 +162,20 @@ ABSL_FLAG(bool, ack_telemetry_after_checkpoint, true,
           "later), so that a crash of the server loses no acknowledged "
           "event; false answers at once (faster, and up to a checkpoint "
           "interval of acknowledged evidence is lost in a crash)");
+ABSL_FLAG(std::string, webhooks_file, "",
+          "optional ringfence.v1.WebhookConfig file (text-proto or JSON): "
+          "webhooks POSTed a signed JSON notification of every halt, abort, "
+          "pause, resume, promotion, completion and emergency stop; their "
+          "cursors live in --data_dir/webhooks");
+ABSL_FLAG(absl::Duration, webhook_timeout, absl::Seconds(10),
+          "longest a webhook POST may take");
+ABSL_FLAG(absl::Duration, webhook_backoff_initial, absl::Seconds(1),
+          "delay before a failed webhook POST is retried; doubles with each "
+          "further failure (with jitter) up to --webhook_backoff_max");
+ABSL_FLAG(absl::Duration, webhook_backoff_max, absl::Minutes(5),
+          "longest delay between retries of a webhook POST");
+ABSL_FLAG(absl::Duration, webhook_poll_interval, absl::Milliseconds(500),
+          "how often the webhook workers read the audit log for new entries");
 ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
           "testing only: hold every telemetry batch this long before "
           "ingesting it (slow ingestion on purpose)");
@@ -354,6 +373,41 @@ int Main(int argc, char** argv) {
     }
   }
 
+  std::vector<ringfence::WebhookTarget> webhooks;
+  if (const std::string path = absl::GetFlag(FLAGS_webhooks_file);
+      !path.empty()) {
+    absl::StatusOr<std::vector<ringfence::WebhookTarget>> loaded =
+        ringfence::LoadWebhookConfig(path);
+    if (!loaded.ok()) {
+      Log(absl::StrCat("--webhooks_file: ", loaded.status().message()));
+      return 2;
+    }
+    webhooks = *std::move(loaded);
+    const absl::Duration timeout = absl::GetFlag(FLAGS_webhook_timeout);
+    const absl::Duration initial = absl::GetFlag(FLAGS_webhook_backoff_initial);
+    const absl::Duration max = absl::GetFlag(FLAGS_webhook_backoff_max);
+    const absl::Duration poll = absl::GetFlag(FLAGS_webhook_poll_interval);
+    if (timeout <= absl::ZeroDuration() || timeout > absl::Minutes(10)) {
+      Log("--webhook_timeout must be > 0 and at most 10m");
+      return 2;
+    }
+    if (initial <= absl::ZeroDuration() || max < initial ||
+        max > absl::Hours(24)) {
+      Log("--webhook_backoff_initial must be > 0 and at most "
+          "--webhook_backoff_max (at most 24h)");
+      return 2;
+    }
+    if (poll <= absl::ZeroDuration() || poll > absl::Minutes(10)) {
+      Log("--webhook_poll_interval must be > 0 and at most 10m");
+      return 2;
+    }
+    // Before any thread starts: curl_global_init is not thread-safe.
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+      Log("cannot initialize libcurl");
+      return 1;
+    }
+  }
+
   ringfence::ReleaseCheckOptions check_options;
   check_options.require_signature = absl::GetFlag(FLAGS_require_signatures);
   if (const std::string path = absl::GetFlag(FLAGS_trusted_keys_file);
@@ -446,6 +500,32 @@ int Main(int argc, char** argv) {
                      controller.status().ToString()));
     return 1;
   }
+  // Before serving: a new webhook starts at the log's head, and no call
+  // may add to the log before that head is read.
+  std::unique_ptr<ringfence::WebhookNotifier> notifier;
+  if (!webhooks.empty()) {
+    const size_t count = webhooks.size();
+    ringfence::WebhookNotifierOptions options;
+    options.cursor_dir = absl::GetFlag(FLAGS_data_dir) + "/webhooks";
+    options.poll_interval = absl::GetFlag(FLAGS_webhook_poll_interval);
+    options.backoff_initial = absl::GetFlag(FLAGS_webhook_backoff_initial);
+    options.backoff_max = absl::GetFlag(FLAGS_webhook_backoff_max);
+    options.http.timeout = absl::GetFlag(FLAGS_webhook_timeout);
+    options.log = Log;
+    absl::StatusOr<std::unique_ptr<ringfence::WebhookNotifier>> started =
+        ringfence::WebhookNotifier::Start(store->get(), &ringfence::RealClock(),
+                                          std::move(webhooks),
+                                          std::move(options));
+    if (!started.ok()) {
+      Log(absl::StrCat("cannot start webhook notifications: ",
+                       started.status().ToString()));
+      return 1;
+    }
+    notifier = *std::move(started);
+    Log(absl::StrCat("webhook notifications: ", count, " webhooks from ",
+                     absl::GetFlag(FLAGS_webhooks_file)));
+  }
+
   absl::StatusOr<std::unique_ptr<ringfence::Server>> server =
       ringfence::Server::Start(controller->get(), std::move(server_options));
   if (!server.ok()) {
@@ -544,6 +624,7 @@ int Main(int argc, char** argv) {
   stop_ticker.Notify();
   ticker.join();
   if (tls_reloader.joinable()) tls_reloader.join();
+  notifier.reset();
   server->reset();
   controller->reset();
   store->reset();
