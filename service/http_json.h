@@ -33,12 +33,6 @@ namespace ringfence {
 // 503; DEADLINE_EXCEEDED 504; anything else 500.
 int HttpStatusFromGrpc(grpc::StatusCode code);
 
-// GrpcCodeName
-//
-// The canonical name of a gRPC code, e.g. "PERMISSION_DENIED"; "UNKNOWN"
-// for a value outside the canonical range.
-absl::string_view GrpcCodeName(grpc::StatusCode code);
-
 // JsonError
 //
 // The JSON error body {"code": GrpcCodeName(code), "message": message},

@@ -15,6 +15,7 @@
 #include "prometheus/text_serializer.h"
 #include "ringfence/model.h"
 #include "service/http_json.h"
+#include "service/status_map.h"
 
 namespace ringfence {
 namespace {

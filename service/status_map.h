@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <optional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "ringfence/content/v1/content.pb.h"
@@ -33,6 +34,17 @@ inline constexpr size_t kMaxStatusMessageBytes = 2048;
 // The serialized details, with their copy of the message (base64 on the
 // wire: 4/3 of this).
 inline constexpr size_t kMaxStatusDetailsBytes = 4096;
+
+// GrpcCodeName
+//
+// The canonical name of a gRPC code, e.g. "PERMISSION_DENIED" (gRPC's codes
+// equal absl::StatusCode's); "UNKNOWN" for a value outside the canonical
+// range.
+inline std::string GrpcCodeName(grpc::StatusCode code) {
+  std::string name =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+  return name.empty() ? "UNKNOWN" : name;
+}
 
 // ToGrpcStatus
 //

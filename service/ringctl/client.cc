@@ -9,48 +9,6 @@
 #include "service/status_map.h"
 
 namespace ringfence::ringctl {
-namespace {
-
-const char* CodeName(grpc::StatusCode code) {
-  switch (code) {
-    case grpc::StatusCode::CANCELLED:
-      return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN:
-      return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT:
-      return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND:
-      return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS:
-      return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED:
-      return "PERMISSION_DENIED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED:
-      return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION:
-      return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED:
-      return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE:
-      return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED:
-      return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL:
-      return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE:
-      return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS:
-      return "DATA_LOSS";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "UNAUTHENTICATED";
-    default:
-      return "ERROR";
-  }
-}
-
-}  // namespace
 
 Client::Client(const GlobalFlags& flags, const std::optional<ClientTls>& tls)
     : channel_(MakeChannel(flags.server, tls)),
@@ -84,14 +42,15 @@ int Fail(const grpc::Status& s) {
     std::fprintf(stderr,
                  "ringctl: %s: content rejected: %d error(s), %d "
                  "warning(s):\n",
-                 CodeName(s.error_code()), errors,
+                 GrpcCodeName(s.error_code()).c_str(), errors,
                  result->findings_size() - errors);
     for (const content::v1::Finding& f : result->findings()) {
       std::fprintf(stderr, "  %s %s: %s\n", f.severity().c_str(),
                    f.code().c_str(), f.message().c_str());
     }
   } else {
-    std::fprintf(stderr, "ringctl: %s: %s\n", CodeName(s.error_code()),
+    std::fprintf(stderr, "ringctl: %s: %s\n",
+                 GrpcCodeName(s.error_code()).c_str(),
                  s.error_message().c_str());
   }
   switch (s.error_code()) {
