@@ -22,16 +22,7 @@ class E2EDashboardBrowserTest : public E2ETest {
   void SetUp() override {
     E2ETest::SetUp();
     if (HasFatalFailure()) return;
-    server_flags_ = {"--http_listen=127.0.0.1:0",
-                     "--http_port_file=" + dir_ + "/http_port"};
-    StartServer();
-  }
-
-  int HttpPort() const {
-    int port = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(
-        absl::StripAsciiWhitespace(ReadFile(dir_ + "/http_port")), &port));
-    return port;
+    StartServerWithHttp();
   }
 };
 

@@ -301,6 +301,23 @@ class E2ETest : public ::testing::Test {
 
   std::string target() const { return absl::StrCat("127.0.0.1:", port_); }
 
+  // Restarts the server with the HTTP listener on a free port; every later
+  // StartServer keeps it.
+  void StartServerWithHttp() {
+    server_flags_ = {"--http_listen=127.0.0.1:0",
+                     "--http_port_file=" + dir_ + "/http_port"};
+    StartServer();
+  }
+
+  // The HTTP listener's port (written before the gRPC port file, which
+  // StartServer waits for).
+  int HttpPort() const {
+    int port = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(
+        absl::StripAsciiWhitespace(ReadFile(dir_ + "/http_port")), &port));
+    return port;
+  }
+
   // A Releases stub over a new channel to `host`:port with `tls`.
   std::unique_ptr<v1::Releases::Stub> ReleasesOver(
       const std::optional<ClientTls>& tls,

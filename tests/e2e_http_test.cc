@@ -26,19 +26,7 @@ class E2EHttpTest : public E2ETest {
   void SetUp() override {
     E2ETest::SetUp();
     if (HasFatalFailure()) return;
-    server_flags_ = {"--http_listen=127.0.0.1:0",
-                     "--http_port_file=" + HttpPortFile()};
-    StartServer();
-  }
-
-  std::string HttpPortFile() const { return dir_ + "/http_port"; }
-
-  // Written before the gRPC port file, which StartServer waits for.
-  int HttpPort() const {
-    int port = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(
-        absl::StripAsciiWhitespace(ReadFile(HttpPortFile())), &port));
-    return port;
+    StartServerWithHttp();
   }
 
   httplib::Client Http() const {

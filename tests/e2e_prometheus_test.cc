@@ -40,9 +40,7 @@ class E2EPrometheusTest : public E2ETest {
   void SetUp() override {
     E2ETest::SetUp();
     if (HasFatalFailure()) return;
-    server_flags_ = {"--http_listen=127.0.0.1:0",
-                     "--http_port_file=" + dir_ + "/http_port"};
-    StartServer();
+    StartServerWithHttp();
   }
 
   void TearDown() override {
@@ -52,13 +50,6 @@ class E2EPrometheusTest : public E2ETest {
     }
     prometheus_.reset();
     E2ETest::TearDown();
-  }
-
-  int HttpPort() const {
-    int port = 0;
-    EXPECT_TRUE(absl::SimpleAtoi(
-        absl::StripAsciiWhitespace(ReadFile(dir_ + "/http_port")), &port));
-    return port;
   }
 
   // The value of the first series `query` returns ("" if none yet).
