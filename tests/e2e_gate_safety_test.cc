@@ -161,9 +161,12 @@ TEST_F(E2EGateSafetyTest, Case12KilledServerKeepsCrashEvidenceAndTheHalt) {
 }
 
 // An acknowledged event survives a kill -9 right after its acknowledgement
-// (ringfenced answers a batch once it is in a committed checkpoint): a
+// (with --ack_telemetry_after_checkpoint ringfenced answers a batch once it
+// is in a committed checkpoint): a
 // crash the server said OK to is never lost, whenever the server dies.
 TEST_F(E2EGateSafetyTest, AcknowledgedCrashSurvivesAKillRightAfterTheAck) {
+  server_flags_ = {"--ack_telemetry_after_checkpoint"};
+  StartServer();
   const std::string type = "channel-file/413";
   ASSERT_THAT(CreateRelease("cf413-v1", type, kDigestA), GrpcOk());
   ASSERT_THAT(CreateRelease("cf413-v2", type, kDigestB), GrpcOk());
