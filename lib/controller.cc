@@ -6,6 +6,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "ringfence/error_text.h"
 #include "ringfence/gate.h"
 #include "ringfence/hash.h"
 #include "ringfence/policy.h"
@@ -158,7 +159,8 @@ Controller::Controller(Store* store, const Clock* clock,
     : store_(store),
       clock_(clock),
       options_(std::move(options)),
-      tenants_(options_.fleet) {}
+      tenants_(options_.fleet),
+      approvals_(options_.fleet) {}
 
 Controller::~Controller() {
   std::vector<std::pair<uint64_t, std::function<void(absl::Status)>>> waiting;
@@ -198,6 +200,18 @@ absl::Status Controller::Load() {
   ASSIGN_OR_RETURN(std::vector<ringfence::EmergencyStop> stops,
                    store_->ListEmergencyStops());
   for (auto& s : stops) stops_[s.content_type] = s;
+  if (approvals_.has_rules()) {
+    // Pending approval requests live in the audit log (approvals.h).
+    constexpr size_t kPage = 1000;
+    uint64_t after = 0;
+    while (true) {
+      ASSIGN_OR_RETURN(std::vector<AuditEntry> page,
+                       store_->ReadAudit(after, kPage));
+      for (const AuditEntry& e : page) approvals_.Replay(e);
+      if (page.size() < kPage) break;
+      after = page.back().seq();
+    }
+  }
   ASSIGN_OR_RETURN(std::vector<Rollout> rollouts, store_->ListRollouts());
   const absl::Time now = clock_->Now();
   for (const Rollout& r : rollouts) {
@@ -422,6 +436,11 @@ absl::StatusOr<Rollout> Controller::StartRollout(
     }
   }
   absl::MutexLock lock(&mu_);
+  return StartRolloutLocked(req, nullptr);
+}
+
+absl::StatusOr<Rollout> Controller::StartRolloutLocked(
+    const StartRolloutRequest& req, const Approval* approval) {
   auto release = ReleaseLocked(req.release_id);
   if (!release.ok()) {
     if (absl::IsNotFound(release.status())) {
@@ -527,6 +546,28 @@ absl::StatusOr<Rollout> Controller::StartRollout(
     return absl::AlreadyExistsError(
         absl::StrCat("rollout_id: rollout \"", id, "\" already exists"));
   }
+  const std::vector<DisabledSignal> disabled = DisabledSignals(req.plan);
+  {
+    std::vector<GuardedAction> risky;
+    if (!req.baseline_release_id.empty() || baseline.empty()) {
+      risky.push_back(config::v1::GUARDED_START_WITH_BASELINE);
+    }
+    if (!disabled.empty())
+      risky.push_back(config::v1::GUARDED_DISABLE_BUILTIN_SIGNAL);
+    ApprovalRequest held;
+    held.set_action("start");
+    held.set_rollout_id(req.rollout_id);
+    held.set_requested_by(req.actor);
+    held.set_reason(req.reason);
+    config::v1::StartRolloutSpec* spec = held.mutable_start();
+    spec->set_rollout_id(req.rollout_id);
+    spec->set_release_id(req.release_id);
+    *spec->mutable_plan() = req.plan;
+    spec->set_baseline_release_id(req.baseline_release_id);
+    spec->set_allow_no_baseline(req.allow_no_baseline);
+    spec->set_start_pending(req.start_pending);
+    RETURN_IF_ERROR(MaybeHoldLocked(approval, type, risky, std::move(held)));
+  }
   Rollout r;
   r.set_id(id);
   r.set_release_id(req.release_id);
@@ -554,7 +595,7 @@ absl::StatusOr<Rollout> Controller::StartRollout(
   }
   // What the record must say about this start beyond the operator's reason.
   std::string notes;
-  for (const DisabledSignal& d : DisabledSignals(req.plan)) {
+  for (const DisabledSignal& d : disabled) {
     absl::StrAppend(&notes, "; built-in signal \"", d.signal,
                     "\" switched off in ", StageName(req.plan, d.stage), ": ",
                     d.reason);
@@ -575,6 +616,7 @@ absl::StatusOr<Rollout> Controller::StartRollout(
       MakeAudit(req.actor, "start", absl::StrCat(req.reason, notes));
   audit.set_rollout_id(id);
   audit.set_to_state(r.state());
+  StampApproval(approval, &audit);
   absl::Status s = store_->CreateRollout(r, audit);
   NoteStoreResult(s);
   RETURN_IF_ERROR(s);
@@ -589,7 +631,8 @@ absl::Status Controller::CommitLocked(Runtime* rt, Rollout next,
                                       absl::string_view actor,
                                       absl::string_view action,
                                       absl::string_view reason,
-                                      const Decision* decision) {
+                                      const Decision* decision,
+                                      const Approval* approval) {
   const absl::Time now = clock_->Now();
   const Rollout& cur = rt->record;
   next.set_version(cur.version() + 1);
@@ -604,6 +647,7 @@ absl::Status Controller::CommitLocked(Runtime* rt, Rollout next,
   audit.set_from_stage(cur.stage());
   audit.set_to_stage(next.stage());
   if (decision != nullptr) *audit.mutable_decision() = *decision;
+  StampApproval(approval, &audit);
   absl::Status s =
       store_->CommitTransition(next, cur.version(), audit, decision);
   NoteStoreResult(s);
@@ -616,10 +660,10 @@ absl::Status Controller::CommitLocked(Runtime* rt, Rollout next,
   return absl::OkStatus();
 }
 
-absl::StatusOr<Rollout> Controller::ManualLocked(absl::string_view id,
-                                                 absl::string_view actor,
-                                                 absl::string_view reason,
-                                                 absl::string_view action) {
+absl::StatusOr<Rollout> Controller::ManualLocked(
+    absl::string_view id, absl::string_view actor, absl::string_view reason,
+    absl::string_view action, const Approval* approval,
+    absl::string_view request_action) {
   RETURN_IF_ERROR(ValidateId(id, "rollout_id"));
   RETURN_IF_ERROR(ValidateId(actor, "actor"));
   RETURN_IF_ERROR(RequireText(reason, "reason"));
@@ -675,9 +719,20 @@ absl::StatusOr<Rollout> Controller::ManualLocked(absl::string_view id,
           "already received, and rollout \"",
           id, "\" is now HALTED. ", d.summary()));
     }
+    ApprovalRequest held;
+    held.set_action(
+        std::string(request_action.empty() ? action : request_action));
+    held.set_rollout_id(std::string(id));
+    held.set_requested_by(std::string(actor));
+    held.set_reason(std::string(reason));
+    const GuardedAction guarded = action == "promote"
+                                      ? config::v1::GUARDED_PROMOTE
+                                      : config::v1::GUARDED_RESUME;
+    RETURN_IF_ERROR(MaybeHoldLocked(approval, cur.content_type(), {guarded},
+                                    std::move(held)));
   }
-  RETURN_IF_ERROR(
-      CommitLocked(rt, std::move(next), actor, action, reason, nullptr));
+  RETURN_IF_ERROR(CommitLocked(rt, std::move(next), actor, action, reason,
+                               nullptr, approval));
   return rt->record;
 }
 
@@ -712,8 +767,16 @@ absl::StatusOr<Rollout> Controller::Promote(absl::string_view id,
 absl::StatusOr<Rollout> Controller::PromoteToCompletion(
     absl::string_view id, absl::string_view actor, absl::string_view reason) {
   absl::MutexLock lock(&mu_);
+  return PromoteToCompletionLocked(id, actor, reason, nullptr);
+}
+
+absl::StatusOr<Rollout> Controller::PromoteToCompletionLocked(
+    absl::string_view id, absl::string_view actor, absl::string_view reason,
+    const Approval* approval) {
   while (true) {
-    ASSIGN_OR_RETURN(Rollout r, ManualLocked(id, actor, reason, "promote"));
+    ASSIGN_OR_RETURN(Rollout r,
+                     ManualLocked(id, actor, reason, "promote", approval,
+                                  "promote_to_completion"));
     if (r.state() == COMPLETED) return r;
   }
 }
@@ -760,14 +823,145 @@ absl::Status Controller::ClearEmergencyStop(absl::string_view content_type,
   RETURN_IF_ERROR(ValidateId(actor, "actor"));
   RETURN_IF_ERROR(RequireText(reason, "reason"));
   absl::MutexLock lock(&mu_);
+  return ClearEmergencyStopLocked(content_type, actor, reason, nullptr);
+}
+
+absl::Status Controller::ClearEmergencyStopLocked(
+    absl::string_view content_type, absl::string_view actor,
+    absl::string_view reason, const Approval* approval) {
+  if (stops_.find(content_type) == stops_.end()) {
+    return absl::NotFoundError(absl::StrCat("content type ",
+                                            QuoteForError(content_type),
+                                            " has no emergency stop"));
+  }
+  {
+    ApprovalRequest held;
+    held.set_action("clear_emergency_stop");
+    held.set_requested_by(std::string(actor));
+    held.set_reason(std::string(reason));
+    RETURN_IF_ERROR(MaybeHoldLocked(approval, content_type,
+                                    {config::v1::GUARDED_CLEAR_EMERGENCY_STOP},
+                                    std::move(held)));
+  }
   AuditEntry audit = MakeAudit(actor, "clear_emergency_stop", reason);
   audit.set_reason(absl::StrCat(content_type, ": ", reason));
+  StampApproval(approval, &audit);
   absl::Status s = store_->ClearEmergencyStop(content_type, audit);
   if (!absl::IsNotFound(s)) NoteStoreResult(s);
   RETURN_IF_ERROR(s);
   stops_.erase(std::string(content_type));
   PublishLocked();
   return absl::OkStatus();
+}
+
+absl::Status Controller::MaybeHoldLocked(
+    const Approval* approval, absl::string_view content_type,
+    absl::Span<const GuardedAction> actions, ApprovalRequest request) {
+  if (approval != nullptr || !approvals_.has_rules()) return absl::OkStatus();
+  ApprovalBook::Need need = approvals_.Needs(content_type, actions);
+  if (need.guarded.empty()) return absl::OkStatus();
+  const absl::Time now = clock_->Now();
+  request.set_id(NewApprovalRequestId());
+  for (const GuardedAction g : need.guarded) request.add_guarded(g);
+  request.set_content_type(std::string(content_type));
+  *request.mutable_requested_at() = ToProtoTime(now);
+  *request.mutable_expires_at() = ToProtoTime(now + need.window);
+  AuditEntry audit =
+      MakeAudit(request.requested_by(), "approval_requested", request.reason());
+  audit.set_rollout_id(request.rollout_id());
+  *audit.mutable_approval_request() = request;
+  absl::Status s = store_->AppendAudit(audit);
+  NoteStoreResult(s);
+  RETURN_IF_ERROR(s);
+  absl::Status held = HeldStatus(request);
+  approvals_.Add(std::move(request));
+  return held;
+}
+
+void Controller::StampApproval(const Approval* approval, AuditEntry* audit) {
+  if (approval == nullptr) return;
+  audit->set_approval_request_id(approval->request->id());
+  audit->set_approved_by(std::string(approval->approver));
+  audit->set_reason(absl::StrCat(audit->reason(), " (approved by ",
+                                 approval->approver, ": ", approval->reason,
+                                 "; request ", approval->request->id(), ")"));
+}
+
+absl::StatusOr<Controller::ApprovalOutcome> Controller::Approve(
+    absl::string_view request_id, absl::string_view approver,
+    absl::string_view reason) {
+  RETURN_IF_ERROR(ValidateId(request_id, "request_id"));
+  RETURN_IF_ERROR(ValidateId(approver, "actor"));
+  RETURN_IF_ERROR(RequireText(reason, "reason"));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(ApprovalRequest request,
+                   approvals_.Find(request_id, clock_->Now()));
+  if (request.requested_by() == approver) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        approver, " made approval request ", request_id,
+        " and cannot approve it: the two-person rule needs a second, "
+        "different principal"));
+  }
+  const Approval approval{&request, approver, reason};
+  ApprovalOutcome out;
+  const std::string& action = request.action();
+  if (action == "start") {
+    const config::v1::StartRolloutSpec& spec = request.start();
+    StartRolloutRequest r;
+    r.rollout_id = spec.rollout_id();
+    r.release_id = spec.release_id();
+    r.plan = spec.plan();
+    r.baseline_release_id = spec.baseline_release_id();
+    r.allow_no_baseline = spec.allow_no_baseline();
+    r.start_pending = spec.start_pending();
+    r.actor = request.requested_by();
+    r.reason = request.reason();
+    ASSIGN_OR_RETURN(out.rollout, StartRolloutLocked(r, &approval));
+  } else if (action == "promote" || action == "resume") {
+    ASSIGN_OR_RETURN(out.rollout,
+                     ManualLocked(request.rollout_id(), request.requested_by(),
+                                  request.reason(), action, &approval));
+  } else if (action == "promote_to_completion") {
+    ASSIGN_OR_RETURN(
+        out.rollout,
+        PromoteToCompletionLocked(request.rollout_id(), request.requested_by(),
+                                  request.reason(), &approval));
+  } else if (action == "clear_emergency_stop") {
+    RETURN_IF_ERROR(ClearEmergencyStopLocked(request.content_type(),
+                                             request.requested_by(),
+                                             request.reason(), &approval));
+  } else {
+    return absl::InternalError(absl::StrCat("approval request ", request_id,
+                                            " has an unknown action ",
+                                            QuoteForError(action)));
+  }
+  approvals_.Settle(request_id);
+  out.request = std::move(request);
+  return out;
+}
+
+absl::Status Controller::RejectApproval(absl::string_view request_id,
+                                        absl::string_view actor,
+                                        absl::string_view reason) {
+  RETURN_IF_ERROR(ValidateId(request_id, "request_id"));
+  RETURN_IF_ERROR(ValidateId(actor, "actor"));
+  RETURN_IF_ERROR(RequireText(reason, "reason"));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(ApprovalRequest request,
+                   approvals_.Find(request_id, clock_->Now()));
+  AuditEntry audit = MakeAudit(actor, "approval_rejected", reason);
+  audit.set_rollout_id(request.rollout_id());
+  audit.set_approval_request_id(request.id());
+  absl::Status s = store_->AppendAudit(audit);
+  NoteStoreResult(s);
+  RETURN_IF_ERROR(s);
+  approvals_.Settle(request_id);
+  return absl::OkStatus();
+}
+
+std::vector<ApprovalRequest> Controller::ListApprovals() {
+  absl::MutexLock lock(&mu_);
+  return approvals_.Pending(clock_->Now());
 }
 
 absl::StatusOr<RolloutStatus> Controller::GetRollout(absl::string_view id) {

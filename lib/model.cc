@@ -23,6 +23,7 @@
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "ringfence/approvals.h"
 #include "ringfence/error_text.h"
 #include "ringfence/hash.h"
 #include "ringfence/policy.h"
@@ -501,7 +502,7 @@ absl::Status ValidateFleetConfig(const FleetConfig& fleet) {
       return Invalid(absl::StrCat("tenants[", i, "].track"), "unknown track");
     }
   }
-  return absl::OkStatus();
+  return ValidateApprovalRules(fleet);
 }
 
 absl::Duration FromProto(const google::protobuf::Duration& d) {

@@ -75,6 +75,13 @@ std::string JsonError(grpc::StatusCode code, absl::string_view message) {
   return out;
 }
 
+std::string JsonHeld(const grpc::Status& status, const pb::Message& request) {
+  std::string body = JsonError(status.error_code(), status.error_message());
+  body.pop_back();  // the closing brace of the error's object
+  absl::StrAppend(&body, ",\"approvalRequest\":", ToJson(request), "}");
+  return body;
+}
+
 absl::Status ParseJsonBody(absl::string_view body, pb::Message* request) {
   return Parse("request body", body, request);
 }

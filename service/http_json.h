@@ -39,6 +39,14 @@ int HttpStatusFromGrpc(grpc::StatusCode code);
 // `message` JSON-escaped and cut to kMaxStatusMessageBytes (status_map.h).
 std::string JsonError(grpc::StatusCode code, absl::string_view message);
 
+// JsonHeld
+//
+// The body of a call the two-person rule held (answered 202 Accepted):
+// JsonError's fields and "approvalRequest", the request in the canonical
+// JSON mapping.
+std::string JsonHeld(const grpc::Status& status,
+                     const google::protobuf::Message& request);
+
 // ParseJsonBody
 //
 // Merges a JSON request body (protobuf's canonical JSON mapping; field

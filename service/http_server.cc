@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "service/call.h"
 #include "service/http_json.h"
 #include "service/server.h"
+#include "service/status_map.h"
 #include "service/ui_assets.h"
 
 namespace ringfence {
@@ -215,7 +217,16 @@ struct HttpServer::Routes {
     }
     Response response;
     const grpc::Status s = call(&ctx, from_client, &response);
-    if (!s.ok()) return SendError(out, s.error_code(), s.error_message());
+    if (!s.ok()) {
+      if (std::optional<config::v1::ApprovalRequest> held =
+              ApprovalRequestFromStatus(s)) {
+        // Accepted for a second principal's approval; nothing done yet.
+        out.status = 202;
+        out.set_content(JsonHeld(s, *held), kJson);
+        return;
+      }
+      return SendError(out, s.error_code(), s.error_message());
+    }
     out.status = 200;
     out.set_content(ToJson(response), kJson);
   }
@@ -321,6 +332,28 @@ struct HttpServer::Routes {
       Forward<v1::CheckGateRequest, v1::CheckGateResponse>(
           in, out, {}, [this](auto* ctx, const auto& r, auto* resp) {
             return rollouts->CheckGate(ctx, r, resp);
+          });
+    });
+    http.Get("/v1/approvals", [this](const Req& in, Res& out) {
+      Forward<v1::ListApprovalsRequest, v1::ListApprovalsResponse>(
+          in, out, {}, [this](auto* ctx, const auto& r, auto* resp) {
+            return rollouts->ListApprovals(ctx, r, resp);
+          });
+    });
+    http.Post("/v1/approvals/([^/]+)/approve", [this](const Req& in, Res& out) {
+      v1::ApproveRequest req;
+      req.set_request_id(in.matches[1].str());
+      Forward<v1::ApproveRequest, v1::ApproveResponse>(
+          in, out, req, [this](auto* ctx, const auto& r, auto* resp) {
+            return rollouts->Approve(ctx, r, resp);
+          });
+    });
+    http.Post("/v1/approvals/([^/]+)/reject", [this](const Req& in, Res& out) {
+      v1::RejectRequest req;
+      req.set_request_id(in.matches[1].str());
+      Forward<v1::RejectRequest, v1::RejectResponse>(
+          in, out, req, [this](auto* ctx, const auto& r, auto* resp) {
+            return rollouts->Reject(ctx, r, resp);
           });
     });
     http.Get("/v1/audit", [this](const Req& in, Res& out) {

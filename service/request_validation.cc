@@ -147,6 +147,20 @@ absl::Status ValidateRequest(const v1::ListAuditRequest& request) {
   return OptionalId(request.rollout_id(), "rollout_id");
 }
 
+absl::Status ValidateRequest(const v1::ListApprovalsRequest&) {
+  return absl::OkStatus();
+}
+
+absl::Status ValidateRequest(const v1::ApproveRequest& request) {
+  RETURN_IF_ERROR(ValidateId(request.request_id(), "request_id"));
+  return Reason(request.reason());
+}
+
+absl::Status ValidateRequest(const v1::RejectRequest& request) {
+  RETURN_IF_ERROR(ValidateId(request.request_id(), "request_id"));
+  return Reason(request.reason());
+}
+
 absl::Status ValidateGetAssignment(const v1::GetAssignmentRequest& request,
                                    const HostInfo& host) {
   RETURN_IF_ERROR(ValidateHostInfo(host));

@@ -50,6 +50,9 @@ absl::Status ValidateRequest(const v1::EmergencyStopRequest& request);
 absl::Status ValidateRequest(const v1::ClearEmergencyStopRequest& request);
 absl::Status ValidateRequest(const v1::CheckGateRequest& request);
 absl::Status ValidateRequest(const v1::ListAuditRequest& request);
+absl::Status ValidateRequest(const v1::ListApprovalsRequest& request);
+absl::Status ValidateRequest(const v1::ApproveRequest& request);
+absl::Status ValidateRequest(const v1::RejectRequest& request);
 
 // Fleet.
 //

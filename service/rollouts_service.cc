@@ -369,6 +369,44 @@ grpc::ServerUnaryReactor* RolloutsService::ListAudit(
       });
 }
 
+grpc::ServerUnaryReactor* RolloutsService::ListApprovals(
+    grpc::CallbackServerContext* ctx, const v1::ListApprovalsRequest* req,
+    v1::ListApprovalsResponse* resp) {
+  return authorizer_->Unary(
+      ctx, kReaderRoles, "ListApprovals", *req, [&](const Principal&) {
+        for (ApprovalRequest& r : controller_->ListApprovals()) {
+          *resp->add_requests() = std::move(r);
+        }
+        return grpc::Status::OK;
+      });
+}
+
+grpc::ServerUnaryReactor* RolloutsService::Approve(
+    grpc::CallbackServerContext* ctx, const v1::ApproveRequest* req,
+    v1::ApproveResponse* resp) {
+  return authorizer_->Unary(
+      ctx, kOperatorRoles, "Approve", *req, [&](const Principal& p) {
+        absl::StatusOr<Controller::ApprovalOutcome> out =
+            controller_->Approve(req->request_id(), p.actor, req->reason());
+        if (!out.ok()) return ToGrpcStatus(out.status());
+        *resp->mutable_request() = std::move(out->request);
+        if (out->rollout.has_value()) {
+          *resp->mutable_rollout() = *std::move(out->rollout);
+        }
+        return grpc::Status::OK;
+      });
+}
+
+grpc::ServerUnaryReactor* RolloutsService::Reject(
+    grpc::CallbackServerContext* ctx, const v1::RejectRequest* req,
+    v1::RejectResponse*) {
+  return authorizer_->Unary(ctx, kOperatorRoles, "Reject", *req,
+                            [&](const Principal& p) {
+                              return ToGrpcStatus(controller_->RejectApproval(
+                                  req->request_id(), p.actor, req->reason()));
+                            });
+}
+
 grpc::ServerUnaryReactor* RolloutsService::Manual(
     grpc::CallbackServerContext* ctx, const v1::RolloutActionRequest* req,
     Rollout* resp, absl::string_view method, Action action) {

@@ -1,6 +1,7 @@
 // The Rollouts service (ringfence/v1/ringfence.proto): StartRollout,
 // GetRollout, ListRollouts, WatchRollout, Pause/Resume/Abort/Promote,
-// EmergencyStop, ClearEmergencyStop, CheckGate, ListAudit.
+// EmergencyStop, ClearEmergencyStop, CheckGate, ListAudit, and the
+// two-person rule's ListApprovals, Approve and Reject.
 //
 // ListAudit with a rollout_id filter reads at most kMaxAuditScan entries of
 // the log per call (so one call's cost is bounded however rare the
@@ -75,6 +76,15 @@ class RolloutsService final : public v1::Rollouts::CallbackService {
   grpc::ServerUnaryReactor* ListAudit(grpc::CallbackServerContext* ctx,
                                       const v1::ListAuditRequest* req,
                                       v1::ListAuditResponse* resp) override;
+  grpc::ServerUnaryReactor* ListApprovals(
+      grpc::CallbackServerContext* ctx, const v1::ListApprovalsRequest* req,
+      v1::ListApprovalsResponse* resp) override;
+  grpc::ServerUnaryReactor* Approve(grpc::CallbackServerContext* ctx,
+                                    const v1::ApproveRequest* req,
+                                    v1::ApproveResponse* resp) override;
+  grpc::ServerUnaryReactor* Reject(grpc::CallbackServerContext* ctx,
+                                   const v1::RejectRequest* req,
+                                   v1::RejectResponse* resp) override;
 
  private:
   enum class Action { kPause, kResume, kAbort, kPromote };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "google/rpc/status.pb.h"
+#include "ringfence/approvals.h"
 #include "ringfence/validate.h"
 
 namespace ringfence {
@@ -112,19 +113,36 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       details.SerializeAsString());
 }
 
-std::optional<content::v1::ValidationResult> ValidationResultFromStatus(
-    const grpc::Status& status) {
+namespace {
+
+// The first error detail of `status` of type `type_url` that parses as T.
+template <typename T>
+std::optional<T> DetailFromStatus(const grpc::Status& status,
+                                  absl::string_view type_url) {
   if (status.error_details().empty()) return std::nullopt;
   google::rpc::Status details;
   if (!details.ParseFromString(status.error_details())) return std::nullopt;
   for (const google::protobuf::Any& any : details.details()) {
-    content::v1::ValidationResult result;
-    if (any.type_url() == kValidationResultTypeUrl &&
-        result.ParseFromString(any.value())) {
+    T result;
+    if (any.type_url() == type_url && result.ParseFromString(any.value())) {
       return result;
     }
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<content::v1::ValidationResult> ValidationResultFromStatus(
+    const grpc::Status& status) {
+  return DetailFromStatus<content::v1::ValidationResult>(
+      status, kValidationResultTypeUrl);
+}
+
+std::optional<config::v1::ApprovalRequest> ApprovalRequestFromStatus(
+    const grpc::Status& status) {
+  return DetailFromStatus<config::v1::ApprovalRequest>(status,
+                                                       kApprovalRequestTypeUrl);
 }
 
 }  // namespace ringfence

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "ringfence/config/v1/state.pb.h"
 #include "ringfence/content/v1/content.pb.h"
 
 namespace ringfence {
@@ -61,6 +62,13 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // The findings a rejected CreateRelease (or any call) carried in its error
 // details, if any.
 std::optional<content::v1::ValidationResult> ValidationResultFromStatus(
+    const grpc::Status& status);
+
+// ApprovalRequestFromStatus
+//
+// The approval request a held call (the two-person rule, approvals.h)
+// carried in its error details, if any.
+std::optional<config::v1::ApprovalRequest> ApprovalRequestFromStatus(
     const grpc::Status& status);
 
 }  // namespace ringfence

@@ -69,6 +69,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "ringfence/approvals.h"
 #include "ringfence/assign.h"
 #include "ringfence/clock.h"
 #include "ringfence/model.h"
@@ -234,6 +236,38 @@ class Controller {
                                   absl::string_view actor,
                                   absl::string_view reason);
 
+  // ---- The two-person rule (approvals.h) ----
+  // With FleetConfig.approval_rules, a guarded call above (StartRollout,
+  // Resume, Promote, PromoteToCompletion, ClearEmergencyStop) that passes
+  // its checks answers FAILED_PRECONDITION carrying an ApprovalRequest
+  // (ApprovalRequestFromStatus) instead of acting, and records the request.
+
+  // Approve
+  //
+  // Runs the pending request `request_id` as its requester's call would
+  // run now (every check again, the halt rules included), with `approver`
+  // and `reason` on its audit entry. Errors: NOT_FOUND (no such pending
+  // request), FAILED_PRECONDITION (expired), PERMISSION_DENIED (`approver`
+  // made the request), INVALID_ARGUMENT (ids, reason), or the action's
+  // own error, after which the request stays pending until it expires.
+  struct ApprovalOutcome {
+    ApprovalRequest request;
+    std::optional<Rollout> rollout;  // the rollout acted on, if any
+  };
+  absl::StatusOr<ApprovalOutcome> Approve(absl::string_view request_id,
+                                          absl::string_view approver,
+                                          absl::string_view reason);
+  // RejectApproval
+  //
+  // Settles a pending request without acting ("approval_rejected" in the
+  // audit log). Any principal may reject, the requester too (withdrawing
+  // it). Errors as Approve's, without PERMISSION_DENIED.
+  absl::Status RejectApproval(absl::string_view request_id,
+                              absl::string_view actor,
+                              absl::string_view reason);
+  // The requests pending now, oldest first.
+  std::vector<ApprovalRequest> ListApprovals();
+
   absl::StatusOr<RolloutStatus> GetRollout(absl::string_view rollout_id);
   absl::StatusOr<std::vector<Rollout>> ListRollouts();
   absl::StatusOr<std::vector<Decision>> ListDecisions(
@@ -312,6 +346,12 @@ class Controller {
   struct Runtime;
   struct ContentView;
   struct View;
+  // An approval being carried out: the request and who approved it.
+  struct Approval {
+    const ApprovalRequest* request = nullptr;
+    absl::string_view approver;
+    absl::string_view reason;
+  };
 
   Controller(Store* store, const Clock* clock, ControllerOptions options);
   absl::Status Load();
@@ -325,12 +365,35 @@ class Controller {
   // applies it in memory and republishes assignments.
   absl::Status CommitLocked(Runtime* rt, Rollout next, absl::string_view actor,
                             absl::string_view action, absl::string_view reason,
-                            const Decision* decision)
+                            const Decision* decision,
+                            const Approval* approval = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<Rollout> ManualLocked(absl::string_view id,
-                                       absl::string_view actor,
-                                       absl::string_view reason,
-                                       absl::string_view action)
+  // A manual action. Without `approval`, a guarded one is held (HoldLocked)
+  // as a request for `request_action` (default: `action`).
+  absl::StatusOr<Rollout> ManualLocked(
+      absl::string_view id, absl::string_view actor, absl::string_view reason,
+      absl::string_view action, const Approval* approval = nullptr,
+      absl::string_view request_action = {}) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Rollout> StartRolloutLocked(const StartRolloutRequest& request,
+                                             const Approval* approval)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Rollout> PromoteToCompletionLocked(absl::string_view id,
+                                                    absl::string_view actor,
+                                                    absl::string_view reason,
+                                                    const Approval* approval)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ClearEmergencyStopLocked(absl::string_view content_type,
+                                        absl::string_view actor,
+                                        absl::string_view reason,
+                                        const Approval* approval)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // If `actions` are guarded for `content_type` and no approval is being
+  // carried out: records `request` (completed here) and returns the held
+  // status (or the store's error). OK: go ahead.
+  absl::Status MaybeHoldLocked(const Approval* approval,
+                               absl::string_view content_type,
+                               absl::Span<const GuardedAction> actions,
+                               ApprovalRequest request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // kFull: decide and act (halt, promote, complete). kHaltsOnly: act only
   // on a HALT (manual actions, the post-completion watch).
@@ -352,6 +415,8 @@ class Controller {
   void NoteStoreResult(const absl::Status& s);
   AuditEntry MakeAudit(absl::string_view actor, absl::string_view action,
                        absl::string_view reason) const;
+  // Names `approval`'s request and approver on `audit` (nothing if null).
+  static void StampApproval(const Approval* approval, AuditEntry* audit);
 
   Store* const store_;
   const Clock* const clock_;
@@ -376,6 +441,7 @@ class Controller {
   absl::flat_hash_map<std::string, ringfence::EmergencyStop> stops_
       ABSL_GUARDED_BY(mu_);
   uint64_t rollout_counter_ ABSL_GUARDED_BY(mu_) = 0;
+  ApprovalBook approvals_ ABSL_GUARDED_BY(mu_);
 
   // The published assignment view; retired views are kept until destruction
   // so lock-free readers never see freed memory (views change only on

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "ringfence/content/v1/content.pb.h"
 #include "ringfence/validate.h"
+#include "service/ringctl/format.h"
 #include "service/status_map.h"
 
 namespace ringfence::ringctl {
@@ -34,6 +35,14 @@ std::unique_ptr<grpc::ClientContext> Client::Context() const {
 }
 
 int Fail(const grpc::Status& s) {
+  // Held by the two-person rule: nothing failed, nothing happened yet.
+  if (std::optional<config::v1::ApprovalRequest> held =
+          ApprovalRequestFromStatus(s)) {
+    std::fprintf(stderr, "ringctl: %s\n", s.error_message().c_str());
+    std::printf("pending approval: %s\n",
+                DescribeApprovalRequest(*held).c_str());
+    return kExitNotYet;
+  }
   // A rejected release carries all its findings: list them, one per line,
   // instead of the message that strings the first ones together.
   if (std::optional<content::v1::ValidationResult> result =

@@ -41,8 +41,8 @@
 namespace ringfence::ringctl {
 
 // Exit codes.
-inline constexpr int kExitOk = 0;        // success; cleared; completed
-inline constexpr int kExitNotYet = 1;    // the gate is pending
+inline constexpr int kExitOk = 0;      // success; cleared; completed
+inline constexpr int kExitNotYet = 1;  // the gate is pending; held for approval
 inline constexpr int kExitRejected = 2;  // halted, rejected, refused
 inline constexpr int kExitError = 3;     // usage, connection, server error
 

@@ -7,6 +7,7 @@
 //   ringctl gate check                               gate.cc
 //   ringctl emergency-stop                           emergency_stop.cc
 //   ringctl audit list|verify                        audit.cc
+//   ringctl approvals list, approve, reject          approvals.cc
 //   ringctl plan explain (offline)                   plan.cc
 //   ringctl simulate (offline)                       simulate.cc
 //   ringctl validate (offline)                       validate.cc
@@ -22,6 +23,7 @@ void AddRolloutCommands(CommandLine& cli);
 void AddGateCommands(CommandLine& cli);
 void AddEmergencyStopCommand(CommandLine& cli);
 void AddAuditCommands(CommandLine& cli);
+void AddApprovalCommands(CommandLine& cli);
 void AddPlanCommands(CommandLine& cli);
 void AddSimulateCommand(CommandLine& cli);
 void AddValidateCommand(CommandLine& cli);

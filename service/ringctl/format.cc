@@ -34,6 +34,26 @@ std::string StateName(RolloutState s) {
   return std::string(RolloutStateName(s));
 }
 
+std::string DescribeApprovalRequest(const config::v1::ApprovalRequest& r) {
+  std::string what;
+  if (r.action() == "start") {
+    what = absl::StrCat("start of release ", r.start().release_id());
+    if (!r.rollout_id().empty()) absl::StrAppend(&what, " as ", r.rollout_id());
+  } else if (r.action() == "clear_emergency_stop") {
+    what = "clear of the emergency stop";
+  } else {
+    what = absl::StrCat(r.action(), " of rollout ", r.rollout_id());
+  }
+  std::vector<std::string> guarded;
+  for (const int g : r.guarded()) {
+    guarded.push_back(GuardedActionName(static_cast<GuardedAction>(g)));
+  }
+  return absl::StrCat(r.id(), " ", what, " (", r.content_type(), "; ",
+                      absl::StrJoin(guarded, ", "), ") by ", r.requested_by(),
+                      ", pending until ", FormatTime(r.expires_at()), ": ",
+                      r.reason());
+}
+
 void PrintRelease(const Release& r) {
   std::printf("%-24s %-24s version=%s size=%llu digest=%s\n", r.id().c_str(),
               r.content_type().c_str(),

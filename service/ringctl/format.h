@@ -9,6 +9,7 @@
 
 #include "google/protobuf/message.h"
 #include "google/protobuf/timestamp.pb.h"
+#include "ringfence/approvals.h"
 #include "ringfence/model.h"
 #include "ringfence/v1/ringfence.pb.h"
 
@@ -35,6 +36,12 @@ std::string StageLabel(const Rollout& r);
 //
 // "crash 3/0  silent 1/1": per signal, the affected hosts exposed/control.
 std::string SignalsLine(const v1::RolloutTelemetry& t);
+
+// DescribeApprovalRequest
+//
+// "apr-0123456789abcdef promote of rollout R (channel-file/291) by alice,
+// pending until 2024-07-19 05:09:00 UTC: <reason>".
+std::string DescribeApprovalRequest(const config::v1::ApprovalRequest& r);
 
 // A release on one line (`release list`).
 void PrintRelease(const Release& r);
