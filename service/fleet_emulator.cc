@@ -16,6 +16,14 @@ struct FleetEmulator::Host {
   std::string running;
   bool dead = false;
   v1::AssignReason reason = v1::ASSIGN_REASON_UNSPECIFIED;
+  // The ReportTelemetry call in flight (at most one per host), and what the
+  // host runs once it is acknowledged.
+  bool reporting = false;
+  std::unique_ptr<grpc::ClientContext> report_context;
+  v1::ReportTelemetryRequest report;
+  v1::ReportTelemetryResponse reply;
+  std::string next_running;
+  bool next_dead = false;
 };
 
 FleetEmulator::FleetEmulator(FleetOptions options)
@@ -52,6 +60,10 @@ void FleetEmulator::Stop() {
   stop_.Notify();
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  // Calls in flight end by their deadline.
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* n) { return *n == 0; }, &reports_in_flight_));
 }
 
 void FleetEmulator::Loop(int worker) {
@@ -65,7 +77,7 @@ void FleetEmulator::Loop(int worker) {
 void FleetEmulator::PollOnce(Host& host) {
   {
     absl::MutexLock lock(&mu_);
-    if (host.dead) return;
+    if (host.dead || host.reporting) return;
   }
   auto context = [&] {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -76,19 +88,12 @@ void FleetEmulator::PollOnce(Host& host) {
     }
     return ctx;
   };
-  auto fail = [&](absl::string_view what, const grpc::Status& s) {
-    errors_.fetch_add(1);
-    absl::MutexLock lock(&mu_);
-    if (first_error_.empty()) {
-      first_error_ = absl::StrCat(host.info.host_id(), " ", what, ": ",
-                                  s.error_code(), " ", s.error_message());
-    }
-  };
   v1::GetAssignmentResponse assignment;
   grpc::Status s =
       host.stub->GetAssignment(context().get(), host.info, &assignment);
   if (!s.ok() || assignment.assignments_size() != 1) {
-    fail("GetAssignment", s);
+    absl::MutexLock lock(&mu_);
+    FailLocked(host, "GetAssignment", s);
     return;
   }
   const v1::ContentAssignment& a = assignment.assignments(0);
@@ -118,17 +123,44 @@ void FleetEmulator::PollOnce(Host& host) {
     }
   }
   if (!dead) event(v1::HEARTBEAT, running);
-  v1::ReportTelemetryResponse reply;
-  s = host.stub->ReportTelemetry(context().get(), report, &reply);
-  if (!s.ok()) {
-    // Not applied (e.g. RESOURCE_EXHAUSTED): the next poll reports again.
-    fail("ReportTelemetry", s);
-    return;
+  // Asynchronous, as hosts are independent: a server that answers only once
+  // the batch is durable (up to a tick later) does not hold up the other
+  // hosts of this worker. The host skips its polls until the answer.
+  {
+    absl::MutexLock lock(&mu_);
+    host.reporting = true;
+    ++reports_in_flight_;
+    host.report = std::move(report);
+    host.reply.Clear();
+    host.next_running = running;
+    host.next_dead = dead;
   }
-  polls_.fetch_add(1);
-  absl::MutexLock lock(&mu_);
-  host.running = running;
-  host.dead = dead;
+  host.report_context = context();
+  host.stub->async()->ReportTelemetry(
+      host.report_context.get(), &host.report, &host.reply,
+      [this, &host](grpc::Status status) {
+        absl::MutexLock lock(&mu_);
+        if (status.ok()) {
+          polls_.fetch_add(1);
+          host.running = host.next_running;
+          host.dead = host.next_dead;
+        } else {
+          // Not applied (e.g. RESOURCE_EXHAUSTED): the next poll reports
+          // again.
+          FailLocked(host, "ReportTelemetry", status);
+        }
+        host.reporting = false;
+        --reports_in_flight_;
+      });
+}
+
+void FleetEmulator::FailLocked(const Host& host, absl::string_view what,
+                               const grpc::Status& s) {
+  errors_.fetch_add(1);
+  if (first_error_.empty()) {
+    first_error_ = absl::StrCat(host.info.host_id(), " ", what, ": ",
+                                s.error_code(), " ", s.error_message());
+  }
 }
 
 int FleetEmulator::Running(const std::string& release_id) const {

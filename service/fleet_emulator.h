@@ -7,6 +7,8 @@
 // Thread safety: Start/Stop from one thread; the accessors from any.
 #pragma once
 
+#include <grpcpp/support/status.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
@@ -70,6 +72,8 @@ class FleetEmulator {
   struct Host;
   void Loop(int worker);
   void PollOnce(Host& host);
+  void FailLocked(const Host& host, absl::string_view what,
+                  const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const FleetOptions options_;
   std::vector<std::unique_ptr<Host>> hosts_;
@@ -80,6 +84,7 @@ class FleetEmulator {
   std::atomic<int> errors_{0};
   mutable absl::Mutex mu_;
   std::string first_error_ ABSL_GUARDED_BY(mu_);
+  int reports_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace ringfence::service

@@ -156,7 +156,7 @@ ABSL_FLAG(bool, mutex_deadlock_detection, false,
           "keep Abseil's lock-order checking on (a debugging aid, on in "
           "Abseil builds without NDEBUG such as Debian's; it takes a global "
           "lock on every mutex acquisition, gRPC's included)");
-ABSL_FLAG(bool, ack_telemetry_after_checkpoint, false,
+ABSL_FLAG(bool, ack_telemetry_after_checkpoint, true,
           "answer ReportTelemetry / StreamTelemetry batches only once they "
           "are in a committed checkpoint (at most one --tick_interval "
           "later), so that a crash of the server loses no acknowledged "
