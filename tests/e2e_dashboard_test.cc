@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "e2e_fixture.h"
+#include "service/status_map.h"
 
 namespace ringfence::e2e {
 namespace {
@@ -22,7 +23,14 @@ class E2EDashboardBrowserTest : public E2ETest {
   void SetUp() override {
     E2ETest::SetUp();
     if (HasFatalFailure()) return;
-    StartServerWithHttp();
+    // The two-person rule guards promotes of ct/dash-ok.
+    WriteFile(dir_ + "/fleet.textproto", R"pb(
+      approval_rules { content_type: "ct/dash-ok" actions: GUARDED_PROMOTE }
+    )pb");
+    server_flags_ = {"--fleet_config=" + dir_ + "/fleet.textproto",
+                     "--http_listen=127.0.0.1:0",
+                     "--http_port_file=" + dir_ + "/http_port"};
+    StartServer();
   }
 };
 
@@ -47,6 +55,12 @@ TEST_F(E2EDashboardBrowserTest, OperatorSeesTheHaltAndPausesARollout) {
   ASSERT_THAT(StartRollout("dash-running", "dash-ok", ParsePlan(kManualPlan)),
               GrpcOk());
 
+  // A promote of it held for a second principal (alice asked).
+  const grpc::Status held = Act("promote", "dash-running", kOperatorToken);
+  const std::optional<cfg::ApprovalRequest> request =
+      ApprovalRequestFromStatus(held);
+  ASSERT_TRUE(request.has_value()) << held.error_message();
+
   const std::string artifacts = Env("RINGFENCE_ARTIFACTS_DIR");
   const std::string shots = artifacts.empty() ? dir_ : artifacts;
   std::filesystem::create_directories(shots);
@@ -56,22 +70,42 @@ TEST_F(E2EDashboardBrowserTest, OperatorSeesTheHaltAndPausesARollout) {
       "browser test: <b>holding</b> for ticket <img src=x> 77";
   // The script fails (never skips) if Chromium, chromedriver or selenium
   // is missing.
-  const CommandResult r = RunCommand(
-      {"/usr/bin/python3", RINGFENCE_BROWSER_TEST, "--url",
-       absl::StrCat("http://127.0.0.1:", HttpPort()), "--token", kOperatorToken,
-       "--halted", "dash-halted", "--expect-evidence",
-       halt.evidence(0).explanation(), "--running", "dash-running", "--reason",
-       reason, "--reader-token", kPublisherToken, "--screenshot",
-       shots + "/dashboard.png"},
-      {}, absl::Seconds(90));
+  const CommandResult r =
+      RunCommand({"/usr/bin/python3",
+                  RINGFENCE_BROWSER_TEST,
+                  "--url",
+                  absl::StrCat("http://127.0.0.1:", HttpPort()),
+                  "--token",
+                  kOperatorToken,
+                  "--halted",
+                  "dash-halted",
+                  "--expect-evidence",
+                  halt.evidence(0).explanation(),
+                  "--running",
+                  "dash-running",
+                  "--reason",
+                  reason,
+                  "--reader-token",
+                  kPublisherToken,
+                  "--approval",
+                  request->id(),
+                  "--approver-token",
+                  kAdminToken,
+                  "--screenshot",
+                  shots + "/dashboard.png"},
+                 {}, absl::Seconds(90));
   EXPECT_EQ(r.exit_code, 0) << "stdout:\n" << r.out << "\nstderr:\n" << r.err;
   EXPECT_TRUE(std::filesystem::exists(shots + "/dashboard.png"));
   // The publisher's resume was refused in the page, with the server's 403.
   EXPECT_THAT(r.out, AllOf(HasSubstr("reader token refused: 403"),
                            HasSubstr("ResumeRollout")))
       << r.out;
+  EXPECT_THAT(r.out, AllOf(HasSubstr("requester refused: 403"),
+                           HasSubstr("second principal approved")))
+      << r.out;
 
-  // What the browser did, seen over gRPC: paused by the token's actor.
+  // What the browser did, seen over gRPC: paused by the token's actor, and
+  // promoted with root's approval.
   const v1::GetRolloutResponse st = GetRollout("dash-running");
   EXPECT_EQ(st.rollout().state(), config::v1::PAUSED);
   EXPECT_THAT(st.rollout().reason(), HasSubstr(reason));
@@ -80,10 +114,18 @@ TEST_F(E2EDashboardBrowserTest, OperatorSeesTheHaltAndPausesARollout) {
   v1::ListAuditResponse audit;
   ASSERT_THAT(rollouts_->ListAudit(Ctx(kOperatorToken).get(), req, &audit),
               GrpcOk());
-  ASSERT_GE(audit.entries_size(), 2);
-  EXPECT_EQ(audit.entries(audit.entries_size() - 1).action(), "pause");
-  EXPECT_EQ(audit.entries(audit.entries_size() - 1).actor(), "alice");
-  EXPECT_EQ(audit.entries(audit.entries_size() - 1).reason(), reason);
+  ASSERT_GE(audit.entries_size(), 4);
+  // start, approval_requested, pause, then the approved promote.
+  const cfg::AuditEntry& pause = audit.entries(audit.entries_size() - 2);
+  EXPECT_EQ(pause.action(), "pause");
+  EXPECT_EQ(pause.actor(), "alice");
+  EXPECT_EQ(pause.reason(), reason);
+  const cfg::AuditEntry& promote = audit.entries(audit.entries_size() - 1);
+  EXPECT_EQ(promote.action(), "promote");
+  EXPECT_EQ(promote.actor(), "alice");
+  EXPECT_EQ(promote.approved_by(), "root");
+  EXPECT_EQ(promote.approval_request_id(), request->id());
+  EXPECT_EQ(st.rollout().stage(), 1u);
   // The halted rollout was only looked at.
   EXPECT_EQ(GetRollout("dash-halted").rollout().state(), config::v1::HALTED);
 }

@@ -209,6 +209,7 @@
 
   async function refreshList(gen) {
     const resp = await api('GET', '/v1/rollouts');
+    const approvals = await api('GET', '/v1/approvals');
     if (gen !== generation) return;
     const rows = (resp.rollouts || []).map((r) => el('tr', {dataset: {rollout: r.id}},
         el('td', {}, el('a', {href: '#/rollout/' + encodeURIComponent(r.id)}, r.id)),
@@ -222,8 +223,40 @@
         el('h2', {}, 'Rollouts'),
         rows.length ? table(['rollout', 'state', 'stage', 'release',
           'content type', 'updated', 'reason'], rows, {id: 'rollouts'}) :
-          el('p', {}, 'No rollouts.'));
+          el('p', {}, 'No rollouts.'),
+        approvalsSection(approvals.requests || []));
     showError(null);
+  }
+
+  // The two-person rule's pending requests: what, by whom, until when, and
+  // buttons for a second principal (the server refuses the requester).
+  function approvalsSection(requests) {
+    const rows = requests.map((r) => {
+      const what = r.action === 'start' ?
+        'start of release ' + ((r.start && r.start.releaseId) || '') :
+        r.action === 'clear_emergency_stop' ? 'clear emergency stop' :
+          r.action + ' of rollout ' + r.rolloutId;
+      const buttons = ['approve', 'reject'].map((a) => el('button', {
+        type: 'button', className: 'approval-' + a,
+        textContent: a[0].toUpperCase() + a.slice(1),
+        onclick: () => openDialog(
+            a[0].toUpperCase() + a.slice(1) + ' request ' + r.id + ' (' + what + ')',
+            '/v1/approvals/' + encodeURIComponent(r.id) + '/' + a)}));
+      return el('tr', {dataset: {approval: r.id}},
+          el('td', {}, r.id),
+          el('td', {}, what),
+          el('td', {}, r.contentType || ''),
+          el('td', {}, (r.guarded || []).join(', ')),
+          el('td', {}, r.requestedBy || ''),
+          el('td', {}, fmtTime(r.expiresAt)),
+          el('td', {}, r.reason || ''),
+          el('td', {}, buttons));
+    });
+    return el('section', {id: 'approvals'},
+        el('h2', {}, 'Waiting for approval'),
+        rows.length ? table(['request', 'action', 'content type', 'rule',
+          'requested by', 'expires', 'reason', ''], rows) :
+          el('p', {}, 'No pending approval requests.'));
   }
 
   async function refreshRollout(view) {
@@ -434,12 +467,16 @@
 
   // ---- Actions ---------------------------------------------------------------------
 
-  let pending = null;  // {id, action} the dialog asks a reason for
+  let pending = null;  // {path} the dialog asks a reason for
 
   function openAction(id, action) {
-    pending = {id, action};
-    $('action-title').textContent = action[0].toUpperCase() + action.slice(1) +
-        ' rollout ' + id;
+    openDialog(action[0].toUpperCase() + action.slice(1) + ' rollout ' + id,
+        '/v1/rollouts/' + encodeURIComponent(id) + '/' + action);
+  }
+
+  function openDialog(title, path) {
+    pending = {path};
+    $('action-title').textContent = title;
     $('action-reason').value = '';
     $('action-error').hidden = true;
     $('action-dialog').showModal();
@@ -455,15 +492,18 @@
       $('action-error').hidden = false;
       return;
     }
-    const {id, action} = pending;
+    const {path} = pending;
     showActionResult(null);
     $('action-confirm').disabled = true;
     try {
-      await api('POST', '/v1/rollouts/' + encodeURIComponent(id) + '/' + action,
-          {reason});
+      const resp = await api('POST', path, {reason});
       $('action-dialog').close();
       pending = null;
       route();  // re-render now, then keep polling
+      if (resp.approvalRequest) {
+        // 202: held by the two-person rule; nothing happened yet.
+        showActionResult('Waiting for a second principal: ' + resp.message);
+      }
     } catch (e) {
       $('action-dialog').close();
       pending = null;

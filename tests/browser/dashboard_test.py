@@ -186,6 +186,36 @@ def run(args, driver):
         print("reader token refused: " + text_of(driver, "action-result"))
         assert "PAUSED" in text_of(driver, "rollout-state")
 
+    if args.approval:
+        # The two-person rule: the request's own requester (--token) is
+        # refused in the page; a second principal approves it there.
+        click(driver, By.ID, "sign-out")
+        for who, expect_refusal in ((args.token, True),
+                                    (args.approver_token, False)):
+            token = wait.until(EC.visibility_of_element_located((By.ID, "token")))
+            token.send_keys(who)
+            driver.find_element(By.ID, "login-submit").click()
+            driver.get(args.url + "/#/")
+            row = '#approvals tr[data-approval="%s"]' % args.approval
+            wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, row)))
+            click(driver, By.CSS_SELECTOR, row + " button.approval-approve")
+            wait.until(EC.visibility_of_element_located(
+                (By.ID, "action-reason"))).send_keys("approved in the browser")
+            driver.find_element(By.ID, "action-confirm").click()
+            if expect_refusal:
+                wait.until(EC.text_to_be_present_in_element(
+                    (By.ID, "action-result"), "403 PERMISSION_DENIED"))
+                print("requester refused: " + text_of(driver, "action-result"))
+                click(driver, By.ID, "sign-out")
+            else:
+                wait.until(EC.invisibility_of_element_located(
+                    (By.CSS_SELECTOR, row)))
+                errors = text_of(driver, "action-result")
+                assert not errors, "approval refused: " + errors
+                print("second principal approved " + args.approval)
+        root, ext = os.path.splitext(args.screenshot)
+        save_screenshot(driver, root + "-approved" + (ext or ".png"))
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -198,6 +228,11 @@ def main():
     parser.add_argument("--reader-token", default="",
                         help="also check that this token (a role that may not "
                         "act) sees the server's 403 in the page")
+    parser.add_argument("--approval", default="",
+                        help="a pending approval request made by --token's "
+                        "principal: the page must refuse its approval by "
+                        "--token and carry it out for --approver-token")
+    parser.add_argument("--approver-token", default="")
     parser.add_argument("--expect-evidence", default="",
                         help="the HALT evidence sentence (default: asked of the API)")
     args = parser.parse_args()
