@@ -67,6 +67,12 @@ class Api {
   Api() : store_(ringfence::NewMemoryStore()) {
     ringfence::ControllerOptions options;
     options.max_batch_events = 1000;
+    // The two-person rule holds these (the fuzzer's calls all come from
+    // one principal, so its approvals are refused as self-approvals).
+    ringfence::ApprovalRule* rule = options.fleet.add_approval_rules();
+    rule->set_content_type("*");
+    rule->add_actions(ringfence::config::v1::GUARDED_PROMOTE);
+    rule->add_actions(ringfence::config::v1::GUARDED_CLEAR_EMERGENCY_STOP);
     controller_ =
         ringfence::Controller::Create(store_.get(), &clock_, options).value();
     ringfence::ServerOptions server_options;
@@ -205,6 +211,23 @@ class Api {
         }
         writer->WritesDone();
         return writer->Finish();
+      }
+      case ApiCall::kListAudit: {
+        v1::ListAuditResponse resp;
+        return rollouts_->ListAudit(ctx.get(), call.list_audit(), &resp);
+      }
+      case ApiCall::kListApprovals: {
+        v1::ListApprovalsResponse resp;
+        return rollouts_->ListApprovals(ctx.get(), call.list_approvals(),
+                                        &resp);
+      }
+      case ApiCall::kApprove: {
+        v1::ApproveResponse resp;
+        return rollouts_->Approve(ctx.get(), call.approve(), &resp);
+      }
+      case ApiCall::kReject: {
+        v1::RejectResponse resp;
+        return rollouts_->Reject(ctx.get(), call.reject(), &resp);
       }
       case ApiCall::kTick:
       case ApiCall::CALL_NOT_SET:
