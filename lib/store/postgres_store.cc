@@ -12,14 +12,19 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "ringfence/audit.h"
 #include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
+#include "store/postgres_conn.h"
 
 namespace ringfence {
 namespace {
+
+using internal::Conn;
+using internal::Params;
+using internal::Redactor;
+using internal::Result;
 
 // Each migration takes the schema from version i to i + 1. Integers are
 // BIGINT throughout (results are decoded as 8-byte integers); times are Unix
@@ -94,11 +99,6 @@ static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
                   kPostgresSchemaVersion,
               "one migration per schema version");
 
-// PostgreSQL type OIDs of the parameters we send (pg_type.h).
-constexpr Oid kInt8Oid = 20;
-constexpr Oid kTextOid = 25;
-constexpr Oid kByteaOid = 17;
-
 bool ValidSchemaName(absl::string_view s) {
   if (s.empty() || s.size() > 63) return false;
   if (!(absl::ascii_islower(s[0]) || s[0] == '_')) return false;
@@ -111,172 +111,7 @@ bool ValidSchemaName(absl::string_view s) {
   return !absl::StartsWith(s, "pg_");
 }
 
-// Removes the password from text that might echo it (libpq messages).
-class Redactor {
- public:
-  explicit Redactor(std::string password) : password_(std::move(password)) {}
-  std::string operator()(absl::string_view text) const {
-    std::string out(text);
-    if (!password_.empty()) {
-      absl::StrReplaceAll({{password_, "<redacted>"}}, &out);
-    }
-    return out;
-  }
-
- private:
-  std::string password_;
-};
-
-// Parameters in binary format with explicit types.
-class Params {
- public:
-  Params& Text(absl::string_view v) { return Add(v, kTextOid); }
-  Params& Bytes(absl::string_view v) { return Add(v, kByteaOid); }
-  Params& Int(int64_t v) {
-    char buf[8];
-    const uint64_t u = static_cast<uint64_t>(v);
-    for (int i = 0; i < 8; ++i) buf[i] = static_cast<char>(u >> (56 - 8 * i));
-    return Add(absl::string_view(buf, 8), kInt8Oid);
-  }
-  int size() const { return static_cast<int>(values_.size()); }
-  const Oid* types() const { return types_.data(); }
-  const int* lengths() const { return lengths_.data(); }
-  const int* formats() const { return formats_.data(); }
-  // Valid until the next Add.
-  std::vector<const char*> pointers() const {
-    std::vector<const char*> out;
-    out.reserve(values_.size());
-    for (const std::string& v : values_) out.push_back(v.data());
-    return out;
-  }
-
- private:
-  Params& Add(absl::string_view v, Oid type) {
-    values_.emplace_back(v);
-    types_.push_back(type);
-    lengths_.push_back(static_cast<int>(v.size()));
-    formats_.push_back(1);
-    return *this;
-  }
-  std::vector<std::string> values_;
-  std::vector<Oid> types_;
-  std::vector<int> lengths_;
-  std::vector<int> formats_;
-};
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-
-// A query result (binary format).
-class Result {
- public:
-  Result() = default;
-  explicit Result(PGresult* r) : r_(r) {}
-  int rows() const { return r_ ? PQntuples(r_.get()) : 0; }
-  std::string Text(int row, int col) const {
-    return std::string(PQgetvalue(r_.get(), row, col),
-                       PQgetlength(r_.get(), row, col));
-  }
-  int64_t Int(int row, int col) const {
-    const auto* p =
-        reinterpret_cast<const unsigned char*>(PQgetvalue(r_.get(), row, col));
-    const int n = PQgetlength(r_.get(), row, col);
-    uint64_t u = 0;
-    for (int i = 0; i < n; ++i) u = (u << 8) | p[i];
-    // Sign-extend narrower integers (int2, int4).
-    if (n > 0 && n < 8 && (p[0] & 0x80)) u |= ~uint64_t{0} << (8 * n);
-    return static_cast<int64_t>(u);
-  }
-  // The command tag's row count (UPDATE/DELETE/INSERT).
-  int64_t affected() const {
-    const char* n = PQcmdTuples(r_.get());
-    return n == nullptr || *n == '\0' ? 0 : std::strtoll(n, nullptr, 10);
-  }
-  std::string command() const { return PQcmdStatus(r_.get()); }
-
- private:
-  std::unique_ptr<PGresult, ResultDeleter> r_;
-};
-
-// SQLSTATE -> canonical code.
-absl::StatusCode CodeForSqlState(absl::string_view state) {
-  // unique violation; duplicate table or schema (a concurrent migrator)
-  if (state == "23505" || state == "42P07" || state == "42P06") {
-    return absl::StatusCode::kAlreadyExists;
-  }
-  if (state == "57014") return absl::StatusCode::kDeadlineExceeded;
-  if (state == "40001" || state == "40P01") {
-    return absl::StatusCode::kUnavailable;
-  }
-  if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
-      state == "57P03") {
-    return absl::StatusCode::kUnavailable;
-  }
-  if (absl::StartsWith(state, "53")) {
-    return absl::StatusCode::kResourceExhausted;
-  }
-  if (state == "42501" || state == "25006" || absl::StartsWith(state, "28")) {
-    return absl::StatusCode::kFailedPrecondition;
-  }
-  if (absl::StartsWith(state, "22")) return absl::StatusCode::kInvalidArgument;
-  if (absl::StartsWith(state, "XX")) return absl::StatusCode::kDataLoss;
-  return absl::StatusCode::kInternal;
-}
-
 void IgnoreNotice(void*, const char*) {}
-
-// One connection. `broken` once the server is gone; the pool then drops it.
-class Conn {
- public:
-  Conn(PGconn* c, const Redactor* redact) : c_(c), redact_(redact) {}
-  ~Conn() { PQfinish(c_); }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  bool broken() const { return PQstatus(c_) != CONNECTION_OK; }
-  PGconn* raw() { return c_; }
-
-  // Exec: runs one statement with parameters (binary in and out). `what`
-  // names it in errors.
-  absl::StatusOr<Result> Exec(absl::string_view what, const char* sql,
-                              const Params& p = Params()) {
-    const std::vector<const char*> values = p.pointers();
-    PGresult* r = PQexecParams(c_, sql, p.size(), p.types(), values.data(),
-                               p.lengths(), p.formats(), /*resultFormat=*/1);
-    return Check(what, r);
-  }
-
-  // ExecScript: runs statements without parameters (migrations, BEGIN).
-  absl::StatusOr<Result> ExecScript(absl::string_view what, const char* sql) {
-    return Check(what, PQexec(c_, sql));
-  }
-
- private:
-  absl::StatusOr<Result> Check(absl::string_view what, PGresult* r) {
-    Result result(r);
-    const ExecStatusType st =
-        r == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return result;
-    const char* state =
-        r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char* primary =
-        r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    std::string msg = primary != nullptr ? primary : PQerrorMessage(c_);
-    absl::StripAsciiWhitespace(&msg);
-    absl::StatusCode code =
-        state != nullptr ? CodeForSqlState(state) : absl::StatusCode::kInternal;
-    if (broken()) code = absl::StatusCode::kUnavailable;
-    return absl::Status(
-        code, (*redact_)(absl::StrCat(
-                  what, ": ", msg,
-                  state != nullptr ? absl::StrCat(" (SQLSTATE ", state, ")")
-                                   : std::string(" (connection lost)"))));
-  }
-
-  PGconn* const c_;
-  const Redactor* const redact_;
-};
 
 template <typename Msg>
 absl::StatusOr<Msg> ParseBody(const std::string& bytes,
