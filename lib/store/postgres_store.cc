@@ -3,9 +3,11 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -17,11 +19,13 @@
 #include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
 #include "store/postgres_conn.h"
+#include "store/postgres_lease.h"
 
 namespace ringfence {
 namespace {
 
 using internal::Conn;
+using internal::LeaseRow;
 using internal::Params;
 using internal::Redactor;
 using internal::Result;
@@ -94,6 +98,18 @@ CREATE TABLE audit_head(
 INSERT INTO audit_head(id, seq, hash) VALUES(1, 0,
   '0000000000000000000000000000000000000000000000000000000000000000');
 )sql",
+    // 2: the lease that elects one replica (postgres_lease.h), and the epoch
+    // of the leader that appended each audit entry (0: no lease).
+    R"sql(
+CREATE TABLE lease(
+  id BIGINT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  expires_at TIMESTAMP WITH TIME ZONE NOT NULL);
+INSERT INTO lease(id, holder, epoch, expires_at)
+  VALUES(1, '', 0, TIMESTAMP WITH TIME ZONE '1970-01-01 00:00:00+00');
+ALTER TABLE audit ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
                   kPostgresSchemaVersion,
@@ -123,14 +139,14 @@ absl::StatusOr<Msg> ParseBody(const std::string& bytes,
   return m;
 }
 
-class PostgresStore final : public Store {
+class PostgresStoreImpl final : public PostgresStore {
  public:
-  PostgresStore(const PostgresStoreOptions& options, std::string password)
+  PostgresStoreImpl(const PostgresStoreOptions& options, std::string password)
       : options_(options),
         redact_(std::move(password)),
         clock_(options.clock != nullptr ? options.clock : &RealClock()) {}
 
-  ~PostgresStore() override {
+  ~PostgresStoreImpl() override {
     absl::MutexLock lock(&mu_);
     idle_.clear();
   }
@@ -592,6 +608,56 @@ class PostgresStore final : public Store {
     });
   }
 
+  absl::StatusOr<PostgresLease> AcquireLease(absl::string_view replica_id,
+                                             absl::Duration ttl) override {
+    if (replica_id.empty()) {
+      return absl::InvalidArgumentError("lease: replica_id must not be empty");
+    }
+    if (ttl < absl::Milliseconds(1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("lease: ttl must be at least 1ms (got ",
+                       absl::FormatDuration(ttl), ")"));
+    }
+    absl::MutexLock acquiring(&acquire_mu_);
+    {
+      absl::MutexLock lock(&lease_mu_);
+      if (!superseded_.ok()) return superseded_;
+    }
+    const int64_t epoch = fenced_epoch_.load(std::memory_order_acquire);
+    if (epoch != 0 && replica_id != replica_id_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "lease: this store holds epoch ", epoch, " as replica ",
+          QuoteForError(replica_id_), ", not ", QuoteForError(replica_id)));
+    }
+    bool updated = false;
+    absl::StatusOr<LeaseRow> row;
+    // Not a transaction of Tx: the lease's own statement is not fenced.
+    RETURN_IF_ERROR(WithConn(false, [&](Conn& c) -> absl::Status {
+      row = internal::UpdateLeaseOn(c, replica_id, epoch, ttl, &updated);
+      return row.status();
+    }));
+    if (epoch != 0 && !updated) {
+      absl::Status error = internal::SupersededError(
+          epoch, *row, "this replica must stop acting for the cluster");
+      NoteSuperseded(error);
+      return error;
+    }
+    if (epoch == 0 && updated) {
+      replica_id_ = std::string(replica_id);
+      fenced_epoch_.store(row->epoch, std::memory_order_release);
+    }
+    PostgresLease out;
+    out.held = updated;
+    out.holder = row->holder;
+    out.epoch = row->epoch;
+    out.remaining = row->remaining;
+    return out;
+  }
+
+  int64_t fenced_epoch() const override {
+    return fenced_epoch_.load(std::memory_order_acquire);
+  }
+
  private:
   using ConnPtr = std::unique_ptr<Conn>;
 
@@ -669,9 +735,17 @@ class PostgresStore final : public Store {
     RETURN_IF_ERROR(
         c->ExecScript(
              "setting up the session",
-             absl::StrCat("SET search_path TO ", options_.schema,
-                          "; SET statement_timeout = ",
-                          absl::ToInt64Milliseconds(options_.statement_timeout))
+             absl::StrCat(
+                 "SET search_path TO ", options_.schema,
+                 "; SET statement_timeout = ",
+                 absl::ToInt64Milliseconds(options_.statement_timeout),
+                 options_.idle_in_transaction_timeout > absl::ZeroDuration()
+                     ? absl::StrCat(
+                           "; SET idle_in_transaction_session_timeout = ",
+                           std::max<int64_t>(
+                               1, absl::ToInt64Milliseconds(
+                                      options_.idle_in_transaction_timeout)))
+                     : "")
                  .c_str())
             .status());
     return c;
@@ -733,9 +807,44 @@ class PostgresStore final : public Store {
     return s;
   }
 
+  // Runs `body` in a transaction. A store fenced to an epoch (AcquireLease)
+  // first locks the lease row FOR SHARE and checks the epoch: a takeover
+  // then waits for this transaction, and if one came first, nothing is
+  // written.
   absl::Status Tx(const std::function<absl::Status(Conn&)>& body) {
-    return WithConn(
-        false, [&](Conn& c) { return TxOn(c, [&]() { return body(c); }); });
+    const int64_t epoch = fenced_epoch_.load(std::memory_order_acquire);
+    if (epoch != 0) {
+      absl::MutexLock lock(&lease_mu_);
+      // Epochs only grow: a superseded store stays superseded.
+      if (!superseded_.ok()) return superseded_;
+    }
+    std::optional<LeaseRow> newer;
+    absl::Status s = WithConn(false, [&](Conn& c) {
+      return TxOn(c, [&]() -> absl::Status {
+        if (epoch != 0) {
+          ASSIGN_OR_RETURN(LeaseRow row, internal::LockLeaseOn(c));
+          if (row.epoch != epoch) {
+            newer = row;
+            return internal::SupersededError(
+                epoch, row, "the write was refused: nothing was written");
+          }
+        }
+        return body(c);
+      });
+    });
+    if (newer.has_value()) NoteSuperseded(s);
+    return s;
+  }
+
+  // Records that this store's epoch was superseded (`error` says by whom)
+  // and tells options_.on_superseded, once.
+  void NoteSuperseded(const absl::Status& error) {
+    {
+      absl::MutexLock lock(&lease_mu_);
+      if (!superseded_.ok()) return;
+      superseded_ = error;
+    }
+    if (options_.on_superseded) options_.on_superseded(error);
   }
 
   absl::Status InsertDecisionOn(Conn& c, const Decision& decision) {
@@ -778,11 +887,12 @@ class PostgresStore final : public Store {
         .Text(e.action())
         .Text(e.rollout_id())
         .Bytes(e.SerializeAsString())
-        .Text(e.hash());
+        .Text(e.hash())
+        .Int(fenced_epoch_.load(std::memory_order_acquire));
     RETURN_IF_ERROR(c.Exec("appending to the audit log",
                            "INSERT INTO audit(seq, at_ns, actor, action, "
-                           "rollout_id, body, hash) VALUES($1, $2, $3, $4, "
-                           "$5, $6, $7)",
+                           "rollout_id, body, hash, epoch) VALUES($1, $2, $3, "
+                           "$4, $5, $6, $7, $8)",
                            p)
                         .status());
     Params h;
@@ -797,6 +907,16 @@ class PostgresStore final : public Store {
   const Redactor redact_;
   const Clock* const clock_;
 
+  // Serializes AcquireLease.
+  absl::Mutex acquire_mu_ ABSL_ACQUIRED_BEFORE(lease_mu_);
+  // The replica the lease was taken for.
+  std::string replica_id_ ABSL_GUARDED_BY(acquire_mu_);
+  // The epoch this store holds (0: none); set once, by AcquireLease.
+  std::atomic<int64_t> fenced_epoch_{0};
+  absl::Mutex lease_mu_;
+  // Not OK once the epoch was superseded: the error every write returns.
+  absl::Status superseded_ ABSL_GUARDED_BY(lease_mu_);
+
   absl::Mutex mu_;
   absl::CondVar cv_;
   std::vector<ConnPtr> idle_ ABSL_GUARDED_BY(mu_);
@@ -806,7 +926,7 @@ class PostgresStore final : public Store {
 
 }  // namespace
 
-absl::StatusOr<StorePtr> OpenPostgresStore(
+absl::StatusOr<PostgresStorePtr> OpenPostgresStore(
     const PostgresStoreOptions& options) {
   if (options.dsn.empty()) {
     return absl::InvalidArgumentError("postgres dsn: must not be empty");
@@ -822,10 +942,11 @@ absl::StatusOr<StorePtr> OpenPostgresStore(
         "postgres pool_size ", options.pool_size, ": must be 1..1000"));
   }
   if (options.connect_timeout <= absl::ZeroDuration() ||
-      options.statement_timeout < absl::ZeroDuration()) {
+      options.statement_timeout < absl::ZeroDuration() ||
+      options.idle_in_transaction_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "postgres timeouts: connect_timeout must be positive, "
-        "statement_timeout not negative");
+        "statement_timeout and idle_in_transaction_timeout not negative");
   }
   // Parse the dsn only to learn the password (to keep it out of messages).
   // libpq's parse error may quote the dsn, so it is not passed on.
@@ -844,9 +965,10 @@ absl::StatusOr<StorePtr> OpenPostgresStore(
     }
   }
   PQconninfoFree(parsed);
-  auto store = std::make_unique<PostgresStore>(options, std::move(password));
+  auto store =
+      std::make_unique<PostgresStoreImpl>(options, std::move(password));
   RETURN_IF_ERROR(store->Init());
-  return StorePtr(std::move(store));
+  return PostgresStorePtr(std::move(store));
 }
 
 }  // namespace ringfence
