@@ -11,8 +11,14 @@ ReplicaLease::ReplicaLease(PostgresStore* store, ReplicaLeaseOptions options)
     : store_(store), options_(std::move(options)) {}
 
 ReplicaLease::~ReplicaLease() {
-  stop_.Notify();
+  if (!stop_.HasBeenNotified()) stop_.Notify();
   if (renewer_.joinable()) renewer_.join();
+}
+
+absl::Status ReplicaLease::Release() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (renewer_.joinable()) renewer_.join();
+  return store_->ReleaseLease();
 }
 
 void ReplicaLease::Log(const std::string& message) {

@@ -64,9 +64,16 @@ class ReplicaLease {
 
   // StartRenewing
   //
-  // Renews the lease every interval on a thread of its own until destroyed.
-  // REQUIRES: WaitUntilLeading returned an epoch.
+  // Renews the lease every interval on a thread of its own until Release
+  // or destruction. REQUIRES: WaitUntilLeading returned an epoch.
   void StartRenewing();
+
+  // Release
+  //
+  // Stops renewing and ends the lease now, for a standby to take over at
+  // its next attempt (a graceful shutdown; call it once this replica writes
+  // no more).
+  absl::Status Release();
 
  private:
   void Log(const std::string& message);

@@ -32,7 +32,8 @@
 // state from the store and serves, renewing the lease every tick. A leader
 // that finds its lease taken over exits at once with status 3
 // (kExitSuperseded), having written nothing since, for its supervisor to
-// restart it as a standby.
+// restart it as a standby. A leader shutting down gracefully releases the
+// lease, for a standby to take over at its next tick.
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -758,7 +759,16 @@ int Main(int argc, char** argv) {
   notifier.reset();
   server->reset();
   controller->reset();
-  lease.reset();
+  if (lease != nullptr) {
+    // Nothing writes any more: a standby may take over now.
+    if (absl::Status s = lease->Release(); s.ok()) {
+      Log("lease released");
+    } else {
+      Log(absl::StrCat("cannot release the lease (it expires after its TTL): ",
+                       s.ToString()));
+    }
+    lease.reset();
+  }
   store->reset();
   Log("stopped");
   return 0;

@@ -68,7 +68,8 @@ class E2EReplicaTest : public E2ETest {
 
   // Starts replica `id` and waits for its port file (written by the server
   // if it leads at once, else by the standby).
-  void StartReplica(const std::string& id, Replica* r) {
+  void StartReplica(const std::string& id, Replica* r,
+                    absl::Duration lease_ttl = kLeaseTtl) {
     r->id = id;
     r->log = absl::StrCat(dir_, "/", id, ".log");
     const std::string port_file = absl::StrCat(dir_, "/", id, ".port");
@@ -77,7 +78,7 @@ class E2EReplicaTest : public E2ETest {
             ringfenced_, "--listen=127.0.0.1:0", "--port_file=" + port_file,
             "--data_dir=" + dir_ + "/" + id,
             "--tick_interval=" + absl::FormatDuration(kTick),
-            "--lease_ttl=" + absl::FormatDuration(kLeaseTtl),
+            "--lease_ttl=" + absl::FormatDuration(lease_ttl),
             "--replica_id=" + id, "--store=postgres",
             "--postgres_dsn_file=" + dsn_file_, "--postgres_schema=" + schema_,
             "--auth_tokens_file=" + dir_ + "/tokens",
@@ -137,11 +138,11 @@ class E2EReplicaTest : public E2ETest {
 
   // A starts and leads; B starts and stands by. A has a running rollout
   // "ha-1" (manual plan: only the gate's HOLDs change it).
-  void StartLeaderAndStandby() {
-    ASSERT_NO_FATAL_FAILURE(StartReplica("replica-a", &a_));
+  void StartLeaderAndStandby(absl::Duration lease_ttl = kLeaseTtl) {
+    ASSERT_NO_FATAL_FAILURE(StartReplica("replica-a", &a_, lease_ttl));
     ASSERT_TRUE(Eventually([&] { return RolloutsHealth(a_) == kServing; },
                            absl::Seconds(15)));
-    ASSERT_NO_FATAL_FAILURE(StartReplica("replica-b", &b_));
+    ASSERT_NO_FATAL_FAILURE(StartReplica("replica-b", &b_, lease_ttl));
     EXPECT_EQ(RolloutsHealth(b_), kNotServing);
     ConnectTo(b_);
     EXPECT_THAT(CreateRelease("cf500-a", "channel-file/500"),
@@ -212,6 +213,22 @@ TEST_F(E2EReplicaTest, KillingTheLeaderHandsOverToTheStandby) {
   EXPECT_THAT(log, HasSubstr("replica \"replica-b\": standing by: replica "
                              "\"replica-a\" leads (lease epoch 1)"));
   EXPECT_THAT(log, HasSubstr("replica \"replica-b\" leads (lease epoch 2"));
+}
+
+// A leader stopped by SIGTERM releases its lease: with a TTL of a minute,
+// the standby still takes over within a tick of the shutdown.
+TEST_F(E2EReplicaTest, AGracefulShutdownHandsOverAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby(absl::Minutes(1)));
+  a_.process->Signal(SIGTERM);
+  const absl::Time stopped = absl::Now();
+  EXPECT_EQ(a_.process->Wait(absl::Seconds(15)), 0);
+  const absl::Duration takeover = WaitForB(stopped);
+  std::cout << "takeover after SIGTERM of the leader: "
+            << absl::FormatDuration(takeover) << " (lease TTL 1m)\n";
+  EXPECT_LT(takeover, absl::Seconds(5));
+  EXPECT_THAT(ReadFile(a_.log), HasSubstr("lease released"));
+  ConnectTo(b_);
+  EXPECT_EQ(GetRollout("ha-1").rollout().state(), cfg::RUNNING);
 }
 
 TEST_F(E2EReplicaTest, AStoppedLeaderWakesUpFencedAndExits) {

@@ -251,6 +251,35 @@ TEST_F(PostgresLeaseTest, AnUnrenewedLeaseIsTakenOverAfterItsTtl) {
   EXPECT_LT(waited, ttl + absl::Seconds(2));
 }
 
+// A leader shutting down releases the lease: another replica takes over at
+// once, and the released store stays fenced.
+TEST_F(PostgresLeaseTest, AReleasedLeaseIsTakenOverAtOnce) {
+  PostgresStorePtr a = Open();
+  PostgresStorePtr b = Open();
+  PostgresStorePtr c = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_NE(c, nullptr);
+  ASSERT_OK(b->ReleaseLease());  // holds none: nothing to do
+  ASSERT_OK(a->AcquireLease("r1", kLongTtl));
+  absl::StatusOr<PostgresLease> lease = b->AcquireLease("r2", kLongTtl);
+  ASSERT_OK(lease);
+  EXPECT_FALSE(lease->held);
+  ASSERT_OK(a->ReleaseLease());
+  lease = b->AcquireLease("r2", kLongTtl);
+  ASSERT_OK(lease);
+  EXPECT_TRUE(lease->held);
+  EXPECT_EQ(lease->epoch, 2);
+  EXPECT_THAT(a->AppendAudit(Audit("a", "after release")),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  // A late release of an old epoch leaves the new one alone.
+  ASSERT_OK(a->ReleaseLease());
+  lease = c->AcquireLease("r3", kLongTtl);
+  ASSERT_OK(lease);
+  EXPECT_FALSE(lease->held);
+  EXPECT_GT(lease->remaining, absl::Minutes(59));
+}
+
 // A process restarting under its replica's id takes over at once, with a
 // new epoch: the earlier process, if it still runs, is fenced out.
 TEST_F(PostgresLeaseTest, TheSameReplicaIdTakesOverAtOnceWithANewEpoch) {

@@ -160,6 +160,14 @@ class PostgresStore : public Store {
   virtual absl::StatusOr<PostgresLease> AcquireLease(
       absl::string_view replica_id, absl::Duration ttl) = 0;
 
+  // ReleaseLease
+  //
+  // Ends this store's lease now if it still holds it, so that another
+  // replica takes over at its next attempt instead of after the TTL (a
+  // graceful shutdown). The store stays fenced to its epoch. OK if it held
+  // no lease or was superseded already.
+  virtual absl::Status ReleaseLease() = 0;
+
   // The epoch this store's writes are fenced to (0: not fenced).
   virtual int64_t fenced_epoch() const = 0;
 };

@@ -52,6 +52,17 @@ absl::StatusOr<LeaseRow> UpdateLeaseOn(Conn& c, absl::string_view replica_id,
   return RowOf(now);
 }
 
+absl::Status ExpireLeaseOn(Conn& c, int64_t epoch) {
+  Params p;
+  p.Int(epoch);
+  return c
+      .Exec("releasing the lease",
+            "UPDATE lease SET expires_at = clock_timestamp() WHERE id = 1 AND "
+            "epoch = $1",
+            p)
+      .status();
+}
+
 absl::StatusOr<LeaseRow> LockLeaseOn(Conn& c) {
   // FOR SHARE, not FOR KEY SHARE: a takeover changes no key, and must wait.
   ASSIGN_OR_RETURN(Result r, c.Exec("checking the lease epoch",

@@ -46,6 +46,11 @@ absl::StatusOr<LeaseRow> UpdateLeaseOn(Conn& c, absl::string_view replica_id,
                                        int64_t held_epoch, absl::Duration ttl,
                                        bool* updated);
 
+// ExpireLeaseOn
+//
+// One statement: makes the lease expire now if it is still at `epoch`.
+absl::Status ExpireLeaseOn(Conn& c, int64_t epoch);
+
 // LockLeaseOn
 //
 // The first statement of a fenced write transaction: locks the lease row FOR

@@ -654,6 +654,14 @@ class PostgresStoreImpl final : public PostgresStore {
     return out;
   }
 
+  absl::Status ReleaseLease() override {
+    absl::MutexLock acquiring(&acquire_mu_);
+    const int64_t epoch = fenced_epoch_.load(std::memory_order_acquire);
+    if (epoch == 0) return absl::OkStatus();
+    return WithConn(false,
+                    [&](Conn& c) { return internal::ExpireLeaseOn(c, epoch); });
+  }
+
   int64_t fenced_epoch() const override {
     return fenced_epoch_.load(std::memory_order_acquire);
   }
