@@ -14,6 +14,8 @@
 //   ringfenced --store=postgres --postgres_dsn_file=/etc/ringfence/pg-dsn
 //              # or the DSN in $RINGFENCE_POSTGRES_DSN; never on the
 //              # command line (it may hold a password)
+//              [--replica_id=db-a:7443 --lease_ttl=10s]
+//              # replicas on one database: one leads (service/README.md)
 //              [--webhooks_file=/etc/ringfence/webhooks.textproto]
 //              # HTTP POSTs of halts, pauses, ... (service/README.md)
 //
@@ -24,11 +26,20 @@
 // SIGTERM or SIGINT shuts down gracefully (calls in flight get
 // --shutdown_grace) and exits 0; every state change was committed when it
 // was made, so a restart resumes where it stopped.
+//
+// With --store=postgres several replicas may share the database: each
+// stands by (StandbyServer) until it takes the lease, then restores the
+// state from the store and serves, renewing the lease every tick. A leader
+// that finds its lease taken over exits at once with status 3
+// (kExitSuperseded), having written nothing since, for its supervisor to
+// restart it as a standby. A leader shutting down gracefully releases the
+// lease, for a standby to take over at its next tick.
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -58,7 +69,9 @@
 #include "ringfence/sqlite_store.h"
 #include "service/auth.h"
 #include "service/http_server.h"
+#include "service/replica_lease.h"
 #include "service/server.h"
+#include "service/standby_server.h"
 #include "service/tls.h"
 #include "service/webhook_config.h"
 #include "service/webhook_notifier.h"
@@ -93,6 +106,15 @@ ABSL_FLAG(std::string, postgres_schema, "ringfence",
           "missing)");
 ABSL_FLAG(int32_t, postgres_pool_size, 4,
           "with --store=postgres: most database connections open at once");
+ABSL_FLAG(std::string, replica_id, "",
+          "with --store=postgres: this replica's name in the lease that "
+          "elects the one replica that acts (default: <hostname>:<port>); "
+          "unique per replica, and kept across its restarts");
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(10),
+          "with --store=postgres: how long the leader's lease lasts without "
+          "renewal (it renews every --tick_interval); when the leader dies, "
+          "another replica takes over within about this plus one tick. At "
+          "least 3 ticks and 100ms, at most 1h");
 ABSL_FLAG(
     std::string, auth_tokens_file, "",
     "bearer tokens, one \"token role actor\" per line (roles: host, relay, "
@@ -182,6 +204,9 @@ ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
 
 namespace {
 
+// The exit status of a leader whose lease another replica took over.
+constexpr int kExitSuperseded = 3;
+
 void Log(const std::string& message) {
   std::fprintf(
       stderr, "%s ringfenced: %s\n",
@@ -234,6 +259,20 @@ int Main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_max_db_bytes) < 0) {
     Log("--max_db_bytes must be >= 0");
+    return 2;
+  }
+  const absl::Duration lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
+  if (lease_ttl < std::max(3 * tick, absl::Milliseconds(100)) ||
+      lease_ttl > absl::Hours(1)) {
+    Log(absl::StrCat("--lease_ttl (", absl::FormatDuration(lease_ttl),
+                     ") must be at least 3 ticks (--tick_interval ",
+                     absl::FormatDuration(tick),
+                     ") and 100ms, and at most 1h: the leader renews it "
+                     "every tick"));
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_replica_id).size() > 200) {
+    Log("--replica_id must be at most 200 bytes");
     return 2;
   }
 
@@ -449,6 +488,8 @@ int Main(int argc, char** argv) {
   }
 
   absl::StatusOr<ringfence::StorePtr> store;
+  // The store again if it is PostgreSQL: replicas elect a leader on it.
+  ringfence::PostgresStore* replicated = nullptr;
   // For the log: where the data is, without credentials.
   std::string store_description;
   if (const std::string kind = absl::GetFlag(FLAGS_store); kind == "sqlite") {
@@ -481,8 +522,22 @@ int Main(int argc, char** argv) {
     }
     store_options.schema = absl::GetFlag(FLAGS_postgres_schema);
     store_options.pool_size = absl::GetFlag(FLAGS_postgres_pool_size);
+    // A leader paused inside a write must not hold the lease row's lock
+    // past its lease: the server ends such a session first.
+    store_options.idle_in_transaction_timeout = lease_ttl / 2;
+    // Crash-only: the leader's in-memory state is no longer the cluster's.
+    // Nothing was written (the store refused it); a supervisor restarts
+    // this replica as a standby.
+    store_options.on_superseded = [](const absl::Status& s) {
+      Log(absl::StrCat("lost the lease: ", s.message(), "; exiting (status ",
+                       kExitSuperseded, ") to restart as a standby"));
+      _exit(kExitSuperseded);
+    };
     absl::StrAppend(&store_description, ", schema ", store_options.schema, ")");
-    store = ringfence::OpenPostgresStore(store_options);
+    absl::StatusOr<ringfence::PostgresStorePtr> opened =
+        ringfence::OpenPostgresStore(store_options);
+    if (opened.ok()) replicated = opened->get();
+    store = std::move(opened);
   } else {
     Log(absl::StrCat("--store=", kind, ": must be sqlite or postgres"));
     return 2;
@@ -492,6 +547,81 @@ int Main(int argc, char** argv) {
                      "): ", store.status().ToString()));
     return 1;
   }
+  // Replicas: stand by until this one holds the lease; then restore and
+  // serve on the port the standby had.
+  std::unique_ptr<ringfence::StandbyServer> standby;
+  std::unique_ptr<ringfence::ReplicaLease> lease;
+  bool port_file_written = false;
+  if (replicated != nullptr) {
+    absl::StatusOr<std::unique_ptr<ringfence::StandbyServer>> started =
+        ringfence::StandbyServer::Start(server_options.listen,
+                                        server_options.tls);
+    if (!started.ok()) {
+      Log(started.status().ToString());
+      return 1;
+    }
+    standby = *std::move(started);
+    const int port = standby->port();
+    std::string replica_id = absl::GetFlag(FLAGS_replica_id);
+    if (replica_id.empty()) {
+      char host[256] = {};
+      if (gethostname(host, sizeof(host) - 1) != 0) {
+        std::snprintf(host, sizeof(host), "localhost");
+      }
+      replica_id = absl::StrCat(host, ":", port);
+    }
+    lease = std::make_unique<ringfence::ReplicaLease>(
+        replicated,
+        ringfence::ReplicaLeaseOptions{
+            replica_id, lease_ttl, tick, [replica_id](const std::string& m) {
+              Log(absl::StrCat("replica \"", replica_id, "\": ", m));
+            }});
+    int stop_signal = 0;
+    absl::StatusOr<int64_t> epoch = lease->WaitUntilLeading(
+        [&](absl::Duration d) {
+          const timespec timeout = absl::ToTimespec(d);
+          const int sig = sigtimedwait(&signals, nullptr, &timeout);
+          if (sig > 0) stop_signal = sig;
+          return sig > 0;
+        },
+        [&](const std::string& leader) {
+          standby->SetMessage(absl::StrCat("replica \"", replica_id,
+                                           "\" stands by: ", leader,
+                                           "; call the leader"));
+          if (port_file_written) return;
+          // Standing by (not leading at once): say where, as a server does.
+          port_file_written = true;
+          if (const std::string path = absl::GetFlag(FLAGS_port_file);
+              !path.empty() &&
+              !ringfence::WriteFileAtomically(path, absl::StrCat(port, "\n"))
+                   .ok()) {
+            Log(absl::StrCat("cannot write --port_file ", path));
+          }
+          Log(absl::StrCat("standing by on port ", port, " (",
+                           absl::GetFlag(FLAGS_listen), ", ", transport,
+                           "), data in ", store_description));
+        });
+    if (absl::IsCancelled(epoch.status())) {
+      Log(absl::StrCat("received ", strsignal(stop_signal),
+                       " while standing by; stopped"));
+      standby->Shutdown();
+      return 0;
+    }
+    if (!epoch.ok()) {
+      Log(absl::StrCat("cannot take the lease: ", epoch.status().ToString()));
+      return 1;
+    }
+    lease->StartRenewing();
+    Log(absl::StrCat("replica \"", replica_id, "\" leads (lease epoch ", *epoch,
+                     ", TTL ", absl::FormatDuration(lease_ttl),
+                     "): restoring the state from the store"));
+    standby->SetMessage(
+        absl::StrCat("replica \"", replica_id, "\" leads (lease epoch ", *epoch,
+                     ") and is restoring its state; retry shortly"));
+    server_options.listen =
+        ringfence::ListenOnPort(server_options.listen, port);
+  }
+
   absl::StatusOr<std::unique_ptr<ringfence::Controller>> controller =
       ringfence::Controller::Create(store->get(), &ringfence::RealClock(),
                                     controller_options);
@@ -526,6 +656,8 @@ int Main(int argc, char** argv) {
                      absl::GetFlag(FLAGS_webhooks_file)));
   }
 
+  // The port passes from the standby to the server.
+  if (standby != nullptr) standby->Shutdown();
   absl::StatusOr<std::unique_ptr<ringfence::Server>> server =
       ringfence::Server::Start(controller->get(), std::move(server_options));
   if (!server.ok()) {
@@ -627,6 +759,16 @@ int Main(int argc, char** argv) {
   notifier.reset();
   server->reset();
   controller->reset();
+  if (lease != nullptr) {
+    // Nothing writes any more: a standby may take over now.
+    if (absl::Status s = lease->Release(); s.ok()) {
+      Log("lease released");
+    } else {
+      Log(absl::StrCat("cannot release the lease (it expires after its TTL): ",
+                       s.ToString()));
+    }
+    lease.reset();
+  }
   store->reset();
   Log("stopped");
   return 0;

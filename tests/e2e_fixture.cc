@@ -170,14 +170,15 @@ const TestCertFiles* TestCerts() {
   return certs.ok ? &certs.files : nullptr;
 }
 
-int E2ETest::HealthStatus(const std::string& service) {
+int E2ETest::HealthStatus(const std::string& service,
+                          std::shared_ptr<grpc::Channel> channel) {
   // HealthCheckRequest{service}: field 1, length-delimited (names < 128).
   std::string request_bytes;
   if (!service.empty()) {
     request_bytes = absl::StrCat(
         "\x0a", std::string(1, static_cast<char>(service.size())), service);
   }
-  grpc::GenericStub generic(channel_);
+  grpc::GenericStub generic(channel != nullptr ? channel : channel_);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::Slice slice(request_bytes);

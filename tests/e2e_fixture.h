@@ -206,6 +206,16 @@ inline std::string Env(const char* name) {
   return v == nullptr ? "" : v;
 }
 
+// The file with the test PostgreSQL's DSN: $RINGFENCE_TEST_POSTGRES_DSN_FILE,
+// or where ctest's `postgres` fixture writes it.
+inline std::string PostgresDsnFile() {
+  std::string file = Env("RINGFENCE_TEST_POSTGRES_DSN_FILE");
+#ifdef RINGFENCE_PG_TEST_DSN_FILE
+  if (file.empty()) file = RINGFENCE_PG_TEST_DSN_FILE;
+#endif
+  return file;
+}
+
 // FindOnPath
 //
 // The path of the executable `name` found first on $PATH; "" if none
@@ -329,8 +339,10 @@ class E2ETest : public ::testing::Test {
   }
 
   // grpc.health.v1.Health/Check of `service` ("" = the server): 1 SERVING,
-  // 2 NOT_SERVING, 0 UNKNOWN; -(status code) if the call failed.
-  int HealthStatus(const std::string& service);
+  // 2 NOT_SERVING, 0 UNKNOWN; -(status code) if the call failed. Over
+  // `channel` if given, else the fixture's.
+  int HealthStatus(const std::string& service,
+                   std::shared_ptr<grpc::Channel> channel = nullptr);
 
   // The releases and rollouts the server lists, serialized (to compare
   // before and after calls that must change nothing).

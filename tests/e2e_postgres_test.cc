@@ -17,24 +17,19 @@ namespace {
 // The password in the test server's DSN (scripts/pg-test-server.sh).
 constexpr char kTestPassword[] = "ringfence-test-secret";
 
-std::string PostgresDsnFile() {
-  std::string file = Env("RINGFENCE_TEST_POSTGRES_DSN_FILE");
-#ifdef RINGFENCE_PG_TEST_DSN_FILE
-  if (file.empty()) file = RINGFENCE_PG_TEST_DSN_FILE;
-#endif
-  return file;
-}
-
 TEST_F(E2ETest, PostgresStoreKeepsStateAcrossRestarts) {
   const std::string dsn_file = PostgresDsnFile();
   ASSERT_FALSE(ReadFile(dsn_file).empty())
       << "no PostgreSQL DSN in \"" << dsn_file
       << "\": run through ctest (fixture postgres) or set "
          "RINGFENCE_TEST_POSTGRES_DSN_FILE";
+  // The same --replica_id across the restart: the new process takes the
+  // lease over at once (the killed one's would otherwise have to expire).
   const std::vector<std::string> flags = {
       "--store=postgres", "--postgres_dsn_file=" + dsn_file,
       absl::StrCat("--postgres_schema=e2e_", getpid(), "_",
-                   absl::ToUnixMicros(absl::Now()))};
+                   absl::ToUnixMicros(absl::Now())),
+      "--replica_id=e2e-restart"};
   StartServer(flags);
   ASSERT_THAT(CreateRelease("cf400-a", "channel-file/400"), GrpcOk());
   ASSERT_THAT(StartRollout("pg-1", "cf400-a", ParsePlan(kManualPlan)),

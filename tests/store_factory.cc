@@ -16,15 +16,13 @@
 #include "ringfence/sqlite_store.h"
 
 namespace ringfence::testing {
-namespace {
+namespace {}  // namespace
 
-// The schema a test's stores use: derived from its directory, so reopening
-// over the same directory finds the same data.
-std::string SchemaForDir(const std::string& dir) {
+// Derived from the directory, so reopening over the same directory finds
+// the same data.
+std::string TestPostgresSchema(const std::string& dir) {
   return absl::StrCat("t_", Sha256Hex(dir).substr(0, 24));
 }
-
-}  // namespace
 
 absl::StatusOr<std::string> TestPostgresDsn() {
   if (const char* dsn = std::getenv("RINGFENCE_TEST_POSTGRES_DSN");
@@ -71,12 +69,34 @@ absl::Status ExecTestSql(const std::string& dsn, const std::string& sql) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<StorePtr> OpenTestPostgresStore(const std::string& dir) {
+absl::StatusOr<std::vector<std::string>> QueryTestSql(const std::string& dsn,
+                                                      const std::string& sql) {
+  std::unique_ptr<PGconn, void (*)(PGconn*)> c(PQconnectdb(dsn.c_str()),
+                                               PQfinish);
+  if (PQstatus(c.get()) != CONNECTION_OK) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot connect to the test PostgreSQL: ", PQerrorMessage(c.get())));
+  }
+  std::unique_ptr<PGresult, void (*)(PGresult*)> r(PQexec(c.get(), sql.c_str()),
+                                                   PQclear);
+  if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+    return absl::InternalError(
+        absl::StrCat(sql, ": ", PQresultErrorMessage(r.get())));
+  }
+  std::vector<std::string> out;
+  for (int i = 0; i < PQntuples(r.get()); ++i) {
+    out.emplace_back(PQgetvalue(r.get(), i, 0));
+  }
+  return out;
+}
+
+absl::StatusOr<PostgresStorePtr> OpenTestPostgresStore(
+    const std::string& dir, PostgresStoreOptions options) {
   absl::StatusOr<std::string> dsn = TestPostgresDsn();
   if (!dsn.ok()) return dsn.status();
-  PostgresStoreOptions o;
+  PostgresStoreOptions o = std::move(options);
   o.dsn = *dsn;
-  o.schema = SchemaForDir(dir);
+  o.schema = TestPostgresSchema(dir);
   // First open over this directory: start from an empty schema (a leftover
   // of an earlier run with the same directory must not leak in).
   const std::filesystem::path marker =
@@ -114,7 +134,7 @@ std::vector<StoreFactory> AllStoreFactories() {
                      ADD_FAILURE() << "postgres store: " << s.status();
                      return StorePtr();
                    }
-                   return std::move(*s);
+                   return StorePtr(std::move(*s));
                  },
                  true});
   return out;

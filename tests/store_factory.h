@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ringfence/postgres_store.h"
 #include "ringfence/store.h"
 
 namespace ringfence::testing {
@@ -34,12 +35,22 @@ std::vector<StoreFactory> AllStoreFactories();
 absl::StatusOr<std::string> TestPostgresDsn();
 
 // OpenTestPostgresStore: a PostgreSQL store in a schema derived from `dir`
-// (emptied on the first open over `dir`, kept on later ones).
-absl::StatusOr<StorePtr> OpenTestPostgresStore(const std::string& dir);
+// (emptied on the first open over `dir`, kept on later ones), with
+// `options` but for its dsn and schema.
+absl::StatusOr<PostgresStorePtr> OpenTestPostgresStore(
+    const std::string& dir, PostgresStoreOptions options = {});
+
+// TestPostgresSchema: the schema OpenTestPostgresStore uses for `dir`.
+std::string TestPostgresSchema(const std::string& dir);
 
 // ExecTestSql: runs `sql` on a fresh connection to `dsn` (test set-up and
 // fault injection).
 absl::Status ExecTestSql(const std::string& dsn, const std::string& sql);
+
+// QueryTestSql: runs `sql` on a fresh connection to `dsn` and returns the
+// first column of every row, as text (NULL as "").
+absl::StatusOr<std::vector<std::string>> QueryTestSql(const std::string& dsn,
+                                                      const std::string& sql);
 
 // For readable test names in failure messages.
 inline void PrintTo(const StoreFactory& f, std::ostream* os) { *os << f.name; }

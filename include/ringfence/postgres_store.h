@@ -40,13 +40,26 @@
 // by the store (a commit whose outcome is unknown must not be repeated
 // blindly); reads are retried once on a fresh connection.
 //
+// Replicas: several processes may share one schema, but only one of them
+// should act on it at a time. PostgresStore::AcquireLease elects it with a
+// lease row (holder, epoch, expiry by the database's clock), and fences the
+// leader's store to its epoch: every later write transaction of that store
+// first locks the lease row (FOR SHARE) and checks the epoch, so a leader
+// that lost the lease (paused, partitioned, slow) writes nothing once
+// another replica took over, whatever its own clock says.
+//
 // Thread safety: thread-safe. The store owns its connections; the clock
 // (options.clock) must outlive it.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ringfence/clock.h"
 #include "ringfence/store.h"
@@ -72,12 +85,94 @@ struct PostgresStoreOptions {
   // no limit).
   absl::Duration statement_timeout = absl::Seconds(10);
   // Time source for the store's own timestamps (checkpoint and migration
-  // times); default RealClock(). Must outlive the store.
+  // times); default RealClock(). Must outlive the store. (The lease uses the
+  // database's clock.)
   const Clock* clock = nullptr;
+  // How long the server lets a session sit idle inside an open transaction
+  // before it ends the session, rolling the transaction back and releasing
+  // its locks (whole milliseconds; default zero: the server's setting).
+  // Replicas set it below the lease TTL, so that a leader paused in the
+  // middle of a write (SIGSTOP, a frozen VM) cannot hold the lease row's
+  // lock and keep the next leader from taking over.
+  absl::Duration idle_in_transaction_timeout = absl::ZeroDuration();
+  // Called once, with the FAILED_PRECONDITION, when the store finds its
+  // lease epoch superseded (in AcquireLease, or in a write, which was
+  // refused), from the thread that found it, after its transaction ended.
+  // Default: none. ringfenced exits in it.
+  std::function<void(const absl::Status&)> on_superseded;
 };
 
 // The latest schema version this build writes (schema_migrations.version).
-inline constexpr int kPostgresSchemaVersion = 1;
+inline constexpr int kPostgresSchemaVersion = 2;
+
+// PostgresLease: the lease as PostgresStore::AcquireLease left it.
+struct PostgresLease {
+  // Whether the calling store holds it (just taken or renewed).
+  bool held = false;
+  // The holder's replica id and the lease's epoch ("" and 0 if it was never
+  // taken).
+  std::string holder;
+  int64_t epoch = 0;
+  // Until the lease expires, by the database's clock (negative once it
+  // has).
+  absl::Duration remaining;
+};
+
+// PostgresStore
+//
+// The Store with the lease that elects one replica to act (see "Replicas"
+// above).
+//
+// Example (what each ringfenced replica does every tick):
+//   absl::StatusOr<PostgresLease> lease =
+//       store->AcquireLease("host-a:7443", absl::Seconds(10));
+//   if (lease.ok() && lease->held) { /* lead: write through the store */ }
+class PostgresStore : public Store {
+ public:
+  // AcquireLease
+  //
+  // Takes or renews the lease for `replica_id` until `ttl` from now by the
+  // database's clock, in one statement:
+  //  - a store holding epoch E renews while the lease is still at E (also
+  //    if it expired meanwhile and nobody took it);
+  //  - a store that never held the lease takes it if it has expired, or at
+  //    once if `replica_id` is the holder (a restart of that replica: the
+  //    earlier process, alive or not, is fenced out). A new holder always
+  //    gets epoch + 1.
+  // From its first success on, the store is fenced to that epoch: each of
+  // its write transactions locks the lease row FOR SHARE and checks the
+  // epoch before writing, so a takeover (which updates the row) waits for
+  // the writes in flight and every later write of this store fails with
+  // FAILED_PRECONDITION ("fenced: this replica's lease epoch 4 was
+  // superseded by epoch 5 ..."), having written nothing. Stores that never
+  // called AcquireLease write unchecked.
+  //
+  // Returns held=false (with the holder) while another replica holds an
+  // unexpired lease. Errors: FAILED_PRECONDITION ("fenced: ...") once this
+  // store's epoch was superseded: it never leads again (its owner's
+  // in-memory state is stale; open a new store, i.e. restart);
+  // INVALID_ARGUMENT for an empty replica_id or a ttl under 1ms;
+  // UNAVAILABLE etc. as for writes.
+  //
+  // REQUIRES: no write of this store is in flight when it first takes the
+  // lease (such a write began unfenced and commits unchecked). ringfenced
+  // writes nothing before it leads.
+  virtual absl::StatusOr<PostgresLease> AcquireLease(
+      absl::string_view replica_id, absl::Duration ttl) = 0;
+
+  // ReleaseLease
+  //
+  // Ends this store's lease now if it still holds it, so that another
+  // replica takes over at its next attempt instead of after the TTL (a
+  // graceful shutdown). The store stays fenced to its epoch. OK if it held
+  // no lease or was superseded already.
+  virtual absl::Status ReleaseLease() = 0;
+
+  // The epoch this store's writes are fenced to (0: not fenced).
+  virtual int64_t fenced_epoch() const = 0;
+};
+
+using PostgresStorePtr = std::unique_ptr<PostgresStore>;
 
 // OpenPostgresStore
 //
@@ -88,6 +183,7 @@ inline constexpr int kPostgresSchemaVersion = 1;
 // or pool size; UNAVAILABLE if the server cannot be reached;
 // FAILED_PRECONDITION if the schema is newer than this build (or the user
 // lacks privileges); others as above.
-absl::StatusOr<StorePtr> OpenPostgresStore(const PostgresStoreOptions& options);
+absl::StatusOr<PostgresStorePtr> OpenPostgresStore(
+    const PostgresStoreOptions& options);
 
 }  // namespace ringfence

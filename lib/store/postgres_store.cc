@@ -3,23 +3,32 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "ringfence/audit.h"
 #include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
+#include "store/postgres_conn.h"
+#include "store/postgres_lease.h"
 
 namespace ringfence {
 namespace {
+
+using internal::Conn;
+using internal::LeaseRow;
+using internal::Params;
+using internal::Redactor;
+using internal::Result;
 
 // Each migration takes the schema from version i to i + 1. Integers are
 // BIGINT throughout (results are decoded as 8-byte integers); times are Unix
@@ -89,15 +98,22 @@ CREATE TABLE audit_head(
 INSERT INTO audit_head(id, seq, hash) VALUES(1, 0,
   '0000000000000000000000000000000000000000000000000000000000000000');
 )sql",
+    // 2: the lease that elects one replica (postgres_lease.h), and the epoch
+    // of the leader that appended each audit entry (0: no lease).
+    R"sql(
+CREATE TABLE lease(
+  id BIGINT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  expires_at TIMESTAMP WITH TIME ZONE NOT NULL);
+INSERT INTO lease(id, holder, epoch, expires_at)
+  VALUES(1, '', 0, TIMESTAMP WITH TIME ZONE '1970-01-01 00:00:00+00');
+ALTER TABLE audit ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
                   kPostgresSchemaVersion,
               "one migration per schema version");
-
-// PostgreSQL type OIDs of the parameters we send (pg_type.h).
-constexpr Oid kInt8Oid = 20;
-constexpr Oid kTextOid = 25;
-constexpr Oid kByteaOid = 17;
 
 bool ValidSchemaName(absl::string_view s) {
   if (s.empty() || s.size() > 63) return false;
@@ -111,172 +127,7 @@ bool ValidSchemaName(absl::string_view s) {
   return !absl::StartsWith(s, "pg_");
 }
 
-// Removes the password from text that might echo it (libpq messages).
-class Redactor {
- public:
-  explicit Redactor(std::string password) : password_(std::move(password)) {}
-  std::string operator()(absl::string_view text) const {
-    std::string out(text);
-    if (!password_.empty()) {
-      absl::StrReplaceAll({{password_, "<redacted>"}}, &out);
-    }
-    return out;
-  }
-
- private:
-  std::string password_;
-};
-
-// Parameters in binary format with explicit types.
-class Params {
- public:
-  Params& Text(absl::string_view v) { return Add(v, kTextOid); }
-  Params& Bytes(absl::string_view v) { return Add(v, kByteaOid); }
-  Params& Int(int64_t v) {
-    char buf[8];
-    const uint64_t u = static_cast<uint64_t>(v);
-    for (int i = 0; i < 8; ++i) buf[i] = static_cast<char>(u >> (56 - 8 * i));
-    return Add(absl::string_view(buf, 8), kInt8Oid);
-  }
-  int size() const { return static_cast<int>(values_.size()); }
-  const Oid* types() const { return types_.data(); }
-  const int* lengths() const { return lengths_.data(); }
-  const int* formats() const { return formats_.data(); }
-  // Valid until the next Add.
-  std::vector<const char*> pointers() const {
-    std::vector<const char*> out;
-    out.reserve(values_.size());
-    for (const std::string& v : values_) out.push_back(v.data());
-    return out;
-  }
-
- private:
-  Params& Add(absl::string_view v, Oid type) {
-    values_.emplace_back(v);
-    types_.push_back(type);
-    lengths_.push_back(static_cast<int>(v.size()));
-    formats_.push_back(1);
-    return *this;
-  }
-  std::vector<std::string> values_;
-  std::vector<Oid> types_;
-  std::vector<int> lengths_;
-  std::vector<int> formats_;
-};
-
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-
-// A query result (binary format).
-class Result {
- public:
-  Result() = default;
-  explicit Result(PGresult* r) : r_(r) {}
-  int rows() const { return r_ ? PQntuples(r_.get()) : 0; }
-  std::string Text(int row, int col) const {
-    return std::string(PQgetvalue(r_.get(), row, col),
-                       PQgetlength(r_.get(), row, col));
-  }
-  int64_t Int(int row, int col) const {
-    const auto* p =
-        reinterpret_cast<const unsigned char*>(PQgetvalue(r_.get(), row, col));
-    const int n = PQgetlength(r_.get(), row, col);
-    uint64_t u = 0;
-    for (int i = 0; i < n; ++i) u = (u << 8) | p[i];
-    // Sign-extend narrower integers (int2, int4).
-    if (n > 0 && n < 8 && (p[0] & 0x80)) u |= ~uint64_t{0} << (8 * n);
-    return static_cast<int64_t>(u);
-  }
-  // The command tag's row count (UPDATE/DELETE/INSERT).
-  int64_t affected() const {
-    const char* n = PQcmdTuples(r_.get());
-    return n == nullptr || *n == '\0' ? 0 : std::strtoll(n, nullptr, 10);
-  }
-  std::string command() const { return PQcmdStatus(r_.get()); }
-
- private:
-  std::unique_ptr<PGresult, ResultDeleter> r_;
-};
-
-// SQLSTATE -> canonical code.
-absl::StatusCode CodeForSqlState(absl::string_view state) {
-  // unique violation; duplicate table or schema (a concurrent migrator)
-  if (state == "23505" || state == "42P07" || state == "42P06") {
-    return absl::StatusCode::kAlreadyExists;
-  }
-  if (state == "57014") return absl::StatusCode::kDeadlineExceeded;
-  if (state == "40001" || state == "40P01") {
-    return absl::StatusCode::kUnavailable;
-  }
-  if (absl::StartsWith(state, "08") || state == "57P01" || state == "57P02" ||
-      state == "57P03") {
-    return absl::StatusCode::kUnavailable;
-  }
-  if (absl::StartsWith(state, "53")) {
-    return absl::StatusCode::kResourceExhausted;
-  }
-  if (state == "42501" || state == "25006" || absl::StartsWith(state, "28")) {
-    return absl::StatusCode::kFailedPrecondition;
-  }
-  if (absl::StartsWith(state, "22")) return absl::StatusCode::kInvalidArgument;
-  if (absl::StartsWith(state, "XX")) return absl::StatusCode::kDataLoss;
-  return absl::StatusCode::kInternal;
-}
-
 void IgnoreNotice(void*, const char*) {}
-
-// One connection. `broken` once the server is gone; the pool then drops it.
-class Conn {
- public:
-  Conn(PGconn* c, const Redactor* redact) : c_(c), redact_(redact) {}
-  ~Conn() { PQfinish(c_); }
-  Conn(const Conn&) = delete;
-  Conn& operator=(const Conn&) = delete;
-
-  bool broken() const { return PQstatus(c_) != CONNECTION_OK; }
-  PGconn* raw() { return c_; }
-
-  // Exec: runs one statement with parameters (binary in and out). `what`
-  // names it in errors.
-  absl::StatusOr<Result> Exec(absl::string_view what, const char* sql,
-                              const Params& p = Params()) {
-    const std::vector<const char*> values = p.pointers();
-    PGresult* r = PQexecParams(c_, sql, p.size(), p.types(), values.data(),
-                               p.lengths(), p.formats(), /*resultFormat=*/1);
-    return Check(what, r);
-  }
-
-  // ExecScript: runs statements without parameters (migrations, BEGIN).
-  absl::StatusOr<Result> ExecScript(absl::string_view what, const char* sql) {
-    return Check(what, PQexec(c_, sql));
-  }
-
- private:
-  absl::StatusOr<Result> Check(absl::string_view what, PGresult* r) {
-    Result result(r);
-    const ExecStatusType st =
-        r == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return result;
-    const char* state =
-        r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    const char* primary =
-        r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    std::string msg = primary != nullptr ? primary : PQerrorMessage(c_);
-    absl::StripAsciiWhitespace(&msg);
-    absl::StatusCode code =
-        state != nullptr ? CodeForSqlState(state) : absl::StatusCode::kInternal;
-    if (broken()) code = absl::StatusCode::kUnavailable;
-    return absl::Status(
-        code, (*redact_)(absl::StrCat(
-                  what, ": ", msg,
-                  state != nullptr ? absl::StrCat(" (SQLSTATE ", state, ")")
-                                   : std::string(" (connection lost)"))));
-  }
-
-  PGconn* const c_;
-  const Redactor* const redact_;
-};
 
 template <typename Msg>
 absl::StatusOr<Msg> ParseBody(const std::string& bytes,
@@ -288,14 +139,14 @@ absl::StatusOr<Msg> ParseBody(const std::string& bytes,
   return m;
 }
 
-class PostgresStore final : public Store {
+class PostgresStoreImpl final : public PostgresStore {
  public:
-  PostgresStore(const PostgresStoreOptions& options, std::string password)
+  PostgresStoreImpl(const PostgresStoreOptions& options, std::string password)
       : options_(options),
         redact_(std::move(password)),
         clock_(options.clock != nullptr ? options.clock : &RealClock()) {}
 
-  ~PostgresStore() override {
+  ~PostgresStoreImpl() override {
     absl::MutexLock lock(&mu_);
     idle_.clear();
   }
@@ -757,6 +608,64 @@ class PostgresStore final : public Store {
     });
   }
 
+  absl::StatusOr<PostgresLease> AcquireLease(absl::string_view replica_id,
+                                             absl::Duration ttl) override {
+    if (replica_id.empty()) {
+      return absl::InvalidArgumentError("lease: replica_id must not be empty");
+    }
+    if (ttl < absl::Milliseconds(1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("lease: ttl must be at least 1ms (got ",
+                       absl::FormatDuration(ttl), ")"));
+    }
+    absl::MutexLock acquiring(&acquire_mu_);
+    {
+      absl::MutexLock lock(&lease_mu_);
+      if (!superseded_.ok()) return superseded_;
+    }
+    const int64_t epoch = fenced_epoch_.load(std::memory_order_acquire);
+    if (epoch != 0 && replica_id != replica_id_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "lease: this store holds epoch ", epoch, " as replica ",
+          QuoteForError(replica_id_), ", not ", QuoteForError(replica_id)));
+    }
+    bool updated = false;
+    absl::StatusOr<LeaseRow> row;
+    // Not a transaction of Tx: the lease's own statement is not fenced.
+    RETURN_IF_ERROR(WithConn(false, [&](Conn& c) -> absl::Status {
+      row = internal::UpdateLeaseOn(c, replica_id, epoch, ttl, &updated);
+      return row.status();
+    }));
+    if (epoch != 0 && !updated) {
+      absl::Status error = internal::SupersededError(
+          epoch, *row, "this replica must stop acting for the cluster");
+      NoteSuperseded(error);
+      return error;
+    }
+    if (epoch == 0 && updated) {
+      replica_id_ = std::string(replica_id);
+      fenced_epoch_.store(row->epoch, std::memory_order_release);
+    }
+    PostgresLease out;
+    out.held = updated;
+    out.holder = row->holder;
+    out.epoch = row->epoch;
+    out.remaining = row->remaining;
+    return out;
+  }
+
+  absl::Status ReleaseLease() override {
+    absl::MutexLock acquiring(&acquire_mu_);
+    const int64_t epoch = fenced_epoch_.load(std::memory_order_acquire);
+    if (epoch == 0) return absl::OkStatus();
+    return WithConn(false,
+                    [&](Conn& c) { return internal::ExpireLeaseOn(c, epoch); });
+  }
+
+  int64_t fenced_epoch() const override {
+    return fenced_epoch_.load(std::memory_order_acquire);
+  }
+
  private:
   using ConnPtr = std::unique_ptr<Conn>;
 
@@ -834,9 +743,17 @@ class PostgresStore final : public Store {
     RETURN_IF_ERROR(
         c->ExecScript(
              "setting up the session",
-             absl::StrCat("SET search_path TO ", options_.schema,
-                          "; SET statement_timeout = ",
-                          absl::ToInt64Milliseconds(options_.statement_timeout))
+             absl::StrCat(
+                 "SET search_path TO ", options_.schema,
+                 "; SET statement_timeout = ",
+                 absl::ToInt64Milliseconds(options_.statement_timeout),
+                 options_.idle_in_transaction_timeout > absl::ZeroDuration()
+                     ? absl::StrCat(
+                           "; SET idle_in_transaction_session_timeout = ",
+                           std::max<int64_t>(
+                               1, absl::ToInt64Milliseconds(
+                                      options_.idle_in_transaction_timeout)))
+                     : "")
                  .c_str())
             .status());
     return c;
@@ -898,9 +815,44 @@ class PostgresStore final : public Store {
     return s;
   }
 
+  // Runs `body` in a transaction. A store fenced to an epoch (AcquireLease)
+  // first locks the lease row FOR SHARE and checks the epoch: a takeover
+  // then waits for this transaction, and if one came first, nothing is
+  // written.
   absl::Status Tx(const std::function<absl::Status(Conn&)>& body) {
-    return WithConn(
-        false, [&](Conn& c) { return TxOn(c, [&]() { return body(c); }); });
+    const int64_t epoch = fenced_epoch_.load(std::memory_order_acquire);
+    if (epoch != 0) {
+      absl::MutexLock lock(&lease_mu_);
+      // Epochs only grow: a superseded store stays superseded.
+      if (!superseded_.ok()) return superseded_;
+    }
+    std::optional<LeaseRow> newer;
+    absl::Status s = WithConn(false, [&](Conn& c) {
+      return TxOn(c, [&]() -> absl::Status {
+        if (epoch != 0) {
+          ASSIGN_OR_RETURN(LeaseRow row, internal::LockLeaseOn(c));
+          if (row.epoch != epoch) {
+            newer = row;
+            return internal::SupersededError(
+                epoch, row, "the write was refused: nothing was written");
+          }
+        }
+        return body(c);
+      });
+    });
+    if (newer.has_value()) NoteSuperseded(s);
+    return s;
+  }
+
+  // Records that this store's epoch was superseded (`error` says by whom)
+  // and tells options_.on_superseded, once.
+  void NoteSuperseded(const absl::Status& error) {
+    {
+      absl::MutexLock lock(&lease_mu_);
+      if (!superseded_.ok()) return;
+      superseded_ = error;
+    }
+    if (options_.on_superseded) options_.on_superseded(error);
   }
 
   absl::Status InsertDecisionOn(Conn& c, const Decision& decision) {
@@ -943,11 +895,12 @@ class PostgresStore final : public Store {
         .Text(e.action())
         .Text(e.rollout_id())
         .Bytes(e.SerializeAsString())
-        .Text(e.hash());
+        .Text(e.hash())
+        .Int(fenced_epoch_.load(std::memory_order_acquire));
     RETURN_IF_ERROR(c.Exec("appending to the audit log",
                            "INSERT INTO audit(seq, at_ns, actor, action, "
-                           "rollout_id, body, hash) VALUES($1, $2, $3, $4, "
-                           "$5, $6, $7)",
+                           "rollout_id, body, hash, epoch) VALUES($1, $2, $3, "
+                           "$4, $5, $6, $7, $8)",
                            p)
                         .status());
     Params h;
@@ -962,6 +915,16 @@ class PostgresStore final : public Store {
   const Redactor redact_;
   const Clock* const clock_;
 
+  // Serializes AcquireLease.
+  absl::Mutex acquire_mu_ ABSL_ACQUIRED_BEFORE(lease_mu_);
+  // The replica the lease was taken for.
+  std::string replica_id_ ABSL_GUARDED_BY(acquire_mu_);
+  // The epoch this store holds (0: none); set once, by AcquireLease.
+  std::atomic<int64_t> fenced_epoch_{0};
+  absl::Mutex lease_mu_;
+  // Not OK once the epoch was superseded: the error every write returns.
+  absl::Status superseded_ ABSL_GUARDED_BY(lease_mu_);
+
   absl::Mutex mu_;
   absl::CondVar cv_;
   std::vector<ConnPtr> idle_ ABSL_GUARDED_BY(mu_);
@@ -971,7 +934,7 @@ class PostgresStore final : public Store {
 
 }  // namespace
 
-absl::StatusOr<StorePtr> OpenPostgresStore(
+absl::StatusOr<PostgresStorePtr> OpenPostgresStore(
     const PostgresStoreOptions& options) {
   if (options.dsn.empty()) {
     return absl::InvalidArgumentError("postgres dsn: must not be empty");
@@ -987,10 +950,11 @@ absl::StatusOr<StorePtr> OpenPostgresStore(
         "postgres pool_size ", options.pool_size, ": must be 1..1000"));
   }
   if (options.connect_timeout <= absl::ZeroDuration() ||
-      options.statement_timeout < absl::ZeroDuration()) {
+      options.statement_timeout < absl::ZeroDuration() ||
+      options.idle_in_transaction_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "postgres timeouts: connect_timeout must be positive, "
-        "statement_timeout not negative");
+        "statement_timeout and idle_in_transaction_timeout not negative");
   }
   // Parse the dsn only to learn the password (to keep it out of messages).
   // libpq's parse error may quote the dsn, so it is not passed on.
@@ -1009,9 +973,10 @@ absl::StatusOr<StorePtr> OpenPostgresStore(
     }
   }
   PQconninfoFree(parsed);
-  auto store = std::make_unique<PostgresStore>(options, std::move(password));
+  auto store =
+      std::make_unique<PostgresStoreImpl>(options, std::move(password));
   RETURN_IF_ERROR(store->Init());
-  return StorePtr(std::move(store));
+  return PostgresStorePtr(std::move(store));
 }
 
 }  // namespace ringfence

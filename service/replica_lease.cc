@@ -1,0 +1,80 @@
+#include "service/replica_lease.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "ringfence/error_text.h"
+
+namespace ringfence {
+
+ReplicaLease::ReplicaLease(PostgresStore* store, ReplicaLeaseOptions options)
+    : store_(store), options_(std::move(options)) {}
+
+ReplicaLease::~ReplicaLease() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (renewer_.joinable()) renewer_.join();
+}
+
+absl::Status ReplicaLease::Release() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (renewer_.joinable()) renewer_.join();
+  return store_->ReleaseLease();
+}
+
+void ReplicaLease::Log(const std::string& message) {
+  if (message == last_logged_) return;
+  last_logged_ = message;
+  if (options_.log) options_.log(message);
+}
+
+absl::StatusOr<int64_t> ReplicaLease::WaitUntilLeading(
+    const std::function<bool(absl::Duration)>& wait,
+    const std::function<void(const std::string&)>& standing_by) {
+  while (true) {
+    absl::StatusOr<PostgresLease> lease =
+        store_->AcquireLease(options_.replica_id, options_.ttl);
+    if (absl::IsFailedPrecondition(lease.status())) return lease.status();
+    if (lease.ok() && lease->held) {
+      last_logged_.clear();
+      return lease->epoch;
+    }
+    std::string leader;
+    if (!lease.ok()) {
+      leader =
+          absl::StrCat("the lease cannot be read: ", lease.status().ToString());
+    } else if (lease->holder.empty()) {
+      leader = "no replica leads yet";
+    } else {
+      leader = absl::StrCat("replica ", QuoteForError(lease->holder),
+                            " leads (lease epoch ", lease->epoch, ")");
+    }
+    Log(absl::StrCat("standing by: ", leader));
+    standing_by(leader);
+    if (wait(options_.interval)) {
+      return absl::CancelledError("stopped while standing by");
+    }
+  }
+}
+
+void ReplicaLease::StartRenewing() {
+  renewer_ = std::thread([this] {
+    while (!stop_.WaitForNotificationWithTimeout(options_.interval)) {
+      absl::StatusOr<PostgresLease> lease =
+          store_->AcquireLease(options_.replica_id, options_.ttl);
+      if (absl::IsFailedPrecondition(lease.status())) {
+        // Superseded: the store told its owner; nothing more to renew.
+        return;
+      }
+      if (!lease.ok()) {
+        Log(absl::StrCat("cannot renew the lease: ", lease.status().ToString(),
+                         " (once it expires another replica may take over; "
+                         "this one's writes are then refused)"));
+      } else if (!last_logged_.empty()) {
+        Log("lease renewed again");
+        last_logged_.clear();
+      }
+    }
+  });
+}
+
+}  // namespace ringfence

@@ -1,0 +1,295 @@
+// Two ringfenced replicas on one PostgreSQL (--store=postgres, different
+// ports and --replica_id): one leads, the other stands by. Killing the
+// leader (-9) hands over to the standby within the lease TTL and a tick,
+// with the state the leader left; a leader stopped (SIGSTOP) past its TTL
+// wakes up fenced: it writes nothing and exits with status 3.
+// Needs the test server (ctest's `postgres` fixture, or
+// RINGFENCE_TEST_POSTGRES_DSN_FILE naming a file with a DSN).
+#include <libpq-fe.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "e2e_fixture.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace ringfence::e2e {
+namespace {
+
+constexpr absl::Duration kTick = absl::Milliseconds(100);
+constexpr absl::Duration kLeaseTtl = absl::Seconds(2);
+// gRPC health: grpc.health.v1.HealthCheckResponse.ServingStatus.
+constexpr int kServing = 1;
+constexpr int kNotServing = 2;
+constexpr char kRollouts[] = "ringfence.v1.Rollouts";
+
+// One ringfenced process of the cluster.
+struct Replica {
+  std::string id;
+  std::string log;
+  std::unique_ptr<ChildProcess> process;
+  int port = 0;
+};
+
+class E2EReplicaTest : public E2ETest {
+ protected:
+  void SetUp() override {
+    E2ETest::SetUp();
+    server_.reset();  // the fixture's own (SQLite) server is not used
+    dsn_file_ = PostgresDsnFile();
+    dsn_ = std::string(absl::StripAsciiWhitespace(ReadFile(dsn_file_)));
+    ASSERT_FALSE(dsn_.empty())
+        << "no PostgreSQL DSN in \"" << dsn_file_
+        << "\": run through ctest (fixture postgres) or set "
+           "RINGFENCE_TEST_POSTGRES_DSN_FILE";
+    schema_ = absl::StrCat("e2e_replicas_", getpid(), "_",
+                           absl::ToUnixMicros(absl::Now()));
+  }
+
+  void TearDown() override {
+    for (Replica* r : {&a_, &b_}) {
+      if (HasFailure() && !r->log.empty()) {
+        std::cerr << "---- " << r->id << " log ----\n" << ReadFile(r->log);
+      }
+      r->process.reset();
+    }
+    if (!dsn_.empty() && !HasFailure()) {
+      Sql("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
+    }
+    E2ETest::TearDown();
+  }
+
+  // Starts replica `id` and waits for its port file (written by the server
+  // if it leads at once, else by the standby).
+  void StartReplica(const std::string& id, Replica* r,
+                    absl::Duration lease_ttl = kLeaseTtl) {
+    r->id = id;
+    r->log = absl::StrCat(dir_, "/", id, ".log");
+    const std::string port_file = absl::StrCat(dir_, "/", id, ".port");
+    r->process = std::make_unique<ChildProcess>(
+        std::vector<std::string>{
+            ringfenced_, "--listen=127.0.0.1:0", "--port_file=" + port_file,
+            "--data_dir=" + dir_ + "/" + id,
+            "--tick_interval=" + absl::FormatDuration(kTick),
+            "--lease_ttl=" + absl::FormatDuration(lease_ttl),
+            "--replica_id=" + id, "--store=postgres",
+            "--postgres_dsn_file=" + dsn_file_, "--postgres_schema=" + schema_,
+            "--auth_tokens_file=" + dir_ + "/tokens",
+            "--mutex_deadlock_detection"},
+        r->log);
+    ASSERT_TRUE(r->process->started());
+    ASSERT_TRUE(Eventually(
+        [&] {
+          return absl::SimpleAtoi(
+              absl::StripAsciiWhitespace(ReadFile(port_file)), &r->port);
+        },
+        absl::Seconds(15)))
+        << id << " did not start:\n"
+        << ReadFile(r->log);
+  }
+
+  // Health of the Rollouts service on `r`, over a new channel each time (a
+  // channel that saw the standby go away would wait out its reconnect
+  // backoff, and the time measured would be the client's).
+  int RolloutsHealth(const Replica& r) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);
+    return HealthStatus(
+        kRollouts,
+        MakeChannel(absl::StrCat("127.0.0.1:", r.port), std::nullopt, args));
+  }
+
+  // Points the fixture's stubs (and ringctl) at `r`.
+  void ConnectTo(const Replica& r) {
+    port_ = r.port;
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);
+    channel_ = MakeChannel(target(), std::nullopt, args);
+    releases_ = v1::Releases::NewStub(channel_);
+    rollouts_ = v1::Rollouts::NewStub(channel_);
+    fleet_ = v1::Fleet::NewStub(channel_);
+  }
+
+  // The first column of each row of `sql` on the test database.
+  std::vector<std::string> Sql(const std::string& sql) {
+    std::unique_ptr<PGconn, void (*)(PGconn*)> c(PQconnectdb(dsn_.c_str()),
+                                                 PQfinish);
+    EXPECT_EQ(PQstatus(c.get()), CONNECTION_OK) << PQerrorMessage(c.get());
+    PQsetNoticeProcessor(
+        c.get(), [](void*, const char*) {}, nullptr);
+    std::unique_ptr<PGresult, void (*)(PGresult*)> r(
+        PQexec(c.get(), sql.c_str()), PQclear);
+    const ExecStatusType st = PQresultStatus(r.get());
+    EXPECT_TRUE(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+        << sql << ": " << PQresultErrorMessage(r.get());
+    std::vector<std::string> out;
+    for (int i = 0; i < PQntuples(r.get()); ++i) {
+      out.emplace_back(PQgetvalue(r.get(), i, 0));
+    }
+    return out;
+  }
+
+  // A starts and leads; B starts and stands by. A has a running rollout
+  // "ha-1" (manual plan: only the gate's HOLDs change it).
+  void StartLeaderAndStandby(absl::Duration lease_ttl = kLeaseTtl) {
+    ASSERT_NO_FATAL_FAILURE(StartReplica("replica-a", &a_, lease_ttl));
+    ASSERT_TRUE(Eventually([&] { return RolloutsHealth(a_) == kServing; },
+                           absl::Seconds(15)));
+    ASSERT_NO_FATAL_FAILURE(StartReplica("replica-b", &b_, lease_ttl));
+    EXPECT_EQ(RolloutsHealth(b_), kNotServing);
+    ConnectTo(b_);
+    EXPECT_THAT(CreateRelease("cf500-a", "channel-file/500"),
+                GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
+                             HasSubstr("replica \"replica-b\" stands by: "
+                                       "replica \"replica-a\" leads (lease "
+                                       "epoch 1); call the leader")));
+    ConnectTo(a_);
+    ASSERT_THAT(CreateRelease("cf500-a", "channel-file/500"), GrpcOk());
+    ASSERT_THAT(StartRollout("ha-1", "cf500-a", ParsePlan(kManualPlan)),
+                GrpcOk());
+    ASSERT_EQ(GetRollout("ha-1").rollout().state(), cfg::RUNNING);
+  }
+
+  // Polls B until it serves; the time from `since`.
+  absl::Duration WaitForB(absl::Time since) {
+    EXPECT_TRUE(Eventually([&] { return RolloutsHealth(b_) == kServing; },
+                           absl::Seconds(20)))
+        << "replica-b did not take over";
+    return absl::Now() - since;
+  }
+
+  std::string dsn_file_, dsn_, schema_;
+  Replica a_, b_;
+};
+
+TEST_F(E2EReplicaTest, KillingTheLeaderHandsOverToTheStandby) {
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby());
+  const Rollout before = GetRollout("ha-1").rollout();
+
+  a_.process->Signal(SIGKILL);
+  const absl::Time killed = absl::Now();
+  EXPECT_EQ(a_.process->Wait(absl::Seconds(10)), 128 + SIGKILL);
+  const absl::Duration takeover = WaitForB(killed);
+  std::cout << "takeover after kill -9 of the leader: "
+            << absl::FormatDuration(takeover) << " (lease TTL "
+            << absl::FormatDuration(kLeaseTtl) << ", tick "
+            << absl::FormatDuration(kTick) << ")\n";
+  // The lease expires at most a TTL after the leader's last renewal, and
+  // the standby tries every tick; then it restores and starts serving
+  // (slack for a loaded machine).
+  EXPECT_LT(takeover, kLeaseTtl + kTick + absl::Seconds(1));
+
+  // B serves what A left, and keeps gating it.
+  ConnectTo(b_);
+  const absl::Time took_over = absl::Now();
+  const Rollout after = GetRollout("ha-1").rollout();
+  EXPECT_EQ(after.state(), cfg::RUNNING);
+  EXPECT_EQ(after.version(), before.version());
+  EXPECT_EQ(after.release_id(), "cf500-a");
+  EXPECT_TRUE(Eventually(
+      [&] {
+        const Rollout r = GetRollout("ha-1").rollout();
+        return r.has_last_decision() &&
+               absl::FromUnixSeconds(r.last_decision().at().seconds()) >=
+                   absl::FromUnixSeconds(absl::ToUnixSeconds(took_over));
+      },
+      absl::Seconds(5)))
+      << "no gate decision from replica-b";
+  Rollout paused;
+  ASSERT_THAT(Act("pause", "ha-1", kOperatorToken, &paused), GrpcOk());
+  EXPECT_EQ(paused.version(), before.version() + 1);
+  // Its audit entry carries B's epoch.
+  EXPECT_THAT(
+      Sql("SELECT epoch FROM " + schema_ + ".audit WHERE action = 'pause'"),
+      ::testing::ElementsAre("2"));
+  const std::string log = ReadFile(b_.log);
+  EXPECT_THAT(log, HasSubstr("replica \"replica-b\": standing by: replica "
+                             "\"replica-a\" leads (lease epoch 1)"));
+  EXPECT_THAT(log, HasSubstr("replica \"replica-b\" leads (lease epoch 2"));
+}
+
+// A leader stopped by SIGTERM releases its lease: with a TTL of a minute,
+// the standby still takes over within a tick of the shutdown.
+TEST_F(E2EReplicaTest, AGracefulShutdownHandsOverAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby(absl::Minutes(1)));
+  a_.process->Signal(SIGTERM);
+  const absl::Time stopped = absl::Now();
+  EXPECT_EQ(a_.process->Wait(absl::Seconds(15)), 0);
+  const absl::Duration takeover = WaitForB(stopped);
+  std::cout << "takeover after SIGTERM of the leader: "
+            << absl::FormatDuration(takeover) << " (lease TTL 1m)\n";
+  EXPECT_LT(takeover, absl::Seconds(5));
+  EXPECT_THAT(ReadFile(a_.log), HasSubstr("lease released"));
+  ConnectTo(b_);
+  EXPECT_EQ(GetRollout("ha-1").rollout().state(), cfg::RUNNING);
+}
+
+TEST_F(E2EReplicaTest, AStoppedLeaderWakesUpFencedAndExits) {
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby());
+  const Rollout before = GetRollout("ha-1").rollout();
+
+  a_.process->Signal(SIGSTOP);
+  const absl::Time stopped = absl::Now();
+  // A call to A waits in its socket while A is stopped: the first thing A
+  // may do when it wakes up is act on it.
+  grpc::Status pause_on_a;
+  std::thread caller([&] {
+    v1::RolloutActionRequest req;
+    req.set_rollout_id("ha-1");
+    req.set_reason("sent to the stopped leader");
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(30));
+    ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kOperatorToken));
+    Rollout resp;
+    pause_on_a = rollouts_->PauseRollout(&ctx, req, &resp);
+  });
+  const absl::Duration takeover = WaitForB(stopped);
+  std::cout << "takeover from the stopped leader: "
+            << absl::FormatDuration(takeover) << "\n";
+  EXPECT_LT(takeover, kLeaseTtl + kTick + absl::Seconds(1));
+  const std::vector<std::string> head =
+      Sql("SELECT seq FROM " + schema_ + ".audit_head");
+  ASSERT_EQ(head.size(), 1u);
+
+  // A wakes up: it must write nothing, and step down.
+  absl::SleepFor(absl::Milliseconds(500));
+  a_.process->Signal(SIGCONT);
+  EXPECT_EQ(a_.process->Wait(absl::Seconds(10)), 3);
+  caller.join();
+  EXPECT_FALSE(pause_on_a.ok()) << "the stopped leader paused the rollout";
+  std::cout << "the call sent to the stopped leader: "
+            << pause_on_a.error_code() << " " << pause_on_a.error_message()
+            << "\n";
+  const std::string log = ReadFile(a_.log);
+  EXPECT_THAT(log, HasSubstr("lost the lease: fenced: this replica's lease "
+                             "epoch 1 was superseded by epoch 2 (held by "
+                             "\"replica-b\")"));
+
+  EXPECT_THAT(Sql("SELECT COUNT(*) FROM " + schema_ + ".audit WHERE seq > " +
+                  head[0] + " OR action = 'pause'"),
+              ::testing::ElementsAre("0"));
+  ConnectTo(b_);
+  const Rollout after = GetRollout("ha-1").rollout();
+  EXPECT_EQ(after.state(), cfg::RUNNING);
+  EXPECT_EQ(after.version(), before.version());
+  // B goes on: A's entries, then B's.
+  Rollout paused;
+  ASSERT_THAT(Act("pause", "ha-1", kOperatorToken, &paused), GrpcOk());
+  EXPECT_THAT(
+      Sql("SELECT epoch FROM " + schema_ + ".audit WHERE seq <= " + head[0]),
+      ::testing::Each("1"));
+  EXPECT_THAT(
+      Sql("SELECT epoch FROM " + schema_ + ".audit WHERE seq > " + head[0]),
+      ::testing::ElementsAre("2"));
+}
+
+}  // namespace
+}  // namespace ringfence::e2e
