@@ -8,15 +8,19 @@
 // write found out first.
 //
 // Example:
-//   ReplicaLease lease(store, {.replica_id = "db-a:7443", .ttl = 10s,
-//                              .interval = 1s, .log = Log});
+//   ReplicaLeaseOptions options;
+//   options.replica_id = "db-a:7443";
+//   options.log = Log;
+//   ReplicaLease lease(store, options);
 //   absl::StatusOr<int64_t> epoch = lease.WaitUntilLeading(
 //       [](absl::Duration d) { return StopRequestedWithin(d); },
-//       [](const std::string& leader) { standby->SetLeader(leader); });
-//   lease.StartRenewing();
+//       [&](const std::string& leader) { standby->SetMessage(leader); });
+//   if (epoch.ok()) lease.StartRenewing();
+//   ...
+//   lease.Release();  // at shutdown, once nothing writes
 //
-// Thread safety: WaitUntilLeading and StartRenewing are called from one
-// thread, in that order. The store must outlive the ReplicaLease.
+// Thread safety: WaitUntilLeading, StartRenewing and Release are called
+// from one thread, in that order. The store must outlive the ReplicaLease.
 #pragma once
 
 #include <functional>
