@@ -71,18 +71,6 @@ namespace {
 // Batches up to this many events hash their hosts into a stack array.
 constexpr size_t kInlineBatch = 1024;
 
-absl::Status RequireText(absl::string_view value, absl::string_view field) {
-  if (value.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": must not be empty"));
-  }
-  if (value.size() > 1024) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ": must be at most 1024 characters"));
-  }
-  return absl::OkStatus();
-}
-
 bool IsActive(RolloutState s) {
   return s == PENDING || s == RUNNING || s == PAUSED;
 }
@@ -428,7 +416,7 @@ absl::StatusOr<Rollout> Controller::StartRollout(
     RETURN_IF_ERROR(ValidateId(req.rollout_id, "rollout_id"));
   }
   RETURN_IF_ERROR(ValidateId(req.actor, "actor"));
-  RETURN_IF_ERROR(RequireText(req.reason, "reason"));
+  RETURN_IF_ERROR(ValidateRequiredText(req.reason, "reason"));
   {
     absl::Status s = ValidatePlan(req.plan);
     if (!s.ok()) {
@@ -666,7 +654,7 @@ absl::StatusOr<Rollout> Controller::ManualLocked(
     absl::string_view request_action) {
   RETURN_IF_ERROR(ValidateId(id, "rollout_id"));
   RETURN_IF_ERROR(ValidateId(actor, "actor"));
-  RETURN_IF_ERROR(RequireText(reason, "reason"));
+  RETURN_IF_ERROR(ValidateRequiredText(reason, "reason"));
   Runtime* rt = FindLocked(id);
   if (rt == nullptr) {
     return absl::NotFoundError(absl::StrCat("rollout \"", id, "\" not found"));
@@ -786,7 +774,7 @@ absl::Status Controller::EmergencyStop(absl::string_view content_type,
                                        absl::string_view reason) {
   RETURN_IF_ERROR(ValidateId(content_type, "content_type"));
   RETURN_IF_ERROR(ValidateId(actor, "actor"));
-  RETURN_IF_ERROR(RequireText(reason, "reason"));
+  RETURN_IF_ERROR(ValidateRequiredText(reason, "reason"));
   absl::MutexLock lock(&mu_);
   ringfence::EmergencyStop stop;
   stop.content_type = std::string(content_type);
@@ -821,7 +809,7 @@ absl::Status Controller::ClearEmergencyStop(absl::string_view content_type,
                                             absl::string_view reason) {
   RETURN_IF_ERROR(ValidateId(content_type, "content_type"));
   RETURN_IF_ERROR(ValidateId(actor, "actor"));
-  RETURN_IF_ERROR(RequireText(reason, "reason"));
+  RETURN_IF_ERROR(ValidateRequiredText(reason, "reason"));
   absl::MutexLock lock(&mu_);
   return ClearEmergencyStopLocked(content_type, actor, reason, nullptr);
 }
@@ -852,116 +840,6 @@ absl::Status Controller::ClearEmergencyStopLocked(
   stops_.erase(std::string(content_type));
   PublishLocked();
   return absl::OkStatus();
-}
-
-absl::Status Controller::MaybeHoldLocked(
-    const Approval* approval, absl::string_view content_type,
-    absl::Span<const GuardedAction> actions, ApprovalRequest request) {
-  if (approval != nullptr || !approvals_.has_rules()) return absl::OkStatus();
-  ApprovalBook::Need need = approvals_.Needs(content_type, actions);
-  if (need.guarded.empty()) return absl::OkStatus();
-  const absl::Time now = clock_->Now();
-  request.set_id(NewApprovalRequestId());
-  for (const GuardedAction g : need.guarded) request.add_guarded(g);
-  request.set_content_type(std::string(content_type));
-  *request.mutable_requested_at() = ToProtoTime(now);
-  *request.mutable_expires_at() = ToProtoTime(now + need.window);
-  AuditEntry audit =
-      MakeAudit(request.requested_by(), "approval_requested", request.reason());
-  audit.set_rollout_id(request.rollout_id());
-  *audit.mutable_approval_request() = request;
-  absl::Status s = store_->AppendAudit(audit);
-  NoteStoreResult(s);
-  RETURN_IF_ERROR(s);
-  absl::Status held = HeldStatus(request);
-  approvals_.Add(std::move(request));
-  return held;
-}
-
-void Controller::StampApproval(const Approval* approval, AuditEntry* audit) {
-  if (approval == nullptr) return;
-  audit->set_approval_request_id(approval->request->id());
-  audit->set_approved_by(std::string(approval->approver));
-  audit->set_reason(absl::StrCat(audit->reason(), " (approved by ",
-                                 approval->approver, ": ", approval->reason,
-                                 "; request ", approval->request->id(), ")"));
-}
-
-absl::StatusOr<Controller::ApprovalOutcome> Controller::Approve(
-    absl::string_view request_id, absl::string_view approver,
-    absl::string_view reason) {
-  RETURN_IF_ERROR(ValidateId(request_id, "request_id"));
-  RETURN_IF_ERROR(ValidateId(approver, "actor"));
-  RETURN_IF_ERROR(RequireText(reason, "reason"));
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(ApprovalRequest request,
-                   approvals_.Find(request_id, clock_->Now()));
-  if (request.requested_by() == approver) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        approver, " made approval request ", request_id,
-        " and cannot approve it: the two-person rule needs a second, "
-        "different principal"));
-  }
-  const Approval approval{&request, approver, reason};
-  ApprovalOutcome out;
-  const std::string& action = request.action();
-  if (action == "start") {
-    const config::v1::StartRolloutSpec& spec = request.start();
-    StartRolloutRequest r;
-    r.rollout_id = spec.rollout_id();
-    r.release_id = spec.release_id();
-    r.plan = spec.plan();
-    r.baseline_release_id = spec.baseline_release_id();
-    r.allow_no_baseline = spec.allow_no_baseline();
-    r.start_pending = spec.start_pending();
-    r.actor = request.requested_by();
-    r.reason = request.reason();
-    ASSIGN_OR_RETURN(out.rollout, StartRolloutLocked(r, &approval));
-  } else if (action == "promote" || action == "resume") {
-    ASSIGN_OR_RETURN(out.rollout,
-                     ManualLocked(request.rollout_id(), request.requested_by(),
-                                  request.reason(), action, &approval));
-  } else if (action == "promote_to_completion") {
-    ASSIGN_OR_RETURN(
-        out.rollout,
-        PromoteToCompletionLocked(request.rollout_id(), request.requested_by(),
-                                  request.reason(), &approval));
-  } else if (action == "clear_emergency_stop") {
-    RETURN_IF_ERROR(ClearEmergencyStopLocked(request.content_type(),
-                                             request.requested_by(),
-                                             request.reason(), &approval));
-  } else {
-    return absl::InternalError(absl::StrCat("approval request ", request_id,
-                                            " has an unknown action ",
-                                            QuoteForError(action)));
-  }
-  approvals_.Settle(request_id);
-  out.request = std::move(request);
-  return out;
-}
-
-absl::Status Controller::RejectApproval(absl::string_view request_id,
-                                        absl::string_view actor,
-                                        absl::string_view reason) {
-  RETURN_IF_ERROR(ValidateId(request_id, "request_id"));
-  RETURN_IF_ERROR(ValidateId(actor, "actor"));
-  RETURN_IF_ERROR(RequireText(reason, "reason"));
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(ApprovalRequest request,
-                   approvals_.Find(request_id, clock_->Now()));
-  AuditEntry audit = MakeAudit(actor, "approval_rejected", reason);
-  audit.set_rollout_id(request.rollout_id());
-  audit.set_approval_request_id(request.id());
-  absl::Status s = store_->AppendAudit(audit);
-  NoteStoreResult(s);
-  RETURN_IF_ERROR(s);
-  approvals_.Settle(request_id);
-  return absl::OkStatus();
-}
-
-std::vector<ApprovalRequest> Controller::ListApprovals() {
-  absl::MutexLock lock(&mu_);
-  return approvals_.Pending(clock_->Now());
 }
 
 absl::StatusOr<RolloutStatus> Controller::GetRollout(absl::string_view id) {

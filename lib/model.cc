@@ -282,6 +282,19 @@ bool IsValidId(absl::string_view id) {
   return true;
 }
 
+absl::Status ValidateRequiredText(absl::string_view value,
+                                  absl::string_view field) {
+  if (value.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must not be empty"));
+  }
+  if (value.size() > kMaxReasonBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": must be at most ", kMaxReasonBytes, " characters"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateId(absl::string_view id, absl::string_view field) {
   if (id.empty()) return Invalid(field, "must not be empty");
   if (id.size() > 128) {

@@ -162,6 +162,13 @@ absl::Status ValidateFleetConfig(const FleetConfig& fleet);
 // [A-Za-z0-9._:/@-]. `field` names the field in the error.
 absl::Status ValidateId(absl::string_view id, absl::string_view field);
 
+// ValidateRequiredText
+//
+// INVALID_ARGUMENT naming `field` unless `value` (a reason) is 1 to
+// kMaxReasonBytes bytes.
+absl::Status ValidateRequiredText(absl::string_view value,
+                                  absl::string_view field);
+
 // IsValidId
 //
 // ValidateId(id, ...).ok() without building an error (for hot paths).
