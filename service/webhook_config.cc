@@ -24,9 +24,11 @@ constexpr size_t kMaxSecretBytes = 4096;
 constexpr int kMaxFilterEntries = 256;
 
 constexpr absl::string_view kNotifyingActions[] = {
-    "halt",     "abort",          "pause",
-    "resume",   "promote",        "gate_promote",
-    "complete", "emergency_stop", "clear_emergency_stop"};
+    "halt", "abort", "pause", "resume", "promote", "gate_promote", "complete",
+    "emergency_stop", "clear_emergency_stop",
+    // The two-person rule: a request waits for an approver; a request
+    // rejected. (An approved action notifies as itself, naming both.)
+    "approval_requested", "approval_rejected"};
 
 bool IsNameChar(char c) {
   return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '_' ||
@@ -114,7 +116,8 @@ absl::StatusOr<std::vector<WebhookTarget>> LoadWebhookConfig(
                    absl::StrCat("unknown event \"", absl::CEscape(e),
                                 "\" (one of: halt, abort, pause, resume, "
                                 "promote, gate_promote, complete, "
-                                "emergency_stop, clear_emergency_stop)"));
+                                "emergency_stop, clear_emergency_stop, "
+                                "approval_requested, approval_rejected)"));
       }
       t.events.insert(e);
     }

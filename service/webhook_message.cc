@@ -74,7 +74,18 @@ WebhookEvent WebhookEventFromAudit(const AuditEntry& entry,
     e.release_id = rollout->release_id();
     e.content_type = rollout->content_type();
   }
-  if (!entry.rollout_id().empty()) {
+  e.approved_by = entry.approved_by();
+  e.approval_request_id = entry.approval_request_id();
+  if (entry.has_approval_request()) {
+    const config::v1::ApprovalRequest& r = entry.approval_request();
+    e.approval_request_id = r.id();
+    e.requested_action = r.action();
+    e.content_type = r.content_type();
+    if (r.has_expires_at()) e.expires_at = FromProto(r.expires_at());
+  }
+  const bool approval_only = entry.action() == "approval_requested" ||
+                             entry.action() == "approval_rejected";
+  if (!entry.rollout_id().empty() && !approval_only) {
     e.state = std::string(RolloutStateName(entry.to_state()));
   } else if (entry.action() == "emergency_stop" ||
              entry.action() == "clear_emergency_stop") {
@@ -101,7 +112,19 @@ std::string WebhookDeliveryId(absl::string_view webhook_name,
 
 std::string WebhookSummary(const WebhookEvent& e) {
   std::string what;
-  if (e.action == "emergency_stop" && e.rollout_id.empty()) {
+  if (e.action == "approval_requested") {
+    what = absl::StrCat(
+        "approval request ", e.approval_request_id, ": ", e.requested_action,
+        e.rollout_id.empty() ? std::string() : " of rollout " + e.rollout_id,
+        " (", e.content_type, ") waits for a second principal",
+        e.expires_at == absl::InfinitePast()
+            ? std::string()
+            : absl::FormatTime(" until %Y-%m-%dT%H:%M:%SZ", e.expires_at,
+                               absl::UTCTimeZone()));
+  } else if (e.action == "approval_rejected") {
+    what =
+        absl::StrCat("approval request ", e.approval_request_id, " rejected");
+  } else if (e.action == "emergency_stop" && e.rollout_id.empty()) {
     what = absl::StrCat("emergency stop of ", e.content_type, " set");
   } else if (e.action == "clear_emergency_stop") {
     what = absl::StrCat("emergency stop of ", e.content_type, " cleared");
@@ -115,6 +138,9 @@ std::string WebhookSummary(const WebhookEvent& e) {
                     e.state);
   }
   absl::StrAppend(&what, " by ", e.actor);
+  if (!e.approved_by.empty()) {
+    absl::StrAppend(&what, ", approved by ", e.approved_by);
+  }
   const std::string& why = e.evidence.empty() ? e.reason : e.evidence;
   if (!why.empty()) absl::StrAppend(&what, ": ", why);
   // One line: a reason may hold line breaks.
@@ -144,6 +170,10 @@ std::string WebhookBody(absl::string_view webhook_name, const WebhookEvent& e) {
   text("actor", e.actor);
   text("reason", e.reason);
   text("evidence", e.evidence);
+  if (!e.approval_request_id.empty()) {
+    text("approval_request_id", e.approval_request_id);
+  }
+  if (!e.approved_by.empty()) text("approved_by", e.approved_by);
   field("audit_head", absl::StrCat("{\"seq\":", e.head_seq,
                                    ",\"hash\":", JsonString(e.head_hash), "}"));
   text("time",

@@ -31,6 +31,13 @@ struct WebhookEvent {
   std::string reason;
   // For gate decisions (halts): the deciding evidence sentence.
   std::string evidence;
+  // The two-person rule: the request an entry makes, settles or carries
+  // out, its approver (on an approved action), and what it asks and until
+  // when (on approval_requested).
+  std::string approval_request_id;
+  std::string approved_by;
+  std::string requested_action;
+  absl::Time expires_at = absl::InfinitePast();
   // The audit log's last entry when the notification was built.
   uint64_t head_seq = 0;
   std::string head_hash;

@@ -178,6 +178,47 @@ TEST(WebhookMessageTest, EmergencyStopNamesItsContentType) {
             "everywhere");
 }
 
+// The two-person rule: a request notifies its would-be approvers; the
+// approved action names both principals.
+TEST(WebhookMessageTest, ApprovalRequestsAndApprovedActionsNameThePeople) {
+  AuditEntry requested;
+  requested.set_seq(12);
+  requested.set_actor("alice");
+  requested.set_action("approval_requested");
+  requested.set_rollout_id("r-1");
+  requested.set_reason("dogfood is fine");
+  config::v1::ApprovalRequest* r = requested.mutable_approval_request();
+  r->set_id("apr-00000000000000ab");
+  r->set_action("promote");
+  r->set_content_type("ct/a");
+  r->set_rollout_id("r-1");
+  *r->mutable_expires_at() = ToProtoTime(absl::FromUnixSeconds(1721365200));
+  const WebhookEvent e = WebhookEventFromAudit(requested, nullptr);
+  EXPECT_EQ(e.content_type, "ct/a");
+  EXPECT_EQ(e.state, "");
+  EXPECT_TRUE(Wants(WebhookTarget(), e.action, e.content_type));
+  EXPECT_EQ(WebhookSummary(e),
+            "ringfence: approval request apr-00000000000000ab: promote of "
+            "rollout r-1 (ct/a) waits for a second principal until "
+            "2024-07-19T05:00:00Z by alice: dogfood is fine");
+  Struct s = ParseJson(WebhookBody("ops", e));
+  EXPECT_EQ(Str(s, "approval_request_id"), "apr-00000000000000ab");
+
+  AuditEntry approved;
+  approved.set_seq(13);
+  approved.set_actor("alice");
+  approved.set_action("promote");
+  approved.set_rollout_id("r-1");
+  approved.set_to_state(config::v1::RUNNING);
+  approved.set_approved_by("bob");
+  approved.set_approval_request_id("apr-00000000000000ab");
+  const WebhookEvent a = WebhookEventFromAudit(approved, nullptr);
+  EXPECT_THAT(WebhookSummary(a), HasSubstr("by alice, approved by bob"));
+  s = ParseJson(WebhookBody("ops", a));
+  EXPECT_EQ(Str(s, "approved_by"), "bob");
+  EXPECT_EQ(Str(s, "approval_request_id"), "apr-00000000000000ab");
+}
+
 TEST(WebhookConfigTest, FiltersByEventAndContentType) {
   WebhookTarget all;
   EXPECT_TRUE(Wants(all, "halt", "ct/a"));
