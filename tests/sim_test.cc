@@ -109,6 +109,33 @@ TEST(SimTest, CrashRateMatchesTheScenario) {
   EXPECT_EQ(run->tracked_hosts, 20000u);
 }
 
+// Hosts whose telemetry lags behind their check-ins say so when they check
+// in (telemetry_pending, as ringfence-agent does): a good update is not
+// halted as a boot loop (apply_stuck) because check-ins outrun the host's
+// own APPLIED and heartbeats. The lag (10 minutes) stays under the silence
+// timeout, so nothing else trips either.
+TEST(SimTest, HostsThatReportTheirBacklogAreNoBootLoops) {
+  Scenario s = Base(5000);
+  s.mutable_fleet()->set_dogfood_hosts(50);
+  config::v1::SimTelemetry* t = s.mutable_behavior()->mutable_telemetry();
+  t->mutable_fixed_lag()->set_seconds(600);
+  t->mutable_batch_interval()->set_seconds(120);
+  Plan plan = FastPlan();
+  plan.mutable_policy()->mutable_silence_timeout()->set_seconds(3600);
+  int halts = 0;
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SimOptions o;
+    o.seed = seed;
+    o.horizon = absl::ZeroDuration();
+    auto run = Simulate(s, plan, o);
+    ASSERT_OK(run);
+    EXPECT_FALSE(run->halted) << "seed " << seed << ": " << run->halt_rule
+                              << ": " << run->halt_reason;
+    halts += run->halted;
+  }
+  EXPECT_EQ(halts, 0);
+}
+
 TEST(SimTest, ASeedReproducesItsRunExactly) {
   Scenario s = Base(5000);
   s.mutable_behavior()->set_crash_per_host_hour(0.01);

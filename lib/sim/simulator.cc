@@ -224,6 +224,10 @@ class Sim {
   int64_t type_lag_steps_[kEventTypes] = {};
   std::vector<std::array<int64_t, kEventTypes>> max_delay_;
   absl::flat_hash_map<int64_t, std::vector<PendingEvent>> queue_;
+  // Per host: its events in queue_, i.e. not delivered yet. A host says so
+  // when it checks in (HostInfo::telemetry_pending), as ringfence-agent
+  // does with its spool's backlog.
+  std::vector<uint32_t> backlog_;
   std::vector<PendingEvent> due_now_;
   std::vector<TelemetryEventView> batch_;
   std::vector<uint32_t> batch_hosts_;
@@ -355,6 +359,7 @@ void Sim::Setup() {
         i, &ids_[static_cast<size_t>(i) * internal::kHostIdLength]);
   }
   flags_.assign(n, kOnline);
+  backlog_.assign(n, 0);
   load_step_.assign(n, 0);
   placed_.assign(n, -1);
   for (uint32_t i = 0; i < n; ++i) {
@@ -728,6 +733,7 @@ void Sim::Poll(uint32_t h, bool heartbeat) {
         (placed_[h] >= 0 && placed_[h] <= current_stage_ && !terminal_);
     if (may_change) {
       hosts_.FillInfo(h, Id(h), &info_);
+      info_.telemetry_pending = backlog_[h];
       const Assignment a = controller_->Assign(info_, kContentType);
       const bool want_new = a.release != nullptr && a.release->id() == kNew;
       if (want_new && !(f & kRunsNew)) {
@@ -808,6 +814,7 @@ void Sim::Boot(uint32_t h) {
   if (!rollout_id_.empty() && Up() && !AssignBlocked(h) &&
       !FlapperDown(h, cur_)) {
     hosts_.FillInfo(h, Id(h), &info_);
+    info_.telemetry_pending = backlog_[h];
     const Assignment a = controller_->Assign(info_, kContentType);
     recover = a.release != nullptr && a.release->id() != kNew;
   }
@@ -974,17 +981,20 @@ void Sim::Emit(uint32_t h, EventType type, uint8_t bits, uint16_t signal) {
     due_now_.push_back(q);
   } else {
     queue_[due].push_back(q);
+    ++backlog_[h];
   }
 }
 
 absl::Status Sim::Deliver() {
   if (auto it = queue_.find(cur_); it != queue_.end()) {
+    for (const PendingEvent& p : it->second) --backlog_[p.host];
     due_now_.insert(due_now_.end(), it->second.begin(), it->second.end());
     queue_.erase(it);
   }
   if (due_now_.empty()) return absl::OkStatus();
   if (!Up()) {  // ringfence is down: hosts keep it buffered
     auto& later = queue_[down_until_];
+    for (const PendingEvent& p : due_now_) ++backlog_[p.host];
     later.insert(later.end(), due_now_.begin(), due_now_.end());
     due_now_.clear();
     return absl::OkStatus();
