@@ -126,16 +126,20 @@ class TelemetryStreams {
 // than buffering. Invariants: until Finish is requested, exactly one of {a
 // read, an ingest} is pending; Finish is called once, outside of mu_, as the
 // last action of a reaction (OnDone may delete `this` right after it).
+//
+// Messages are read as bytes and parsed here: gRPC reports a message that
+// does not parse like the end of the stream, which would acknowledge a
+// stream whose last message was never applied. Here it ends the stream
+// with INVALID_ARGUMENT naming it.
 class TelemetryStreamReactor final
-    : public grpc::ServerReadReactor<v1::TelemetryBatch> {
+    : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   TelemetryStreamReactor(Ingestor* ingestor, TelemetryStreams* streams,
-                         Principal principal,
-                         v1::StreamTelemetryResponse* response)
+                         Principal principal, grpc::ByteBuffer* response)
       : ingestor_(ingestor),
         streams_(streams),
         principal_(std::move(principal)),
-        response_(response) {
+        response_bytes_(response) {
     const bool open = streams_->Add(this);
     {
       absl::MutexLock lock(&mu_);
@@ -143,9 +147,9 @@ class TelemetryStreamReactor final
       finished_ = !open;
     }
     if (open) {
-      StartRead(&batch_);
+      StartRead(&raw_);
     } else {
-      Finish(ShutdownStatus());
+      FinishWith(ShutdownStatus());
     }
   }
 
@@ -164,14 +168,23 @@ class TelemetryStreamReactor final
       // durable (Ingestor::WhenDurable).
       ingestor_->WhenDurable([this](grpc::Status s) {
         if (s.ok()) {
-          Finish(grpc::Status::OK);
+          FinishWith(grpc::Status::OK);
           return;
         }
-        Finish(grpc::Status(
+        FinishWith(grpc::Status(
             s.error_code(),
-            absl::StrCat(s.error_message(), " (", response_->accepted_batches(),
+            absl::StrCat(s.error_message(), " (", response_.accepted_batches(),
                          " messages of the stream were applied)")));
       });
+      return;
+    }
+    if (!grpc::SerializationTraits<v1::TelemetryBatch>::Deserialize(&raw_,
+                                                                    &batch_)
+             .ok()) {
+      OnIngested(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "does not parse as a ringfence.v1.TelemetryBatch (a string field "
+          "that is not UTF-8, or bytes that are not this message)"));
       return;
     }
     if (absl::Status s = AuthorizeEvents(principal_, batch_.events());
@@ -194,7 +207,7 @@ class TelemetryStreamReactor final
       finished_ = true;
     }
     // The pending read completes (not ok) and changes nothing.
-    Finish(ShutdownStatus());
+    FinishWith(ShutdownStatus());
   }
 
   void OnDone() override {
@@ -206,18 +219,18 @@ class TelemetryStreamReactor final
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
-      const uint64_t batches = response_->accepted_batches();
+      const uint64_t batches = response_.accepted_batches();
       if (!s.ok()) {
         finish = grpc::Status(
             s.error_code(),
             absl::StrCat(
                 "message ", batches, " of the stream: ", s.error_message(),
                 " (the ", batches, " messages before it, ",
-                response_->accepted_events(), " events, were applied)"));
+                response_.accepted_events(), " events, were applied)"));
       } else {
-        response_->set_accepted_batches(batches + 1);
-        response_->set_accepted_events(
-            response_->accepted_events() +
+        response_.set_accepted_batches(batches + 1);
+        response_.set_accepted_events(
+            response_.accepted_events() +
             static_cast<uint64_t>(batch_.events_size()));
         batch_.Clear();
         if (shutting_down_) {
@@ -229,10 +242,18 @@ class TelemetryStreamReactor final
       finished_ = finish.has_value();
     }
     if (finish) {
-      Finish(*finish);
+      FinishWith(*finish);
     } else {
-      StartRead(&batch_);
+      StartRead(&raw_);
     }
+  }
+
+  // Finish, with the response (what was applied) as the answer's bytes.
+  void FinishWith(const grpc::Status& status) {
+    bool own_buffer = false;
+    (void)grpc::SerializationTraits<v1::StreamTelemetryResponse>::Serialize(
+        response_, response_bytes_, &own_buffer);
+    Finish(status);
   }
 
   grpc::Status ShutdownStatus() const {
@@ -240,15 +261,17 @@ class TelemetryStreamReactor final
         grpc::StatusCode::UNAVAILABLE,
         absl::StrCat("the server is shutting down: reconnect and send the "
                      "rest (",
-                     response_->accepted_batches(), " messages, ",
-                     response_->accepted_events(), " events were applied)"));
+                     response_.accepted_batches(), " messages, ",
+                     response_.accepted_events(), " events were applied)"));
   }
 
   Ingestor* const ingestor_;
   TelemetryStreams* const streams_;
   const Principal principal_;
-  v1::StreamTelemetryResponse* const response_;
-  // Only the pending read or ingest touches it.
+  grpc::ByteBuffer* const response_bytes_;
+  // Only the pending read or ingest touches them.
+  v1::StreamTelemetryResponse response_;
+  grpc::ByteBuffer raw_;
   v1::TelemetryBatch batch_;
   absl::Mutex mu_;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
@@ -338,13 +361,13 @@ grpc::ServerUnaryReactor* FleetService::ReportTelemetry(
   return reactor;
 }
 
-grpc::ServerReadReactor<v1::TelemetryBatch>* FleetService::StreamTelemetry(
-    grpc::CallbackServerContext* ctx, v1::StreamTelemetryResponse* resp) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* FleetService::StreamTelemetry(
+    grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp) {
   Principal principal;
   grpc::Status s =
       authorizer_->Check(ctx, kFleetRoles, "StreamTelemetry", &principal);
   if (!s.ok()) {
-    return new FailedStream<grpc::ServerReadReactor<v1::TelemetryBatch>>(s);
+    return new FailedStream<grpc::ServerReadReactor<grpc::ByteBuffer>>(s);
   }
   return new TelemetryStreamReactor(ingestor_, streams_.get(),
                                     std::move(principal), resp);

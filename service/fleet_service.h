@@ -27,7 +27,10 @@ namespace ringfence {
 
 class TelemetryStreams;
 
-class FleetService final : public v1::Fleet::CallbackService {
+// StreamTelemetry reads raw bytes and parses them itself (fleet_service.cc).
+class FleetService final
+    : public v1::Fleet::WithRawCallbackMethod_StreamTelemetry<
+          v1::Fleet::CallbackService> {
  public:
   FleetService(Controller* controller, const CallAuthorizer* authorizer,
                Ingestor* ingestor);
@@ -39,9 +42,8 @@ class FleetService final : public v1::Fleet::CallbackService {
   grpc::ServerUnaryReactor* ReportTelemetry(
       grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
       v1::ReportTelemetryResponse* resp) override;
-  grpc::ServerReadReactor<v1::TelemetryBatch>* StreamTelemetry(
-      grpc::CallbackServerContext* ctx,
-      v1::StreamTelemetryResponse* resp) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* StreamTelemetry(
+      grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp) override;
 
   // EndStreams
   //

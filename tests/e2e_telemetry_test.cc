@@ -230,6 +230,37 @@ TEST_F(E2ETelemetryTest, OpenStreamsEndAtOnceWhenTheServerShutsDown) {
                                                    "applied"))));
 }
 
+// A stream message that does not parse (a proto3 string that is not UTF-8)
+// ends the stream at once with INVALID_ARGUMENT naming it: never an OK that
+// would acknowledge it, nor a wait until the client's deadline. What came
+// before it stays applied.
+TEST_F(E2ETelemetryTest, AnUnparseableStreamMessageEndsTheStreamAtOnce) {
+  ASSERT_THAT(CreateRelease("cf322-a", "channel-file/322"), GrpcOk());
+  ASSERT_THAT(StartRollout("stream-3", "cf322-a", ParsePlan(kManualPlan)),
+              GrpcOk());
+  auto ctx = Ctx(kRelayToken);
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(30));
+  v1::StreamTelemetryResponse resp;
+  auto writer = fleet_->StreamTelemetry(ctx.get(), &resp);
+  ASSERT_TRUE(writer->Write(Heartbeats(0, 5)));
+  v1::TelemetryBatch bad = Heartbeats(5, 1);
+  bad.mutable_events(0)->set_host_id("host-\xff\xfe");
+  const absl::Time start = absl::Now();
+  writer->Write(bad);  // may fail once the server ended the call
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_THAT(status,
+              GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
+                           AllOf(HasSubstr("message 1 of the stream: does not "
+                                           "parse as a "
+                                           "ringfence.v1.TelemetryBatch"),
+                                 HasSubstr("the 1 messages before it, 5 "
+                                           "events, were applied"))));
+  EXPECT_EQ(TrackedHosts("stream-3"), 5);
+}
+
 // One connection holds at most --max_streams_per_connection calls open: a
 // further call on it waits (here, until its deadline) until one ends, and
 // other connections are not held up.
