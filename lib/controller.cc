@@ -188,18 +188,7 @@ absl::Status Controller::Load() {
   ASSIGN_OR_RETURN(std::vector<ringfence::EmergencyStop> stops,
                    store_->ListEmergencyStops());
   for (auto& s : stops) stops_[s.content_type] = s;
-  if (approvals_.has_rules()) {
-    // Pending approval requests live in the audit log (approvals.h).
-    constexpr size_t kPage = 1000;
-    uint64_t after = 0;
-    while (true) {
-      ASSIGN_OR_RETURN(std::vector<AuditEntry> page,
-                       store_->ReadAudit(after, kPage));
-      for (const AuditEntry& e : page) approvals_.Replay(e);
-      if (page.size() < kPage) break;
-      after = page.back().seq();
-    }
-  }
+  RETURN_IF_ERROR(LoadApprovalsLocked());
   ASSIGN_OR_RETURN(std::vector<Rollout> rollouts, store_->ListRollouts());
   const absl::Time now = clock_->Now();
   for (const Rollout& r : rollouts) {

@@ -1,11 +1,63 @@
 // Controller: the two-person rule (approvals.h): holding a guarded call as
 // a request, and carrying a request out once a second principal approves.
+#include <optional>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "ringfence/controller.h"
 #include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
 
 namespace ringfence {
+
+namespace {
+
+// The entry after `after_seq`, if any.
+absl::StatusOr<std::optional<AuditEntry>> EntryAfter(Store& store,
+                                                     uint64_t after_seq) {
+  ASSIGN_OR_RETURN(std::vector<AuditEntry> one, store.ReadAudit(after_seq, 1));
+  if (one.empty()) return std::optional<AuditEntry>();
+  return std::optional<AuditEntry>(std::move(one.front()));
+}
+
+}  // namespace
+
+absl::Status Controller::LoadApprovalsLocked() {
+  if (!approvals_.has_rules()) return absl::OkStatus();
+  // A request older than the longest window has expired, and whatever
+  // settles a request comes after it: the replay starts at the first entry
+  // younger than that (with an hour's margin for the clocks of replicas
+  // that wrote the log), found by binary search on sequence numbers, so a
+  // restart reads O(log n) entries plus the recent ones, not the whole log.
+  const absl::Time since = clock_->Now() - kMaxApprovalWindow - absl::Hours(1);
+  uint64_t lo = 0, hi = 1;  // the answer is in (lo, hi]: entries after lo
+  while (true) {            // hi: past the end, or an entry at/after `since`
+    ASSIGN_OR_RETURN(std::optional<AuditEntry> e, EntryAfter(*store_, hi - 1));
+    if (!e.has_value() || FromProto(e->at()) >= since) break;
+    lo = hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    ASSIGN_OR_RETURN(std::optional<AuditEntry> e, EntryAfter(*store_, mid - 1));
+    if (e.has_value() && FromProto(e->at()) < since) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  constexpr size_t kPage = 1000;
+  uint64_t after = lo;
+  while (true) {
+    ASSIGN_OR_RETURN(std::vector<AuditEntry> page,
+                     store_->ReadAudit(after, kPage));
+    for (const AuditEntry& e : page) approvals_.Replay(e);
+    if (page.size() < kPage) break;
+    after = page.back().seq();
+  }
+  return absl::OkStatus();
+}
 
 absl::Status Controller::MaybeHoldLocked(
     const Approval* approval, absl::string_view content_type,

@@ -356,10 +356,43 @@ TEST_P(ApprovalsTest, PendingRequestsSurviveARestartAndSettledOnesStaySettled) {
               StatusIs(absl::StatusCode::kNotFound));
   // The rollout halted with the emergency stop: the promote fails its own
   // check, and stays pending.
-  EXPECT_THAT(
-      controller_->Approve(second->id(), "bob", "x"),
-      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("it is halted")));
+  EXPECT_THAT(controller_->Approve(second->id(), "bob", "x"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("it is halted")));
   EXPECT_EQ(controller_->ListApprovals().size(), 1u);
+}
+
+// A restart replays only the log's recent end (approvals.h): requests in
+// their window survive it, whatever came long before them.
+TEST_P(ApprovalsTest, ARestartFindsRecentRequestsBehindALongLog) {
+  Create({Rule(kType, {config::v1::GUARDED_PROMOTE}, absl::Hours(24 * 7))});
+  auto r = controller_->StartRollout(StartRequest("next"));
+  ASSERT_OK(r);
+  auto old = ApprovalRequestFromStatus(
+      controller_->Promote(r->id(), "alice", "old").status());
+  ASSERT_TRUE(old.has_value());
+  // Ten days of pauses and resumes (resumes are not guarded here).
+  for (int i = 0; i < 40; ++i) {
+    clock_.Advance(absl::Hours(6));
+    ASSERT_OK(controller_->Pause(r->id(), "ops", "look"));
+    ASSERT_OK(controller_->Resume(r->id(), "ops", "go on"));
+  }
+  auto recent = ApprovalRequestFromStatus(
+      controller_->Promote(r->id(), "alice", "recent").status());
+  ASSERT_TRUE(recent.has_value());
+  auto settled = ApprovalRequestFromStatus(
+      controller_->Promote(r->id(), "carol", "settled").status());
+  ASSERT_TRUE(settled.has_value());
+  ASSERT_OK(controller_->RejectApproval(settled->id(), "bob", "no"));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(controller_->Pause(r->id(), "ops", "look"));
+    ASSERT_OK(controller_->Resume(r->id(), "ops", "go on"));
+  }
+  Restart();
+  const std::vector<ApprovalRequest> pending = controller_->ListApprovals();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].id(), recent->id());
+  ASSERT_OK(controller_->Approve(recent->id(), "bob", "ok"));
 }
 
 TEST_P(ApprovalsTest, AnApprovedPromoteStillObeysTheHaltRules) {
@@ -373,9 +406,9 @@ TEST_P(ApprovalsTest, AnApprovedPromoteStillObeysTheHaltRules) {
     ASSERT_OK(Fleet().Step(absl::Seconds(10)));
   }
   ASSERT_EQ(State(r->id()).state(), config::v1::HALTED);
-  EXPECT_THAT(
-      controller_->Approve(request->id(), "bob", "ok"),
-      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("it is halted")));
+  EXPECT_THAT(controller_->Approve(request->id(), "bob", "ok"),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("it is halted")));
   EXPECT_EQ(State(r->id()).state(), config::v1::HALTED);
 }
 

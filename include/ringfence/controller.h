@@ -387,6 +387,9 @@ class Controller {
                                         absl::string_view reason,
                                         const Approval* approval)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Rebuilds the pending approval requests from the audit log (only with
+  // approval rules), reading only its recent end.
+  absl::Status LoadApprovalsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // If `actions` are guarded for `content_type` and no approval is being
   // carried out: records `request` (completed here) and returns the held
   // status (or the store's error). OK: go ahead.
