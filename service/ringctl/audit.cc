@@ -21,8 +21,16 @@ struct ListFlags {
 };
 
 // The action with its transition, e.g. "pause running->paused stage 0".
+// The two-person rule's entries name their request: "approval_requested
+// apr-... (promote)", "approval_rejected apr-...".
 std::string Describe(const AuditEntry& e) {
   std::string out = e.action();
+  if (e.has_approval_request()) {
+    out += " " + e.approval_request().id() + " (" +
+           e.approval_request().action() + ")";
+  } else if (e.action() == "approval_rejected") {
+    out += " " + e.approval_request_id();
+  }
   if (e.from_state() != e.to_state()) {
     out += " " + StateName(e.from_state()) + "->" + StateName(e.to_state());
   }
