@@ -373,7 +373,8 @@ TEST_F(E2EReplicaTest, ClusterStatusFromTheLeaderAndTheStandby) {
   EXPECT_THAT(r.out, HasSubstr("lease: replica-a, epoch 1, expires in"));
   r = Ctl({"cluster", "status", "--json"}, kOperatorToken);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("\"answeredByRole\": \"REPLICA_ROLE_STANDBY\""));
+  EXPECT_THAT(r.out,
+              HasSubstr("\"answered_by_role\": \"REPLICA_ROLE_STANDBY\""));
 
   // A dies and B leads: A's row still says what A was, and the status
   // marks it stale.
