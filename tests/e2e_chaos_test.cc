@@ -240,7 +240,7 @@ class E2EChaosTest : public E2ETest {
   }
 
   std::string LogPath(const Replica& r, int start) const {
-    return absl::StrCat(dir_, "/", r.id, "-", start, ".log");
+    return absl::StrCat(dir_, "/", run_, "-", r.id, "-", start, ".log");
   }
 
   // Starts replica `i` (on its old port after the first start) and waits
@@ -251,11 +251,12 @@ class E2EChaosTest : public E2ETest {
     ++r.starts;
     r.log = LogPath(r, r.starts);
     const std::string port_file =
-        absl::StrCat(dir_, "/", r.id, "-", r.starts, ".port");
+        absl::StrCat(dir_, "/", run_, "-", r.id, "-", r.starts, ".port");
     r.process = std::make_unique<ChildProcess>(
         std::vector<std::string>{
             ringfenced_, absl::StrCat("--listen=127.0.0.1:", r.port),
-            "--port_file=" + port_file, "--data_dir=" + dir_ + "/" + r.id,
+            "--port_file=" + port_file,
+            "--data_dir=" + dir_ + "/" + run_ + "-" + r.id,
             "--tick_interval=" + absl::FormatDuration(kTick),
             "--lease_ttl=" + absl::FormatDuration(kLeaseTtl),
             "--replica_id=" + r.id, "--store=postgres",
@@ -461,6 +462,7 @@ class E2EChaosTest : public E2ETest {
   // Runs the scenario with `faults` injected at random instants; returns
   // the outcome and fills takeovers_.
   Outcome Run(std::vector<Fault> faults, const std::string& tag) {
+    run_ = tag;
     schema_ = absl::StrCat("chaos_", tag, "_", getpid());
     schemas_.push_back(schema_);
     Sql("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE");
@@ -708,6 +710,8 @@ class E2EChaosTest : public E2ETest {
   bool long_run_ = false;
   std::string pg_script_, pg_dir_, pg_data_, no_restart_reason_;
   std::string dsn_file_, dsn_, schema_;
+  // The run ("baseline", "faults"): in the names of its files.
+  std::string run_;
   uint64_t seed_ = 0;
   absl::Time start_ = absl::Now();
   Replica replicas_[kReplicas];
@@ -723,6 +727,7 @@ class E2EChaosTest : public E2ETest {
 };
 
 TEST_F(E2EChaosTest, ThreeReplicasSurviveKillsStopsAndADatabaseRestart) {
+  std::cout.setf(std::ios::unitbuf);  // progress as it happens, into files too
   const std::string seed_env = Env("RINGFENCE_CHAOS_SEED");
   seed_ = seed_env.empty()
               ? static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))
