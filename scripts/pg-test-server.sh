@@ -2,6 +2,8 @@
 # A throwaway PostgreSQL cluster for the tests.
 #   scripts/pg-test-server.sh start DIR   # initdb + start; DSN in DIR/dsn
 #   scripts/pg-test-server.sh stop DIR    # stop and remove DIR
+#   scripts/pg-test-server.sh restart DIR # crash (immediate stop) and start
+#                                         # again, keeping the data
 #
 # The server listens on a Unix socket under DIR only (no TCP). PostgreSQL
 # refuses to run as root, so as root the cluster belongs to the `postgres`
@@ -27,7 +29,7 @@ if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
 fi
 
 usage() {
-  echo "usage: $0 start|stop DIR" >&2
+  echo "usage: $0 start|stop|restart DIR" >&2
   exit 2
 }
 [ $# -eq 2 ] || usage
@@ -87,6 +89,16 @@ CONF
     echo "host=$sock dbname=ringfence_test user=ringfence password=ringfence-test-secret" \
       >"$dir/dsn"
     echo "pg-test-server: PostgreSQL ($("$PG_BIN/postgres" --version)) on socket $sock"
+    ;;
+  restart)
+    # As a crash: no shutdown checkpoint; the start runs crash recovery.
+    # Only for a server of its own (the chaos test's), never the shared one.
+    as_owner "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null
+    as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 start \
+      >/dev/null || {
+      cat "$dir/server.log" >&2
+      exit 1
+    }
     ;;
   stop)
     if [ -f "$data/postmaster.pid" ]; then

@@ -11,11 +11,14 @@ namespace ringfence::service {
 
 struct FleetEmulator::Host {
   v1::GetAssignmentRequest info;
+  // Its own stub (one target), or nullptr: the shared stubs.
   std::unique_ptr<v1::Fleet::Stub> stub;
   // Guarded by the emulator's mu_ for readers; written by its worker.
   std::string running;
   bool dead = false;
   v1::AssignReason reason = v1::ASSIGN_REASON_UNSPECIFIED;
+  // Release -> the reason of the assignment that first told it.
+  std::map<std::string, v1::AssignReason> told;
   // The ReportTelemetry call in flight (at most one per host), and what the
   // host runs once it is acknowledged.
   bool reporting = false;
@@ -28,6 +31,17 @@ struct FleetEmulator::Host {
 
 FleetEmulator::FleetEmulator(FleetOptions options)
     : options_(std::move(options)) {
+  for (const std::string& target : options_.targets) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);
+    // A replica that was down comes back within a second or so: reconnect
+    // soon, not after gRPC's default backoff of up to two minutes.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    shared_stubs_.push_back(
+        v1::Fleet::NewStub(MakeChannel(target, options_.tls, args)));
+  }
   for (int i = 0; i < options_.hosts; ++i) {
     auto h = std::make_unique<Host>();
     h->info.set_host_id(absl::StrFormat("host-%03d", i));
@@ -36,11 +50,13 @@ FleetEmulator::FleetEmulator(FleetOptions options)
     h->info.set_agent_version("7.11.0");
     h->info.set_platform("windows");
     h->info.add_content_types(options_.content_type);
-    // A channel per host, as real agents have.
-    grpc::ChannelArguments args;
-    args.SetInt("grpc.use_local_subchannel_pool", 1);
-    h->stub =
-        v1::Fleet::NewStub(MakeChannel(options_.target, options_.tls, args));
+    if (shared_stubs_.empty()) {
+      // A channel per host, as real agents have.
+      grpc::ChannelArguments args;
+      args.SetInt("grpc.use_local_subchannel_pool", 1);
+      h->stub =
+          v1::Fleet::NewStub(MakeChannel(options_.target, options_.tls, args));
+    }
     hosts_.push_back(std::move(h));
   }
 }
@@ -66,6 +82,21 @@ void FleetEmulator::Stop() {
       +[](int* n) { return *n == 0; }, &reports_in_flight_));
 }
 
+v1::Fleet::Stub& FleetEmulator::StubOf(const Host& host, size_t* target) const {
+  *target = current_target_.load();
+  if (host.stub != nullptr) return *host.stub;
+  return *shared_stubs_[*target];
+}
+
+void FleetEmulator::MaybeFailOver(size_t target, const grpc::Status& s) {
+  if (shared_stubs_.size() < 2 || (s.error_code() != grpc::UNAVAILABLE &&
+                                   s.error_code() != grpc::DEADLINE_EXCEEDED)) {
+    return;
+  }
+  current_target_.compare_exchange_strong(target,
+                                          (target + 1) % shared_stubs_.size());
+}
+
 void FleetEmulator::Loop(int worker) {
   do {
     for (size_t i = worker; i < hosts_.size(); i += options_.threads) {
@@ -82,15 +113,17 @@ void FleetEmulator::PollOnce(Host& host) {
   auto context = [&] {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() +
-                      std::chrono::seconds(5));
+                      absl::ToChronoMilliseconds(options_.call_timeout));
     if (!options_.token.empty()) {
       ctx->AddMetadata("authorization", "Bearer " + options_.token);
     }
     return ctx;
   };
   v1::GetAssignmentResponse assignment;
-  grpc::Status s =
-      host.stub->GetAssignment(context().get(), host.info, &assignment);
+  size_t target = 0;
+  grpc::Status s = StubOf(host, &target)
+                       .GetAssignment(context().get(), host.info, &assignment);
+  if (!s.ok()) MaybeFailOver(target, s);
   if (!s.ok() || assignment.assignments_size() != 1) {
     absl::MutexLock lock(&mu_);
     FailLocked(host, "GetAssignment", s);
@@ -111,6 +144,7 @@ void FleetEmulator::PollOnce(Host& host) {
     absl::MutexLock lock(&mu_);
     host.reason = a.reason();
     running = host.running;
+    if (a.has_release()) host.told.emplace(a.release_id(), a.reason());
   }
   if (a.unload()) running.clear();  // nothing proven to fall back to
   if (a.has_release() && a.release_id() != running) {
@@ -136,22 +170,24 @@ void FleetEmulator::PollOnce(Host& host) {
     host.next_dead = dead;
   }
   host.report_context = context();
-  host.stub->async()->ReportTelemetry(
-      host.report_context.get(), &host.report, &host.reply,
-      [this, &host](grpc::Status status) {
-        absl::MutexLock lock(&mu_);
-        if (status.ok()) {
-          polls_.fetch_add(1);
-          host.running = host.next_running;
-          host.dead = host.next_dead;
-        } else {
-          // Not applied (e.g. RESOURCE_EXHAUSTED): the next poll reports
-          // again.
-          FailLocked(host, "ReportTelemetry", status);
-        }
-        host.reporting = false;
-        --reports_in_flight_;
-      });
+  StubOf(host, &target)
+      .async()
+      ->ReportTelemetry(host.report_context.get(), &host.report, &host.reply,
+                        [this, &host, target](grpc::Status status) {
+                          absl::MutexLock lock(&mu_);
+                          if (status.ok()) {
+                            polls_.fetch_add(1);
+                            host.running = host.next_running;
+                            host.dead = host.next_dead;
+                          } else {
+                            // Not applied (e.g. RESOURCE_EXHAUSTED): the next
+                            // poll reports again.
+                            FailLocked(host, "ReportTelemetry", status);
+                            MaybeFailOver(target, status);
+                          }
+                          host.reporting = false;
+                          --reports_in_flight_;
+                        });
 }
 
 void FleetEmulator::FailLocked(const Host& host, absl::string_view what,
@@ -168,6 +204,36 @@ int FleetEmulator::Running(const std::string& release_id) const {
   int n = 0;
   for (const auto& h : hosts_) n += !h->dead && h->running == release_id;
   return n;
+}
+
+std::vector<std::string> FleetEmulator::HostsRunning(
+    const std::string& release_id) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& h : hosts_) {
+    if (!h->dead && h->running == release_id) out.push_back(h->info.host_id());
+  }
+  return out;
+}
+
+std::vector<std::string> FleetEmulator::DeadHosts() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& h : hosts_) {
+    if (h->dead) out.push_back(h->info.host_id());
+  }
+  return out;
+}
+
+std::map<std::string, v1::AssignReason> FleetEmulator::Told(
+    const std::string& release_id) const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, v1::AssignReason> out;
+  for (const auto& h : hosts_) {
+    auto it = h->told.find(release_id);
+    if (it != h->told.end()) out.emplace(h->info.host_id(), it->second);
+  }
+  return out;
 }
 
 int FleetEmulator::Dead() const {

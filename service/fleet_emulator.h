@@ -22,7 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "ringfence/v1/ringfence.pb.h"
+#include "ringfence/v1/ringfence.grpc.pb.h"
 #include "service/tls.h"
 
 namespace ringfence::service {
@@ -30,6 +30,15 @@ namespace ringfence::service {
 struct FleetOptions {
   // host:port of ringfenced.
   std::string target;
+  // Several servers (replicas of one cluster), instead of `target` if not
+  // empty. The hosts then share one channel per server (1,000 hosts need
+  // not open 1,000 connections to each) and call one server at a time: a
+  // call that fails with UNAVAILABLE (a standby refusing it, a server that
+  // is down) or DEADLINE_EXCEEDED (a server that is stopped) moves every
+  // host to the next server, until they find whichever replica leads.
+  std::vector<std::string> targets;
+  // Deadline of each call (default 5s).
+  absl::Duration call_timeout = absl::Seconds(5);
   // Bearer token with role relay or admin: one token speaks for every
   // emulated host (empty: none).
   std::string token;
@@ -58,6 +67,14 @@ class FleetEmulator {
 
   // Live hosts currently running `release_id`.
   int Running(const std::string& release_id) const;
+  // Their host ids.
+  std::vector<std::string> HostsRunning(const std::string& release_id) const;
+  // The host ids of the hosts that died.
+  std::vector<std::string> DeadHosts() const;
+  // The hosts that were told to apply `release_id`, with the reason of the
+  // assignment that told them (the first time).
+  std::map<std::string, v1::AssignReason> Told(
+      const std::string& release_id) const;
   // Hosts that died boot-looping.
   int Dead() const;
   // Live hosts whose last assignment had `reason`.
@@ -71,11 +88,20 @@ class FleetEmulator {
  private:
   struct Host;
   void Loop(int worker);
+  // The stub `host` calls now, and which of several targets it is.
+  v1::Fleet::Stub& StubOf(const Host& host, size_t* target) const;
+  // After a call to `target` failed with `s`: on UNAVAILABLE or
+  // DEADLINE_EXCEEDED, moves the hosts to the next of several targets
+  // (unless another call moved them already).
+  void MaybeFailOver(size_t target, const grpc::Status& s);
   void PollOnce(Host& host);
   void FailLocked(const Host& host, absl::string_view what,
                   const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const FleetOptions options_;
+  // One stub per target, shared by the hosts (with several targets).
+  std::vector<std::unique_ptr<v1::Fleet::Stub>> shared_stubs_;
+  std::atomic<size_t> current_target_{0};
   std::vector<std::unique_ptr<Host>> hosts_;
   std::vector<std::thread> threads_;
   absl::Notification stop_;

@@ -176,6 +176,7 @@ struct HttpServer::Routes {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::Releases::Stub> releases;
   std::unique_ptr<v1::Rollouts::Stub> rollouts;
+  std::unique_ptr<v1::Cluster::Stub> cluster;
   std::function<std::string()> render_metrics;
   HttpServerOptions options;
 
@@ -332,6 +333,12 @@ struct HttpServer::Routes {
       Forward<v1::CheckGateRequest, v1::CheckGateResponse>(
           in, out, {}, [this](auto* ctx, const auto& r, auto* resp) {
             return rollouts->CheckGate(ctx, r, resp);
+          });
+    });
+    http.Get("/v1/cluster", [this](const Req& in, Res& out) {
+      Forward<v1::GetClusterStatusRequest, v1::GetClusterStatusResponse>(
+          in, out, {}, [this](auto* ctx, const auto& r, auto* resp) {
+            return cluster->GetClusterStatus(ctx, r, resp);
           });
     });
     http.Get("/v1/approvals", [this](const Req& in, Res& out) {
@@ -499,6 +506,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   Routes& routes = *server->routes_;
   routes.releases = v1::Releases::NewStub(channel);
   routes.rollouts = v1::Rollouts::NewStub(channel);
+  routes.cluster = v1::Cluster::NewStub(channel);
   routes.channel = std::move(channel);
   routes.render_metrics = std::move(render_metrics);
   routes.options = std::move(options);

@@ -27,6 +27,7 @@
 //   POST /v1/emergency-stop            EmergencyStop  {"contentType", "reason"}
 //   POST /v1/emergency-stop/clear      ClearEmergencyStop (same body)
 //   GET  /v1/gate                      CheckGate (?releaseId=&stage=)
+//   GET  /v1/cluster                   Cluster.GetClusterStatus
 //   GET  /v1/audit                     ListAudit (?afterSeq=&limit=&
 //                                        rolloutId=)
 //   GET  /metrics                      Prometheus text format

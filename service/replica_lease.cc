@@ -18,13 +18,27 @@ ReplicaLease::~ReplicaLease() {
 absl::Status ReplicaLease::Release() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (renewer_.joinable()) renewer_.join();
-  return store_->ReleaseLease();
+  absl::Status s = store_->ReleaseLease();
+  // The row now says standby (the lease expired), not leader.
+  if (s.ok()) Record();
+  return s;
 }
 
 void ReplicaLease::Log(const std::string& message) {
   if (message == last_logged_) return;
   last_logged_ = message;
   if (options_.log) options_.log(message);
+}
+
+void ReplicaLease::Record() {
+  const absl::Status s =
+      store_->RecordReplica(options_.replica_id, options_.address);
+  std::string error = s.ok() ? "" : s.ToString();
+  if (!error.empty() && error != last_record_error_ && options_.log) {
+    options_.log(
+        absl::StrCat("cannot record this replica for cluster status: ", error));
+  }
+  last_record_error_ = std::move(error);
 }
 
 absl::StatusOr<int64_t> ReplicaLease::WaitUntilLeading(
@@ -34,6 +48,7 @@ absl::StatusOr<int64_t> ReplicaLease::WaitUntilLeading(
     absl::StatusOr<PostgresLease> lease =
         store_->AcquireLease(options_.replica_id, options_.ttl);
     if (absl::IsFailedPrecondition(lease.status())) return lease.status();
+    Record();
     if (lease.ok() && lease->held) {
       last_logged_.clear();
       return lease->epoch;
@@ -65,6 +80,7 @@ void ReplicaLease::StartRenewing() {
         // Superseded: the store told its owner; nothing more to renew.
         return;
       }
+      Record();
       if (!lease.ok()) {
         Log(absl::StrCat("cannot renew the lease: ", lease.status().ToString(),
                          " (once it expires another replica may take over; "

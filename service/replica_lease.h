@@ -2,6 +2,10 @@
 // store (PostgresStore::AcquireLease): standing by until it holds the lease,
 // then renewing it on a thread of its own (service/README.md, "Replicas").
 //
+// After every attempt, leading or not, the replica records itself in the
+// store's `replicas` table (PostgresStore::RecordReplica), for cluster
+// status.
+//
 // Losing the lease is not handled here: the store, fenced to this replica's
 // epoch, refuses every write once another replica took over, and calls its
 // on_superseded (ringfenced logs and exits there), whether a renewal or a
@@ -11,6 +15,7 @@
 //   ReplicaLeaseOptions options;
 //   options.replica_id = "db-a:7443";
 //   options.log = Log;
+//   options.address = "db-a.example:7443";
 //   ReplicaLease lease(store, options);
 //   absl::StatusOr<int64_t> epoch = lease.WaitUntilLeading(
 //       [](absl::Duration d) { return StopRequestedWithin(d); },
@@ -43,6 +48,10 @@ struct ReplicaLeaseOptions {
   absl::Duration interval = absl::Seconds(1);
   // Where to report changes (who leads, errors): each distinct message once.
   std::function<void(const std::string&)> log;
+  // The gRPC address this replica advertises in the `replicas` table
+  // (PostgresStore::RecordReplica, after every attempt to take or renew the
+  // lease). Default "": none.
+  std::string address;
 };
 
 class ReplicaLease {
@@ -81,10 +90,13 @@ class ReplicaLease {
 
  private:
   void Log(const std::string& message);
+  // RecordReplica, logging a failure (once per distinct error).
+  void Record();
 
   PostgresStore* const store_;
   const ReplicaLeaseOptions options_;
-  std::string last_logged_;  // used by one thread at a time
+  std::string last_logged_;        // used by one thread at a time
+  std::string last_record_error_;  // likewise
   absl::Notification stop_;
   std::thread renewer_;
 };

@@ -151,6 +151,10 @@ absl::Status ValidateRequest(const v1::ListApprovalsRequest&) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateRequest(const v1::GetClusterStatusRequest&) {
+  return absl::OkStatus();
+}
+
 absl::Status ValidateRequest(const v1::ApproveRequest& request) {
   RETURN_IF_ERROR(ValidateId(request.request_id(), "request_id"));
   return Reason(request.reason());

@@ -54,6 +54,9 @@ absl::Status ValidateRequest(const v1::ListApprovalsRequest& request);
 absl::Status ValidateRequest(const v1::ApproveRequest& request);
 absl::Status ValidateRequest(const v1::RejectRequest& request);
 
+// Cluster (an empty request: always OK).
+absl::Status ValidateRequest(const v1::GetClusterStatusRequest& request);
+
 // Fleet.
 //
 // ValidateGetAssignment: `request`, whose host fields are `host` (its

@@ -68,6 +68,7 @@
 #include "ringfence/signing.h"
 #include "ringfence/sqlite_store.h"
 #include "service/auth.h"
+#include "service/cluster_service.h"
 #include "service/http_server.h"
 #include "service/replica_lease.h"
 #include "service/server.h"
@@ -110,6 +111,10 @@ ABSL_FLAG(std::string, replica_id, "",
           "with --store=postgres: this replica's name in the lease that "
           "elects the one replica that acts (default: <hostname>:<port>); "
           "unique per replica, and kept across its restarts");
+ABSL_FLAG(std::string, advertise_address, "",
+          "the gRPC address other machines reach this replica at, as cluster "
+          "status reports it (default: the --listen host and the bound port; "
+          "for a wildcard host, <hostname>:<port>)");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(10),
           "with --store=postgres: how long the leader's lease lasts without "
           "renewal (it renews every --tick_interval); when the leader dies, "
@@ -273,6 +278,10 @@ int Main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_replica_id).size() > 200) {
     Log("--replica_id must be at most 200 bytes");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_advertise_address).size() > 300) {
+    Log("--advertise_address must be at most 300 bytes");
     return 2;
   }
 
@@ -552,10 +561,16 @@ int Main(int argc, char** argv) {
   std::unique_ptr<ringfence::StandbyServer> standby;
   std::unique_ptr<ringfence::ReplicaLease> lease;
   bool port_file_written = false;
+  server_options.cluster.replica_id = absl::GetFlag(FLAGS_replica_id);
+  server_options.cluster.address = absl::GetFlag(FLAGS_advertise_address);
   if (replicated != nullptr) {
+    server_options.cluster.read = [replicated] {
+      return replicated->ReadCluster();
+    };
     absl::StatusOr<std::unique_ptr<ringfence::StandbyServer>> started =
         ringfence::StandbyServer::Start(server_options.listen,
-                                        server_options.tls);
+                                        server_options.tls, server_options.auth,
+                                        server_options.cluster);
     if (!started.ok()) {
       Log(started.status().ToString());
       return 1;
@@ -563,19 +578,22 @@ int Main(int argc, char** argv) {
     standby = *std::move(started);
     const int port = standby->port();
     std::string replica_id = absl::GetFlag(FLAGS_replica_id);
-    if (replica_id.empty()) {
-      char host[256] = {};
-      if (gethostname(host, sizeof(host) - 1) != 0) {
-        std::snprintf(host, sizeof(host), "localhost");
-      }
-      replica_id = absl::StrCat(host, ":", port);
+    if (replica_id.empty()) replica_id = ringfence::DefaultReplicaName(port);
+    std::string address = absl::GetFlag(FLAGS_advertise_address);
+    if (address.empty()) {
+      address = ringfence::AdvertisedAddress(server_options.listen, port);
     }
+    // The server listens on the standby's port: the same names.
+    server_options.cluster.replica_id = replica_id;
+    server_options.cluster.address = address;
     lease = std::make_unique<ringfence::ReplicaLease>(
         replicated,
         ringfence::ReplicaLeaseOptions{
-            replica_id, lease_ttl, tick, [replica_id](const std::string& m) {
+            replica_id, lease_ttl, tick,
+            [replica_id](const std::string& m) {
               Log(absl::StrCat("replica \"", replica_id, "\": ", m));
-            }});
+            },
+            address});
     int stop_signal = 0;
     absl::StatusOr<int64_t> epoch = lease->WaitUntilLeading(
         [&](absl::Duration d) {

@@ -20,6 +20,7 @@
 #include "ringfence/error_text.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
 #include "service/call.h"
+#include "service/cluster_service.h"
 #include "service/fleet_service.h"
 #include "service/ingestor.h"
 #include "service/metrics.h"
@@ -39,6 +40,7 @@ struct Server::Services {
   std::unique_ptr<ReleasesService> releases;
   std::unique_ptr<RolloutsService> rollouts;
   std::unique_ptr<FleetService> fleet;
+  std::unique_ptr<ClusterService> cluster;
 };
 
 bool IsLoopbackAddress(absl::string_view listen) {
@@ -123,6 +125,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
       controller, svc.authorizer.get(), &svc.shutting_down);
   svc.fleet = std::make_unique<FleetService>(controller, svc.authorizer.get(),
                                              svc.ingestor.get());
+  svc.cluster = std::make_unique<ClusterService>(svc.authorizer.get(),
+                                                 std::move(options.cluster),
+                                                 v1::REPLICA_ROLE_LEADER);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -144,6 +149,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   builder.RegisterService(svc.releases.get());
   builder.RegisterService(svc.rollouts.get());
   builder.RegisterService(svc.fleet.get());
+  builder.RegisterService(svc.cluster.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr ||
       (!options.listen.empty() && server->port_ == 0)) {
@@ -152,11 +158,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
                      " (address in use, not host:port, or TLS material "
                      "refused?)"));
   }
+  svc.cluster->SetBound(options.listen, server->port_);
   server->health_ = server->server_->GetHealthCheckService();
   if (server->health_ != nullptr) {
     for (const char* service :
          {v1::Releases::service_full_name(), v1::Rollouts::service_full_name(),
-          v1::Fleet::service_full_name()}) {
+          v1::Fleet::service_full_name(), v1::Cluster::service_full_name()}) {
       server->health_->SetServingStatus(service, true);
     }
     server->UpdateHealth();

@@ -1,5 +1,5 @@
-// The ringfence gRPC server: the Releases, Rollouts and Fleet services of
-// ringfence/v1/ringfence.proto over a Controller, plus grpc.health.v1 health
+// The ringfence gRPC server: the Releases, Rollouts, Fleet and Cluster services
+// of ringfence/v1/ringfence.proto over a Controller, plus grpc.health.v1 health
 // checking and server reflection, over plaintext, TLS or mutual TLS.
 //
 // Authentication: bearer tokens (ServerOptions::auth), on top of plaintext,
@@ -10,6 +10,9 @@
 // server reflection need no token: health is what load balancers probe,
 // and reflection describes the API, which is public (ringfence.proto), and
 // reads or changes nothing; every ringfence.v1 method needs one.
+//
+// Cluster: GetClusterStatus (cluster_service.h) answers as the leader (or as
+// the only server).
 //
 // Health: "" and every service report SERVING while the server runs, except
 // the Fleet service, which reports NOT_SERVING while the controller's store
@@ -57,6 +60,7 @@
 #include "ringfence/controller.h"
 #include "ringfence/release_check.h"
 #include "service/auth.h"
+#include "service/cluster_service.h"
 #include "service/tls.h"
 
 namespace grpc {
@@ -117,6 +121,9 @@ struct ServerOptions {
   // Content validations (calls that send a payload) running at once, each on
   // a thread of its own; more get RESOURCE_EXHAUSTED (default 4).
   int max_concurrent_validations = 4;
+  // What the Cluster service answers (cluster_service.h). Default: a single
+  // server named "<hostname>:<bound port>".
+  ClusterOptions cluster;
 };
 
 // IsLoopbackAddress

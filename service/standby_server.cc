@@ -41,14 +41,20 @@ class StandbyServer::Answers final : public grpc::CallbackGenericService {
 };
 
 absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
-    const std::string& listen, const std::optional<ServerTls>& tls) {
+    const std::string& listen, const std::optional<ServerTls>& tls,
+    std::optional<TokenAuthenticator> auth, ClusterOptions cluster) {
   std::unique_ptr<StandbyServer> standby(new StandbyServer());
   standby->answers_ = std::make_unique<Answers>();
+  standby->authorizer_ = std::make_unique<CallAuthorizer>(std::move(auth));
+  standby->cluster_ = std::make_unique<ClusterService>(
+      standby->authorizer_.get(), std::move(cluster), v1::REPLICA_ROLE_STANDBY);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   // As the Server: refuse to share the port with another process.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(listen, ServerCredentials(tls), &standby->port_);
+  // Registered services take their calls; the generic one every other.
+  builder.RegisterService(standby->cluster_.get());
   builder.RegisterCallbackGenericService(standby->answers_.get());
   standby->server_ = builder.BuildAndStart();
   if (standby->server_ == nullptr || standby->port_ == 0) {
@@ -57,9 +63,11 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
                      " (address in use, not host:port, or TLS material "
                      "refused?)"));
   }
+  standby->cluster_->SetBound(listen, standby->port_);
   if (grpc::HealthCheckServiceInterface* health =
           standby->server_->GetHealthCheckService();
       health != nullptr) {
+    health->SetServingStatus(v1::Cluster::service_full_name(), true);
     for (const char* service :
          {v1::Releases::service_full_name(), v1::Rollouts::service_full_name(),
           v1::Fleet::service_full_name()}) {

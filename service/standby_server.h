@@ -1,15 +1,18 @@
 // StandbyServer: what a ringfenced replica serves while another replica
 // holds the lease (service/README.md, "Replicas"). It has no Controller and
-// touches no store: gRPC health answers NOT_SERVING for the Releases,
-// Rollouts and Fleet services (SERVING for the server as a whole: the
-// process is up), and every other call fails with UNAVAILABLE, saying which
-// replica leads, so that clients and load balancers go to the leader.
+// writes nothing: gRPC health answers NOT_SERVING for the Releases,
+// Rollouts and Fleet services (SERVING for the server as a whole and for
+// the Cluster service: the process is up), the Cluster service's
+// GetClusterStatus answers from the database (cluster_service.h), and
+// every other call fails with UNAVAILABLE, saying which replica leads, so
+// that clients and load balancers go to the leader.
 //
 // When the replica takes the lease, ringfenced shuts the standby down and
 // starts the real Server on the same port.
 //
 // Example:
-//   auto standby = StandbyServer::Start("0.0.0.0:7443", tls).value();
+//   auto standby =
+//       StandbyServer::Start("0.0.0.0:7443", tls, auth, cluster).value();
 //   standby->SetMessage("replica \"db-b:7443\" stands by: replica "
 //                       "\"db-a:7443\" leads (lease epoch 4)");
 //   ...
@@ -24,6 +27,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "service/auth.h"
+#include "service/call.h"
+#include "service/cluster_service.h"
 #include "service/tls.h"
 
 namespace grpc {
@@ -37,9 +43,14 @@ class StandbyServer {
   // Start
   //
   // Listens on `listen` ("host:port"; port 0 picks a free port) with `tls`
-  // (nullopt: plaintext). UNAVAILABLE if the address cannot be bound.
+  // (nullopt: plaintext). GetClusterStatus authenticates with `auth` (as
+  // the Server does) and answers from `cluster`; an empty replica id or
+  // address there becomes "<hostname>:<bound port>". UNAVAILABLE if the
+  // address cannot be bound.
   static absl::StatusOr<std::unique_ptr<StandbyServer>> Start(
-      const std::string& listen, const std::optional<ServerTls>& tls);
+      const std::string& listen, const std::optional<ServerTls>& tls,
+      std::optional<TokenAuthenticator> auth = std::nullopt,
+      ClusterOptions cluster = {});
   // Shuts down if Shutdown was not called.
   ~StandbyServer();
   StandbyServer(const StandbyServer&) = delete;
@@ -63,6 +74,8 @@ class StandbyServer {
   StandbyServer() = default;
 
   std::unique_ptr<Answers> answers_;
+  std::unique_ptr<CallAuthorizer> authorizer_;
+  std::unique_ptr<ClusterService> cluster_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

@@ -293,3 +293,101 @@ TEST_F(E2EReplicaTest, AStoppedLeaderWakesUpFencedAndExits) {
 
 }  // namespace
 }  // namespace ringfence::e2e
+
+namespace ringfence::e2e {
+namespace {
+
+v1::GetClusterStatusResponse ClusterStatus(v1::Cluster::Stub& stub,
+                                           const std::string& token,
+                                           grpc::Status* status) {
+  v1::GetClusterStatusResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  *status = stub.GetClusterStatus(&ctx, v1::GetClusterStatusRequest(), &resp);
+  return resp;
+}
+
+// The SQLite store: one server, leading, no lease.
+TEST_F(E2ETest, ClusterStatusOfASingleServer) {
+  auto stub = v1::Cluster::NewStub(channel_);
+  grpc::Status s;
+  const v1::GetClusterStatusResponse st =
+      ClusterStatus(*stub, kPublisherToken, &s);
+  ASSERT_THAT(s, GrpcOk());
+  EXPECT_EQ(st.store(), "sqlite");
+  EXPECT_EQ(st.answered_by_role(), v1::REPLICA_ROLE_LEADER);
+  EXPECT_THAT(st.answered_by(), ::testing::EndsWith(absl::StrCat(":", port_)));
+  ASSERT_EQ(st.replicas_size(), 1);
+  EXPECT_EQ(st.replicas(0).address(), target());
+  EXPECT_FALSE(st.has_lease());
+  CommandResult r = Ctl({"cluster", "status"}, kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("store sqlite; answered by"));
+}
+
+// Every replica, the standby too, says who leads; both record themselves.
+TEST_F(E2EReplicaTest, ClusterStatusFromTheLeaderAndTheStandby) {
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby());
+  // Both recorded themselves at their first attempt; a tick for B's row.
+  absl::SleepFor(2 * kTick);
+  for (const Replica* r : {&a_, &b_}) {
+    ConnectTo(*r);
+    auto stub = v1::Cluster::NewStub(channel_);
+    grpc::Status s;
+    const v1::GetClusterStatusResponse st =
+        ClusterStatus(*stub, kOperatorToken, &s);
+    ASSERT_THAT(s, GrpcOk()) << r->id;
+    EXPECT_EQ(st.store(), "postgres");
+    EXPECT_EQ(st.answered_by(), r->id);
+    EXPECT_EQ(st.answered_by_role(),
+              r == &a_ ? v1::REPLICA_ROLE_LEADER : v1::REPLICA_ROLE_STANDBY);
+    EXPECT_EQ(st.lease().holder(), "replica-a");
+    EXPECT_EQ(st.lease().epoch(), 1);
+    EXPECT_GT(st.lease().expires_in().seconds() * 1000 +
+                  st.lease().expires_in().nanos() / 1000000,
+              0);
+    EXPECT_LT(st.lease().since_renewal().seconds(), 2);
+    ASSERT_EQ(st.replicas_size(), 2) << st.DebugString();
+    for (const v1::ClusterReplica& rep : st.replicas()) {
+      const bool leader = rep.replica_id() == "replica-a";
+      EXPECT_EQ(rep.role(),
+                leader ? v1::REPLICA_ROLE_LEADER : v1::REPLICA_ROLE_STANDBY);
+      EXPECT_EQ(rep.epoch(), leader ? 1 : 0);
+      EXPECT_EQ(rep.address(),
+                absl::StrCat("127.0.0.1:", leader ? a_.port : b_.port));
+      EXPECT_LT(rep.last_seen_age().seconds(), 2) << rep.replica_id();
+    }
+    // Reader roles only, on the standby as on the leader.
+    ClusterStatus(*stub, kRelayToken, &s);
+    EXPECT_THAT(s, GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                                HasSubstr("GetClusterStatus")));
+    // Health: the Cluster service answers on every replica.
+    EXPECT_EQ(HealthStatus("ringfence.v1.Cluster", channel_), kServing);
+  }
+
+  ConnectTo(b_);
+  CommandResult r = Ctl({"cluster", "status"}, kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("answered by replica-b (standby)"));
+  EXPECT_THAT(r.out, HasSubstr("lease: replica-a, epoch 1, expires in"));
+  r = Ctl({"cluster", "status", "--json"}, kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out,
+              HasSubstr("\"answered_by_role\": \"REPLICA_ROLE_STANDBY\""));
+
+  // A dies and B leads: A's row still says what A was, and the status
+  // marks it stale.
+  a_.process->Signal(SIGKILL);
+  EXPECT_EQ(a_.process->Wait(absl::Seconds(10)), 128 + SIGKILL);
+  WaitForB(absl::Now());
+  ConnectTo(b_);
+  r = Ctl({"cluster", "status"}, kOperatorToken);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("answered by replica-b (leader)"));
+  EXPECT_THAT(r.out, HasSubstr("lease: replica-b, epoch 2"));
+  EXPECT_THAT(r.out, HasSubstr("leader (stale)"));
+}
+
+}  // namespace
+}  // namespace ringfence::e2e

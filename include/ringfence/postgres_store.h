@@ -62,6 +62,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ringfence/clock.h"
+#include "ringfence/cluster.h"
 #include "ringfence/store.h"
 
 namespace ringfence {
@@ -103,7 +104,7 @@ struct PostgresStoreOptions {
 };
 
 // The latest schema version this build writes (schema_migrations.version).
-inline constexpr int kPostgresSchemaVersion = 2;
+inline constexpr int kPostgresSchemaVersion = 3;
 
 // PostgresLease: the lease as PostgresStore::AcquireLease left it.
 struct PostgresLease {
@@ -170,6 +171,25 @@ class PostgresStore : public Store {
 
   // The epoch this store's writes are fenced to (0: not fenced).
   virtual int64_t fenced_epoch() const = 0;
+
+  // RecordReplica
+  //
+  // Upserts the row of `replica_id` in the `replicas` table: `address`,
+  // whether it leads (this store's fenced epoch is the lease's current,
+  // unexpired epoch, judged in the same statement) and last_seen = the
+  // database's clock; and deletes the rows of replicas not seen for
+  // kForgetReplicasAfter. Not fenced (standbys call it too); it changes
+  // nothing but that table. ringfenced calls it after every lease attempt.
+  // INVALID_ARGUMENT for an empty replica_id; UNAVAILABLE etc. as for
+  // writes.
+  virtual absl::Status RecordReplica(absl::string_view replica_id,
+                                     absl::string_view address) = 0;
+
+  // ReadCluster
+  //
+  // The lease and the recorded replicas (ClusterView). A read: any replica
+  // may call it, leading or not.
+  virtual absl::StatusOr<ClusterView> ReadCluster() = 0;
 };
 
 using PostgresStorePtr = std::unique_ptr<PostgresStore>;

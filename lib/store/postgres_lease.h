@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ringfence/cluster.h"
 #include "store/postgres_conn.h"
 
 namespace ringfence::internal {
@@ -64,5 +65,23 @@ absl::StatusOr<LeaseRow> LockLeaseOn(Conn& c);
 // by epoch 5 (held by "r2"); <consequence>".
 absl::Status SupersededError(int64_t epoch, const LeaseRow& now,
                              absl::string_view consequence);
+
+// RecordReplicaOn
+//
+// Two statements (each its own transaction): upserts the row of
+// `replica_id` in `replicas` (role "leader" with `held_epoch` if that is the
+// lease's current unexpired epoch and `replica_id` its holder, else
+// "standby" with epoch 0; last_seen = the database's clock), then deletes
+// rows not seen for `forget_after`. Returns the upsert's result.
+absl::StatusOr<Result> RecordReplicaOn(Conn& c, absl::string_view replica_id,
+                                       absl::string_view address,
+                                       int64_t held_epoch,
+                                       absl::Duration forget_after);
+
+// ReadClusterOn
+//
+// The lease and at most `max_replicas` replicas, most recently seen first,
+// in one statement.
+absl::StatusOr<ClusterView> ReadClusterOn(Conn& c, int max_replicas);
 
 }  // namespace ringfence::internal

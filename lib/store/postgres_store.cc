@@ -110,6 +110,18 @@ INSERT INTO lease(id, holder, epoch, expires_at)
   VALUES(1, '', 0, TIMESTAMP WITH TIME ZONE '1970-01-01 00:00:00+00');
 ALTER TABLE audit ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
 )sql",
+    // 3: the replicas that record themselves every tick (RecordReplica), for
+    // cluster status, and when the lease was last taken or renewed.
+    R"sql(
+CREATE TABLE replicas(
+  replica_id TEXT PRIMARY KEY,
+  address TEXT NOT NULL,
+  role TEXT NOT NULL,
+  epoch BIGINT NOT NULL,
+  last_seen TIMESTAMP WITH TIME ZONE NOT NULL);
+ALTER TABLE lease ADD COLUMN renewed_at TIMESTAMP WITH TIME ZONE NOT NULL
+  DEFAULT TIMESTAMP WITH TIME ZONE '1970-01-01 00:00:00+00';
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
                   kPostgresSchemaVersion,
@@ -664,6 +676,33 @@ class PostgresStoreImpl final : public PostgresStore {
 
   int64_t fenced_epoch() const override {
     return fenced_epoch_.load(std::memory_order_acquire);
+  }
+
+  absl::Status RecordReplica(absl::string_view replica_id,
+                             absl::string_view address) override {
+    if (replica_id.empty()) {
+      return absl::InvalidArgumentError(
+          "replicas: replica_id must not be empty");
+    }
+    // Unfenced, like the lease's own statement: standbys record themselves
+    // too. The role comes from the lease row in the same statement, so a
+    // replica whose epoch was superseded records itself as a standby.
+    return WithConn(false, [&](Conn& c) -> absl::Status {
+      return internal::RecordReplicaOn(
+                 c, replica_id, address,
+                 fenced_epoch_.load(std::memory_order_acquire),
+                 kForgetReplicasAfter)
+          .status();
+    });
+  }
+
+  absl::StatusOr<ClusterView> ReadCluster() override {
+    ClusterView view;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      ASSIGN_OR_RETURN(view, internal::ReadClusterOn(c, kMaxClusterReplicas));
+      return absl::OkStatus();
+    }));
+    return view;
   }
 
  private:

@@ -15,6 +15,7 @@ Client::Client(const GlobalFlags& flags, const std::optional<ClientTls>& tls)
     : channel_(MakeChannel(flags.server, tls)),
       releases_(v1::Releases::NewStub(channel_)),
       rollouts_(v1::Rollouts::NewStub(channel_)),
+      cluster_(v1::Cluster::NewStub(channel_)),
       json_(flags.json),
       token_(flags.token) {}
 

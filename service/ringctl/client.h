@@ -33,12 +33,14 @@ class Client {
 
   v1::Releases::Stub& releases() { return *releases_; }
   v1::Rollouts::Stub& rollouts() { return *rollouts_; }
+  v1::Cluster::Stub& cluster() { return *cluster_; }
   bool json() const { return json_; }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Releases::Stub> releases_;
   std::unique_ptr<v1::Rollouts::Stub> rollouts_;
+  std::unique_ptr<v1::Cluster::Stub> cluster_;
   bool json_;
   std::string token_;
   absl::Duration rpc_timeout_ = absl::Seconds(10);

@@ -7,6 +7,7 @@
 //   ringctl gate check                               gate.cc
 //   ringctl emergency-stop                           emergency_stop.cc
 //   ringctl audit list|verify                        audit.cc
+//   ringctl cluster status                           cluster.cc
 //   ringctl approvals list, approve, reject          approvals.cc
 //   ringctl plan explain (offline)                   plan.cc
 //   ringctl simulate (offline)                       simulate.cc
@@ -23,6 +24,7 @@ void AddRolloutCommands(CommandLine& cli);
 void AddGateCommands(CommandLine& cli);
 void AddEmergencyStopCommand(CommandLine& cli);
 void AddAuditCommands(CommandLine& cli);
+void AddClusterCommands(CommandLine& cli);
 void AddApprovalCommands(CommandLine& cli);
 void AddPlanCommands(CommandLine& cli);
 void AddSimulateCommand(CommandLine& cli);

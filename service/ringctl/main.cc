@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   ringctl::AddGateCommands(cli);
   ringctl::AddEmergencyStopCommand(cli);
   ringctl::AddAuditCommands(cli);
+  ringctl::AddClusterCommands(cli);
   ringctl::AddApprovalCommands(cli);
   ringctl::AddPlanCommands(cli);
   ringctl::AddSimulateCommand(cli);
