@@ -69,10 +69,14 @@ void OnSignal(int) {
   }
 }
 
-// Waits up to `d`, or until a signal arrives.
-void WaitFor(absl::Duration d) {
-  pollfd p = {g_wake_pipe[0], POLLIN, 0};
-  poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(d)));
+// Waits up to `d`, or until a signal arrives or `inbox_fd` (if not -1)
+// becomes readable. Returns whether it did.
+bool WaitFor(absl::Duration d, int inbox_fd) {
+  pollfd p[2] = {{g_wake_pipe[0], POLLIN, 0}, {inbox_fd, POLLIN, 0}};
+  // Rounded up: waking a little early would only mean waking again.
+  const int ms = static_cast<int>(
+      absl::ToInt64Milliseconds(absl::Ceil(d, absl::Milliseconds(1))));
+  return poll(p, inbox_fd >= 0 ? 2 : 1, ms) > 0 && (p[1].revents & POLLIN);
 }
 
 void Log(const std::string& line) {
@@ -222,14 +226,20 @@ int Run(Flags& f) {
   std::string last_status;
   Log(absl::StrCat("started: host ", f.agent.identity.host_id, ", ",
                    f.agent.identity.content_type, ", server ", f.server));
+  // Reports are picked up when inotify says the inbox changed; without
+  // it, the inbox is looked at every second.
+  ringfence::agent::InboxWatch inbox(f.agent.state_dir);
+  bool drain = true;  // what was queued before the watch
   while (!g_stop.load()) {
-    int rejected = 0;
-    absl::StatusOr<int> reports = ringfence::agent::DrainInbox(
-        f.agent.state_dir, agent->get(), &rejected);
-    if (!reports.ok())
-      Log(absl::StrCat("inbox: ", reports.status().ToString()));
-    if (rejected > 0) {
-      Log(absl::StrCat("inbox: ", rejected, " malformed report(s) deleted"));
+    if (drain || !inbox.watching()) {
+      int rejected = 0;
+      absl::StatusOr<int> reports = ringfence::agent::DrainInbox(
+          f.agent.state_dir, agent->get(), &rejected);
+      if (!reports.ok())
+        Log(absl::StrCat("inbox: ", reports.status().ToString()));
+      if (rejected > 0) {
+        Log(absl::StrCat("inbox: ", rejected, " malformed report(s) deleted"));
+      }
     }
     if (absl::Now() >= (*agent)->NextWakeup()) {
       absl::Status s = (*agent)->Tick();
@@ -243,12 +253,16 @@ int Run(Flags& f) {
       fs::rename(status_path + ".tmp", status_path, ec);
       last_status = status;
     }
-    const absl::Duration wait =
-        std::clamp((*agent)->NextWakeup() - absl::Now(), absl::Milliseconds(10),
-                   absl::Seconds(1));
-    // At most a second: reports queued in the inbox are picked up within
-    // one; a signal ends the wait at once.
-    WaitFor(wait);
+    // Without a watch, at most a second so that reports are picked up
+    // within one. With one, at most a minute: the wait is measured on the
+    // wall clock's reading, and a clock stepped back delays no more.
+    const absl::Duration max_wait =
+        inbox.watching() ? absl::Seconds(60) : absl::Seconds(1);
+    const absl::Duration wait = std::clamp((*agent)->NextWakeup() - absl::Now(),
+                                           absl::Milliseconds(10), max_wait);
+    // A signal ends the wait at once.
+    drain = WaitFor(wait, inbox.fd());
+    if (drain) inbox.Consume();
   }
   // A clean end: the next start does not report an unclean boot.
   if (absl::Status s = (*agent)->Stop(); !s.ok()) {
