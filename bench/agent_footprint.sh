@@ -22,7 +22,7 @@
 #   POLL_S=60 DURATION_S=600 STRACE_S=120 TLS=1 bench/agent_footprint.sh
 #
 # CPU per poll depends on the interval: an agent whose next wakeup is under
-# 10 s away keeps its gRPC channel open, one that sleeps longer closes it
+# 20 s away keeps its gRPC channel open, one that sleeps longer closes it
 # (service/agent/channel_on_demand.h). Measure at the interval deployed
 # (60 s by default).
 set -euo pipefail

@@ -47,6 +47,7 @@
 #include "ringfence/agent_fs.h"
 #include "ringfence/clock.h"
 #include "ringfence/signing.h"
+#include "service/agent/channel_on_demand.h"
 #include "service/agent/command_hooks.h"
 #include "service/agent/config.h"
 #include "service/agent/inbox.h"
@@ -162,6 +163,13 @@ absl::Status ApplyConfig(const ringfence::agent::v1::AgentConfig& c,
   return absl::OkStatus();
 }
 
+// Before a wait at least this long the agent closes its gRPC channel
+// (channel_on_demand.h). Measured: an open idle channel costs about 0.17 ms
+// of CPU a second, reopening one about 1 ms, 3 ms with a TLS handshake; so
+// the short gap between a heartbeat and a poll keeps it open, the rest of
+// a minute's interval does not.
+constexpr absl::Duration kCloseChannelAfter = absl::Seconds(20);
+
 int Run(Flags& f) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -201,8 +209,10 @@ int Run(Flags& f) {
   }
   f.agent.seed = std::hash<std::string>()(f.agent.identity.host_id) ^
                  static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-  ringfence::GrpcAgentTransport transport(
-      ringfence::MakeChannel(f.server, *tls), token);
+  ringfence::agent::ChannelOnDemand transport([&] {
+    return std::make_unique<ringfence::GrpcAgentTransport>(
+        ringfence::MakeChannel(f.server, *tls), token);
+  });
   ringfence::agent::CommandHooks hooks(f.hooks);
   std::unique_ptr<ringfence::AgentFileSystem> files =
       ringfence::NewPosixFileSystem();
@@ -260,6 +270,7 @@ int Run(Flags& f) {
         inbox.watching() ? absl::Seconds(60) : absl::Seconds(1);
     const absl::Duration wait = std::clamp((*agent)->NextWakeup() - absl::Now(),
                                            absl::Milliseconds(10), max_wait);
+    if (wait >= kCloseChannelAfter) transport.Close();
     // A signal ends the wait at once.
     drain = WaitFor(wait, inbox.fd());
     if (drain) inbox.Consume();
