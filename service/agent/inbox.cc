@@ -1,6 +1,7 @@
 #include "service/agent/inbox.h"
 
 #include <fcntl.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -128,6 +129,51 @@ absl::StatusOr<int> DrainInbox(const std::string& state_dir, Agent* agent,
     if (unlink(path.c_str()) != 0) return Errno("delete", path);
   }
   return moved;
+}
+
+InboxWatch::InboxWatch(const std::string& state_dir)
+    : dir_(InboxDir(state_dir)) {
+  fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  AddWatch();
+}
+
+InboxWatch::~InboxWatch() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void InboxWatch::AddWatch() {
+  if (fd_ < 0) return;
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  // QueueReport renames a finished report into place (IN_MOVED_TO); a
+  // report written in place is seen when closed (IN_CLOSE_WRITE).
+  wd_ = inotify_add_watch(fd_, dir_.c_str(),
+                          IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF |
+                              IN_MOVE_SELF | IN_ONLYDIR);
+}
+
+void InboxWatch::Consume() {
+  if (!watching()) {
+    AddWatch();
+    return;
+  }
+  alignas(inotify_event) char buf[4096];
+  bool lost = false;
+  for (;;) {
+    const ssize_t n = read(fd_, buf, sizeof(buf));
+    if (n <= 0) break;  // EAGAIN: nothing more
+    for (ssize_t off = 0; off < n;) {
+      const auto* e = reinterpret_cast<const inotify_event*>(buf + off);
+      lost = lost || (e->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED));
+      off += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+    }
+  }
+  if (lost) {
+    // The directory was removed or moved away: watch the path again.
+    if (wd_ >= 0) inotify_rm_watch(fd_, wd_);
+    wd_ = -1;
+    AddWatch();
+  }
 }
 
 }  // namespace ringfence::agent

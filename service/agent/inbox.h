@@ -10,6 +10,7 @@
 // on its next start (the server counts per-host signals once per host).
 //
 // Thread safety: free functions; one agent drains a state directory.
+// InboxWatch is used from one thread.
 #pragma once
 
 #include <string>
@@ -38,5 +39,44 @@ absl::Status QueueReport(const std::string& state_dir, EventType type,
 // I/O or spool error (the rest stay queued).
 absl::StatusOr<int> DrainInbox(const std::string& state_dir, Agent* agent,
                                int* rejected);
+
+// InboxWatch
+//
+// Tells the agent's loop when reports may have arrived, so that it sleeps
+// until then or its next tick instead of waking every second to look. It
+// watches `<state_dir>/inbox/` (created if missing) with inotify; a report
+// renamed into place makes fd() readable. Where inotify is unavailable, or
+// the watch cannot be set, watching() is false and the caller looks at the
+// inbox on a timer instead.
+//
+// Example:
+//   InboxWatch inbox(state_dir);
+//   DrainInbox(state_dir, agent, &rejected);  // what came before the watch
+//   poll({inbox.fd(), POLLIN}, ...);  // readable: reports may be there
+//   inbox.Consume();
+//   DrainInbox(state_dir, agent, &rejected);
+class InboxWatch {
+ public:
+  explicit InboxWatch(const std::string& state_dir);
+  ~InboxWatch();
+  InboxWatch(const InboxWatch&) = delete;
+  InboxWatch& operator=(const InboxWatch&) = delete;
+
+  // Readable when the inbox changed; -1 when not watching.
+  int fd() const { return watching() ? fd_ : -1; }
+  bool watching() const { return fd_ >= 0 && wd_ >= 0; }
+
+  // Reads the pending notifications without blocking (the caller then
+  // drains the inbox); sets the watch again if the directory was removed
+  // or moved, or tries to set it if it is not watching.
+  void Consume();
+
+ private:
+  void AddWatch();
+
+  const std::string dir_;
+  int fd_ = -1;
+  int wd_ = -1;
+};
 
 }  // namespace ringfence::agent
