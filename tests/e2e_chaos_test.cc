@@ -645,10 +645,16 @@ class E2EChaosTest : public E2ETest {
     };
     const std::set<std::string> good_exposed = exposed("good");
     const std::set<std::string> bad_exposed = exposed("bad");
-    int told_running = 0, told_completed = 0;
+    int told_running = 0, told_completed = 0, told_as_baseline = 0;
     for (const auto& [host, reason] : emulator_->Told("chaos-good")) {
       if (reason == v1::COMPLETED) {
         ++told_completed;
+        continue;
+      }
+      if (reason != v1::EXPOSED && reason != v1::STAGE_OPEN) {
+        // Handed out as the bad rollout's baseline (NOT_YET, ROLLED_BACK,
+        // ...): a proven release, which needs no exposure.
+        ++told_as_baseline;
         continue;
       }
       ++told_running;
@@ -681,7 +687,8 @@ class E2EChaosTest : public E2ETest {
         << " died";
     std::cout << "chaos: outcome " << out << "; chaos-good told to "
               << told_running << " hosts while it ran (" << good_exposed.size()
-              << " exposures) and " << told_completed << " after it completed; "
+              << " exposures), " << told_completed << " after it completed and "
+              << told_as_baseline << " as the next rollout's baseline; "
               << dead.size() << " hosts died of chaos-bad ("
               << bad_exposed.size() << " exposures); failed fleet calls "
               << emulator_->errors() << " (first: " << emulator_->first_error()
