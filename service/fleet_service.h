@@ -28,9 +28,13 @@ namespace ringfence {
 class TelemetryStreams;
 
 // StreamTelemetry reads raw bytes and parses them itself (fleet_service.cc).
+// The base has no typed StreamTelemetry (Fleet::CallbackService would add
+// one, which the raw method would hide: clang's -Woverloaded-virtual).
 class FleetService final
     : public v1::Fleet::WithRawCallbackMethod_StreamTelemetry<
-          v1::Fleet::CallbackService> {
+          v1::Fleet::WithCallbackMethod_GetAssignment<
+              v1::Fleet::WithCallbackMethod_ReportTelemetry<
+                  v1::Fleet::Service>>> {
  public:
   FleetService(Controller* controller, const CallAuthorizer* authorizer,
                Ingestor* ingestor);
