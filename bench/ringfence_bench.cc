@@ -624,8 +624,9 @@ void BM_ValidateTelemetryBatch(benchmark::State& state) {
 }
 BENCHMARK(BM_ValidateTelemetryBatch);
 
-// Controller with one active rollout (stage 0) and `hosts` hosts (one
-// heartbeat each). One per (hosts, user): BM_IngestController moves its
+// Controller with one active rollout (stage 0) and `hosts` hosts (each
+// checked in once, which admits it to the rollout's population, and sent one
+// heartbeat). One per (hosts, user): BM_IngestController moves its
 // clock, which must not make BM_GateEvaluateController's hosts silent.
 enum class WorldUser { kIngest, kEvaluate };
 World& IngestWorld(int64_t hosts, WorldUser user) {
@@ -633,7 +634,11 @@ World& IngestWorld(int64_t hosts, WorldUser user) {
       new std::map<std::pair<int64_t, WorldUser>, std::unique_ptr<World>>;
   auto& w = (*worlds)[{hosts, user}];
   if (w == nullptr) {
-    w = MakeWorld(0);
+    w = MakeWorld(0, /*targeting=*/false);  // every host is of it
+    for (int64_t i = 0; i < hosts; ++i) {
+      benchmark::DoNotOptimize(w->controller->Assign(
+          MakeHost(static_cast<uint64_t>(i)), kContentType));
+    }
     std::vector<TelemetryEvent> events(kBatchEvents);
     for (int64_t base = 0; base < hosts; base += kBatchEvents) {
       const int n =

@@ -258,6 +258,7 @@ absl::StatusOr<Controller::Runtime*> Controller::NewRuntimeLocked(
       Gated(rollout, clock_->Now()) ? options_.expected_hosts : 0;
   topts.release_id = rollout.release_id();
   topts.epoch = FromProto(rollout.created_at());
+  topts.control_by_check_in = true;
   rt->tracker = std::make_unique<RolloutTracker>(topts, clock_);
   Runtime* p = rt.get();
   ConfigureStageLocked(p);
@@ -1169,8 +1170,16 @@ Assignment Controller::Assign(const HostInfo& host,
   if (!rt->targeting->Matches(host)) {
     return baseline(AssignReason::kNotTargeted);
   }
+  // From here on the host is of the release's population: its telemetry
+  // counts in the control arm while it is not exposed (telemetry.h, "The
+  // population"). TryReserve admits the hosts it refuses.
+  const uint64_t key = HostKey(host.host_id);
+  auto admitted = [&](AssignReason reason) {
+    rt->tracker->Admit(key);
+    return baseline(reason);
+  };
   const Track track = tenants_.TrackOf(host.tenant);
-  if (track == config::v1::TRACK_PINNED) return baseline(AssignReason::kPinned);
+  if (track == config::v1::TRACK_PINNED) return admitted(AssignReason::kPinned);
   if (cv.state == COMPLETED && !cv.watching) {
     // The watch is over: the release is proven, like a baseline.
     a.release = cv.release;
@@ -1181,15 +1190,14 @@ Assignment Controller::Assign(const HostInfo& host,
   if (cv.state != COMPLETED) {
     placed = rt->index->Place(host, track);
     a.stage = placed;
-    if (placed < 0) return baseline(AssignReason::kNotInAudience);
-    if (placed > cv.stage) return baseline(AssignReason::kNotYet);
-    if (cv.state == PENDING) return baseline(AssignReason::kPaused);
+    if (placed < 0) return admitted(AssignReason::kNotInAudience);
+    if (placed > cv.stage) return admitted(AssignReason::kNotYet);
+    if (cv.state == PENDING) return admitted(AssignReason::kPaused);
   }
-  const uint64_t key = HostKey(host.host_id);
   const bool store_ok = store_healthy_.load(std::memory_order_acquire);
   if (cv.state == PAUSED || !store_ok) {
     // Frozen: only hosts that already have the release keep it.
-    if (rt->tracker->IsExposed(key)) {
+    if (rt->tracker->Admit(key)) {
       a.release = cv.release;
       a.reason = cv.state == COMPLETED ? AssignReason::kCompleted
                                        : AssignReason::kExposed;

@@ -157,6 +157,7 @@ RolloutTracker::RolloutTracker(const TrackerOptions& options,
                                                     : options.epoch) -
              absl::Seconds(1)),
       release_id_(options.release_id),
+      control_by_check_in_(options.control_by_check_in),
       num_stages_(std::max(1, options.num_stages)),
       table_(std::make_unique<HostTable>()),
       agg_(std::make_unique<Aggregates>(std::max(1, options.num_stages))) {
@@ -265,6 +266,10 @@ void RolloutTracker::SetCurrentStage(int stage) {
 uint32_t RolloutTracker::ToSeconds(absl::Time t) const {
   const int64_t s = absl::ToInt64Seconds(t - epoch_);
   return static_cast<uint32_t>(std::clamp<int64_t>(s, 1, UINT32_MAX));
+}
+
+bool RolloutTracker::Counted(const HostState& h) {
+  return h.last_seen != 0 || h.exposed_at != 0;
 }
 
 void RolloutTracker::OnInsert(HostState* h, uint32_t now_s) {
@@ -466,8 +471,8 @@ void RolloutTracker::CountUnwatched(absl::string_view signal) {
 }
 
 void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
-                                uint32_t now_s, HostState* h, bool inserted) {
-  if (inserted) OnInsert(h, now_s);
+                                uint32_t now_s, HostState* h) {
+  if (!Counted(*h)) OnInsert(h, now_s);
   const bool release = e.release_id == release_id_;
   auto expose_here = [&] {
     if (h->exposed_at == 0) {
@@ -615,10 +620,35 @@ void RolloutTracker::IngestImpl(absl::Span<const Event> events,
         table_->Prefetch(keys[order[j + kPrefetchDistance]]);
       }
       const uint32_t i = order[j];
-      bool inserted = false;
-      HostState* h = table_->FindOrInsert(keys[i], &inserted);
+      const TelemetryEventView e = ViewOf(events[i]);
+      HostState* h;
+      if (control_by_check_in_) {
+        // Only admitted hosts, and hosts that report running the release
+        // (the events that expose them), are tracked.
+        h = table_->Find(keys[i]);
+        if (h == nullptr) {
+          const bool exposes =
+              e.release_id == release_id_ && (e.type == EventType::kApplying ||
+                                              e.type == EventType::kApplied ||
+                                              e.type == EventType::kHeartbeat);
+          if (!exposes) {
+            outside_population_events_.fetch_add(1, std::memory_order_relaxed);
+            // A name no rule watches is the vendor's vocabulary, not
+            // evidence about an arm: listed whoever sent it.
+            if (e.type == EventType::kSignal && SignalIndex(e.signal) < 0) {
+              CountUnwatched(e.signal);
+            }
+            continue;
+          }
+          bool inserted = false;
+          h = table_->FindOrInsert(keys[i], &inserted);
+        }
+      } else {
+        bool inserted = false;
+        h = table_->FindOrInsert(keys[i], &inserted);
+      }
       const bool was_exposed = h->exposed_at != 0;
-      ApplyEvent(ViewOf(events[i]), keys[i], now_s, h, inserted);
+      ApplyEvent(e, keys[i], now_s, h);
       if (newly_exposed != nullptr && !was_exposed && h->exposed_at != 0) {
         newly_exposed->push_back({std::string(events[i].host_id), h->stage,
                                   epoch_ + absl::Seconds(now_s),
@@ -660,7 +690,13 @@ RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
   std::atomic<uint64_t>& granted = agg_->cohort_granted[stage];
   uint64_t cur = granted.load(std::memory_order_relaxed);
   do {
-    if (cur >= stage_budget) return Grant::kNoBudget;
+    if (cur >= stage_budget) {
+      if (h == nullptr && control_by_check_in_) {
+        bool inserted = false;
+        table_->FindOrInsert(host_key, &inserted);  // admitted
+      }
+      return Grant::kNoBudget;
+    }
   } while (
       !granted.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed));
   return Grant::kReserved;
@@ -672,7 +708,7 @@ void RolloutTracker::CommitReserved(uint64_t host_key, int stage, bool paced) {
   absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
   bool inserted = false;
   HostState* h = table_->FindOrInsert(host_key, &inserted);
-  if (inserted) OnInsert(h, now_s);
+  if (!Counted(*h)) OnInsert(h, now_s);
   Expose(host_key, h, stage, now_s, paced);
 }
 
@@ -685,6 +721,16 @@ bool RolloutTracker::IsExposed(uint64_t host_key) const {
   absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
   const HostState* h = table_->Find(host_key);
   return h != nullptr && h->exposed_at != 0;
+}
+
+bool RolloutTracker::Admit(uint64_t host_key) {
+  absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(host_key)));
+  if (!control_by_check_in_) {
+    const HostState* h = table_->Find(host_key);
+    return h != nullptr && h->exposed_at != 0;
+  }
+  bool inserted = false;
+  return table_->FindOrInsert(host_key, &inserted)->exposed_at != 0;
 }
 
 uint64_t RolloutTracker::Sweep(absl::Duration silence_timeout,
@@ -733,6 +779,8 @@ TrackerSnapshot RolloutTracker::Snapshot() const {
       floor_s == 0 ? absl::InfiniteFuture() : epoch_ + absl::Seconds(floor_s);
   const Aggregates& a = *agg_;
   out.tracked_hosts = a.tracked.load(std::memory_order_relaxed);
+  out.outside_population_events =
+      outside_population_events_.load(std::memory_order_relaxed);
   out.treatment_hosts = a.treatment_hosts.load(std::memory_order_relaxed);
   out.control_hosts = a.control_hosts.load(std::memory_order_relaxed);
   out.control_host_hours =

@@ -170,6 +170,7 @@ v1::GetRolloutResponse RolloutStatusToProto(const RolloutStatus& status) {
   tp->set_treatment_host_hours(t.treatment_host_hours);
   tp->set_control_hosts(t.control_hosts);
   tp->set_control_host_hours(t.control_host_hours);
+  tp->set_outside_population_events(t.outside_population_events);
   for (const SignalCounts& c : t.signal_counts) {
     SignalSummary* s = tp->add_signals();
     s->set_signal(c.signal);

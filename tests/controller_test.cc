@@ -658,6 +658,9 @@ TEST_P(ControllerTest, AcknowledgedTelemetrySurvivesARestartAtAnyPoint) {
           e.host_id = absl::StrCat("control-", next_host++);
           e.type = EventType::kCrash;
           batch.push_back(e);
+          HostInfo h = HostAt(100);  // not in the first stage
+          h.host_id = e.host_id;
+          controller_->Assign(h, kType);  // checks in: of the population
         }
         ASSERT_OK(controller_->Ingest(batch));
         const uint64_t n = batch.size();

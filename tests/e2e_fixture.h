@@ -409,6 +409,20 @@ class E2ETest : public ::testing::Test {
     return s;
   }
 
+  // `host` checks in for `content_type` (over the relay token), as an agent
+  // does before it reports: it is then of the rollout's population, whose
+  // hosts alone the control arm counts. Returns the assignment.
+  v1::GetAssignmentResponse CheckIn(const std::string& host,
+                                    const std::string& content_type) {
+    v1::GetAssignmentRequest req;
+    req.set_host_id(host);
+    req.add_content_types(content_type);
+    v1::GetAssignmentResponse resp;
+    EXPECT_THAT(fleet_->GetAssignment(Ctx(kRelayToken).get(), req, &resp),
+                GrpcOk());
+    return resp;
+  }
+
   v1::GetRolloutResponse GetRollout(const std::string& id) {
     v1::GetRolloutRequest req;
     req.set_rollout_id(id);

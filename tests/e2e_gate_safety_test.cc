@@ -336,6 +336,8 @@ TEST_F(E2EGateSafetyTest, K9BadSignalNameIsRefused) {
   const std::string type = "channel-file/409";
   ASSERT_THAT(CreateRelease("cf409-v1", type), GrpcOk());
   ASSERT_THAT(StartRollout("k9", "cf409-v1", BreakerPlan()), GrpcOk());
+  CheckIn("host-000", type);
+  CheckIn("host-001", type);
   v1::ReportTelemetryRequest req;
   v1::TelemetryEvent* ok = req.add_events();
   ok->set_host_id("host-000");

@@ -52,6 +52,13 @@ class E2ETelemetryTest : public E2ETest {
     return writer->Finish();
   }
 
+  // Hosts "h-<first>" .. check in (E2ETest::CheckIn).
+  void CheckIn(const std::string& content_type, int first, int n) {
+    for (int i = first; i < first + n; ++i) {
+      E2ETest::CheckIn(absl::StrCat("h-", i), content_type);
+    }
+  }
+
   uint64_t TrackedHosts(const std::string& rollout) {
     return GetRollout(rollout).telemetry().tracked_hosts();
   }
@@ -61,6 +68,9 @@ TEST_F(E2ETelemetryTest, StreamTelemetryAppliesEachBatchInOrder) {
   ASSERT_THAT(CreateRelease("cf320-a", "channel-file/320"), GrpcOk());
   ASSERT_THAT(StartRollout("stream-1", "cf320-a", ParsePlan(kManualPlan)),
               GrpcOk());
+  CheckIn("channel-file/320", 0, 30);
+  CheckIn("channel-file/320", 100, 5);
+  CheckIn("channel-file/320", 300, 5);
 
   v1::StreamTelemetryResponse resp;
   EXPECT_THAT(
@@ -111,6 +121,14 @@ TEST_F(E2ETelemetryTest, AHostTokenSpeaksOnlyForItsHost) {
   ASSERT_THAT(CreateRelease("cf321-a", "channel-file/321"), GrpcOk());
   ASSERT_THAT(StartRollout("bound-1", "cf321-a", ParsePlan(kManualPlan)),
               GrpcOk());
+  // Its assignment (which also makes it of the rollout's population).
+  v1::GetAssignmentRequest req;
+  req.set_host_id("h7");
+  req.add_content_types("channel-file/321");
+  v1::GetAssignmentResponse assignment;
+  EXPECT_THAT(fleet_->GetAssignment(Ctx(kHost7Token).get(), req, &assignment),
+              GrpcOk());
+  E2ETest::CheckIn("h-3", "channel-file/321");
   v1::TelemetryBatch own;
   own.add_events()->set_host_id("h7");
   own.mutable_events(0)->set_type(v1::HEARTBEAT);
@@ -134,13 +152,7 @@ TEST_F(E2ETelemetryTest, AHostTokenSpeaksOnlyForItsHost) {
                                  HasSubstr("1 events, were applied"))));
   EXPECT_EQ(TrackedHosts("bound-1"), 1u);
 
-  // Its assignment, and no other host's.
-  v1::GetAssignmentRequest req;
-  req.set_host_id("h7");
-  req.add_content_types("channel-file/321");
-  v1::GetAssignmentResponse assignment;
-  EXPECT_THAT(fleet_->GetAssignment(Ctx(kHost7Token).get(), req, &assignment),
-              GrpcOk());
+  // No other host's assignment.
   req.set_host_id("h-3");
   EXPECT_THAT(fleet_->GetAssignment(Ctx(kHost7Token).get(), req, &assignment),
               GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
@@ -209,6 +221,7 @@ TEST_F(E2ETelemetryTest, OpenStreamsEndAtOnceWhenTheServerShutsDown) {
   ASSERT_THAT(CreateRelease("cf321-a", "channel-file/321"), GrpcOk());
   ASSERT_THAT(StartRollout("stream-2", "cf321-a", ParsePlan(kManualPlan)),
               GrpcOk());
+  CheckIn("channel-file/321", 0, 10);
   auto ctx = Ctx(kRelayToken);
   v1::StreamTelemetryResponse resp;
   auto writer = fleet_->StreamTelemetry(ctx.get(), &resp);
@@ -238,6 +251,7 @@ TEST_F(E2ETelemetryTest, AnUnparseableStreamMessageEndsTheStreamAtOnce) {
   ASSERT_THAT(CreateRelease("cf322-a", "channel-file/322"), GrpcOk());
   ASSERT_THAT(StartRollout("stream-3", "cf322-a", ParsePlan(kManualPlan)),
               GrpcOk());
+  CheckIn("channel-file/322", 0, 6);
   auto ctx = Ctx(kRelayToken);
   ctx->set_deadline(std::chrono::system_clock::now() +
                     std::chrono::seconds(30));

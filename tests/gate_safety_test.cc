@@ -652,6 +652,55 @@ TEST_P(GateSafetyTest, Case01NoControlAndNoCrashBreakerHoldsNotJudged) {
   EXPECT_FALSE(EverPromoted(r->id()));
 }
 
+// ---- The control arm is the release's own population ----------------------
+
+// A release for windows hosts only, judged by comparison with control alone
+// (the crash breaker off): the canaries crash on it, no windows host in
+// control crashes, and linux hosts, which check in for the content type but
+// are not targeted, crash at every poll. They are not the release's control:
+// counted there, their crash rate would make the release look little worse
+// than what it replaces.
+TEST_P(GateSafetyTest, HostsTheReleaseDoesNotTargetAreNotItsControl) {
+  CreateReleases({"v1"});
+  Release v2 = MakeRelease("v2");
+  v2.mutable_targeting()->add_platforms("windows");
+  ASSERT_OK(controller_->CreateRelease(v2, "ci"));
+  Plan plan = ParsePlan(kNoControlPlan);
+  SignalRule* crash = plan.mutable_policy()->add_signals();
+  crash->set_signal("crash");
+  crash->set_max_affected_hosts(0);
+  auto r = Start("v2", plan, "v1");
+  ASSERT_OK(r);
+  AddHosts("dog", 8, /*dogfood=*/true, "v1");
+  AddHosts("win", 20, /*dogfood=*/false, "v1");
+  AddHosts("linux", 40, /*dogfood=*/false, "v1");
+  for (TestHost& h : hosts_) {
+    if (h.info.host_id.rfind("linux-", 0) == 0) h.info.platform = "linux";
+  }
+  behavior_ = [&](const TestHost& h, std::vector<TelemetryEvent>* batch) {
+    if (h.running == "v2" || h.info.host_id.rfind("linux-", 0) == 0) {
+      batch->push_back(Crash(h.info.host_id));
+    }
+  };
+  RunUntil([&] { return !IsRunning(r->id()) || State(r->id()).stage() > 0; },
+           absl::Minutes(2));
+
+  const RolloutStatus st = Status(r->id());
+  EXPECT_EQ(st.telemetry.control_hosts, 20u);
+  EXPECT_EQ(st.telemetry.signal_counts[SignalIndex(st.telemetry, "crash")]
+                .control_affected,
+            0u);
+  EXPECT_GT(st.telemetry.outside_population_events, 0u);
+  EXPECT_EQ(st.rollout.state(), config::v1::HALTED)
+      << st.rollout.last_decision().summary();
+  EXPECT_FALSE(EverPromoted(r->id()));
+  for (const TestHost& h : hosts_) {
+    if (h.info.host_id.rfind("linux-", 0) == 0) {
+      EXPECT_EQ(h.last.reason, AssignReason::kNotTargeted);
+    }
+  }
+}
+
 // ---- Case 03: a vendor signal keeps the built-in rules -------------------
 
 // A release that kills every host loading it (`applying`, then nothing)
@@ -1430,6 +1479,11 @@ TEST_P(GateSafetyTest, K9UnwatchedSignalIsCounted) {
   unwatched.signal = "disk_smart_warning";
   TelemetryEvent watched = Event("h-1", EventType::kSignal);
   watched.signal = "latency_regression";
+  // Checked in: of the rollout's population (h-0 did not, and its signal is
+  // listed all the same: a name no rule watches is listed whoever sent it).
+  for (const char* id : {"h-1", "h-2"}) {
+    controller_->Assign(MakeHost(id, /*dogfood=*/false), kType);
+  }
   ASSERT_OK(controller_->Ingest(
       std::vector<TelemetryEvent>{unwatched, watched, unwatched,
                                   Event("h-2", EventType::kHeartbeat, "v1")}));

@@ -939,6 +939,205 @@ TEST_F(TrackerTest, BorrowedEventsIngestLikeOwnedOnes) {
   }
 }
 
+// The population rule (TrackerOptions::control_by_check_in), checked over
+// random sessions: a tracker fed every host's telemetry, whose hosts are
+// admitted at random (Admit, TryReserve) or expose themselves by reporting
+// the release, must read exactly like a tracker fed only the telemetry of
+// the hosts it knows at that moment. Telemetry of hosts outside the
+// population changes nothing in either arm (it is only counted), whatever
+// the event, its order, or the clock.
+TEST(TrackerPopulationTest, HostsOutsideThePopulationChangeNothing) {
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    SCOPED_TRACE(absl::StrFormat("seed %d", seed));
+    std::mt19937_64 rng(seed);
+    FakeClock clock;
+    TrackerOptions o;
+    o.num_stages = 3;
+    o.release_id = kRelease;
+    o.signals = {"crash", "unclean_reboot", "silent", "apply_stuck",
+                 "av_scan_failed"};
+    o.control_by_check_in = true;
+    RolloutTracker all(o, &clock);  // the rule under test
+    o.control_by_check_in = false;
+    RolloutTracker known_only(o, &clock);  // fed what `all` may count
+    std::vector<SignalRule> rules;
+    for (const char* s : {"crash", "silent", "av_scan_failed"}) {
+      SignalRule r;
+      r.set_signal(s);
+      r.set_compare_with_control(true);
+      rules.push_back(r);
+    }
+    all.SetRules(rules, 0.05);
+    known_only.SetRules(rules, 0.05);
+    for (RolloutTracker* t : {&all, &known_only}) {
+      t->SetSilenceTimeout(absl::Seconds(60));
+      t->SetHealthyAfter(absl::Seconds(5));
+    }
+    constexpr int kHosts = 60;
+    std::vector<bool> known(kHosts, false);
+    uint64_t left_out = 0, most_control = 0;
+    auto event = [&](int h) {
+      static constexpr EventType kTypes[] = {
+          EventType::kApplying, EventType::kApplied, EventType::kHeartbeat,
+          EventType::kCrash,    EventType::kBoot,    EventType::kSignal};
+      TelemetryEvent e = Ev(Host(h), kTypes[rng() % 6]);
+      // Mostly other releases: exposure is the exception.
+      const int r = static_cast<int>(rng() % 12);
+      e.release_id = r == 0 ? kRelease : r < 4 ? "" : "rel-1";
+      if (e.type == EventType::kApplying || e.type == EventType::kApplied) {
+        e.release_id = r < 2 ? kRelease : "rel-1";
+      }
+      if (e.type == EventType::kSignal) {
+        e.signal = rng() % 3 == 0 ? "disk_warning" : "av_scan_failed";
+      }
+      if (e.type == EventType::kBoot) {
+        e.clean = rng() % 2 == 0;
+        e.boots_since_apply = static_cast<uint32_t>(rng() % 3);
+      }
+      e.time = clock.Now() - absl::Seconds(static_cast<int64_t>(rng() % 30));
+      return e;
+    };
+    for (int step = 0; step < 400; ++step) {
+      switch (rng() % 8) {
+        case 0: {  // a check-in of a targeted host
+          const int h = static_cast<int>(rng() % kHosts);
+          EXPECT_EQ(all.Admit(HostKey(Host(h))),
+                    known_only.IsExposed(HostKey(Host(h))));
+          known[h] = true;
+          break;
+        }
+        case 1: {  // a grant attempt, paced or not
+          const int h = static_cast<int>(rng() % kHosts);
+          const int stage = static_cast<int>(rng() % 3);
+          const uint64_t budget =
+              rng() % 4 == 0 ? RolloutTracker::kUnpaced : rng() % 6;
+          const uint64_t key = HostKey(Host(h));
+          const auto a = all.TryReserve(key, stage, budget);
+          ASSERT_EQ(a, known_only.TryReserve(key, stage, budget));
+          if (a == RolloutTracker::Grant::kReserved) {
+            const bool paced = budget != RolloutTracker::kUnpaced;
+            all.CommitReserved(key, stage, paced);
+            known_only.CommitReserved(key, stage, paced);
+          }
+          known[h] = true;
+          break;
+        }
+        case 2:
+          clock.Advance(absl::Seconds(static_cast<int64_t>(rng() % 40)));
+          all.Sweep(absl::Seconds(60), absl::Seconds(90));
+          known_only.Sweep(absl::Seconds(60), absl::Seconds(90));
+          break;
+        case 3: {
+          const int stage = static_cast<int>(rng() % 3);
+          all.SetCurrentStage(stage);
+          known_only.SetCurrentStage(stage);
+          break;
+        }
+        default: {  // a batch from random hosts
+          clock.Advance(absl::Seconds(static_cast<int64_t>(rng() % 5)));
+          std::vector<TelemetryEvent> batch, counted;
+          for (int k = 0, n = 1 + static_cast<int>(rng() % 12); k < n; ++k) {
+            const int h = static_cast<int>(rng() % kHosts);
+            TelemetryEvent e = event(h);
+            const bool exposes =
+                e.release_id == kRelease && (e.type == EventType::kApplying ||
+                                             e.type == EventType::kApplied ||
+                                             e.type == EventType::kHeartbeat);
+            if (exposes) known[h] = true;
+            if (known[h]) {
+              counted.push_back(e);
+            } else {
+              ++left_out;
+            }
+            batch.push_back(std::move(e));
+          }
+          all.Ingest(batch);
+          known_only.Ingest(counted);
+          break;
+        }
+      }
+      const TrackerSnapshot a = all.Snapshot();
+      const TrackerSnapshot b = known_only.Snapshot();
+      ASSERT_EQ(a.outside_population_events, left_out);
+      ASSERT_EQ(a.tracked_hosts, b.tracked_hosts) << "step " << step;
+      ASSERT_EQ(a.control_hosts, b.control_hosts) << "step " << step;
+      most_control = std::max(most_control, a.control_hosts);
+      ASSERT_EQ(a.treatment_hosts, b.treatment_hosts) << "step " << step;
+      ASSERT_DOUBLE_EQ(a.control_host_hours, b.control_host_hours);
+      ASSERT_DOUBLE_EQ(a.treatment_host_hours, b.treatment_host_hours);
+      ASSERT_EQ(a.signal_counts.size(), b.signal_counts.size());
+      for (size_t s = 0; s < a.signal_counts.size(); ++s) {
+        const SignalCounts& x = a.signal_counts[s];
+        const SignalCounts& y = b.signal_counts[s];
+        SCOPED_TRACE(x.signal);
+        ASSERT_EQ(x.treatment_affected, y.treatment_affected);
+        ASSERT_EQ(x.control_affected, y.control_affected) << "step " << step;
+        ASSERT_EQ(x.control_affected_current, y.control_affected_current);
+        ASSERT_EQ(x.treatment_pre_affected, y.treatment_pre_affected);
+        ASSERT_EQ(x.treatment_at_risk, y.treatment_at_risk);
+        ASSERT_EQ(x.control_at_risk, y.control_at_risk);
+        ASSERT_DOUBLE_EQ(x.e_value, y.e_value);
+        ASSERT_EQ(x.rejected, y.rejected);
+      }
+      ASSERT_EQ(a.cohorts.size(), b.cohorts.size());
+      for (size_t c = 0; c < a.cohorts.size(); ++c) {
+        ASSERT_EQ(a.cohorts[c].exposed, b.cohorts[c].exposed);
+        ASSERT_EQ(a.cohorts[c].applied, b.cohorts[c].applied);
+        ASSERT_EQ(a.cohorts[c].healthy, b.cohorts[c].healthy);
+        ASSERT_EQ(a.cohorts[c].affected, b.cohorts[c].affected);
+        ASSERT_EQ(a.cohorts[c].control_expected, b.cohorts[c].control_expected);
+      }
+      // A name no rule watches is listed whoever sent it.
+      const auto listed = [](const TrackerSnapshot& s) {
+        uint64_t n = 0;
+        for (const auto& [name, count] : s.unwatched_signals) n += count;
+        return n;
+      };
+      ASSERT_GE(listed(a), listed(b));
+    }
+    // The session did exercise the rule.
+    EXPECT_GT(left_out, 0u);
+    EXPECT_GT(most_control, 3u);
+  }
+}
+
+// Without the option every reporting host is in control (callers whose
+// whole fleet is the release's population), and nothing is left out.
+TEST_F(TrackerTest, WithoutCheckInAdmissionEveryReporterIsControl) {
+  Heartbeats(5);
+  EXPECT_EQ(tracker_->Snapshot().control_hosts, 5u);
+  EXPECT_EQ(tracker_->Snapshot().outside_population_events, 0u);
+  EXPECT_FALSE(tracker_->Admit(HostKey(Host(7))));  // a no-op
+  EXPECT_EQ(tracker_->Snapshot().control_hosts, 5u);
+}
+
+// An admitted host enters control with its first telemetry, not at its
+// check-in (a check-in is not a sign of life), and is never `silent` for
+// telemetry it never sent.
+TEST(TrackerPopulationTest, AdmittedHostsCountFromTheirFirstTelemetry) {
+  FakeClock clock;
+  TrackerOptions o;
+  o.release_id = kRelease;
+  o.control_by_check_in = true;
+  RolloutTracker t(o, &clock);
+  EXPECT_FALSE(t.Admit(HostKey("a")));
+  EXPECT_FALSE(t.Admit(HostKey("a")));  // idempotent
+  EXPECT_EQ(t.Snapshot().control_hosts, 0u);
+  clock.Advance(absl::Hours(1));
+  t.Ingest({Ev("b", EventType::kHeartbeat, "rel-1")});  // not admitted
+  EXPECT_EQ(t.Sweep(absl::Minutes(10), absl::Minutes(10)), 0u);
+  EXPECT_EQ(t.Snapshot().control_hosts, 0u);
+  EXPECT_EQ(t.Snapshot().outside_population_events, 1u);
+  t.Ingest({Ev("a", EventType::kCrash)});
+  const TrackerSnapshot s = t.Snapshot();
+  EXPECT_EQ(s.control_hosts, 1u);
+  EXPECT_EQ(s.signal_counts[t.SignalIndex("crash")].control_affected, 1u);
+  // Reporting the release exposes a host that never checked in.
+  t.Ingest({Ev("c", EventType::kApplying, kRelease)});
+  EXPECT_EQ(t.Snapshot().treatment_hosts, 1u);
+  EXPECT_TRUE(t.Admit(HostKey("c")));
+}
+
 TEST(ValidateTelemetryBatchTest, BorrowedEventsGetTheSameErrors) {
   std::vector<TelemetryEvent> batch = {Ev("h1", EventType::kHeartbeat),
                                        Ev("h 2", EventType::kHeartbeat)};

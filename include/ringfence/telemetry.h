@@ -4,9 +4,25 @@
 // A RolloutTracker follows one rollout. It keeps a compact per-host record
 // (24 bytes per slot: a 64-bit host key and 16 bytes of state) and aggregates
 // per stage x arm x signal: distinct affected hosts and host-time of exposure.
-// Treatment = hosts exposed to the rollout's release; control = hosts that
-// report telemetry and are not exposed (the same population, still on the
-// previous release, observed over the same time).
+// Treatment = hosts exposed to the rollout's release; control = hosts of
+// the release's population that report telemetry and are not exposed (still
+// on the previous release, observed over the same time).
+//
+// The population. With TrackerOptions::control_by_check_in (what the
+// Controller uses), a host enters the control arm only once it is admitted:
+// it checked in for the rollout's content type and the release targets it
+// (Admit, TryReserve), or it reported running the release. Telemetry of any
+// other host is not evidence about this release and is left out (counted in
+// TrackerSnapshot::outside_population_events): a fleet's other platforms,
+// agent versions or content types have their own crash rates, and mixing
+// them into control would compare the release's hosts with hosts it could
+// never reach (lower rates there make every release look bad; higher ones
+// hide a bad one). An admitted host counts in control from its first
+// telemetry on, as before: a check-in is never a sign of life. Admission is
+// not persisted: after a restart a host is admitted again at its next
+// check-in (the checkpoint's control count holds its place until then).
+// Without the option, every host that reports is in control (for callers
+// whose whole fleet is the release's population).
 //
 // Signals are counted once per host and arm: a crash-looping host counts once,
 // and duplicate or replayed events change nothing (every update is monotone:
@@ -216,6 +232,10 @@ struct TrackerSnapshot {
   // Signal events whose name no rule watches: (name, events), at most 32
   // names; the rest are summed under "(other)".
   std::vector<std::pair<std::string, uint64_t>> unwatched_signals;
+  // Events left out because their host is not (yet) in the release's
+  // population (TrackerOptions::control_by_check_in), since the tracker
+  // started; not checkpointed.
+  uint64_t outside_population_events = 0;
 };
 
 // TrackerOptions
@@ -234,6 +254,9 @@ struct TrackerOptions {
   // tracker's creation). A restored tracker uses its rollout's creation
   // time, so exposures from before a restart keep their times.
   absl::Time epoch = absl::InfinitePast();
+  // Whether only admitted hosts (Admit, TryReserve, or reporting the
+  // release) count in control; see "The population" in the file comment.
+  bool control_by_check_in = false;
 };
 
 class RolloutTracker {
@@ -281,8 +304,8 @@ class RolloutTracker {
   // already exposed and not yet up on the release counts as one attempt
   // (boot-loop evidence), unless `telemetry_behind` (the host says it has
   // telemetry not yet delivered: whether it came up is still on its way).
-  // Check-ins never count as signs of life, and a host refused for want of
-  // budget is not inserted.
+  // Check-ins never count as signs of life. A refused host is admitted
+  // (Admit), and otherwise left as it was.
   //
   // A host whose telemetry has not reached the tracker for longer than the
   // silence timeout (SetSilenceTimeout; it polls, but is dark: a one-way
@@ -303,6 +326,15 @@ class RolloutTracker {
 
   // IsExposed
   bool IsExposed(uint64_t host_key) const;
+
+  // Admit
+  //
+  // The host checked in for the rollout's content type and the release
+  // targets it: it belongs to the population (see the file comment), and
+  // its telemetry counts in control from now on. Not a sign of life. A
+  // no-op without control_by_check_in or for a known host. Returns whether
+  // the host is exposed (IsExposed, under the same lock).
+  bool Admit(uint64_t host_key);
 
   // Sweep
   //
@@ -395,7 +427,10 @@ class RolloutTracker {
   struct Aggregates;
 
   void ApplyEvent(const TelemetryEventView& e, uint64_t key, uint32_t now_s,
-                  internal::HostState* h, bool inserted);
+                  internal::HostState* h);
+  // Whether `h` is counted in an arm (heard from, or exposed); an admitted
+  // host is not until its first telemetry.
+  static bool Counted(const internal::HostState& h);
   void OnInsert(internal::HostState* h, uint32_t now_s);
   // Moves a host from control to `stage`'s cohort, keeping its control
   // history as pre_affected.
@@ -425,7 +460,9 @@ class RolloutTracker {
   const absl::Time epoch_;
   std::vector<std::string> signals_;
   std::string release_id_;
+  const bool control_by_check_in_;
   int num_stages_;
+  std::atomic<uint64_t> outside_population_events_{0};
   std::unique_ptr<internal::HostTable> table_;
   std::unique_ptr<Aggregates> agg_;
   std::atomic<int64_t> last_ingest_ns_{0};

@@ -228,6 +228,10 @@ class Sim {
   // when it checks in (HostInfo::telemetry_pending), as ringfence-agent
   // does with its spool's backlog.
   std::vector<uint32_t> backlog_;
+  // Hosts whose check-in since the controller (re)started admitted them to
+  // the rollout's population (its control arm): every host checks in; a
+  // host with nothing to change is asked once, not at every poll.
+  std::vector<bool> admitted_;
   std::vector<PendingEvent> due_now_;
   std::vector<TelemetryEventView> batch_;
   std::vector<uint32_t> batch_hosts_;
@@ -360,6 +364,7 @@ void Sim::Setup() {
   }
   flags_.assign(n, kOnline);
   backlog_.assign(n, 0);
+  admitted_.assign(n, false);
   load_step_.assign(n, 0);
   placed_.assign(n, -1);
   for (uint32_t i = 0; i < n; ++i) {
@@ -647,6 +652,7 @@ absl::Status Sim::Step() {
   if (!Up() && cur_ >= down_until_) {
     ASSIGN_OR_RETURN(controller_,
                      Controller::Create(store_.get(), &clock_, copts_));
+    admitted_.assign(hosts_.n, false);
   }
   UpdateWindows();
   Churn();
@@ -731,7 +737,8 @@ void Sim::Poll(uint32_t h, bool heartbeat) {
     const bool may_change =
         (f & (kRunsNew | kApplyFailed)) ||
         (placed_[h] >= 0 && placed_[h] <= current_stage_ && !terminal_);
-    if (may_change) {
+    if (may_change || !admitted_[h]) {
+      admitted_[h] = true;
       hosts_.FillInfo(h, Id(h), &info_);
       info_.telemetry_pending = backlog_[h];
       const Assignment a = controller_->Assign(info_, kContentType);

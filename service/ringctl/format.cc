@@ -120,6 +120,12 @@ void PrintRolloutStatus(const v1::GetRolloutResponse& st) {
       static_cast<unsigned long long>(t.control_hosts()));
   std::printf("signals    %s   (affected hosts: exposed/control)\n",
               SignalsLine(t).c_str());
+  if (t.outside_population_events() > 0) {
+    std::printf(
+        "outside    %llu events of hosts not of the release's population "
+        "(not checked in, or not targeted)\n",
+        static_cast<unsigned long long>(t.outside_population_events()));
+  }
   if (!t.unwatched_signals().empty()) {
     std::vector<std::string> parts;
     for (const auto& [name, n] : t.unwatched_signals()) {
