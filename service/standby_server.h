@@ -7,6 +7,16 @@
 // every other call fails with UNAVAILABLE, saying which replica leads, so
 // that clients and load balancers go to the leader.
 //
+// A standby with a Follower (follower.h) is a follower: it also serves
+// Fleet.GetAssignment. What needs no new exposure it answers from the
+// follower's snapshot; what would grant one (or is evidence only the leader
+// counts) it forwards to the leader, with a deadline, and relays the
+// leader's answer; when the leader cannot be reached it answers without
+// granting anything (Follower::NoGrantAnswer). A snapshot older than its
+// bound answers UNAVAILABLE naming the leader. Telemetry and every other
+// call stay UNAVAILABLE naming the leader: they change state that is
+// decided in one place, and agents already retry them elsewhere.
+//
 // When the replica takes the lease, ringfenced shuts the standby down and
 // starts the real Server on the same port.
 //
@@ -22,21 +32,46 @@
 // called from one.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "ringfence/follower.h"
 #include "service/auth.h"
 #include "service/call.h"
 #include "service/cluster_service.h"
 #include "service/tls.h"
 
 namespace grpc {
+class ChannelCredentials;
 class Server;
 }  // namespace grpc
 
 namespace ringfence {
+
+// FollowerServing: what a standby needs to answer GetAssignment.
+struct FollowerServing {
+  // nullptr: no GetAssignment (UNAVAILABLE like every call). Must outlive
+  // the StandbyServer.
+  Follower* follower = nullptr;
+  // Called every `poll_interval` on a thread of the standby's own (e.g.
+  // Follower::Refresh, and reading who leads); nullptr: nothing.
+  std::function<void()> poll;
+  absl::Duration poll_interval = absl::Milliseconds(250);
+  // The leader's gRPC address ("" while unknown: nothing is forwarded).
+  // Called on every forwarded call; must be thread-safe.
+  std::function<std::string()> leader_address;
+  // How to reach the leader; nullptr: never forward (answer without
+  // granting).
+  std::shared_ptr<grpc::ChannelCredentials> leader_credentials;
+  // How long a forwarded call may take.
+  absl::Duration forward_deadline = absl::Seconds(2);
+};
 
 class StandbyServer {
  public:
@@ -50,7 +85,7 @@ class StandbyServer {
   static absl::StatusOr<std::unique_ptr<StandbyServer>> Start(
       const std::string& listen, const std::optional<ServerTls>& tls,
       std::optional<TokenAuthenticator> auth = std::nullopt,
-      ClusterOptions cluster = {});
+      ClusterOptions cluster = {}, FollowerServing follower = {});
   // Shuts down if Shutdown was not called.
   ~StandbyServer();
   StandbyServer(const StandbyServer&) = delete;
@@ -65,15 +100,21 @@ class StandbyServer {
   // stands by").
   void SetMessage(const std::string& message);
 
-  // Shutdown: stops listening and ends the calls in flight (every answer is
-  // immediate).
+  // Shutdown: stops polling and listening, and ends the calls in flight
+  // (every answer is immediate, or a forwarded call's deadline away).
   void Shutdown();
 
  private:
   class Answers;
+  class FollowerFleet;
   StandbyServer() = default;
 
   std::unique_ptr<Answers> answers_;
+  std::unique_ptr<FollowerFleet> fleet_;
+  std::function<void()> poll_;
+  absl::Duration poll_interval_;
+  absl::Notification stop_polling_;
+  std::thread poller_;
   std::unique_ptr<CallAuthorizer> authorizer_;
   std::unique_ptr<ClusterService> cluster_;
   std::unique_ptr<grpc::Server> server_;
