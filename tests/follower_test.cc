@@ -227,6 +227,9 @@ TEST_F(FollowerTest, RandomizedNeverAnswersAReleaseWithoutADurableExposure) {
     seeds = std::max(1, std::atoi(env));
   }
   int local_releases = 0, compared = 0;
+  // Local answers by reason, and verdicts: what the seeds exercised.
+  absl::flat_hash_map<AssignReason, int> reasons;
+  absl::flat_hash_map<FollowerVerdict, int> verdicts;
   for (int seed = 1; seed <= seeds; ++seed) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     SetUp();
@@ -306,6 +309,8 @@ TEST_F(FollowerTest, RandomizedNeverAnswersAReleaseWithoutADurableExposure) {
         const HostInfo host = FleetHost(i, fo.tenants, fo.dogfood_hosts);
         FollowerVerdict v;
         const Assignment a = Local(host, &v);
+        ++verdicts[v];
+        if (v == FollowerVerdict::kAnswered) ++reasons[a.reason];
         if (stale) {
           ASSERT_EQ(v, FollowerVerdict::kStale) << host.host_id;
           continue;
@@ -353,6 +358,18 @@ TEST_F(FollowerTest, RandomizedNeverAnswersAReleaseWithoutADurableExposure) {
   // The test exercised what it claims to.
   EXPECT_GT(local_releases, 100);
   EXPECT_GT(compared, 1000);
+  for (AssignReason r : {AssignReason::kNotYet, AssignReason::kExposed,
+                         AssignReason::kStageOpen, AssignReason::kCompleted,
+                         AssignReason::kPaused, AssignReason::kRolledBack,
+                         AssignReason::kEmergencyStop, AssignReason::kPinned}) {
+    EXPECT_GT(reasons[r], 0) << AssignReasonName(r);
+  }
+  for (FollowerVerdict v :
+       {FollowerVerdict::kAnswered, FollowerVerdict::kForward,
+        FollowerVerdict::kStale}) {
+    EXPECT_GT(verdicts[v], 0) << static_cast<int>(v);
+  }
+
 }
 
 }  // namespace
