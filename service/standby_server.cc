@@ -55,7 +55,8 @@ class StandbyServer::Answers final : public grpc::CallbackGenericService {
 };
 
 // The Fleet service of a follower: GetAssignment from the snapshot or the
-// leader; telemetry UNAVAILABLE naming the leader (Answers' message).
+// leader; ReportTelemetry forwarded to the leader; StreamTelemetry
+// UNAVAILABLE naming the leader (Answers' message).
 class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
  public:
   FollowerFleet(FollowerServing serving, const CallAuthorizer* authorizer,
@@ -102,11 +103,51 @@ class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
     return reactor;
   }
 
+  // Forwarded to the leader and its answer relayed (after an accepted batch
+  // the leader acknowledges once it is checkpointed, as for any caller): a
+  // host's check-ins and its telemetry reach the same place, so a check-in
+  // the leader counts as a boot-loop attempt is followed by the telemetry
+  // that shows the host came up. UNAVAILABLE naming the leader when it
+  // cannot be asked.
   grpc::ServerUnaryReactor* ReportTelemetry(
-      grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest*,
-      v1::ReportTelemetryResponse*) override {
+      grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
+      v1::ReportTelemetryResponse* resp) override {
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(answers_->Refused());
+    Principal principal;
+    grpc::Status s =
+        authorizer_->Check(ctx, kFleetRoles, "ReportTelemetry", &principal);
+    if (!s.ok()) {
+      reactor->Finish(s);
+      return reactor;
+    }
+    std::shared_ptr<v1::Fleet::Stub> stub =
+        serving_.leader_credentials == nullptr ||
+                ctx->client_metadata().count(kForwardedKey) > 0
+            ? nullptr
+            : LeaderStub();
+    if (stub == nullptr) {
+      reactor->Finish(answers_->Refused());
+      return reactor;
+    }
+    struct Call {
+      grpc::ClientContext client;
+      std::shared_ptr<v1::Fleet::Stub> stub;
+    };
+    auto* call = new Call{{}, stub};
+    PrepareForward(ctx, &call->client);
+    stub->async()->ReportTelemetry(
+        &call->client, req, resp, [this, call, reactor](grpc::Status s) {
+          delete call;
+          if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+              s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+            const grpc::Status refusal = answers_->Refused();
+            s = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             absl::StrCat("forwarding to the leader failed (",
+                                          s.error_message(), "); ",
+                                          refusal.error_message()));
+          }
+          reactor->Finish(s);
+        });
     return reactor;
   }
 
@@ -153,6 +194,21 @@ class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
     return stub_;
   }
 
+  // A forwarded call: the deadline, the mark that stops a second forward,
+  // and the caller's credentials (the leader authorizes the call itself).
+  void PrepareForward(grpc::CallbackServerContext* ctx,
+                      grpc::ClientContext* client) {
+    client->set_deadline(
+        absl::ToChronoTime(absl::Now() + serving_.forward_deadline));
+    client->AddMetadata(kForwardedKey, "1");
+    for (const auto& [key, value] : ctx->client_metadata()) {
+      if (key == "authorization") {
+        client->AddMetadata(std::string(key.data(), key.size()),
+                            std::string(value.data(), value.size()));
+      }
+    }
+  }
+
   // Asks the leader, finishing the call with its answer (or, if it cannot
   // be reached, the answer that grants nothing). False if there is no
   // leader to ask.
@@ -170,16 +226,7 @@ class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
       std::vector<std::string> types;
     };
     auto* call = new Call{{}, stub, host, types};
-    call->client.set_deadline(
-        absl::ToChronoTime(absl::Now() + serving_.forward_deadline));
-    call->client.AddMetadata(kForwardedKey, "1");
-    // The caller's credentials: the leader authorizes the call itself.
-    for (const auto& [key, value] : ctx->client_metadata()) {
-      if (key == "authorization") {
-        call->client.AddMetadata(std::string(key.data(), key.size()),
-                                 std::string(value.data(), value.size()));
-      }
-    }
+    PrepareForward(ctx, &call->client);
     stub->async()->GetAssignment(
         &call->client, req, resp, [this, call, reactor, resp](grpc::Status s) {
           if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||

@@ -13,9 +13,12 @@
 // counts) it forwards to the leader, with a deadline, and relays the
 // leader's answer; when the leader cannot be reached it answers without
 // granting anything (Follower::NoGrantAnswer). A snapshot older than its
-// bound answers UNAVAILABLE naming the leader. Telemetry and every other
-// call stay UNAVAILABLE naming the leader: they change state that is
-// decided in one place, and agents already retry them elsewhere.
+// bound answers UNAVAILABLE naming the leader. ReportTelemetry is forwarded
+// to the leader too (a host's check-ins and its telemetry must reach the
+// same place: the leader counts check-ins of exposed hosts that have not
+// come up as boot-loop attempts); StreamTelemetry and every other call stay
+// UNAVAILABLE naming the leader: they change state that is decided in one
+// place, and clients already go to the leader on UNAVAILABLE.
 //
 // When the replica takes the lease, ringfenced shuts the standby down and
 // starts the real Server on the same port.

@@ -442,23 +442,13 @@ TEST_F(E2EReplicaTest, TheStandbyAnswersGetAssignmentAsTheLeaderDoes) {
   EXPECT_EQ(from_b.SerializeAsString(), from_a.SerializeAsString());
   ASSERT_THAT(AssignOn(b_.port, "dog-1", {"ring:dogfood"}, &from_b), GrpcOk());
   EXPECT_EQ(from_b.SerializeAsString(), from_a.SerializeAsString());
-  // Telemetry and operator calls on the standby: UNAVAILABLE naming the
-  // leader.
+  // dog-1 comes up on the release, reported through the standby (which
+  // forwards telemetry to the leader; the leader acknowledges the batch
+  // once it is checkpointed): then the standby answers it from its
+  // snapshot, even while the leader is stopped (a forwarded call would wait
+  // for the forward deadline, 2s, and then grant nothing).
   ConnectTo(b_);
-  v1::ReportTelemetryRequest telemetry;
-  v1::TelemetryEvent* e = telemetry.add_events();
-  e->set_host_id("dog-1");
-  e->set_type(v1::HEARTBEAT);
   v1::ReportTelemetryResponse telemetry_resp;
-  EXPECT_THAT(fleet_->ReportTelemetry(Ctx(kRelayToken).get(), telemetry,
-                                      &telemetry_resp),
-              GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
-                           HasSubstr("replica \"replica-a\" leads")));
-  // dog-1 comes up on the release (the leader acknowledges the batch once
-  // it is checkpointed): then the standby answers it from its snapshot,
-  // even while the leader is stopped (a forwarded call would wait for the
-  // forward deadline, 2s, and then grant nothing).
-  ConnectTo(a_);
   v1::ReportTelemetryRequest up;
   v1::TelemetryEvent* beat = up.add_events();
   beat->set_host_id("dog-1");
@@ -467,6 +457,12 @@ TEST_F(E2EReplicaTest, TheStandbyAnswersGetAssignmentAsTheLeaderDoes) {
   ASSERT_THAT(
       fleet_->ReportTelemetry(Ctx(kRelayToken).get(), up, &telemetry_resp),
       GrpcOk());
+  EXPECT_EQ(telemetry_resp.accepted_events(), 1u);
+  // Operator calls on the standby: UNAVAILABLE naming the leader.
+  EXPECT_THAT(Act("pause", "ha-1", kOperatorToken),
+              GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
+                           HasSubstr("replica \"replica-a\" leads")));
+  ConnectTo(a_);
   absl::SleepFor(absl::Milliseconds(600));  // two polls of the standby
   a_.process->Signal(SIGSTOP);
   const absl::Time asked = absl::Now();

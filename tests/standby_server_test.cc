@@ -2,7 +2,7 @@
 // NOT_SERVING for the API, UNAVAILABLE for every call, and a port that the
 // real server can take over once the standby is shut down; with a Follower,
 // GetAssignment from its snapshot or through the leader, never a grant of
-// its own.
+// its own, and ReportTelemetry through the leader.
 #include "service/standby_server.h"
 
 #include <grpcpp/generic/generic_stub.h>
@@ -237,13 +237,24 @@ TEST_F(FollowerStandbyTest, AnswersLocallyForwardsGrantsAndNeverGrants) {
   ASSERT_OK(exposures);
   ASSERT_EQ(exposures->size(), 1u);
   EXPECT_EQ((*exposures)[0].host_id, "dog-1");
-  // Telemetry: UNAVAILABLE naming the leader.
-  grpc::ClientContext ctx;
-  v1::ReportTelemetryRequest telemetry;
-  telemetry.add_events()->set_host_id("dog-1");
-  v1::ReportTelemetryResponse telemetry_resp;
-  grpc::Status s = fleet_->ReportTelemetry(&ctx, telemetry, &telemetry_resp);
+  // Telemetry is forwarded to the leader; a call another replica forwarded
+  // is not forwarded again, and one the leader does not answer fails:
+  // UNAVAILABLE naming the leader.
+  const auto report = [&](bool forwarded) {
+    grpc::ClientContext ctx;
+    if (forwarded) ctx.AddMetadata("ringfence-forwarded", "1");
+    v1::ReportTelemetryRequest telemetry;
+    telemetry.add_events()->set_host_id("dog-1");
+    v1::ReportTelemetryResponse telemetry_resp;
+    return fleet_->ReportTelemetry(&ctx, telemetry, &telemetry_resp);
+  };
+  grpc::Status s = report(/*forwarded=*/true);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("replica \"a\" leads"));
+  SetLeader("127.0.0.1:1");
+  s = report(/*forwarded=*/false);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("forwarding to the leader failed"));
   EXPECT_THAT(s.error_message(), HasSubstr("replica \"a\" leads"));
   // A snapshot older than the bound: UNAVAILABLE, saying why.
   clock_.Advance(absl::Milliseconds(1001));
