@@ -57,20 +57,23 @@ class Server;
 
 namespace ringfence {
 
-// FollowerServing: what a standby needs to answer GetAssignment.
+// FollowerServing: what a standby needs to answer GetAssignment and
+// forward ReportTelemetry.
 struct FollowerServing {
-  // nullptr: no GetAssignment (UNAVAILABLE like every call). Must outlive
+  // nullptr: no Fleet service (UNAVAILABLE like every call). Must outlive
   // the StandbyServer.
   Follower* follower = nullptr;
   // Called every `poll_interval` on a thread of the standby's own (e.g.
   // Follower::Refresh, and reading who leads); nullptr: nothing.
   std::function<void()> poll;
   absl::Duration poll_interval = absl::Milliseconds(250);
-  // The leader's gRPC address ("" while unknown: nothing is forwarded).
-  // Called on every forwarded call; must be thread-safe.
+  // The leader's gRPC address ("" while unknown: nothing is forwarded; a
+  // GetAssignment that needs the leader is answered without granting,
+  // ReportTelemetry is UNAVAILABLE). Called on every forwarded call; must
+  // be thread-safe.
   std::function<std::string()> leader_address;
-  // How to reach the leader; nullptr: never forward (answer without
-  // granting).
+  // How to reach the leader; nullptr: never forward (calls that need the
+  // leader get UNAVAILABLE naming it).
   std::shared_ptr<grpc::ChannelCredentials> leader_credentials;
   // How long a forwarded call may take.
   absl::Duration forward_deadline = absl::Seconds(2);
