@@ -369,7 +369,6 @@ TEST_F(FollowerTest, RandomizedNeverAnswersAReleaseWithoutADurableExposure) {
         FollowerVerdict::kStale}) {
     EXPECT_GT(verdicts[v], 0) << static_cast<int>(v);
   }
-
 }
 
 }  // namespace
