@@ -13,6 +13,15 @@
 //   BM_ParseTelemetryBatch  only ParseFromString of the same serialized batch.
 //   BM_ServerTelemetry*     the server's steps of ReportTelemetry, in process.
 //   BM_CheckGateLatency     sequential Rollouts.CheckGate; p50_us / p99_us.
+//   BM_GetAssignmentOnFollower  BM_GetAssignment's requests asked of a
+//                           follower (a standby with a Follower over the
+//                           leader's store, refreshed every 250 ms): answered
+//                           from its snapshot.
+//   BM_GetAssignmentDogfood / BM_GetAssignmentForwarded  requests of hosts
+//                           in the running stage (each would get a new
+//                           exposure, or waits for pacing), asked of the
+//                           leader / of the follower, which forwards them to
+//                           the leader: the forwarding's cost.
 //
 // Server and client run in this process over loopback (127.0.0.1, port 0),
 // plaintext, no authentication, memory store, FakeClock. BM_GrpcEcho and
@@ -45,11 +54,13 @@
 #include "bench/echo.grpc.pb.h"
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
+#include "ringfence/follower.h"
 #include "ringfence/model.h"
 #include "ringfence/store.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
 #include "service/convert.h"
 #include "service/server.h"
+#include "service/standby_server.h"
 
 namespace ringfence {
 namespace {
@@ -645,6 +656,128 @@ void BM_CheckGateLatency(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_CheckGateLatency)->UseRealTime();
+
+// ---- 5. GetAssignment on a follower ----------------------------------------
+
+// A follower of the fixture's leader: a StandbyServer with a Follower over the
+// same store (memory; on PostgreSQL each refresh is a few queries more, off
+// the request path), forwarding to the leader's port over loopback.
+struct FollowerFixture {
+  std::unique_ptr<Follower> follower;
+  std::unique_ptr<StandbyServer> standby;
+  std::unique_ptr<v1::Fleet::Stub> fleet;
+  std::unique_ptr<v1::Fleet::Stub> leader;  // its own channel
+  // Hosts in the running rollout's dogfood stage, none exposed.
+  std::vector<v1::GetAssignmentRequest> dogfood;
+};
+
+FollowerFixture& GetFollower() {
+  static FollowerFixture* const f = [] {
+    Ringfenced& w = GetRingfenced();
+    auto* f = new FollowerFixture;
+    // The completed rollout's hosts (under its post-completion watch, so
+    // exposed when first answered) report running its release: they are
+    // up on it, and a follower answers them from its snapshot once a
+    // checkpoint says so (follower.h).
+    std::vector<TelemetryEvent> beats;
+    for (const v1::GetAssignmentRequest& r : w.requests) {
+      if (r.content_types(0) != kCompletedType) continue;
+      TelemetryEvent e;
+      e.host_id = r.host_id();
+      e.type = EventType::kHeartbeat;
+      e.release_id = "cf292-next";
+      e.time = w.clock.Now();
+      beats.push_back(std::move(e));
+    }
+    Check(w.controller->Ingest(beats), "Ingest heartbeats");
+    w.clock.Advance(absl::Seconds(2));
+    Check(w.controller->Tick(), "Tick (checkpoint)");
+    auto follower =
+        Follower::Create(w.store.get(), &w.clock, FollowerOptions());
+    Check(follower.status(), "Follower::Create");
+    f->follower = *std::move(follower);
+    Check(f->follower->Refresh(), "Follower::Refresh");
+    FollowerServing serving;
+    serving.follower = f->follower.get();
+    Follower* raw = f->follower.get();
+    serving.poll = [raw] { raw->Refresh().IgnoreError(); };
+    serving.poll_interval = absl::Milliseconds(250);
+    const std::string leader = absl::StrCat("127.0.0.1:", w.server->port());
+    serving.leader_address = [leader] { return leader; };
+    serving.leader_credentials = grpc::InsecureChannelCredentials();
+    auto standby = StandbyServer::Start("127.0.0.1:0", std::nullopt,
+                                        std::nullopt, {}, std::move(serving));
+    Check(standby.status(), "StandbyServer::Start");
+    f->standby = *std::move(standby);
+    f->fleet = v1::Fleet::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", f->standby->port()),
+                            grpc::InsecureChannelCredentials()));
+    grpc::ChannelArguments args;
+    args.SetInt("ringfence.bench.leader_direct", 1);
+    f->leader = v1::Fleet::NewStub(grpc::CreateCustomChannel(
+        leader, grpc::InsecureChannelCredentials(), args));
+    for (int i = 0; i < kHostPool; ++i) {
+      v1::GetAssignmentRequest r = w.requests[i];
+      r.set_host_id(HostId(kHostPool + i));
+      r.clear_labels();
+      r.add_labels("ring:dogfood");
+      r.clear_content_types();
+      r.add_content_types(kRunningType);
+      f->dogfood.push_back(std::move(r));
+    }
+    // The follower answers as the leader does.
+    for (int i = 0; i < kHostPool; i += 64) {
+      grpc::ClientContext a, b;
+      v1::GetAssignmentResponse from_leader, from_follower;
+      CheckGrpc(w.fleet->GetAssignment(&a, w.requests[i], &from_leader),
+                "GetAssignment (leader)");
+      CheckGrpc(f->fleet->GetAssignment(&b, w.requests[i], &from_follower),
+                "GetAssignment (follower)");
+      if (from_leader.SerializeAsString() !=
+          from_follower.SerializeAsString()) {
+        std::fprintf(stderr, "ringfence_grpc_bench: follower answered %s\n",
+                     from_follower.ShortDebugString().c_str());
+        std::abort();
+      }
+    }
+    return f;
+  }();
+  return *f;
+}
+
+void BM_GetAssignmentOnFollower(benchmark::State& state) {
+  Ringfenced& w = GetRingfenced();
+  FollowerFixture& f = GetFollower();
+  UnaryCalls<v1::GetAssignmentResponse>(
+      state, [&w, &f](grpc::ClientContext* ctx, size_t i,
+                      v1::GetAssignmentResponse* response, auto on_done) {
+        f.fleet->async()->GetAssignment(ctx, &w.requests[i % kHostPool],
+                                        response, std::move(on_done));
+      });
+}
+BENCHMARK(BM_GetAssignmentOnFollower)->Threads(1)->Threads(8)->UseRealTime();
+
+void BM_GetAssignmentDogfood(benchmark::State& state) {
+  FollowerFixture& f = GetFollower();
+  UnaryCalls<v1::GetAssignmentResponse>(
+      state, [&f](grpc::ClientContext* ctx, size_t i,
+                  v1::GetAssignmentResponse* response, auto on_done) {
+        f.leader->async()->GetAssignment(ctx, &f.dogfood[i % kHostPool],
+                                         response, std::move(on_done));
+      });
+}
+BENCHMARK(BM_GetAssignmentDogfood)->Threads(1)->Threads(8)->UseRealTime();
+
+void BM_GetAssignmentForwarded(benchmark::State& state) {
+  FollowerFixture& f = GetFollower();
+  UnaryCalls<v1::GetAssignmentResponse>(
+      state, [&f](grpc::ClientContext* ctx, size_t i,
+                  v1::GetAssignmentResponse* response, auto on_done) {
+        f.fleet->async()->GetAssignment(ctx, &f.dogfood[i % kHostPool],
+                                        response, std::move(on_done));
+      });
+}
+BENCHMARK(BM_GetAssignmentForwarded)->Threads(1)->Threads(8)->UseRealTime();
 
 }  // namespace
 }  // namespace ringfence

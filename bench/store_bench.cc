@@ -7,6 +7,9 @@
 // the server named by $RINGFENCE_BENCH_POSTGRES_DSN (a libpq connection
 // string; scripts/pg-test-server.sh starts a local one), each in a fresh
 // schema dropped afterwards. Without the variable they report an error.
+// BM_PostgresFollowerRefresh: one poll of a follower replica (follower.h)
+// over a running rollout with N exposed hosts, each with a checkpointed
+// evidence record.
 #include <benchmark/benchmark.h>
 #include <libpq-fe.h>
 #include <unistd.h>
@@ -18,6 +21,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "ringfence/clock.h"
+#include "ringfence/controller.h"
+#include "ringfence/follower.h"
 #include "ringfence/hash.h"
 #include "ringfence/postgres_store.h"
 #include "ringfence/sqlite_store.h"
@@ -330,6 +335,68 @@ BENCHMARK(BM_PostgresGrantConcurrent)
     ->Threads(16)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
+
+void BM_PostgresFollowerRefresh(benchmark::State& state) {
+  PostgresBenchStore store(state, "follower");
+  if (store.get() == nullptr) return;
+  auto must = [&state](const absl::Status& s, const char* what) {
+    if (s.ok()) return true;
+    state.SkipWithError(absl::StrCat(what, ": ", s.ToString()).c_str());
+    return false;
+  };
+  FakeClock clock;
+  auto controller = Controller::Create(store.get(), &clock, {});
+  if (!must(controller.status(), "Controller::Create")) return;
+  Release release;
+  release.set_id("cf-1");
+  release.set_content_type("channel-file/1");
+  release.set_version("1");
+  release.set_digest_sha256(std::string(64, 'a'));
+  release.set_size_bytes(1);
+  if (!must((*controller)->CreateRelease(release, "bench"), "CreateRelease")) {
+    return;
+  }
+  StartRolloutRequest req;
+  req.rollout_id = "ro-1";
+  req.release_id = "cf-1";
+  if (!must(LoadMessageFile(RINGFENCE_SOURCE_DIR
+                            "/examples/plans/default.textproto",
+                            &req.plan),
+            "plan")) {
+    return;
+  }
+  req.allow_no_baseline = true;
+  req.actor = "bench";
+  req.reason = "bench";
+  if (!must((*controller)->StartRollout(req).status(), "StartRollout")) return;
+  const int hosts = static_cast<int>(state.range(0));
+  std::vector<Exposure> exposures(hosts);
+  std::vector<HostEvidence> evidence(hosts);
+  for (int i = 0; i < hosts; ++i) {
+    exposures[i].host_id = absl::StrCat("host-", i);
+    exposures[i].at = clock.Now();
+    evidence[i].host_key = HostKey(exposures[i].host_id);
+    evidence[i].exposed = true;
+    evidence[i].exposed_at = clock.Now();
+    evidence[i].flags = 4;  // up
+  }
+  if (!must(store.get()->RecordExposures("ro-1", exposures), "exposures") ||
+      !must(store.get()->PutCheckpoint("ro-1", "", evidence), "evidence")) {
+    return;
+  }
+  auto follower = Follower::Create(store.get(), &clock, FollowerOptions());
+  if (!must(follower.status(), "Follower::Create")) return;
+  for (auto _ : state) {
+    if (!must((*follower)->Refresh(), "Refresh")) break;
+  }
+  state.SetItemsProcessed(state.iterations() * hosts);
+}
+BENCHMARK(BM_PostgresFollowerRefresh)
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Arg(100000)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace ringfence

@@ -6,6 +6,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "ringfence/assign_rules.h"
 #include "ringfence/error_text.h"
 #include "ringfence/gate.h"
 #include "ringfence/hash.h"
@@ -48,18 +49,7 @@ struct Controller::Runtime {
 // What Assign() reads for one content type.
 struct Controller::ContentView {
   Runtime* rt = nullptr;  // the latest rollout, or nullptr
-  RolloutState state = config::v1::ROLLOUT_STATE_UNSPECIFIED;
-  int stage = 0;
-  // COMPLETED and still under its post-completion watch: exposures are
-  // recorded, as in a running stage.
-  bool watching = false;
-  const Release* release = nullptr;
-  // Last known good (a release that completed a rollout, or one the
-  // operator vouched for); nullptr = none: a rollback tells hosts to unload.
-  const Release* baseline = nullptr;
-  // A vouched baseline is told only after a halt or abort.
-  bool baseline_vouched = false;
-  bool emergency_stop = false;
+  ContentState cs;        // what the assignment rules read (assign_rules.h)
 };
 
 struct Controller::View {
@@ -314,23 +304,13 @@ void Controller::PublishLocked() {
   for (const auto& owned : runtimes_) {
     Runtime* rt = owned.get();
     ContentView& cv = view->content[rt->record.content_type()];
-    // Runtimes are in creation order: the latest rollout wins. The last known
-    // good release is the latest completed one (or the baseline of the
-    // latest rollout if none completed since): a release that completed a
-    // rollout and was not halted since.
-    const Release* last_good = cv.baseline;
-    if (cv.rt != nullptr && cv.state == COMPLETED) last_good = cv.release;
+    // Runtimes are in creation order: the latest rollout wins.
     cv.rt = rt;
-    cv.state = rt->record.state();
-    cv.stage = static_cast<int>(rt->record.stage());
-    cv.watching = Watching(rt->record, now);
-    cv.release = rt->release;
-    cv.baseline = rt->baseline != nullptr ? rt->baseline : last_good;
-    cv.baseline_vouched =
-        rt->baseline != nullptr && rt->record.baseline_vouched();
+    FoldRollout(rt->record, &rt->id, rt->release, rt->baseline, rt->index.get(),
+                rt->targeting.get(), Watching(rt->record, now), &cv.cs);
   }
   for (const auto& [type, stop] : stops_) {
-    view->content[type].emergency_stop = true;
+    view->content[type].cs.emergency_stop = true;
   }
   view_.store(view.get(), std::memory_order_release);
   views_.push_back(std::move(view));
@@ -1132,132 +1112,79 @@ absl::StatusOr<Decision> Controller::EvaluateLocked(Runtime* rt,
 
 Assignment Controller::Assign(const HostInfo& host,
                               absl::string_view content_type) {
-  Assignment a;
   const View* view = view_.load(std::memory_order_acquire);
-  if (view == nullptr) return a;
+  if (view == nullptr) return Assignment();
   auto it = view->content.find(content_type);
-  if (it == view->content.end()) return a;
-  const ContentView& cv = it->second;
-  Runtime* rt = cv.rt;
-  if (rt == nullptr) {
-    a.reason = cv.emergency_stop ? AssignReason::kEmergencyStop
-                                 : AssignReason::kNoRelease;
-    return a;
+  if (it == view->content.end()) return Assignment();
+  const ContentState& cs = it->second.cs;
+  const AssignRule rule = ApplyAssignRules(cs, tenants_, host);
+  Runtime* rt = it->second.rt;
+  if (!rule.needs_exposure) {
+    // Its telemetry counts in the control arm from now on (telemetry.h,
+    // "The population"); TryReserve admits the hosts it refuses.
+    if (rule.of_population) rt->tracker->Admit(HostKey(host.host_id));
+    return rule.answer;
   }
-  a.rollout_id = &rt->id;
-  // Hosts the rollout has not reached run the proven baseline (a vouched
-  // one is not pushed to them: they keep what they run).
-  auto baseline = [&](AssignReason reason) {
-    a.release = cv.baseline_vouched ? nullptr : cv.baseline;
-    a.reason = reason;
-    return a;
-  };
-  // Rolled back: every host runs the baseline; with none, stops running
-  // the content type.
-  auto rolled_back = [&](AssignReason reason) {
-    a.release = cv.baseline;
-    a.reason = reason;
-    // Only hosts the release could have reached unload: a host outside its
-    // targeting, or pinned, keeps whatever it runs.
-    a.unload = a.release == nullptr && rt->targeting->Matches(host) &&
-               tenants_.TrackOf(host.tenant) != config::v1::TRACK_PINNED;
-    return a;
-  };
-  if (cv.emergency_stop) return rolled_back(AssignReason::kEmergencyStop);
-  if (cv.state == HALTED || cv.state == ABORTED) {
-    return rolled_back(AssignReason::kRolledBack);
-  }
-  if (!rt->targeting->Matches(host)) {
-    return baseline(AssignReason::kNotTargeted);
-  }
-  // From here on the host is of the release's population: its telemetry
-  // counts in the control arm while it is not exposed (telemetry.h, "The
-  // population"). TryReserve admits the hosts it refuses.
   const uint64_t key = HostKey(host.host_id);
-  auto admitted = [&](AssignReason reason) {
-    rt->tracker->Admit(key);
-    return baseline(reason);
-  };
-  const Track track = tenants_.TrackOf(host.tenant);
-  if (track == config::v1::TRACK_PINNED) return admitted(AssignReason::kPinned);
-  if (cv.state == COMPLETED && !cv.watching) {
-    // The watch is over: the release is proven, like a baseline.
-    a.release = cv.release;
-    a.reason = AssignReason::kCompleted;
-    return a;
-  }
-  int placed = -1;
-  if (cv.state != COMPLETED) {
-    placed = rt->index->Place(host, track);
-    a.stage = placed;
-    if (placed < 0) return admitted(AssignReason::kNotInAudience);
-    if (placed > cv.stage) return admitted(AssignReason::kNotYet);
-    if (cv.state == PENDING) return admitted(AssignReason::kPaused);
-  }
   const bool store_ok = store_healthy_.load(std::memory_order_acquire);
-  if (cv.state == PAUSED || !store_ok) {
+  if (rule.frozen || !store_ok) {
     // Frozen: only hosts that already have the release keep it.
     if (rt->tracker->Admit(key)) {
-      a.release = cv.release;
-      a.reason = cv.state == COMPLETED ? AssignReason::kCompleted
+      Assignment a = ExposedAnswer(cs, rule);
+      a.reason = cs.state == COMPLETED ? AssignReason::kCompleted
                                        : AssignReason::kExposed;
       return a;
     }
-    return baseline(store_ok ? AssignReason::kPaused
-                             : AssignReason::kStoreUnavailable);
+    return NotExposedAnswer(
+        cs, rule,
+        store_ok ? AssignReason::kPaused : AssignReason::kStoreUnavailable);
   }
-  // Every host told the release has a durable exposure first: paced hosts
-  // of the current stage against its budget, hosts of earlier (open) stages
-  // and, during the post-completion watch, every host, unpaced, counted in
-  // the current stage's cohort.
-  const bool paced = cv.state == RUNNING && placed == cv.stage;
-  const AssignReason answer = cv.state == COMPLETED ? AssignReason::kCompleted
-                              : paced               ? AssignReason::kExposed
-                                                    : AssignReason::kStageOpen;
-  const uint64_t budget = paced ? rt->budget.load(std::memory_order_acquire)
-                                : RolloutTracker::kUnpaced;
-  switch (rt->tracker->TryReserve(key, cv.stage, budget,
+  const uint64_t budget = rule.paced
+                              ? rt->budget.load(std::memory_order_acquire)
+                              : RolloutTracker::kUnpaced;
+  switch (rt->tracker->TryReserve(key, cs.stage, budget,
                                   host.telemetry_pending > 0)) {
     case RolloutTracker::Grant::kNoBudget:
-      return baseline(AssignReason::kWaitingForPacing);
+      return NotExposedAnswer(cs, rule, AssignReason::kWaitingForPacing);
     case RolloutTracker::Grant::kNotWatched:
-      return baseline(AssignReason::kNotWatched);
+      return NotExposedAnswer(cs, rule, AssignReason::kNotWatched);
     case RolloutTracker::Grant::kAlreadyExposed:
       break;
     case RolloutTracker::Grant::kReserved: {
       Exposure e;
       e.host_id = host.host_id;
-      e.stage = static_cast<uint32_t>(cv.stage);
+      e.stage = static_cast<uint32_t>(cs.stage);
       e.at = clock_->Now();
-      e.granted = paced;
+      e.granted = rule.paced;
       absl::Status s = store_->RecordExposures(rt->id, {e});
       if (!s.ok()) {
         NoteStoreResult(s);
-        if (paced) rt->tracker->CancelReserved(cv.stage);
-        return baseline(AssignReason::kStoreUnavailable);
+        if (rule.paced) rt->tracker->CancelReserved(cs.stage);
+        return NotExposedAnswer(cs, rule, AssignReason::kStoreUnavailable);
       }
-      rt->tracker->CommitReserved(key, cv.stage, paced);
+      rt->tracker->CommitReserved(key, cs.stage, rule.paced);
       // A halt, abort or emergency stop published meanwhile wins: the
       // exposure is on record, but the host is not told the release.
       const View* latest = view_.load(std::memory_order_acquire);
       if (latest != view) {
         auto lt = latest->content.find(content_type);
-        if (lt != latest->content.end() &&
-            (lt->second.emergency_stop || lt->second.rt != rt ||
-             lt->second.state == HALTED || lt->second.state == ABORTED)) {
-          a.release = lt->second.baseline;
-          a.unload = a.release == nullptr;
-          a.reason = lt->second.emergency_stop ? AssignReason::kEmergencyStop
-                                               : AssignReason::kRolledBack;
-          return a;
+        if (lt != latest->content.end()) {
+          const ContentState& now = lt->second.cs;
+          if (now.emergency_stop || lt->second.rt != rt ||
+              now.state == HALTED || now.state == ABORTED) {
+            Assignment a = rule.answer;
+            a.release = now.baseline;
+            a.unload = a.release == nullptr;
+            a.reason = now.emergency_stop ? AssignReason::kEmergencyStop
+                                          : AssignReason::kRolledBack;
+            return a;
+          }
         }
       }
       break;
     }
   }
-  a.release = cv.release;
-  a.reason = answer;
-  return a;
+  return ExposedAnswer(cs, rule);
 }
 
 absl::Status Controller::Ingest(absl::Span<const TelemetryEvent> events) {

@@ -35,6 +35,7 @@
 // restart it as a standby. A leader shutting down gracefully releases the
 // lease, for a standby to take over at its next tick.
 #include <curl/curl.h>
+#include <grpcpp/security/credentials.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -62,6 +63,7 @@
 #include "absl/time/time.h"
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
+#include "ringfence/follower.h"
 #include "ringfence/model.h"
 #include "ringfence/postgres_store.h"
 #include "ringfence/release_check.h"
@@ -120,6 +122,20 @@ ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(10),
           "renewal (it renews every --tick_interval); when the leader dies, "
           "another replica takes over within about this plus one tick. At "
           "least 3 ticks and 100ms, at most 1h");
+ABSL_FLAG(absl::Duration, follower_poll_interval, absl::Milliseconds(250),
+          "with --store=postgres: how often a standby re-reads the rollout "
+          "state it answers GetAssignment from (10ms to 10s)");
+ABSL_FLAG(absl::Duration, follower_max_staleness, absl::Seconds(1),
+          "with --store=postgres: a standby answers GetAssignment from its "
+          "snapshot only while it is at most this old (so it sees a halt or "
+          "emergency stop at most this long after its commit); older, it "
+          "answers UNAVAILABLE naming the leader. At least 2 poll intervals, "
+          "at most 1m");
+ABSL_FLAG(absl::Duration, follower_forward_deadline, absl::Seconds(2),
+          "with --store=postgres: how long a standby waits for the leader "
+          "when it forwards a GetAssignment that would grant an exposure "
+          "(past it, the host is granted nothing) or a ReportTelemetry "
+          "(past it, UNAVAILABLE); 10ms to 1m");
 ABSL_FLAG(
     std::string, auth_tokens_file, "",
     "bearer tokens, one \"token role actor\" per line (roles: host, relay, "
@@ -209,6 +225,45 @@ ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
 
 namespace {
 
+// The leader's advertised gRPC address as a standby last read it ("" if no
+// live lease), for forwarding.
+class LeaderAddress {
+ public:
+  // This replica's id: it never forwards to itself (it holds the lease
+  // while it restores its state, or after a restart under its id). Until
+  // set, no address is known.
+  void SetSelf(const std::string& replica_id) {
+    absl::MutexLock lock(&mu_);
+    self_ = replica_id;
+  }
+  void Set(const ringfence::ClusterView& cluster) {
+    absl::MutexLock lock(&mu_);
+    holder_.clear();
+    address_.clear();
+    if (cluster.expires_in <= absl::ZeroDuration()) return;  // none lives
+    holder_ = cluster.holder;
+    for (const ringfence::ReplicaRecord& r : cluster.replicas) {
+      if (r.replica_id == cluster.holder) address_ = r.address;
+    }
+  }
+  void Clear() {
+    absl::MutexLock lock(&mu_);
+    holder_.clear();
+    address_.clear();
+  }
+  std::string Get() const {
+    absl::MutexLock lock(&mu_);
+    if (self_.empty() || holder_ == self_) return "";
+    return address_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::string self_ ABSL_GUARDED_BY(mu_);
+  std::string holder_ ABSL_GUARDED_BY(mu_);
+  std::string address_ ABSL_GUARDED_BY(mu_);
+};
+
 // The exit status of a leader whose lease another replica took over.
 constexpr int kExitSuperseded = 3;
 
@@ -274,6 +329,34 @@ int Main(int argc, char** argv) {
                      absl::FormatDuration(tick),
                      ") and 100ms, and at most 1h: the leader renews it "
                      "every tick"));
+    return 2;
+  }
+  const absl::Duration follower_poll =
+      absl::GetFlag(FLAGS_follower_poll_interval);
+  if (follower_poll < absl::Milliseconds(10) ||
+      follower_poll > absl::Seconds(10)) {
+    Log(absl::StrCat("--follower_poll_interval (",
+                     absl::FormatDuration(follower_poll),
+                     ") must be at least 10ms and at most 10s"));
+    return 2;
+  }
+  const absl::Duration follower_staleness =
+      absl::GetFlag(FLAGS_follower_max_staleness);
+  if (follower_staleness < 2 * follower_poll ||
+      follower_staleness > absl::Minutes(1)) {
+    Log(absl::StrCat("--follower_max_staleness (",
+                     absl::FormatDuration(follower_staleness),
+                     ") must be at least 2 --follower_poll_interval (",
+                     absl::FormatDuration(follower_poll), ") and at most 1m"));
+    return 2;
+  }
+  const absl::Duration forward_deadline =
+      absl::GetFlag(FLAGS_follower_forward_deadline);
+  if (forward_deadline < absl::Milliseconds(10) ||
+      forward_deadline > absl::Minutes(1)) {
+    Log(absl::StrCat("--follower_forward_deadline (",
+                     absl::FormatDuration(forward_deadline),
+                     ") must be at least 10ms and at most 1m"));
     return 2;
   }
   if (absl::GetFlag(FLAGS_replica_id).size() > 200) {
@@ -558,6 +641,7 @@ int Main(int argc, char** argv) {
   }
   // Replicas: stand by until this one holds the lease; then restore and
   // serve on the port the standby had.
+  std::unique_ptr<ringfence::Follower> follower;
   std::unique_ptr<ringfence::StandbyServer> standby;
   std::unique_ptr<ringfence::ReplicaLease> lease;
   bool port_file_written = false;
@@ -567,10 +651,50 @@ int Main(int argc, char** argv) {
     server_options.cluster.read = [replicated] {
       return replicated->ReadCluster();
     };
+    // A standby follows: GetAssignment from a snapshot of the store, new
+    // grants forwarded to the leader (service/README.md, "Replicas").
+    absl::StatusOr<std::unique_ptr<ringfence::Follower>> made =
+        ringfence::Follower::Create(store->get(), &ringfence::RealClock(),
+                                    {.fleet = controller_options.fleet,
+                                     .max_staleness = follower_staleness});
+    if (!made.ok()) {
+      Log(made.status().ToString());
+      return 2;
+    }
+    follower = *std::move(made);
+    ringfence::FollowerServing serving;
+    serving.follower = follower.get();
+    serving.poll_interval = follower_poll;
+    serving.forward_deadline = forward_deadline;
+    auto leader = std::make_shared<LeaderAddress>();
+    serving.leader_address = [leader] { return leader->Get(); };
+    // Forwarding over TLS would need a CA for the leader's certificate:
+    // without it, a standby with TLS sends those callers to the leader.
+    if (!server_options.tls.has_value()) {
+      serving.leader_credentials = grpc::InsecureChannelCredentials();
+    }
+    serving.poll = [follower = follower.get(), replicated, leader,
+                    last_error = std::string()]() mutable {
+      std::string error;
+      if (absl::Status s = follower->Refresh(); !s.ok()) {
+        error = absl::StrCat("cannot refresh the follower's snapshot: ",
+                             s.ToString());
+      }
+      if (absl::StatusOr<ringfence::ClusterView> cluster =
+              replicated->ReadCluster();
+          cluster.ok()) {
+        leader->Set(*cluster);
+        follower->SetLeaderEpoch(cluster->epoch);
+      } else {
+        leader->Clear();
+      }
+      if (error != last_error && !error.empty()) Log(error);
+      last_error = std::move(error);
+    };
     absl::StatusOr<std::unique_ptr<ringfence::StandbyServer>> started =
-        ringfence::StandbyServer::Start(server_options.listen,
-                                        server_options.tls, server_options.auth,
-                                        server_options.cluster);
+        ringfence::StandbyServer::Start(
+            server_options.listen, server_options.tls, server_options.auth,
+            server_options.cluster, std::move(serving));
     if (!started.ok()) {
       Log(started.status().ToString());
       return 1;
@@ -579,6 +703,7 @@ int Main(int argc, char** argv) {
     const int port = standby->port();
     std::string replica_id = absl::GetFlag(FLAGS_replica_id);
     if (replica_id.empty()) replica_id = ringfence::DefaultReplicaName(port);
+    leader->SetSelf(replica_id);
     std::string address = absl::GetFlag(FLAGS_advertise_address);
     if (address.empty()) {
       address = ringfence::AdvertisedAddress(server_options.listen, port);

@@ -11,8 +11,17 @@
 #include "absl/synchronization/mutex.h"
 #include "ringfence/error_text.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
+#include "service/convert.h"
+#include "service/request_validation.h"
+#include "service/status_map.h"
 
 namespace ringfence {
+namespace {
+
+// Metadata on a GetAssignment a follower forwarded.
+constexpr char kForwardedKey[] = "ringfence-forwarded";
+
+}  // namespace
 
 // Every call that is not a health check: UNAVAILABLE, at once.
 class StandbyServer::Answers final : public grpc::CallbackGenericService {
@@ -20,6 +29,11 @@ class StandbyServer::Answers final : public grpc::CallbackGenericService {
   void SetMessage(const std::string& message) {
     absl::MutexLock lock(&mu_);
     message_ = message;
+  }
+
+  grpc::Status Refused() {
+    absl::MutexLock lock(&mu_);
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, message_);
   }
 
   grpc::ServerGenericBidiReactor* CreateReactor(
@@ -40,9 +54,212 @@ class StandbyServer::Answers final : public grpc::CallbackGenericService {
   std::string message_ ABSL_GUARDED_BY(mu_) = "this replica stands by";
 };
 
+// The Fleet service of a follower: GetAssignment from the snapshot or the
+// leader; ReportTelemetry forwarded to the leader; StreamTelemetry
+// UNAVAILABLE naming the leader (Answers' message).
+class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
+ public:
+  FollowerFleet(FollowerServing serving, const CallAuthorizer* authorizer,
+                Answers* answers)
+      : serving_(std::move(serving)),
+        authorizer_(authorizer),
+        answers_(answers) {}
+
+  grpc::ServerUnaryReactor* GetAssignment(
+      grpc::CallbackServerContext* ctx, const v1::GetAssignmentRequest* req,
+      v1::GetAssignmentResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    Principal principal;
+    grpc::Status s =
+        authorizer_->Check(ctx, kFleetRoles, "GetAssignment", &principal);
+    if (s.ok()) {
+      s = ToGrpcStatus(AuthorizeHost(principal, req->host_id(), "host_id"));
+    }
+    HostInfo host = HostFromProto(*req);
+    if (s.ok()) s = ToGrpcStatus(ValidateGetAssignment(*req, host));
+    if (!s.ok()) {
+      reactor->Finish(s);
+      return reactor;
+    }
+    const std::vector<std::string> types(req->content_types().begin(),
+                                         req->content_types().end());
+    FollowerAnswer answer = serving_.follower->Assign(host, types);
+    if (answer.verdict == FollowerVerdict::kForward) {
+      if (serving_.leader_credentials == nullptr) {
+        // Not set up to call the leader: the caller does.
+        reactor->Finish(answers_->Refused());
+        return reactor;
+      }
+      // A call another replica forwarded is never forwarded again (the
+      // lease moved meanwhile: no loop between replicas).
+      if (ctx->client_metadata().count(kForwardedKey) == 0 &&
+          Forward(ctx, reactor, req, resp, host, types, answer.leader_epoch)) {
+        return reactor;
+      }
+      // No leader known (it died and nobody took over yet): grant nothing.
+      answer = serving_.follower->NoGrantAnswer(host, types);
+    }
+    reactor->Finish(Reply(answer, types, resp));
+    return reactor;
+  }
+
+  // Forwarded to the leader and its answer relayed (after an accepted batch
+  // the leader acknowledges once it is checkpointed, as for any caller): a
+  // host's check-ins and its telemetry reach the same place, so a check-in
+  // the leader counts as a boot-loop attempt is followed by the telemetry
+  // that shows the host came up. UNAVAILABLE naming the leader when it
+  // cannot be asked.
+  grpc::ServerUnaryReactor* ReportTelemetry(
+      grpc::CallbackServerContext* ctx, const v1::ReportTelemetryRequest* req,
+      v1::ReportTelemetryResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    Principal principal;
+    grpc::Status s =
+        authorizer_->Check(ctx, kFleetRoles, "ReportTelemetry", &principal);
+    if (!s.ok()) {
+      reactor->Finish(s);
+      return reactor;
+    }
+    std::shared_ptr<v1::Fleet::Stub> stub =
+        serving_.leader_credentials == nullptr ||
+                ctx->client_metadata().count(kForwardedKey) > 0
+            ? nullptr
+            : LeaderStub();
+    if (stub == nullptr) {
+      reactor->Finish(answers_->Refused());
+      return reactor;
+    }
+    struct Call {
+      grpc::ClientContext client;
+      std::shared_ptr<v1::Fleet::Stub> stub;
+    };
+    auto* call = new Call{{}, stub};
+    PrepareForward(ctx, &call->client);
+    stub->async()->ReportTelemetry(
+        &call->client, req, resp, [this, call, reactor](grpc::Status s) {
+          delete call;
+          if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+              s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+            const grpc::Status refusal = answers_->Refused();
+            s = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             absl::StrCat("forwarding to the leader failed (",
+                                          s.error_message(), "); ",
+                                          refusal.error_message()));
+          }
+          reactor->Finish(s);
+        });
+    return reactor;
+  }
+
+  grpc::ServerReadReactor<v1::TelemetryBatch>* StreamTelemetry(
+      grpc::CallbackServerContext*, v1::StreamTelemetryResponse*) override {
+    return new FailedStream<grpc::ServerReadReactor<v1::TelemetryBatch>>(
+        answers_->Refused());
+  }
+
+ private:
+  grpc::Status Reply(const FollowerAnswer& answer,
+                     const std::vector<std::string>& types,
+                     v1::GetAssignmentResponse* resp) {
+    if (answer.verdict != FollowerVerdict::kAnswered) {
+      const grpc::Status refusal = answers_->Refused();
+      return grpc::Status(
+          grpc::StatusCode::UNAVAILABLE,
+          absl::StrCat("this replica's snapshot of the store is ",
+                       answer.as_of == absl::InfinitePast()
+                           ? std::string("not loaded yet")
+                           : absl::StrCat("older than its bound (as of ",
+                                          absl::FormatTime(answer.as_of), ")"),
+                       "; ", refusal.error_message()));
+    }
+    resp->Clear();
+    for (size_t i = 0; i < types.size(); ++i) {
+      AssignmentToProto(types[i], answer.assignments[i],
+                        resp->add_assignments());
+    }
+    return grpc::Status::OK;
+  }
+
+  // The leader's stub, or nullptr if it is unknown.
+  std::shared_ptr<v1::Fleet::Stub> LeaderStub() {
+    if (serving_.leader_address == nullptr) return nullptr;
+    const std::string address = serving_.leader_address();
+    if (address.empty()) return nullptr;
+    absl::MutexLock lock(&mu_);
+    if (address != address_ || stub_ == nullptr) {
+      address_ = address;
+      stub_ = v1::Fleet::NewStub(
+          grpc::CreateChannel(address, serving_.leader_credentials));
+    }
+    return stub_;
+  }
+
+  // A forwarded call: the deadline, the mark that stops a second forward,
+  // and the caller's credentials (the leader authorizes the call itself).
+  void PrepareForward(grpc::CallbackServerContext* ctx,
+                      grpc::ClientContext* client) {
+    client->set_deadline(
+        absl::ToChronoTime(absl::Now() + serving_.forward_deadline));
+    client->AddMetadata(kForwardedKey, "1");
+    for (const auto& [key, value] : ctx->client_metadata()) {
+      if (key == "authorization") {
+        client->AddMetadata(std::string(key.data(), key.size()),
+                            std::string(value.data(), value.size()));
+      }
+    }
+  }
+
+  // Asks the leader, finishing the call with its answer (or, if it cannot
+  // be reached, the answer that grants nothing). False if there is no
+  // leader to ask.
+  bool Forward(grpc::CallbackServerContext* ctx,
+               grpc::ServerUnaryReactor* reactor,
+               const v1::GetAssignmentRequest* req,
+               v1::GetAssignmentResponse* resp, const HostInfo& host,
+               const std::vector<std::string>& types, int64_t leader_epoch) {
+    std::shared_ptr<v1::Fleet::Stub> stub = LeaderStub();
+    if (stub == nullptr) return false;
+    struct Call {
+      grpc::ClientContext client;
+      std::shared_ptr<v1::Fleet::Stub> stub;
+      HostInfo host;
+      std::vector<std::string> types;
+      int64_t leader_epoch;
+    };
+    auto* call = new Call{{}, stub, host, types, leader_epoch};
+    PrepareForward(ctx, &call->client);
+    stub->async()->GetAssignment(
+        &call->client, req, resp, [this, call, reactor, resp](grpc::Status s) {
+          if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+              s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+            // The leader cannot say: grant nothing (the host keeps what it
+            // runs, or its baseline, as the leader answers when it cannot
+            // record an exposure).
+            s = Reply(serving_.follower->NoGrantAnswer(call->host, call->types),
+                      call->types, resp);
+          } else if (s.ok()) {
+            // The leader admitted the host (follower.h): answered here next.
+            serving_.follower->NoteAdmitted(call->host, call->types,
+                                            call->leader_epoch);
+          }
+          delete call;
+          reactor->Finish(s);
+        });
+    return true;
+  }
+
+  const FollowerServing serving_;
+  const CallAuthorizer* const authorizer_;
+  Answers* const answers_;
+  absl::Mutex mu_;
+  std::string address_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<v1::Fleet::Stub> stub_ ABSL_GUARDED_BY(mu_);
+};
+
 absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
     const std::string& listen, const std::optional<ServerTls>& tls,
-    std::optional<TokenAuthenticator> auth, ClusterOptions cluster) {
+    std::optional<TokenAuthenticator> auth, ClusterOptions cluster,
+    FollowerServing follower) {
   std::unique_ptr<StandbyServer> standby(new StandbyServer());
   standby->answers_ = std::make_unique<Answers>();
   standby->authorizer_ = std::make_unique<CallAuthorizer>(std::move(auth));
@@ -55,6 +272,14 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
   builder.AddListeningPort(listen, ServerCredentials(tls), &standby->port_);
   // Registered services take their calls; the generic one every other.
   builder.RegisterService(standby->cluster_.get());
+  if (follower.follower != nullptr) {
+    standby->poll_ = std::move(follower.poll);
+    standby->poll_interval_ = follower.poll_interval;
+    standby->fleet_ = std::make_unique<FollowerFleet>(
+        std::move(follower), standby->authorizer_.get(),
+        standby->answers_.get());
+    builder.RegisterService(standby->fleet_.get());
+  }
   builder.RegisterCallbackGenericService(standby->answers_.get());
   standby->server_ = builder.BuildAndStart();
   if (standby->server_ == nullptr || standby->port_ == 0) {
@@ -64,6 +289,15 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
                      "refused?)"));
   }
   standby->cluster_->SetBound(listen, standby->port_);
+  if (standby->poll_ != nullptr) {
+    StandbyServer* self = standby.get();
+    self->poller_ = std::thread([self] {
+      do {
+        self->poll_();
+      } while (!self->stop_polling_.WaitForNotificationWithTimeout(
+          self->poll_interval_));
+    });
+  }
   if (grpc::HealthCheckServiceInterface* health =
           standby->server_->GetHealthCheckService();
       health != nullptr) {
@@ -84,6 +318,10 @@ void StandbyServer::SetMessage(const std::string& message) {
 }
 
 void StandbyServer::Shutdown() {
+  if (poller_.joinable()) {
+    stop_polling_.Notify();
+    poller_.join();
+  }
   if (server_ == nullptr) return;
   server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();

@@ -7,6 +7,19 @@
 // every other call fails with UNAVAILABLE, saying which replica leads, so
 // that clients and load balancers go to the leader.
 //
+// A standby with a Follower (follower.h) is a follower: it also serves
+// Fleet.GetAssignment. What needs no new exposure it answers from the
+// follower's snapshot; what would grant one (or is evidence only the leader
+// counts) it forwards to the leader, with a deadline, and relays the
+// leader's answer; when the leader cannot be reached it answers without
+// granting anything (Follower::NoGrantAnswer). A snapshot older than its
+// bound answers UNAVAILABLE naming the leader. ReportTelemetry is forwarded
+// to the leader too (a host's check-ins and its telemetry must reach the
+// same place: the leader counts check-ins of exposed hosts that have not
+// come up as boot-loop attempts); StreamTelemetry and every other call stay
+// UNAVAILABLE naming the leader: they change state that is decided in one
+// place, and clients already go to the leader on UNAVAILABLE.
+//
 // When the replica takes the lease, ringfenced shuts the standby down and
 // starts the real Server on the same port.
 //
@@ -22,21 +35,49 @@
 // called from one.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "ringfence/follower.h"
 #include "service/auth.h"
 #include "service/call.h"
 #include "service/cluster_service.h"
 #include "service/tls.h"
 
 namespace grpc {
+class ChannelCredentials;
 class Server;
 }  // namespace grpc
 
 namespace ringfence {
+
+// FollowerServing: what a standby needs to answer GetAssignment and
+// forward ReportTelemetry.
+struct FollowerServing {
+  // nullptr: no Fleet service (UNAVAILABLE like every call). Must outlive
+  // the StandbyServer.
+  Follower* follower = nullptr;
+  // Called every `poll_interval` on a thread of the standby's own (e.g.
+  // Follower::Refresh, and reading who leads); nullptr: nothing.
+  std::function<void()> poll;
+  absl::Duration poll_interval = absl::Milliseconds(250);
+  // The leader's gRPC address ("" while unknown: nothing is forwarded; a
+  // GetAssignment that needs the leader is answered without granting,
+  // ReportTelemetry is UNAVAILABLE). Called on every forwarded call; must
+  // be thread-safe.
+  std::function<std::string()> leader_address;
+  // How to reach the leader; nullptr: never forward (calls that need the
+  // leader get UNAVAILABLE naming it).
+  std::shared_ptr<grpc::ChannelCredentials> leader_credentials;
+  // How long a forwarded call may take.
+  absl::Duration forward_deadline = absl::Seconds(2);
+};
 
 class StandbyServer {
  public:
@@ -50,7 +91,7 @@ class StandbyServer {
   static absl::StatusOr<std::unique_ptr<StandbyServer>> Start(
       const std::string& listen, const std::optional<ServerTls>& tls,
       std::optional<TokenAuthenticator> auth = std::nullopt,
-      ClusterOptions cluster = {});
+      ClusterOptions cluster = {}, FollowerServing follower = {});
   // Shuts down if Shutdown was not called.
   ~StandbyServer();
   StandbyServer(const StandbyServer&) = delete;
@@ -65,15 +106,21 @@ class StandbyServer {
   // stands by").
   void SetMessage(const std::string& message);
 
-  // Shutdown: stops listening and ends the calls in flight (every answer is
-  // immediate).
+  // Shutdown: stops polling and listening, and ends the calls in flight
+  // (every answer is immediate, or a forwarded call's deadline away).
   void Shutdown();
 
  private:
   class Answers;
+  class FollowerFleet;
   StandbyServer() = default;
 
   std::unique_ptr<Answers> answers_;
+  std::unique_ptr<FollowerFleet> fleet_;
+  std::function<void()> poll_;
+  absl::Duration poll_interval_;
+  absl::Notification stop_polling_;
+  std::thread poller_;
   std::unique_ptr<CallAuthorizer> authorizer_;
   std::unique_ptr<ClusterService> cluster_;
   std::unique_ptr<grpc::Server> server_;

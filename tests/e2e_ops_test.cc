@@ -818,6 +818,9 @@ TEST_F(E2EOpsTest, LimitFlagsAreCheckedAndExpectedHostsServes) {
       {"--expected_hosts=100000001", "--expected_hosts"},
       {"--max_streams_per_connection=0", "--max_streams_per_connection"},
       {"--expected_hosts=-1", "expected_hosts"},
+      {"--follower_poll_interval=0s", "--follower_poll_interval"},
+      {"--follower_max_staleness=300ms", "--follower_max_staleness"},
+      {"--follower_forward_deadline=2h", "--follower_forward_deadline"},
   };
   for (const auto& [flag, message] : bad_flags) {
     const CommandResult bad = RunServerToExit({flag});

@@ -389,5 +389,163 @@ TEST_F(E2EReplicaTest, ClusterStatusFromTheLeaderAndTheStandby) {
   EXPECT_THAT(r.out, HasSubstr("leader (stale)"));
 }
 
+// What the replica on `port` answers host `host_id` (with `labels`) for
+// channel-file/500, over a channel of its own.
+grpc::Status AssignOn(int port, const std::string& host_id,
+                      std::vector<std::string> labels,
+                      v1::ContentAssignment* out) {
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  auto stub = v1::Fleet::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
+                                grpc::InsecureChannelCredentials(), args));
+  v1::GetAssignmentRequest req;
+  req.set_host_id(host_id);
+  for (std::string& l : labels) req.add_labels(std::move(l));
+  req.add_content_types("channel-file/500");
+  v1::GetAssignmentResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kRelayToken));
+  grpc::Status s = stub->GetAssignment(&ctx, req, &resp);
+  if (s.ok() && resp.assignments_size() == 1) *out = resp.assignments(0);
+  return s;
+}
+
+// A standby answers GetAssignment: locally what needs no new exposure (the
+// same answer as the leader's), and a new grant through the leader, durable
+// before the answer; after an abort on the leader, the standby's answer
+// changes within its staleness bound (--follower_max_staleness, 1s).
+TEST_F(E2EReplicaTest, TheStandbyAnswersGetAssignmentAsTheLeaderDoes) {
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby());
+  // Outside the dogfood stage: NOT_YET from both.
+  v1::ContentAssignment from_a, from_b;
+  // (The standby sees the new rollout at its next poll.)
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return AssignOn(b_.port, "web-1", {}, &from_b).ok() &&
+               from_b.reason() == v1::NOT_YET;
+      },
+      absl::Seconds(5)));
+  ASSERT_THAT(AssignOn(a_.port, "web-1", {}, &from_a), GrpcOk());
+  EXPECT_EQ(from_b.reason(), v1::NOT_YET);
+  EXPECT_EQ(from_b.SerializeAsString(), from_a.SerializeAsString());
+  // A dogfood host asking the standby is granted by the leader, and its
+  // exposure is on record when the answer arrives.
+  ASSERT_THAT(AssignOn(b_.port, "dog-1", {"ring:dogfood"}, &from_b), GrpcOk());
+  EXPECT_EQ(from_b.reason(), v1::EXPOSED);
+  EXPECT_EQ(from_b.release_id(), "cf500-a");
+  EXPECT_THAT(Sql("SELECT host_id FROM " + schema_ +
+                  ".exposures WHERE rollout_id = 'ha-1'"),
+              ::testing::ElementsAre("dog-1"));
+  ASSERT_THAT(AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &from_a), GrpcOk());
+  EXPECT_EQ(from_b.SerializeAsString(), from_a.SerializeAsString());
+  ASSERT_THAT(AssignOn(b_.port, "dog-1", {"ring:dogfood"}, &from_b), GrpcOk());
+  EXPECT_EQ(from_b.SerializeAsString(), from_a.SerializeAsString());
+  // dog-1 comes up on the release, reported through the standby (which
+  // forwards telemetry to the leader; the leader acknowledges the batch
+  // once it is checkpointed): then the standby answers it from its
+  // snapshot, even while the leader is stopped (a forwarded call would wait
+  // for the forward deadline, 2s, and then grant nothing).
+  ConnectTo(b_);
+  v1::ReportTelemetryResponse telemetry_resp;
+  v1::ReportTelemetryRequest up;
+  v1::TelemetryEvent* beat = up.add_events();
+  beat->set_host_id("dog-1");
+  beat->set_type(v1::HEARTBEAT);
+  beat->set_release_id("cf500-a");
+  ASSERT_THAT(
+      fleet_->ReportTelemetry(Ctx(kRelayToken).get(), up, &telemetry_resp),
+      GrpcOk());
+  EXPECT_EQ(telemetry_resp.accepted_events(), 1u);
+  // Operator calls on the standby: UNAVAILABLE naming the leader.
+  EXPECT_THAT(Act("pause", "ha-1", kOperatorToken),
+              GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
+                           HasSubstr("replica \"replica-a\" leads")));
+  ConnectTo(a_);
+  absl::SleepFor(absl::Milliseconds(600));  // two polls of the standby
+  a_.process->Signal(SIGSTOP);
+  const absl::Time asked = absl::Now();
+  const grpc::Status local =
+      AssignOn(b_.port, "dog-1", {"ring:dogfood"}, &from_b);
+  const absl::Duration took = absl::Now() - asked;
+  a_.process->Signal(SIGCONT);
+  ASSERT_THAT(local, GrpcOk());
+  EXPECT_EQ(from_b.SerializeAsString(), from_a.SerializeAsString());
+  EXPECT_LT(took, absl::Seconds(1)) << "forwarded to the stopped leader?";
+  // Abort on the leader: the standby, answering dog-1 from its snapshot,
+  // tells it to roll back within its bound.
+  ASSERT_THAT(Act("abort", "ha-1", kOperatorToken), GrpcOk());
+  const absl::Time aborted = absl::Now();
+  // A call sent at least the bound after the commit gets the rollback (or
+  // UNAVAILABLE, if the standby's snapshot is older than the bound).
+  absl::Time first_rolled_back = absl::InfiniteFuture();
+  int checked = 0;
+  while (absl::Now() < aborted + absl::Seconds(2)) {
+    const absl::Time sent = absl::Now();
+    v1::ContentAssignment answer;
+    if (AssignOn(b_.port, "dog-1", {"ring:dogfood"}, &answer).ok()) {
+      if (answer.reason() == v1::ROLLED_BACK) {
+        first_rolled_back = std::min(first_rolled_back, absl::Now());
+        from_b = answer;
+      }
+      if (sent >= aborted + absl::Seconds(1)) {
+        ++checked;
+        EXPECT_EQ(answer.reason(), v1::ROLLED_BACK)
+            << "asked " << absl::FormatDuration(sent - aborted)
+            << " after the abort";
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GT(checked, 0);
+  ASSERT_NE(first_rolled_back, absl::InfiniteFuture());
+  std::cout << "standby answered ROLLED_BACK "
+            << absl::FormatDuration(first_rolled_back - aborted)
+            << " after the abort committed\n";
+  EXPECT_TRUE(from_b.unload());
+}
+
+// With the leader dead, a standby grants nothing (it cannot record an
+// exposure) until a leader serves again; every answer that tells a host the
+// release is backed by an exposure row.
+TEST_F(E2EReplicaTest, TheStandbyGrantsNothingWhileNoLeaderServes) {
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby());
+  v1::ContentAssignment answer;
+  // (The standby sees the new rollout at its next poll.)
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return AssignOn(b_.port, "web-1", {}, &answer).ok() &&
+               answer.reason() == v1::NOT_YET;
+      },
+      absl::Seconds(5)));
+  a_.process->Signal(SIGKILL);
+  EXPECT_EQ(a_.process->Wait(absl::Seconds(10)), 128 + SIGKILL);
+  ASSERT_THAT(AssignOn(b_.port, "dog-2", {"ring:dogfood"}, &answer), GrpcOk());
+  EXPECT_FALSE(answer.has_release());
+  EXPECT_EQ(answer.reason(), v1::STORE_UNAVAILABLE);
+  EXPECT_THAT(Sql("SELECT host_id FROM " + schema_ +
+                  ".exposures WHERE rollout_id = 'ha-1'"),
+              ::testing::IsEmpty());
+  // Until B leads: every answer with the release is durable first.
+  bool granted = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!granted && absl::Now() < deadline) {
+    if (!AssignOn(b_.port, "dog-2", {"ring:dogfood"}, &answer).ok()) {
+      absl::SleepFor(absl::Milliseconds(20));
+      continue;
+    }
+    if (answer.has_release()) {
+      granted = true;
+      EXPECT_THAT(Sql("SELECT host_id FROM " + schema_ +
+                      ".exposures WHERE rollout_id = 'ha-1'"),
+                  ::testing::ElementsAre("dog-2"));
+      EXPECT_EQ(RolloutsHealth(b_), kServing);
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(granted) << "replica-b did not take over and grant";
+}
+
 }  // namespace
 }  // namespace ringfence::e2e

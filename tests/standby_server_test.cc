@@ -1,6 +1,8 @@
 // What a standby replica serves (service/standby_server.h): health
 // NOT_SERVING for the API, UNAVAILABLE for every call, and a port that the
-// real server can take over once the standby is shut down.
+// real server can take over once the standby is shut down; with a Follower,
+// GetAssignment from its snapshot or through the leader, never a grant of
+// its own, and ReportTelemetry through the leader.
 #include "service/standby_server.h"
 
 #include <grpcpp/generic/generic_stub.h>
@@ -9,10 +11,17 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "ringfence/clock.h"
+#include "ringfence/controller.h"
+#include "ringfence/follower.h"
+#include "ringfence/store.h"
 #include "ringfence/v1/ringfence.grpc.pb.h"
+#include "service/server.h"
 #include "status_matchers.h"
 
 namespace ringfence {
@@ -92,6 +101,170 @@ TEST(StandbyServerTest, RefusesEverythingAndHandsItsPortOn) {
       StandbyServer::Start(ListenOnPort("127.0.0.1:0", port), std::nullopt);
   ASSERT_OK(next);
   EXPECT_EQ((*next)->port(), port);
+}
+
+constexpr char kType[] = "channel-file/500";
+
+MATCHER(GrpcOk, "") {
+  *result_listener << "status is " << arg.error_code() << ": "
+                   << arg.error_message();
+  return arg.ok();
+}
+
+// A leader (Controller and Server on a memory store) with rollout "r-1" in
+// its dogfood stage, and a follower of the same store behind a standby.
+class FollowerStandbyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = Controller::Create(store_.get(), &clock_, {});
+    ASSERT_OK(c);
+    leader_ = *std::move(c);
+    Release r;
+    r.set_id("cf500-a");
+    r.set_content_type(kType);
+    r.set_version("1");
+    r.set_digest_sha256(std::string(64, 'a'));
+    r.set_size_bytes(1);
+    ASSERT_OK(leader_->CreateRelease(r, "ci"));
+    StartRolloutRequest req;
+    req.rollout_id = "r-1";
+    req.release_id = "cf500-a";
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+        R"pb(
+          name: "manual"
+          stages {
+            name: "dogfood"
+            audience { labels: "ring:dogfood" }
+            bake_time { seconds: 3600 }
+          }
+          stages {
+            name: "fleet"
+            audience { percent: 100 }
+            bake_time { seconds: 3600 }
+          }
+        )pb",
+        &req.plan));
+    req.allow_no_baseline = true;
+    req.actor = "ci";
+    req.reason = "test";
+    ASSERT_OK(leader_->StartRollout(req));
+    ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    auto server = Server::Start(leader_.get(), std::move(options));
+    ASSERT_OK(server);
+    server_ = *std::move(server);
+    FollowerOptions fo;
+    fo.max_staleness = absl::Seconds(1);
+    auto f = Follower::Create(store_.get(), &clock_, fo);
+    ASSERT_OK(f);
+    follower_ = *std::move(f);
+    ASSERT_OK(follower_->Refresh());
+    FollowerServing serving;
+    serving.follower = follower_.get();
+    serving.leader_address = [this] {
+      absl::MutexLock lock(&mu_);
+      return leader_address_;
+    };
+    serving.leader_credentials = grpc::InsecureChannelCredentials();
+    serving.forward_deadline = absl::Seconds(5);
+    auto standby = StandbyServer::Start("127.0.0.1:0", std::nullopt,
+                                        std::nullopt, {}, std::move(serving));
+    ASSERT_OK(standby);
+    standby_ = *std::move(standby);
+    (*standby_).SetMessage("replica \"b\" stands by: replica \"a\" leads");
+    fleet_ = v1::Fleet::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", standby_->port()),
+                            grpc::InsecureChannelCredentials()));
+  }
+
+  void SetLeader(const std::string& address) {
+    absl::MutexLock lock(&mu_);
+    leader_address_ = address;
+  }
+
+  grpc::Status Assign(const std::string& host, bool dogfood,
+                      v1::ContentAssignment* out, bool forwarded = false) {
+    v1::GetAssignmentRequest req;
+    req.set_host_id(host);
+    if (dogfood) req.add_labels("ring:dogfood");
+    req.add_content_types(kType);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(10));
+    if (forwarded) ctx.AddMetadata("ringfence-forwarded", "1");
+    v1::GetAssignmentResponse resp;
+    grpc::Status s = fleet_->GetAssignment(&ctx, req, &resp);
+    if (s.ok()) *out = resp.assignments(0);
+    return s;
+  }
+
+  FakeClock clock_;
+  StorePtr store_ = NewMemoryStore();
+  std::unique_ptr<Controller> leader_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Follower> follower_;
+  std::unique_ptr<StandbyServer> standby_;
+  std::unique_ptr<v1::Fleet::Stub> fleet_;
+  absl::Mutex mu_;
+  std::string leader_address_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(FollowerStandbyTest, AnswersLocallyForwardsGrantsAndNeverGrants) {
+  v1::ContentAssignment a;
+  // Outside the open stage: answered from the snapshot.
+  ASSERT_THAT(Assign("web-1", false, &a), GrpcOk());
+  EXPECT_EQ(a.reason(), v1::NOT_YET);
+  // A new grant with no leader known: nothing granted, nothing recorded.
+  ASSERT_THAT(Assign("dog-1", true, &a), GrpcOk());
+  EXPECT_FALSE(a.has_release());
+  EXPECT_EQ(a.reason(), v1::STORE_UNAVAILABLE);
+  // A leader that does not answer: the same.
+  SetLeader("127.0.0.1:1");
+  ASSERT_THAT(Assign("dog-1", true, &a), GrpcOk());
+  EXPECT_EQ(a.reason(), v1::STORE_UNAVAILABLE);
+  auto exposures = store_->ListExposures("r-1");
+  ASSERT_OK(exposures);
+  EXPECT_TRUE(exposures->empty());
+  // The leader: granted there, durably, and relayed; a call another
+  // replica forwarded is not forwarded again.
+  SetLeader(absl::StrCat("127.0.0.1:", server_->port()));
+  ASSERT_THAT(Assign("dog-1", true, &a, /*forwarded=*/true), GrpcOk());
+  EXPECT_EQ(a.reason(), v1::STORE_UNAVAILABLE);
+  ASSERT_THAT(Assign("dog-1", true, &a), GrpcOk());
+  EXPECT_EQ(a.reason(), v1::EXPOSED);
+  EXPECT_EQ(a.release_id(), "cf500-a");
+  exposures = store_->ListExposures("r-1");
+  ASSERT_OK(exposures);
+  ASSERT_EQ(exposures->size(), 1u);
+  EXPECT_EQ((*exposures)[0].host_id, "dog-1");
+  // Telemetry is forwarded to the leader; a call another replica forwarded
+  // is not forwarded again, and one the leader does not answer fails:
+  // UNAVAILABLE naming the leader.
+  const auto report = [&](bool forwarded) {
+    grpc::ClientContext ctx;
+    if (forwarded) ctx.AddMetadata("ringfence-forwarded", "1");
+    v1::ReportTelemetryRequest telemetry;
+    telemetry.add_events()->set_host_id("dog-1");
+    v1::ReportTelemetryResponse telemetry_resp;
+    return fleet_->ReportTelemetry(&ctx, telemetry, &telemetry_resp);
+  };
+  grpc::Status s = report(/*forwarded=*/true);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("replica \"a\" leads"));
+  SetLeader("127.0.0.1:1");
+  s = report(/*forwarded=*/false);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("forwarding to the leader failed"));
+  EXPECT_THAT(s.error_message(), HasSubstr("replica \"a\" leads"));
+  // A snapshot older than the bound: UNAVAILABLE, saying why.
+  clock_.Advance(absl::Milliseconds(1001));
+  s = Assign("web-1", false, &a);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("older than its bound"));
+  EXPECT_THAT(s.error_message(), HasSubstr("replica \"a\" leads"));
+  ASSERT_OK(follower_->Refresh());
+  ASSERT_THAT(Assign("web-1", false, &a), GrpcOk());
+  EXPECT_EQ(a.reason(), v1::NOT_YET);
 }
 
 }  // namespace
