@@ -394,65 +394,6 @@ TEST(AgentTest, TwelveHoursOfPollingWithJitterAndARollover) {
               ElementsAre(PayloadFileName("rel-b")));
 }
 
-TEST(AgentTest, AHeartbeatAndAPollShareAWakeup) {
-  Harness h;
-  RunningA(h);
-  const absl::Time from = h.clock.Now();
-  const size_t earlier_polls = h.server.poll_times.size();
-  h.RunFor(absl::Hours(6));
-  // Each poll is made with a heartbeat and each heartbeat sent with a poll:
-  // one wakeup (one connection) an interval, not two.
-  const std::set<absl::Time> polls(h.server.poll_times.begin() + earlier_polls,
-                                   h.server.poll_times.end());
-  std::vector<absl::Time> beats;
-  for (const SpooledEvent* e : h.server.Find(EventType::kHeartbeat, "rel-a")) {
-    if (e->event.time >= from) beats.push_back(e->event.time);
-  }
-  std::sort(beats.begin(), beats.end());
-  EXPECT_EQ(std::set<absl::Time>(beats.begin(), beats.end()), polls);
-  // Each poll goes before its heartbeat is queued: with everything
-  // delivered it reports nothing pending, so the server still counts it
-  // as a check-in (docs/agent-protocol.md, "Attempts").
-  const std::vector<uint64_t> pending(
-      h.server.pending_at_poll.begin() + earlier_polls,
-      h.server.pending_at_poll.end());
-  EXPECT_THAT(pending, ::testing::Each(0u));
-  // Heartbeats never further apart than their interval (so no later than
-  // without sharing), polls within their jitter, and not all alike.
-  ASSERT_GE(beats.size(), 360u);
-  std::set<int64_t> gaps;
-  for (size_t i = 1; i < beats.size(); ++i) {
-    const absl::Duration gap = beats[i] - beats[i - 1];
-    EXPECT_GE(gap, absl::Seconds(48));
-    EXPECT_LE(gap, absl::Seconds(60));
-    gaps.insert(absl::ToInt64Milliseconds(gap));
-  }
-  EXPECT_GT(gaps.size(), 50u);
-}
-
-TEST(AgentTest, NoEarlyHeartbeatWhileAwaitingHealth) {
-  // Between a load and its health the agent does not poll, so no poll
-  // pulls a heartbeat early, even one due well before it: health is judged
-  // at the heartbeat a full interval after the load.
-  Harness h;
-  h.options.poll_interval = absl::Seconds(50);
-  h.server.Assign(MakeRelease("rel-a"));
-  ASSERT_OK(h.Boot());
-  h.RunFor(absl::Seconds(1));
-  ASSERT_EQ(h.content.running, "rel-a");
-  ASSERT_EQ(h.server.poll_times.size(), 1u);
-  const absl::Time loaded = h.server.poll_times[0];
-  h.RunFor(absl::Seconds(60));
-  EXPECT_EQ(h.agent->GetStatus().last_good, "rel-a");
-  std::vector<const SpooledEvent*> beats =
-      h.server.Find(EventType::kHeartbeat, "rel-a");
-  ASSERT_EQ(beats.size(), 1u);
-  EXPECT_EQ(beats[0]->event.time, loaded + absl::Seconds(60));
-  // The poll due meanwhile came with that heartbeat.
-  ASSERT_EQ(h.server.poll_times.size(), 2u);
-  EXPECT_EQ(h.server.poll_times[1], beats[0]->event.time);
-}
-
 TEST(AgentTest, SameSeedSameEventIds) {
   std::vector<std::string> ids[2];
   for (int run = 0; run < 2; ++run) {

@@ -259,13 +259,6 @@ struct AgentOptions {
   double poll_jitter = 0.2;
   // A HEARTBEAT every heartbeat_interval; content is healthy once it loaded
   // and one interval later the agent is still alive.
-  //
-  // A heartbeat and a poll share a wakeup (and the transport's connection)
-  // when they can: a heartbeat due within poll_jitter times its interval
-  // is queued right after a poll, early; a poll is made with a heartbeat
-  // once (1 - poll_jitter) times its interval has passed since the last,
-  // within its jitter. Heartbeats are never further apart than
-  // heartbeat_interval, and a host awaiting health still does not poll.
   absl::Duration heartbeat_interval = absl::Seconds(60);
   // Boot-loop guard: on the boot_loop_limit-th boot that finds a release
   // still loading and not healthy (within boot_loop_window of the first),
@@ -402,8 +395,7 @@ class Agent {
   absl::Status DoUnload();
   absl::Status Poll();
   absl::Status SendDue();
-  // A heartbeat if due, or due within `early`.
-  absl::Status HeartbeatDue(absl::Duration early);
+  absl::Status HeartbeatDue();
   // Loaded in this boot and not yet healthy (the applying marker is set).
   bool AwaitingHealth() const;
   std::string PayloadPath(const std::string& release_id) const;
@@ -428,8 +420,6 @@ class Agent {
   uint64_t dropped_reported_ = 0;
   absl::Time next_heartbeat_;
   absl::Time next_poll_;
-  // The earliest a poll may be made with a heartbeat (AgentOptions).
-  absl::Time earliest_poll_;
   absl::Time next_send_;
   // Until when the server asked not to send (its last retry hint).
   absl::Time send_hint_until_ = absl::InfinitePast();

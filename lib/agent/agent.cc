@@ -355,7 +355,6 @@ absl::Status Agent::Boot() {
   RETURN_IF_ERROR(SaveState());
   next_heartbeat_ = now + options_.heartbeat_interval;
   next_poll_ = now;
-  earliest_poll_ = now;
   next_send_ = now;
 
   if (s.has_marker) {
@@ -453,7 +452,6 @@ absl::Status Agent::Poll() {
   const absl::Time now = clock_->Now();
   next_poll_ = now + Jitter(options_.poll_interval, 1 - options_.poll_jitter,
                             1 + options_.poll_jitter);
-  earliest_poll_ = now + (1 - options_.poll_jitter) * options_.poll_interval;
   absl::StatusOr<AssignmentAnswer> answer =
       transport_->GetAssignment(options_.identity, spool_->pending_count());
   // No answer, or "keep what you run": keep running what we run.
@@ -510,9 +508,9 @@ absl::Status Agent::Reconcile() {
   return absl::OkStatus();
 }
 
-absl::Status Agent::HeartbeatDue(absl::Duration early) {
+absl::Status Agent::HeartbeatDue() {
   const absl::Time now = clock_->Now();
-  if (now < next_heartbeat_ - early) return absl::OkStatus();
+  if (now < next_heartbeat_) return absl::OkStatus();
   next_heartbeat_ = now + options_.heartbeat_interval;
   State& s = *state_;
   const std::string running =
@@ -594,31 +592,12 @@ absl::Status Agent::Tick() {
       if (first.ok()) first = s;
     }
   };
+  step(HeartbeatDue());
   // Between loading a release and its health the agent does not poll: the
   // server counts a check-in of a host not yet up on its release as a
   // boot-loop attempt (docs/agent-protocol.md), so a host polls once per
   // boot while applying. Health comes at most two heartbeat intervals later.
-  //
-  // A heartbeat and a poll due close together share this wakeup, the one
-  // not due yet done early within its jitter (AgentOptions): one wakeup and
-  // one connection per interval instead of two. The poll goes first, so
-  // that its telemetry_pending counts what was pending before this wakeup
-  // (0 when all was delivered: the check-in still counts as an attempt)
-  // rather than the heartbeat about to be sent.
-  const absl::Time now = clock_->Now();
-  const bool heartbeat_due = now >= next_heartbeat_;
-  bool polled = false;
-  if (!AwaitingHealth() &&
-      (now >= next_poll_ || (heartbeat_due && now >= earliest_poll_))) {
-    step(Poll());
-    polled = true;
-  }
-  step(HeartbeatDue(polled ? options_.poll_jitter * options_.heartbeat_interval
-                           : absl::ZeroDuration()));
-  // The heartbeat may have found the release healthy: poll if due.
-  if (!polled && clock_->Now() >= next_poll_ && !AwaitingHealth()) {
-    step(Poll());
-  }
+  if (clock_->Now() >= next_poll_ && !AwaitingHealth()) step(Poll());
   step(Reconcile());
   step(SendDue());
   return first;
