@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cinttypes>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -166,34 +167,30 @@ absl::Status ApplyConfig(const ringfence::agent::v1::AgentConfig& c,
 
 // Gives the pages of the agent's own executable back to the kernel
 // (MADV_PAGEOUT: clean pages are dropped, their contents stay those of the
-// file). Called once, before the first long wait: code and data only
-// start-up used (flag parsing, protobuf descriptors, gRPC's and OpenSSL's
-// initialization, the relocations) then leave the resident set, and what a
-// poll uses is paged in again by the next one and stays. Returns the bytes
-// advised.
-size_t PageOutExecutable() {
+// file; pages another process maps too stay). Called once, before the
+// first long wait: code and data only start-up used (flag parsing,
+// protobuf descriptors, gRPC's and OpenSSL's initialization, the
+// relocations) then leave the resident set, and what a poll uses is paged
+// in again by the next one and stays. Best effort: a kernel without
+// MADV_PAGEOUT (before Linux 5.4) refuses it and nothing changes.
+void PageOutExecutable() {
   std::error_code ec;
   const std::string exe =
       std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return 0;
+  if (ec) return;
   std::ifstream maps("/proc/self/maps");
-  size_t bytes = 0;
   for (std::string line; std::getline(maps, line);) {
     // start-end perms offset dev inode path
     uintptr_t start = 0, end = 0;
-    char perms[5] = {};
     int path_at = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx %4s %*s %*s %*s %n", &start, &end,
-                    perms, &path_at) < 3 ||
+    if (std::sscanf(line.c_str(),
+                    "%" SCNxPTR "-%" SCNxPTR " %*s %*s %*s %*s %n", &start,
+                    &end, &path_at) < 2 ||
         path_at == 0 || line.compare(path_at, std::string::npos, exe) != 0) {
       continue;
     }
-    if (madvise(reinterpret_cast<void*>(start), end - start, MADV_PAGEOUT) ==
-        0) {
-      bytes += end - start;
-    }
+    madvise(reinterpret_cast<void*>(start), end - start, MADV_PAGEOUT);
   }
-  return bytes;
 }
 
 // Before a wait at least this long the agent closes its gRPC channel
