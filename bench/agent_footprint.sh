@@ -161,15 +161,20 @@ cat <<EOF
   "spool_pending_at_end": ${pending:-null}
 }
 EOF
-# A regression guard for whoever runs this: MAX_CPU_MS_PER_POLL and
-# MAX_PSS_KIB (unset: no check) fail the run when exceeded, e.g.
-#   POLL_S=60 DURATION_S=300 MAX_CPU_MS_PER_POLL=5 MAX_PSS_KIB=6000 \
+# A regression guard for whoever runs this: MAX_CPU_MS_PER_POLL,
+# MAX_RSS_KIB and MAX_PSS_KIB (unset: no check) fail the run when exceeded,
+# e.g.
+#   POLL_S=60 DURATION_S=300 MAX_CPU_MS_PER_POLL=5 MAX_RSS_KIB=16000 \
 #     bench/agent_footprint.sh
 over() { awk -v x="$1" -v max="$2" 'BEGIN {exit !(x > max)}'; }
 failed=0
 cpu_ms_per_poll="$(per "$cpu_ms" "$polls")"
 if [ -n "${MAX_CPU_MS_PER_POLL:-}" ] && over "$cpu_ms_per_poll" "$MAX_CPU_MS_PER_POLL"; then
   echo "cpu_ms_per_poll $cpu_ms_per_poll > MAX_CPU_MS_PER_POLL $MAX_CPU_MS_PER_POLL" >&2
+  failed=1
+fi
+if [ -n "${MAX_RSS_KIB:-}" ] && over "$rss_kb" "$MAX_RSS_KIB"; then
+  echo "vm_rss_kib $rss_kb > MAX_RSS_KIB $MAX_RSS_KIB" >&2
   failed=1
 fi
 if [ -n "${MAX_PSS_KIB:-}" ] && over "$pss_kb" "$MAX_PSS_KIB"; then
