@@ -18,6 +18,7 @@
 #include "ringfence/hash.h"
 #include "status_matchers.h"
 #include "store_factory.h"
+#include "test_release.h"
 
 namespace ringfence {
 namespace {
@@ -84,13 +85,7 @@ constexpr char kPlan[] = R"pb(
 )pb";
 
 Release MakeRelease(const std::string& id, char digest) {
-  Release r;
-  r.set_id(id);
-  r.set_content_type(kType);
-  r.set_version(id);
-  r.set_digest_sha256(std::string(64, digest));
-  r.set_size_bytes(1234);
-  return r;
+  return ::ringfence::testing::TestRelease(id, kType, digest);
 }
 
 class ControllerTest : public ::testing::TestWithParam<StoreFactory> {

@@ -19,6 +19,7 @@
 #include "ringfence/controller.h"
 #include "ringfence/fake_fleet.h"
 #include "status_matchers.h"
+#include "test_release.h"
 
 namespace ringfence {
 namespace {
@@ -61,13 +62,7 @@ constexpr char kPlan[] = R"pb(
 )pb";
 
 Release MakeRelease(const std::string& id, char digest) {
-  Release r;
-  r.set_id(id);
-  r.set_content_type(kType);
-  r.set_version(id);
-  r.set_digest_sha256(std::string(64, digest));
-  r.set_size_bytes(1234);
-  return r;
+  return ::ringfence::testing::TestRelease(id, kType, digest);
 }
 
 // The hosts of FakeFleet (fake_fleet.cc), as they ask.
