@@ -1,6 +1,7 @@
 #include "ringfence/clock.h"
 
 #include <cassert>
+#include <chrono>
 
 #include "absl/time/clock.h"
 
@@ -12,10 +13,24 @@ class RealClockImpl final : public Clock {
   absl::Time Now() const override { return absl::Now(); }
 };
 
+class MonotonicClockImpl final : public Clock {
+ public:
+  absl::Time Now() const override {
+    return absl::UnixEpoch() +
+           absl::FromChrono(
+               std::chrono::steady_clock::now().time_since_epoch());
+  }
+};
+
 }  // namespace
 
 const Clock& RealClock() {
   static const RealClockImpl* const clock = new RealClockImpl;
+  return *clock;
+}
+
+const Clock& MonotonicClock() {
+  static const MonotonicClockImpl* const clock = new MonotonicClockImpl;
   return *clock;
 }
 

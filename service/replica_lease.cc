@@ -1,5 +1,7 @@
 #include "service/replica_lease.h"
 
+#include <algorithm>
+#include <climits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -8,7 +10,44 @@
 namespace ringfence {
 
 ReplicaLease::ReplicaLease(PostgresStore* store, ReplicaLeaseOptions options)
-    : store_(store), options_(std::move(options)) {}
+    : store_(store),
+      options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : &MonotonicClock()) {}
+
+absl::StatusOr<PostgresLease> ReplicaLease::Acquire() {
+  const absl::Time start = clock_->Now();
+  absl::StatusOr<PostgresLease> lease =
+      store_->AcquireLease(options_.replica_id, options_.ttl);
+  if (lease.ok() && lease->held) {
+    // The database counted the TTL from an instant after `start`; allow for
+    // its clock running a little slower than this one.
+    const absl::Duration lasts =
+        std::min(lease->remaining, options_.ttl) - options_.ttl / 20;
+    renewed_at_ns_.store(absl::ToUnixNanos(start), std::memory_order_relaxed);
+    held_until_ns_.store(absl::ToUnixNanos(start + lasts),
+                         std::memory_order_release);
+  }
+  return lease;
+}
+
+absl::Status ReplicaLease::CheckHeld() const {
+  const int64_t until_ns = held_until_ns_.load(std::memory_order_acquire);
+  if (until_ns == INT64_MIN) {
+    return absl::UnavailableError("this replica does not hold the lease");
+  }
+  const absl::Time now = clock_->Now();
+  const absl::Time until = absl::FromUnixNanos(until_ns);
+  if (now < until) return absl::OkStatus();
+  const absl::Time renewed =
+      absl::FromUnixNanos(renewed_at_ns_.load(std::memory_order_relaxed));
+  return absl::UnavailableError(absl::StrCat(
+      "this replica may no longer lead: its lease was last renewed ",
+      absl::FormatDuration(absl::Trunc(now - renewed, absl::Milliseconds(1))),
+      " ago and may have expired ",
+      absl::FormatDuration(absl::Trunc(now - until, absl::Milliseconds(1))),
+      " ago (PostgreSQL unreachable?); it answers again once it renews the "
+      "lease, or another replica leads"));
+}
 
 ReplicaLease::~ReplicaLease() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
@@ -18,6 +57,7 @@ ReplicaLease::~ReplicaLease() {
 absl::Status ReplicaLease::Release() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (renewer_.joinable()) renewer_.join();
+  held_until_ns_.store(INT64_MIN, std::memory_order_release);
   absl::Status s = store_->ReleaseLease();
   // The row now says standby (the lease expired), not leader.
   if (s.ok()) Record();
@@ -45,8 +85,7 @@ absl::StatusOr<int64_t> ReplicaLease::WaitUntilLeading(
     const std::function<bool(absl::Duration)>& wait,
     const std::function<void(const std::string&)>& standing_by) {
   while (true) {
-    absl::StatusOr<PostgresLease> lease =
-        store_->AcquireLease(options_.replica_id, options_.ttl);
+    absl::StatusOr<PostgresLease> lease = Acquire();
     if (absl::IsFailedPrecondition(lease.status())) return lease.status();
     Record();
     if (lease.ok() && lease->held) {
@@ -74,10 +113,10 @@ absl::StatusOr<int64_t> ReplicaLease::WaitUntilLeading(
 void ReplicaLease::StartRenewing() {
   renewer_ = std::thread([this] {
     while (!stop_.WaitForNotificationWithTimeout(options_.interval)) {
-      absl::StatusOr<PostgresLease> lease =
-          store_->AcquireLease(options_.replica_id, options_.ttl);
+      absl::StatusOr<PostgresLease> lease = Acquire();
       if (absl::IsFailedPrecondition(lease.status())) {
         // Superseded: the store told its owner; nothing more to renew.
+        held_until_ns_.store(INT64_MIN, std::memory_order_release);
         return;
       }
       Record();
@@ -85,6 +124,12 @@ void ReplicaLease::StartRenewing() {
         Log(absl::StrCat("cannot renew the lease: ", lease.status().ToString(),
                          " (once it expires another replica may take over; "
                          "this one's writes are then refused)"));
+      } else if (!lease->held) {
+        // Expired and taken over; the store's next write finds out.
+        held_until_ns_.store(INT64_MIN, std::memory_order_release);
+        Log(absl::StrCat("lost the lease: replica ",
+                         QuoteForError(lease->holder), " leads (lease epoch ",
+                         lease->epoch, ")"));
       } else if (!last_logged_.empty()) {
         Log("lease renewed again");
         last_logged_.clear();

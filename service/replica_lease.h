@@ -6,10 +6,25 @@
 // store's `replicas` table (PostgresStore::RecordReplica), for cluster
 // status.
 //
-// Losing the lease is not handled here: the store, fenced to this replica's
-// epoch, refuses every write once another replica took over, and calls its
-// on_superseded (ringfenced logs and exits there), whether a renewal or a
-// write found out first.
+// Losing the lease to a takeover is not handled here: the store, fenced to
+// this replica's epoch, refuses every write once another replica took over,
+// and calls its on_superseded (ringfenced logs and exits there), whether a
+// renewal or a write found out first.
+//
+// Not knowing whether it still leads is: a leader cut off from PostgreSQL
+// (a partition, the database down) cannot renew, and cannot learn that
+// another replica took over, yet still holds its rollouts in memory and
+// would go on answering hosts from them (a release that the new leader has
+// meanwhile halted). CheckHeld says how long the lease surely lasts, by
+// this replica's own monotonic clock: from the *start* of the last renewal
+// that succeeded (the database counted the TTL from a later instant) plus
+// what the database said remained, less a margin of a twentieth of the TTL
+// for the two clocks' rates. Past that instant it fails, until a renewal
+// succeeds again (nobody took over: the same epoch goes on, no restart) or
+// the store finds the epoch superseded. ringfenced fails Fleet calls with it
+// and reports Fleet NOT_SERVING (server.h, ServerOptions::authority). A
+// renewal that hangs (packets dropped) is no different from one that
+// fails: the time runs out either way.
 //
 // Example:
 //   ReplicaLeaseOptions options;
@@ -28,6 +43,7 @@
 // from one thread, in that order. The store must outlive the ReplicaLease.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <thread>
@@ -35,6 +51,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "ringfence/clock.h"
 #include "ringfence/postgres_store.h"
 
 namespace ringfence {
@@ -52,6 +69,10 @@ struct ReplicaLeaseOptions {
   // (PostgresStore::RecordReplica, after every attempt to take or renew the
   // lease). Default "": none.
   std::string address;
+  // For how long the lease surely lasts (CheckHeld); default
+  // MonotonicClock(), which a stepped wall clock does not move. Must outlive
+  // the ReplicaLease.
+  const Clock* clock = nullptr;
 };
 
 class ReplicaLease {
@@ -88,7 +109,19 @@ class ReplicaLease {
   // no more).
   absl::Status Release();
 
+  // CheckHeld
+  //
+  // OK while this replica surely still holds the lease (see the top of this
+  // file); UNAVAILABLE otherwise, saying since when it may have expired
+  // ("this replica may no longer lead: its lease was last renewed 3.2s ago
+  // and may have expired 1.3s ago; ..."). Before WaitUntilLeading returned
+  // an epoch, and after Release: UNAVAILABLE. Safe from any thread.
+  absl::Status CheckHeld() const;
+
  private:
+  // AcquireLease, noting until when the lease surely lasts if it is held.
+  absl::StatusOr<PostgresLease> Acquire();
+
   void Log(const std::string& message);
   // RecordReplica, logging a failure (once per distinct error).
   void Record();
@@ -97,6 +130,11 @@ class ReplicaLease {
   const ReplicaLeaseOptions options_;
   std::string last_logged_;        // used by one thread at a time
   std::string last_record_error_;  // likewise
+  const Clock* const clock_;
+  // By clock_: when the last successful attempt started, and until when the
+  // lease surely lasts (absl::ToUnixNanos; INT64_MIN: not held).
+  std::atomic<int64_t> renewed_at_ns_{INT64_MIN};
+  std::atomic<int64_t> held_until_ns_{INT64_MIN};
   absl::Notification stop_;
   std::thread renewer_;
 };

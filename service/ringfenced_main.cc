@@ -755,6 +755,11 @@ int Main(int argc, char** argv) {
       return 1;
     }
     lease->StartRenewing();
+    // A leader cut off from PostgreSQL cannot tell whether another replica
+    // took over: it answers hosts nothing until it renews (replica_lease.h).
+    server_options.authority = [lease = lease.get()] {
+      return lease->CheckHeld();
+    };
     Log(absl::StrCat("replica \"", replica_id, "\" leads (lease epoch ", *epoch,
                      ", TTL ", absl::FormatDuration(lease_ttl),
                      "): restoring the state from the store"));
@@ -801,6 +806,7 @@ int Main(int argc, char** argv) {
 
   // The port passes from the standby to the server.
   if (standby != nullptr) standby->Shutdown();
+  const std::function<absl::Status()> authority = server_options.authority;
   absl::StatusOr<std::unique_ptr<ringfence::Server>> server =
       ringfence::Server::Start(controller->get(), std::move(server_options));
   if (!server.ok()) {
@@ -850,20 +856,33 @@ int Main(int argc, char** argv) {
   std::thread ticker([&] {
     ringfence::Controller& c = **controller;
     std::string last_error;
-    bool store_healthy = true;
     do {
       absl::Status s = c.Tick();
       // Log each distinct error once, not once per tick.
       std::string error = s.ok() ? "" : s.ToString();
       if (error != last_error && !error.empty()) Log("tick: " + error);
       last_error = std::move(error);
-      if (const bool healthy = (*server)->UpdateHealth();
-          healthy != store_healthy) {
-        Log(healthy ? "store healthy again: Fleet SERVING"
-                    : "store failing: failing closed, Fleet NOT_SERVING");
-        store_healthy = healthy;
-      }
     } while (!stop_ticker.WaitForNotificationWithTimeout(tick));
+  });
+  // Health on a thread of its own: a tick can wait on the store for as long
+  // as a statement may take, or longer while PostgreSQL is cut off, and the
+  // lease's deadline (ServerOptions::authority) passes meanwhile.
+  std::thread health_updater([&] {
+    const ringfence::Controller& c = **controller;
+    bool fleet_serving = true;
+    do {
+      const bool serving = (*server)->UpdateHealth();
+      if (serving != fleet_serving) {
+        std::string why = "store failing";
+        if (c.store_healthy() && authority != nullptr) {
+          why = std::string(authority().message());
+        }
+        Log(serving ? "Fleet SERVING again"
+                    : absl::StrCat(why, ": failing closed, Fleet NOT_SERVING"));
+        fleet_serving = serving;
+      }
+    } while (!stop_ticker.WaitForNotificationWithTimeout(
+        std::min(tick, absl::Milliseconds(100))));
   });
 
   // With --tls_reload_interval: copies checked TLS files to where gRPC's
@@ -898,6 +917,7 @@ int Main(int argc, char** argv) {
   (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
   stop_ticker.Notify();
   ticker.join();
+  health_updater.join();
   if (tls_reloader.joinable()) tls_reloader.join();
   notifier.reset();
   server->reset();

@@ -123,8 +123,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
       std::max(1, options.max_concurrent_validations));
   svc.rollouts = std::make_unique<RolloutsService>(
       controller, svc.authorizer.get(), &svc.shutting_down);
-  svc.fleet = std::make_unique<FleetService>(controller, svc.authorizer.get(),
-                                             svc.ingestor.get());
+  server->authority_ = options.authority;
+  svc.fleet = std::make_unique<FleetService>(
+      controller, svc.authorizer.get(), svc.ingestor.get(), options.authority);
   svc.cluster = std::make_unique<ClusterService>(svc.authorizer.get(),
                                                  std::move(options.cluster),
                                                  v1::REPLICA_ROLE_LEADER);
@@ -184,7 +185,8 @@ std::string Server::RenderMetrics() {
 }
 
 bool Server::UpdateHealth() {
-  const bool healthy = controller_->store_healthy();
+  const bool healthy = controller_->store_healthy() &&
+                       (authority_ == nullptr || authority_().ok());
   if (health_ != nullptr) {
     // Agents fail over; reads and operator actions stay available.
     health_->SetServingStatus(v1::Fleet::service_full_name(), healthy);

@@ -16,8 +16,9 @@
 //
 // Health: "" and every service report SERVING while the server runs, except
 // the Fleet service, which reports NOT_SERVING while the controller's store
-// fails (Controller::store_healthy(); refreshed by UpdateHealth()), and
-// everything reports NOT_SERVING once Shutdown starts.
+// fails (Controller::store_healthy()) or ServerOptions::authority fails
+// (refreshed by UpdateHealth()), and everything reports NOT_SERVING once
+// Shutdown starts.
 //
 // Backpressure: telemetry calls (ReportTelemetry, each StreamTelemetry
 // message) reserve their events from a budget of max_inflight_events for as
@@ -49,6 +50,7 @@
 // outlive the Server.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -124,6 +126,14 @@ struct ServerOptions {
   // What the Cluster service answers (cluster_service.h). Default: a single
   // server named "<hostname>:<bound port>".
   ClusterOptions cluster;
+  // Whether this server may still answer for the fleet: OK, or the
+  // (UNAVAILABLE) status that Fleet calls (GetAssignment, ReportTelemetry,
+  // StreamTelemetry as it opens) fail with, and while which Fleet's health
+  // is NOT_SERVING. ringfenced on PostgreSQL passes ReplicaLease::CheckHeld:
+  // a leader that cannot tell whether another replica took over tells hosts
+  // nothing from its rollouts in memory. Called on every Fleet call: must
+  // be fast and thread-safe. Default (nullptr): always OK.
+  std::function<absl::Status()> authority;
 };
 
 // IsLoopbackAddress
@@ -178,8 +188,9 @@ class Server {
   // UpdateHealth
   //
   // Sets the Fleet service's health from Controller::store_healthy() and
-  // returns it. Call it periodically (ringfenced does, every tick). Safe to
-  // call from any thread, also during Shutdown (it then changes nothing).
+  // ServerOptions::authority, and returns it. Call it periodically (ringfenced
+  // does, every tick). Safe to call from any thread, also during Shutdown (it
+  // then changes nothing).
   bool UpdateHealth();
 
   // Shutdown
@@ -196,6 +207,7 @@ class Server {
   Server() = default;
 
   Controller* controller_ = nullptr;
+  std::function<absl::Status()> authority_;
   std::unique_ptr<Services> services_;
   std::unique_ptr<grpc::Server> server_;
   grpc::HealthCheckServiceInterface* health_ = nullptr;

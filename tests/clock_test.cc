@@ -39,5 +39,20 @@ TEST(RealClockTest, TracksTheWallClock) {
   EXPECT_LE(now - before, absl::Seconds(5));
 }
 
+TEST(MonotonicClockTest, NeverGoesBackAndMeasuresIntervals) {
+  const Clock& clock = MonotonicClock();
+  absl::Time last = clock.Now();
+  for (int i = 0; i < 1000; ++i) {
+    const absl::Time now = clock.Now();
+    ASSERT_GE(now, last);
+    last = now;
+  }
+  const absl::Time start = clock.Now();
+  absl::SleepFor(absl::Milliseconds(20));
+  const absl::Duration slept = clock.Now() - start;
+  EXPECT_GE(slept, absl::Milliseconds(20));
+  EXPECT_LE(slept, absl::Seconds(5));
+}
+
 }  // namespace
 }  // namespace ringfence

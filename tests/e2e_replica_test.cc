@@ -7,6 +7,7 @@
 // RINGFENCE_TEST_POSTGRES_DSN_FILE naming a file with a DSN).
 #include <libpq-fe.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memory>
@@ -14,11 +15,15 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "e2e_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "unix_socket_proxy.h"
 
 namespace ringfence::e2e {
 namespace {
@@ -69,7 +74,8 @@ class E2EReplicaTest : public E2ETest {
   // Starts replica `id` and waits for its port file (written by the server
   // if it leads at once, else by the standby).
   void StartReplica(const std::string& id, Replica* r,
-                    absl::Duration lease_ttl = kLeaseTtl) {
+                    absl::Duration lease_ttl = kLeaseTtl,
+                    const std::string& dsn_file = "") {
     r->id = id;
     r->log = absl::StrCat(dir_, "/", id, ".log");
     const std::string port_file = absl::StrCat(dir_, "/", id, ".port");
@@ -80,7 +86,8 @@ class E2EReplicaTest : public E2ETest {
             "--tick_interval=" + absl::FormatDuration(kTick),
             "--lease_ttl=" + absl::FormatDuration(lease_ttl),
             "--replica_id=" + id, "--store=postgres",
-            "--postgres_dsn_file=" + dsn_file_, "--postgres_schema=" + schema_,
+            "--postgres_dsn_file=" + (dsn_file.empty() ? dsn_file_ : dsn_file),
+            "--postgres_schema=" + schema_,
             "--auth_tokens_file=" + dir_ + "/tokens",
             "--mutex_deadlock_detection"},
         r->log);
@@ -103,6 +110,15 @@ class E2EReplicaTest : public E2ETest {
     args.SetInt("grpc.use_local_subchannel_pool", 1);
     return HealthStatus(
         kRollouts,
+        MakeChannel(absl::StrCat("127.0.0.1:", r.port), std::nullopt, args));
+  }
+
+  // Health of the Fleet service on `r` (as RolloutsHealth).
+  int FleetHealth(const Replica& r) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.use_local_subchannel_pool", 1);
+    return HealthStatus(
+        "ringfence.v1.Fleet",
         MakeChannel(absl::StrCat("127.0.0.1:", r.port), std::nullopt, args));
   }
 
@@ -139,7 +155,8 @@ class E2EReplicaTest : public E2ETest {
   // A starts and leads; B starts and stands by. A has a running rollout
   // "ha-1" (manual plan: only the gate's HOLDs change it).
   void StartLeaderAndStandby(absl::Duration lease_ttl = kLeaseTtl) {
-    ASSERT_NO_FATAL_FAILURE(StartReplica("replica-a", &a_, lease_ttl));
+    ASSERT_NO_FATAL_FAILURE(
+        StartReplica("replica-a", &a_, lease_ttl, a_dsn_file_));
     ASSERT_TRUE(Eventually([&] { return RolloutsHealth(a_) == kServing; },
                            absl::Seconds(15)));
     ASSERT_NO_FATAL_FAILURE(StartReplica("replica-b", &b_, lease_ttl));
@@ -165,7 +182,31 @@ class E2EReplicaTest : public E2ETest {
     return absl::Now() - since;
   }
 
+  // Puts a proxy between replica-a (started next) and PostgreSQL, for the
+  // test to cut (a partition): replica-a's DSN names the proxy's directory
+  // as its host. The test server listens on a Unix socket only.
+  void ProxyReplicaA() {
+    std::string socket_dir;
+    std::vector<std::string> words = absl::StrSplit(dsn_, ' ');
+    for (std::string& word : words) {
+      if (absl::StartsWith(word, "host=")) {
+        socket_dir = word.substr(5);
+        word = "host=" + dir_ + "/pg-proxy";
+      }
+    }
+    ASSERT_FALSE(socket_dir.empty()) << "no host= in the test DSN";
+    ASSERT_EQ(mkdir((dir_ + "/pg-proxy").c_str(), 0700), 0);
+    proxy_ = std::make_unique<UnixSocketProxy>(
+        socket_dir + "/.s.PGSQL.5432", dir_ + "/pg-proxy/.s.PGSQL.5432");
+    ASSERT_TRUE(proxy_->started());
+    a_dsn_file_ = dir_ + "/dsn-through-proxy";
+    WriteFile(a_dsn_file_, absl::StrJoin(words, " "));
+  }
+
   std::string dsn_file_, dsn_, schema_;
+  // replica-a's DSN file, if not dsn_file_ (ProxyReplicaA).
+  std::string a_dsn_file_;
+  std::unique_ptr<UnixSocketProxy> proxy_;
   Replica a_, b_;
 };
 
@@ -545,6 +586,138 @@ TEST_F(E2EReplicaTest, TheStandbyGrantsNothingWhileNoLeaderServes) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_TRUE(granted) << "replica-b did not take over and grant";
+}
+
+}  // namespace
+}  // namespace ringfence::e2e
+
+namespace ringfence::e2e {
+namespace {
+
+// A leader cut off from PostgreSQL cannot tell whether another replica took
+// over, so it must stop answering hosts from its rollouts in memory before
+// its lease could have expired, and answer again, without a restart, once
+// it renews the lease (replica_lease.h).
+TEST_F(E2EReplicaTest, ALeaderCutOffFromPostgresAnswersNothingUntilItRenews) {
+  ASSERT_NO_FATAL_FAILURE(ProxyReplicaA());
+  ASSERT_NO_FATAL_FAILURE(
+      StartReplica("replica-a", &a_, kLeaseTtl, a_dsn_file_));
+  ASSERT_TRUE(Eventually([&] { return RolloutsHealth(a_) == kServing; },
+                         absl::Seconds(15)));
+  ConnectTo(a_);
+  ASSERT_THAT(CreateRelease("cf500-a", "channel-file/500"), GrpcOk());
+  ASSERT_THAT(StartRollout("ha-1", "cf500-a", ParsePlan(kManualPlan)),
+              GrpcOk());
+  v1::ContentAssignment got;
+  ASSERT_THAT(AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &got), GrpcOk());
+  ASSERT_EQ(got.reason(), v1::EXPOSED);
+  EXPECT_EQ(FleetHealth(a_), kServing);
+
+  proxy_->Cut();
+  const absl::Time cut = absl::Now();
+  grpc::Status refused;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        refused = AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &got);
+        return refused.error_code() == grpc::StatusCode::UNAVAILABLE;
+      },
+      kLeaseTtl + absl::Seconds(3)))
+      << "still answering " << refused.error_code() << " "
+      << refused.error_message();
+  const absl::Duration closed_after = absl::Now() - cut;
+  std::cout << "the leader cut off from PostgreSQL failed closed after "
+            << absl::FormatDuration(closed_after) << " (lease TTL "
+            << absl::FormatDuration(kLeaseTtl) << ")\n";
+  // (By design under the TTL from the last renewal before the cut; the
+  // slack is for how late a loaded machine notices.)
+  EXPECT_LT(closed_after, kLeaseTtl + absl::Seconds(1));
+  EXPECT_THAT(refused.error_message(), HasSubstr("may no longer lead"));
+  EXPECT_TRUE(Eventually([&] { return FleetHealth(a_) == kNotServing; },
+                         absl::Seconds(2)));
+  // Still so a while later (nothing in it gives up on the database).
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &got).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  proxy_->Resume();
+  const absl::Time healed = absl::Now();
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &got).ok() &&
+               got.reason() == v1::EXPOSED;
+      },
+      absl::Seconds(30)))
+      << "the leader did not answer again after the partition healed";
+  std::cout << "answering again " << absl::FormatDuration(absl::Now() - healed)
+            << " after the partition healed\n";
+  EXPECT_TRUE(a_.process->running());
+  EXPECT_TRUE(Eventually([&] { return FleetHealth(a_) == kServing; },
+                         absl::Seconds(5)));
+  const std::string log = ReadFile(a_.log);
+  EXPECT_THAT(log, HasSubstr("may no longer lead"));
+  EXPECT_THAT(log, HasSubstr("Fleet SERVING again"));
+  // Same process, same epoch: the rollout goes on.
+  EXPECT_EQ(GetRollout("ha-1").rollout().state(), cfg::RUNNING);
+}
+
+// The partition with a standby that can still reach the database: the cut
+// off leader stops answering before the standby takes over (never two
+// replicas answering hosts at once), the new leader's abort rolls the host
+// back, and the old leader, reconnected, finds itself fenced and exits.
+TEST_F(E2EReplicaTest, ALeaderCutOffFromPostgresStopsAnsweringBeforeATakeover) {
+  ASSERT_NO_FATAL_FAILURE(ProxyReplicaA());
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby());
+  v1::ContentAssignment got;
+  ASSERT_THAT(AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &got), GrpcOk());
+  ASSERT_EQ(got.reason(), v1::EXPOSED);
+
+  proxy_->Cut();
+  const absl::Time cut = absl::Now();
+  // Asks B, then A, in turn: an answer from A that was asked for after B
+  // was seen serving is two replicas answering at once. (Judged by the
+  // order of the calls, not by their times, so a slow machine cannot fail
+  // it; the times are printed.)
+  absl::Time a_closed = absl::InfiniteFuture();
+  absl::Time b_leads = absl::InfiniteFuture();
+  std::string a_answered;  // an answer from A after it closed or B leads
+  const absl::Time deadline = cut + absl::Seconds(20);
+  while (absl::Now() < deadline &&
+         (b_leads == absl::InfiniteFuture() ||
+          absl::Now() < b_leads + absl::Milliseconds(500))) {
+    if (b_leads == absl::InfiniteFuture() && RolloutsHealth(b_) == kServing) {
+      b_leads = absl::Now();
+    }
+    const grpc::Status s = AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &got);
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      a_closed = std::min(a_closed, absl::Now());
+    } else if (a_closed != absl::InfiniteFuture() ||
+               b_leads != absl::InfiniteFuture()) {
+      a_answered = absl::StrCat(s.error_code(), " ", s.error_message(), " ",
+                                got.ShortDebugString());
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_NE(b_leads, absl::InfiniteFuture()) << "replica-b did not take over";
+  ASSERT_NE(a_closed, absl::InfiniteFuture());
+  std::cout << "cut off leader closed after "
+            << absl::FormatDuration(a_closed - cut) << "; standby leads after "
+            << absl::FormatDuration(b_leads - cut) << "\n";
+  EXPECT_EQ(a_answered, "") << "the cut off leader answered after it closed "
+                               "or after the standby took over";
+
+  // The new leader aborts: dog-1 is rolled back there; the old leader
+  // still answers nothing.
+  ConnectTo(b_);
+  ASSERT_THAT(Act("abort", "ha-1", kOperatorToken), GrpcOk());
+  ASSERT_THAT(AssignOn(b_.port, "dog-1", {"ring:dogfood"}, &got), GrpcOk());
+  EXPECT_EQ(got.reason(), v1::ROLLED_BACK);
+  EXPECT_EQ(AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &got).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+
+  // Reconnected, the old leader learns it was superseded, and exits.
+  proxy_->Resume();
+  EXPECT_EQ(a_.process->Wait(absl::Seconds(30)), 3);
+  EXPECT_THAT(ReadFile(a_.log), HasSubstr("epoch 1 was superseded by epoch 2"));
 }
 
 }  // namespace

@@ -30,6 +30,15 @@ class Clock {
 // Returns the process-wide wall clock.
 const Clock& RealClock();
 
+// MonotonicClock
+//
+// Returns a clock that never jumps (CLOCK_MONOTONIC, std::steady_clock): its
+// times are the Unix epoch plus the time since an unspecified start, so they
+// mean nothing as dates. For measuring intervals that must hold when the
+// wall clock is stepped (NTP, an operator), e.g. how long a lease surely
+// lasts (service/replica_lease.h).
+const Clock& MonotonicClock();
+
 // FakeClock
 //
 // A clock that only moves when told to. Starts at `start` (default: the Unix

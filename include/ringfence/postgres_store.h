@@ -83,7 +83,12 @@ struct PostgresStoreOptions {
   // least 2, as libpq counts them).
   absl::Duration connect_timeout = absl::Seconds(5);
   // Limit on one statement, enforced by the server (default 10s; zero means
-  // no limit).
+  // no limit). Over TCP, the client also drops a connection whose sent data
+  // stays unacknowledged for `connect_timeout + statement_timeout` (libpq's
+  // tcp_user_timeout) and probes an idle one (keepalives after 10 s, every
+  // 5 s, 3 probes), so that a call cut off by a partition fails and the next
+  // one reconnects, instead of waiting out the kernel's retransmissions
+  // (minutes). A DSN that sets these keywords overrides them.
   absl::Duration statement_timeout = absl::Seconds(10);
   // Time source for the store's own timestamps (checkpoint and migration
   // times); default RealClock(). Must outlive the store. (The lease uses the

@@ -760,10 +760,28 @@ class PostgresStoreImpl final : public PostgresStore {
     const std::string timeout = absl::StrCat(std::max<int64_t>(
         2, absl::ToInt64Seconds(options_.connect_timeout + absl::Seconds(1) -
                                 absl::Nanoseconds(1))));
-    // Later keywords override what the expanded dsn sets.
-    const char* keys[] = {"dbname", "connect_timeout",
-                          "fallback_application_name", nullptr};
-    const char* values[] = {options_.dsn.c_str(), timeout.c_str(), "ringfence",
+    const std::string user_timeout = absl::StrCat(absl::ToInt64Milliseconds(
+        options_.connect_timeout + options_.statement_timeout));
+    // Keywords after the dsn ("dbname", expanded) override what it sets;
+    // those before it are defaults it may override. (libpq ignores the TCP
+    // ones on Unix sockets.)
+    const char* keys[] = {"tcp_user_timeout",
+                          "keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "dbname",
+                          "connect_timeout",
+                          "fallback_application_name",
+                          nullptr};
+    const char* values[] = {user_timeout.c_str(),
+                            "1",
+                            "10",
+                            "5",
+                            "3",
+                            options_.dsn.c_str(),
+                            timeout.c_str(),
+                            "ringfence",
                             nullptr};
     PGconn* raw = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
     if (raw == nullptr) {
