@@ -5,10 +5,14 @@
 // stage. Meanwhile, at random instants (seeded; the seed is printed and
 // RINGFENCE_CHAOS_SEED replays it): kill -9 of the leader (the killed
 // replica is restarted as a standby once another leads), SIGSTOP of the
-// leader for longer than the lease (it must exit 3 when continued), and one
-// crash-restart of PostgreSQL (on a server of the test's own: the shared
-// test server cannot be restarted under the other tests; if no private
-// server can be started, that fault is skipped and the reason logged).
+// leader for longer than the lease (it must exit 3 when continued), a
+// partition between the leader and PostgreSQL for longer than the lease
+// (each replica reaches the database through a proxy the test can cut:
+// the cut off leader must stop serving the fleet before another takes
+// over, and exit 3 once it reconnects), and one crash-restart of PostgreSQL (on
+// a server of the test's own: the shared test server cannot be restarted under
+// the other tests; if no private server can be started, that fault is skipped
+// and the reason logged).
 //
 // Afterwards, from the database and the API:
 //  - the audit chain verifies (`ringctl audit verify`);
@@ -25,9 +29,9 @@
 // It prints the takeover times (kill or stop -> a new leader serving):
 // median and max.
 //
-// Default: 3 kills, 1 stop, 1 PostgreSQL restart. RINGFENCE_CHAOS_LONG=1:
-// 24 kills, 2 stops, 1 restart, and a fault-free run first whose final
-// state the chaotic one must equal.
+// Default: 3 kills, 1 stop, 1 partition, 1 PostgreSQL restart.
+// RINGFENCE_CHAOS_LONG=1: 24 kills, 2 stops, 2 partitions, 1 restart, and a
+// fault-free run first whose final state the chaotic one must equal.
 #include <libpq-fe.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -42,13 +46,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "e2e_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "unix_socket_proxy.h"
 
 namespace ringfence::e2e {
 namespace {
@@ -128,7 +135,7 @@ constexpr char kChaosBadPlan[] = R"pb(
   }
 )pb";
 
-enum class Fault { kKill, kStop, kRestartPostgres };
+enum class Fault { kKill, kStop, kPartition, kRestartPostgres };
 
 const char* FaultName(Fault f) {
   switch (f) {
@@ -136,6 +143,8 @@ const char* FaultName(Fault f) {
       return "kill -9 of the leader";
     case Fault::kStop:
       return "SIGSTOP of the leader";
+    case Fault::kPartition:
+      return "partition of the leader from PostgreSQL";
     case Fault::kRestartPostgres:
       return "PostgreSQL crash-restart";
   }
@@ -240,6 +249,26 @@ class E2EChaosTest : public E2ETest {
       dsn_file_ = PostgresDsnFile();
     }
     dsn_ = std::string(absl::StripAsciiWhitespace(ReadFile(dsn_file_)));
+    // Each replica reaches the database through a proxy of its own.
+    std::string socket_dir;
+    std::vector<std::string> words = absl::StrSplit(dsn_, ' ');
+    for (const std::string& word : words) {
+      if (absl::StartsWith(word, "host=")) socket_dir = word.substr(5);
+    }
+    ASSERT_FALSE(socket_dir.empty()) << "no host= in the DSN " << dsn_file_;
+    for (int i = 0; i < kReplicas; ++i) {
+      const std::string dir = absl::StrCat(dir_, "/pg-proxy-", i);
+      ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+      proxies_[i] = std::make_unique<UnixSocketProxy>(
+          socket_dir + "/.s.PGSQL.5432", dir + "/.s.PGSQL.5432");
+      ASSERT_TRUE(proxies_[i]->started());
+      std::vector<std::string> proxied = words;
+      for (std::string& word : proxied) {
+        if (absl::StartsWith(word, "host=")) word = "host=" + dir;
+      }
+      replica_dsn_files_[i] = absl::StrCat(dir_, "/dsn-", i);
+      WriteFile(replica_dsn_files_[i], absl::StrJoin(proxied, " "));
+    }
   }
 
   std::string LogPath(const Replica& r, int start) const {
@@ -263,7 +292,8 @@ class E2EChaosTest : public E2ETest {
             "--tick_interval=" + absl::FormatDuration(kTick),
             "--lease_ttl=" + absl::FormatDuration(kLeaseTtl),
             "--replica_id=" + r.id, "--store=postgres",
-            "--postgres_dsn_file=" + dsn_file_, "--postgres_schema=" + schema_,
+            "--postgres_dsn_file=" + replica_dsn_files_[i],
+            "--postgres_schema=" + schema_,
             "--auth_tokens_file=" + dir_ + "/tokens",
             "--max_batch_events=1000"},
         r.log);
@@ -408,6 +438,24 @@ class E2EChaosTest : public E2ETest {
             << r.id << " did not exit 3 after its lease was taken over";
         EXPECT_THAT(ReadFile(r.log), HasSubstr("lost the lease: fenced"));
         ++stops_survived_;
+        StartReplica(leader);
+        break;
+      }
+      case Fault::kPartition: {
+        proxies_[leader]->Cut();
+        const absl::Time cut = absl::Now();
+        wait_for_takeover(cut);
+        // It stopped serving hosts before its lease could expire, so by
+        // now for certain.
+        EXPECT_NE(Health(r, kFleet), kServing)
+            << r.id << " serves the fleet while another replica leads";
+        absl::SleepFor(absl::Milliseconds(300));
+        proxies_[leader]->Resume();
+        // Reconnected, it finds its epoch superseded.
+        EXPECT_EQ(r.process->Wait(absl::Seconds(30)), 3)
+            << r.id << " did not exit 3 after the partition healed";
+        EXPECT_THAT(ReadFile(r.log), HasSubstr("may no longer lead"));
+        ++partitions_survived_;
         StartReplica(leader);
         break;
       }
@@ -733,6 +781,9 @@ class E2EChaosTest : public E2ETest {
   bool long_run_ = false;
   std::string pg_script_, pg_dir_, pg_data_, no_restart_reason_;
   std::string dsn_file_, dsn_, schema_;
+  // Between each replica and the database (StartPostgres), and its DSN.
+  std::unique_ptr<UnixSocketProxy> proxies_[kReplicas];
+  std::string replica_dsn_files_[kReplicas];
   // The run ("baseline", "faults"): in the names of its files.
   std::string run_;
   uint64_t seed_ = 0;
@@ -747,6 +798,7 @@ class E2EChaosTest : public E2ETest {
   std::vector<std::pair<std::string, std::string>> marks_;
   int fenced_exits_ = 0;
   int stops_survived_ = 0;
+  int partitions_survived_ = 0;
 };
 
 TEST_F(E2EChaosTest, ThreeReplicasSurviveKillsStopsAndADatabaseRestart) {
@@ -772,6 +824,7 @@ TEST_F(E2EChaosTest, ThreeReplicasSurviveKillsStopsAndADatabaseRestart) {
 
   std::vector<Fault> faults(long_run_ ? 24 : 3, Fault::kKill);
   faults.insert(faults.end(), long_run_ ? 2 : 1, Fault::kStop);
+  faults.insert(faults.end(), long_run_ ? 2 : 1, Fault::kPartition);
   if (!pg_dir_.empty()) {
     faults.push_back(Fault::kRestartPostgres);
   } else {
@@ -799,6 +852,7 @@ TEST_F(E2EChaosTest, ThreeReplicasSurviveKillsStopsAndADatabaseRestart) {
                                        HasSubstr("RUNNING->HALTED")));
   }
   EXPECT_EQ(stops_survived_, long_run_ ? 2 : 1);
+  EXPECT_EQ(partitions_survived_, long_run_ ? 2 : 1);
 }
 
 }  // namespace
