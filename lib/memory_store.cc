@@ -1,4 +1,5 @@
 #include <map>
+#include <optional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -216,6 +217,21 @@ class MemoryStore final : public Store {
     return out;
   }
 
+  absl::StatusOr<std::optional<uint64_t>> GetWebhookCursor(
+      absl::string_view name) override {
+    absl::MutexLock lock(&mu_);
+    auto it = webhook_cursors_.find(name);
+    if (it == webhook_cursors_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  absl::Status PutWebhookCursor(absl::string_view name,
+                                uint64_t seq) override {
+    absl::MutexLock lock(&mu_);
+    webhook_cursors_[name] = seq;
+    return absl::OkStatus();
+  }
+
  private:
   absl::Status CheckDecisionLocked(const Decision& decision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -253,6 +269,8 @@ class MemoryStore final : public Store {
       ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::flat_hash_map<uint64_t, HostEvidence>>
       evidence_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint64_t> webhook_cursors_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

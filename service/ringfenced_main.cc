@@ -784,7 +784,7 @@ int Main(int argc, char** argv) {
   if (!webhooks.empty()) {
     const size_t count = webhooks.size();
     ringfence::WebhookNotifierOptions options;
-    options.cursor_dir = absl::GetFlag(FLAGS_data_dir) + "/webhooks";
+    options.legacy_cursor_dir = absl::GetFlag(FLAGS_data_dir) + "/webhooks";
     options.poll_interval = absl::GetFlag(FLAGS_webhook_poll_interval);
     options.backoff_initial = absl::GetFlag(FLAGS_webhook_backoff_initial);
     options.backoff_max = absl::GetFlag(FLAGS_webhook_backoff_max);

@@ -1,8 +1,9 @@
-// A webhook's durable cursor: the highest audit seq it has acknowledged
-// (or skipped as not matching), in a small file replaced atomically (write
-// a temporary file, fsync, rename, fsync the directory), so that after a
-// crash or kill -9 nothing acknowledged is sent again and nothing later is
-// lost.
+// A webhook's cursor file, as versions before the store kept cursors
+// (Store::PutWebhookCursor) wrote them: the highest audit seq it has
+// acknowledged (or skipped as not matching), in a small file replaced
+// atomically (write a temporary file, fsync, rename, fsync the directory).
+// The notifier reads one only to import it (WebhookNotifierOptions::
+// legacy_cursor_dir).
 //
 // Thread safety: the functions touch only the file named; callers keep one
 // writer per file.

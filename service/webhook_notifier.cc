@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <optional>
 #include <random>
 #include <system_error>
@@ -23,7 +22,6 @@ constexpr size_t kPage = 256;
 
 struct WebhookNotifier::Worker {
   WebhookTarget target;
-  std::string cursor_path;
   // Highest audit seq acknowledged or skipped (durable once written).
   uint64_t cursor = 0;
   // The last audit entry seen: the head reported in bodies.
@@ -48,21 +46,12 @@ WebhookNotifier::WebhookNotifier(Store* store, const Clock* clock,
 absl::StatusOr<std::unique_ptr<WebhookNotifier>> WebhookNotifier::Start(
     Store* store, const Clock* clock, std::vector<WebhookTarget> targets,
     WebhookNotifierOptions options) {
-  if (options.cursor_dir.empty()) {
-    return absl::InvalidArgumentError("webhook cursor directory not set");
-  }
   if (options.poll_interval <= absl::ZeroDuration() ||
       options.backoff_initial <= absl::ZeroDuration() ||
       options.backoff_max < options.backoff_initial) {
     return absl::InvalidArgumentError(
         "webhook poll interval and backoff must be > 0, backoff max >= "
         "backoff initial");
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(options.cursor_dir, ec);
-  if (ec) {
-    return absl::InternalError(
-        absl::StrCat(options.cursor_dir, ": cannot create: ", ec.message()));
   }
   if (!options.http_factory) options.http_factory = NewCurlWebhookHttpClient;
   if (!options.log) options.log = [](const std::string&) {};
@@ -73,10 +62,20 @@ absl::StatusOr<std::unique_ptr<WebhookNotifier>> WebhookNotifier::Start(
   std::optional<uint64_t> head;
   for (WebhookTarget& t : targets) {
     auto w = std::make_unique<Worker>();
-    w->cursor_path =
-        absl::StrCat(n->options_.cursor_dir, "/", t.name, ".cursor");
     ASSIGN_OR_RETURN(std::optional<uint64_t> cursor,
-                     ReadWebhookCursor(w->cursor_path));
+                     store->GetWebhookCursor(t.name));
+    if (!cursor.has_value() && !n->options_.legacy_cursor_dir.empty()) {
+      // A cursor file of a version that kept them there: go on from it.
+      const std::string path = absl::StrCat(n->options_.legacy_cursor_dir,
+                                            "/", t.name, ".cursor");
+      ASSIGN_OR_RETURN(cursor, ReadWebhookCursor(path));
+      if (cursor.has_value()) {
+        RETURN_IF_ERROR(store->PutWebhookCursor(t.name, *cursor));
+        n->options_.log(absl::StrCat("webhook ", t.name,
+                                     ": cursor imported from ", path,
+                                     " (audit seq ", *cursor, ")"));
+      }
+    }
     if (!cursor.has_value()) {
       if (!head.has_value()) {
         uint64_t seq = 0;
@@ -89,7 +88,7 @@ absl::StatusOr<std::unique_ptr<WebhookNotifier>> WebhookNotifier::Start(
         head = seq;
       }
       cursor = *head;
-      RETURN_IF_ERROR(WriteWebhookCursor(w->cursor_path, *cursor));
+      RETURN_IF_ERROR(store->PutWebhookCursor(t.name, *cursor));
       n->options_.log(absl::StrCat(
           "webhook ", t.name, ": new, notifying from audit seq ", *cursor + 1));
     }
@@ -144,7 +143,7 @@ void WebhookNotifier::Run(Worker* w) {
   uint64_t durable = w->cursor;
   auto persist = [&]() {
     if (durable == w->cursor) return true;
-    absl::Status s = WriteWebhookCursor(w->cursor_path, w->cursor);
+    absl::Status s = store_->PutWebhookCursor(name, w->cursor);
     if (!s.ok()) {
       report(absl::StrCat("cannot record progress: ", s.message()));
       return false;

@@ -5,14 +5,15 @@
 // (ReadAudit(cursor, n)), skips the entries the webhook does not want, and
 // POSTs each wanted entry (webhook_message.h), retrying with exponential
 // backoff and jitter until the receiver acknowledges it with a 2xx. Only
-// then does the cursor (webhook_cursor.h) move past it, durably, before the
-// next entry is sent: one delivery in flight per webhook, in audit order,
-// and a failing receiver delays only its own webhook. After a crash the
-// worker resumes after its cursor: delivery is at least once, and only an
+// then does the webhook's cursor move past it, durably, in the store
+// (Store::PutWebhookCursor), before the next entry is sent: one delivery in
+// flight per webhook, in audit order, and a failing receiver delays only
+// its own webhook. After a crash, or on the replica that takes over, the
+// worker resumes after the cursor: delivery is at least once, and only an
 // entry whose acknowledgement was not yet recorded can arrive twice.
 //
-// A webhook without a cursor file (newly configured) starts at the log's
-// head: it is told of what happens from then on, not of the history.
+// A webhook without a cursor (newly configured) starts at the log's head:
+// it is told of what happens from then on, not of the history.
 //
 // Thread safety: Start and the destructor from one thread; everything else
 // runs on the notifier's own threads.
@@ -36,9 +37,11 @@
 namespace ringfence {
 
 struct WebhookNotifierOptions {
-  // Directory of the cursor files, one "<webhook name>.cursor" each
-  // (created if missing). Required.
-  std::string cursor_dir;
+  // Where an earlier version kept the cursors, one "<webhook name>.cursor"
+  // file each (webhook_cursor.h); default "": nowhere. A webhook with no
+  // cursor in the store but a file there goes on from the file's seq
+  // (copied into the store once).
+  std::string legacy_cursor_dir;
   // How often an idle worker reads the audit log for new entries
   // (default 500ms).
   absl::Duration poll_interval = absl::Milliseconds(500);
@@ -63,8 +66,8 @@ class WebhookNotifier {
   //
   // Reads (or, for new webhooks, creates at the log's head) every cursor
   // and starts one worker per webhook. `store` and `clock` must outlive the
-  // notifier. Errors if the cursor directory or a cursor file cannot be
-  // read or written.
+  // notifier. Errors if a cursor cannot be read or written (the store's
+  // error; DATA_LOSS for a legacy cursor file that does not parse).
   static absl::StatusOr<std::unique_ptr<WebhookNotifier>> Start(
       Store* store, const Clock* clock, std::vector<WebhookTarget> targets,
       WebhookNotifierOptions options);

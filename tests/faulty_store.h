@@ -100,6 +100,15 @@ class FaultyStore : public Store {
                                                     size_t limit) override {
     return base_->ReadAudit(after, limit);
   }
+  absl::StatusOr<std::optional<uint64_t>> GetWebhookCursor(
+      absl::string_view name) override {
+    return base_->GetWebhookCursor(name);
+  }
+  absl::Status PutWebhookCursor(absl::string_view name,
+                                uint64_t seq) override {
+    if (failing_) return error_;
+    return base_->PutWebhookCursor(name, seq);
+  }
 
  private:
   Store* const base_;

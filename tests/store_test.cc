@@ -207,6 +207,33 @@ TEST_P(StoreTest, EmergencyStopsSetAndClear) {
               StatusIs(absl::StatusCode::kNotFound));
 }
 
+TEST_P(StoreTest, WebhookCursorsAreReplacedAndKept) {
+  auto none = store_->GetWebhookCursor("ops");
+  ASSERT_OK(none);
+  EXPECT_FALSE(none->has_value());
+  ASSERT_OK(store_->PutWebhookCursor("ops", 7));
+  ASSERT_OK(store_->PutWebhookCursor("ops", 9));
+  ASSERT_OK(store_->PutWebhookCursor("pager", 0));
+  ASSERT_OK(store_->PutWebhookCursor("big", uint64_t{1} << 62));
+  auto ops = store_->GetWebhookCursor("ops");
+  ASSERT_OK(ops);
+  EXPECT_EQ(*ops, std::optional<uint64_t>(9));
+  auto pager = store_->GetWebhookCursor("pager");
+  ASSERT_OK(pager);
+  EXPECT_EQ(*pager, std::optional<uint64_t>(0));
+  if (!GetParam().persistent) return;
+  // Another process over the same data (a restart, the next leader).
+  store_.reset();
+  store_ = GetParam().open(dir_);
+  ASSERT_NE(store_, nullptr);
+  ops = store_->GetWebhookCursor("ops");
+  ASSERT_OK(ops);
+  EXPECT_EQ(*ops, std::optional<uint64_t>(9));
+  auto big = store_->GetWebhookCursor("big");
+  ASSERT_OK(big);
+  EXPECT_EQ(*big, std::optional<uint64_t>(uint64_t{1} << 62));
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Stores, StoreTest,
     ::testing::ValuesIn(::ringfence::testing::AllStoreFactories()),

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -412,7 +413,7 @@ class WebhookNotifierLoopTest : public ::testing::Test {
     t.secret = "very-secret-key-0123456789";
     t.content_types = {"ct/a"};
     WebhookNotifierOptions o;
-    o.cursor_dir = dir_ + "/webhooks";
+    o.legacy_cursor_dir = dir_ + "/webhooks";
     o.poll_interval = absl::Milliseconds(5);
     o.backoff_initial = absl::Milliseconds(1);
     o.backoff_max = absl::Milliseconds(4);
@@ -471,7 +472,7 @@ TEST_F(WebhookNotifierLoopTest, DeliversInOrderRetriesAndResumesAfterCursor) {
               WebhookSignature("very-secret-key-0123456789", clock_.Now(),
                                receiver_.bodies.back()));
   }
-  auto cursor = ReadWebhookCursor(dir_ + "/webhooks/ops.cursor");
+  auto cursor = store_->GetWebhookCursor("ops");
   ASSERT_TRUE(cursor.ok());
   EXPECT_EQ(cursor->value_or(0), 5u);
 
@@ -482,6 +483,34 @@ TEST_F(WebhookNotifierLoopTest, DeliversInOrderRetriesAndResumesAfterCursor) {
   n.reset();
   absl::MutexLock lock(&receiver_.mu);
   EXPECT_THAT(receiver_.acked, ElementsAre("ops:2", "ops:5", "ops:6"));
+}
+
+// A cursor file an earlier version wrote is imported into the store once:
+// delivery goes on after its seq; the store's cursor wins from then on.
+TEST_F(WebhookNotifierLoopTest, ALegacyCursorFileIsImportedOnce) {
+  Append("emergency_stop", "ct/a: 1");  // seq 1
+  Append("emergency_stop", "ct/a: 2");  // 2
+  Append("emergency_stop", "ct/a: 3");  // 3
+  std::filesystem::create_directories(dir_ + "/webhooks");
+  ASSERT_TRUE(WriteWebhookCursor(dir_ + "/webhooks/ops.cursor", 1).ok());
+  auto n = Start();
+  ASSERT_NE(n, nullptr);
+  ASSERT_TRUE(WaitForAcked(2));
+  n.reset();
+  {
+    absl::MutexLock lock(&receiver_.mu);
+    EXPECT_THAT(receiver_.acked, ElementsAre("ops:2", "ops:3"));
+  }
+  auto cursor = store_->GetWebhookCursor("ops");
+  ASSERT_TRUE(cursor.ok());
+  EXPECT_EQ(cursor->value_or(0), 3u);
+  // The file is not read again (a stale file cannot move the cursor back).
+  Append("emergency_stop", "ct/a: 4");  // 4
+  n = Start();
+  ASSERT_TRUE(WaitForAcked(3));
+  n.reset();
+  absl::MutexLock lock(&receiver_.mu);
+  EXPECT_THAT(receiver_.acked, ElementsAre("ops:2", "ops:3", "ops:4"));
 }
 
 }  // namespace

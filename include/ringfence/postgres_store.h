@@ -109,7 +109,7 @@ struct PostgresStoreOptions {
 };
 
 // The latest schema version this build writes (schema_migrations.version).
-inline constexpr int kPostgresSchemaVersion = 3;
+inline constexpr int kPostgresSchemaVersion = 4;
 
 // PostgresLease: the lease as PostgresStore::AcquireLease left it.
 struct PostgresLease {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -133,6 +134,18 @@ class Store {
   // Audit entries with seq > after_seq, oldest first, at most `limit`.
   virtual absl::StatusOr<std::vector<AuditEntry>> ReadAudit(uint64_t after_seq,
                                                             size_t limit) = 0;
+
+  // GetWebhookCursor / PutWebhookCursor: a webhook's delivery cursor, the
+  // highest audit seq the webhook `name` has acknowledged or skipped
+  // (service/webhook_notifier.h); nullopt if it has none. Kept with the
+  // audit log it points into, so that the replica that takes over next
+  // goes on from where the last leader's notifications stopped (and a
+  // superseded leader cannot move it: the write is fenced as every other).
+  // Put replaces the cursor durably.
+  virtual absl::StatusOr<std::optional<uint64_t>> GetWebhookCursor(
+      absl::string_view name) = 0;
+  virtual absl::Status PutWebhookCursor(absl::string_view name,
+                                        uint64_t seq) = 0;
 
   // Probe: a durable write that changes nothing, to find out whether writes
   // work again after a failure (the controller probes while its store is

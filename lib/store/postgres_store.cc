@@ -122,6 +122,13 @@ CREATE TABLE replicas(
 ALTER TABLE lease ADD COLUMN renewed_at TIMESTAMP WITH TIME ZONE NOT NULL
   DEFAULT TIMESTAMP WITH TIME ZONE '1970-01-01 00:00:00+00';
 )sql",
+    // 4: webhook delivery cursors (store.h PutWebhookCursor), with the
+    // audit log, so that the next leader goes on from them.
+    R"sql(
+CREATE TABLE webhook_cursors(
+  name TEXT PRIMARY KEY,
+  seq BIGINT NOT NULL);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
                   kPostgresSchemaVersion,
@@ -603,6 +610,37 @@ class PostgresStoreImpl final : public PostgresStore {
   // A write that changes nothing: upsert and delete a checkpoint under an id
   // no rollout can have (""), committed. Fails as real work would if the
   // server is unreachable, read-only or out of space.
+  absl::StatusOr<std::optional<uint64_t>> GetWebhookCursor(
+      absl::string_view name) override {
+    std::optional<uint64_t> out;
+    RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(name);
+      ASSIGN_OR_RETURN(
+          Result r,
+          c.Exec("reading a webhook cursor",
+                 "SELECT seq FROM webhook_cursors WHERE name = $1", p));
+      out.reset();
+      if (r.rows() > 0) out = static_cast<uint64_t>(r.Int(0, 0));
+      return absl::OkStatus();
+    }));
+    return out;
+  }
+
+  absl::Status PutWebhookCursor(absl::string_view name,
+                                uint64_t seq) override {
+    return Tx([&](Conn& c) -> absl::Status {
+      Params p;
+      p.Text(name).Int(static_cast<int64_t>(seq));
+      return c
+          .Exec("writing a webhook cursor",
+                "INSERT INTO webhook_cursors(name, seq) VALUES($1, $2) "
+                "ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
+                p)
+          .status();
+    });
+  }
+
   absl::Status Probe() override {
     return Tx([&](Conn& c) -> absl::Status {
       Params p;

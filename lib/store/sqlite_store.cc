@@ -83,6 +83,12 @@ CREATE TABLE host_evidence(
   PRIMARY KEY(rollout_id, host_key)) WITHOUT ROWID;
 ALTER TABLE exposures ADD COLUMN granted INTEGER NOT NULL DEFAULT 1;
 )sql",
+    // 4: webhook delivery cursors (store.h PutWebhookCursor).
+    R"sql(
+CREATE TABLE webhook_cursors(
+  name TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
                   kSqliteSchemaVersion,
@@ -632,6 +638,29 @@ class SqliteStore final : public Store {
       out.push_back(std::move(e));
     }
     return out;
+  }
+
+  absl::StatusOr<std::optional<uint64_t>> GetWebhookCursor(
+      absl::string_view name) override {
+    absl::MutexLock lock(&mu_);
+    Stmt s(db_, "SELECT seq FROM webhook_cursors WHERE name = ?1");
+    s.Bind(1, name);
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return std::nullopt;
+    return static_cast<uint64_t>(s.Int(0));
+  }
+
+  absl::Status PutWebhookCursor(absl::string_view name,
+                                uint64_t seq) override {
+    absl::MutexLock lock(&mu_);
+    return TxLocked([&]() -> absl::Status {
+      mu_.AssertHeld();
+      Stmt s(db_,
+             "INSERT OR REPLACE INTO webhook_cursors(name, seq) "
+             "VALUES(?1, ?2)");
+      s.Bind(1, name).Bind(2, static_cast<int64_t>(seq));
+      return s.Run();
+    });
   }
 
  private:
