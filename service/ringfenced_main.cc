@@ -35,7 +35,6 @@
 // restart it as a standby. A leader shutting down gracefully releases the
 // lease, for a standby to take over at its next tick.
 #include <curl/curl.h>
-#include <grpcpp/security/credentials.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -63,7 +62,6 @@
 #include "absl/time/time.h"
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
-#include "ringfence/follower.h"
 #include "ringfence/model.h"
 #include "ringfence/postgres_store.h"
 #include "ringfence/release_check.h"
@@ -72,9 +70,8 @@
 #include "service/auth.h"
 #include "service/cluster_service.h"
 #include "service/http_server.h"
-#include "service/replica_lease.h"
+#include "service/replica_startup.h"
 #include "service/server.h"
-#include "service/standby_server.h"
 #include "service/tls.h"
 #include "service/webhook_config.h"
 #include "service/webhook_notifier.h"
@@ -209,7 +206,7 @@ ABSL_FLAG(std::string, webhooks_file, "",
           "optional ringfence.v1.WebhookConfig file (text-proto or JSON): "
           "webhooks POSTed a signed JSON notification of every halt, abort, "
           "pause, resume, promotion, completion and emergency stop; their "
-          "cursors live in --data_dir/webhooks");
+          "delivery cursors live in the store");
 ABSL_FLAG(absl::Duration, webhook_timeout, absl::Seconds(10),
           "longest a webhook POST may take");
 ABSL_FLAG(absl::Duration, webhook_backoff_initial, absl::Seconds(1),
@@ -224,45 +221,6 @@ ABSL_FLAG(absl::Duration, testing_ingest_delay, absl::ZeroDuration(),
           "ingesting it (slow ingestion on purpose)");
 
 namespace {
-
-// The leader's advertised gRPC address as a standby last read it ("" if no
-// live lease), for forwarding.
-class LeaderAddress {
- public:
-  // This replica's id: it never forwards to itself (it holds the lease
-  // while it restores its state, or after a restart under its id). Until
-  // set, no address is known.
-  void SetSelf(const std::string& replica_id) {
-    absl::MutexLock lock(&mu_);
-    self_ = replica_id;
-  }
-  void Set(const ringfence::ClusterView& cluster) {
-    absl::MutexLock lock(&mu_);
-    holder_.clear();
-    address_.clear();
-    if (cluster.expires_in <= absl::ZeroDuration()) return;  // none lives
-    holder_ = cluster.holder;
-    for (const ringfence::ReplicaRecord& r : cluster.replicas) {
-      if (r.replica_id == cluster.holder) address_ = r.address;
-    }
-  }
-  void Clear() {
-    absl::MutexLock lock(&mu_);
-    holder_.clear();
-    address_.clear();
-  }
-  std::string Get() const {
-    absl::MutexLock lock(&mu_);
-    if (self_.empty() || holder_ == self_) return "";
-    return address_;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::string self_ ABSL_GUARDED_BY(mu_);
-  std::string holder_ ABSL_GUARDED_BY(mu_);
-  std::string address_ ABSL_GUARDED_BY(mu_);
-};
 
 // The exit status of a leader whose lease another replica took over.
 constexpr int kExitSuperseded = 3;
@@ -641,133 +599,56 @@ int Main(int argc, char** argv) {
   }
   // Replicas: stand by until this one holds the lease; then restore and
   // serve on the port the standby had.
-  std::unique_ptr<ringfence::Follower> follower;
-  std::unique_ptr<ringfence::StandbyServer> standby;
-  std::unique_ptr<ringfence::ReplicaLease> lease;
-  bool port_file_written = false;
+  std::optional<ringfence::ReplicaStartup> replica;
   server_options.cluster.replica_id = absl::GetFlag(FLAGS_replica_id);
   server_options.cluster.address = absl::GetFlag(FLAGS_advertise_address);
   if (replicated != nullptr) {
-    server_options.cluster.read = [replicated] {
-      return replicated->ReadCluster();
-    };
-    // A standby follows: GetAssignment from a snapshot of the store, new
-    // grants forwarded to the leader (service/README.md, "Replicas").
-    absl::StatusOr<std::unique_ptr<ringfence::Follower>> made =
-        ringfence::Follower::Create(store->get(), &ringfence::RealClock(),
-                                    {.fleet = controller_options.fleet,
-                                     .max_staleness = follower_staleness});
-    if (!made.ok()) {
-      Log(made.status().ToString());
-      return 2;
-    }
-    follower = *std::move(made);
-    ringfence::FollowerServing serving;
-    serving.follower = follower.get();
-    serving.poll_interval = follower_poll;
-    serving.forward_deadline = forward_deadline;
-    auto leader = std::make_shared<LeaderAddress>();
-    serving.leader_address = [leader] { return leader->Get(); };
-    // Forwarding over TLS would need a CA for the leader's certificate:
-    // without it, a standby with TLS sends those callers to the leader.
-    if (!server_options.tls.has_value()) {
-      serving.leader_credentials = grpc::InsecureChannelCredentials();
-    }
-    serving.poll = [follower = follower.get(), replicated, leader,
-                    last_error = std::string()]() mutable {
-      std::string error;
-      if (absl::Status s = follower->Refresh(); !s.ok()) {
-        error = absl::StrCat("cannot refresh the follower's snapshot: ",
-                             s.ToString());
-      }
-      if (absl::StatusOr<ringfence::ClusterView> cluster =
-              replicated->ReadCluster();
-          cluster.ok()) {
-        leader->Set(*cluster);
-        follower->SetLeaderEpoch(cluster->epoch);
-      } else {
-        leader->Clear();
-      }
-      if (error != last_error && !error.empty()) Log(error);
-      last_error = std::move(error);
-    };
-    absl::StatusOr<std::unique_ptr<ringfence::StandbyServer>> started =
-        ringfence::StandbyServer::Start(
-            server_options.listen, server_options.tls, server_options.auth,
-            server_options.cluster, std::move(serving));
-    if (!started.ok()) {
-      Log(started.status().ToString());
-      return 1;
-    }
-    standby = *std::move(started);
-    const int port = standby->port();
-    std::string replica_id = absl::GetFlag(FLAGS_replica_id);
-    if (replica_id.empty()) replica_id = ringfence::DefaultReplicaName(port);
-    leader->SetSelf(replica_id);
-    std::string address = absl::GetFlag(FLAGS_advertise_address);
-    if (address.empty()) {
-      address = ringfence::AdvertisedAddress(server_options.listen, port);
-    }
-    // The server listens on the standby's port: the same names.
-    server_options.cluster.replica_id = replica_id;
-    server_options.cluster.address = address;
-    lease = std::make_unique<ringfence::ReplicaLease>(
-        replicated,
-        ringfence::ReplicaLeaseOptions{
-            replica_id, lease_ttl, tick,
-            [replica_id](const std::string& m) {
-              Log(absl::StrCat("replica \"", replica_id, "\": ", m));
-            },
-            address});
     int stop_signal = 0;
-    absl::StatusOr<int64_t> epoch = lease->WaitUntilLeading(
-        [&](absl::Duration d) {
-          const timespec timeout = absl::ToTimespec(d);
-          const int sig = sigtimedwait(&signals, nullptr, &timeout);
-          if (sig > 0) stop_signal = sig;
-          return sig > 0;
-        },
-        [&](const std::string& leader) {
-          standby->SetMessage(absl::StrCat("replica \"", replica_id,
-                                           "\" stands by: ", leader,
-                                           "; call the leader"));
-          if (port_file_written) return;
-          // Standing by (not leading at once): say where, as a server does.
-          port_file_written = true;
-          if (const std::string path = absl::GetFlag(FLAGS_port_file);
-              !path.empty() &&
-              !ringfence::WriteFileAtomically(path, absl::StrCat(port, "\n"))
-                   .ok()) {
-            Log(absl::StrCat("cannot write --port_file ", path));
-          }
-          Log(absl::StrCat("standing by on port ", port, " (",
-                           absl::GetFlag(FLAGS_listen), ", ", transport,
-                           "), data in ", store_description));
-        });
-    if (absl::IsCancelled(epoch.status())) {
+    ringfence::ReplicaStartupOptions startup;
+    startup.store = replicated;
+    startup.server = &server_options;
+    startup.fleet = controller_options.fleet;
+    startup.lease_ttl = lease_ttl;
+    startup.tick = tick;
+    startup.follower_poll = follower_poll;
+    startup.follower_staleness = follower_staleness;
+    startup.forward_deadline = forward_deadline;
+    startup.log = Log;
+    startup.wait = [&](absl::Duration d) {
+      const timespec timeout = absl::ToTimespec(d);
+      const int sig = sigtimedwait(&signals, nullptr, &timeout);
+      if (sig > 0) stop_signal = sig;
+      return sig > 0;
+    };
+    // Standing by (not leading at once): say where, as a server does.
+    startup.on_standing_by = [&](int port) {
+      if (const std::string path = absl::GetFlag(FLAGS_port_file);
+          !path.empty() &&
+          !ringfence::WriteFileAtomically(path, absl::StrCat(port, "\n"))
+               .ok()) {
+        Log(absl::StrCat("cannot write --port_file ", path));
+      }
+      Log(absl::StrCat("standing by on port ", port, " (",
+                       absl::GetFlag(FLAGS_listen), ", ", transport,
+                       "), data in ", store_description));
+    };
+    absl::StatusOr<ringfence::ReplicaStartup> started =
+        ringfence::StandByUntilLeading(startup);
+    if (absl::IsCancelled(started.status())) {
       Log(absl::StrCat("received ", strsignal(stop_signal),
                        " while standing by; stopped"));
-      standby->Shutdown();
       return 0;
     }
-    if (!epoch.ok()) {
-      Log(absl::StrCat("cannot take the lease: ", epoch.status().ToString()));
-      return 1;
+    if (!started.ok()) {
+      Log(absl::StrCat("cannot stand by or take the lease: ",
+                       started.status().ToString()));
+      return absl::IsInvalidArgument(started.status()) ? 2 : 1;
     }
-    lease->StartRenewing();
-    // A leader cut off from PostgreSQL cannot tell whether another replica
-    // took over: it answers hosts nothing until it renews (replica_lease.h).
-    server_options.authority = [lease = lease.get()] {
-      return lease->CheckHeld();
-    };
-    Log(absl::StrCat("replica \"", replica_id, "\" leads (lease epoch ", *epoch,
-                     ", TTL ", absl::FormatDuration(lease_ttl),
+    replica = *std::move(started);
+    Log(absl::StrCat("replica \"", replica->replica_id,
+                     "\" leads (lease epoch ", replica->epoch, ", TTL ",
+                     absl::FormatDuration(lease_ttl),
                      "): restoring the state from the store"));
-    standby->SetMessage(
-        absl::StrCat("replica \"", replica_id, "\" leads (lease epoch ", *epoch,
-                     ") and is restoring its state; retry shortly"));
-    server_options.listen =
-        ringfence::ListenOnPort(server_options.listen, port);
   }
 
   absl::StatusOr<std::unique_ptr<ringfence::Controller>> controller =
@@ -805,7 +686,7 @@ int Main(int argc, char** argv) {
   }
 
   // The port passes from the standby to the server.
-  if (standby != nullptr) standby->Shutdown();
+  if (replica.has_value()) replica->standby->Shutdown();
   const std::function<absl::Status()> authority = server_options.authority;
   absl::StatusOr<std::unique_ptr<ringfence::Server>> server =
       ringfence::Server::Start(controller->get(), std::move(server_options));
@@ -922,15 +803,15 @@ int Main(int argc, char** argv) {
   notifier.reset();
   server->reset();
   controller->reset();
-  if (lease != nullptr) {
+  if (replica.has_value()) {
     // Nothing writes any more: a standby may take over now.
-    if (absl::Status s = lease->Release(); s.ok()) {
+    if (absl::Status s = replica->lease->Release(); s.ok()) {
       Log("lease released");
     } else {
       Log(absl::StrCat("cannot release the lease (it expires after its TTL): ",
                        s.ToString()));
     }
-    lease.reset();
+    replica.reset();
   }
   store->reset();
   Log("stopped");
