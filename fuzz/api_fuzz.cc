@@ -86,6 +86,7 @@ class Api {
     releases_ = v1::Releases::NewStub(channel);
     rollouts_ = v1::Rollouts::NewStub(channel);
     fleet_ = v1::Fleet::NewStub(channel);
+    cluster_ = v1::Cluster::NewStub(channel);
   }
   ~Api() { server_->Shutdown(absl::ZeroDuration()); }
 
@@ -229,6 +230,11 @@ class Api {
         v1::RejectResponse resp;
         return rollouts_->Reject(ctx.get(), call.reject(), &resp);
       }
+      case ApiCall::kGetClusterStatus: {
+        v1::GetClusterStatusResponse resp;
+        return cluster_->GetClusterStatus(ctx.get(), call.get_cluster_status(),
+                                          &resp);
+      }
       case ApiCall::kTick:
       case ApiCall::CALL_NOT_SET:
         break;
@@ -243,6 +249,7 @@ class Api {
   std::unique_ptr<v1::Releases::Stub> releases_;
   std::unique_ptr<v1::Rollouts::Stub> rollouts_;
   std::unique_ptr<v1::Fleet::Stub> fleet_;
+  std::unique_ptr<v1::Cluster::Stub> cluster_;
 };
 
 }  // namespace
