@@ -233,6 +233,199 @@ void Log(const std::string& message) {
       message.c_str());
 }
 
+// The flags' bounds and how they relate (INVALID_ARGUMENT naming the flag).
+absl::Status CheckFlagBounds() {
+  const absl::Duration tick = absl::GetFlag(FLAGS_tick_interval);
+  if (tick <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--tick_interval must be > 0");
+  }
+  if (absl::GetFlag(FLAGS_max_batch_events) == 0) {
+    return absl::InvalidArgumentError("--max_batch_events must be > 0");
+  }
+  if (absl::GetFlag(FLAGS_max_inflight_events) <
+      absl::GetFlag(FLAGS_max_batch_events)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_inflight_events (", absl::GetFlag(FLAGS_max_inflight_events),
+        ") must be at least --max_batch_events (",
+        absl::GetFlag(FLAGS_max_batch_events),
+        "): a full batch could never be admitted"));
+  }
+  if (absl::GetFlag(FLAGS_max_message_bytes) <= 0) {
+    return absl::InvalidArgumentError("--max_message_bytes must be > 0");
+  }
+  if (absl::GetFlag(FLAGS_max_streams_per_connection) <= 0) {
+    return absl::InvalidArgumentError(
+        "--max_streams_per_connection must be > 0");
+  }
+  if (absl::GetFlag(FLAGS_max_db_bytes) < 0) {
+    return absl::InvalidArgumentError("--max_db_bytes must be >= 0");
+  }
+  const absl::Duration lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
+  if (lease_ttl < std::max(3 * tick, absl::Milliseconds(100)) ||
+      lease_ttl > absl::Hours(1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--lease_ttl (", absl::FormatDuration(lease_ttl),
+                     ") must be at least 3 ticks (--tick_interval ",
+                     absl::FormatDuration(tick),
+                     ") and 100ms, and at most 1h: the leader renews it "
+                     "every tick"));
+  }
+  const absl::Duration follower_poll =
+      absl::GetFlag(FLAGS_follower_poll_interval);
+  if (follower_poll < absl::Milliseconds(10) ||
+      follower_poll > absl::Seconds(10)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--follower_poll_interval (", absl::FormatDuration(follower_poll),
+        ") must be at least 10ms and at most 10s"));
+  }
+  const absl::Duration follower_staleness =
+      absl::GetFlag(FLAGS_follower_max_staleness);
+  if (follower_staleness < 2 * follower_poll ||
+      follower_staleness > absl::Minutes(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--follower_max_staleness (", absl::FormatDuration(follower_staleness),
+        ") must be at least 2 --follower_poll_interval (",
+        absl::FormatDuration(follower_poll), ") and at most 1m"));
+  }
+  const absl::Duration forward_deadline =
+      absl::GetFlag(FLAGS_follower_forward_deadline);
+  if (forward_deadline < absl::Milliseconds(10) ||
+      forward_deadline > absl::Minutes(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--follower_forward_deadline (", absl::FormatDuration(forward_deadline),
+        ") must be at least 10ms and at most 1m"));
+  }
+  if (absl::GetFlag(FLAGS_replica_id).size() > 200) {
+    return absl::InvalidArgumentError("--replica_id must be at most 200 bytes");
+  }
+  if (absl::GetFlag(FLAGS_advertise_address).size() > 300) {
+    return absl::InvalidArgumentError(
+        "--advertise_address must be at most 300 bytes");
+  }
+
+  // Each active rollout reserves ~28.5 bytes per expected host up front.
+  constexpr uint64_t kMaxExpectedHosts = 100'000'000;
+  if (absl::GetFlag(FLAGS_expected_hosts) > kMaxExpectedHosts) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--expected_hosts must be at most ", kMaxExpectedHosts,
+                     " (each active rollout reserves ~28.5 bytes per host)"));
+  }
+  return absl::OkStatus();
+}
+
+// What CreateRelease and ValidateRelease check a release against: the
+// trusted publisher keys and the content rules of the flags
+// (INVALID_ARGUMENT naming the flag).
+absl::StatusOr<std::unique_ptr<ringfence::ReleaseChecker>>
+ReleaseCheckerFromFlags() {
+  ringfence::ReleaseCheckOptions check_options;
+  check_options.require_signature = absl::GetFlag(FLAGS_require_signatures);
+  if (const std::string path = absl::GetFlag(FLAGS_trusted_keys_file);
+      !path.empty()) {
+    absl::StatusOr<ringfence::TrustedKeys> keys =
+        ringfence::LoadTrustedKeysFile(path);
+    if (!keys.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--trusted_keys_file: ", keys.status().message()));
+    }
+    if (keys->empty() && check_options.require_signature) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--trusted_keys_file: ", path,
+                       " lists no keys; with --require_signatures every "
+                       "release would be refused"));
+    }
+    Log(absl::StrCat(
+        "release signatures: ", keys->size(), " trusted keys from ", path,
+        check_options.require_signature ? ", required" : ", optional"));
+    check_options.trusted_keys = *std::move(keys);
+  } else if (check_options.require_signature) {
+    return absl::InvalidArgumentError(
+        "--require_signatures needs --trusted_keys_file");
+  }
+  {
+    const std::string rules = absl::GetFlag(FLAGS_content_rules);
+    absl::StatusOr<std::unique_ptr<ringfence::ReleaseChecker>> checker =
+        rules.empty() ? ringfence::ReleaseChecker::Create(check_options)
+                      : ringfence::NewReleaseCheckerFromFile(
+                            rules, std::move(check_options));
+    if (!checker.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          rules.empty() ? "--trusted_keys_file: " : "--content_rules: ",
+          checker.status().message()));
+    }
+    if (!rules.empty()) Log(absl::StrCat("content rules from ", rules));
+    return checker;
+  }
+}
+
+// The store the flags name (INVALID_ARGUMENT naming the flag, or the
+// store's error), with `*description` saying where its data is (without
+// credentials) and `*replicated` the store again if it is PostgreSQL
+// (replicas elect a leader on it), else nullptr. `lease_ttl` bounds how
+// long a session may sit in a transaction.
+absl::StatusOr<ringfence::StorePtr> StoreFromFlags(
+    absl::Duration lease_ttl, std::string* description,
+    ringfence::PostgresStore** replicated) {
+  *replicated = nullptr;
+  absl::StatusOr<ringfence::StorePtr> store;
+  if (const std::string kind = absl::GetFlag(FLAGS_store); kind == "sqlite") {
+    ringfence::SqliteStoreOptions store_options;
+    store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+    store_options.max_db_bytes = absl::GetFlag(FLAGS_max_db_bytes);
+    *description = absl::StrCat("SQLite in ", store_options.data_dir);
+    store = ringfence::OpenSqliteStore(store_options);
+  } else if (kind == "postgres") {
+    ringfence::PostgresStoreOptions store_options;
+    const std::string dsn_file = absl::GetFlag(FLAGS_postgres_dsn_file);
+    if (!dsn_file.empty()) {
+      absl::StatusOr<std::string> dsn = ringfence::ReadFileToString(dsn_file);
+      if (!dsn.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--postgres_dsn_file: ", dsn.status().message()));
+      }
+      store_options.dsn = std::string(absl::StripAsciiWhitespace(*dsn));
+      *description = absl::StrCat("PostgreSQL (DSN from ", dsn_file);
+    } else if (const char* env = std::getenv("RINGFENCE_POSTGRES_DSN");
+               env != nullptr) {
+      store_options.dsn = std::string(absl::StripAsciiWhitespace(env));
+      *description = "PostgreSQL (DSN from $RINGFENCE_POSTGRES_DSN";
+    }
+    if (store_options.dsn.empty()) {
+      return absl::InvalidArgumentError(
+          "--store=postgres needs a connection string: "
+          "--postgres_dsn_file=FILE or the environment variable "
+          "RINGFENCE_POSTGRES_DSN (not empty)");
+    }
+    store_options.schema = absl::GetFlag(FLAGS_postgres_schema);
+    store_options.pool_size = absl::GetFlag(FLAGS_postgres_pool_size);
+    // A leader paused inside a write must not hold the lease row's lock
+    // past its lease: the server ends such a session first.
+    store_options.idle_in_transaction_timeout = lease_ttl / 2;
+    // Crash-only: the leader's in-memory state is no longer the cluster's.
+    // Nothing was written (the store refused it); a supervisor restarts
+    // this replica as a standby.
+    store_options.on_superseded = [](const absl::Status& s) {
+      Log(absl::StrCat("lost the lease: ", s.message(), "; exiting (status ",
+                       kExitSuperseded, ") to restart as a standby"));
+      _exit(kExitSuperseded);
+    };
+    absl::StrAppend(&*description, ", schema ", store_options.schema, ")");
+    absl::StatusOr<ringfence::PostgresStorePtr> opened =
+        ringfence::OpenPostgresStore(store_options);
+    if (opened.ok()) *replicated = opened->get();
+    store = std::move(opened);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--store=", kind, ": must be sqlite or postgres"));
+  }
+  if (!store.ok()) {
+    return absl::Status(store.status().code(),
+                        absl::StrCat("cannot open the store (", *description,
+                                     "): ", store.status().ToString()));
+  }
+  return store;
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "ringfenced: the ringfence gRPC server (see --helpfull)");
@@ -249,90 +442,18 @@ int Main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  if (absl::Status s = CheckFlagBounds(); !s.ok()) {
+    Log(std::string(s.message()));
+    return 2;
+  }
   const absl::Duration tick = absl::GetFlag(FLAGS_tick_interval);
-  if (tick <= absl::ZeroDuration()) {
-    Log("--tick_interval must be > 0");
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_max_batch_events) == 0) {
-    Log("--max_batch_events must be > 0");
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_max_inflight_events) <
-      absl::GetFlag(FLAGS_max_batch_events)) {
-    Log(absl::StrCat("--max_inflight_events (",
-                     absl::GetFlag(FLAGS_max_inflight_events),
-                     ") must be at least --max_batch_events (",
-                     absl::GetFlag(FLAGS_max_batch_events),
-                     "): a full batch could never be admitted"));
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_max_message_bytes) <= 0) {
-    Log("--max_message_bytes must be > 0");
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_max_streams_per_connection) <= 0) {
-    Log("--max_streams_per_connection must be > 0");
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_max_db_bytes) < 0) {
-    Log("--max_db_bytes must be >= 0");
-    return 2;
-  }
   const absl::Duration lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
-  if (lease_ttl < std::max(3 * tick, absl::Milliseconds(100)) ||
-      lease_ttl > absl::Hours(1)) {
-    Log(absl::StrCat("--lease_ttl (", absl::FormatDuration(lease_ttl),
-                     ") must be at least 3 ticks (--tick_interval ",
-                     absl::FormatDuration(tick),
-                     ") and 100ms, and at most 1h: the leader renews it "
-                     "every tick"));
-    return 2;
-  }
   const absl::Duration follower_poll =
       absl::GetFlag(FLAGS_follower_poll_interval);
-  if (follower_poll < absl::Milliseconds(10) ||
-      follower_poll > absl::Seconds(10)) {
-    Log(absl::StrCat("--follower_poll_interval (",
-                     absl::FormatDuration(follower_poll),
-                     ") must be at least 10ms and at most 10s"));
-    return 2;
-  }
   const absl::Duration follower_staleness =
       absl::GetFlag(FLAGS_follower_max_staleness);
-  if (follower_staleness < 2 * follower_poll ||
-      follower_staleness > absl::Minutes(1)) {
-    Log(absl::StrCat("--follower_max_staleness (",
-                     absl::FormatDuration(follower_staleness),
-                     ") must be at least 2 --follower_poll_interval (",
-                     absl::FormatDuration(follower_poll), ") and at most 1m"));
-    return 2;
-  }
   const absl::Duration forward_deadline =
       absl::GetFlag(FLAGS_follower_forward_deadline);
-  if (forward_deadline < absl::Milliseconds(10) ||
-      forward_deadline > absl::Minutes(1)) {
-    Log(absl::StrCat("--follower_forward_deadline (",
-                     absl::FormatDuration(forward_deadline),
-                     ") must be at least 10ms and at most 1m"));
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_replica_id).size() > 200) {
-    Log("--replica_id must be at most 200 bytes");
-    return 2;
-  }
-  if (absl::GetFlag(FLAGS_advertise_address).size() > 300) {
-    Log("--advertise_address must be at most 300 bytes");
-    return 2;
-  }
-
-  // Each active rollout reserves ~28.5 bytes per expected host up front.
-  constexpr uint64_t kMaxExpectedHosts = 100'000'000;
-  if (absl::GetFlag(FLAGS_expected_hosts) > kMaxExpectedHosts) {
-    Log(absl::StrCat("--expected_hosts must be at most ", kMaxExpectedHosts,
-                     " (each active rollout reserves ~28.5 bytes per host)"));
-    return 2;
-  }
 
   ringfence::ControllerOptions controller_options;
   controller_options.max_batch_events = absl::GetFlag(FLAGS_max_batch_events);
@@ -497,105 +618,25 @@ int Main(int argc, char** argv) {
     }
   }
 
-  ringfence::ReleaseCheckOptions check_options;
-  check_options.require_signature = absl::GetFlag(FLAGS_require_signatures);
-  if (const std::string path = absl::GetFlag(FLAGS_trusted_keys_file);
-      !path.empty()) {
-    absl::StatusOr<ringfence::TrustedKeys> keys =
-        ringfence::LoadTrustedKeysFile(path);
-    if (!keys.ok()) {
-      Log(absl::StrCat("--trusted_keys_file: ", keys.status().message()));
-      return 2;
-    }
-    if (keys->empty() && check_options.require_signature) {
-      Log(absl::StrCat("--trusted_keys_file: ", path,
-                       " lists no keys; with --require_signatures every "
-                       "release would be refused"));
-      return 2;
-    }
-    Log(absl::StrCat(
-        "release signatures: ", keys->size(), " trusted keys from ", path,
-        check_options.require_signature ? ", required" : ", optional"));
-    check_options.trusted_keys = *std::move(keys);
-  } else if (check_options.require_signature) {
-    Log("--require_signatures needs --trusted_keys_file");
-    return 2;
-  }
   {
-    const std::string rules = absl::GetFlag(FLAGS_content_rules);
     absl::StatusOr<std::unique_ptr<ringfence::ReleaseChecker>> checker =
-        rules.empty() ? ringfence::ReleaseChecker::Create(check_options)
-                      : ringfence::NewReleaseCheckerFromFile(
-                            rules, std::move(check_options));
+        ReleaseCheckerFromFlags();
     if (!checker.ok()) {
-      Log(absl::StrCat(
-          rules.empty() ? "--trusted_keys_file: " : "--content_rules: ",
-          checker.status().message()));
+      Log(std::string(checker.status().message()));
       return 2;
     }
-    if (!rules.empty()) Log(absl::StrCat("content rules from ", rules));
     server_options.release_checker = *std::move(checker);
   }
 
-  absl::StatusOr<ringfence::StorePtr> store;
-  // The store again if it is PostgreSQL: replicas elect a leader on it.
-  ringfence::PostgresStore* replicated = nullptr;
   // For the log: where the data is, without credentials.
   std::string store_description;
-  if (const std::string kind = absl::GetFlag(FLAGS_store); kind == "sqlite") {
-    ringfence::SqliteStoreOptions store_options;
-    store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
-    store_options.max_db_bytes = absl::GetFlag(FLAGS_max_db_bytes);
-    store_description = absl::StrCat("SQLite in ", store_options.data_dir);
-    store = ringfence::OpenSqliteStore(store_options);
-  } else if (kind == "postgres") {
-    ringfence::PostgresStoreOptions store_options;
-    const std::string dsn_file = absl::GetFlag(FLAGS_postgres_dsn_file);
-    if (!dsn_file.empty()) {
-      absl::StatusOr<std::string> dsn = ringfence::ReadFileToString(dsn_file);
-      if (!dsn.ok()) {
-        Log(absl::StrCat("--postgres_dsn_file: ", dsn.status().message()));
-        return 2;
-      }
-      store_options.dsn = std::string(absl::StripAsciiWhitespace(*dsn));
-      store_description = absl::StrCat("PostgreSQL (DSN from ", dsn_file);
-    } else if (const char* env = std::getenv("RINGFENCE_POSTGRES_DSN");
-               env != nullptr) {
-      store_options.dsn = std::string(absl::StripAsciiWhitespace(env));
-      store_description = "PostgreSQL (DSN from $RINGFENCE_POSTGRES_DSN";
-    }
-    if (store_options.dsn.empty()) {
-      Log("--store=postgres needs a connection string: "
-          "--postgres_dsn_file=FILE or the environment variable "
-          "RINGFENCE_POSTGRES_DSN (not empty)");
-      return 2;
-    }
-    store_options.schema = absl::GetFlag(FLAGS_postgres_schema);
-    store_options.pool_size = absl::GetFlag(FLAGS_postgres_pool_size);
-    // A leader paused inside a write must not hold the lease row's lock
-    // past its lease: the server ends such a session first.
-    store_options.idle_in_transaction_timeout = lease_ttl / 2;
-    // Crash-only: the leader's in-memory state is no longer the cluster's.
-    // Nothing was written (the store refused it); a supervisor restarts
-    // this replica as a standby.
-    store_options.on_superseded = [](const absl::Status& s) {
-      Log(absl::StrCat("lost the lease: ", s.message(), "; exiting (status ",
-                       kExitSuperseded, ") to restart as a standby"));
-      _exit(kExitSuperseded);
-    };
-    absl::StrAppend(&store_description, ", schema ", store_options.schema, ")");
-    absl::StatusOr<ringfence::PostgresStorePtr> opened =
-        ringfence::OpenPostgresStore(store_options);
-    if (opened.ok()) replicated = opened->get();
-    store = std::move(opened);
-  } else {
-    Log(absl::StrCat("--store=", kind, ": must be sqlite or postgres"));
-    return 2;
-  }
+  // The store again if it is PostgreSQL: replicas elect a leader on it.
+  ringfence::PostgresStore* replicated = nullptr;
+  absl::StatusOr<ringfence::StorePtr> store =
+      StoreFromFlags(lease_ttl, &store_description, &replicated);
   if (!store.ok()) {
-    Log(absl::StrCat("cannot open the store (", store_description,
-                     "): ", store.status().ToString()));
-    return 1;
+    Log(std::string(store.status().message()));
+    return absl::IsInvalidArgument(store.status()) ? 2 : 1;
   }
   // Replicas: stand by until this one holds the lease; then restore and
   // serve on the port the standby had.
@@ -622,15 +663,15 @@ int Main(int argc, char** argv) {
     };
     // Standing by (not leading at once): say where, as a server does.
     startup.on_standing_by = [&](int port) {
+      Log(absl::StrCat("standing by on port ", port, " (",
+                       absl::GetFlag(FLAGS_listen), ", ", transport,
+                       "), data in ", store_description));
       if (const std::string path = absl::GetFlag(FLAGS_port_file);
           !path.empty() &&
           !ringfence::WriteFileAtomically(path, absl::StrCat(port, "\n"))
                .ok()) {
         Log(absl::StrCat("cannot write --port_file ", path));
       }
-      Log(absl::StrCat("standing by on port ", port, " (",
-                       absl::GetFlag(FLAGS_listen), ", ", transport,
-                       "), data in ", store_description));
     };
     absl::StatusOr<ringfence::ReplicaStartup> started =
         ringfence::StandByUntilLeading(startup);
@@ -724,14 +765,15 @@ int Main(int argc, char** argv) {
   }
 
   const int port = (*server)->port();
+  // The log line first: whoever waits for the port file may read it.
+  Log(absl::StrCat("serving on port ", port, " (", absl::GetFlag(FLAGS_listen),
+                   ", ", transport, "), data in ", store_description));
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
     if (!ringfence::WriteFileAtomically(path, absl::StrCat(port, "\n")).ok()) {
       Log(absl::StrCat("cannot write --port_file ", path));
       return 1;
     }
   }
-  Log(absl::StrCat("serving on port ", port, " (", absl::GetFlag(FLAGS_listen),
-                   ", ", transport, "), data in ", store_description));
 
   absl::Notification stop_ticker;
   std::thread ticker([&] {
