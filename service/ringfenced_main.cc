@@ -124,7 +124,8 @@ ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(10),
           "least 3 ticks and 100ms, at most 1h");
 ABSL_FLAG(absl::Duration, follower_poll_interval, absl::Milliseconds(250),
           "with --store=postgres: how often a standby re-reads the rollout "
-          "state it answers GetAssignment from (10ms to 10s)");
+          "state it answers GetAssignment from, and checks that it is "
+          "fresh for its Fleet health (10ms to 10s)");
 ABSL_FLAG(absl::Duration, follower_max_staleness, absl::Seconds(1),
           "with --store=postgres: a standby answers GetAssignment from its "
           "snapshot only while it is at most this old (so it sees a halt or "

@@ -65,6 +65,12 @@ class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
         authorizer_(authorizer),
         answers_(answers) {}
 
+  // Whether health may say SERVING: the snapshot is within its bound and
+  // the calls that need the leader can be forwarded.
+  bool Serving() const {
+    return serving_.leader_credentials != nullptr && serving_.follower->Fresh();
+  }
+
   grpc::ServerUnaryReactor* GetAssignment(
       grpc::CallbackServerContext* ctx, const v1::GetAssignmentRequest* req,
       v1::GetAssignmentResponse* resp) override {
@@ -289,24 +295,35 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
                      "refused?)"));
   }
   standby->cluster_->SetBound(listen, standby->port_);
-  if (standby->poll_ != nullptr) {
-    StandbyServer* self = standby.get();
-    self->poller_ = std::thread([self] {
-      do {
-        self->poll_();
-      } while (!self->stop_polling_.WaitForNotificationWithTimeout(
-          self->poll_interval_));
-    });
-  }
-  if (grpc::HealthCheckServiceInterface* health =
-          standby->server_->GetHealthCheckService();
-      health != nullptr) {
-    health->SetServingStatus(v1::Cluster::service_full_name(), true);
+  standby->health_ = standby->server_->GetHealthCheckService();
+  if (standby->health_ != nullptr) {
+    standby->health_->SetServingStatus(v1::Cluster::service_full_name(), true);
     for (const char* service :
          {v1::Releases::service_full_name(), v1::Rollouts::service_full_name(),
           v1::Fleet::service_full_name()}) {
-      health->SetServingStatus(service, false);
+      standby->health_->SetServingStatus(service, false);
     }
+  }
+  StandbyServer* self = standby.get();
+  if (self->poll_ != nullptr) {
+    // A fresh snapshot says SERVING as soon as it is loaded.
+    self->poller_ = std::thread([self] {
+      do {
+        self->poll_();
+        self->UpdateFleetHealth();
+      } while (
+          !self->stop_.WaitForNotificationWithTimeout(self->poll_interval_));
+    });
+  }
+  if (self->fleet_ != nullptr) {
+    // Not on the poll thread alone: a poll waiting on the database (up to
+    // its statement timeouts) must not keep an aging snapshot SERVING.
+    self->health_watcher_ = std::thread([self] {
+      do {
+        self->UpdateFleetHealth();
+      } while (
+          !self->stop_.WaitForNotificationWithTimeout(self->poll_interval_));
+    });
   }
   return standby;
 }
@@ -317,11 +334,28 @@ void StandbyServer::SetMessage(const std::string& message) {
   answers_->SetMessage(message);
 }
 
-void StandbyServer::Shutdown() {
-  if (poller_.joinable()) {
-    stop_polling_.Notify();
-    poller_.join();
+void StandbyServer::UpdateFleetHealth() {
+  const bool serving = fleet_->Serving();
+  absl::MutexLock lock(&health_mu_);
+  if (shutting_down_ || serving == fleet_serving_ || health_ == nullptr) {
+    return;
   }
+  fleet_serving_ = serving;
+  health_->SetServingStatus(v1::Fleet::service_full_name(), serving);
+}
+
+void StandbyServer::Shutdown() {
+  {
+    // NOT_SERVING first: stopping the poll may wait for the database.
+    absl::MutexLock lock(&health_mu_);
+    if (!shutting_down_ && health_ != nullptr) {
+      health_->SetServingStatus(v1::Fleet::service_full_name(), false);
+    }
+    shutting_down_ = true;
+  }
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (poller_.joinable()) poller_.join();
+  if (health_watcher_.joinable()) health_watcher_.join();
   if (server_ == nullptr) return;
   server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();

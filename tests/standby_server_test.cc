@@ -2,13 +2,18 @@
 // NOT_SERVING for the API, UNAVAILABLE for every call, and a port that the
 // real server can take over once the standby is shut down; with a Follower,
 // GetAssignment from its snapshot or through the leader, never a grant of
-// its own, and ReportTelemetry through the leader.
+// its own, ReportTelemetry through the leader, and Fleet's health following
+// the snapshot's freshness.
 #include "service/standby_server.h"
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -57,6 +62,19 @@ int Health(const std::shared_ptr<grpc::Channel>& channel,
   return out.begin()[1];
 }
 
+// Whether `condition` holds within 10 seconds.
+bool Eventually(const std::function<bool()>& condition) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+constexpr int kServing = 1;
+constexpr int kNotServing = 2;
+
 TEST(ListenOnPortTest, ReplacesThePort) {
   EXPECT_EQ(ListenOnPort("0.0.0.0:0", 7443), "0.0.0.0:7443");
   EXPECT_EQ(ListenOnPort("127.0.0.1:7443", 7443), "127.0.0.1:7443");
@@ -74,10 +92,11 @@ TEST(StandbyServerTest, RefusesEverythingAndHandsItsPortOn) {
   ASSERT_GT(port, 0);
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
                                      grpc::InsecureChannelCredentials());
-  EXPECT_EQ(Health(channel, ""), 1);
+  EXPECT_EQ(Health(channel, ""), kServing);
+  // Without a Follower, Fleet too.
   for (const char* service : {"ringfence.v1.Releases", "ringfence.v1.Rollouts",
                               "ringfence.v1.Fleet"}) {
-    EXPECT_EQ(Health(channel, service), 2) << service;
+    EXPECT_EQ(Health(channel, service), kNotServing) << service;
   }
   auto rollouts = v1::Rollouts::NewStub(channel);
   const auto list = [&] {
@@ -167,14 +186,15 @@ class FollowerStandbyTest : public ::testing::Test {
     };
     serving.leader_credentials = grpc::InsecureChannelCredentials();
     serving.forward_deadline = absl::Seconds(5);
+    serving.poll_interval = absl::Milliseconds(20);
     auto standby = StandbyServer::Start("127.0.0.1:0", std::nullopt,
                                         std::nullopt, {}, std::move(serving));
     ASSERT_OK(standby);
     standby_ = *std::move(standby);
     (*standby_).SetMessage("replica \"b\" stands by: replica \"a\" leads");
-    fleet_ = v1::Fleet::NewStub(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", standby_->port()),
-                            grpc::InsecureChannelCredentials()));
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", standby_->port()),
+                                   grpc::InsecureChannelCredentials());
+    fleet_ = v1::Fleet::NewStub(channel_);
   }
 
   void SetLeader(const std::string& address) {
@@ -204,6 +224,7 @@ class FollowerStandbyTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
   std::unique_ptr<Follower> follower_;
   std::unique_ptr<StandbyServer> standby_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Fleet::Stub> fleet_;
   absl::Mutex mu_;
   std::string leader_address_ ABSL_GUARDED_BY(mu_);
@@ -265,6 +286,68 @@ TEST_F(FollowerStandbyTest, AnswersLocallyForwardsGrantsAndNeverGrants) {
   ASSERT_OK(follower_->Refresh());
   ASSERT_THAT(Assign("web-1", false, &a), GrpcOk());
   EXPECT_EQ(a.reason(), v1::NOT_YET);
+}
+
+// Fleet's health follows the snapshot: SERVING while it is within its
+// bound, NOT_SERVING once it is older; Releases and Rollouts stay
+// NOT_SERVING (they say which replica leads).
+TEST_F(FollowerStandbyTest, FleetHealthFollowsTheSnapshot) {
+  EXPECT_TRUE(Eventually(
+      [&] { return Health(channel_, "ringfence.v1.Fleet") == kServing; }));
+  EXPECT_EQ(Health(channel_, ""), kServing);
+  EXPECT_EQ(Health(channel_, "ringfence.v1.Cluster"), kServing);
+  EXPECT_EQ(Health(channel_, "ringfence.v1.Releases"), kNotServing);
+  EXPECT_EQ(Health(channel_, "ringfence.v1.Rollouts"), kNotServing);
+  // Older than the bound (no poll refreshes it here): NOT_SERVING, without
+  // a poll (a poll stuck on the database changes nothing).
+  clock_.Advance(absl::Milliseconds(1001));
+  EXPECT_TRUE(Eventually(
+      [&] { return Health(channel_, "ringfence.v1.Fleet") == kNotServing; }));
+  v1::ContentAssignment a;
+  EXPECT_EQ(Assign("web-1", false, &a).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  ASSERT_OK(follower_->Refresh());
+  EXPECT_TRUE(Eventually(
+      [&] { return Health(channel_, "ringfence.v1.Fleet") == kServing; }));
+  EXPECT_EQ(Health(channel_, "ringfence.v1.Rollouts"), kNotServing);
+}
+
+// A follower's poll refreshes the snapshot and updates health at once; one
+// that cannot forward (no credentials for the leader) is NOT_SERVING however
+// fresh its snapshot, since the calls that need the leader fail.
+TEST_F(FollowerStandbyTest, HealthAfterEachPollAndOnlyIfItCanForward) {
+  for (const bool can_forward : {true, false}) {
+    SCOPED_TRACE(can_forward ? "can forward" : "cannot forward");
+    auto f = Follower::Create(store_.get(), &clock_, {});
+    ASSERT_OK(f);
+    std::unique_ptr<Follower> follower = *std::move(f);
+    std::atomic<int> polls{0};
+    FollowerServing serving;
+    serving.follower = follower.get();
+    serving.poll = [&] {
+      if (follower->Refresh().ok()) ++polls;
+    };
+    // Health is checked only after each poll within this test's time.
+    serving.poll_interval = absl::Seconds(30);
+    if (can_forward) {
+      serving.leader_credentials = grpc::InsecureChannelCredentials();
+    }
+    auto standby = StandbyServer::Start("127.0.0.1:0", std::nullopt,
+                                        std::nullopt, {}, std::move(serving));
+    ASSERT_OK(standby);
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*standby)->port()),
+                            grpc::InsecureChannelCredentials());
+    ASSERT_TRUE(Eventually([&] { return polls > 0; }));
+    if (can_forward) {
+      EXPECT_TRUE(Eventually(
+          [&] { return Health(channel, "ringfence.v1.Fleet") == kServing; }));
+    } else {
+      absl::SleepFor(absl::Milliseconds(100));
+      EXPECT_EQ(Health(channel, "ringfence.v1.Fleet"), kNotServing);
+    }
+    (*standby)->Shutdown();
+  }
 }
 
 }  // namespace
