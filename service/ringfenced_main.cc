@@ -135,8 +135,8 @@ ABSL_FLAG(absl::Duration, follower_max_staleness, absl::Seconds(1),
 ABSL_FLAG(absl::Duration, follower_forward_deadline, absl::Seconds(2),
           "with --store=postgres: how long a standby waits for the leader "
           "when it forwards a GetAssignment that would grant an exposure "
-          "(past it, the host is granted nothing) or a ReportTelemetry "
-          "(past it, UNAVAILABLE); 10ms to 1m");
+          "(past it, the host is granted nothing), a ReportTelemetry or a "
+          "StreamTelemetry message (past it, UNAVAILABLE); 10ms to 1m");
 ABSL_FLAG(
     std::string, auth_tokens_file, "",
     "bearer tokens, one \"token role actor\" per line (roles: host, relay, "

@@ -14,11 +14,12 @@
 // leader's answer; when the leader cannot be reached it answers without
 // granting anything (Follower::NoGrantAnswer). A snapshot older than its
 // bound answers UNAVAILABLE naming the leader. ReportTelemetry is forwarded
-// to the leader too (a host's check-ins and its telemetry must reach the
-// same place: the leader counts check-ins of exposed hosts that have not
-// come up as boot-loop attempts); StreamTelemetry and every other call stay
-// UNAVAILABLE naming the leader: they change state that is decided in one
-// place, and clients already go to the leader on UNAVAILABLE.
+// to the leader too, and so is each message of a StreamTelemetry stream (a
+// host's check-ins and its telemetry must reach the same place: the leader
+// counts check-ins of exposed hosts that have not come up as boot-loop
+// attempts); every other call stays UNAVAILABLE naming the leader: it
+// changes state that is decided in one place, and clients already go to
+// the leader on UNAVAILABLE.
 //
 // A follower's Fleet health says whether it can serve the fleet: SERVING
 // while its snapshot is within its bound (Follower::Fresh) and it is set up
@@ -69,7 +70,7 @@ class Server;
 namespace ringfence {
 
 // FollowerServing: what a standby needs to answer GetAssignment and
-// forward ReportTelemetry.
+// forward telemetry.
 struct FollowerServing {
   // nullptr: no Fleet service (UNAVAILABLE like every call, health
   // NOT_SERVING). Must outlive the StandbyServer.
@@ -82,13 +83,13 @@ struct FollowerServing {
   absl::Duration poll_interval = absl::Milliseconds(250);
   // The leader's gRPC address ("" while unknown: nothing is forwarded; a
   // GetAssignment that needs the leader is answered without granting,
-  // ReportTelemetry is UNAVAILABLE). Called on every forwarded call; must
-  // be thread-safe.
+  // ReportTelemetry and a stream's next message are UNAVAILABLE). Called on
+  // every forwarded call; must be thread-safe.
   std::function<std::string()> leader_address;
   // How to reach the leader; nullptr: never forward (calls that need the
   // leader get UNAVAILABLE naming it, and Fleet's health is NOT_SERVING).
   std::shared_ptr<grpc::ChannelCredentials> leader_credentials;
-  // How long a forwarded call may take.
+  // How long a forwarded call (a stream: each of its messages) may take.
   absl::Duration forward_deadline = absl::Seconds(2);
 };
 
@@ -121,7 +122,8 @@ class StandbyServer {
 
   // Shutdown: turns Fleet's health NOT_SERVING, stops polling and
   // listening, and ends the calls in flight (every answer is immediate, or
-  // a forwarded call's deadline away).
+  // a forwarded call's deadline away: an open stream ends once the message
+  // being forwarded is answered).
   void Shutdown();
 
  private:
