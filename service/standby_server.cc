@@ -480,8 +480,10 @@ void StandbyServer::SetMessage(const std::string& message) {
 }
 
 void StandbyServer::UpdateFleetHealth() {
-  const bool serving = fleet_->Serving();
+  // Judged under the lock: the poll thread and the watcher each set what
+  // they last saw, never an older view over a newer one.
   absl::MutexLock lock(&health_mu_);
+  const bool serving = fleet_->Serving();
   if (shutting_down_ || serving == fleet_serving_ || health_ == nullptr) {
     return;
   }
