@@ -161,6 +161,11 @@ absl::Time Follower::as_of() const {
   return s == nullptr ? absl::InfinitePast() : s->as_of;
 }
 
+bool Follower::Fresh() const {
+  std::shared_ptr<const Snapshot> s = Current();
+  return s != nullptr && clock_->Now() - s->as_of <= options_.max_staleness;
+}
+
 FollowerAnswer Follower::Assign(
     const HostInfo& host, absl::Span<const std::string> content_types) const {
   return Answer(host, content_types, /*forward=*/true);

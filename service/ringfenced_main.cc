@@ -121,7 +121,8 @@ ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(10),
           "least 3 ticks and 100ms, at most 1h");
 ABSL_FLAG(absl::Duration, follower_poll_interval, absl::Milliseconds(250),
           "with --store=postgres: how often a standby re-reads the rollout "
-          "state it answers GetAssignment from (10ms to 10s)");
+          "state it answers GetAssignment from, and checks that it is "
+          "fresh for its Fleet health (10ms to 10s)");
 ABSL_FLAG(absl::Duration, follower_max_staleness, absl::Seconds(1),
           "with --store=postgres: a standby answers GetAssignment from its "
           "snapshot only while it is at most this old (so it sees a halt or "
@@ -131,8 +132,8 @@ ABSL_FLAG(absl::Duration, follower_max_staleness, absl::Seconds(1),
 ABSL_FLAG(absl::Duration, follower_forward_deadline, absl::Seconds(2),
           "with --store=postgres: how long a standby waits for the leader "
           "when it forwards a GetAssignment that would grant an exposure "
-          "(past it, the host is granted nothing) or a ReportTelemetry "
-          "(past it, UNAVAILABLE); 10ms to 1m");
+          "(past it, the host is granted nothing), a ReportTelemetry or a "
+          "StreamTelemetry message (past it, UNAVAILABLE); 10ms to 1m");
 ABSL_FLAG(
     std::string, auth_tokens_file, "",
     "bearer tokens, one \"token role actor\" per line (roles: host, relay, "

@@ -55,15 +55,26 @@ class StandbyServer::Answers final : public grpc::CallbackGenericService {
 };
 
 // The Fleet service of a follower: GetAssignment from the snapshot or the
-// leader; ReportTelemetry forwarded to the leader; StreamTelemetry
-// UNAVAILABLE naming the leader (Answers' message).
-class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
+// leader; ReportTelemetry and each message of a StreamTelemetry stream
+// forwarded to the leader. StreamTelemetry reads raw bytes and parses them
+// itself, as the leader's FleetService does (fleet_service.h).
+class StandbyServer::FollowerFleet final
+    : public v1::Fleet::WithRawCallbackMethod_StreamTelemetry<
+          v1::Fleet::WithCallbackMethod_GetAssignment<
+              v1::Fleet::WithCallbackMethod_ReportTelemetry<
+                  v1::Fleet::Service>>> {
  public:
   FollowerFleet(FollowerServing serving, const CallAuthorizer* authorizer,
                 Answers* answers)
       : serving_(std::move(serving)),
         authorizer_(authorizer),
         answers_(answers) {}
+
+  // Whether health may say SERVING: the snapshot is within its bound and
+  // the calls that need the leader can be forwarded.
+  bool Serving() const {
+    return serving_.leader_credentials != nullptr && serving_.follower->Fresh();
+  }
 
   grpc::ServerUnaryReactor* GetAssignment(
       grpc::CallbackServerContext* ctx, const v1::GetAssignmentRequest* req,
@@ -138,26 +149,37 @@ class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
     stub->async()->ReportTelemetry(
         &call->client, req, resp, [this, call, reactor](grpc::Status s) {
           delete call;
-          if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-              s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-            const grpc::Status refusal = answers_->Refused();
-            s = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                             absl::StrCat("forwarding to the leader failed (",
-                                          s.error_message(), "); ",
-                                          refusal.error_message()));
-          }
-          reactor->Finish(s);
+          reactor->Finish(s.ok() ? s : LeaderError(s));
         });
     return reactor;
   }
 
-  grpc::ServerReadReactor<v1::TelemetryBatch>* StreamTelemetry(
-      grpc::CallbackServerContext*, v1::StreamTelemetryResponse*) override {
-    return new FailedStream<grpc::ServerReadReactor<v1::TelemetryBatch>>(
-        answers_->Refused());
-  }
+  // Each message of the stream is forwarded to the leader as a
+  // ReportTelemetry (ForwardedStream), with the caller's credentials; the
+  // stream's answer counts the messages the leader acknowledged.
+  // UNAVAILABLE naming the leader when it cannot be asked.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* StreamTelemetry(
+      grpc::CallbackServerContext* ctx, grpc::ByteBuffer* resp) override;
 
  private:
+  class ForwardedStream;
+
+  // A forwarded call's error as the caller gets it: the leader's own answer
+  // (INVALID_ARGUMENT, PERMISSION_DENIED, RESOURCE_EXHAUSTED, ...) as it
+  // is; not reaching it (UNAVAILABLE, or its deadline) UNAVAILABLE naming
+  // the leader, for the caller to re-send.
+  grpc::Status LeaderError(const grpc::Status& s) {
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return s;
+    }
+    const grpc::Status refusal = answers_->Refused();
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("forwarding to the leader failed (", s.error_message(),
+                     "); ", refusal.error_message()));
+  }
+
   grpc::Status Reply(const FollowerAnswer& answer,
                      const std::vector<std::string>& types,
                      v1::GetAssignmentResponse* resp) {
@@ -256,6 +278,135 @@ class StandbyServer::FollowerFleet final : public v1::Fleet::CallbackService {
   std::shared_ptr<v1::Fleet::Stub> stub_ ABSL_GUARDED_BY(mu_);
 };
 
+// Relays a StreamTelemetry stream to the leader one message at a time:
+// each message goes to the leader as a ReportTelemetry, and the next is
+// read only once the leader acknowledged it. Until Finish, exactly one of
+// {a read, a forwarded call} is pending, so the reactions never run
+// concurrently; Finish is the last thing a reaction does (OnDone deletes
+// `this`).
+//
+// Why a ReportTelemetry per message rather than a stream to the leader: the
+// leader answers a ReportTelemetry once its batch is applied (with
+// --ack_telemetry_after_checkpoint, once it is checkpointed), while its own
+// stream acknowledges nothing before it ends. So this stream's answer
+// counts exactly the messages the leader acknowledged, a message is never
+// counted that the leader did not accept, and the follower holds at most
+// one batch per stream (the caller's writes wait in HTTP/2 flow control
+// meanwhile). Each message also gets the forward deadline (a stopped leader
+// fails the stream within it, instead of holding it open), goes to the
+// replica that leads when it is sent, and takes the path of a forwarded
+// ReportTelemetry (the caller's credentials, authorized by the leader; the
+// mark that stops a second forward). The cost: one leader acknowledgement
+// per message, up to a tick each with acknowledgement after checkpoint,
+// where the leader's own stream applies messages back to back.
+//
+// Messages are read as bytes and parsed here, as the leader does: gRPC
+// reports a message that does not parse like the end of the stream, which
+// would answer OK for a stream whose last message was never forwarded.
+class StandbyServer::FollowerFleet::ForwardedStream final
+    : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+ public:
+  ForwardedStream(FollowerFleet* fleet, grpc::CallbackServerContext* ctx,
+                  grpc::ByteBuffer* response)
+      : fleet_(fleet), ctx_(ctx), response_bytes_(response) {
+    StartRead(&raw_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // Half-closed by the caller (or cancelled: then nobody listens). Every
+      // message counted was acknowledged by the leader.
+      FinishWith(grpc::Status::OK);
+      return;
+    }
+    v1::TelemetryBatch batch;
+    if (!grpc::SerializationTraits<v1::TelemetryBatch>::Deserialize(&raw_,
+                                                                    &batch)
+             .ok()) {
+      FinishWith(Failed(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "does not parse as a ringfence.v1.TelemetryBatch (a string field "
+          "that is not UTF-8, or bytes that are not this message)")));
+      return;
+    }
+    stub_ = fleet_->LeaderStub();
+    if (stub_ == nullptr) {
+      // No leader known (it died and nobody took over yet).
+      FinishWith(Failed(fleet_->answers_->Refused()));
+      return;
+    }
+    // TelemetryBatch and ReportTelemetryRequest hold the same events.
+    request_.mutable_events()->Swap(batch.mutable_events());
+    client_ = std::make_unique<grpc::ClientContext>();
+    fleet_->PrepareForward(ctx_, client_.get());
+    stub_->async()->ReportTelemetry(client_.get(), &request_, &reply_,
+                                    [this](grpc::Status s) { OnForwarded(s); });
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void OnForwarded(const grpc::Status& s) {
+    if (!s.ok()) {
+      FinishWith(Failed(fleet_->LeaderError(s)));
+      return;
+    }
+    response_.set_accepted_batches(response_.accepted_batches() + 1);
+    response_.set_accepted_events(response_.accepted_events() +
+                                  reply_.accepted_events());
+    request_.Clear();
+    reply_.Clear();
+    StartRead(&raw_);
+  }
+
+  // `s` as the failure of the stream's next message, saying what was
+  // acknowledged before it (the leader's own stream says the same).
+  grpc::Status Failed(const grpc::Status& s) const {
+    const uint64_t batches = response_.accepted_batches();
+    return grpc::Status(
+        s.error_code(),
+        absl::StrCat("message ", batches, " of the stream: ", s.error_message(),
+                     " (the ", batches, " messages before it, ",
+                     response_.accepted_events(), " events, were applied)"));
+  }
+
+  // Finish, with the response (what the leader acknowledged) as the
+  // answer's bytes.
+  void FinishWith(const grpc::Status& status) {
+    bool own_buffer = false;
+    (void)grpc::SerializationTraits<v1::StreamTelemetryResponse>::Serialize(
+        response_, response_bytes_, &own_buffer);
+    Finish(status);
+  }
+
+  FollowerFleet* const fleet_;
+  grpc::CallbackServerContext* const ctx_;
+  grpc::ByteBuffer* const response_bytes_;
+  // Only the pending read or forwarded call touches them.
+  v1::StreamTelemetryResponse response_;
+  grpc::ByteBuffer raw_;
+  std::shared_ptr<v1::Fleet::Stub> stub_;
+  std::unique_ptr<grpc::ClientContext> client_;
+  v1::ReportTelemetryRequest request_;
+  v1::ReportTelemetryResponse reply_;
+};
+
+grpc::ServerReadReactor<grpc::ByteBuffer>*
+StandbyServer::FollowerFleet::StreamTelemetry(grpc::CallbackServerContext* ctx,
+                                              grpc::ByteBuffer* resp) {
+  Principal principal;
+  grpc::Status s =
+      authorizer_->Check(ctx, kFleetRoles, "StreamTelemetry", &principal);
+  if (s.ok() && (serving_.leader_credentials == nullptr ||
+                 ctx->client_metadata().count(kForwardedKey) > 0)) {
+    s = answers_->Refused();
+  }
+  if (!s.ok()) {
+    return new FailedStream<grpc::ServerReadReactor<grpc::ByteBuffer>>(s);
+  }
+  return new ForwardedStream(this, ctx, resp);
+}
+
 absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
     const std::string& listen, const std::optional<ServerTls>& tls,
     std::optional<TokenAuthenticator> auth, ClusterOptions cluster,
@@ -289,24 +440,35 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
                      "refused?)"));
   }
   standby->cluster_->SetBound(listen, standby->port_);
-  if (standby->poll_ != nullptr) {
-    StandbyServer* self = standby.get();
-    self->poller_ = std::thread([self] {
-      do {
-        self->poll_();
-      } while (!self->stop_polling_.WaitForNotificationWithTimeout(
-          self->poll_interval_));
-    });
-  }
-  if (grpc::HealthCheckServiceInterface* health =
-          standby->server_->GetHealthCheckService();
-      health != nullptr) {
-    health->SetServingStatus(v1::Cluster::service_full_name(), true);
+  standby->health_ = standby->server_->GetHealthCheckService();
+  if (standby->health_ != nullptr) {
+    standby->health_->SetServingStatus(v1::Cluster::service_full_name(), true);
     for (const char* service :
          {v1::Releases::service_full_name(), v1::Rollouts::service_full_name(),
           v1::Fleet::service_full_name()}) {
-      health->SetServingStatus(service, false);
+      standby->health_->SetServingStatus(service, false);
     }
+  }
+  StandbyServer* self = standby.get();
+  if (self->poll_ != nullptr) {
+    // A fresh snapshot says SERVING as soon as it is loaded.
+    self->poller_ = std::thread([self] {
+      do {
+        self->poll_();
+        self->UpdateFleetHealth();
+      } while (
+          !self->stop_.WaitForNotificationWithTimeout(self->poll_interval_));
+    });
+  }
+  if (self->fleet_ != nullptr) {
+    // Not on the poll thread alone: a poll waiting on the database (up to
+    // its statement timeouts) must not keep an aging snapshot SERVING.
+    self->health_watcher_ = std::thread([self] {
+      do {
+        self->UpdateFleetHealth();
+      } while (
+          !self->stop_.WaitForNotificationWithTimeout(self->poll_interval_));
+    });
   }
   return standby;
 }
@@ -317,11 +479,30 @@ void StandbyServer::SetMessage(const std::string& message) {
   answers_->SetMessage(message);
 }
 
-void StandbyServer::Shutdown() {
-  if (poller_.joinable()) {
-    stop_polling_.Notify();
-    poller_.join();
+void StandbyServer::UpdateFleetHealth() {
+  // Judged under the lock: the poll thread and the watcher each set what
+  // they last saw, never an older view over a newer one.
+  absl::MutexLock lock(&health_mu_);
+  const bool serving = fleet_->Serving();
+  if (shutting_down_ || serving == fleet_serving_ || health_ == nullptr) {
+    return;
   }
+  fleet_serving_ = serving;
+  health_->SetServingStatus(v1::Fleet::service_full_name(), serving);
+}
+
+void StandbyServer::Shutdown() {
+  {
+    // NOT_SERVING first: stopping the poll may wait for the database.
+    absl::MutexLock lock(&health_mu_);
+    if (!shutting_down_ && health_ != nullptr) {
+      health_->SetServingStatus(v1::Fleet::service_full_name(), false);
+    }
+    shutting_down_ = true;
+  }
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (poller_.joinable()) poller_.join();
+  if (health_watcher_.joinable()) health_watcher_.join();
   if (server_ == nullptr) return;
   server_->Shutdown(std::chrono::system_clock::now());
   server_->Wait();

@@ -102,16 +102,16 @@ class E2EReplicaTest : public E2ETest {
         << ReadFile(r->log);
   }
 
-  // Health of the Rollouts service on `r`, over a new channel each time (a
-  // channel that saw the standby go away would wait out its reconnect
-  // backoff, and the time measured would be the client's).
-  int RolloutsHealth(const Replica& r) {
+  // Health of `service` on `r`, over a new channel each time, as a load
+  // balancer probes (a channel that saw the standby go away would wait out
+  // its reconnect backoff, and the time measured would be the client's).
+  int ServiceHealth(const Replica& r, const std::string& service) {
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);
-    return HealthStatus(
-        kRollouts,
-        MakeChannel(absl::StrCat("127.0.0.1:", r.port), std::nullopt, args));
+    return HealthStatus(service, MakeChannel(absl::StrCat("127.0.0.1:", r.port),
+                                             std::nullopt, args));
   }
+  int RolloutsHealth(const Replica& r) { return ServiceHealth(r, kRollouts); }
 
   // Health of the Fleet service on `r` (as RolloutsHealth).
   int FleetHealth(const Replica& r) {
@@ -586,6 +586,67 @@ TEST_F(E2EReplicaTest, TheStandbyGrantsNothingWhileNoLeaderServes) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_TRUE(granted) << "replica-b did not take over and grant";
+}
+
+// Behind a load balancer that checks gRPC health: the follower says SERVING
+// for Fleet (its snapshot is within its bound) and NOT_SERVING for Rollouts
+// and Releases (it does not lead), so agents may be sent to it and
+// operators only to the leader. A StreamTelemetry through the follower
+// reaches the leader, which counts its events; with the leader dead, the
+// stream fails UNAVAILABLE for the agent to re-send.
+TEST_F(E2EReplicaTest, AFollowerServesTheFleetBehindALoadBalancer) {
+  ASSERT_NO_FATAL_FAILURE(StartLeaderAndStandby());
+  // As a load balancer probes: no credentials, a channel of its own.
+  const auto health = [&](const Replica& r, const std::string& service) {
+    return ServiceHealth(r, service);
+  };
+  EXPECT_TRUE(
+      Eventually([&] { return health(b_, "ringfence.v1.Fleet") == kServing; },
+                 absl::Seconds(5)));
+  EXPECT_EQ(health(b_, kRollouts), kNotServing);
+  EXPECT_EQ(health(b_, "ringfence.v1.Releases"), kNotServing);
+  EXPECT_EQ(health(a_, "ringfence.v1.Fleet"), kServing);
+  EXPECT_EQ(health(a_, kRollouts), kServing);
+
+  // An agent streams through the follower: two messages, five events of a
+  // host that never asked for its assignment (the leader counts them as
+  // outside the release's population).
+  const auto stream = [&](v1::StreamTelemetryResponse* resp) {
+    std::unique_ptr<grpc::ClientContext> ctx = Ctx(kRelayToken);
+    std::unique_ptr<grpc::ClientWriter<v1::TelemetryBatch>> writer =
+        fleet_->StreamTelemetry(ctx.get(), resp);
+    for (int events : {3, 2}) {
+      v1::TelemetryBatch batch;
+      for (int i = 0; i < events; ++i) {
+        v1::TelemetryEvent* e = batch.add_events();
+        e->set_host_id("agent-7");
+        e->set_type(v1::HEARTBEAT);
+      }
+      if (!writer->Write(batch)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  const uint64_t before =
+      GetRollout("ha-1").telemetry().outside_population_events();
+  ConnectTo(b_);
+  v1::StreamTelemetryResponse resp;
+  ASSERT_THAT(stream(&resp), GrpcOk());
+  EXPECT_EQ(resp.accepted_batches(), 2u);
+  EXPECT_EQ(resp.accepted_events(), 5u);
+  ConnectTo(a_);
+  EXPECT_EQ(GetRollout("ha-1").telemetry().outside_population_events(),
+            before + 5);
+
+  // The leader dies: the follower still serves the fleet from its snapshot
+  // (health SERVING), and a stream through it fails UNAVAILABLE.
+  a_.process->Signal(SIGKILL);
+  EXPECT_EQ(a_.process->Wait(absl::Seconds(10)), 128 + SIGKILL);
+  ConnectTo(b_);
+  EXPECT_THAT(stream(&resp),
+              GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
+                           HasSubstr("message 0 of the stream")));
+  EXPECT_EQ(health(b_, "ringfence.v1.Fleet"), kServing);
 }
 
 }  // namespace

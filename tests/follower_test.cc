@@ -150,6 +150,24 @@ TEST_F(FollowerTest, NoSnapshotIsStale) {
   FollowerVerdict v;
   Local(FleetHost(0, 50, 20), &v);
   EXPECT_EQ(v, FollowerVerdict::kStale);
+  EXPECT_FALSE(follower_->Fresh());
+}
+
+// Fresh() says what Assign() does: answers up to the bound, kStale after.
+TEST_F(FollowerTest, FreshUntilTheBound) {
+  ASSERT_OK(follower_->Refresh());
+  EXPECT_TRUE(follower_->Fresh());
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_TRUE(follower_->Fresh());
+  FollowerVerdict v;
+  Local(FleetHost(0, 50, 20), &v);
+  EXPECT_NE(v, FollowerVerdict::kStale);
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_FALSE(follower_->Fresh());
+  Local(FleetHost(0, 50, 20), &v);
+  EXPECT_EQ(v, FollowerVerdict::kStale);
+  ASSERT_OK(follower_->Refresh());
+  EXPECT_TRUE(follower_->Fresh());
 }
 
 TEST_F(FollowerTest, AnswersExposedForwardsNewGrantsAndSeesHalts) {

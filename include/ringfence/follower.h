@@ -43,9 +43,9 @@
 //   FollowerAnswer answer = follower.Assign(host, {"channel-file/291"});
 //   if (answer.verdict == FollowerVerdict::kAnswered) ... answer.assignments
 //
-// Thread safety: Assign(), NoGrantAnswer() and as_of() are thread-safe (a
-// short lock copies the snapshot's pointer); Refresh() is called from one
-// thread at a time.
+// Thread safety: Assign(), NoGrantAnswer(), as_of() and Fresh() are
+// thread-safe (a short lock copies the snapshot's pointer); Refresh() is
+// called from one thread at a time.
 #pragma once
 
 #include <memory>
@@ -122,6 +122,13 @@ class Follower {
 
   // When the current snapshot's refresh started (InfinitePast if none).
   absl::Time as_of() const;
+
+  // Fresh
+  //
+  // Whether Assign() answers from the snapshot now rather than kStale: one
+  // is loaded and it is at most max_staleness old by the follower's clock.
+  // What a follower's health follows (standby_server.h).
+  bool Fresh() const;
 
   // SetLeaderEpoch
   //
