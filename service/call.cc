@@ -16,6 +16,17 @@ grpc::Status CallAuthorizer::Check(grpc::CallbackServerContext* ctx,
                                    const Roles& allowed,
                                    absl::string_view method,
                                    Principal* principal) const {
+  grpc::Status s = Authenticate(ctx, allowed, method, principal);
+  if (s.ok() && authority_ != nullptr && method != "GetClusterStatus") {
+    s = ToGrpcStatus(authority_());
+  }
+  return s;
+}
+
+grpc::Status CallAuthorizer::Authenticate(grpc::CallbackServerContext* ctx,
+                                          const Roles& allowed,
+                                          absl::string_view method,
+                                          Principal* principal) const {
   // A client certificate that names a principal is the caller's identity.
   if (const std::shared_ptr<const grpc::AuthContext> auth_context =
           ctx->auth_context();

@@ -15,6 +15,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <optional>
 #include <utility>
 
@@ -35,9 +36,12 @@ inline constexpr Roles kOperatorRoles{Role::kOperator, Role::kAdmin};
 class CallAuthorizer {
  public:
   // `auth` nullopt: no authentication; every call is made by actor
-  // "anonymous" with role admin.
-  explicit CallAuthorizer(std::optional<TokenAuthenticator> auth)
-      : auth_(std::move(auth)) {}
+  // "anonymous" with role admin. `authority` (ServerOptions::authority;
+  // nullptr: always OK) is asked after a call is authorized: its error
+  // fails every call but GetClusterStatus (which says who leads).
+  explicit CallAuthorizer(std::optional<TokenAuthenticator> auth,
+                          std::function<absl::Status()> authority = nullptr)
+      : auth_(std::move(auth)), authority_(std::move(authority)) {}
 
   // Check
   //
@@ -46,8 +50,10 @@ class CallAuthorizer {
   // certificate names (a ringfence:// URI SAN, auth.h), else its
   // `authorization` metadata's token, else (no tokens configured) actor
   // "anonymous" with role admin. UNAUTHENTICATED or PERMISSION_DENIED
-  // (naming `method`) otherwise. A host principal is bound to its host:
-  // the Fleet handlers check each host id with AuthorizeHost.
+  // (naming `method`) otherwise; then the authority's error (UNAVAILABLE:
+  // this replica may no longer lead), except for "GetClusterStatus". A host
+  // principal is bound to its host: the Fleet handlers check each host id
+  // with AuthorizeHost.
   grpc::Status Check(grpc::CallbackServerContext* ctx, const Roles& allowed,
                      absl::string_view method, Principal* principal) const;
 
@@ -98,7 +104,13 @@ class CallAuthorizer {
   }
 
  private:
+  // Authentication and the role check (Check without the authority).
+  grpc::Status Authenticate(grpc::CallbackServerContext* ctx,
+                            const Roles& allowed, absl::string_view method,
+                            Principal* principal) const;
+
   const std::optional<TokenAuthenticator> auth_;
+  const std::function<absl::Status()> authority_;
 };
 
 // A streaming call that fails before it starts: `Reactor` is the call's

@@ -306,10 +306,8 @@ void TelemetryStreams::EndAll() {
 }
 
 FleetService::FleetService(Controller* controller,
-                           const CallAuthorizer* authorizer, Ingestor* ingestor,
-                           std::function<absl::Status()> authority)
+                           const CallAuthorizer* authorizer, Ingestor* ingestor)
     : controller_(controller),
-      authority_(std::move(authority)),
       authorizer_(authorizer),
       ingestor_(ingestor),
       telemetry_messages_(&ReusableTelemetry),
@@ -321,11 +319,6 @@ FleetService::FleetService(Controller* controller,
 
 FleetService::~FleetService() = default;
 
-grpc::Status FleetService::CheckAuthority() const {
-  if (authority_ == nullptr) return grpc::Status::OK;
-  return ToGrpcStatus(authority_());
-}
-
 grpc::ServerUnaryReactor* FleetService::GetAssignment(
     grpc::CallbackServerContext* ctx, const v1::GetAssignmentRequest* req,
     v1::GetAssignmentResponse* resp) {
@@ -335,7 +328,6 @@ grpc::ServerUnaryReactor* FleetService::GetAssignment(
             !s.ok()) {
           return ToGrpcStatus(s);
         }
-        if (grpc::Status s = CheckAuthority(); !s.ok()) return s;
         // Per thread, reused: its strings keep their buffers (a valid
         // request's strings are short; an invalid one's are dropped below).
         thread_local HostInfo host;
@@ -356,7 +348,6 @@ grpc::ServerUnaryReactor* FleetService::ReportTelemetry(
   grpc::Status s =
       authorizer_->Check(ctx, kFleetRoles, "ReportTelemetry", &principal);
   if (s.ok()) s = ToGrpcStatus(AuthorizeEvents(principal, req->events()));
-  if (s.ok()) s = CheckAuthority();
   if (!s.ok()) {
     reactor->Finish(s);
     return reactor;
@@ -375,7 +366,6 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* FleetService::StreamTelemetry(
   Principal principal;
   grpc::Status s =
       authorizer_->Check(ctx, kFleetRoles, "StreamTelemetry", &principal);
-  if (s.ok()) s = CheckAuthority();
   if (!s.ok()) {
     return new FailedStream<grpc::ServerReadReactor<grpc::ByteBuffer>>(s);
   }

@@ -15,7 +15,6 @@
 // registered with.
 #pragma once
 
-#include <functional>
 #include <memory>
 
 #include "ringfence/controller.h"
@@ -37,11 +36,8 @@ class FleetService final
               v1::Fleet::WithCallbackMethod_ReportTelemetry<
                   v1::Fleet::Service>>> {
  public:
-  // `authority` (ServerOptions::authority; nullptr: always OK) is asked
-  // before each call is answered; its error fails the call.
   FleetService(Controller* controller, const CallAuthorizer* authorizer,
-               Ingestor* ingestor,
-               std::function<absl::Status()> authority = nullptr);
+               Ingestor* ingestor);
   ~FleetService() override;
 
   grpc::ServerUnaryReactor* GetAssignment(
@@ -61,11 +57,7 @@ class FleetService final
   void EndStreams();
 
  private:
-  // ServerOptions::authority as a gRPC status (OK without one).
-  grpc::Status CheckAuthority() const;
-
   Controller* const controller_;
-  const std::function<absl::Status()> authority_;
   const CallAuthorizer* const authorizer_;
   Ingestor* const ingestor_;
   ReusedMessages<v1::ReportTelemetryRequest, v1::ReportTelemetryResponse>

@@ -45,8 +45,8 @@ absl::Status ReplicaLease::CheckHeld() const {
       absl::FormatDuration(absl::Trunc(now - renewed, absl::Milliseconds(1))),
       " ago and may have expired ",
       absl::FormatDuration(absl::Trunc(now - until, absl::Milliseconds(1))),
-      " ago (PostgreSQL unreachable?); it answers again once it renews the "
-      "lease, or another replica leads"));
+      " ago (PostgreSQL unreachable, or this process paused?); it answers "
+      "again once it renews the lease, or another replica leads"));
 }
 
 ReplicaLease::~ReplicaLease() {

@@ -792,19 +792,25 @@ int Main(int argc, char** argv) {
   // as a statement may take, or longer while PostgreSQL is cut off, and the
   // lease's deadline (ServerOptions::authority) passes meanwhile.
   std::thread health_updater([&] {
-    const ringfence::Controller& c = **controller;
     bool fleet_serving = true;
+    bool leads = true;
     do {
       const bool serving = (*server)->UpdateHealth();
-      if (serving != fleet_serving) {
-        std::string why = "store failing";
-        if (c.store_healthy() && authority != nullptr) {
-          why = std::string(authority().message());
-        }
-        Log(serving ? "Fleet SERVING again"
-                    : absl::StrCat(why, ": failing closed, Fleet NOT_SERVING"));
-        fleet_serving = serving;
+      const absl::Status held =
+          authority != nullptr ? authority() : absl::OkStatus();
+      if (held.ok() != leads) {
+        Log(held.ok() ? "lease renewed: answering again; Releases, Rollouts "
+                        "and Fleet SERVING again"
+                      : absl::StrCat(held.message(),
+                                     ": answering nothing but cluster status; "
+                                     "Releases, Rollouts and Fleet "
+                                     "NOT_SERVING"));
+        leads = held.ok();
+      } else if (leads && serving != fleet_serving) {
+        Log(serving ? "store healthy again: Fleet SERVING again"
+                    : "store failing: failing closed, Fleet NOT_SERVING");
       }
+      fleet_serving = serving;
     } while (!stop_ticker.WaitForNotificationWithTimeout(
         std::min(tick, absl::Milliseconds(100))));
   });

@@ -107,7 +107,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   server->services_ = std::make_unique<Services>();
   Services& svc = *server->services_;
   svc.metrics = std::make_unique<ServerMetrics>(controller);
-  svc.authorizer = std::make_unique<CallAuthorizer>(std::move(options.auth));
+  svc.authorizer = std::make_unique<CallAuthorizer>(std::move(options.auth),
+                                                    options.authority);
   svc.ingestor = std::make_unique<Ingestor>(
       controller, options.max_batch_events, options.max_inflight_events,
       options.testing_ingest_delay, options.ack_after_checkpoint);
@@ -124,8 +125,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   svc.rollouts = std::make_unique<RolloutsService>(
       controller, svc.authorizer.get(), &svc.shutting_down);
   server->authority_ = options.authority;
-  svc.fleet = std::make_unique<FleetService>(
-      controller, svc.authorizer.get(), svc.ingestor.get(), options.authority);
+  svc.fleet = std::make_unique<FleetService>(controller, svc.authorizer.get(),
+                                             svc.ingestor.get());
   svc.cluster = std::make_unique<ClusterService>(svc.authorizer.get(),
                                                  std::move(options.cluster),
                                                  v1::REPLICA_ROLE_LEADER);
@@ -185,11 +186,15 @@ std::string Server::RenderMetrics() {
 }
 
 bool Server::UpdateHealth() {
-  const bool healthy = controller_->store_healthy() &&
-                       (authority_ == nullptr || authority_().ok());
+  const bool leads = authority_ == nullptr || authority_().ok();
+  const bool healthy = leads && controller_->store_healthy();
   if (health_ != nullptr) {
-    // Agents fail over; reads and operator actions stay available.
+    // A store failing: agents fail over; reads and operator actions stay
+    // available. No longer surely leading: nothing is served but cluster
+    // status, and health must not say this replica leads.
     health_->SetServingStatus(v1::Fleet::service_full_name(), healthy);
+    health_->SetServingStatus(v1::Releases::service_full_name(), leads);
+    health_->SetServingStatus(v1::Rollouts::service_full_name(), leads);
   }
   return healthy;
 }

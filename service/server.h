@@ -16,8 +16,9 @@
 //
 // Health: "" and every service report SERVING while the server runs, except
 // the Fleet service, which reports NOT_SERVING while the controller's store
-// fails (Controller::store_healthy()) or ServerOptions::authority fails
-// (refreshed by UpdateHealth()), and everything reports NOT_SERVING once
+// fails (Controller::store_healthy()), and Releases, Rollouts and Fleet,
+// which report NOT_SERVING while ServerOptions::authority fails (both
+// refreshed by UpdateHealth()); everything reports NOT_SERVING once
 // Shutdown starts.
 //
 // Backpressure: telemetry calls (ReportTelemetry, each StreamTelemetry
@@ -126,13 +127,15 @@ struct ServerOptions {
   // What the Cluster service answers (cluster_service.h). Default: a single
   // server named "<hostname>:<bound port>".
   ClusterOptions cluster;
-  // Whether this server may still answer for the fleet: OK, or the
-  // (UNAVAILABLE) status that Fleet calls (GetAssignment, ReportTelemetry,
-  // StreamTelemetry as it opens) fail with, and while which Fleet's health
-  // is NOT_SERVING. ringfenced on PostgreSQL passes ReplicaLease::CheckHeld:
-  // a leader that cannot tell whether another replica took over tells hosts
-  // nothing from its rollouts in memory. Called on every Fleet call: must
-  // be fast and thread-safe. Default (nullptr): always OK.
+  // Whether this server may still answer: OK, or the (UNAVAILABLE) status
+  // that every call but GetClusterStatus fails with (after it is
+  // authenticated; a StreamTelemetry as it opens), and while which the
+  // Releases, Rollouts and Fleet services' health is NOT_SERVING.
+  // ringfenced on PostgreSQL passes ReplicaLease::CheckHeld: a leader that
+  // cannot tell whether another replica took over answers nothing from its
+  // state in memory (not a host's assignment, not whether a release is
+  // cleared) and its health does not say it leads. Called on every call:
+  // must be fast and thread-safe. Default (nullptr): always OK.
   std::function<absl::Status()> authority;
 };
 

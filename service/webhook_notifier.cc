@@ -66,8 +66,8 @@ absl::StatusOr<std::unique_ptr<WebhookNotifier>> WebhookNotifier::Start(
                      store->GetWebhookCursor(t.name));
     if (!cursor.has_value() && !n->options_.legacy_cursor_dir.empty()) {
       // A cursor file of a version that kept them there: go on from it.
-      const std::string path = absl::StrCat(n->options_.legacy_cursor_dir,
-                                            "/", t.name, ".cursor");
+      const std::string path =
+          absl::StrCat(n->options_.legacy_cursor_dir, "/", t.name, ".cursor");
       ASSIGN_OR_RETURN(cursor, ReadWebhookCursor(path));
       if (cursor.has_value()) {
         RETURN_IF_ERROR(store->PutWebhookCursor(t.name, *cursor));

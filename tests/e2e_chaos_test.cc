@@ -449,6 +449,8 @@ class E2EChaosTest : public E2ETest {
         // now for certain.
         EXPECT_NE(Health(r, kFleet), kServing)
             << r.id << " serves the fleet while another replica leads";
+        EXPECT_NE(Health(r, kRollouts), kServing)
+            << r.id << " says it leads while another replica leads";
         absl::SleepFor(absl::Milliseconds(300));
         proxies_[leader]->Resume();
         // Reconnected, it finds its epoch superseded.

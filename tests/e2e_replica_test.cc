@@ -695,6 +695,32 @@ TEST_F(E2EReplicaTest, ALeaderCutOffFromPostgresAnswersNothingUntilItRenews) {
   EXPECT_THAT(refused.error_message(), HasSubstr("may no longer lead"));
   EXPECT_TRUE(Eventually([&] { return FleetHealth(a_) == kNotServing; },
                          absl::Seconds(2)));
+  // Nor does it say it leads, or answer operators and CI from memory (a
+  // release it would call cleared may have been halted by now).
+  EXPECT_EQ(RolloutsHealth(a_), kNotServing);
+  {
+    v1::GetRolloutRequest req;
+    req.set_rollout_id("ha-1");
+    v1::GetRolloutResponse resp;
+    EXPECT_THAT(rollouts_->GetRollout(Ctx(kOperatorToken).get(), req, &resp),
+                GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
+                             HasSubstr("may no longer lead")));
+    v1::CheckGateRequest gate;
+    gate.set_release_id("cf500-a");
+    v1::CheckGateResponse verdict;
+    EXPECT_THAT(
+        rollouts_->CheckGate(Ctx(kPublisherToken).get(), gate, &verdict),
+        GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
+                     HasSubstr("may no longer lead")));
+  }
+  // An unauthenticated caller learns nothing about the lease.
+  {
+    v1::GetRolloutRequest req;
+    req.set_rollout_id("ha-1");
+    v1::GetRolloutResponse resp;
+    EXPECT_THAT(rollouts_->GetRollout(Ctx("").get(), req, &resp),
+                GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, testing::_));
+  }
   // Still so a while later (nothing in it gives up on the database).
   absl::SleepFor(absl::Seconds(2));
   EXPECT_EQ(AssignOn(a_.port, "dog-1", {"ring:dogfood"}, &got).error_code(),
@@ -714,6 +740,7 @@ TEST_F(E2EReplicaTest, ALeaderCutOffFromPostgresAnswersNothingUntilItRenews) {
   EXPECT_TRUE(a_.process->running());
   EXPECT_TRUE(Eventually([&] { return FleetHealth(a_) == kServing; },
                          absl::Seconds(5)));
+  EXPECT_EQ(RolloutsHealth(a_), kServing);
   const std::string log = ReadFile(a_.log);
   EXPECT_THAT(log, HasSubstr("may no longer lead"));
   EXPECT_THAT(log, HasSubstr("Fleet SERVING again"));
@@ -765,6 +792,8 @@ TEST_F(E2EReplicaTest, ALeaderCutOffFromPostgresStopsAnsweringBeforeATakeover) {
             << absl::FormatDuration(b_leads - cut) << "\n";
   EXPECT_EQ(a_answered, "") << "the cut off leader answered after it closed "
                                "or after the standby took over";
+  // Health names one leader.
+  EXPECT_EQ(RolloutsHealth(a_), kNotServing);
 
   // The new leader aborts: dog-1 is rolled back there; the old leader
   // still answers nothing.
