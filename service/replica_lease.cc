@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -81,10 +82,44 @@ void ReplicaLease::Record() {
   last_record_error_ = std::move(error);
 }
 
+std::optional<std::string> ReplicaLease::DuplicateHolder() {
+  if (options_.address.empty()) return std::nullopt;
+  absl::StatusOr<ClusterView> cluster = store_->ReadCluster();
+  if (!cluster.ok() || cluster->holder != options_.replica_id ||
+      cluster->expires_in <= absl::ZeroDuration()) {
+    return std::nullopt;
+  }
+  for (const ReplicaRecord& r : cluster->replicas) {
+    if (r.replica_id != options_.replica_id) continue;
+    if (r.address.empty() || r.address == options_.address) break;
+    return absl::StrCat(
+        "another process holds the lease under this replica's id ",
+        QuoteForError(options_.replica_id), " (advertising ",
+        QuoteForError(r.address), ", not ", QuoteForError(options_.address),
+        "; lease epoch ", cluster->epoch,
+        "): is --replica_id duplicated? Standing by until its lease "
+        "expires");
+  }
+  return std::nullopt;
+}
+
 absl::StatusOr<int64_t> ReplicaLease::WaitUntilLeading(
     const std::function<bool(absl::Duration)>& wait,
     const std::function<void(const std::string&)>& standing_by) {
   while (true) {
+    // A live holder under this id but at another address is another
+    // process, not an earlier run of this one: taking over at once would
+    // fence a healthy leader (and recording this replica would overwrite
+    // its row).
+    if (std::optional<std::string> duplicate = DuplicateHolder();
+        duplicate.has_value()) {
+      Log(*duplicate);
+      standing_by(*duplicate);
+      if (wait(options_.interval)) {
+        return absl::CancelledError("stopped while standing by");
+      }
+      continue;
+    }
     absl::StatusOr<PostgresLease> lease = Acquire();
     if (absl::IsFailedPrecondition(lease.status())) return lease.status();
     Record();

@@ -45,6 +45,7 @@
 
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -87,7 +88,11 @@ class ReplicaLease {
   // WaitUntilLeading
   //
   // Tries to take the lease at once, then after each `wait(interval)`,
-  // until this replica holds it: returns the epoch. After each attempt that
+  // until this replica holds it: returns the epoch. A lease held under this
+  // replica's id is taken over at once (a restart of this replica) only if
+  // the holder advertised the same address; a live holder advertising
+  // another one is another process with the same id, and this one stands
+  // by (saying so) until that lease expires. After each attempt that
   // did not lead, `standing_by` gets who leads ("replica \"db-a:7443\" leads
   // (lease epoch 4)") or why the lease could not be read. If `wait` returns
   // true (asked to stop), returns CANCELLED. A superseded store's
@@ -121,6 +126,11 @@ class ReplicaLease {
  private:
   // AcquireLease, noting until when the lease surely lasts if it is held.
   absl::StatusOr<PostgresLease> Acquire();
+  // Why not to take the lease now although it is held under this replica's
+  // id: the live holder advertises another address (another process with
+  // the same --replica_id); nullopt if there is no such holder (or the
+  // cluster cannot be read, or this replica advertises no address).
+  std::optional<std::string> DuplicateHolder();
 
   void Log(const std::string& message);
   // RecordReplica, logging a failure (once per distinct error).

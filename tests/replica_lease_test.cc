@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ringfence/clock.h"
+#include "ringfence/cluster.h"
 #include "status_matchers.h"
 #include "store_factory.h"
 
@@ -136,6 +137,56 @@ TEST_F(ReplicaLeaseTest, NotHeldOnceSuperseded) {
   }
   EXPECT_THAT(a.CheckHeld(), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_OK(b.CheckHeld());
+}
+
+// Two processes with the same --replica_id: the second must not take the
+// lease from the live first one (which would fence a healthy leader); a
+// restart of the first (the same address) takes it at once.
+TEST_F(ReplicaLeaseTest, ADuplicateReplicaIdDoesNotTakeTheLease) {
+  PostgresStorePtr store_a = Open();
+  PostgresStorePtr store_dup = Open();
+  PostgresStorePtr store_restart = Open();
+  ASSERT_NE(store_a, nullptr);
+  ASSERT_NE(store_dup, nullptr);
+  ASSERT_NE(store_restart, nullptr);
+  ReplicaLeaseOptions a_options = Options("a", absl::Hours(1));
+  a_options.address = "host-1:7443";
+  ReplicaLease a(store_a.get(), a_options);
+  ASSERT_OK(Lead(a).status());
+
+  ReplicaLeaseOptions dup_options = a_options;
+  dup_options.address = "host-2:7443";
+  ReplicaLease dup(store_dup.get(), dup_options);
+  std::string said;
+  int waits = 0;
+  absl::StatusOr<int64_t> epoch =
+      dup.WaitUntilLeading([&](absl::Duration) { return ++waits == 3; },
+                           [&](const std::string& leader) { said = leader; });
+  EXPECT_THAT(epoch.status(), StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_THAT(said, HasSubstr("another process holds the lease under this "
+                              "replica's id \"a\" (advertising "
+                              "\"host-1:7443\", not \"host-2:7443\""));
+  EXPECT_THAT(said, HasSubstr("is --replica_id duplicated?"));
+  EXPECT_THAT(dup.CheckHeld(), StatusIs(absl::StatusCode::kUnavailable));
+  // The first one still leads, unfenced, and its row still names it.
+  EXPECT_OK(a.CheckHeld());
+  absl::StatusOr<PostgresLease> renewed =
+      store_a->AcquireLease("a", absl::Hours(1));
+  ASSERT_OK(renewed.status());
+  EXPECT_TRUE(renewed->held);
+  absl::StatusOr<ClusterView> cluster = store_a->ReadCluster();
+  ASSERT_OK(cluster.status());
+  for (const ReplicaRecord& r : cluster->replicas) {
+    if (r.replica_id == "a") {
+      EXPECT_EQ(r.address, "host-1:7443");
+    }
+  }
+
+  // A restart of "a" (same address) takes over at once, with a new epoch.
+  ReplicaLease restart(store_restart.get(), a_options);
+  absl::StatusOr<int64_t> restarted = Lead(restart);
+  ASSERT_OK(restarted.status());
+  EXPECT_EQ(*restarted, renewed->epoch + 1);
 }
 
 }  // namespace
