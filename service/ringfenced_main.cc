@@ -55,6 +55,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -62,11 +64,13 @@
 #include "absl/time/time.h"
 #include "ringfence/clock.h"
 #include "ringfence/controller.h"
+#include "ringfence/error_text.h"
 #include "ringfence/model.h"
 #include "ringfence/postgres_store.h"
 #include "ringfence/release_check.h"
 #include "ringfence/signing.h"
 #include "ringfence/sqlite_store.h"
+#include "ringfence/status_macros.h"
 #include "service/auth.h"
 #include "service/cluster_service.h"
 #include "service/http_server.h"
@@ -234,8 +238,34 @@ void Log(const std::string& message) {
       message.c_str());
 }
 
+// A listen address of flag `name`: "host:port" with a port from 0 to
+// 65535 (gRPC would take 99999 modulo 65536), or a "unix:" path.
+absl::Status CheckListenAddress(absl::string_view name,
+                                const std::string& value) {
+  if (absl::StartsWith(value, "unix:") ||
+      absl::StartsWith(value, "unix-abstract:")) {
+    return absl::OkStatus();
+  }
+  const size_t colon = value.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(value.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " must be host:port with a port from 0 to ",
+                     "65535 (0: any free port), or unix:PATH; got ",
+                     ringfence::QuoteForError(value)));
+  }
+  return absl::OkStatus();
+}
+
 // The flags' bounds and how they relate (INVALID_ARGUMENT naming the flag).
 absl::Status CheckFlagBounds() {
+  RETURN_IF_ERROR(CheckListenAddress("listen", absl::GetFlag(FLAGS_listen)));
+  if (const std::string http = absl::GetFlag(FLAGS_http_listen);
+      !http.empty()) {
+    RETURN_IF_ERROR(CheckListenAddress("http_listen", http));
+  }
   const absl::Duration tick = absl::GetFlag(FLAGS_tick_interval);
   if (tick <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--tick_interval must be > 0");

@@ -821,6 +821,10 @@ TEST_F(E2EOpsTest, LimitFlagsAreCheckedAndExpectedHostsServes) {
       {"--follower_poll_interval=0s", "--follower_poll_interval"},
       {"--follower_max_staleness=300ms", "--follower_max_staleness"},
       {"--follower_forward_deadline=2h", "--follower_forward_deadline"},
+      // (gRPC would listen on 99999 modulo 65536.)
+      {"--listen=127.0.0.1:99999", "--listen must be host:port"},
+      {"--listen=127.0.0.1", "--listen must be host:port"},
+      {"--http_listen=127.0.0.1:70000", "--http_listen must be host:port"},
   };
   for (const auto& [flag, message] : bad_flags) {
     const CommandResult bad = RunServerToExit({flag});

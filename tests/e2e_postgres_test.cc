@@ -23,13 +23,15 @@ TEST_F(E2ETest, PostgresStoreKeepsStateAcrossRestarts) {
       << "no PostgreSQL DSN in \"" << dsn_file
       << "\": run through ctest (fixture postgres) or set "
          "RINGFENCE_TEST_POSTGRES_DSN_FILE";
-  // The same --replica_id across the restart: the new process takes the
-  // lease over at once (the killed one's would otherwise have to expire).
+  // The same --replica_id and advertised address across the restart (as a
+  // replica on a fixed port has; the test's listens on port 0): the new
+  // process takes the lease over at once (the killed one's would otherwise
+  // have to expire).
   const std::vector<std::string> flags = {
       "--store=postgres", "--postgres_dsn_file=" + dsn_file,
       absl::StrCat("--postgres_schema=e2e_", getpid(), "_",
                    absl::ToUnixMicros(absl::Now())),
-      "--replica_id=e2e-restart"};
+      "--replica_id=e2e-restart", "--advertise_address=e2e-restart.test:7443"};
   StartServer(flags);
   ASSERT_THAT(CreateRelease("cf400-a", "channel-file/400"), GrpcOk());
   ASSERT_THAT(StartRollout("pg-1", "cf400-a", ParsePlan(kManualPlan)),

@@ -115,8 +115,11 @@ absl::StatusOr<Result> Conn::Check(absl::string_view what, PGresult* r) {
       r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
   std::string msg = primary != nullptr ? primary : PQerrorMessage(c_);
   absl::StripAsciiWhitespace(&msg);
-  absl::StatusCode code =
-      state != nullptr ? CodeForSqlState(state) : absl::StatusCode::kInternal;
+  // No SQLSTATE: the server did not answer (the connection was lost, or
+  // libpq failed on this side). Treat the connection as gone.
+  if (state == nullptr) lost_ = true;
+  absl::StatusCode code = state != nullptr ? CodeForSqlState(state)
+                                           : absl::StatusCode::kUnavailable;
   if (broken()) code = absl::StatusCode::kUnavailable;
   return absl::Status(
       code, (*redact_)(absl::StrCat(

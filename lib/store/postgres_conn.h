@@ -84,7 +84,8 @@ class Result {
 absl::StatusCode CodeForSqlState(absl::string_view state);
 
 // One connection (owned: closed when destroyed). `broken` once the server is
-// gone; the pool then drops it.
+// gone, or a statement failed without an answer from it (no SQLSTATE:
+// UNAVAILABLE, "connection lost"); the pool then drops it.
 class Conn {
  public:
   Conn(PGconn* c, const Redactor* redact) : c_(c), redact_(redact) {}
@@ -92,7 +93,7 @@ class Conn {
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
-  bool broken() const { return PQstatus(c_) != CONNECTION_OK; }
+  bool broken() const { return lost_ || PQstatus(c_) != CONNECTION_OK; }
   PGconn* raw() { return c_; }
 
   // Exec: runs one statement with parameters (binary in and out). `what`
@@ -107,6 +108,8 @@ class Conn {
   absl::StatusOr<Result> Check(absl::string_view what, PGresult* r);
 
   PGconn* const c_;
+  // A statement failed without an answer from the server (Check).
+  bool lost_ = false;
   const Redactor* const redact_;
 };
 
