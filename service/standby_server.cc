@@ -23,9 +23,13 @@ constexpr char kForwardedKey[] = "ringfence-forwarded";
 
 }  // namespace
 
-// Every call that is not a health check: UNAVAILABLE, at once.
+// Every call that is not a health check: UNAVAILABLE, at once, once the
+// caller is authenticated (who leads is not told to anyone who asks).
 class StandbyServer::Answers final : public grpc::CallbackGenericService {
  public:
+  explicit Answers(const CallAuthorizer* authorizer)
+      : authorizer_(authorizer) {}
+
   void SetMessage(const std::string& message) {
     absl::MutexLock lock(&mu_);
     message_ = message;
@@ -37,19 +41,28 @@ class StandbyServer::Answers final : public grpc::CallbackGenericService {
   }
 
   grpc::ServerGenericBidiReactor* CreateReactor(
-      grpc::GenericCallbackServerContext* /*ctx*/) override {
+      grpc::GenericCallbackServerContext* ctx) override {
     class Refusal final : public grpc::ServerGenericBidiReactor {
      public:
-      explicit Refusal(const std::string& message) {
-        Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, message));
-      }
+      explicit Refusal(const grpc::Status& status) { Finish(status); }
       void OnDone() override { delete this; }
     };
-    absl::MutexLock lock(&mu_);
-    return new Refusal(message_);
+    // Any role: the refusal only says where to go.
+    static constexpr Roles kAnyRole{Role::kHost, Role::kRelay, Role::kPublisher,
+                                    Role::kOperator, Role::kAdmin};
+    Principal principal;
+    const std::string& method = ctx->method();
+    const size_t slash = method.rfind('/');
+    grpc::Status s = authorizer_->Check(
+        ctx, kAnyRole,
+        slash == std::string::npos ? method : method.substr(slash + 1),
+        &principal);
+    if (!s.ok()) return new Refusal(s);
+    return new Refusal(Refused());
   }
 
  private:
+  const CallAuthorizer* const authorizer_;
   absl::Mutex mu_;
   std::string message_ ABSL_GUARDED_BY(mu_) = "this replica stands by";
 };
@@ -412,8 +425,8 @@ absl::StatusOr<std::unique_ptr<StandbyServer>> StandbyServer::Start(
     std::optional<TokenAuthenticator> auth, ClusterOptions cluster,
     FollowerServing follower) {
   std::unique_ptr<StandbyServer> standby(new StandbyServer());
-  standby->answers_ = std::make_unique<Answers>();
   standby->authorizer_ = std::make_unique<CallAuthorizer>(std::move(auth));
+  standby->answers_ = std::make_unique<Answers>(standby->authorizer_.get());
   standby->cluster_ = std::make_unique<ClusterService>(
       standby->authorizer_.get(), std::move(cluster), v1::REPLICA_ROLE_STANDBY);
   grpc::EnableDefaultHealthCheckService(true);

@@ -125,6 +125,37 @@ TEST(StandbyServerTest, RefusesEverythingAndHandsItsPortOn) {
   EXPECT_EQ((*next)->port(), port);
 }
 
+// With tokens, a caller without a valid one is told nothing about who
+// leads: UNAUTHENTICATED, as the leader would answer.
+TEST(StandbyServerTest, TellsOnlyAuthenticatedCallersWhoLeads) {
+  absl::StatusOr<TokenAuthenticator> auth =
+      TokenAuthenticator::Parse("op-token operator alice\n", "tokens");
+  ASSERT_OK(auth);
+  absl::StatusOr<std::unique_ptr<StandbyServer>> standby =
+      StandbyServer::Start("127.0.0.1:0", std::nullopt, *std::move(auth));
+  ASSERT_OK(standby);
+  (*standby)->SetMessage("replica \"b\" stands by: replica \"a\" leads");
+  auto rollouts = v1::Rollouts::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*standby)->port()),
+                          grpc::InsecureChannelCredentials()));
+  const auto list = [&](const std::string& token) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::ListRolloutsResponse resp;
+    return rollouts->ListRollouts(&ctx, {}, &resp);
+  };
+  for (const std::string token : {"", "wrong"}) {
+    const grpc::Status s = list(token);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << token;
+    EXPECT_THAT(s.error_message(), Not(HasSubstr("leads"))) << token;
+  }
+  const grpc::Status s = list("op-token");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("replica \"a\" leads"));
+}
+
 constexpr char kType[] = "channel-file/500";
 
 MATCHER(GrpcOk, "") {
