@@ -487,6 +487,84 @@ TEST_F(E2EAgentTest, AgentProcessesHaltABootLoopAndRecover) {
   EXPECT_EQ(procs[kHosts - 1].p->Wait(absl::Seconds(10)), 0);
 }
 
+// Real ringfence-agent processes on the HTTP transport (--server=http://):
+// five under the relay token and one under h7's own host token all take
+// the baseline and then a good release the gate completes. An agent
+// claiming to be h8 with h7's token is refused (PERMISSION_DENIED) and
+// runs nothing.
+TEST_F(E2EAgentTest, AgentProcessesOverHttpApplyAGoodRelease) {
+  const std::string agent_bin = Binary("ringfence-agent");
+  ASSERT_EQ(access(agent_bin.c_str(), X_OK), 0) << agent_bin;
+  StartServerWithHttp();
+  constexpr char kType[] = "channel-file/405";
+  ASSERT_THAT(CreateFileRelease("cf405-base", kType, "channel file 1"),
+              GrpcOk());
+  ASSERT_THAT(CreateFileRelease("cf405-good", kType, "channel file 2"),
+              GrpcOk());
+  AdoptBaseline("cf405-base", ParsePlan(kGoodPlan));
+  WriteFile(dir_ + "/relay-token", std::string(kRelayToken) + "\n");
+  WriteFile(dir_ + "/h7-token", std::string(kHost7Token) + "\n");
+  const std::string server = absl::StrCat("http://127.0.0.1:", HttpPort());
+  const std::string load = "echo \"$2\" > \"$(dirname \"$1\")/../running\"";
+  auto agent = [&](const std::string& host, const std::string& token_file,
+                   bool dogfood) {
+    AgentProc pr;
+    pr.state = absl::StrCat(dir_, "/agent-", host);
+    pr.argv = {agent_bin,
+               "run",
+               "--server=" + server,
+               "--token-file=" + token_file,
+               "--host-id=" + host,
+               absl::StrCat("--content-type=", kType),
+               "--state-dir=" + pr.state,
+               "--allow-unsigned",
+               "--poll-interval=0.3",
+               "--heartbeat-interval=0.3",
+               "--load-command=" + load};
+    if (dogfood) pr.argv.push_back("--label=ring:dogfood");
+    return pr;
+  };
+  std::vector<AgentProc> procs;
+  for (int i = 0; i < 5; ++i) {
+    procs.push_back(
+        agent(absl::StrCat("http-", i), dir_ + "/relay-token", i < 2));
+  }
+  procs.push_back(agent("h7", dir_ + "/h7-token", false));
+  const int hosts = static_cast<int>(procs.size());
+  std::vector<AgentProc> impostor;
+  impostor.push_back(agent("h8", dir_ + "/h7-token", true));
+  for (AgentProc& pr : procs) BootProc(pr);
+  BootProc(impostor[0]);
+  ASSERT_TRUE(StepProcs(
+      procs, [&] { return ProcsRunning(procs, "cf405-base") == hosts; },
+      absl::Seconds(60)))
+      << ProcsRunning(procs, "cf405-base") << " agents run cf405-base";
+
+  ASSERT_THAT(StartRollout("good-405", "cf405-good", ParsePlan(kGoodPlan),
+                           nullptr, "cf405-base"),
+              GrpcOk());
+  EXPECT_TRUE(StepProcs(
+      procs,
+      [&] {
+        return ProcsRunning(procs, "cf405-good") == hosts &&
+               GetRollout("good-405").rollout().state() == cfg::COMPLETED;
+      },
+      absl::Seconds(90)))
+      << ProcsRunning(procs, "cf405-good") << " agents run cf405-good; "
+      << GetRollout("good-405").DebugString();
+  EXPECT_EQ(GetRollout("good-405").telemetry().tracked_hosts(),
+            static_cast<uint64_t>(hosts));
+
+  EXPECT_TRUE(impostor[0].p->running());
+  EXPECT_EQ(ReadFile(impostor[0].state + "/running"), "");
+  const std::string status = ReadFile(impostor[0].state + "/status");
+  EXPECT_THAT(status, AllOf(HasSubstr("last_error PERMISSION_DENIED"),
+                            HasSubstr("running -")));
+  // SIGTERM stops an agent with exit 0.
+  procs[0].p->Signal(SIGTERM);
+  EXPECT_EQ(procs[0].p->Wait(absl::Seconds(10)), 0);
+}
+
 // The server is down for 30 s (SIGKILL, restarted on the same port and data
 // directory) while 20 real agents, configured by --config files, keep
 // running: reports queued during the outage by `ringfence-agent report`
