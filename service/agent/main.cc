@@ -168,19 +168,17 @@ absl::Status ApplyConfig(const ringfence::agent::v1::AgentConfig& c,
   return absl::OkStatus();
 }
 
-// Gives the pages of the agent's own executable back to the kernel
-// (MADV_PAGEOUT: clean pages are dropped, their contents stay those of the
-// file; pages another process maps too stay). Called once, before the
-// first long wait: code and data only start-up used (flag parsing,
-// protobuf descriptors, gRPC's and OpenSSL's initialization, the
-// relocations) then leave the resident set, and what a poll uses is paged
-// in again by the next one and stays. Best effort: a kernel without
-// MADV_PAGEOUT (before Linux 5.4) refuses it and nothing changes.
-void PageOutExecutable() {
-  std::error_code ec;
-  const std::string exe =
-      std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return;
+// Gives the pages of the files the agent maps (its executable and the
+// shared libraries: libc, and libcurl with the thirty libraries it links)
+// back to the kernel (MADV_PAGEOUT: clean pages are dropped, their
+// contents stay those of the file; pages another process maps too stay).
+// Called once, before the first long wait: code and data only start-up
+// used (flag parsing, protobuf descriptors, gRPC's, OpenSSL's and the
+// libraries' initialization, the relocations) then leave the resident
+// set, and what a poll uses is paged in again by the next one and stays.
+// Best effort: a kernel without MADV_PAGEOUT (before Linux 5.4) refuses it
+// and nothing changes.
+void PageOutMappedFiles() {
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);) {
     // start-end perms offset dev inode path
@@ -189,8 +187,9 @@ void PageOutExecutable() {
     if (std::sscanf(line.c_str(),
                     "%" SCNxPTR "-%" SCNxPTR " %*s %*s %*s %*s %n", &start,
                     &end, &path_at) < 2 ||
-        path_at == 0 || line.compare(path_at, std::string::npos, exe) != 0) {
-      continue;
+        path_at == 0 || line.compare(path_at, 1, "/") != 0 ||
+        line.compare(path_at, 5, "/dev/") == 0) {
+      continue;  // anonymous memory, the stack, [vdso], devices
     }
     madvise(reinterpret_cast<void*>(start), end - start, MADV_PAGEOUT);
   }
@@ -345,7 +344,7 @@ int Run(Flags& f) {
       close_connection();
       if (!paged_out) {
         paged_out = true;
-        PageOutExecutable();
+        PageOutMappedFiles();
       }
     }
     // A signal ends the wait at once.
