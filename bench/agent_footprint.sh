@@ -146,7 +146,8 @@ syscalls_per_poll=null
 if [ -n "${STRACE_S:-}" ] && command -v strace > /dev/null; then
   timeout -s INT "$STRACE_S" strace -c -f -p "$AGENT" -o "$WORK/strace" \
     2> /dev/null || true
-  syscalls="$(awk '$NF == "total" {print $(NF - 2)}' "$WORK/strace")"
+  # calls: the fourth column (the errors column after it may be empty).
+  syscalls="$(awk '$NF == "total" {print $4}' "$WORK/strace")"
   syscalls_per_poll="$(per "$syscalls" "$(per "$STRACE_S" "$POLL_S")")"
   sed 's/^/strace: /' "$WORK/strace" >&2
 fi
