@@ -565,6 +565,73 @@ TEST_F(E2EAgentTest, AgentProcessesOverHttpApplyAGoodRelease) {
   EXPECT_EQ(procs[0].p->Wait(absl::Seconds(10)), 0);
 }
 
+// A real ringfence-agent over https:// (the statically linked agent's
+// OpenSSL next to the one libcurl loads): the server's certificate checked
+// against --tls-ca under --tls-server-name, the release applied. Client
+// certificates are refused for an HTTP server (exit 2), as are TLS flags
+// with http://.
+TEST_F(E2EAgentTest, AnAgentOverHttpsAppliesARelease) {
+  const std::string agent_bin = Binary("ringfence-agent");
+  ASSERT_EQ(access(agent_bin.c_str(), X_OK), 0) << agent_bin;
+  const TestCertFiles* certs = TestCerts();
+  ASSERT_NE(certs, nullptr) << "could not generate certificates";
+  absl::StatusOr<std::optional<ClientTls>> tls =
+      LoadClientTls(certs->ca, "", "");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  client_tls_ = *tls;
+  server_flags_ = {
+      "--http_listen=127.0.0.1:0", "--http_port_file=" + dir_ + "/http_port",
+      "--tls_cert=" + certs->server_cert, "--tls_key=" + certs->server_key};
+  StartServer();
+  constexpr char kType[] = "channel-file/406";
+  ASSERT_THAT(CreateFileRelease("cf406-base", kType, "channel file 1"),
+              GrpcOk());
+  AdoptBaseline("cf406-base", ParsePlan(kGoodPlan));
+  WriteFile(dir_ + "/h7-token", std::string(kHost7Token) + "\n");
+  const std::string port = std::to_string(HttpPort());
+  std::vector<AgentProc> procs(1);
+  AgentProc& pr = procs[0];
+  pr.state = dir_ + "/agent-h7";
+  const std::vector<std::string> common = {
+      agent_bin,
+      "run",
+      "--token-file=" + dir_ + "/h7-token",
+      "--host-id=h7",
+      absl::StrCat("--content-type=", kType),
+      "--allow-unsigned",
+      "--poll-interval=0.3",
+      "--heartbeat-interval=0.3",
+      "--load-command=echo \"$2\" > \"$(dirname \"$1\")/../running\""};
+  pr.argv = common;
+  pr.argv.insert(
+      pr.argv.end(),
+      {"--state-dir=" + pr.state, "--server=https://127.0.0.1:" + port,
+       "--tls-ca=" + certs->ca, "--tls-server-name=localhost"});
+  BootProc(pr);
+  EXPECT_TRUE(StepProcs(
+      procs, [&] { return ProcsRunning(procs, "cf406-base") == 1; },
+      absl::Seconds(60)))
+      << ReadFile(pr.state + "/status");
+
+  std::vector<std::string> with_cert = common;
+  with_cert.insert(
+      with_cert.end(),
+      {"--state-dir=" + dir_ + "/agent-refused",
+       "--server=https://127.0.0.1:" + port, "--tls-ca=" + certs->ca,
+       "--tls-cert=" + certs->host_cert, "--tls-key=" + certs->host_key});
+  CommandResult r = RunCommand(with_cert, {}, absl::Seconds(10));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("bearer token only"));
+  std::vector<std::string> plain_with_ca = common;
+  plain_with_ca.insert(
+      plain_with_ca.end(),
+      {"--state-dir=" + dir_ + "/agent-refused",
+       "--server=http://127.0.0.1:" + port, "--tls-ca=" + certs->ca});
+  r = RunCommand(plain_with_ca, {}, absl::Seconds(10));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("use https://"));
+}
+
 // The server is down for 30 s (SIGKILL, restarted on the same port and data
 // directory) while 20 real agents, configured by --config files, keep
 // running: reports queued during the outage by `ringfence-agent report`
