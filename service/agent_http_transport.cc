@@ -13,11 +13,16 @@
 #include "google/protobuf/util/json_util.h"
 #include "ringfence/error_text.h"
 #include "service/agent_transport.h"
+#include "service/curl_api.h"
 
 namespace ringfence {
 namespace {
 
 constexpr char kProtobuf[] = "application/x-protobuf";
+
+// libcurl's functions. REQUIRES: internal::LoadCurlApi() succeeded (Create
+// checks it before anything else).
+const internal::CurlApi& Api() { return **internal::LoadCurlApi(); }
 // The longest Retry-After honoured.
 constexpr absl::Duration kMaxRetryAfter = absl::Hours(1);
 
@@ -89,10 +94,10 @@ bool IsHttpServerAddress(absl::string_view server) {
 // with its easy handle and the next connection still resumes the session.
 struct HttpAgentTransport::Curl {
   ~Curl() {
-    if (easy != nullptr) curl_easy_cleanup(easy);
-    if (share != nullptr) curl_share_cleanup(share);
-    curl_slist_free_all(headers);
-    curl_slist_free_all(connect_to);
+    if (easy != nullptr) Api().easy_cleanup(easy);
+    if (share != nullptr) Api().share_cleanup(share);
+    Api().slist_free_all(headers);
+    Api().slist_free_all(connect_to);
   }
 
   CURLSH* share = nullptr;
@@ -127,22 +132,26 @@ absl::StatusOr<std::unique_ptr<HttpAgentTransport>> HttpAgentTransport::Create(
   if (options.deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("deadline: must be above zero");
   }
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+  if (absl::StatusOr<const internal::CurlApi*> api = internal::LoadCurlApi();
+      !api.ok()) {
+    return api.status();
+  }
+  if (Api().global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     return absl::InternalError("cannot initialize libcurl");
   }
   const std::string quoted = QuoteForError(options.server);
-  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> url(curl_url(),
-                                                          &curl_url_cleanup);
-  if (url == nullptr || curl_url_set(url.get(), CURLUPART_URL,
-                                     options.server.c_str(), 0) != CURLUE_OK) {
+  std::unique_ptr<CURLU, decltype(Api().url_cleanup)> url(Api().url(),
+                                                          Api().url_cleanup);
+  if (url == nullptr || Api().url_set(url.get(), CURLUPART_URL,
+                                      options.server.c_str(), 0) != CURLUE_OK) {
     return absl::InvalidArgumentError(
         absl::StrCat("server: ", quoted, " is not an http(s):// URL"));
   }
   auto part = [&](CURLUPart which, unsigned flags = 0) -> std::string {
     char* value = nullptr;
-    if (curl_url_get(url.get(), which, &value, flags) != CURLUE_OK) return "";
+    if (Api().url_get(url.get(), which, &value, flags) != CURLUE_OK) return "";
     std::string s = value;
-    curl_free(value);
+    Api().free(value);
     return s;
   };
   const std::string scheme = part(CURLUPART_SCHEME);
@@ -170,23 +179,23 @@ absl::StatusOr<std::unique_ptr<HttpAgentTransport>> HttpAgentTransport::Create(
   c.base_url =
       absl::StrCat(scheme, "://", name.empty() ? host : name, ":", port);
   if (!name.empty()) {
-    c.connect_to = curl_slist_append(
+    c.connect_to = Api().slist_append(
         nullptr, absl::StrCat(name, ":", port, ":", host, ":", port).c_str());
   }
-  c.share = curl_share_init();
+  c.share = Api().share_init();
   if (c.share == nullptr) {
     return absl::InternalError("cannot initialize libcurl");
   }
-  curl_share_setopt(c.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  curl_share_setopt(c.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-  c.headers = curl_slist_append(
+  Api().share_setopt(c.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  Api().share_setopt(c.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  c.headers = Api().slist_append(
       nullptr, absl::StrCat("Content-Type: ", kProtobuf).c_str());
-  c.headers =
-      curl_slist_append(c.headers, absl::StrCat("Accept: ", kProtobuf).c_str());
+  c.headers = Api().slist_append(c.headers,
+                                 absl::StrCat("Accept: ", kProtobuf).c_str());
   // No "Expect: 100-continue" round trip for larger batches.
-  c.headers = curl_slist_append(c.headers, "Expect:");
+  c.headers = Api().slist_append(c.headers, "Expect:");
   if (!t->options_.token.empty()) {
-    c.headers = curl_slist_append(
+    c.headers = Api().slist_append(
         c.headers,
         absl::StrCat("Authorization: Bearer ", t->options_.token).c_str());
   }
@@ -195,7 +204,7 @@ absl::StatusOr<std::unique_ptr<HttpAgentTransport>> HttpAgentTransport::Create(
 
 void HttpAgentTransport::CloseConnection() {
   if (curl_->easy == nullptr) return;
-  curl_easy_cleanup(curl_->easy);
+  Api().easy_cleanup(curl_->easy);
   curl_->easy = nullptr;
 }
 
@@ -203,45 +212,45 @@ absl::StatusOr<std::string> HttpAgentTransport::Post(
     const char* path, const std::string& body, absl::Duration* retry_after) {
   Curl& c = *curl_;
   if (c.easy == nullptr) {
-    c.easy = curl_easy_init();
+    c.easy = Api().easy_init();
     if (c.easy == nullptr) {
       return absl::InternalError("cannot initialize libcurl");
     }
     CURL* e = c.easy;
-    curl_easy_setopt(e, CURLOPT_SHARE, c.share);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c.headers);
+    Api().easy_setopt(e, CURLOPT_SHARE, c.share);
+    Api().easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    Api().easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    Api().easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    Api().easy_setopt(e, CURLOPT_HTTPHEADER, c.headers);
     if (c.connect_to != nullptr) {
-      curl_easy_setopt(e, CURLOPT_CONNECT_TO, c.connect_to);
+      Api().easy_setopt(e, CURLOPT_CONNECT_TO, c.connect_to);
     }
     if (!options_.ca_file.empty()) {
-      curl_easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
+      Api().easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
     }
     // Only the server's own answer counts: no proxy from the environment.
-    curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "ringfence-agent");
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c.error);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Curl::Write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &c);
+    Api().easy_setopt(e, CURLOPT_NOPROXY, "*");
+    Api().easy_setopt(e, CURLOPT_USERAGENT, "ringfence-agent");
+    Api().easy_setopt(e, CURLOPT_ERRORBUFFER, c.error);
+    Api().easy_setopt(e, CURLOPT_WRITEFUNCTION, &Curl::Write);
+    Api().easy_setopt(e, CURLOPT_WRITEDATA, &c);
   }
   CURL* e = c.easy;
   const std::string url = c.base_url + path;
-  curl_easy_setopt(e, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                   static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(std::max<int64_t>(
-                       1, absl::ToInt64Milliseconds(options_.deadline))));
+  Api().easy_setopt(e, CURLOPT_URL, url.c_str());
+  Api().easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+  Api().easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                    static_cast<curl_off_t>(body.size()));
+  Api().easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                    static_cast<long>(std::max<int64_t>(
+                        1, absl::ToInt64Milliseconds(options_.deadline))));
   c.response.clear();
   c.response_too_long = false;
   c.error[0] = '\0';
-  const CURLcode code = curl_easy_perform(e);
+  const CURLcode code = Api().easy_perform(e);
   if (code != CURLE_OK) {
     const std::string why =
-        c.error[0] != '\0' ? c.error : curl_easy_strerror(code);
+        c.error[0] != '\0' ? c.error : Api().easy_strerror(code);
     if (c.response_too_long) {
       return absl::ResourceExhaustedError(
           absl::StrCat(path, ": response longer than ",
@@ -253,14 +262,14 @@ absl::StatusOr<std::string> HttpAgentTransport::Post(
     return absl::UnavailableError(absl::StrCat(path, ": ", why));
   }
   long status = 0;
-  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+  Api().easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   if (status == 200) return std::move(c.response);
   absl::Status error = StatusFromAnswer(status, c.response);
   if (retry_after != nullptr && absl::IsResourceExhausted(error)) {
     *retry_after = options_.backpressure_retry;
     curl_header* h = nullptr;
     int64_t seconds = 0;
-    if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) ==
+    if (Api().easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) ==
             CURLHE_OK &&
         absl::SimpleAtoi(absl::StripAsciiWhitespace(h->value), &seconds) &&
         seconds >= 0) {
