@@ -79,9 +79,11 @@ class HttpAgentTransport final : public AgentTransport {
  public:
   // Create
   //
-  // INVALID_ARGUMENT naming the problem for a `server` that is not
-  // http(s)://host[:port] or a deadline not above zero; INTERNAL if libcurl
-  // cannot be initialized. Connects on the first call, not here.
+  // Loads libcurl (curl_api.h) on first use. INVALID_ARGUMENT naming the
+  // problem for a `server` that is not http(s)://host[:port] or a deadline
+  // not above zero; FAILED_PRECONDITION if libcurl.so.4 cannot be loaded;
+  // INTERNAL if libcurl cannot be initialized. Connects on the first call,
+  // not here.
   static absl::StatusOr<std::unique_ptr<HttpAgentTransport>> Create(
       HttpAgentOptions options);
   ~HttpAgentTransport() override;
