@@ -15,21 +15,29 @@
 #   threads (at the end and at the start of the window)
 #   syscalls_per_poll: with STRACE_S, strace -c -f for STRACE_S seconds
 #     after the window (its summary goes to stderr)
-# TLS=1 serves TLS (every new connection a handshake).
+# TLS=1 serves TLS (every new connection a handshake). TRANSPORT=http runs
+# the agent over ringfenced's HTTP listener (--server=http(s)://...,
+# HttpAgentTransport) instead of gRPC (TRANSPORT=grpc, the default).
 #
 #   bench/agent_footprint.sh > bench/results/agent-footprint-$(git rev-parse --short HEAD).json
 #   BIN=build/bin DURATION_S=120 POLL_S=1 bench/agent_footprint.sh
 #   POLL_S=60 DURATION_S=600 STRACE_S=120 TLS=1 bench/agent_footprint.sh
+#   TRANSPORT=http POLL_S=60 DURATION_S=300 TLS=1 bench/agent_footprint.sh
 #
 # CPU per poll depends on the interval: an agent whose next wakeup is under
-# 20 s away keeps its gRPC channel open, one that sleeps longer closes it
-# (service/agent/channel_on_demand.h). Measure at the interval deployed
-# (60 s by default).
+# 20 s away keeps its connection (gRPC channel or HTTP connection) open,
+# one that sleeps longer closes it (service/agent/channel_on_demand.h).
+# Measure at the interval deployed (60 s by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-build/bin}"
 DURATION_S="${DURATION_S:-60}"
 POLL_S="${POLL_S:-1}"
+TRANSPORT="${TRANSPORT:-grpc}"
+case "$TRANSPORT" in
+  grpc | http) ;;
+  *) echo "TRANSPORT must be grpc or http, not $TRANSPORT" >&2; exit 2 ;;
+esac
 COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 WORK="$(mktemp -d /tmp/ringfence-footprint.XXXXXX)"
 PIDS=()
@@ -51,12 +59,21 @@ if [ "${TLS:-0}" = 1 ]; then
   SERVER_TLS=(--tls_cert="$WORK/server.pem" --tls_key="$WORK/server.key")
   CLIENT_TLS=(--tls-ca="$WORK/server.pem" --tls-server-name=localhost)
 fi
+# The HTTP listener (HTTPS with TLS=1, same certificate) writes its port
+# before the gRPC one.
 "$BIN/ringfenced" --listen=127.0.0.1:0 --port_file="$WORK/port" \
+  --http_listen=127.0.0.1:0 --http_port_file="$WORK/http_port" \
   --data_dir="$WORK/data" --tick_interval=0.2s "${SERVER_TLS[@]}" \
   2> "$WORK/ringfenced.log" &
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 SERVER="127.0.0.1:$(cat "$WORK/port")"
+AGENT_SERVER="$SERVER"
+if [ "$TRANSPORT" = http ]; then
+  scheme=http
+  [ "${TLS:-0}" = 1 ] && scheme=https
+  AGENT_SERVER="$scheme://127.0.0.1:$(cat "$WORK/http_port")"
+fi
 CTL=("$BIN/ringctl" --server="$SERVER" "${CLIENT_TLS[@]}")
 printf 'channel file 291, 20 fields\n' > "$WORK/payload"
 "${CTL[@]}" release create --id=footprint-1 --content-type=channel-file/291 \
@@ -69,7 +86,7 @@ for _ in $(seq 8); do
     > /dev/null 2>&1 || true
 done
 
-"$BIN/ringfence-agent" run --server="$SERVER" "${CLIENT_TLS[@]}" \
+"$BIN/ringfence-agent" run --server="$AGENT_SERVER" "${CLIENT_TLS[@]}" \
   --host-id=footprint-host \
   --content-type=channel-file/291 --state-dir="$WORK/agent" --allow-unsigned \
   --poll-interval="$POLL_S" --heartbeat-interval="$POLL_S" \
@@ -129,7 +146,8 @@ syscalls_per_poll=null
 if [ -n "${STRACE_S:-}" ] && command -v strace > /dev/null; then
   timeout -s INT "$STRACE_S" strace -c -f -p "$AGENT" -o "$WORK/strace" \
     2> /dev/null || true
-  syscalls="$(awk '$NF == "total" {print $(NF - 2)}' "$WORK/strace")"
+  # calls: the fourth column (the errors column after it may be empty).
+  syscalls="$(awk '$NF == "total" {print $4}' "$WORK/strace")"
   syscalls_per_poll="$(per "$syscalls" "$(per "$STRACE_S" "$POLL_S")")"
   sed 's/^/strace: /' "$WORK/strace" >&2
 fi
@@ -140,6 +158,7 @@ cat <<EOF
   "duration_s": $DURATION_S,
   "poll_interval_s": $POLL_S,
   "tls": ${TLS:-0},
+  "transport": "$TRANSPORT",
   "polls_approx": $polls,
   "cpu_ms": $cpu_ms,
   "cpu_ms_per_poll": $(per "$cpu_ms" "$polls"),

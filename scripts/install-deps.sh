@@ -18,7 +18,7 @@ PACKAGES=(
   libre2-dev
   libcli11-dev
   libcpp-httplib-dev prometheus-cpp-dev
-  libcurl4-openssl-dev  # webhook notifications
+  libcurl4-openssl-dev  # webhook notifications, the agent's HTTP transport
   prometheus
   chromium chromium-driver python3-selenium  # the dashboard's browser test
 )

@@ -33,8 +33,8 @@ std::unique_ptr<grpc::ClientContext> GrpcAgentTransport::Context() const {
   return ctx;
 }
 
-absl::StatusOr<AssignmentAnswer> GrpcAgentTransport::GetAssignment(
-    const AgentIdentity& identity, uint64_t telemetry_pending) {
+v1::GetAssignmentRequest AssignmentRequest(const AgentIdentity& identity,
+                                           uint64_t telemetry_pending) {
   v1::GetAssignmentRequest req;
   req.set_telemetry_pending(telemetry_pending);
   req.set_host_id(identity.host_id);
@@ -43,16 +43,18 @@ absl::StatusOr<AssignmentAnswer> GrpcAgentTransport::GetAssignment(
   req.set_agent_version(identity.agent_version);
   req.set_platform(identity.platform);
   req.add_content_types(identity.content_type);
-  v1::GetAssignmentResponse resp;
-  const grpc::Status s = fleet_->GetAssignment(Context().get(), req, &resp);
-  if (!s.ok()) return FromGrpc(s);
-  if (resp.assignments_size() != 1 ||
-      resp.assignments(0).content_type() != identity.content_type) {
+  return req;
+}
+
+absl::StatusOr<AssignmentAnswer> AnswerFromResponse(
+    const AgentIdentity& identity, const v1::GetAssignmentResponse& response) {
+  if (response.assignments_size() != 1 ||
+      response.assignments(0).content_type() != identity.content_type) {
     return absl::InternalError(absl::StrCat("GetAssignment answered ",
-                                            resp.assignments_size(),
+                                            response.assignments_size(),
                                             " content types for one asked"));
   }
-  const v1::ContentAssignment& a = resp.assignments(0);
+  const v1::ContentAssignment& a = response.assignments(0);
   AssignmentAnswer answer;
   answer.has_release = a.has_release();
   answer.unload = a.unload();
@@ -70,14 +72,29 @@ absl::StatusOr<AssignmentAnswer> GrpcAgentTransport::GetAssignment(
   return answer;
 }
 
-absl::Status GrpcAgentTransport::ReportTelemetry(
-    absl::Span<const SpooledEvent> batch, absl::Duration* retry_after) {
+v1::ReportTelemetryRequest TelemetryRequest(
+    absl::Span<const SpooledEvent> batch) {
   v1::ReportTelemetryRequest req;
   for (const SpooledEvent& e : batch) {
     *req.add_events() = EventToProto(e.event);
   }
+  return req;
+}
+
+absl::StatusOr<AssignmentAnswer> GrpcAgentTransport::GetAssignment(
+    const AgentIdentity& identity, uint64_t telemetry_pending) {
+  v1::GetAssignmentResponse resp;
+  const grpc::Status s = fleet_->GetAssignment(
+      Context().get(), AssignmentRequest(identity, telemetry_pending), &resp);
+  if (!s.ok()) return FromGrpc(s);
+  return AnswerFromResponse(identity, resp);
+}
+
+absl::Status GrpcAgentTransport::ReportTelemetry(
+    absl::Span<const SpooledEvent> batch, absl::Duration* retry_after) {
   v1::ReportTelemetryResponse resp;
-  const grpc::Status s = fleet_->ReportTelemetry(Context().get(), req, &resp);
+  const grpc::Status s =
+      fleet_->ReportTelemetry(Context().get(), TelemetryRequest(batch), &resp);
   if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     *retry_after = backpressure_retry_;
   }

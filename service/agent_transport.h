@@ -29,6 +29,29 @@
 
 namespace ringfence {
 
+// The messages of the agent's calls, shared by every transport
+// (GrpcAgentTransport, HttpAgentTransport).
+
+// AssignmentRequest
+//
+// The GetAssignmentRequest of `identity` (its one content type), whose
+// spool holds `telemetry_pending` undelivered events.
+v1::GetAssignmentRequest AssignmentRequest(const AgentIdentity& identity,
+                                           uint64_t telemetry_pending);
+
+// AnswerFromResponse
+//
+// The agent's answer in `response` to AssignmentRequest(identity, ...);
+// INTERNAL if the server did not answer for exactly that content type.
+absl::StatusOr<AssignmentAnswer> AnswerFromResponse(
+    const AgentIdentity& identity, const v1::GetAssignmentResponse& response);
+
+// TelemetryRequest
+//
+// The ReportTelemetryRequest carrying `batch`, in order.
+v1::ReportTelemetryRequest TelemetryRequest(
+    absl::Span<const SpooledEvent> batch);
+
 class GrpcAgentTransport final : public AgentTransport {
  public:
   GrpcAgentTransport(std::shared_ptr<grpc::Channel> channel, std::string token,

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -30,15 +31,32 @@ namespace ringfence {
 namespace {
 
 constexpr char kJson[] = "application/json";
+constexpr char kProtobuf[] = "application/x-protobuf";
+
+// How long a client told RESOURCE_EXHAUSTED (429) should wait, in seconds:
+// the same as GrpcAgentTransport's default backoff after that code.
+constexpr int kRetryAfterSeconds = 5;
 
 void SendError(httplib::Response& res, grpc::StatusCode code,
                absl::string_view message) {
   res.status = HttpStatusFromGrpc(code);
+  if (code == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
+  }
   res.set_content(JsonError(code, message), kJson);
 }
 
 void SendStatus(httplib::Response& res, const absl::Status& s) {
   SendError(res, static_cast<grpc::StatusCode>(s.code()), s.message());
+}
+
+// Whether a Content-Type header names `type`, parameters (";
+// charset=...") aside, case-insensitively.
+bool HasContentType(const httplib::Request& in, absl::string_view type) {
+  const std::string header = in.get_header_value("Content-Type");
+  absl::string_view value = header;
+  value = value.substr(0, value.find(';'));
+  return absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(value), type);
 }
 
 // `host[:port]` in lower case, without the scheme's default port.
@@ -177,6 +195,7 @@ struct HttpServer::Routes {
   std::unique_ptr<v1::Releases::Stub> releases;
   std::unique_ptr<v1::Rollouts::Stub> rollouts;
   std::unique_ptr<v1::Cluster::Stub> cluster;
+  std::unique_ptr<v1::Fleet::Stub> fleet;
   std::function<std::string()> render_metrics;
   HttpServerOptions options;
 
@@ -202,20 +221,7 @@ struct HttpServer::Routes {
     from_client.MergeFrom(request);
 
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() +
-                     absl::ToChronoMilliseconds(options.call_deadline));
-    if (in.has_header("Authorization")) {
-      const std::string authorization = in.get_header_value("Authorization");
-      for (const char c : authorization) {
-        // gRPC refuses metadata values outside printable ASCII.
-        if (c < 0x20 || c > 0x7e) {
-          return SendError(out, grpc::StatusCode::UNAUTHENTICATED,
-                           "the Authorization header must be \"Bearer "
-                           "<token>\" in printable ASCII");
-        }
-      }
-      ctx.AddMetadata("authorization", authorization);
-    }
+    if (!PrepareCall(in, out, ctx)) return;
     Response response;
     const grpc::Status s = call(&ctx, from_client, &response);
     if (!s.ok()) {
@@ -230,6 +236,61 @@ struct HttpServer::Routes {
     }
     out.status = 200;
     out.set_content(ToJson(response), kJson);
+  }
+
+  // Sets the forwarded call's deadline and passes the request's
+  // Authorization header (and nothing else of it) as the call's
+  // `authorization` metadata. False, with `out` answered, for a header
+  // gRPC cannot carry.
+  bool PrepareCall(const httplib::Request& in, httplib::Response& out,
+                   grpc::ClientContext& ctx) {
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     absl::ToChronoMilliseconds(options.call_deadline));
+    if (!in.has_header("Authorization")) return true;
+    const std::string authorization = in.get_header_value("Authorization");
+    for (const char c : authorization) {
+      // gRPC refuses metadata values outside printable ASCII.
+      if (c < 0x20 || c > 0x7e) {
+        SendError(out, grpc::StatusCode::UNAUTHENTICATED,
+                  "the Authorization header must be \"Bearer "
+                  "<token>\" in printable ASCII");
+        return false;
+      }
+    }
+    ctx.AddMetadata("authorization", authorization);
+    return true;
+  }
+
+  // Forwards one call whose request and response are binary protobuf
+  // (application/x-protobuf) rather than JSON: the Fleet routes, for
+  // agents. Errors are JSON as everywhere else.
+  template <typename Request, typename Response, typename Call>
+  void ForwardProtobuf(const httplib::Request& in, httplib::Response& out,
+                       Call call) {
+    if (!HasContentType(in, kProtobuf)) {
+      out.status = 415;
+      out.set_content(
+          JsonError(grpc::StatusCode::INVALID_ARGUMENT,
+                    absl::StrCat("request body: Content-Type must be ",
+                                 kProtobuf, " (a binary ",
+                                 Request::descriptor()->full_name(), ")")),
+          kJson);
+      return;
+    }
+    Request request;
+    if (!request.ParseFromString(in.body)) {
+      return SendError(out, grpc::StatusCode::INVALID_ARGUMENT,
+                       absl::StrCat("request body: not a binary ",
+                                    Request::descriptor()->full_name(), " (",
+                                    in.body.size(), " bytes)"));
+    }
+    grpc::ClientContext ctx;
+    if (!PrepareCall(in, out, ctx)) return;
+    Response response;
+    const grpc::Status s = call(&ctx, request, &response);
+    if (!s.ok()) return SendError(out, s.error_code(), s.error_message());
+    out.status = 200;
+    out.set_content(response.SerializeAsString(), kProtobuf);
   }
 
   // The fields the path sets (non-default in `path`) must be unset or equal
@@ -369,6 +430,19 @@ struct HttpServer::Routes {
             return rollouts->ListAudit(ctx, r, resp);
           });
     });
+    // Agents: binary protobuf in and out (agent_http_transport.h).
+    http.Post("/v1/fleet/assignment", [this](const Req& in, Res& out) {
+      ForwardProtobuf<v1::GetAssignmentRequest, v1::GetAssignmentResponse>(
+          in, out, [this](auto* ctx, const auto& r, auto* resp) {
+            return fleet->GetAssignment(ctx, r, resp);
+          });
+    });
+    http.Post("/v1/fleet/telemetry", [this](const Req& in, Res& out) {
+      ForwardProtobuf<v1::ReportTelemetryRequest, v1::ReportTelemetryResponse>(
+          in, out, [this](auto* ctx, const auto& r, auto* resp) {
+            return fleet->ReportTelemetry(ctx, r, resp);
+          });
+    });
     // The dashboard: static, compiled in, served to anyone (it holds no
     // data; every call it makes needs the token the operator types in).
     const auto serve = [&http](const char* path, const char* body,
@@ -418,7 +492,7 @@ struct HttpServer::Routes {
         message = "no such route (see the routes of the HTTP API)";
       } else if (out.status == 413) {
         code = grpc::StatusCode::RESOURCE_EXHAUSTED;
-        message = "request body too large";
+        message = "request body too large (see --http_max_body_bytes)";
       } else if (out.status == 405) {
         code = grpc::StatusCode::UNIMPLEMENTED;
         message = "method not allowed on this route";
@@ -494,6 +568,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   http.set_read_timeout(absl::ToChronoMicroseconds(options.read_timeout));
   http.set_write_timeout(absl::ToChronoMicroseconds(options.write_timeout));
   http.set_keep_alive_timeout(5);
+  // An agent polling every second keeps its connection (httplib's default
+  // closes it after 5 requests).
+  http.set_keep_alive_max_count(100);
   // On every response: the dashboard runs only its own script, in no
   // frame, and leaks no URL; API responses get the same (harmless there).
   http.set_default_headers({
@@ -507,6 +584,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   routes.releases = v1::Releases::NewStub(channel);
   routes.rollouts = v1::Rollouts::NewStub(channel);
   routes.cluster = v1::Cluster::NewStub(channel);
+  routes.fleet = v1::Fleet::NewStub(channel);
   routes.channel = std::move(channel);
   routes.render_metrics = std::move(render_metrics);
   routes.options = std::move(options);

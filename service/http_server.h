@@ -30,18 +30,28 @@
 //   GET  /v1/cluster                   Cluster.GetClusterStatus
 //   GET  /v1/audit                     ListAudit (?afterSeq=&limit=&
 //                                        rolloutId=)
+//   POST /v1/fleet/assignment          Fleet.GetAssignment   } binary
+//   POST /v1/fleet/telemetry           Fleet.ReportTelemetry } protobuf
 //   GET  /metrics                      Prometheus text format
 //   GET  /, /ui/dashboard.{js,css}     the operator's dashboard (service/ui/,
 //                                        compiled in; it calls the routes
 //                                        above with the operator's token)
+// The two Fleet routes are for agents (agent_http_transport.h): the body is
+// the binary protobuf request, Content-Type application/x-protobuf (else
+// 415; a body that does not parse is 400 naming the message), and a 200's
+// body is the binary protobuf response. The Fleet handler authenticates and
+// binds the host as over gRPC: a host token may only ask and report for its
+// own host (403 otherwise).
 // Every response carries Content-Security-Policy "default-src 'self';
 // frame-ancestors 'none'", X-Content-Type-Options: nosniff and
 // Referrer-Policy: no-referrer. A request other than GET/HEAD whose Origin
 // header is not this server's own origin (IsSameOrigin) is 403 before any
 // handler runs.
 // Errors: the gRPC status as an HTTP status (HttpStatusFromGrpc) with a
-// JSON body {"code": "...", "message": "..."} (http_json.h); a body over
-// max_body_bytes is 413, an unknown route 404, before any handler runs.
+// JSON body {"code": "...", "message": "..."} (http_json.h), on every route;
+// RESOURCE_EXHAUSTED (429) also carries Retry-After: 5 (seconds). A body
+// over max_body_bytes is 413, an unknown route 404, before any handler
+// runs.
 //
 // Thread safety: Start and Shutdown from one thread; port() from any. The
 // channel's server and `metrics` must outlive the HttpServer.

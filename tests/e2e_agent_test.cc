@@ -487,6 +487,151 @@ TEST_F(E2EAgentTest, AgentProcessesHaltABootLoopAndRecover) {
   EXPECT_EQ(procs[kHosts - 1].p->Wait(absl::Seconds(10)), 0);
 }
 
+// Real ringfence-agent processes on the HTTP transport (--server=http://):
+// five under the relay token and one under h7's own host token all take
+// the baseline and then a good release the gate completes. An agent
+// claiming to be h8 with h7's token is refused (PERMISSION_DENIED) and
+// runs nothing.
+TEST_F(E2EAgentTest, AgentProcessesOverHttpApplyAGoodRelease) {
+  const std::string agent_bin = Binary("ringfence-agent");
+  ASSERT_EQ(access(agent_bin.c_str(), X_OK), 0) << agent_bin;
+  StartServerWithHttp();
+  constexpr char kType[] = "channel-file/405";
+  ASSERT_THAT(CreateFileRelease("cf405-base", kType, "channel file 1"),
+              GrpcOk());
+  ASSERT_THAT(CreateFileRelease("cf405-good", kType, "channel file 2"),
+              GrpcOk());
+  AdoptBaseline("cf405-base", ParsePlan(kGoodPlan));
+  WriteFile(dir_ + "/relay-token", std::string(kRelayToken) + "\n");
+  WriteFile(dir_ + "/h7-token", std::string(kHost7Token) + "\n");
+  const std::string server = absl::StrCat("http://127.0.0.1:", HttpPort());
+  const std::string load = "echo \"$2\" > \"$(dirname \"$1\")/../running\"";
+  auto agent = [&](const std::string& host, const std::string& token_file,
+                   bool dogfood) {
+    AgentProc pr;
+    pr.state = absl::StrCat(dir_, "/agent-", host);
+    pr.argv = {agent_bin,
+               "run",
+               "--server=" + server,
+               "--token-file=" + token_file,
+               "--host-id=" + host,
+               absl::StrCat("--content-type=", kType),
+               "--state-dir=" + pr.state,
+               "--allow-unsigned",
+               "--poll-interval=0.3",
+               "--heartbeat-interval=0.3",
+               "--load-command=" + load};
+    if (dogfood) pr.argv.push_back("--label=ring:dogfood");
+    return pr;
+  };
+  std::vector<AgentProc> procs;
+  for (int i = 0; i < 5; ++i) {
+    procs.push_back(
+        agent(absl::StrCat("http-", i), dir_ + "/relay-token", i < 2));
+  }
+  procs.push_back(agent("h7", dir_ + "/h7-token", false));
+  const int hosts = static_cast<int>(procs.size());
+  std::vector<AgentProc> impostor;
+  impostor.push_back(agent("h8", dir_ + "/h7-token", true));
+  for (AgentProc& pr : procs) BootProc(pr);
+  BootProc(impostor[0]);
+  ASSERT_TRUE(StepProcs(
+      procs, [&] { return ProcsRunning(procs, "cf405-base") == hosts; },
+      absl::Seconds(60)))
+      << ProcsRunning(procs, "cf405-base") << " agents run cf405-base";
+
+  ASSERT_THAT(StartRollout("good-405", "cf405-good", ParsePlan(kGoodPlan),
+                           nullptr, "cf405-base"),
+              GrpcOk());
+  EXPECT_TRUE(StepProcs(
+      procs,
+      [&] {
+        return ProcsRunning(procs, "cf405-good") == hosts &&
+               GetRollout("good-405").rollout().state() == cfg::COMPLETED;
+      },
+      absl::Seconds(90)))
+      << ProcsRunning(procs, "cf405-good") << " agents run cf405-good; "
+      << GetRollout("good-405").DebugString();
+  EXPECT_EQ(GetRollout("good-405").telemetry().tracked_hosts(),
+            static_cast<uint64_t>(hosts));
+
+  EXPECT_TRUE(impostor[0].p->running());
+  EXPECT_EQ(ReadFile(impostor[0].state + "/running"), "");
+  const std::string status = ReadFile(impostor[0].state + "/status");
+  EXPECT_THAT(status, AllOf(HasSubstr("last_error PERMISSION_DENIED"),
+                            HasSubstr("running -")));
+  // SIGTERM stops an agent with exit 0.
+  procs[0].p->Signal(SIGTERM);
+  EXPECT_EQ(procs[0].p->Wait(absl::Seconds(10)), 0);
+}
+
+// A real ringfence-agent over https:// (the statically linked agent's
+// OpenSSL next to the one libcurl loads): the server's certificate checked
+// against --tls-ca under --tls-server-name, the release applied. Client
+// certificates are refused for an HTTP server (exit 2), as are TLS flags
+// with http://.
+TEST_F(E2EAgentTest, AnAgentOverHttpsAppliesARelease) {
+  const std::string agent_bin = Binary("ringfence-agent");
+  ASSERT_EQ(access(agent_bin.c_str(), X_OK), 0) << agent_bin;
+  const TestCertFiles* certs = TestCerts();
+  ASSERT_NE(certs, nullptr) << "could not generate certificates";
+  absl::StatusOr<std::optional<ClientTls>> tls =
+      LoadClientTls(certs->ca, "", "");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  client_tls_ = *tls;
+  server_flags_ = {
+      "--http_listen=127.0.0.1:0", "--http_port_file=" + dir_ + "/http_port",
+      "--tls_cert=" + certs->server_cert, "--tls_key=" + certs->server_key};
+  StartServer();
+  constexpr char kType[] = "channel-file/406";
+  ASSERT_THAT(CreateFileRelease("cf406-base", kType, "channel file 1"),
+              GrpcOk());
+  AdoptBaseline("cf406-base", ParsePlan(kGoodPlan));
+  WriteFile(dir_ + "/h7-token", std::string(kHost7Token) + "\n");
+  const std::string port = std::to_string(HttpPort());
+  std::vector<AgentProc> procs(1);
+  AgentProc& pr = procs[0];
+  pr.state = dir_ + "/agent-h7";
+  const std::vector<std::string> common = {
+      agent_bin,
+      "run",
+      "--token-file=" + dir_ + "/h7-token",
+      "--host-id=h7",
+      absl::StrCat("--content-type=", kType),
+      "--allow-unsigned",
+      "--poll-interval=0.3",
+      "--heartbeat-interval=0.3",
+      "--load-command=echo \"$2\" > \"$(dirname \"$1\")/../running\""};
+  pr.argv = common;
+  pr.argv.insert(
+      pr.argv.end(),
+      {"--state-dir=" + pr.state, "--server=https://127.0.0.1:" + port,
+       "--tls-ca=" + certs->ca, "--tls-server-name=localhost"});
+  BootProc(pr);
+  EXPECT_TRUE(StepProcs(
+      procs, [&] { return ProcsRunning(procs, "cf406-base") == 1; },
+      absl::Seconds(60)))
+      << ReadFile(pr.state + "/status");
+
+  std::vector<std::string> with_cert = common;
+  with_cert.insert(
+      with_cert.end(),
+      {"--state-dir=" + dir_ + "/agent-refused",
+       "--server=https://127.0.0.1:" + port, "--tls-ca=" + certs->ca,
+       "--tls-cert=" + certs->host_cert, "--tls-key=" + certs->host_key});
+  CommandResult r = RunCommand(with_cert, {}, absl::Seconds(10));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("bearer token only"));
+  std::vector<std::string> plain_with_ca = common;
+  plain_with_ca.insert(
+      plain_with_ca.end(),
+      {"--state-dir=" + dir_ + "/agent-refused",
+       "--server=http://127.0.0.1:" + port, "--tls-ca=" + certs->ca});
+  r = RunCommand(plain_with_ca, {}, absl::Seconds(10));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("use https://"));
+}
+
 // The server is down for 30 s (SIGKILL, restarted on the same port and data
 // directory) while 20 real agents, configured by --config files, keep
 // running: reports queued during the outage by `ringfence-agent report`

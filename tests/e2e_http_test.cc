@@ -5,6 +5,7 @@
 
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -12,12 +13,15 @@
 #include "e2e_fixture.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "service/agent_http_transport.h"
+#include "status_matchers.h"
 
 namespace ringfence::e2e {
 namespace {
 
 using cfg::AuditEntry;
 using ::google::protobuf::util::MessageDifferencer;
+using ::ringfence::testing::StatusIs;
 
 class E2EHttpTest : public E2ETest {
  protected:
@@ -34,6 +38,14 @@ class E2EHttpTest : public E2ETest {
     c.set_connection_timeout(5);
     c.set_read_timeout(10);
     return c;
+  }
+
+  static AgentIdentity Identity(const std::string& host,
+                                const std::string& content_type) {
+    AgentIdentity identity;
+    identity.host_id = host;
+    identity.content_type = content_type;
+    return identity;
   }
 
   static httplib::Headers Bearer(const std::string& token) {
@@ -389,6 +401,205 @@ TEST_F(E2EHttpTest, CrossOriginActionsAreRefused) {
   EXPECT_EQ(Parse<Rollout>(r).state(), config::v1::PAUSED);
 }
 
+// The Fleet routes for agents: binary protobuf in and out, through the same
+// gRPC handler (its answer equals gRPC's).
+TEST_F(E2EHttpTest, FleetRoutesSpeakBinaryProtobuf) {
+  ASSERT_THAT(CreateRelease("fleet-rel", "ct/fleet"), GrpcOk());
+  ASSERT_THAT(StartRollout("fleet-1", "fleet-rel", ParsePlan(kManualPlan)),
+              GrpcOk());
+  v1::GetAssignmentRequest req;
+  req.set_host_id("h7");
+  req.set_agent_version("7.11.0");
+  req.add_labels("ring:dogfood");
+  req.add_content_types("ct/fleet");
+  httplib::Client http = Http();
+  auto r = http.Post("/v1/fleet/assignment", Bearer(kHost7Token),
+                     req.SerializeAsString(), "application/x-protobuf");
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/x-protobuf");
+  v1::GetAssignmentResponse over_http;
+  ASSERT_TRUE(over_http.ParseFromString(r->body));
+  ASSERT_EQ(over_http.assignments_size(), 1);
+  EXPECT_TRUE(over_http.assignments(0).has_release());
+  EXPECT_EQ(over_http.assignments(0).release_id(), "fleet-rel");
+  v1::GetAssignmentResponse over_grpc;
+  ASSERT_THAT(fleet_->GetAssignment(Ctx(kHost7Token).get(), req, &over_grpc),
+              GrpcOk());
+  EXPECT_TRUE(MessageDifferencer::Equals(over_http, over_grpc))
+      << over_http.DebugString() << " vs " << over_grpc.DebugString();
+
+  v1::ReportTelemetryRequest report;
+  v1::TelemetryEvent* e = report.add_events();
+  e->set_host_id("h7");
+  e->set_type(v1::HEARTBEAT);
+  e->set_release_id("fleet-rel");
+  auto sent = http.Post("/v1/fleet/telemetry", Bearer(kHost7Token),
+                        report.SerializeAsString(), "application/x-protobuf");
+  ASSERT_TRUE(sent);
+  ASSERT_EQ(sent->status, 200) << sent->body;
+  v1::ReportTelemetryResponse ack;
+  ASSERT_TRUE(ack.ParseFromString(sent->body));
+  EXPECT_EQ(ack.accepted_events(), 1u);
+}
+
+// Exactly as strict as gRPC: a token is needed, a host token speaks for its
+// own host only (asking or reporting), and a role without Fleet access is
+// refused.
+TEST_F(E2EHttpTest, FleetRoutesAuthenticateAndBindTheHost) {
+  v1::GetAssignmentRequest ask;
+  ask.set_host_id("h7");
+  ask.add_content_types("ct/fleet");
+  v1::GetAssignmentRequest ask_h8 = ask;
+  ask_h8.set_host_id("h8");
+  v1::ReportTelemetryRequest report_h8;
+  v1::TelemetryEvent* e = report_h8.add_events();
+  e->set_host_id("h8");
+  e->set_type(v1::HEARTBEAT);
+  httplib::Client http = Http();
+  auto post = [&](const char* path, const httplib::Headers& headers,
+                  const google::protobuf::Message& m) {
+    return http.Post(path, headers, m.SerializeAsString(),
+                     "application/x-protobuf");
+  };
+  auto missing = post("/v1/fleet/assignment", {}, ask);
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 401);
+  EXPECT_THAT(missing->body, HasSubstr("\"code\":\"UNAUTHENTICATED\""));
+  auto wrong = post("/v1/fleet/assignment", Bearer("not-a-token"), ask);
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 401);
+  auto other_host = post("/v1/fleet/assignment", Bearer(kHost7Token), ask_h8);
+  ASSERT_TRUE(other_host);
+  EXPECT_EQ(other_host->status, 403);
+  EXPECT_THAT(
+      other_host->body,
+      AllOf(HasSubstr("\"code\":\"PERMISSION_DENIED\""), HasSubstr("h8")));
+  auto other_events =
+      post("/v1/fleet/telemetry", Bearer(kHost7Token), report_h8);
+  ASSERT_TRUE(other_events);
+  EXPECT_EQ(other_events->status, 403);
+  EXPECT_THAT(other_events->body, HasSubstr("\"code\":\"PERMISSION_DENIED\""));
+  auto publisher = post("/v1/fleet/assignment", Bearer(kPublisherToken), ask);
+  ASSERT_TRUE(publisher);
+  EXPECT_EQ(publisher->status, 403);
+  // The relay speaks for every host.
+  auto relay = post("/v1/fleet/assignment", Bearer(kRelayToken), ask_h8);
+  ASSERT_TRUE(relay);
+  EXPECT_EQ(relay->status, 200) << relay->body;
+
+  // HttpAgentTransport sees the same codes.
+  HttpAgentOptions options;
+  options.server = absl::StrCat("http://127.0.0.1:", HttpPort());
+  options.token = kHost7Token;
+  absl::StatusOr<std::unique_ptr<HttpAgentTransport>> transport =
+      HttpAgentTransport::Create(options);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  const AgentIdentity impostor = Identity("h8", "ct/fleet");
+  EXPECT_THAT((*transport)->GetAssignment(impostor, 0).status(),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("h8")));
+  const AgentIdentity h7 = Identity("h7", "ct/fleet");
+  absl::StatusOr<AssignmentAnswer> answer = (*transport)->GetAssignment(h7, 0);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_FALSE(answer->has_release);
+  options.token = "not-a-token";
+  transport = HttpAgentTransport::Create(options);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  EXPECT_THAT((*transport)->GetAssignment(h7, 0).status(),
+              StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+TEST_F(E2EHttpTest, FleetRoutesRefuseBadBodies) {
+  httplib::Client http = Http();
+  // Not protobuf at all: 400 naming the message expected.
+  auto garbage =
+      http.Post("/v1/fleet/assignment", Bearer(kRelayToken),
+                std::string("\xff\xff\xff\xff", 4), "application/x-protobuf");
+  ASSERT_TRUE(garbage);
+  EXPECT_EQ(garbage->status, 400);
+  EXPECT_THAT(
+      garbage->body,
+      AllOf(HasSubstr("\"code\":\"INVALID_ARGUMENT\""),
+            HasSubstr("not a binary ringfence.v1.GetAssignmentRequest")));
+  auto bad_events =
+      http.Post("/v1/fleet/telemetry", Bearer(kRelayToken),
+                std::string("\x0a\x05\x0a", 3), "application/x-protobuf");
+  ASSERT_TRUE(bad_events);
+  EXPECT_EQ(bad_events->status, 400);
+  EXPECT_THAT(bad_events->body,
+              HasSubstr("not a binary ringfence.v1.ReportTelemetryRequest"));
+  // JSON is not what these routes take.
+  auto json = http.Post("/v1/fleet/assignment", Bearer(kRelayToken),
+                        R"({"hostId": "h7"})", "application/json");
+  ASSERT_TRUE(json);
+  EXPECT_EQ(json->status, 415);
+  EXPECT_THAT(json->body, HasSubstr("application/x-protobuf"));
+  // The handler's own validation, as over gRPC.
+  v1::GetAssignmentRequest no_host;
+  no_host.add_content_types("ct/fleet");
+  auto invalid =
+      http.Post("/v1/fleet/assignment", Bearer(kRelayToken),
+                no_host.SerializeAsString(), "application/x-protobuf");
+  ASSERT_TRUE(invalid);
+  EXPECT_EQ(invalid->status, 400);
+  EXPECT_THAT(invalid->body, HasSubstr("host_id"));
+  // Over --http_max_body_bytes (1 MiB by default): 413 before any handler.
+  v1::ReportTelemetryRequest huge;
+  for (int i = 0; i < 20000; ++i) {
+    v1::TelemetryEvent* e = huge.add_events();
+    e->set_host_id(absl::StrCat("host-with-a-long-name-", i));
+    e->set_type(v1::HEARTBEAT);
+    e->set_release_id(std::string(40, 'r'));
+  }
+  ASSERT_GT(huge.ByteSizeLong(), size_t{1} << 20);
+  auto big = http.Post("/v1/fleet/telemetry", Bearer(kRelayToken),
+                       huge.SerializeAsString(), "application/x-protobuf");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  EXPECT_THAT(big->body, HasSubstr("RESOURCE_EXHAUSTED"));
+}
+
+// The ingestor's backpressure (RESOURCE_EXHAUSTED) is 429 with Retry-After,
+// which HttpAgentTransport hands to the agent as its wait.
+TEST_F(E2EHttpTest, FleetBackpressureIs429WithRetryAfter) {
+  StartServer({"--max_inflight_events=1000", "--testing_ingest_delay=1.5s"});
+  auto heartbeats = [](int from, int n) {
+    std::vector<SpooledEvent> events(n);
+    for (int i = 0; i < n; ++i) {
+      events[i].event.host_id = absl::StrCat("host-", from + i);
+      events[i].event.type = EventType::kHeartbeat;
+      events[i].event.time = absl::Now();
+    }
+    return events;
+  };
+  HttpAgentOptions options;
+  options.server = absl::StrCat("http://127.0.0.1:", HttpPort());
+  options.token = kRelayToken;
+  options.backpressure_retry = absl::Seconds(42);
+  auto first = HttpAgentTransport::Create(options);
+  auto second = HttpAgentTransport::Create(options);
+  ASSERT_TRUE(first.ok() && second.ok());
+  const std::vector<SpooledEvent> a = heartbeats(0, 600);
+  const std::vector<SpooledEvent> b = heartbeats(1000, 500);
+  absl::Duration first_retry, second_retry;
+  absl::Status first_status;
+  std::thread t(
+      [&] { first_status = (*first)->ReportTelemetry(a, &first_retry); });
+  absl::SleepFor(absl::Milliseconds(200));
+  const absl::Status second_status =
+      (*second)->ReportTelemetry(b, &second_retry);
+  t.join();
+  ASSERT_NE(first_status.ok(), second_status.ok())
+      << first_status << " / " << second_status;
+  const absl::Status& failed = first_status.ok() ? second_status : first_status;
+  EXPECT_THAT(failed, StatusIs(absl::StatusCode::kResourceExhausted,
+                               HasSubstr("limit 1000")));
+  // The server's Retry-After (5 s), not the transport's default.
+  EXPECT_EQ(first_status.ok() ? second_retry : first_retry, absl::Seconds(5));
+  // Retried alone, it fits.
+  EXPECT_TRUE((*second)->ReportTelemetry(b, &second_retry).ok());
+}
+
 TEST_F(E2EHttpTest, HttpsWithTheServersCertificate) {
   const TestCertFiles* certs = TestCerts();
   ASSERT_NE(certs, nullptr) << "could not generate certificates";
@@ -417,6 +628,45 @@ TEST_F(E2EHttpTest, HttpsWithTheServersCertificate) {
   // Plain HTTP to the HTTPS listener is not served.
   auto plain = Http().Get("/v1/releases", Bearer(kOperatorToken));
   EXPECT_FALSE(plain && plain->status == 200);
+}
+
+// HttpAgentTransport over HTTPS: the server's certificate checked against
+// the CA given, under the name given (connecting to 127.0.0.1); a client
+// trusting another CA gets UNAVAILABLE.
+TEST_F(E2EHttpTest, AgentTransportOverHttps) {
+  const TestCertFiles* certs = TestCerts();
+  ASSERT_NE(certs, nullptr) << "could not generate certificates";
+  absl::StatusOr<std::optional<ClientTls>> tls =
+      LoadClientTls(certs->ca, "", "");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  client_tls_ = *tls;
+  StartServer(
+      {"--tls_cert=" + certs->server_cert, "--tls_key=" + certs->server_key});
+  HttpAgentOptions options;
+  options.server = absl::StrCat("https://127.0.0.1:", HttpPort());
+  options.token = kHost7Token;
+  options.ca_file = certs->ca;
+  options.server_name = "localhost";
+  auto transport = HttpAgentTransport::Create(options);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  const AgentIdentity h7 = Identity("h7", "ct/tls");
+  for (int i = 0; i < 2; ++i) {  // a new connection after closing one
+    EXPECT_TRUE((*transport)->GetAssignment(h7, 0).ok());
+    (*transport)->CloseConnection();
+  }
+  options.ca_file = certs->other_ca;
+  auto wrong_ca = HttpAgentTransport::Create(options);
+  ASSERT_TRUE(wrong_ca.ok()) << wrong_ca.status();
+  EXPECT_THAT((*wrong_ca)->GetAssignment(h7, 0),
+              StatusIs(absl::StatusCode::kUnavailable));
+  // What Create refuses.
+  for (const char* bad : {"ftp://127.0.0.1:1", "https://127.0.0.1:1/v1",
+                          "http://user@127.0.0.1:1", "127.0.0.1:1"}) {
+    options.server = bad;
+    EXPECT_THAT(HttpAgentTransport::Create(options),
+                StatusIs(absl::StatusCode::kInvalidArgument))
+        << bad;
+  }
 }
 
 TEST_F(E2EHttpTest, UnderMutualTlsHttpCallersStillNeedAToken) {

@@ -9,6 +9,7 @@
 //       --host-id=web-0042 --content-type=channel-file/291
 //       --state-dir=/var/lib/ringfence-agent
 //       --load-command='/usr/lib/vendor/load-channel-file "$1"'
+//   ringfence-agent run --server=https://rollouts.example:8443 ...
 //   ringfence-agent run --config=/etc/ringfence-agent/channel-file.textproto
 //   ringfence-agent status --state-dir=/var/lib/ringfence-agent
 //   ringfence-agent report --state-dir=/var/lib/ringfence-agent --crash
@@ -40,6 +41,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
@@ -54,6 +56,7 @@
 #include "service/agent/config.h"
 #include "service/agent/inbox.h"
 #include "service/agent/status_text.h"
+#include "service/agent_http_transport.h"
 #include "service/agent_transport.h"
 #include "service/tls.h"
 
@@ -165,19 +168,17 @@ absl::Status ApplyConfig(const ringfence::agent::v1::AgentConfig& c,
   return absl::OkStatus();
 }
 
-// Gives the pages of the agent's own executable back to the kernel
-// (MADV_PAGEOUT: clean pages are dropped, their contents stay those of the
-// file; pages another process maps too stay). Called once, before the
-// first long wait: code and data only start-up used (flag parsing,
-// protobuf descriptors, gRPC's and OpenSSL's initialization, the
-// relocations) then leave the resident set, and what a poll uses is paged
-// in again by the next one and stays. Best effort: a kernel without
-// MADV_PAGEOUT (before Linux 5.4) refuses it and nothing changes.
-void PageOutExecutable() {
-  std::error_code ec;
-  const std::string exe =
-      std::filesystem::read_symlink("/proc/self/exe", ec).string();
-  if (ec) return;
+// Gives the pages of the files the agent maps (its executable and the
+// shared libraries: libc, and libcurl with the thirty libraries it links)
+// back to the kernel (MADV_PAGEOUT: clean pages are dropped, their
+// contents stay those of the file; pages another process maps too stay).
+// Called once, before the first long wait: code and data only start-up
+// used (flag parsing, protobuf descriptors, gRPC's, OpenSSL's and the
+// libraries' initialization, the relocations) then leave the resident
+// set, and what a poll uses is paged in again by the next one and stays.
+// Best effort: a kernel without MADV_PAGEOUT (before Linux 5.4) refuses it
+// and nothing changes.
+void PageOutMappedFiles() {
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);) {
     // start-end perms offset dev inode path
@@ -186,8 +187,9 @@ void PageOutExecutable() {
     if (std::sscanf(line.c_str(),
                     "%" SCNxPTR "-%" SCNxPTR " %*s %*s %*s %*s %n", &start,
                     &end, &path_at) < 2 ||
-        path_at == 0 || line.compare(path_at, std::string::npos, exe) != 0) {
-      continue;
+        path_at == 0 || line.compare(path_at, 1, "/") != 0 ||
+        line.compare(path_at, 5, "/dev/") == 0) {
+      continue;  // anonymous memory, the stack, [vdso], devices
     }
     madvise(reinterpret_cast<void*>(start), end - start, MADV_PAGEOUT);
   }
@@ -197,7 +199,9 @@ void PageOutExecutable() {
 // (channel_on_demand.h). Measured: an open idle channel costs about 0.17 ms
 // of CPU a second, reopening one about 1 ms, 3 ms with a TLS handshake; so
 // the short gap between a heartbeat and a poll keeps it open, the rest of
-// a minute's interval does not.
+// a minute's interval does not. Over HTTP the connection is closed as well:
+// the server would close it idle after 5 s anyway, and an open one holds
+// one of its connection threads.
 constexpr absl::Duration kCloseChannelAfter = absl::Seconds(20);
 
 int Run(Flags& f) {
@@ -239,16 +243,51 @@ int Run(Flags& f) {
   }
   f.agent.seed = std::hash<std::string>()(f.agent.identity.host_id) ^
                  static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-  ringfence::agent::ChannelOnDemand transport([&] {
-    return std::make_unique<ringfence::GrpcAgentTransport>(
-        ringfence::MakeChannel(f.server, *tls), token);
-  });
+  // http(s)://: the HTTP listener's Fleet routes, on libcurl; else gRPC.
+  std::unique_ptr<ringfence::AgentTransport> transport;
+  std::function<void()> close_connection;
+  if (ringfence::IsHttpServerAddress(f.server)) {
+    const bool https = absl::StartsWithIgnoreCase(f.server, "https://");
+    if (!https && (!f.tls_ca.empty() || !f.tls_server_name.empty())) {
+      Log("--tls-ca/--tls-server-name: the server is http://, without TLS; "
+          "use https://");
+      return 2;
+    }
+    if (!f.tls_cert.empty() || !f.tls_key.empty()) {
+      Log("--tls-cert/--tls-key: the HTTP listener authenticates agents by "
+          "bearer token only (--token-file); client certificates need the "
+          "gRPC address");
+      return 2;
+    }
+    ringfence::HttpAgentOptions http;
+    http.server = f.server;
+    http.token = token;
+    http.ca_file = f.tls_ca;
+    http.server_name = f.tls_server_name;
+    absl::StatusOr<std::unique_ptr<ringfence::HttpAgentTransport>> t =
+        ringfence::HttpAgentTransport::Create(http);
+    if (!t.ok()) {
+      Log(absl::StrCat("--server: ", t.status().message()));
+      return 2;
+    }
+    close_connection = [http_transport = t->get()] {
+      http_transport->CloseConnection();
+    };
+    transport = *std::move(t);
+  } else {
+    auto grpc = std::make_unique<ringfence::agent::ChannelOnDemand>([&] {
+      return std::make_unique<ringfence::GrpcAgentTransport>(
+          ringfence::MakeChannel(f.server, *tls), token);
+    });
+    close_connection = [channel = grpc.get()] { channel->Close(); };
+    transport = std::move(grpc);
+  }
   ringfence::agent::CommandHooks hooks(f.hooks);
   std::unique_ptr<ringfence::AgentFileSystem> files =
       ringfence::NewPosixFileSystem();
   absl::StatusOr<std::unique_ptr<ringfence::Agent>> agent =
       ringfence::Agent::Start(f.agent, files.get(), &ringfence::RealClock(),
-                              &transport, &hooks);
+                              transport.get(), &hooks);
   if (!agent.ok()) {
     Log(absl::StrCat("cannot start: ", agent.status().ToString()));
     return absl::IsInvalidArgument(agent.status()) ||
@@ -302,10 +341,10 @@ int Run(Flags& f) {
     const absl::Duration wait = std::clamp((*agent)->NextWakeup() - absl::Now(),
                                            absl::Milliseconds(10), max_wait);
     if (wait >= kCloseChannelAfter) {
-      transport.Close();
+      close_connection();
       if (!paged_out) {
         paged_out = true;
-        PageOutExecutable();
+        PageOutMappedFiles();
       }
     }
     // A signal ends the wait at once.
@@ -331,7 +370,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Flags f;
   CLI::App* run = app.add_subcommand("run", "run the agent (one boot)");
-  run->add_option("--server", f.server, "ringfenced host:port")
+  run->add_option("--server", f.server,
+                  "ringfenced's gRPC host:port, or its HTTP listener as "
+                  "http://host:port or https://host:port")
       ->capture_default_str();
   run->add_option("--token-file", f.token_file,
                   "file whose first line is this host's bearer token");
