@@ -20,10 +20,11 @@ bool UnixAddress(const std::string& path, sockaddr_un* addr) {
   return true;
 }
 
-// Writes all of `data`; false if the peer is gone.
+// Writes all of `data`; false if the peer is gone (no SIGPIPE: the test
+// process must survive a killed peer).
 bool WriteAll(int fd, const char* data, size_t size) {
   while (size > 0) {
-    const ssize_t n = write(fd, data, size);
+    const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
     if (n <= 0) return false;
     data += n;
     size -= static_cast<size_t>(n);
