@@ -225,8 +225,7 @@ class MemoryStore final : public Store {
     return it->second;
   }
 
-  absl::Status PutWebhookCursor(absl::string_view name,
-                                uint64_t seq) override {
+  absl::Status PutWebhookCursor(absl::string_view name, uint64_t seq) override {
     absl::MutexLock lock(&mu_);
     webhook_cursors_[name] = seq;
     return absl::OkStatus();

@@ -104,8 +104,7 @@ class FaultyStore : public Store {
       absl::string_view name) override {
     return base_->GetWebhookCursor(name);
   }
-  absl::Status PutWebhookCursor(absl::string_view name,
-                                uint64_t seq) override {
+  absl::Status PutWebhookCursor(absl::string_view name, uint64_t seq) override {
     if (failing_) return error_;
     return base_->PutWebhookCursor(name, seq);
   }

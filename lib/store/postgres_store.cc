@@ -627,8 +627,7 @@ class PostgresStoreImpl final : public PostgresStore {
     return out;
   }
 
-  absl::Status PutWebhookCursor(absl::string_view name,
-                                uint64_t seq) override {
+  absl::Status PutWebhookCursor(absl::string_view name, uint64_t seq) override {
     return Tx([&](Conn& c) -> absl::Status {
       Params p;
       p.Text(name).Int(static_cast<int64_t>(seq));

@@ -650,8 +650,7 @@ class SqliteStore final : public Store {
     return static_cast<uint64_t>(s.Int(0));
   }
 
-  absl::Status PutWebhookCursor(absl::string_view name,
-                                uint64_t seq) override {
+  absl::Status PutWebhookCursor(absl::string_view name, uint64_t seq) override {
     absl::MutexLock lock(&mu_);
     return TxLocked([&]() -> absl::Status {
       mu_.AssertHeld();
