@@ -32,6 +32,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "postgres_schema_test.h"
 #include "ringfence/audit.h"
 #include "ringfence/clock.h"
 #include "ringfence/postgres_store.h"
@@ -44,10 +45,9 @@ namespace {
 
 using ::ringfence::testing::ExecTestSql;
 using ::ringfence::testing::OpenTestPostgresStore;
+using ::ringfence::testing::PostgresSchemaTest;
 using ::ringfence::testing::QueryTestSql;
 using ::ringfence::testing::StatusIs;
-using ::ringfence::testing::TestPostgresDsn;
-using ::ringfence::testing::TestPostgresSchema;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kLongTtl = absl::Hours(1);
@@ -65,30 +65,8 @@ int64_t EnvInt(const char* name, int64_t fallback) {
   return v != nullptr && absl::SimpleAtoi(v, &out) ? out : fallback;
 }
 
-class PostgresLeaseTest : public ::testing::Test {
+class PostgresLeaseTest : public PostgresSchemaTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::string> dsn = TestPostgresDsn();
-    ASSERT_TRUE(dsn.ok()) << dsn.status();
-    dsn_ = *dsn;
-    dir_ =
-        (std::filesystem::path(::testing::TempDir()) /
-         absl::StrCat(
-             "postgres_lease_test_", getpid(), "_",
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-            .string();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    schema_ = TestPostgresSchema(dir_);
-  }
-  void TearDown() override {
-    std::filesystem::remove_all(dir_);
-    if (!HasFailure()) {
-      EXPECT_OK(
-          ExecTestSql(dsn_, "DROP SCHEMA IF EXISTS " + schema_ + " CASCADE"));
-    }
-  }
-
   // A store over the test's schema: another process of the cluster.
   PostgresStorePtr Open(PostgresStoreOptions options = {}) {
     absl::StatusOr<PostgresStorePtr> s =
@@ -138,10 +116,6 @@ class PostgresLeaseTest : public ::testing::Test {
     }
     return out;
   }
-
-  std::string dsn_;
-  std::string dir_;
-  std::string schema_;
 };
 
 TEST_F(PostgresLeaseTest, FirstAcquireLeadsRenewalKeepsTheEpoch) {

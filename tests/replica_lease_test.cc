@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "postgres_schema_test.h"
 #include "ringfence/clock.h"
 #include "ringfence/cluster.h"
 #include "status_matchers.h"
@@ -22,36 +23,14 @@ namespace {
 
 using ::ringfence::testing::ExecTestSql;
 using ::ringfence::testing::OpenTestPostgresStore;
+using ::ringfence::testing::PostgresSchemaTest;
 using ::ringfence::testing::StatusIs;
-using ::ringfence::testing::TestPostgresDsn;
-using ::ringfence::testing::TestPostgresSchema;
 using ::testing::HasSubstr;
 
 constexpr absl::Duration kTtl = absl::Seconds(10);
 
-class ReplicaLeaseTest : public ::testing::Test {
+class ReplicaLeaseTest : public PostgresSchemaTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::string> dsn = TestPostgresDsn();
-    ASSERT_TRUE(dsn.ok()) << dsn.status();
-    dsn_ = *dsn;
-    dir_ =
-        (std::filesystem::path(::testing::TempDir()) /
-         absl::StrCat(
-             "replica_lease_test_", getpid(), "_",
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-            .string();
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::filesystem::remove_all(dir_);
-    if (!HasFailure()) {
-      EXPECT_OK(ExecTestSql(dsn_, "DROP SCHEMA IF EXISTS " +
-                                      TestPostgresSchema(dir_) + " CASCADE"));
-    }
-  }
-
   PostgresStorePtr Open() {
     absl::StatusOr<PostgresStorePtr> s = OpenTestPostgresStore(dir_);
     EXPECT_TRUE(s.ok()) << s.status();
@@ -72,7 +51,6 @@ class ReplicaLeaseTest : public ::testing::Test {
                                   [](const std::string&) {});
   }
 
-  std::string dsn_, dir_;
   FakeClock clock_;
 };
 
@@ -124,7 +102,7 @@ TEST_F(ReplicaLeaseTest, NotHeldOnceSuperseded) {
   ASSERT_NE(store_b, nullptr);
   ReplicaLease a(store_a.get(), Options("a", absl::Milliseconds(10)));
   ASSERT_OK(Lead(a).status());
-  ASSERT_OK(ExecTestSql(dsn_, absl::StrCat("UPDATE ", TestPostgresSchema(dir_),
+  ASSERT_OK(ExecTestSql(dsn_, absl::StrCat("UPDATE ", schema_,
                                            ".lease SET expires_at = "
                                            "clock_timestamp() - INTERVAL "
                                            "'1 second'")));
