@@ -38,7 +38,7 @@ class CallAuthorizer {
   // `auth` nullopt: no authentication; every call is made by actor
   // "anonymous" with role admin. `authority` (ServerOptions::authority;
   // nullptr: always OK) is asked after a call is authorized: its error
-  // fails every call but GetClusterStatus (which says who leads).
+  // fails the call.
   explicit CallAuthorizer(std::optional<TokenAuthenticator> auth,
                           std::function<absl::Status()> authority = nullptr)
       : auth_(std::move(auth)), authority_(std::move(authority)) {}
@@ -51,7 +51,7 @@ class CallAuthorizer {
   // `authorization` metadata's token, else (no tokens configured) actor
   // "anonymous" with role admin. UNAUTHENTICATED or PERMISSION_DENIED
   // (naming `method`) otherwise; then the authority's error (UNAVAILABLE:
-  // this replica may no longer lead), except for "GetClusterStatus". A host
+  // this replica may no longer lead). A host
   // principal is bound to its host: the Fleet handlers check each host id
   // with AuthorizeHost.
   grpc::Status Check(grpc::CallbackServerContext* ctx, const Roles& allowed,

@@ -32,6 +32,9 @@ namespace ringfence {
 struct Server::Services {
   std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<CallAuthorizer> authorizer;
+  // The Cluster service's: without the authority (cluster status says who
+  // leads, also while this replica may not).
+  std::unique_ptr<CallAuthorizer> cluster_authorizer;
   // Set when the server starts shutting down: streams end.
   std::atomic<bool> shutting_down{false};
   std::unique_ptr<Ingestor> ingestor;
@@ -107,6 +110,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   server->services_ = std::make_unique<Services>();
   Services& svc = *server->services_;
   svc.metrics = std::make_unique<ServerMetrics>(controller);
+  svc.cluster_authorizer = std::make_unique<CallAuthorizer>(options.auth);
   svc.authorizer = std::make_unique<CallAuthorizer>(std::move(options.auth),
                                                     options.authority);
   svc.ingestor = std::make_unique<Ingestor>(
@@ -127,7 +131,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   server->authority_ = options.authority;
   svc.fleet = std::make_unique<FleetService>(controller, svc.authorizer.get(),
                                              svc.ingestor.get());
-  svc.cluster = std::make_unique<ClusterService>(svc.authorizer.get(),
+  svc.cluster = std::make_unique<ClusterService>(svc.cluster_authorizer.get(),
                                                  std::move(options.cluster),
                                                  v1::REPLICA_ROLE_LEADER);
 
