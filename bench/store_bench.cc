@@ -238,6 +238,44 @@ BENCHMARK(BM_SqliteCheckpoint)
     ->Arg(10000000)
     ->Unit(benchmark::kMillisecond);
 
+// The checkpoint after N hosts of the population checked in for the first
+// time (TrackerOptions::control_by_check_in, what the Controller uses):
+// each admitted host gets an evidence record, so that its telemetry after
+// a restart counts before it checks in again. Timed: one checkpoint of N
+// new records (serialize and commit); the admissions are untimed.
+void BM_SqliteCheckpointNewAdmissions(benchmark::State& state) {
+  const std::string dir = FreshDir("checkpoint_admissions");
+  StorePtr store = OpenOrDie(dir);
+  FakeClock clock;
+  TrackerOptions o;
+  o.num_stages = 5;
+  o.release_id = "rel-2";
+  o.control_by_check_in = true;
+  RolloutTracker tracker(o, &clock);
+  const int64_t n = state.range(0);
+  uint64_t next = 1;
+  size_t records = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (int64_t i = 0; i < n; ++i) {
+      tracker.Admit(next++ * 0x9e3779b97f4a7c15ULL);
+    }
+    std::vector<HostEvidence> evidence;
+    state.ResumeTiming();
+    const std::string cp = tracker.Checkpoint(&evidence).SerializeAsString();
+    if (!store->PutCheckpoint("ro-1", cp, evidence).ok()) std::abort();
+    records = evidence.size();
+  }
+  state.counters["records"] = static_cast<double>(records);
+  state.SetItemsProcessed(state.iterations() * n);
+  store.reset();
+  fs::remove_all(dir);
+}
+BENCHMARK(BM_SqliteCheckpointNewAdmissions)
+    ->Arg(1000)
+    ->Arg(100000)
+    ->Unit(benchmark::kMillisecond);
+
 // A PostgreSQL store in a fresh schema of the server named by
 // $RINGFENCE_BENCH_POSTGRES_DSN, dropped when this goes away.
 class PostgresBenchStore {

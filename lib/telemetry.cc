@@ -472,7 +472,11 @@ void RolloutTracker::CountUnwatched(absl::string_view signal) {
 
 void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
                                 uint32_t now_s, HostState* h) {
-  if (!Counted(*h)) OnInsert(h, now_s);
+  if (!Counted(*h)) {
+    OnInsert(h, now_s);
+    // Heard from: its record (admitted only, or none) must say so.
+    if (control_by_check_in_) MarkDirty(key, h);
+  }
   const bool release = e.release_id == release_id_;
   auto expose_here = [&] {
     if (h->exposed_at == 0) {
@@ -693,7 +697,7 @@ RolloutTracker::Grant RolloutTracker::TryReserve(uint64_t host_key, int stage,
     if (cur >= stage_budget) {
       if (h == nullptr && control_by_check_in_) {
         bool inserted = false;
-        table_->FindOrInsert(host_key, &inserted);  // admitted
+        MarkDirty(host_key, table_->FindOrInsert(host_key, &inserted));
       }
       return Grant::kNoBudget;
     }
@@ -730,7 +734,10 @@ bool RolloutTracker::Admit(uint64_t host_key) {
     return h != nullptr && h->exposed_at != 0;
   }
   bool inserted = false;
-  return table_->FindOrInsert(host_key, &inserted)->exposed_at != 0;
+  HostState* h = table_->FindOrInsert(host_key, &inserted);
+  // Admission is evidence: recorded at the next checkpoint.
+  if (inserted) MarkDirty(host_key, h);
+  return h->exposed_at != 0;
 }
 
 uint64_t RolloutTracker::Sweep(absl::Duration silence_timeout,
@@ -883,6 +890,7 @@ config::v1::TrackerCheckpoint RolloutTracker::Checkpoint(
           e.exposed ? epoch_ + absl::Seconds(h->exposed_at) : absl::UnixEpoch();
       e.flags = h->flags & (internal::kApplied | internal::kUp |
                             internal::kGranted | internal::kAttemptsMask);
+      if (!Counted(*h)) e.flags |= kHostEvidenceAdmittedOnly;
       e.affected = h->affected;
       e.pre_affected = h->pre_affected;
       evidence->push_back(e);
@@ -1012,6 +1020,11 @@ void RolloutTracker::Restore(const config::v1::TrackerCheckpoint* cp,
       RestoreHost(r.host_key, true, static_cast<int>(e.stage), ToSeconds(e.at),
                   e.granted ? internal::kGranted : 0, 0, mask(r.affected),
                   now_s);
+    } else if (r.flags & kHostEvidenceAdmittedOnly) {
+      // Checked in, never heard from: admitted, in no arm yet.
+      absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(r.host_key)));
+      bool inserted = false;
+      table_->FindOrInsert(r.host_key, &inserted);
     } else {
       RestoreHost(r.host_key, false, 0, 0, 0, mask(r.affected), 0, now_s);
     }

@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "faulty_store.h"
 #include "gmock/gmock.h"
@@ -695,6 +697,78 @@ TEST_P(ControllerTest, AcknowledgedTelemetrySurvivesARestartAtAnyPoint) {
   const uint64_t final_acked = *acked;
   Restart();
   EXPECT_GE(crash_hosts(), final_acked);
+}
+
+// The rule behind "evidence survives restarts exactly", for the control
+// arm: a host that checked in belongs to the release's population, and its
+// telemetry counts whether or not the server restarted between its
+// check-in and the telemetry (as when a host crashes while the server is
+// down and reports it when the server is back, before it checks in again).
+// Random check-ins, crash and unclean-boot reports from admitted and
+// unknown hosts, ticks and restarts (each after a checkpoint); a model says
+// which hosts count.
+TEST_P(ControllerTest, ControlEvidenceCountsTheSameAcrossRestarts) {
+  auto r = Start("good");
+  ASSERT_OK(r);
+  auto control_affected = [&](absl::string_view signal) {
+    auto st = controller_->GetRollout(r->id());
+    EXPECT_OK(st);
+    for (const SignalCounts& c : st->telemetry.signal_counts) {
+      if (c.signal == signal) return c.control_affected;
+    }
+    return uint64_t{0};
+  };
+  std::mt19937_64 rng(GetParam().name.size() + 7);
+  absl::flat_hash_set<int> admitted, crashed, rebooted;
+  int restarts = 0;
+  for (int step = 0; step < 600; ++step) {
+    // Hosts 100..179: not in the canary's audience, so in control.
+    const int host = 100 + static_cast<int>(rng() % 80);
+    TelemetryEvent e;
+    e.host_id = HostAt(host).host_id;
+    e.time = clock_.Now();
+    switch (rng() % 7) {
+      case 0:
+      case 1: {  // a check-in of a host of the population
+        const Assignment a = controller_->Assign(HostAt(host), kType);
+        ASSERT_EQ(a.release, nullptr) << "host " << host;
+        admitted.insert(host);
+        break;
+      }
+      case 2:
+        e.type = EventType::kCrash;
+        ASSERT_OK(controller_->Ingest({e}));
+        if (admitted.contains(host)) crashed.insert(host);
+        break;
+      case 3:
+        e.type = EventType::kBoot;
+        e.clean = false;
+        ASSERT_OK(controller_->Ingest({e}));
+        if (admitted.contains(host)) rebooted.insert(host);
+        break;
+      case 4:
+        e.type = EventType::kHeartbeat;
+        ASSERT_OK(controller_->Ingest({e}));
+        break;
+      case 5:
+        clock_.Advance(absl::Seconds(1));
+        ASSERT_OK(controller_->Tick());
+        break;
+      case 6:
+        // A checkpoint covers everything so far, then the process dies.
+        clock_.Advance(absl::Seconds(1));
+        ASSERT_OK(controller_->Tick());
+        Restart();
+        ++restarts;
+        break;
+    }
+    ASSERT_EQ(control_affected("crash"), crashed.size()) << "step " << step;
+    ASSERT_EQ(control_affected("unclean_reboot"), rebooted.size())
+        << "step " << step;
+  }
+  EXPECT_GT(restarts, 20);
+  EXPECT_GT(crashed.size(), 20u);  // the model did count hosts
+  EXPECT_GT(rebooted.size(), 20u);
 }
 
 TEST_P(ControllerTest, CheckGateAnswersCi) {

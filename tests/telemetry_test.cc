@@ -1138,6 +1138,59 @@ TEST(TrackerPopulationTest, AdmittedHostsCountFromTheirFirstTelemetry) {
   EXPECT_TRUE(t.Admit(HostKey("c")));
 }
 
+// Admission is evidence: a checkpoint records every admitted host, heard
+// from or not, and a restored tracker counts their telemetry before they
+// check in again (a host that crashed while the server was down reports
+// the crash first).
+TEST(TrackerPopulationTest, AdmissionSurvivesARestart) {
+  FakeClock clock;
+  TrackerOptions o;
+  o.release_id = kRelease;
+  o.control_by_check_in = true;
+  RolloutTracker t(o, &clock);
+  t.Admit(HostKey("quiet"));  // checked in, never heard from
+  t.Admit(HostKey("talker"));
+  t.Ingest({Ev("talker", EventType::kHeartbeat, "rel-1")});
+  std::vector<HostEvidence> evidence;
+  const config::v1::TrackerCheckpoint cp = t.Checkpoint(&evidence);
+  ASSERT_EQ(evidence.size(), 2u);
+  for (const HostEvidence& e : evidence) {
+    EXPECT_FALSE(e.exposed);
+    EXPECT_EQ((e.flags & kHostEvidenceAdmittedOnly) != 0,
+              e.host_key == HostKey("quiet"));
+  }
+  std::vector<HostEvidence> none;
+  t.Checkpoint(&none);
+  EXPECT_TRUE(none.empty());  // nothing changed since
+
+  o.epoch = t.Snapshot().created;
+  RolloutTracker restored(o, &clock);
+  restored.Restore(&cp, evidence, {});
+  EXPECT_EQ(restored.Snapshot().control_hosts, 1u);  // quiet: not yet
+  TelemetryEvent boot = Ev("quiet", EventType::kBoot);
+  boot.clean = false;
+  restored.Ingest({boot, Ev("talker", EventType::kCrash),
+                   Ev("stranger", EventType::kCrash)});
+  const TrackerSnapshot s = restored.Snapshot();
+  EXPECT_EQ(s.control_hosts, 2u);
+  EXPECT_EQ(s.signal_counts[restored.SignalIndex("crash")].control_affected,
+            1u);
+  EXPECT_EQ(
+      s.signal_counts[restored.SignalIndex("unclean_reboot")].control_affected,
+      1u);
+  EXPECT_EQ(s.outside_population_events, 1u);  // the stranger's crash
+  // Heard from now: its record says so.
+  std::vector<HostEvidence> after;
+  restored.Checkpoint(&after);
+  bool quiet_rewritten = false;
+  for (const HostEvidence& e : after) {
+    if (e.host_key != HostKey("quiet")) continue;
+    quiet_rewritten = true;
+    EXPECT_EQ(e.flags & kHostEvidenceAdmittedOnly, 0u);
+  }
+  EXPECT_TRUE(quiet_rewritten);
+}
+
 TEST(ValidateTelemetryBatchTest, BorrowedEventsGetTheSameErrors) {
   std::vector<TelemetryEvent> batch = {Ev("h1", EventType::kHeartbeat),
                                        Ev("h 2", EventType::kHeartbeat)};

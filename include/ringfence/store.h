@@ -44,7 +44,10 @@ struct Exposure {
 // What a rollout's tracker knows about one host that the halt rules count:
 // which signals it showed, in which arm, and its apply progress. Checkpoints
 // write the records that changed (upsert by host key), so that after a
-// restart every affected host counts once, exactly as before.
+// restart every affected host counts once, exactly as before. A tracker
+// that admits hosts by check-in (TrackerOptions::control_by_check_in) also
+// records every admitted control host, so that a host's telemetry after a
+// restart counts before it checks in again.
 struct HostEvidence {
   uint64_t host_key = 0;  // HostKey(host_id) (hash.h)
   bool exposed = false;
@@ -54,6 +57,11 @@ struct HostEvidence {
   uint32_t affected = 0;  // bit per signal (TrackerCheckpoint.signals)
   uint32_t pre_affected = 0;
 };
+
+// HostEvidence::flags bit: the host checked in (it is of the release's
+// population) but no telemetry of it was heard yet, so it counts in no arm.
+// Records without it that are not exposed are control hosts heard from.
+inline constexpr uint32_t kHostEvidenceAdmittedOnly = 1u << 8;
 
 // An emergency stop of a content type: no rollout of it may expose hosts.
 struct EmergencyStop {

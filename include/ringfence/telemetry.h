@@ -19,8 +19,11 @@
 // never reach (lower rates there make every release look bad; higher ones
 // hide a bad one). An admitted host counts in control from its first
 // telemetry on, as before: a check-in is never a sign of life. Admission is
-// not persisted: after a restart a host is admitted again at its next
-// check-in (the checkpoint's control count holds its place until then).
+// part of the host's evidence: every admitted host has a record
+// (Checkpoint), so after a restart its telemetry counts before it checks in
+// again (a host that crashed while the server was down reports the crash
+// first). A checkpoint written before these records existed keeps the
+// places of its unrecorded control hosts until they are heard from.
 // Without the option, every host that reports is in control (for callers
 // whose whole fleet is the release's population).
 //
