@@ -362,7 +362,10 @@ grpc::ServerUnaryReactor* RolloutsService::ListAudit(
             *resp->add_entries() = std::move(e);
             if (static_cast<size_t>(resp->entries_size()) == limit) break;
           }
-          if (page->size() < want) break;
+          if (page->size() < want) {
+            resp->set_end_of_log(true);
+            break;
+          }
         }
         resp->set_next_after_seq(after);
         return grpc::Status::OK;

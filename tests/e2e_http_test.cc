@@ -290,6 +290,11 @@ TEST_F(E2EHttpTest, AuditOverHttpEqualsGrpcAndVerifies) {
   EXPECT_EQ(listed.exit_code, 0) << listed.err;
   EXPECT_THAT(listed.out, AllOf(HasSubstr("pause"), HasSubstr("alice")));
   EXPECT_THAT(listed.out, Not(HasSubstr("web-7")));
+  // It read to the end of the log: no "(more" line. A smaller page has one.
+  EXPECT_THAT(listed.out, Not(HasSubstr("(more:")));
+  CommandResult paged = Ctl({"audit", "list", "--limit=2"});
+  EXPECT_EQ(paged.exit_code, 0) << paged.err;
+  EXPECT_THAT(paged.out, HasSubstr("(more: --after=2)"));
 
   // Tamper with the pause's reason in the stored row while the server is
   // stopped: verify names that entry and fails.

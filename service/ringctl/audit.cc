@@ -66,7 +66,7 @@ int List(const Invocation& inv, const ListFlags& f) {
                 e.rollout_id().empty() ? "-" : e.rollout_id().c_str(),
                 e.reason().c_str());
   }
-  if (resp.next_after_seq() != after) {
+  if (!resp.end_of_log() && resp.next_after_seq() != after) {
     std::printf("(more: --after=%llu)\n",
                 static_cast<unsigned long long>(resp.next_after_seq()));
   }
