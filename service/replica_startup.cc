@@ -135,9 +135,12 @@ absl::StatusOr<ReplicaStartup> StandByUntilLeading(
   StandbyServer* const standby = out.standby.get();
   absl::StatusOr<int64_t> epoch =
       out.lease->WaitUntilLeading(options.wait, [&](const std::string& leads) {
-        standby->SetMessage(absl::StrCat("replica \"", replica_id,
-                                         "\" stands by: ", leads,
-                                         "; call the leader"));
+        // Where the leader listens, once the follower's poll has read the
+        // replicas' records.
+        const std::string at = leader->Get();
+        standby->SetMessage(
+            absl::StrCat("replica \"", replica_id, "\" stands by: ", leads,
+                         at.empty() ? "" : " at ", at, "; call the leader"));
         if (standing_by) return;
         standing_by = true;
         if (options.on_standing_by) options.on_standing_by(port);

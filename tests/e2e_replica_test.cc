@@ -162,11 +162,22 @@ class E2EReplicaTest : public E2ETest {
     ASSERT_NO_FATAL_FAILURE(StartReplica("replica-b", &b_, lease_ttl));
     EXPECT_EQ(RolloutsHealth(b_), kNotServing);
     ConnectTo(b_);
+    // It names the leader, and where it listens once it has read that.
+    const std::string leads =
+        "replica \"replica-b\" stands by: replica \"replica-a\" leads (lease "
+        "epoch 1)";
     EXPECT_THAT(CreateRelease("cf500-a", "channel-file/500"),
-                GrpcStatusIs(grpc::StatusCode::UNAVAILABLE,
-                             HasSubstr("replica \"replica-b\" stands by: "
-                                       "replica \"replica-a\" leads (lease "
-                                       "epoch 1); call the leader")));
+                GrpcStatusIs(grpc::StatusCode::UNAVAILABLE, HasSubstr(leads)));
+    const std::string at = absl::StrCat(" at 127.0.0.1:", a_.port, ";");
+    EXPECT_TRUE(Eventually(
+        [&] {
+          const grpc::Status s = CreateRelease("cf500-a", "channel-file/500");
+          return s.error_code() == grpc::StatusCode::UNAVAILABLE &&
+                 absl::StrContains(s.error_message(),
+                                   leads + at + " call the leader");
+        },
+        absl::Seconds(10)))
+        << CreateRelease("cf500-a", "channel-file/500").error_message();
     ConnectTo(a_);
     ASSERT_THAT(CreateRelease("cf500-a", "channel-file/500"), GrpcOk());
     ASSERT_THAT(StartRollout("ha-1", "cf500-a", ParsePlan(kManualPlan)),
