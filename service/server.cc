@@ -199,6 +199,9 @@ bool Server::UpdateHealth() {
     health_->SetServingStatus(v1::Fleet::service_full_name(), healthy);
     health_->SetServingStatus(v1::Releases::service_full_name(), leads);
     health_->SetServingStatus(v1::Rollouts::service_full_name(), leads);
+    // Cluster status reads the store: cut off from it (the lease not
+    // renewed) or with its writes failing, it cannot answer either.
+    health_->SetServingStatus(v1::Cluster::service_full_name(), healthy);
   }
   return healthy;
 }

@@ -706,6 +706,10 @@ TEST_F(E2EReplicaTest, ALeaderCutOffFromPostgresAnswersNothingUntilItRenews) {
   EXPECT_THAT(refused.error_message(), HasSubstr("may no longer lead"));
   EXPECT_TRUE(Eventually([&] { return FleetHealth(a_) == kNotServing; },
                          absl::Seconds(2)));
+  // Cluster status cannot be read from the store either.
+  EXPECT_TRUE(Eventually(
+      [&] { return ServiceHealth(a_, "ringfence.v1.Cluster") == kNotServing; },
+      absl::Seconds(10)));
   // Nor does it say it leads, or answer operators and CI from memory (a
   // release it would call cleared may have been halted by now).
   EXPECT_EQ(RolloutsHealth(a_), kNotServing);
@@ -752,6 +756,9 @@ TEST_F(E2EReplicaTest, ALeaderCutOffFromPostgresAnswersNothingUntilItRenews) {
   EXPECT_TRUE(Eventually([&] { return FleetHealth(a_) == kServing; },
                          absl::Seconds(5)));
   EXPECT_EQ(RolloutsHealth(a_), kServing);
+  EXPECT_TRUE(Eventually(
+      [&] { return ServiceHealth(a_, "ringfence.v1.Cluster") == kServing; },
+      absl::Seconds(5)));
   const std::string log = ReadFile(a_.log);
   EXPECT_THAT(log, HasSubstr("may no longer lead"));
   EXPECT_THAT(log, HasSubstr("Fleet SERVING again"));
