@@ -73,7 +73,8 @@ if [ -x "$PREFIX/bin/ringfenced" ]; then
   for f in bin/ringctl include/ringfence/v1/ringfence.grpc.pb.h \
     include/google/rpc/status.pb.h share/ringfence/proto/ringfence/v1/ringfence.proto \
     lib/systemd/system/ringfenced.service etc/default/ringfenced \
-    include/ringfence/agent_c.h "$LIBDIR/libringfence_agent_c.a"; do
+    include/ringfence/agent_c.h "$LIBDIR/libringfence_agent_c.a" \
+    include/ringfence/agent_server.h "$LIBDIR/libringfence_agent_http.a"; do
     [ -f "$PREFIX/$f" ] || fail "the install has no $f"
   done
   grep -qxF "ExecStart=$PREFIX/bin/ringfenced \$RINGFENCED_ARGS" \
@@ -117,10 +118,11 @@ echo "$out"
 if [ "$service" = 1 ]; then
   # The installed ringfenced and ringctl, and the consumer's own gRPC client.
   "$PREFIX/bin/ringfenced" --listen=127.0.0.1:0 --port_file="$WORK/port" \
+    --http_listen=127.0.0.1:0 --http_port_file="$WORK/http_port" \
     --data_dir="$WORK/data" 2>"$WORK/ringfenced.log" &
   SERVER_PID=$!
   for _ in $(seq 100); do
-    [ -s "$WORK/port" ] && break
+    [ -s "$WORK/port" ] && [ -s "$WORK/http_port" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1
   done
@@ -140,6 +142,17 @@ if [ "$service" = 1 ]; then
   echo "$out"
   [[ "$out" == "agent_c: refused without a state directory: "?* ]] ||
     fail "ringfence_agent_c_consumer printed something else"
+  # The C++ agent over gRPC and over the HTTP listener.
+  out="$("$WORK/consumer/ringfence_agent_consumer" "$SERVER" "$WORK/agent-grpc")" ||
+    fail "ringfence_agent_consumer (gRPC) exited $?"
+  echo "$out"
+  [ "$out" = 'agent: tick OK; running ""; 0 events pending' ] ||
+    fail "ringfence_agent_consumer (gRPC) printed something else"
+  out="$("$WORK/consumer/ringfence_agent_consumer" "http://127.0.0.1:$(cat "$WORK/http_port")" \
+    "$WORK/agent-http")" || fail "ringfence_agent_consumer (HTTP) exited $?"
+  echo "$out"
+  [ "$out" = 'agent: tick OK; running ""; 0 events pending' ] ||
+    fail "ringfence_agent_consumer (HTTP) printed something else"
   kill -TERM "$SERVER_PID"
   rc=0
   wait "$SERVER_PID" || rc=$?

@@ -13,6 +13,7 @@
 #include "e2e_fixture.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "ringfence/agent_server.h"
 #include "service/agent_http_transport.h"
 #include "status_matchers.h"
 
@@ -512,6 +513,73 @@ TEST_F(E2EHttpTest, FleetRoutesAuthenticateAndBindTheHost) {
   ASSERT_TRUE(transport.ok()) << transport.status();
   EXPECT_THAT((*transport)->GetAssignment(h7, 0).status(),
               StatusIs(absl::StatusCode::kUnauthenticated));
+}
+
+// ringfence/agent_server.h, what embedders and ringfence-agent use: the
+// same server over gRPC or HTTP by the address alone, a connection that
+// can be closed between wakeups, and options refused by name.
+TEST_F(E2EHttpTest, OpenAgentServerSpeaksGrpcOrHttpByTheAddress) {
+  const AgentIdentity h7 = Identity("h7", "ct/fleet");
+  for (const std::string& address :
+       {absl::StrCat("127.0.0.1:", port_),
+        absl::StrCat("http://127.0.0.1:", HttpPort())}) {
+    SCOPED_TRACE(address);
+    AgentServerOptions options;
+    options.server = address;
+    options.token = kHost7Token;
+    absl::StatusOr<std::unique_ptr<AgentServerTransport>> transport =
+        OpenAgentServer(options);
+    ASSERT_TRUE(transport.ok()) << transport.status();
+    absl::StatusOr<AssignmentAnswer> answer =
+        (*transport)->GetAssignment(h7, 0);
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    EXPECT_FALSE(answer->has_release);
+    // Host binding holds on both.
+    EXPECT_THAT(
+        (*transport)->GetAssignment(Identity("h8", "ct/fleet"), 0).status(),
+        StatusIs(absl::StatusCode::kPermissionDenied));
+    (*transport)->CloseConnection();
+    EXPECT_TRUE((*transport)->GetAssignment(h7, 0).ok());  // reopened
+  }
+  struct Bad {
+    AgentServerOptions options;
+    absl::StatusCode code;
+    const char* names;
+  };
+  auto with = [](auto set) {
+    AgentServerOptions o;
+    o.server = "127.0.0.1:1";
+    set(o);
+    return o;
+  };
+  const Bad bad[] = {
+      {with([](AgentServerOptions& o) { o.server.clear(); }),
+       absl::StatusCode::kInvalidArgument, "server: "},
+      {with([](AgentServerOptions& o) { o.deadline = absl::ZeroDuration(); }),
+       absl::StatusCode::kInvalidArgument, "deadline: "},
+      {with([](AgentServerOptions& o) { o.server = "http://h:1/path"; }),
+       absl::StatusCode::kInvalidArgument, "server: "},
+      {with([](AgentServerOptions& o) {
+         o.server = "http://127.0.0.1:1";
+         o.tls_ca = "/ca.pem";
+       }),
+       absl::StatusCode::kInvalidArgument, "tls_ca, tls_server_name: "},
+      {with([](AgentServerOptions& o) {
+         o.server = "https://127.0.0.1:1";
+         o.tls_cert = "/c.pem";
+         o.tls_key = "/k.pem";
+       }),
+       absl::StatusCode::kInvalidArgument, "tls_cert, tls_key: "},
+      {with([](AgentServerOptions& o) { o.tls_server_name = "rollouts"; }),
+       absl::StatusCode::kInvalidArgument, "tls_server_name: "},
+      {with([](AgentServerOptions& o) { o.tls_ca = "/no/such/ca.pem"; }),
+       absl::StatusCode::kNotFound, "tls_ca, tls_cert, tls_key: "},
+  };
+  for (const Bad& b : bad) {
+    SCOPED_TRACE(b.names);
+    EXPECT_THAT(OpenAgentServer(b.options).status(),
+                StatusIs(b.code, HasSubstr(b.names)));
+  }
 }
 
 TEST_F(E2EHttpTest, FleetRoutesRefuseBadBodies) {

@@ -49,16 +49,13 @@
 #include "absl/time/time.h"
 #include "ringfence/agent.h"
 #include "ringfence/agent_fs.h"
+#include "ringfence/agent_server.h"
 #include "ringfence/clock.h"
 #include "ringfence/signing.h"
-#include "service/agent/channel_on_demand.h"
 #include "service/agent/command_hooks.h"
 #include "service/agent/config.h"
 #include "service/agent/inbox.h"
 #include "service/agent/status_text.h"
-#include "service/agent_http_transport.h"
-#include "service/agent_transport.h"
-#include "service/tls.h"
 
 namespace {
 
@@ -196,12 +193,12 @@ void PageOutMappedFiles() {
 }
 
 // Before a wait at least this long the agent closes its gRPC channel
-// (channel_on_demand.h). Measured: an open idle channel costs about 0.17 ms
-// of CPU a second, reopening one about 1 ms, 3 ms with a TLS handshake; so
-// the short gap between a heartbeat and a poll keeps it open, the rest of
-// a minute's interval does not. Over HTTP the connection is closed as well:
-// the server would close it idle after 5 s anyway, and an open one holds
-// one of its connection threads.
+// (AgentServerTransport::CloseConnection, ringfence/agent_server.h). Measured:
+// an open idle channel costs about 0.17 ms of CPU a second, reopening one about
+// 1 ms, 3 ms with a TLS handshake; so the short gap between a heartbeat and a
+// poll keeps it open, the rest of a minute's interval does not. Over HTTP the
+// connection is closed as well: the server would close it idle after 5 s
+// anyway, and an open one holds one of its connection threads.
 constexpr absl::Duration kCloseChannelAfter = absl::Seconds(20);
 
 int Run(Flags& f) {
@@ -232,62 +229,30 @@ int Run(Flags& f) {
     std::getline(in, token);
     token = std::string(absl::StripAsciiWhitespace(token));
   }
-  absl::StatusOr<std::optional<ringfence::ClientTls>> tls =
-      ringfence::LoadClientTls(f.tls_ca, f.tls_cert, f.tls_key);
-  if (!tls.ok()) {
-    Log(absl::StrCat("TLS flags: ", tls.status().message()));
-    return 2;
-  }
-  if (tls->has_value() && !f.tls_server_name.empty()) {
-    (*tls)->server_name_override = f.tls_server_name;
-  }
   f.agent.seed = std::hash<std::string>()(f.agent.identity.host_id) ^
                  static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
   // http(s)://: the HTTP listener's Fleet routes, on libcurl; else gRPC.
-  std::unique_ptr<ringfence::AgentTransport> transport;
-  std::function<void()> close_connection;
-  if (ringfence::IsHttpServerAddress(f.server)) {
-    const bool https = absl::StartsWithIgnoreCase(f.server, "https://");
-    if (!https && (!f.tls_ca.empty() || !f.tls_server_name.empty())) {
-      Log("--tls-ca/--tls-server-name: the server is http://, without TLS; "
-          "use https://");
-      return 2;
-    }
-    if (!f.tls_cert.empty() || !f.tls_key.empty()) {
-      Log("--tls-cert/--tls-key: the HTTP listener authenticates agents by "
-          "bearer token only (--token-file); client certificates need the "
-          "gRPC address");
-      return 2;
-    }
-    ringfence::HttpAgentOptions http;
-    http.server = f.server;
-    http.token = token;
-    http.ca_file = f.tls_ca;
-    http.server_name = f.tls_server_name;
-    absl::StatusOr<std::unique_ptr<ringfence::HttpAgentTransport>> t =
-        ringfence::HttpAgentTransport::Create(http);
-    if (!t.ok()) {
-      Log(absl::StrCat("--server: ", t.status().message()));
-      return 2;
-    }
-    close_connection = [http_transport = t->get()] {
-      http_transport->CloseConnection();
-    };
-    transport = *std::move(t);
-  } else {
-    auto grpc = std::make_unique<ringfence::agent::ChannelOnDemand>([&] {
-      return std::make_unique<ringfence::GrpcAgentTransport>(
-          ringfence::MakeChannel(f.server, *tls), token);
-    });
-    close_connection = [channel = grpc.get()] { channel->Close(); };
-    transport = std::move(grpc);
+  ringfence::AgentServerOptions server;
+  server.server = f.server;
+  server.token = token;
+  server.tls_ca = f.tls_ca;
+  server.tls_cert = f.tls_cert;
+  server.tls_key = f.tls_key;
+  server.tls_server_name = f.tls_server_name;
+  absl::StatusOr<std::unique_ptr<ringfence::AgentServerTransport>> transport =
+      ringfence::OpenAgentServer(server);
+  if (!transport.ok()) {
+    // The message names the option: the config file's field, the flag
+    // with dashes (tls_ca: --tls-ca).
+    Log(absl::StrCat("server options: ", transport.status().message()));
+    return 2;
   }
   ringfence::agent::CommandHooks hooks(f.hooks);
   std::unique_ptr<ringfence::AgentFileSystem> files =
       ringfence::NewPosixFileSystem();
   absl::StatusOr<std::unique_ptr<ringfence::Agent>> agent =
       ringfence::Agent::Start(f.agent, files.get(), &ringfence::RealClock(),
-                              transport.get(), &hooks);
+                              transport->get(), &hooks);
   if (!agent.ok()) {
     Log(absl::StrCat("cannot start: ", agent.status().ToString()));
     return absl::IsInvalidArgument(agent.status()) ||
@@ -341,7 +306,7 @@ int Run(Flags& f) {
     const absl::Duration wait = std::clamp((*agent)->NextWakeup() - absl::Now(),
                                            absl::Milliseconds(10), max_wait);
     if (wait >= kCloseChannelAfter) {
-      close_connection();
+      (*transport)->CloseConnection();
       if (!paged_out) {
         paged_out = true;
         PageOutMappedFiles();
