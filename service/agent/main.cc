@@ -273,6 +273,9 @@ int Run(Flags& f) {
   // Reports are picked up when inotify says the inbox changed; without
   // it, the inbox is looked at every second.
   ringfence::agent::InboxWatch inbox(f.agent.state_dir);
+  if (!inbox.watching()) {
+    Log("inbox: inotify unavailable; looking for reports every second");
+  }
   bool drain = true;  // what was queued before the watch
   bool paged_out = false;
   while (!g_stop.load()) {
