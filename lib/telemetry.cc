@@ -557,8 +557,10 @@ void RolloutTracker::ApplyEvent(const TelemetryEventView& e, uint64_t key,
   if (release && h->exposed_at != 0 && h->first_seen == 0 &&
       (e.type == EventType::kApplying || e.type == EventType::kApplied ||
        e.type == EventType::kHeartbeat)) {
-    // When it began loading the release, in its own clock.
+    // When it began loading the release, in its own clock: part of its
+    // evidence (which of its telemetry is pre-load), so recorded.
     h->first_seen = ToSeconds(e.time);
+    MarkDirty(key, h);
   }
   if (life && now_s > h->last_seen) h->last_seen = now_s;
   MaybeHealthy(h);
@@ -891,6 +893,9 @@ config::v1::TrackerCheckpoint RolloutTracker::Checkpoint(
       e.flags = h->flags & (internal::kApplied | internal::kUp |
                             internal::kGranted | internal::kAttemptsMask);
       if (!Counted(*h)) e.flags |= kHostEvidenceAdmittedOnly;
+      if (e.exposed && h->first_seen != 0) {
+        e.loading_since = epoch_ + absl::Seconds(h->first_seen);
+      }
       e.affected = h->affected;
       e.pre_affected = h->pre_affected;
       evidence->push_back(e);
@@ -938,9 +943,9 @@ void RolloutTracker::RequeueEvidence(absl::Span<const HostEvidence> evidence) {
 }
 
 void RolloutTracker::RestoreHost(uint64_t key, bool exposed, int stage,
-                                 uint32_t exposed_s, uint32_t flags,
-                                 uint8_t affected, uint8_t pre_affected,
-                                 uint32_t now_s) {
+                                 uint32_t exposed_s, uint32_t loading_s,
+                                 uint32_t flags, uint8_t affected,
+                                 uint8_t pre_affected, uint32_t now_s) {
   stage = std::clamp(stage, 0, num_stages_ - 1);
   Aggregates& a = *agg_;
   absl::MutexLock lock(&table_->ShardMutex(HostTable::ShardOf(key)));
@@ -968,6 +973,7 @@ void RolloutTracker::RestoreHost(uint64_t key, bool exposed, int stage,
     a.cohort_granted[stage].fetch_add(1, std::memory_order_relaxed);
   }
   h->last_seen = now_s;
+  h->first_seen = loading_s;
   if (flags & internal::kApplied) MarkApplied(key, h);
   h->flags |=
       static_cast<uint8_t>(flags & (internal::kUp | internal::kAttemptsMask));
@@ -1010,15 +1016,18 @@ void RolloutTracker::Restore(const config::v1::TrackerCheckpoint* cp,
   for (const HostEvidence& r : evidence) {
     auto it = exposed_by_key.find(r.host_key);
     if (r.exposed) {
+      const uint32_t loading_s = r.loading_since == absl::InfinitePast()
+                                     ? 0
+                                     : ToSeconds(r.loading_since);
       RestoreHost(r.host_key, true, static_cast<int>(r.stage),
-                  ToSeconds(r.exposed_at), r.flags, mask(r.affected),
+                  ToSeconds(r.exposed_at), loading_s, r.flags, mask(r.affected),
                   mask(r.pre_affected), now_s);
     } else if (it != exposed_by_key.end()) {
       // In control at the checkpoint, exposed since: its control signals
       // are its history.
       const Exposure& e = *it->second;
       RestoreHost(r.host_key, true, static_cast<int>(e.stage), ToSeconds(e.at),
-                  e.granted ? internal::kGranted : 0, 0, mask(r.affected),
+                  0, e.granted ? internal::kGranted : 0, 0, mask(r.affected),
                   now_s);
     } else if (r.flags & kHostEvidenceAdmittedOnly) {
       // Checked in, never heard from: admitted, in no arm yet.
@@ -1026,11 +1035,11 @@ void RolloutTracker::Restore(const config::v1::TrackerCheckpoint* cp,
       bool inserted = false;
       table_->FindOrInsert(r.host_key, &inserted);
     } else {
-      RestoreHost(r.host_key, false, 0, 0, 0, mask(r.affected), 0, now_s);
+      RestoreHost(r.host_key, false, 0, 0, 0, 0, mask(r.affected), 0, now_s);
     }
   }
   for (const auto& [key, e] : exposed_by_key) {
-    RestoreHost(key, true, static_cast<int>(e->stage), ToSeconds(e->at),
+    RestoreHost(key, true, static_cast<int>(e->stage), ToSeconds(e->at), 0,
                 e->granted ? internal::kGranted : 0, 0, 0, now_s);
   }
   if (cp == nullptr) return;

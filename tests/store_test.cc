@@ -163,6 +163,7 @@ TEST_P(StoreTest, CheckpointsUpsertHostEvidence) {
   a.flags = 0x15;
   a.affected = 0x3;
   a.pre_affected = 0x4;
+  a.loading_since = absl::FromUnixSeconds(1700000100);
   HostEvidence b;
   b.host_key = 7;
   b.affected = 0x1;
@@ -184,9 +185,11 @@ TEST_P(StoreTest, CheckpointsUpsertHostEvidence) {
       EXPECT_EQ(h.flags, 0x15u);
       EXPECT_EQ(h.affected, 0x3u);
       EXPECT_EQ(h.pre_affected, 0x4u);
+      EXPECT_EQ(h.loading_since, a.loading_since);
     } else {
       EXPECT_EQ(h.host_key, 7u);
       EXPECT_FALSE(h.exposed);
+      EXPECT_EQ(h.loading_since, absl::InfinitePast());
       EXPECT_EQ(h.affected, 0x5u);
     }
   }

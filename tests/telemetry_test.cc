@@ -857,6 +857,45 @@ TEST_F(TrackerTest, CheckpointAndRestoreAreExact) {
   EXPECT_EQ(Counts(restored.Snapshot(), "apply_stuck").treatment_affected, 1u);
 }
 
+// When an exposed host began loading is evidence too. After a restart, the
+// heartbeat on the previous release that it sent after its `applying` (in
+// its own clock: a host back on what it ran before) is not pre-load
+// telemetry: it neither clears the host's boot attempts nor restarts its
+// apply clock, exactly as without the restart.
+TEST_F(TrackerTest, LoadStartSurvivesARestart) {
+  tracker_->SetBootLoopAttempts(3);
+  const absl::Time loading = clock_.Now();
+  TelemetryEvent applying = Ev(Host(1), EventType::kApplying, kRelease);
+  applying.time = loading;
+  tracker_->Ingest({applying});
+  clock_.Advance(absl::Seconds(10));
+  TelemetryEvent boot = Ev(Host(1), EventType::kBoot);  // one attempt each
+  boot.time = clock_.Now();
+  tracker_->Ingest({boot});
+  tracker_->Ingest({boot});
+  std::vector<HostEvidence> evidence;
+  const config::v1::TrackerCheckpoint cp = tracker_->Checkpoint(&evidence);
+  ASSERT_EQ(evidence.size(), 1u);
+  EXPECT_NE(evidence[0].loading_since, absl::InfinitePast());
+
+  TrackerOptions o;
+  o.num_stages = 3;
+  o.release_id = kRelease;
+  o.signals = {"crash", "unclean_reboot", "silent", "apply_stuck",
+               "av_scan_failed"};
+  o.epoch = tracker_->Snapshot().created;
+  RolloutTracker restored(o, &clock_);
+  restored.SetBootLoopAttempts(3);
+  restored.Restore(&cp, evidence, {{Host(1), 0, loading, false}});
+  clock_.Advance(absl::Seconds(10));
+  TelemetryEvent back = Ev(Host(1), EventType::kHeartbeat, "rel-1");
+  back.time = loading + absl::Seconds(5);
+  restored.Ingest({back});
+  boot.time = clock_.Now();
+  restored.Ingest({boot});  // the third attempt
+  EXPECT_EQ(Counts(restored.Snapshot(), "apply_stuck").treatment_affected, 1u);
+}
+
 // A checkpoint whose write failed hands its records back: the next one
 // writes them again.
 TEST_F(TrackerTest, RequeuedEvidenceIsWrittenAgain) {

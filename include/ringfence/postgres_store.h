@@ -109,7 +109,7 @@ struct PostgresStoreOptions {
 };
 
 // The latest schema version this build writes (schema_migrations.version).
-inline constexpr int kPostgresSchemaVersion = 4;
+inline constexpr int kPostgresSchemaVersion = 5;
 
 // PostgresLease: the lease as PostgresStore::AcquireLease left it.
 struct PostgresLease {

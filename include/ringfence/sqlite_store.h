@@ -50,7 +50,7 @@ struct SqliteStoreOptions {
 };
 
 // The latest schema version this build writes.
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 
 // OpenSqliteStore
 //

@@ -56,6 +56,11 @@ struct HostEvidence {
   uint32_t flags = 0;     // applied / up / granted and the attempt count
   uint32_t affected = 0;  // bit per signal (TrackerCheckpoint.signals)
   uint32_t pre_affected = 0;
+  // If exposed: when it began loading the release, in its own clock (the
+  // time of its first telemetry about the release), which tells its
+  // telemetry from before the load from what it sent since; InfinitePast()
+  // until that arrives. Stored to the second.
+  absl::Time loading_since = absl::InfinitePast();
 };
 
 // HostEvidence::flags bit: the host checked in (it is of the release's

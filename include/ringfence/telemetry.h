@@ -451,9 +451,11 @@ class RolloutTracker {
   void MarkDirty(uint64_t key, internal::HostState* h);
   void MaybeHealthy(internal::HostState* h);
   void CountUnwatched(absl::string_view signal);
+  // loading_s: when an exposed host began loading (HostState::first_seen;
+  // 0 = not known).
   void RestoreHost(uint64_t key, bool exposed, int stage, uint32_t exposed_s,
-                   uint32_t flags, uint8_t affected, uint8_t pre_affected,
-                   uint32_t now_s);
+                   uint32_t loading_s, uint32_t flags, uint8_t affected,
+                   uint8_t pre_affected, uint32_t now_s);
   template <typename Event>
   void IngestImpl(absl::Span<const Event> events, const uint64_t* keys,
                   std::vector<Exposure>* newly_exposed);

@@ -18,6 +18,7 @@
 #include "ringfence/audit.h"
 #include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
+#include "store/evidence_columns.h"
 #include "store/postgres_conn.h"
 #include "store/postgres_lease.h"
 
@@ -128,6 +129,12 @@ ALTER TABLE lease ADD COLUMN renewed_at TIMESTAMP WITH TIME ZONE NOT NULL
 CREATE TABLE webhook_cursors(
   name TEXT PRIMARY KEY,
   seq BIGINT NOT NULL);
+)sql",
+    // 5: when an exposed host began loading (HostEvidence::loading_since;
+    // 0 = not known).
+    R"sql(
+ALTER TABLE host_evidence ADD COLUMN loading_since_ns BIGINT NOT NULL
+  DEFAULT 0;
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
@@ -507,16 +514,19 @@ class PostgresStoreImpl final : public PostgresStore {
             .Int(h.exposed ? absl::ToUnixNanos(h.exposed_at) : 0)
             .Int(static_cast<int64_t>(h.flags))
             .Int(static_cast<int64_t>(h.affected))
-            .Int(static_cast<int64_t>(h.pre_affected));
+            .Int(static_cast<int64_t>(h.pre_affected))
+            .Int(internal::LoadingSinceNanos(h));
         RETURN_IF_ERROR(
             c.Exec("writing host evidence",
                    "INSERT INTO host_evidence(rollout_id, host_key, exposed, "
-                   "stage, exposed_at_ns, flags, affected, pre_affected) "
-                   "VALUES($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT "
-                   "(rollout_id, host_key) DO UPDATE SET exposed = "
-                   "EXCLUDED.exposed, stage = EXCLUDED.stage, exposed_at_ns = "
-                   "EXCLUDED.exposed_at_ns, flags = EXCLUDED.flags, affected "
-                   "= EXCLUDED.affected, pre_affected = EXCLUDED.pre_affected",
+                   "stage, exposed_at_ns, flags, affected, pre_affected, "
+                   "loading_since_ns) VALUES($1, $2, $3, $4, $5, $6, $7, $8, "
+                   "$9) ON CONFLICT (rollout_id, host_key) DO UPDATE SET "
+                   "exposed = EXCLUDED.exposed, stage = EXCLUDED.stage, "
+                   "exposed_at_ns = EXCLUDED.exposed_at_ns, flags = "
+                   "EXCLUDED.flags, affected = EXCLUDED.affected, "
+                   "pre_affected = EXCLUDED.pre_affected, loading_since_ns = "
+                   "EXCLUDED.loading_since_ns",
                    e)
                 .status());
       }
@@ -555,8 +565,8 @@ class PostgresStoreImpl final : public PostgresStore {
           Result r,
           c.Exec("listing host evidence",
                  "SELECT host_key, exposed, stage, exposed_at_ns, flags, "
-                 "affected, pre_affected FROM host_evidence WHERE "
-                 "rollout_id = $1",
+                 "affected, pre_affected, loading_since_ns FROM host_evidence "
+                 "WHERE rollout_id = $1",
                  p));
       for (int i = 0; i < r.rows(); ++i) {
         HostEvidence h;
@@ -567,6 +577,7 @@ class PostgresStoreImpl final : public PostgresStore {
         h.flags = static_cast<uint32_t>(r.Int(i, 4));
         h.affected = static_cast<uint32_t>(r.Int(i, 5));
         h.pre_affected = static_cast<uint32_t>(r.Int(i, 6));
+        h.loading_since = internal::LoadingSinceFromNanos(r.Int(i, 7));
         out.push_back(h);
       }
       return absl::OkStatus();

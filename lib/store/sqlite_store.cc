@@ -16,6 +16,7 @@
 #include "ringfence/audit.h"
 #include "ringfence/error_text.h"
 #include "ringfence/status_macros.h"
+#include "store/evidence_columns.h"
 
 namespace ringfence {
 namespace {
@@ -88,6 +89,12 @@ ALTER TABLE exposures ADD COLUMN granted INTEGER NOT NULL DEFAULT 1;
 CREATE TABLE webhook_cursors(
   name TEXT PRIMARY KEY,
   seq INTEGER NOT NULL);
+)sql",
+    // 5: when an exposed host began loading (HostEvidence::loading_since;
+    // 0 = not known).
+    R"sql(
+ALTER TABLE host_evidence ADD COLUMN loading_since_ns INTEGER NOT NULL
+  DEFAULT 0;
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
@@ -531,8 +538,8 @@ class SqliteStore final : public Store {
       if (evidence.empty()) return absl::OkStatus();
       Stmt e(db_,
              "INSERT OR REPLACE INTO host_evidence(rollout_id, host_key, "
-             "exposed, stage, exposed_at_ns, flags, affected, pre_affected) "
-             "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+             "exposed, stage, exposed_at_ns, flags, affected, pre_affected, "
+             "loading_since_ns) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
       RETURN_IF_ERROR(e.status());
       for (const HostEvidence& h : evidence) {
         e.Bind(1, rollout_id)
@@ -542,7 +549,8 @@ class SqliteStore final : public Store {
             .Bind(5, h.exposed ? absl::ToUnixNanos(h.exposed_at) : 0)
             .Bind(6, static_cast<int64_t>(h.flags))
             .Bind(7, static_cast<int64_t>(h.affected))
-            .Bind(8, static_cast<int64_t>(h.pre_affected));
+            .Bind(8, static_cast<int64_t>(h.pre_affected))
+            .Bind(9, internal::LoadingSinceNanos(h));
         RETURN_IF_ERROR(e.Run());
         e.Reset();
       }
@@ -555,7 +563,8 @@ class SqliteStore final : public Store {
     absl::MutexLock lock(&mu_);
     Stmt s(db_,
            "SELECT host_key, exposed, stage, exposed_at_ns, flags, affected, "
-           "pre_affected FROM host_evidence WHERE rollout_id = ?1");
+           "pre_affected, loading_since_ns FROM host_evidence WHERE "
+           "rollout_id = ?1");
     s.Bind(1, rollout_id);
     std::vector<HostEvidence> out;
     while (true) {
@@ -569,6 +578,7 @@ class SqliteStore final : public Store {
       h.flags = static_cast<uint32_t>(s.Int(4));
       h.affected = static_cast<uint32_t>(s.Int(5));
       h.pre_affected = static_cast<uint32_t>(s.Int(6));
+      h.loading_since = internal::LoadingSinceFromNanos(s.Int(7));
       out.push_back(h);
     }
     return out;
