@@ -140,7 +140,7 @@ absl::Status Follower::Refresh() {
     c.exposed.reserve(exposures.size());
     for (Exposure& e : exposures) c.exposed.insert(std::move(e.host_id));
     ASSIGN_OR_RETURN(std::vector<HostEvidence> evidence,
-                     store_->ListHostEvidence(d.id));
+                     store_->ListExposedHostEvidence(d.id));
     for (const HostEvidence& e : evidence) {
       if (e.exposed && (e.flags & internal::kUp) != 0) c.up.insert(e.host_key);
     }

@@ -196,6 +196,12 @@ TEST_P(StoreTest, CheckpointsUpsertHostEvidence) {
   auto other = store_->ListHostEvidence("ro-2");
   ASSERT_OK(other);
   EXPECT_TRUE(other->empty());
+  // What a follower reads: the exposed hosts' records only.
+  auto exposed = store_->ListExposedHostEvidence("ro-1");
+  ASSERT_OK(exposed);
+  ASSERT_EQ(exposed->size(), 1u);
+  EXPECT_EQ((*exposed)[0].host_key, a.host_key);
+  EXPECT_EQ((*exposed)[0].loading_since, a.loading_since);
 }
 
 TEST_P(StoreTest, EmergencyStopsSetAndClear) {

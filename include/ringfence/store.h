@@ -141,6 +141,20 @@ class Store {
   // Every host evidence record of a rollout (any order).
   virtual absl::StatusOr<std::vector<HostEvidence>> ListHostEvidence(
       absl::string_view rollout_id) = 0;
+  // The records of a rollout's exposed hosts only (any order): what a
+  // follower reads every poll, without the fleet's control hosts. This
+  // default filters ListHostEvidence; the SQL stores read an index.
+  virtual absl::StatusOr<std::vector<HostEvidence>> ListExposedHostEvidence(
+      absl::string_view rollout_id) {
+    absl::StatusOr<std::vector<HostEvidence>> all =
+        ListHostEvidence(rollout_id);
+    if (!all.ok()) return all.status();
+    std::vector<HostEvidence> out;
+    for (HostEvidence& h : *all) {
+      if (h.exposed) out.push_back(h);
+    }
+    return out;
+  }
 
   // AppendAudit: an audit entry on its own (e.g. a rejected request).
   virtual absl::Status AppendAudit(const AuditEntry& audit) = 0;

@@ -135,6 +135,8 @@ CREATE TABLE webhook_cursors(
     R"sql(
 ALTER TABLE host_evidence ADD COLUMN loading_since_ns BIGINT NOT NULL
   DEFAULT 0;
+CREATE INDEX host_evidence_exposed ON host_evidence(rollout_id, host_key)
+  WHERE exposed = 1;
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
@@ -556,18 +558,27 @@ class PostgresStoreImpl final : public PostgresStore {
 
   absl::StatusOr<std::vector<HostEvidence>> ListHostEvidence(
       absl::string_view rollout_id) override {
+    return ReadHostEvidence(rollout_id, /*exposed_only=*/false);
+  }
+  absl::StatusOr<std::vector<HostEvidence>> ListExposedHostEvidence(
+      absl::string_view rollout_id) override {
+    return ReadHostEvidence(rollout_id, /*exposed_only=*/true);
+  }
+
+  absl::StatusOr<std::vector<HostEvidence>> ReadHostEvidence(
+      absl::string_view rollout_id, bool exposed_only) {
+    const std::string sql = absl::StrCat(
+        "SELECT host_key, exposed, stage, exposed_at_ns, flags, affected, "
+        "pre_affected, loading_since_ns FROM host_evidence WHERE rollout_id = "
+        "$1",
+        exposed_only ? " AND exposed = 1" : "");
     std::vector<HostEvidence> out;
     RETURN_IF_ERROR(Read([&](Conn& c) -> absl::Status {
       out.clear();
       Params p;
       p.Text(rollout_id);
-      ASSIGN_OR_RETURN(
-          Result r,
-          c.Exec("listing host evidence",
-                 "SELECT host_key, exposed, stage, exposed_at_ns, flags, "
-                 "affected, pre_affected, loading_since_ns FROM host_evidence "
-                 "WHERE rollout_id = $1",
-                 p));
+      ASSIGN_OR_RETURN(Result r,
+                       c.Exec("listing host evidence", sql.c_str(), p));
       for (int i = 0; i < r.rows(); ++i) {
         HostEvidence h;
         h.host_key = static_cast<uint64_t>(r.Int(i, 0));

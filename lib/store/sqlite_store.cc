@@ -95,6 +95,8 @@ CREATE TABLE webhook_cursors(
     R"sql(
 ALTER TABLE host_evidence ADD COLUMN loading_since_ns INTEGER NOT NULL
   DEFAULT 0;
+CREATE INDEX host_evidence_exposed ON host_evidence(rollout_id, host_key)
+  WHERE exposed = 1;
 )sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) ==
@@ -560,11 +562,22 @@ class SqliteStore final : public Store {
 
   absl::StatusOr<std::vector<HostEvidence>> ListHostEvidence(
       absl::string_view rollout_id) override {
+    return ReadHostEvidence(rollout_id, /*exposed_only=*/false);
+  }
+  absl::StatusOr<std::vector<HostEvidence>> ListExposedHostEvidence(
+      absl::string_view rollout_id) override {
+    return ReadHostEvidence(rollout_id, /*exposed_only=*/true);
+  }
+
+  absl::StatusOr<std::vector<HostEvidence>> ReadHostEvidence(
+      absl::string_view rollout_id, bool exposed_only) {
+    const std::string sql = absl::StrCat(
+        "SELECT host_key, exposed, stage, exposed_at_ns, flags, affected, "
+        "pre_affected, loading_since_ns FROM host_evidence WHERE rollout_id = "
+        "?1",
+        exposed_only ? " AND exposed = 1" : "");
     absl::MutexLock lock(&mu_);
-    Stmt s(db_,
-           "SELECT host_key, exposed, stage, exposed_at_ns, flags, affected, "
-           "pre_affected, loading_since_ns FROM host_evidence WHERE "
-           "rollout_id = ?1");
+    Stmt s(db_, sql.c_str());
     s.Bind(1, rollout_id);
     std::vector<HostEvidence> out;
     while (true) {
