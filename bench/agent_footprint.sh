@@ -6,6 +6,9 @@
 #     threads (schedstat, nanoseconds) over the run, per poll interval and
 #     per second; cpu_s_from_ticks is the same from /proc/PID/stat (10 ms)
 #   context_switches_per_s: how often its threads wake up
+#   minor_faults_per_poll, major_faults_per_poll: page faults of the process
+#     (/proc/PID/stat) per poll interval: pages of its binary and libraries
+#     (or its memory) it touched again after they left its resident set
 #   vm_rss_kib (VmRSS at the end; vm_hwm_kib its peak), rss_anon_kib (its
 #     own memory), rss_file_kib (pages of its binary and shared libraries it
 #     touched), pss_kib (shared pages divided among the processes sharing
@@ -108,6 +111,9 @@ if ! grep -q '^last_good footprint-1' "$WORK/agent/status" 2>/dev/null; then
 fi
 TCK="$(getconf CLK_TCK)"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$AGENT/stat"; }
+# Page faults of the process (all its threads): minor, major.
+minflt() { awk '{print $10}' "/proc/$AGENT/stat"; }
+majflt() { awk '{print $12}' "/proc/$AGENT/stat"; }
 # Nanoseconds on a CPU, summed over the agent's threads (schedstat's first
 # field): /proc/PID/stat counts in clock ticks (10 ms), too coarse for a
 # process that should spend well under a millisecond a minute idle.
@@ -121,10 +127,14 @@ threads_start="$(awk '/^Threads/ {print $2}' "/proc/$AGENT/status")"
 start_ticks="$(cpu_ticks)"
 start_ns="$(cpu_ns)"
 start_sw="$(switches)"
+start_minflt="$(minflt)"
+start_majflt="$(majflt)"
 sleep "$DURATION_S"
 end_ns="$(cpu_ns)"
 end_ticks="$(cpu_ticks)"
 end_sw="$(switches)"
+end_minflt="$(minflt)"
+end_majflt="$(majflt)"
 rss_kb="$(awk '/^VmRSS/ {print $2}' "/proc/$AGENT/status")"
 hwm_kb="$(awk '/^VmHWM/ {print $2}' "/proc/$AGENT/status")"
 anon_kb="$(awk '/^RssAnon/ {print $2}' "/proc/$AGENT/status")"
@@ -165,6 +175,8 @@ cat <<EOF
   "cpu_ms_per_s": $(per "$cpu_ms" "$DURATION_S"),
   "cpu_s_from_ticks": $cpu_s,
   "context_switches_per_s": $(per $((end_sw - start_sw)) "$DURATION_S"),
+  "minor_faults_per_poll": $(per $((end_minflt - start_minflt)) "$polls"),
+  "major_faults_per_poll": $(per $((end_majflt - start_majflt)) "$polls"),
   "vm_rss_kib": $rss_kb,
   "vm_hwm_kib": $hwm_kb,
   "rss_anon_kib": $anon_kb,
