@@ -570,6 +570,10 @@ class E2EChaosTest : public E2ETest {
                               nullptr, "chaos-good");
         });
         bad_started = true;
+        std::cout << "chaos: the good rollout completed; bad started at +"
+                  << absl::FormatDuration(absl::Trunc(absl::Now() - start_,
+                                                      absl::Milliseconds(1)))
+                  << "\n";
       }
       const bool done = bad_started && RolloutState("bad") == cfg::HALTED;
       if (done && faults.empty()) break;
@@ -596,13 +600,21 @@ class E2EChaosTest : public E2ETest {
     }
     EXPECT_TRUE(faults.empty()) << faults.size() << " faults not injected";
     // The faults are over; a loaded machine (sanitizers, a build alongside)
-    // may still be finishing what the rollouts do after them.
+    // may still be finishing what the rollouts do after them: the good one's
+    // last stages, then the bad one, which starts only once the good one
+    // completed. (A bound on how long ending takes, not on how fast a halt
+    // is: that is what the faults above measured.)
+    const absl::Time faults_over = absl::Now();
     Eventually(
         [&] {
           return RolloutState("good") == cfg::COMPLETED &&
                  RolloutState("bad") == cfg::HALTED;
         },
-        absl::Seconds(60));
+        absl::Seconds(180));
+    std::cout << "chaos: both rollouts ended "
+              << absl::FormatDuration(absl::Trunc(absl::Now() - faults_over,
+                                                  absl::Milliseconds(1)))
+              << " after the last fault\n";
     EXPECT_EQ(RolloutState("good"), cfg::COMPLETED);
     EXPECT_EQ(RolloutState("bad"), cfg::HALTED);
     // Let every host settle on what it is told after the halt.
@@ -693,13 +705,17 @@ class E2EChaosTest : public E2ETest {
     out.bad_transitions = transitions["bad"];
 
     const Rollout good = GetRollout("good").rollout();
-    const Rollout bad = GetRollout("bad").rollout();
+    const v1::GetRolloutResponse bad_status = GetRollout("bad");
+    const Rollout& bad = bad_status.rollout();
     out.good_state = good.state();
     out.good_stage = good.stage();
     out.bad_state = bad.state();
     out.bad_stage = bad.stage();
     EXPECT_EQ(good.state(), cfg::COMPLETED);
-    EXPECT_EQ(bad.state(), cfg::HALTED);
+    EXPECT_EQ(bad.state(), cfg::HALTED)
+        << "the bad rollout's last decision and telemetry: "
+        << bad.last_decision().DebugString()
+        << bad_status.telemetry().DebugString();
     EXPECT_EQ(bad.stage(), 0u) << "the bad release left its first stage";
 
     // Exposures: every host running a release, or dead of one, has one.
