@@ -44,6 +44,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ringfence/agent.h"
+#include "ringfence/agent_server.h"
 
 namespace ringfence {
 
@@ -75,7 +76,7 @@ struct HttpAgentOptions {
 // case-insensitively) rather than a gRPC target.
 bool IsHttpServerAddress(absl::string_view server);
 
-class HttpAgentTransport final : public AgentTransport {
+class HttpAgentTransport final : public AgentServerTransport {
  public:
   // Create
   //
@@ -99,7 +100,7 @@ class HttpAgentTransport final : public AgentTransport {
   //
   // Closes the connection to the server, if one is open (the next call
   // opens another, resuming the TLS session over https).
-  void CloseConnection();
+  void CloseConnection() override;
 
  private:
   struct Curl;

@@ -47,25 +47,6 @@ class GrpcServer final : public AgentServerTransport {
   std::unique_ptr<GrpcAgentTransport> transport_;
 };
 
-class HttpServer final : public AgentServerTransport {
- public:
-  explicit HttpServer(std::unique_ptr<HttpAgentTransport> transport)
-      : transport_(std::move(transport)) {}
-
-  absl::StatusOr<AssignmentAnswer> GetAssignment(
-      const AgentIdentity& identity, uint64_t telemetry_pending) override {
-    return transport_->GetAssignment(identity, telemetry_pending);
-  }
-  absl::Status ReportTelemetry(absl::Span<const SpooledEvent> batch,
-                               absl::Duration* retry_after) override {
-    return transport_->ReportTelemetry(batch, retry_after);
-  }
-  void CloseConnection() override { transport_->CloseConnection(); }
-
- private:
-  const std::unique_ptr<HttpAgentTransport> transport_;
-};
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
@@ -104,7 +85,7 @@ absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
       return absl::Status(t.status().code(),
                           absl::StrCat("server: ", t.status().message()));
     }
-    return std::make_unique<HttpServer>(*std::move(t));
+    return std::unique_ptr<AgentServerTransport>(*std::move(t));
   }
   absl::StatusOr<std::optional<ClientTls>> tls =
       LoadClientTls(options.tls_ca, options.tls_cert, options.tls_key);
