@@ -29,7 +29,7 @@
 #
 # CPU per poll depends on the interval: an agent whose next wakeup is under
 # 20 s away keeps its connection (gRPC channel or HTTP connection) open,
-# one that sleeps longer closes it (service/agent/channel_on_demand.h).
+# one that sleeps longer closes it (service/agent/main.cc, AgentServerTransport::CloseConnection).
 # Measure at the interval deployed (60 s by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."

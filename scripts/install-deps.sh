@@ -18,7 +18,8 @@ PACKAGES=(
   libre2-dev
   libcli11-dev
   libcpp-httplib-dev prometheus-cpp-dev
-  libcurl4-openssl-dev  # webhook notifications, the agent's HTTP transport
+  libcurl4-openssl-dev  # webhook notifications
+  libhttp-parser-dev  # the agent's HTTP transport (answers parsed)
   prometheus
   chromium chromium-driver python3-selenium  # the dashboard's browser test
 )

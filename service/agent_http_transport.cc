@@ -1,7 +1,5 @@
 #include "service/agent_http_transport.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
 #include <utility>
 
@@ -13,23 +11,20 @@
 #include "google/protobuf/util/json_util.h"
 #include "ringfence/error_text.h"
 #include "service/agent_transport.h"
-#include "service/curl_api.h"
+#include "service/http1_client.h"
 
 namespace ringfence {
 namespace {
 
 constexpr char kProtobuf[] = "application/x-protobuf";
 
-// libcurl's functions. REQUIRES: internal::LoadCurlApi() succeeded (Create
-// checks it before anything else).
-const internal::CurlApi& Api() { return **internal::LoadCurlApi(); }
 // The longest Retry-After honoured.
 constexpr absl::Duration kMaxRetryAfter = absl::Hours(1);
 
 // The code an HTTP status stands for when the body names none (a proxy's
 // error page, say): the inverse of HttpStatusFromGrpc where it is one to
 // one, and "try again" for the gateway errors.
-absl::StatusCode CodeFromHttpStatus(long status) {
+absl::StatusCode CodeFromHttpStatus(int status) {
   switch (status) {
     case 400:
       return absl::StatusCode::kInvalidArgument;
@@ -61,7 +56,7 @@ absl::StatusCode CodeFromHttpStatus(long status) {
 // The status of a non-200 answer: the code and message of the server's JSON
 // error body ({"code": "NOT_FOUND", "message": "..."}), else the HTTP
 // status's code with the start of the body.
-absl::Status StatusFromAnswer(long http_status, const std::string& body) {
+absl::Status StatusFromAnswer(int http_status, const std::string& body) {
   google::protobuf::Struct json;
   if (google::protobuf::util::JsonStringToMessage(body, &json).ok()) {
     const auto& fields = json.fields();
@@ -89,41 +84,16 @@ bool IsHttpServerAddress(absl::string_view server) {
          absl::StartsWithIgnoreCase(server, "https://");
 }
 
-// libcurl's handles. The share handle keeps the TLS session (and resolved
-// names) across easy handles, so CloseConnection can drop the connection
-// with its easy handle and the next connection still resumes the session.
-struct HttpAgentTransport::Curl {
-  ~Curl() {
-    if (easy != nullptr) Api().easy_cleanup(easy);
-    if (share != nullptr) Api().share_cleanup(share);
-    Api().slist_free_all(headers);
-    Api().slist_free_all(connect_to);
+HttpAgentTransport::HttpAgentTransport(HttpAgentOptions options,
+                                       std::unique_ptr<Http1Client> client)
+    : options_(std::move(options)), client_(std::move(client)) {
+  headers_ = absl::StrCat("Content-Type: ", kProtobuf,
+                          "\r\nAccept: ", kProtobuf, "\r\n");
+  if (!options_.token.empty()) {
+    absl::StrAppend(&headers_, "Authorization: Bearer ", options_.token,
+                    "\r\n");
   }
-
-  CURLSH* share = nullptr;
-  CURL* easy = nullptr;  // nullptr when closed
-  curl_slist* headers = nullptr;
-  curl_slist* connect_to = nullptr;
-  // scheme://host:port, the host being the TLS name to check.
-  std::string base_url;
-  std::string response;
-  bool response_too_long = false;
-  size_t max_response_bytes = 0;
-  char error[CURL_ERROR_SIZE] = {0};
-
-  static size_t Write(char* data, size_t size, size_t n, void* self_ptr) {
-    auto* self = static_cast<Curl*>(self_ptr);
-    if (self->response.size() + size * n > self->max_response_bytes) {
-      self->response_too_long = true;
-      return 0;  // aborts the transfer
-    }
-    self->response.append(data, size * n);
-    return size * n;
-  }
-};
-
-HttpAgentTransport::HttpAgentTransport(HttpAgentOptions options)
-    : options_(std::move(options)), curl_(std::make_unique<Curl>()) {}
+}
 
 HttpAgentTransport::~HttpAgentTransport() = default;
 
@@ -132,146 +102,49 @@ absl::StatusOr<std::unique_ptr<HttpAgentTransport>> HttpAgentTransport::Create(
   if (options.deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("deadline: must be above zero");
   }
-  if (absl::StatusOr<const internal::CurlApi*> api = internal::LoadCurlApi();
-      !api.ok()) {
-    return api.status();
+  // A header line cannot carry a line break or other control character.
+  for (unsigned char c : options.token) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError("token: contains a control character");
+    }
   }
-  if (Api().global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-    return absl::InternalError("cannot initialize libcurl");
+  absl::StatusOr<Http1Target> target = ParseHttpUrl("server", options.server);
+  if (!target.ok()) return target.status();
+  if (!options.server_name.empty()) {
+    if (options.server_name.find_first_of(" \t\r\n/:[]@") !=
+        std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("server_name: ", QuoteForError(options.server_name),
+                       " is not a host name"));
+    }
+    target->name = options.server_name;
   }
-  const std::string quoted = QuoteForError(options.server);
-  std::unique_ptr<CURLU, decltype(Api().url_cleanup)> url(Api().url(),
-                                                          Api().url_cleanup);
-  if (url == nullptr || Api().url_set(url.get(), CURLUPART_URL,
-                                      options.server.c_str(), 0) != CURLUE_OK) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("server: ", quoted, " is not an http(s):// URL"));
-  }
-  auto part = [&](CURLUPart which, unsigned flags = 0) -> std::string {
-    char* value = nullptr;
-    if (Api().url_get(url.get(), which, &value, flags) != CURLUE_OK) return "";
-    std::string s = value;
-    Api().free(value);
-    return s;
-  };
-  const std::string scheme = part(CURLUPART_SCHEME);
-  const std::string host = part(CURLUPART_HOST);
-  const std::string port = part(CURLUPART_PORT, CURLU_DEFAULT_PORT);
-  const std::string path = part(CURLUPART_PATH);
-  if ((scheme != "http" && scheme != "https") || host.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "server: ", quoted, " is not http://host:port or https://host:port"));
-  }
-  if (!(path.empty() || path == "/") || !part(CURLUPART_QUERY).empty() ||
-      !part(CURLUPART_FRAGMENT).empty() || !part(CURLUPART_USER).empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("server: ", quoted,
-                     " must be scheme://host:port alone (no path, query, "
-                     "fragment or user)"));
-  }
-  std::unique_ptr<HttpAgentTransport> t(
-      new HttpAgentTransport(std::move(options)));
-  Curl& c = *t->curl_;
-  c.max_response_bytes = t->options_.max_response_bytes;
-  const std::string& name = t->options_.server_name;
-  // Another name to check the certificate against: the URL names it, and
-  // the connection goes to the host given.
-  c.base_url =
-      absl::StrCat(scheme, "://", name.empty() ? host : name, ":", port);
-  if (!name.empty()) {
-    c.connect_to = Api().slist_append(
-        nullptr, absl::StrCat(name, ":", port, ":", host, ":", port).c_str());
-  }
-  c.share = Api().share_init();
-  if (c.share == nullptr) {
-    return absl::InternalError("cannot initialize libcurl");
-  }
-  Api().share_setopt(c.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  Api().share_setopt(c.share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-  c.headers = Api().slist_append(
-      nullptr, absl::StrCat("Content-Type: ", kProtobuf).c_str());
-  c.headers = Api().slist_append(c.headers,
-                                 absl::StrCat("Accept: ", kProtobuf).c_str());
-  // No "Expect: 100-continue" round trip for larger batches.
-  c.headers = Api().slist_append(c.headers, "Expect:");
-  if (!t->options_.token.empty()) {
-    c.headers = Api().slist_append(
-        c.headers,
-        absl::StrCat("Authorization: Bearer ", t->options_.token).c_str());
-  }
-  return t;
+  target->ca_file = options.ca_file;
+  absl::StatusOr<std::unique_ptr<Http1Client>> client =
+      Http1Client::Create(*std::move(target));
+  if (!client.ok()) return client.status();
+  return std::unique_ptr<HttpAgentTransport>(
+      new HttpAgentTransport(std::move(options), *std::move(client)));
 }
 
-void HttpAgentTransport::CloseConnection() {
-  if (curl_->easy == nullptr) return;
-  Api().easy_cleanup(curl_->easy);
-  curl_->easy = nullptr;
-}
+void HttpAgentTransport::CloseConnection() { client_->Close(); }
 
 absl::StatusOr<std::string> HttpAgentTransport::Post(
     const char* path, const std::string& body, absl::Duration* retry_after) {
-  Curl& c = *curl_;
-  if (c.easy == nullptr) {
-    c.easy = Api().easy_init();
-    if (c.easy == nullptr) {
-      return absl::InternalError("cannot initialize libcurl");
-    }
-    CURL* e = c.easy;
-    Api().easy_setopt(e, CURLOPT_SHARE, c.share);
-    Api().easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    Api().easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    Api().easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    Api().easy_setopt(e, CURLOPT_HTTPHEADER, c.headers);
-    if (c.connect_to != nullptr) {
-      Api().easy_setopt(e, CURLOPT_CONNECT_TO, c.connect_to);
-    }
-    if (!options_.ca_file.empty()) {
-      Api().easy_setopt(e, CURLOPT_CAINFO, options_.ca_file.c_str());
-    }
-    // Only the server's own answer counts: no proxy from the environment.
-    Api().easy_setopt(e, CURLOPT_NOPROXY, "*");
-    Api().easy_setopt(e, CURLOPT_USERAGENT, "ringfence-agent");
-    Api().easy_setopt(e, CURLOPT_ERRORBUFFER, c.error);
-    Api().easy_setopt(e, CURLOPT_WRITEFUNCTION, &Curl::Write);
-    Api().easy_setopt(e, CURLOPT_WRITEDATA, &c);
+  absl::StatusOr<Http1Response> answer =
+      client_->Post(path, headers_, body, absl::Now() + options_.deadline,
+                    options_.max_response_bytes);
+  if (!answer.ok()) {
+    return absl::Status(answer.status().code(),
+                        absl::StrCat(path, ": ", answer.status().message()));
   }
-  CURL* e = c.easy;
-  const std::string url = c.base_url + path;
-  Api().easy_setopt(e, CURLOPT_URL, url.c_str());
-  Api().easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
-  Api().easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-                    static_cast<curl_off_t>(body.size()));
-  Api().easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                    static_cast<long>(std::max<int64_t>(
-                        1, absl::ToInt64Milliseconds(options_.deadline))));
-  c.response.clear();
-  c.response_too_long = false;
-  c.error[0] = '\0';
-  const CURLcode code = Api().easy_perform(e);
-  if (code != CURLE_OK) {
-    const std::string why =
-        c.error[0] != '\0' ? c.error : Api().easy_strerror(code);
-    if (c.response_too_long) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(path, ": response longer than ",
-                       options_.max_response_bytes, " bytes"));
-    }
-    if (code == CURLE_OPERATION_TIMEDOUT) {
-      return absl::DeadlineExceededError(absl::StrCat(path, ": ", why));
-    }
-    return absl::UnavailableError(absl::StrCat(path, ": ", why));
-  }
-  long status = 0;
-  Api().easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-  if (status == 200) return std::move(c.response);
-  absl::Status error = StatusFromAnswer(status, c.response);
+  if (answer->status == 200) return std::move(answer->body);
+  absl::Status error = StatusFromAnswer(answer->status, answer->body);
   if (retry_after != nullptr && absl::IsResourceExhausted(error)) {
     *retry_after = options_.backpressure_retry;
-    curl_header* h = nullptr;
     int64_t seconds = 0;
-    if (Api().easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &h) ==
-            CURLHE_OK &&
-        absl::SimpleAtoi(absl::StripAsciiWhitespace(h->value), &seconds) &&
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(answer->retry_after),
+                         &seconds) &&
         seconds >= 0) {
       *retry_after = std::min(absl::Seconds(seconds), kMaxRetryAfter);
     }

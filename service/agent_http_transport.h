@@ -1,6 +1,6 @@
 // HttpAgentTransport: the agent core's link to ringfenced over its HTTP
 // listener (ringfence/agent.h's AgentTransport on the Fleet routes of
-// http_server.h), on libcurl.
+// http_server.h), on Http1Client (http1_client.h).
 //
 // The same calls as GrpcAgentTransport, carried as binary protobuf over
 // HTTP/1.1: GetAssignment is POST /v1/fleet/assignment with a
@@ -9,10 +9,11 @@
 // runtime is involved, so a call starts no threads and touches far less
 // code than a gRPC channel (bench/README.md, "Host agent footprint").
 //
-// One libcurl handle is kept: its connection (and, over https, the TLS
-// session) is reused while the server keeps it open. CloseConnection()
-// closes the connection before a long wait but keeps the TLS session, so
-// the next connection resumes it.
+// One connection is kept: it (and, over https, the TLS session) is reused
+// while the server keeps it open. CloseConnection() closes the connection
+// before a long wait but keeps the TLS session, so the next connection
+// resumes it. No proxy from the environment is used: only the server's own
+// answer counts.
 //
 // Errors are absl::Status with the call's gRPC code: the code named in the
 // server's JSON error body ({"code": "PERMISSION_DENIED", ...}), else the
@@ -32,9 +33,8 @@
 //   auto agent = Agent::Start(agent_options, &fs, &clock, transport->get(),
 //                             &hooks);
 //
-// Thread safety: not thread-safe (one libcurl handle); the agent makes its
-// calls from one thread. Create calls curl_global_init, which is not
-// thread-safe either: create the first transport before starting threads.
+// Thread safety: not thread-safe (one connection); the agent makes its
+// calls from one thread.
 #pragma once
 
 #include <memory>
@@ -45,6 +45,7 @@
 #include "absl/time/time.h"
 #include "ringfence/agent.h"
 #include "ringfence/agent_server.h"
+#include "service/http1_client.h"
 
 namespace ringfence {
 
@@ -80,10 +81,10 @@ class HttpAgentTransport final : public AgentServerTransport {
  public:
   // Create
   //
-  // Loads libcurl (curl_api.h) on first use. INVALID_ARGUMENT naming the
-  // problem for a `server` that is not http(s)://host[:port] or a deadline
-  // not above zero; FAILED_PRECONDITION if libcurl.so.4 cannot be loaded;
-  // INTERNAL if libcurl cannot be initialized. Connects on the first call,
+  // INVALID_ARGUMENT naming the field for a `server` that is not
+  // http(s)://host[:port], a deadline not above zero, a token with a
+  // control character or a server_name that is not a host name; NOT_FOUND
+  // for a ca_file that cannot be read (https). Connects on the first call,
   // not here.
   static absl::StatusOr<std::unique_ptr<HttpAgentTransport>> Create(
       HttpAgentOptions options);
@@ -103,8 +104,8 @@ class HttpAgentTransport final : public AgentServerTransport {
   void CloseConnection() override;
 
  private:
-  struct Curl;
-  explicit HttpAgentTransport(HttpAgentOptions options);
+  HttpAgentTransport(HttpAgentOptions options,
+                     std::unique_ptr<Http1Client> client);
 
   // POSTs `body` to `path`; the response body on 200, else the error. Sets
   // *retry_after (if not null) from a 429's Retry-After.
@@ -112,7 +113,9 @@ class HttpAgentTransport final : public AgentServerTransport {
                                    absl::Duration* retry_after);
 
   const HttpAgentOptions options_;
-  std::unique_ptr<Curl> curl_;
+  std::unique_ptr<Http1Client> client_;
+  // Content-Type, Accept and Authorization, as header lines.
+  std::string headers_;
 };
 
 }  // namespace ringfence

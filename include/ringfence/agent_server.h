@@ -6,8 +6,9 @@
 //   - "host:port": the gRPC Fleet service (GetAssignment, ReportTelemetry),
 //     in plaintext, or over TLS when a CA or a client certificate is given;
 //   - "http://host:port", "https://host:port": the HTTP listener's Fleet
-//     routes (binary protobuf over HTTP/1.1, on libcurl loaded at run time;
-//     docs/agent-protocol.md). No gRPC threads; bearer tokens only.
+//     routes (binary protobuf over HTTP/1.1 on a small client over
+//     OpenSSL; docs/agent-protocol.md). No gRPC threads; bearer tokens
+//     only.
 // Either way the calls, their errors and the backpressure hints are those
 // of AgentTransport (agent.h).
 //
@@ -31,8 +32,6 @@
 //   }
 //
 // Thread safety: a transport is used from one thread (the agent's loop).
-// The first OpenAgentServer of an http(s):// server initializes libcurl,
-// which is not thread-safe: open it before starting threads.
 #pragma once
 
 #include <memory>
@@ -83,8 +82,7 @@ class AgentServerTransport : public AgentTransport {
 // address, TLS options for http://, a client certificate for http(s)://,
 // tls_server_name without TLS, a deadline not above zero, a PEM file that
 // holds no certificate or key, or a key that does not match); NOT_FOUND
-// for a file that cannot be read; FAILED_PRECONDITION if an http(s)://
-// server needs libcurl and libcurl.so.4 cannot be loaded.
+// for a file that cannot be read.
 absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
     const AgentServerOptions& options);
 

@@ -165,9 +165,8 @@ absl::Status ApplyConfig(const ringfence::agent::v1::AgentConfig& c,
   return absl::OkStatus();
 }
 
-// Gives the pages of the files the agent maps (its executable and the
-// shared libraries: libc, and libcurl with the thirty libraries it links)
-// back to the kernel (MADV_PAGEOUT: clean pages are dropped, their
+// Gives the pages of the files the agent maps (its executable, libc and
+// libm) back to the kernel (MADV_PAGEOUT: clean pages are dropped, their
 // contents stay those of the file; pages another process maps too stay).
 // Called once, before the first long wait: code and data only start-up
 // used (flag parsing, protobuf descriptors, gRPC's, OpenSSL's and the
@@ -231,7 +230,7 @@ int Run(Flags& f) {
   }
   f.agent.seed = std::hash<std::string>()(f.agent.identity.host_id) ^
                  static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-  // http(s)://: the HTTP listener's Fleet routes, on libcurl; else gRPC.
+  // http(s)://: the HTTP listener's Fleet routes; else gRPC.
   ringfence::AgentServerOptions server;
   server.server = f.server;
   server.token = token;

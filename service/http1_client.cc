@@ -1,0 +1,562 @@
+#include "service/http1_client.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "ringfence/error_text.h"
+
+namespace ringfence {
+namespace {
+
+constexpr char kUserAgent[] = "ringfence-agent";
+
+// Blocks SIGPIPE in this thread while alive; a SIGPIPE raised meanwhile (a
+// write to a socket the peer closed) is consumed, not delivered. The
+// technique libcurl uses for SSL_write, which cannot pass MSG_NOSIGNAL.
+class ScopedSigpipeBlock {
+ public:
+  ScopedSigpipeBlock() {
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old_);
+  }
+  ~ScopedSigpipeBlock() {
+    sigset_t pending;
+    sigpending(&pending);
+    if (sigismember(&pending, SIGPIPE) == 1 &&
+        sigismember(&old_, SIGPIPE) == 0) {
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      const timespec zero = {0, 0};
+      while (sigtimedwait(&pipe, nullptr, &zero) == -1 && errno == EINTR) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t old_;
+};
+
+// Milliseconds left until `deadline` for poll(2): at least 0, at most a day.
+int PollMillis(absl::Time deadline) {
+  const absl::Duration left = deadline - absl::Now();
+  if (left <= absl::ZeroDuration()) return 0;
+  return static_cast<int>(std::min<int64_t>(
+      absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))),
+      86'400'000));
+}
+
+bool IsIpLiteral(const std::string& host) {
+  in6_addr v6;
+  in_addr v4;
+  return inet_pton(AF_INET, host.c_str(), &v4) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), &v6) == 1;
+}
+
+// The oldest OpenSSL error's text, and the queue cleared.
+std::string OpenSslError() {
+  const unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof(text));
+  return text;
+}
+
+}  // namespace
+
+absl::StatusOr<Http1Target> ParseHttpUrl(absl::string_view field,
+                                         absl::string_view url) {
+  const std::string quoted = QuoteForError(url);
+  Http1Target target;
+  absl::string_view rest = url;
+  if (absl::StartsWithIgnoreCase(rest, "https://")) {
+    target.tls = true;
+    rest.remove_prefix(8);
+  } else if (absl::StartsWithIgnoreCase(rest, "http://")) {
+    rest.remove_prefix(7);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", quoted, " is not http://host:port or https://host:port"));
+  }
+  if (absl::EndsWith(rest, "/")) rest.remove_suffix(1);
+  if (rest.find_first_of("/?#@ \t\r\n") != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", quoted,
+                     " must be scheme://host:port alone (no path, query, "
+                     "fragment or user)"));
+  }
+  absl::string_view port;
+  if (absl::StartsWith(rest, "[")) {
+    const size_t close = rest.find(']');
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", quoted, " has no ']' after its IPv6 host"));
+    }
+    target.host = std::string(rest.substr(1, close - 1));
+    absl::string_view after = rest.substr(close + 1);
+    if (!after.empty() && !absl::ConsumePrefix(&after, ":")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": ", quoted, " has something other than :port after ']'"));
+    }
+    port = after;
+    in6_addr v6;
+    if (inet_pton(AF_INET6, target.host.c_str(), &v6) != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": ", quoted, " has no IPv6 address between '[' and ']'"));
+    }
+  } else {
+    const size_t colon = rest.find(':');
+    target.host = std::string(rest.substr(0, colon));
+    if (colon != absl::string_view::npos) port = rest.substr(colon + 1);
+  }
+  if (target.host.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", quoted, " names no host"));
+  }
+  if (port.empty()) {
+    target.port = target.tls ? 443 : 80;
+  } else {
+    uint32_t number = 0;
+    if (!absl::SimpleAtoi(port, &number) || number == 0 || number > 65535 ||
+        !absl::ascii_isdigit(static_cast<unsigned char>(port[0]))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", quoted, " has a port outside 1..65535"));
+    }
+    target.port = static_cast<uint16_t>(number);
+  }
+  return target;
+}
+
+Http1Client::Http1Client(Http1Target target) : target_(std::move(target)) {
+  const std::string& host = target_.host;
+  where_ = host.find(':') == std::string::npos
+               ? absl::StrCat(host, ":", target_.port)
+               : absl::StrCat("[", host, "]:", target_.port);
+}
+
+Http1Client::~Http1Client() {
+  Close();
+  if (session_ != nullptr) SSL_SESSION_free(session_);
+  if (ctx_ != nullptr) SSL_CTX_free(ctx_);
+}
+
+absl::StatusOr<std::unique_ptr<Http1Client>> Http1Client::Create(
+    Http1Target target) {
+  if (target.host.empty() || target.port == 0) {
+    return absl::InvalidArgumentError("server: no host or port");
+  }
+  std::unique_ptr<Http1Client> client(new Http1Client(std::move(target)));
+  if (!client->target_.tls) return client;
+  client->ctx_ = SSL_CTX_new(TLS_client_method());
+  if (client->ctx_ == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("cannot create a TLS context: ", OpenSslError()));
+  }
+  SSL_CTX* ctx = client->ctx_;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  // Sessions are kept by hand (session_), across connections.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  const std::string& ca = client->target_.ca_file;
+  if (!ca.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
+      return absl::NotFoundError(
+          absl::StrCat("ca_file: cannot read ", QuoteForError(ca),
+                       " as PEM certificates: ", OpenSslError()));
+    }
+  } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+    return absl::InternalError(
+        absl::StrCat("cannot load the system's CAs: ", OpenSslError()));
+  }
+  return client;
+}
+
+void Http1Client::Close() {
+  if (ssl_ != nullptr) {
+    // A close_notify, not waited for: a connection closed without one
+    // leaves its session unresumable on both sides.
+    ScopedSigpipeBlock no_sigpipe;
+    SSL_shutdown(ssl_);
+    ERR_clear_error();
+    SSL_free(ssl_);
+    ssl_ = nullptr;
+  }
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+absl::Status Http1Client::Connect(absl::Time deadline) {
+  addrinfo hints = {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = absl::StrCat(target_.port);
+  const int gai =
+      getaddrinfo(target_.host.c_str(), port.c_str(), &hints, &found);
+  if (gai != 0) {
+    return absl::UnavailableError(absl::StrCat("cannot resolve ",
+                                               QuoteForError(target_.host),
+                                               ": ", gai_strerror(gai)));
+  }
+  std::unique_ptr<addrinfo, void (*)(addrinfo*)> addresses(found, freeaddrinfo);
+  std::string why = "no address";
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd =
+        socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+               a->ai_protocol);
+    if (fd < 0) {
+      why = strerror(errno);
+      continue;
+    }
+    int error = 0;
+    if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      error = errno;
+      if (error == EINPROGRESS) {
+        pollfd p = {fd, POLLOUT, 0};
+        const int ready = poll(&p, 1, PollMillis(deadline));
+        if (ready == 0) {
+          ::close(fd);
+          return absl::DeadlineExceededError(
+              absl::StrCat("connecting to ", where_, ": deadline exceeded"));
+        }
+        socklen_t size = sizeof(error);
+        if (ready < 0) {
+          error = errno;
+        } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) != 0) {
+          error = errno;
+        }
+      }
+    }
+    if (error != 0) {
+      why = strerror(error);
+      ::close(fd);
+      continue;
+    }
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fd_ = fd;
+    return target_.tls ? Handshake(deadline) : absl::OkStatus();
+  }
+  return absl::UnavailableError(
+      absl::StrCat("cannot connect to ", where_, ": ", why));
+}
+
+absl::Status Http1Client::Handshake(absl::Time deadline) {
+  ssl_ = SSL_new(ctx_);
+  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
+    const std::string why = OpenSslError();
+    Close();
+    return absl::InternalError(absl::StrCat("cannot set up TLS: ", why));
+  }
+  const std::string& name = target_.name.empty() ? target_.host : target_.name;
+  bool named = false;
+  if (IsIpLiteral(name)) {
+    named =
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), name.c_str()) == 1;
+  } else {
+    named = SSL_set_tlsext_host_name(ssl_, name.c_str()) == 1 &&
+            SSL_set1_host(ssl_, name.c_str()) == 1;
+  }
+  if (!named) {
+    Close();
+    return absl::InvalidArgumentError(
+        absl::StrCat("server_name: cannot check a certificate against ",
+                     QuoteForError(name)));
+  }
+  if (session_ != nullptr) SSL_set_session(ssl_, session_);
+  ScopedSigpipeBlock no_sigpipe;
+  while (true) {
+    ERR_clear_error();
+    const int done = SSL_connect(ssl_);
+    if (done == 1) {
+      session_resumed_ = SSL_session_reused(ssl_) == 1;
+      return absl::OkStatus();
+    }
+    const int error = SSL_get_error(ssl_, done);
+    short events = 0;
+    if (error == SSL_ERROR_WANT_READ) events = POLLIN;
+    if (error == SSL_ERROR_WANT_WRITE) events = POLLOUT;
+    if (events == 0) {
+      std::string why;
+      const long verify = SSL_get_verify_result(ssl_);
+      if (verify != X509_V_OK) {
+        why = absl::StrCat("certificate verify failed: ",
+                           X509_verify_cert_error_string(verify));
+      } else {
+        why = OpenSslError();
+        if (why.empty()) why = "the connection was closed";
+      }
+      Close();
+      return absl::UnavailableError(
+          absl::StrCat("TLS handshake with ", where_, " failed: ", why));
+    }
+    pollfd p = {fd_, events, 0};
+    if (poll(&p, 1, PollMillis(deadline)) == 0) {
+      Close();
+      return absl::DeadlineExceededError(
+          absl::StrCat("TLS handshake with ", where_, ": deadline exceeded"));
+    }
+  }
+}
+
+absl::Status Http1Client::WriteAll(absl::string_view data,
+                                   absl::Time deadline) {
+  ScopedSigpipeBlock no_sigpipe;
+  while (!data.empty()) {
+    short wait_for = POLLOUT;
+    if (ssl_ != nullptr) {
+      ERR_clear_error();
+      const int n = SSL_write(
+          ssl_, data.data(),
+          static_cast<int>(std::min<size_t>(data.size(), size_t{1} << 30)));
+      if (n > 0) {
+        data.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      const int error = SSL_get_error(ssl_, n);
+      if (error == SSL_ERROR_WANT_READ) {
+        wait_for = POLLIN;
+      } else if (error != SSL_ERROR_WANT_WRITE) {
+        return absl::UnavailableError(
+            absl::StrCat("sending to ", where_, ": the connection failed"));
+      }
+    } else {
+      const ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        data.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        return absl::UnavailableError(
+            absl::StrCat("sending to ", where_, ": ", strerror(errno)));
+      }
+    }
+    pollfd p = {fd_, wait_for, 0};
+    if (poll(&p, 1, PollMillis(deadline)) == 0) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("sending to ", where_, ": deadline exceeded"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> Http1Client::ReadSome(char* buffer, size_t size,
+                                             absl::Time deadline) {
+  while (true) {
+    short wait_for = POLLIN;
+    if (ssl_ != nullptr) {
+      ERR_clear_error();
+      const int n = SSL_read(ssl_, buffer, static_cast<int>(size));
+      if (n > 0) return static_cast<size_t>(n);
+      const int error = SSL_get_error(ssl_, n);
+      if (error == SSL_ERROR_ZERO_RETURN) return 0;
+      if (error == SSL_ERROR_WANT_WRITE) {
+        wait_for = POLLOUT;
+      } else if (error != SSL_ERROR_WANT_READ) {
+        // An EOF without close_notify: the end, as far as the answer is
+        // concerned (a short body is caught by the parser).
+        if (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return 0;
+        return absl::UnavailableError(
+            absl::StrCat("reading from ", where_, ": ", OpenSslError()));
+      }
+    } else {
+      const ssize_t n = recv(fd_, buffer, size, 0);
+      if (n >= 0) return static_cast<size_t>(n);
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        return absl::UnavailableError(
+            absl::StrCat("reading from ", where_, ": ", strerror(errno)));
+      }
+    }
+    pollfd p = {fd_, wait_for, 0};
+    if (poll(&p, 1, PollMillis(deadline)) == 0) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("waiting for ", where_, "'s answer: deadline exceeded"));
+    }
+  }
+}
+
+bool Http1Client::ClosedWhileIdle() const {
+  if (ssl_ != nullptr && SSL_pending(ssl_) > 0) return true;
+  pollfd p = {fd_, POLLIN, 0};
+  return poll(&p, 1, 0) != 0;
+}
+
+// The parser's callbacks and what they collect.
+struct Http1Client::Exchange {
+  http_parser parser;
+  Http1Response response;
+  size_t max_body = 0;
+  bool too_long = false;
+  bool complete = false;
+  // The header being read: its name, and whether it is Retry-After.
+  std::string field;
+  bool in_value = false;
+  bool retry_after = false;
+
+  static Exchange* Of(http_parser* p) {
+    return static_cast<Exchange*>(p->data);
+  }
+
+  static int OnHeaderField(http_parser* p, const char* at, size_t n) {
+    Exchange* x = Of(p);
+    if (x->in_value) {
+      x->field.clear();
+      x->in_value = false;
+    }
+    if (x->field.size() < 64) x->field.append(at, std::min<size_t>(n, 64));
+    return 0;
+  }
+  static int OnHeaderValue(http_parser* p, const char* at, size_t n) {
+    Exchange* x = Of(p);
+    if (!x->in_value) {
+      x->in_value = true;
+      x->retry_after = absl::EqualsIgnoreCase(x->field, "retry-after");
+      if (x->retry_after) x->response.retry_after.clear();
+    }
+    if (x->retry_after && x->response.retry_after.size() < 64) {
+      x->response.retry_after.append(at, std::min<size_t>(n, 64));
+    }
+    return 0;
+  }
+  static int OnBody(http_parser* p, const char* at, size_t n) {
+    Exchange* x = Of(p);
+    if (x->response.body.size() + n > x->max_body) {
+      x->too_long = true;
+      return 1;  // stops the parser
+    }
+    x->response.body.append(at, n);
+    return 0;
+  }
+  static int OnMessageComplete(http_parser* p) {
+    Exchange* x = Of(p);
+    x->complete = true;
+    x->response.status = static_cast<int>(p->status_code);
+    http_parser_pause(p, 1);  // nothing after the answer is read
+    return 0;
+  }
+};
+
+absl::StatusOr<Http1Response> Http1Client::Exchange1(absl::string_view request,
+                                                     absl::Time deadline,
+                                                     size_t max_body,
+                                                     bool* answered) {
+  *answered = false;
+  if (absl::Status sent = WriteAll(request, deadline); !sent.ok()) {
+    return sent;
+  }
+  http_parser_settings settings;
+  http_parser_settings_init(&settings);
+  settings.on_header_field = &Exchange::OnHeaderField;
+  settings.on_header_value = &Exchange::OnHeaderValue;
+  settings.on_body = &Exchange::OnBody;
+  settings.on_message_complete = &Exchange::OnMessageComplete;
+  Exchange x;
+  http_parser_init(&x.parser, HTTP_RESPONSE);
+  x.parser.data = &x;
+  x.max_body = max_body;
+  char buffer[16384];
+  while (!x.complete) {
+    absl::StatusOr<size_t> n = ReadSome(buffer, sizeof(buffer), deadline);
+    if (!n.ok()) return n.status();
+    if (*n > 0) *answered = true;
+    // Zero bytes tell the parser the stream ended (the end of a body
+    // delimited by the close, else an error).
+    http_parser_execute(&x.parser, &settings, buffer, *n);
+    const http_errno error = HTTP_PARSER_ERRNO(&x.parser);
+    if (x.too_long) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the answer from ", where_, " is longer than ", max_body, " bytes"));
+    }
+    if (*n == 0 && !x.complete) {
+      return absl::UnavailableError(absl::StrCat(
+          where_, " closed the connection before its answer ended"));
+    }
+    if (error != HPE_OK && error != HPE_PAUSED) {
+      return absl::UnavailableError(
+          absl::StrCat("the answer from ", where_,
+                       " is not HTTP/1.x: ", http_errno_description(error)));
+    }
+  }
+  if (!http_should_keep_alive(&x.parser)) Close();
+  return std::move(x.response);
+}
+
+absl::StatusOr<Http1Response> Http1Client::Post(absl::string_view path,
+                                                absl::string_view headers,
+                                                absl::string_view body,
+                                                absl::Time deadline,
+                                                size_t max_body) {
+  const std::string& name = target_.name.empty() ? target_.host : target_.name;
+  const bool v6 = name.find(':') != std::string::npos;
+  const std::string request = absl::StrCat(
+      "POST ", path, " HTTP/1.1\r\nHost: ", v6 ? "[" : "", name, v6 ? "]" : "",
+      ":", target_.port, "\r\nUser-Agent: ", kUserAgent, "\r\n", headers,
+      "Content-Length: ", body.size(), "\r\n\r\n", body);
+  for (int attempt = 0;; ++attempt) {
+    if (fd_ >= 0 && ClosedWhileIdle()) Close();
+    const bool reused = fd_ >= 0;
+    if (!reused) {
+      if (absl::Status connected = Connect(deadline); !connected.ok()) {
+        Close();
+        return connected;
+      }
+    }
+    bool answered = false;
+    absl::StatusOr<Http1Response> response =
+        Exchange1(request, deadline, max_body, &answered);
+    if (response.ok()) {
+      if (ssl_ != nullptr) {
+        // Kept for the next connection (under TLS 1.3 the session ticket
+        // arrives after the handshake, so it is taken after the answer).
+        SSL_SESSION* latest = SSL_get1_session(ssl_);
+        if (latest != nullptr && SSL_SESSION_is_resumable(latest)) {
+          if (session_ != nullptr) SSL_SESSION_free(session_);
+          session_ = latest;
+        } else if (latest != nullptr) {
+          SSL_SESSION_free(latest);
+        }
+      }
+      return response;
+    }
+    Close();
+    // The server closed a kept connection as the request went out: once,
+    // on a new connection.
+    if (reused && !answered && attempt == 0 &&
+        absl::IsUnavailable(response.status())) {
+      continue;
+    }
+    return response.status();
+  }
+}
+
+}  // namespace ringfence

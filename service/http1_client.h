@@ -1,0 +1,142 @@
+// Http1Client: one HTTP/1.1 client connection, plaintext or TLS, to one
+// server: what the agent's HTTP transport (agent_http_transport.h) sends its
+// POSTs over.
+//
+// Why not libcurl: every agent of a fleet keeps this resident, and Debian's
+// libcurl links about 30 shared libraries (GnuTLS, Kerberos, LDAP, a second
+// OpenSSL next to the one the statically linked agent carries) whose pages
+// stayed resident between polls, and it set up a new OpenSSL context, CA
+// file read included, for every connection (bench/README.md, "Host agent
+// footprint"). This client is the socket calls, the OpenSSL already in the
+// agent (one SSL_CTX for the client's life, the TLS session kept for
+// resumption) and Node's http_parser (Debian's libhttp-parser) for the
+// answer: status line, headers, Content-Length or chunked bodies,
+// keep-alive.
+//
+// What it does not do: proxies, redirects, compression, HTTP/2, client
+// certificates. It reuses a connection the server kept open; a reused
+// connection that fails before any byte of the answer arrived (the server
+// closed it while idle) is replaced once, and the request sent again: both
+// of the agent's calls are idempotent (GetAssignment asks; telemetry events
+// carry ids the server deduplicates).
+//
+// Errors (absl::Status): UNAVAILABLE for a name that does not resolve, a
+// connection refused or cut, a TLS handshake that fails (the certificate's
+// verification error named) or an answer that is not HTTP/1.x;
+// DEADLINE_EXCEEDED when the deadline passes first; RESOURCE_EXHAUSTED for
+// a body longer than asked for. The connection is closed after any error.
+//
+// Thread safety: not thread-safe; one call at a time. SIGPIPE is blocked in
+// the calling thread while it writes to the socket (a peer that went away
+// is an error, not a signal).
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace ringfence {
+
+struct Http1Target {
+  // Whether to speak TLS (https).
+  bool tls = false;
+  // The host to connect to: a DNS name or an IP literal (IPv6 without
+  // brackets).
+  std::string host;
+  uint16_t port = 0;
+  // The name in the Host header, the TLS SNI and the name (or IP address)
+  // the server's certificate is checked against (empty: `host`).
+  std::string name;
+  // TLS: a PEM file of the CA(s) to trust (empty: the system's CAs).
+  std::string ca_file;
+};
+
+struct Http1Response {
+  int status = 0;
+  std::string body;
+  // The Retry-After header's value (empty without one).
+  std::string retry_after;
+};
+
+// ParseHttpUrl
+//
+// "http://host[:port]" or "https://host[:port]" (scheme case-insensitive,
+// IPv6 in brackets, a trailing "/" allowed) as a target; the default ports
+// are 80 and 443. INVALID_ARGUMENT naming `field` and the reason for
+// anything else (another scheme, a path, query, fragment or user name, a
+// port outside 1..65535).
+absl::StatusOr<Http1Target> ParseHttpUrl(absl::string_view field,
+                                         absl::string_view url);
+
+class Http1Client {
+ public:
+  // Create
+  //
+  // Over TLS, builds the client's SSL context: peer verification on, TLS
+  // 1.2 or later, the CAs of `target.ca_file` (NOT_FOUND naming ca_file if
+  // it cannot be read as PEM certificates) or the system's. Connects on the
+  // first Post, not here. INVALID_ARGUMENT for an empty host or port 0.
+  static absl::StatusOr<std::unique_ptr<Http1Client>> Create(
+      Http1Target target);
+  ~Http1Client();
+  Http1Client(const Http1Client&) = delete;
+  Http1Client& operator=(const Http1Client&) = delete;
+
+  // Post
+  //
+  // POSTs `body` to `path` with `headers` (complete "Name: value\r\n"
+  // lines; Host, Content-Length and User-Agent are added) and reads the
+  // answer, whatever its status, by `deadline` (connecting included). A
+  // body longer than `max_body` bytes is RESOURCE_EXHAUSTED. The connection
+  // stays open when the server keeps it alive.
+  absl::StatusOr<Http1Response> Post(absl::string_view path,
+                                     absl::string_view headers,
+                                     absl::string_view body,
+                                     absl::Time deadline, size_t max_body);
+
+  // Close
+  //
+  // Closes the connection if one is open. The TLS session is kept: the
+  // next connection resumes it.
+  void Close();
+
+  // Whether a connection is open (for tests).
+  bool connected() const { return fd_ >= 0; }
+  // Whether the last TLS connection resumed an earlier session (for tests).
+  bool session_resumed() const { return session_resumed_; }
+
+ private:
+  struct Exchange;
+  explicit Http1Client(Http1Target target);
+
+  absl::Status Connect(absl::Time deadline);
+  absl::Status Handshake(absl::Time deadline);
+  absl::Status WriteAll(absl::string_view data, absl::Time deadline);
+  // Reads up to `size` bytes: the count, 0 at the end of the stream.
+  absl::StatusOr<size_t> ReadSome(char* buffer, size_t size,
+                                  absl::Time deadline);
+  // One request and its answer on the open connection. *answered is set
+  // once any byte of the answer has arrived.
+  absl::StatusOr<Http1Response> Exchange1(absl::string_view request,
+                                          absl::Time deadline, size_t max_body,
+                                          bool* answered);
+  // Whether the idle connection was closed by the server (readable: EOF or
+  // stray bytes).
+  bool ClosedWhileIdle() const;
+
+  const Http1Target target_;
+  std::string where_;  // "host:port", for messages
+  SSL_CTX* ctx_ = nullptr;
+  SSL_SESSION* session_ = nullptr;
+  SSL* ssl_ = nullptr;
+  int fd_ = -1;
+  bool session_resumed_ = false;
+};
+
+}  // namespace ringfence

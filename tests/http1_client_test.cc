@@ -1,0 +1,432 @@
+// Http1Client (service/http1_client.h) against scripted servers on raw
+// sockets: answers cut at random places, chunked and delimited bodies,
+// kept and dropped connections, stalls, garbage; and over TLS against a
+// real HTTPS server (cpp-httplib), name checks and session resumption
+// included.
+#include "service/http1_client.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "e2e_fixture.h"
+
+namespace ringfence {
+namespace {
+
+using ::ringfence::e2e::TestCertFiles;
+using ::ringfence::e2e::TestCerts;
+using ::testing::HasSubstr;
+
+MATCHER_P(StatusIs, code, "") { return arg.status().code() == code; }
+
+// Reads one request (headers and a Content-Length body) from `fd`: the
+// whole text, empty at EOF.
+std::string ReadRequest(int fd) {
+  std::string in;
+  char buffer[4096];
+  while (true) {
+    const size_t end = in.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      size_t length = 0;
+      const size_t at = in.find("Content-Length: ");
+      if (at != std::string::npos && at < end) {
+        length = std::stoul(in.substr(at + 16));
+      }
+      if (in.size() >= end + 4 + length) return in;
+    }
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) return "";
+    in.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+// Sends `data` in pieces of random sizes, flushed one by one (with
+// TCP_NODELAY on the client side, the client reads them as they come).
+void SendInPieces(int fd, const std::string& data, std::mt19937* rng) {
+  size_t at = 0;
+  while (at < data.size()) {
+    const size_t n = std::min<size_t>(
+        data.size() - at, std::uniform_int_distribution<size_t>(1, 40)(*rng));
+    ASSERT_EQ(send(fd, data.data() + at, n, MSG_NOSIGNAL),
+              static_cast<ssize_t>(n));
+    at += n;
+    if ((*rng)() % 4 == 0) usleep(200);
+  }
+}
+
+// A server on 127.0.0.1 that runs `serve` on each accepted connection, one
+// connection at a time, and counts them.
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::function<void(int fd, int connection)> serve)
+      : serve_(std::move(serve)) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address = {};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof(address);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&address),
+                   sizeof(address)),
+              0);
+    EXPECT_EQ(listen(listen_fd_, 8), 0);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &size);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p = {listen_fd_, POLLIN, 0};
+        if (poll(&p, 1, 50) <= 0) continue;
+        const int fd = accept(listen_fd_, nullptr, nullptr);
+        if (fd < 0) continue;
+        serve_(fd, ++connections_);
+        close(fd);
+      }
+    });
+  }
+  ~ScriptedServer() {
+    stop_ = true;
+    thread_.join();
+    close(listen_fd_);
+  }
+  uint16_t port() const { return port_; }
+  int connections() const { return connections_; }
+
+ private:
+  std::function<void(int, int)> serve_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
+  std::thread thread_;
+};
+
+std::unique_ptr<Http1Client> ClientFor(uint16_t port) {
+  Http1Target target;
+  target.host = "127.0.0.1";
+  target.port = port;
+  absl::StatusOr<std::unique_ptr<Http1Client>> client =
+      Http1Client::Create(target);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? *std::move(client) : nullptr;
+}
+
+absl::Time Soon() { return absl::Now() + absl::Seconds(5); }
+
+std::string Chunked(const std::string& body, std::mt19937* rng) {
+  std::string out;
+  size_t at = 0;
+  while (at < body.size()) {
+    const size_t n = std::min<size_t>(
+        body.size() - at, std::uniform_int_distribution<size_t>(1, 300)(*rng));
+    absl::StrAppend(&out, absl::Hex(n), "\r\n", body.substr(at, n), "\r\n");
+    at += n;
+  }
+  return out + "0\r\n\r\n";
+}
+
+TEST(ParseHttpUrlTest, TakesSchemeHostAndPortAlone) {
+  struct Good {
+    const char* url;
+    bool tls;
+    const char* host;
+    uint16_t port;
+  };
+  for (const Good& g :
+       {Good{"http://127.0.0.1:8080", false, "127.0.0.1", 8080},
+        Good{"HTTPS://rollouts.example", true, "rollouts.example", 443},
+        Good{"http://h/", false, "h", 80},
+        Good{"https://[::1]:9443/", true, "::1", 9443}}) {
+    SCOPED_TRACE(g.url);
+    absl::StatusOr<Http1Target> t = ParseHttpUrl("server", g.url);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(t->tls, g.tls);
+    EXPECT_EQ(t->host, g.host);
+    EXPECT_EQ(t->port, g.port);
+  }
+  for (const char* bad :
+       {"ftp://h:1", "h:1", "http://", "http://:80", "http://h:0",
+        "http://h:65536", "http://h:+80", "http://h:80/v1", "http://h?x=1",
+        "http://h#top", "http://u@h:1", "http://[::1", "http://[h]:1",
+        "http://[::1]x", "http://h :1", "http://h:1\r\nX: y"}) {
+    SCOPED_TRACE(bad);
+    absl::StatusOr<Http1Target> t = ParseHttpUrl("server", bad);
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(t.status().message(), HasSubstr("server: "));
+  }
+}
+
+// Answers of every framing, delivered in random pieces, with random
+// bodies: the body read is the body sent, and the connection is kept
+// exactly when the answer allows it.
+TEST(Http1ClientTest, ReadsEveryFramingWhateverThePieces) {
+  std::mt19937 rng(20261201);
+  struct Planned {
+    int framing = 0;  // 0 Content-Length, 1 chunked, 2 until close
+    int status = 200;
+    std::string body;
+    std::string request;  // as received
+  };
+  absl::Mutex mu;
+  Planned plan;
+  ScriptedServer server([&](int fd, int) {
+    while (true) {
+      std::string request = ReadRequest(fd);
+      if (request.empty()) return;
+      absl::MutexLock lock(&mu);
+      plan.request = request;
+      std::string answer = absl::StrCat("HTTP/1.1 ", plan.status, " X\r\n");
+      if (plan.framing == 0) {
+        absl::StrAppend(&answer, "Content-Length: ", plan.body.size(),
+                        "\r\n\r\n", plan.body);
+      } else if (plan.framing == 1) {
+        absl::StrAppend(&answer, "Transfer-Encoding: chunked\r\n\r\n",
+                        Chunked(plan.body, &rng));
+      } else {
+        absl::StrAppend(&answer, "Connection: close\r\n\r\n", plan.body);
+      }
+      SendInPieces(fd, answer, &rng);
+      if (plan.framing == 2) return;
+    }
+  });
+  std::unique_ptr<Http1Client> client = ClientFor(server.port());
+  ASSERT_NE(client, nullptr);
+  int expected_connections = 0;
+  bool open = false;
+  for (int i = 0; i < 60; ++i) {
+    Planned p;
+    p.framing = static_cast<int>(rng() % 3);
+    p.status = i % 7 == 0 ? 503 : 200;
+    p.body.resize(std::uniform_int_distribution<size_t>(0, 3000)(rng));
+    for (char& c : p.body) c = static_cast<char>(rng());
+    {
+      absl::MutexLock lock(&mu);
+      plan = p;
+    }
+    const std::string sent(rng() % 500, 'q');
+    SCOPED_TRACE(absl::StrCat("answer ", i, " framing ", p.framing));
+    absl::StatusOr<Http1Response> r =
+        client->Post("/v1/x", "A: b\r\n", sent, Soon(), 1 << 20);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, p.status);
+    EXPECT_EQ(r->body, p.body);
+    if (!open) ++expected_connections;
+    open = p.framing != 2;
+    EXPECT_EQ(client->connected(), open);
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(absl::StartsWith(plan.request, "POST /v1/x HTTP/1.1\r\n"));
+    EXPECT_THAT(plan.request,
+                HasSubstr(absl::StrCat("Host: 127.0.0.1:", server.port())));
+    EXPECT_THAT(plan.request, HasSubstr("\r\nA: b\r\n"));
+    EXPECT_TRUE(absl::EndsWith(
+        plan.request,
+        absl::StrCat("Content-Length: ", sent.size(), "\r\n\r\n", sent)));
+  }
+  EXPECT_EQ(server.connections(), expected_connections);
+}
+
+TEST(Http1ClientTest, ReadsRetryAfter) {
+  ScriptedServer server([](int fd, int) {
+    ReadRequest(fd);
+    const std::string answer =
+        "HTTP/1.1 429 Too Many\r\nretry-AFTER: 17\r\nContent-Length: "
+        "2\r\n\r\nno";
+    send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+  });
+  std::unique_ptr<Http1Client> client = ClientFor(server.port());
+  absl::StatusOr<Http1Response> r = client->Post("/", "", "", Soon(), 100);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 429);
+  EXPECT_EQ(r->retry_after, "17");
+  EXPECT_EQ(r->body, "no");
+}
+
+// A kept connection the server closed while idle (before the request, or
+// as it arrived, answering nothing) is replaced once; a new connection
+// that is closed unanswered is an error, not retried.
+TEST(Http1ClientTest, ReplacesAKeptConnectionTheServerDropped) {
+  std::atomic<int> mode{0};  // 0 answer and keep; 1 answer and close
+                             // after a delay; 2 read and close unanswered
+  ScriptedServer server([&](int fd, int) {
+    while (true) {
+      if (ReadRequest(fd).empty()) return;
+      if (mode == 2) return;
+      const std::string answer =
+          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+      send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+      if (mode == 1) return;
+    }
+  });
+  std::unique_ptr<Http1Client> client = ClientFor(server.port());
+  ASSERT_TRUE(client->Post("/", "", "a", Soon(), 100).ok());
+  EXPECT_EQ(server.connections(), 1);
+  ASSERT_TRUE(client->Post("/", "", "b", Soon(), 100).ok());
+  EXPECT_EQ(server.connections(), 1);  // kept
+  mode = 1;  // the server answers, then closes (the client does not know)
+  ASSERT_TRUE(client->Post("/", "", "c", Soon(), 100).ok());
+  absl::SleepFor(absl::Milliseconds(100));
+  mode = 0;
+  absl::StatusOr<Http1Response> after = client->Post("/", "", "d", Soon(), 100);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(server.connections(), 2);
+  // The server reads the request on the kept connection and closes it
+  // unanswered: replaced once, and the new one too is closed: UNAVAILABLE.
+  mode = 2;
+  absl::StatusOr<Http1Response> dropped =
+      client->Post("/", "", "e", Soon(), 100);
+  EXPECT_THAT(dropped, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(dropped.status().message(), HasSubstr("closed the connection"));
+  EXPECT_EQ(server.connections(), 3);
+  EXPECT_FALSE(client->connected());
+}
+
+TEST(Http1ClientTest, RefusesWhatIsNotAnAnswerAndBoundsTheBody) {
+  std::atomic<int> mode{0};
+  ScriptedServer server([&](int fd, int) {
+    ReadRequest(fd);
+    std::string answer;
+    switch (mode.load()) {
+      case 0:
+        answer = "SSH-2.0-OpenSSH_9.2\r\n\r\n";
+        break;
+      case 1:
+        answer = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" +
+                 std::string(1000, 'x');
+        break;
+      case 2:
+        answer =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "zz\r\n";
+        break;
+      case 3:
+        answer = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort";
+        break;
+      case 4:
+        answer = "HTTP/1.1 200 OK\r\n" + std::string(100000, 'h');
+        break;
+    }
+    send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
+  });
+  std::unique_ptr<Http1Client> client = ClientFor(server.port());
+  const std::pair<absl::StatusCode, const char*> expected[] = {
+      {absl::StatusCode::kUnavailable, "not HTTP/1.x"},
+      {absl::StatusCode::kResourceExhausted, "longer than 999 bytes"},
+      {absl::StatusCode::kUnavailable, "not HTTP/1.x"},
+      {absl::StatusCode::kUnavailable, "before its answer ended"},
+      {absl::StatusCode::kUnavailable, "not HTTP/1.x"},
+  };
+  for (int m = 0; m < 5; ++m) {
+    SCOPED_TRACE(m);
+    mode = m;
+    absl::StatusOr<Http1Response> r = client->Post("/", "", "", Soon(), 999);
+    EXPECT_THAT(r, StatusIs(expected[m].first));
+    EXPECT_THAT(r.status().message(), HasSubstr(expected[m].second));
+    EXPECT_FALSE(client->connected());
+  }
+}
+
+TEST(Http1ClientTest, GivesUpAtTheDeadline) {
+  ScriptedServer server([](int fd, int) {
+    ReadRequest(fd);
+    const std::string part = "HTTP/1.1 200 OK\r\nContent-Le";
+    send(fd, part.data(), part.size(), MSG_NOSIGNAL);
+    absl::SleepFor(absl::Seconds(2));
+  });
+  std::unique_ptr<Http1Client> client = ClientFor(server.port());
+  const absl::Time start = absl::Now();
+  absl::StatusOr<Http1Response> r =
+      client->Post("/", "", "", start + absl::Milliseconds(300), 100);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_FALSE(client->connected());
+}
+
+TEST(Http1ClientTest, NoServerIsUnavailable) {
+  uint16_t port = 0;
+  {
+    ScriptedServer gone([](int, int) {});
+    port = gone.port();
+  }
+  std::unique_ptr<Http1Client> client = ClientFor(port);
+  EXPECT_THAT(client->Post("/", "", "", Soon(), 100),
+              StatusIs(absl::StatusCode::kUnavailable));
+}
+
+// Over TLS against cpp-httplib's HTTPS server: the certificate is checked
+// against the CA and the name given (or the IP address connected to), and
+// a second connection resumes the first's session.
+TEST(Http1ClientTest, OverTlsChecksTheNameAndResumesTheSession) {
+  const TestCertFiles* certs = TestCerts();
+  ASSERT_NE(certs, nullptr) << "could not generate certificates";
+  httplib::SSLServer https(certs->server_cert.c_str(),
+                           certs->server_key.c_str());
+  ASSERT_TRUE(https.is_valid());
+  https.Post("/echo",
+             [](const httplib::Request& request, httplib::Response& response) {
+               response.set_content("tls:" + request.body, "text/plain");
+             });
+  const int port = https.bind_to_any_port("127.0.0.1");
+  std::thread serving([&] { https.listen_after_bind(); });
+  while (!https.is_running()) absl::SleepFor(absl::Milliseconds(1));
+
+  auto client_for = [&](const std::string& ca, const std::string& name) {
+    Http1Target target;
+    target.tls = true;
+    target.host = "127.0.0.1";
+    target.port = static_cast<uint16_t>(port);
+    target.ca_file = ca;
+    target.name = name;
+    return Http1Client::Create(target);
+  };
+  for (const char* name : {"localhost", ""}) {  // the DNS SAN, the IP SAN
+    SCOPED_TRACE(name);
+    auto client = client_for(certs->ca, name);
+    ASSERT_TRUE(client.ok()) << client.status();
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<Http1Response> r =
+          (*client)->Post("/echo", "", absl::StrCat("n", i), Soon(), 100);
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->body, absl::StrCat("tls:n", i));
+      EXPECT_EQ((*client)->session_resumed(), i > 0);
+      (*client)->Close();
+    }
+  }
+  auto wrong_name = client_for(certs->ca, "rollouts.example");
+  ASSERT_TRUE(wrong_name.ok());
+  absl::StatusOr<Http1Response> r =
+      (*wrong_name)->Post("/echo", "", "x", Soon(), 100);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(r.status().message(), HasSubstr("certificate verify failed"));
+  auto wrong_ca = client_for(certs->other_ca, "localhost");
+  ASSERT_TRUE(wrong_ca.ok());
+  EXPECT_THAT((*wrong_ca)->Post("/echo", "", "x", Soon(), 100),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(client_for("/no/such/ca.pem", "").status().code(),
+              absl::StatusCode::kNotFound);
+  // Plain HTTP to the TLS listener is not an answer.
+  Http1Target plain;
+  plain.host = "127.0.0.1";
+  plain.port = static_cast<uint16_t>(port);
+  auto plaintext = Http1Client::Create(plain);
+  ASSERT_TRUE(plaintext.ok());
+  EXPECT_FALSE((*plaintext)->Post("/echo", "", "x", Soon(), 100).ok());
+  https.stop();
+  serving.join();
+}
+
+}  // namespace
+}  // namespace ringfence
