@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 # and another FUZZ_SEED, and keep what a finding teaches in the seeds.
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
   -DRINGFENCE_FUZZ=ON -DRINGFENCE_BUILD_TESTS=OFF -DRINGFENCE_BUILD_BENCH=OFF
-targets=(content_fuzz plan_fuzz api_fuzz)
+targets=(content_fuzz plan_fuzz api_fuzz http1_fuzz)
 cmake --build build-fuzz --target "${targets[@]}" -j "$(nproc)"
 for f in "${targets[@]}"; do
   rm -rf "build-fuzz/corpus/$f" "build-fuzz/artifacts/$f"
@@ -31,6 +31,7 @@ for f in "${targets[@]}"; do
     case "$f" in
       plan_fuzz) runs=1250000 ;;
       api_fuzz) runs=20000 ;;
+      http1_fuzz) runs=1000000 ;;
       *) runs=250000 ;;
     esac
     budget=(-runs="${FUZZ_RUNS:-$runs}")

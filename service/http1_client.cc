@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <http_parser.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -411,60 +410,86 @@ bool Http1Client::ClosedWhileIdle() const {
   return poll(&p, 1, 0) != 0;
 }
 
-// The parser's callbacks and what they collect.
-struct Http1Client::Exchange {
-  http_parser parser;
-  Http1Response response;
-  size_t max_body = 0;
-  bool too_long = false;
-  bool complete = false;
-  // The header being read: its name, and whether it is Retry-After.
-  std::string field;
-  bool in_value = false;
-  bool retry_after = false;
+Http1AnswerParser::Http1AnswerParser(size_t max_body) : max_body_(max_body) {
+  http_parser_init(&parser_, HTTP_RESPONSE);
+  parser_.data = this;
+  http_parser_settings_init(&settings_);
+  settings_.on_header_field = &OnHeaderField;
+  settings_.on_header_value = &OnHeaderValue;
+  settings_.on_body = &OnBody;
+  settings_.on_message_complete = &OnMessageComplete;
+}
 
-  static Exchange* Of(http_parser* p) {
-    return static_cast<Exchange*>(p->data);
+int Http1AnswerParser::OnHeaderField(http_parser* p, const char* at, size_t n) {
+  auto* self = static_cast<Http1AnswerParser*>(p->data);
+  if (self->in_value_) {
+    self->field_.clear();
+    self->in_value_ = false;
   }
+  // Only Retry-After matters: a longer name is kept cut.
+  constexpr size_t kLongestName = 64;
+  if (self->field_.size() < kLongestName) {
+    self->field_.append(at, std::min(n, kLongestName - self->field_.size()));
+  }
+  return 0;
+}
 
-  static int OnHeaderField(http_parser* p, const char* at, size_t n) {
-    Exchange* x = Of(p);
-    if (x->in_value) {
-      x->field.clear();
-      x->in_value = false;
-    }
-    if (x->field.size() < 64) x->field.append(at, std::min<size_t>(n, 64));
-    return 0;
+int Http1AnswerParser::OnHeaderValue(http_parser* p, const char* at, size_t n) {
+  auto* self = static_cast<Http1AnswerParser*>(p->data);
+  if (!self->in_value_) {
+    self->in_value_ = true;
+    self->retry_after_ = absl::EqualsIgnoreCase(self->field_, "retry-after");
+    if (self->retry_after_) self->response_.retry_after.clear();
   }
-  static int OnHeaderValue(http_parser* p, const char* at, size_t n) {
-    Exchange* x = Of(p);
-    if (!x->in_value) {
-      x->in_value = true;
-      x->retry_after = absl::EqualsIgnoreCase(x->field, "retry-after");
-      if (x->retry_after) x->response.retry_after.clear();
-    }
-    if (x->retry_after && x->response.retry_after.size() < 64) {
-      x->response.retry_after.append(at, std::min<size_t>(n, 64));
-    }
-    return 0;
+  constexpr size_t kLongestValue = 64;
+  std::string& value = self->response_.retry_after;
+  if (self->retry_after_ && value.size() < kLongestValue) {
+    value.append(at, std::min(n, kLongestValue - value.size()));
   }
-  static int OnBody(http_parser* p, const char* at, size_t n) {
-    Exchange* x = Of(p);
-    if (x->response.body.size() + n > x->max_body) {
-      x->too_long = true;
-      return 1;  // stops the parser
-    }
-    x->response.body.append(at, n);
-    return 0;
+  return 0;
+}
+
+int Http1AnswerParser::OnBody(http_parser* p, const char* at, size_t n) {
+  auto* self = static_cast<Http1AnswerParser*>(p->data);
+  if (n > self->max_body_ - self->response_.body.size()) {
+    self->too_long_ = true;
+    return 1;  // stops the parser
   }
-  static int OnMessageComplete(http_parser* p) {
-    Exchange* x = Of(p);
-    x->complete = true;
-    x->response.status = static_cast<int>(p->status_code);
-    http_parser_pause(p, 1);  // nothing after the answer is read
-    return 0;
+  self->response_.body.append(at, n);
+  return 0;
+}
+
+int Http1AnswerParser::OnMessageComplete(http_parser* p) {
+  auto* self = static_cast<Http1AnswerParser*>(p->data);
+  self->complete_ = true;
+  self->response_.status = static_cast<int>(p->status_code);
+  http_parser_pause(p, 1);  // nothing after the answer is read
+  return 0;
+}
+
+bool Http1AnswerParser::keep_alive() const {
+  return complete_ && http_should_keep_alive(&parser_) != 0;
+}
+
+absl::Status Http1AnswerParser::Feed(absl::string_view piece) {
+  if (!error_.ok() || complete_) return error_;
+  if (!piece.empty()) started_ = true;
+  // An empty piece tells the parser the stream ended (the end of a body
+  // delimited by the close, else an error).
+  http_parser_execute(&parser_, &settings_, piece.data(), piece.size());
+  const http_errno error = HTTP_PARSER_ERRNO(&parser_);
+  if (too_long_) {
+    error_ = absl::ResourceExhaustedError(
+        absl::StrCat("the body is longer than ", max_body_, " bytes"));
+  } else if (piece.empty() && !complete_) {
+    error_ = absl::UnavailableError(
+        "the connection was closed before the answer ended");
+  } else if (error != HPE_OK && error != HPE_PAUSED) {
+    error_ = absl::UnavailableError(absl::StrCat(
+        "not an HTTP/1.x answer: ", http_errno_description(error)));
   }
-};
+  return error_;
+}
 
 absl::StatusOr<Http1Response> Http1Client::Exchange1(absl::string_view request,
                                                      absl::Time deadline,
@@ -474,41 +499,20 @@ absl::StatusOr<Http1Response> Http1Client::Exchange1(absl::string_view request,
   if (absl::Status sent = WriteAll(request, deadline); !sent.ok()) {
     return sent;
   }
-  http_parser_settings settings;
-  http_parser_settings_init(&settings);
-  settings.on_header_field = &Exchange::OnHeaderField;
-  settings.on_header_value = &Exchange::OnHeaderValue;
-  settings.on_body = &Exchange::OnBody;
-  settings.on_message_complete = &Exchange::OnMessageComplete;
-  Exchange x;
-  http_parser_init(&x.parser, HTTP_RESPONSE);
-  x.parser.data = &x;
-  x.max_body = max_body;
+  Http1AnswerParser parser(max_body);
   char buffer[16384];
-  while (!x.complete) {
+  while (!parser.complete()) {
     absl::StatusOr<size_t> n = ReadSome(buffer, sizeof(buffer), deadline);
     if (!n.ok()) return n.status();
-    if (*n > 0) *answered = true;
-    // Zero bytes tell the parser the stream ended (the end of a body
-    // delimited by the close, else an error).
-    http_parser_execute(&x.parser, &settings, buffer, *n);
-    const http_errno error = HTTP_PARSER_ERRNO(&x.parser);
-    if (x.too_long) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the answer from ", where_, " is longer than ", max_body, " bytes"));
-    }
-    if (*n == 0 && !x.complete) {
-      return absl::UnavailableError(absl::StrCat(
-          where_, " closed the connection before its answer ended"));
-    }
-    if (error != HPE_OK && error != HPE_PAUSED) {
-      return absl::UnavailableError(
-          absl::StrCat("the answer from ", where_,
-                       " is not HTTP/1.x: ", http_errno_description(error)));
+    absl::Status fed = parser.Feed(absl::string_view(buffer, *n));
+    *answered = parser.started();
+    if (!fed.ok()) {
+      return absl::Status(fed.code(), absl::StrCat("the answer from ", where_,
+                                                   ": ", fed.message()));
     }
   }
-  if (!http_should_keep_alive(&x.parser)) Close();
-  return std::move(x.response);
+  if (!parser.keep_alive()) Close();
+  return parser.TakeResponse();
 }
 
 absl::StatusOr<Http1Response> Http1Client::Post(absl::string_view path,

@@ -31,6 +31,7 @@
 // is an error, not a signal).
 #pragma once
 
+#include <http_parser.h>
 #include <openssl/ssl.h>
 
 #include <cstdint>
@@ -62,6 +63,64 @@ struct Http1Response {
   std::string body;
   // The Retry-After header's value (empty without one).
   std::string retry_after;
+};
+
+// Http1AnswerParser
+//
+// One HTTP/1.x answer read piece by piece, on http_parser: its status, its
+// body (Content-Length, chunked, or up to the end of the stream) and its
+// Retry-After header. The pieces may be cut anywhere; the result does not
+// depend on where.
+//
+// Example:
+//   Http1AnswerParser parser(/*max_body=*/1 << 20);
+//   while (!parser.complete()) {
+//     RETURN_IF_ERROR(parser.Feed(ReadSome()));  // "" at the end of stream
+//   }
+//   Http1Response answer = parser.TakeResponse();
+class Http1AnswerParser {
+ public:
+  explicit Http1AnswerParser(size_t max_body);
+  Http1AnswerParser(const Http1AnswerParser&) = delete;
+  Http1AnswerParser& operator=(const Http1AnswerParser&) = delete;
+
+  // Feed
+  //
+  // The next bytes of the stream; an empty piece says it ended. Once the
+  // answer is complete, further bytes are ignored. Errors (and every Feed
+  // after one returns it again): RESOURCE_EXHAUSTED for a body longer than
+  // max_body; UNAVAILABLE for bytes that are not an HTTP/1.x answer (the
+  // parser's reason named) or a stream that ended before the answer did.
+  absl::Status Feed(absl::string_view piece);
+
+  bool complete() const { return complete_; }
+  // Whether any byte has been fed.
+  bool started() const { return started_; }
+  // Whether the connection may carry another request (a complete answer
+  // without "Connection: close", HTTP/1.1).
+  bool keep_alive() const;
+  // The answer. REQUIRES: complete().
+  Http1Response TakeResponse() { return std::move(response_); }
+
+ private:
+  static int OnHeaderField(http_parser* p, const char* at, size_t n);
+  static int OnHeaderValue(http_parser* p, const char* at, size_t n);
+  static int OnBody(http_parser* p, const char* at, size_t n);
+  static int OnMessageComplete(http_parser* p);
+
+  http_parser parser_;
+  http_parser_settings settings_;
+  const size_t max_body_;
+  Http1Response response_;
+  absl::Status error_;
+  bool started_ = false;
+  bool complete_ = false;
+  bool too_long_ = false;
+  // The header being read: (the start of) its name, and whether the value
+  // being read is Retry-After's.
+  std::string field_;
+  bool in_value_ = false;
+  bool retry_after_ = false;
 };
 
 // ParseHttpUrl
@@ -112,7 +171,6 @@ class Http1Client {
   bool session_resumed() const { return session_resumed_; }
 
  private:
-  struct Exchange;
   explicit Http1Client(Http1Target target);
 
   absl::Status Connect(absl::Time deadline);
