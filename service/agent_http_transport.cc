@@ -120,6 +120,8 @@ absl::StatusOr<std::unique_ptr<HttpAgentTransport>> HttpAgentTransport::Create(
     target->name = options.server_name;
   }
   target->ca_file = options.ca_file;
+  target->cert_file = options.cert_file;
+  target->key_file = options.key_file;
   absl::StatusOr<std::unique_ptr<Http1Client>> client =
       Http1Client::Create(*std::move(target));
   if (!client.ok()) return client.status();

@@ -62,6 +62,11 @@ struct HttpAgentOptions {
   // the host in `server` (empty, the default: that host). The connection
   // still goes to the host in `server`.
   std::string server_name;
+  // https: the client certificate chain and its key (PEM files) for a
+  // listener under mutual TLS; a certificate naming ringfence://host/<id>
+  // binds the agent to that host (service/README.md, "Authentication").
+  // Both or neither.
+  std::string cert_file, key_file;
   // Each call's deadline, connecting included (default 10s).
   absl::Duration deadline = absl::Seconds(10);
   // The wait after RESOURCE_EXHAUSTED without a Retry-After (default 5s).

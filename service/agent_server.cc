@@ -67,17 +67,26 @@ absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
           "tls_ca, tls_server_name: the server is http://, without TLS; use "
           "https://");
     }
-    if (!options.tls_cert.empty() || !options.tls_key.empty()) {
+    if (!https && (!options.tls_cert.empty() || !options.tls_key.empty())) {
       return absl::InvalidArgumentError(
-          "tls_cert, tls_key: the HTTP listener authenticates agents by "
-          "bearer token only; client certificates need the gRPC address "
-          "(host:port)");
+          "tls_cert, tls_key: the server is http://, without TLS; use "
+          "https://");
+    }
+    // The files checked as for gRPC, errors named alike.
+    if (absl::StatusOr<std::optional<ClientTls>> tls =
+            LoadClientTls(options.tls_ca, options.tls_cert, options.tls_key);
+        !tls.ok()) {
+      return absl::Status(
+          tls.status().code(),
+          absl::StrCat("tls_ca, tls_cert, tls_key: ", tls.status().message()));
     }
     HttpAgentOptions http;
     http.server = options.server;
     http.token = options.token;
     http.ca_file = options.tls_ca;
     http.server_name = options.tls_server_name;
+    http.cert_file = options.tls_cert;
+    http.key_file = options.tls_key;
     http.deadline = options.deadline;
     absl::StatusOr<std::unique_ptr<HttpAgentTransport>> t =
         HttpAgentTransport::Create(std::move(http));

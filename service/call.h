@@ -33,21 +33,34 @@ inline constexpr Roles kReaderRoles{Role::kPublisher, Role::kOperator,
                                     Role::kAdmin};
 inline constexpr Roles kOperatorRoles{Role::kOperator, Role::kAdmin};
 
+// The metadata by which ringfenced's HTTP listener passes its client's
+// verified certificate on to the gRPC handlers over the in-process channel:
+// one kForwardedPeerUri value per URI subject alternative name, and the
+// process's secret kForwardedPeerKey (ServerOptions::forwarded_peer_key),
+// without which the URIs are refused.
+inline constexpr char kForwardedPeerUri[] = "x-ringfence-peer-uri";
+inline constexpr char kForwardedPeerKey[] = "x-ringfence-peer-key";
+
 class CallAuthorizer {
  public:
   // `auth` nullopt: no authentication; every call is made by actor
   // "anonymous" with role admin. `authority` (ServerOptions::authority;
   // nullptr: always OK) is asked after a call is authorized: its error
-  // fails the call.
+  // fails the call. `forwarded_peer_key` (ServerOptions::forwarded_peer_key;
+  // empty: none accepted) authenticates kForwardedPeerUri metadata.
   explicit CallAuthorizer(std::optional<TokenAuthenticator> auth,
-                          std::function<absl::Status()> authority = nullptr)
-      : auth_(std::move(auth)), authority_(std::move(authority)) {}
+                          std::function<absl::Status()> authority = nullptr,
+                          std::string forwarded_peer_key = "")
+      : auth_(std::move(auth)),
+        authority_(std::move(authority)),
+        forwarded_peer_key_(std::move(forwarded_peer_key)) {}
 
   // Check
   //
   // Authenticates the call and checks that its role is in `allowed`; on
   // success sets `*principal`. The caller is the principal its client
-  // certificate names (a ringfence:// URI SAN, auth.h), else its
+  // certificate names (a ringfence:// URI SAN, auth.h; over the HTTP
+  // listener, the certificate it passed on with the key), else its
   // `authorization` metadata's token, else (no tokens configured) actor
   // "anonymous" with role admin. UNAUTHENTICATED or PERMISSION_DENIED
   // (naming `method`) otherwise; then the authority's error (UNAVAILABLE:
@@ -109,8 +122,15 @@ class CallAuthorizer {
                             const Roles& allowed, absl::string_view method,
                             Principal* principal) const;
 
+  // The principal a client certificate names, from its URI SANs: OK with
+  // `*principal` set, OK without (no ringfence:// URI), or the error.
+  grpc::Status FromCertificate(const std::vector<std::string>& uris,
+                               const Roles& allowed, absl::string_view method,
+                               Principal* principal, bool* found) const;
+
   const std::optional<TokenAuthenticator> auth_;
   const std::function<absl::Status()> authority_;
+  const std::string forwarded_peer_key_;
 };
 
 // A streaming call that fails before it starts: `Reactor` is the call's

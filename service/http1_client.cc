@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <signal.h>
@@ -169,6 +170,16 @@ absl::StatusOr<std::unique_ptr<Http1Client>> Http1Client::Create(
   if (target.host.empty() || target.port == 0) {
     return absl::InvalidArgumentError("server: no host or port");
   }
+  const bool has_identity =
+      !target.cert_file.empty() || !target.key_file.empty();
+  if (!target.tls && (has_identity || !target.ca_file.empty())) {
+    return absl::InvalidArgumentError(
+        "ca_file, cert_file, key_file: need TLS (https://)");
+  }
+  if (target.cert_file.empty() != target.key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "cert_file, key_file: give both or neither");
+  }
   std::unique_ptr<Http1Client> client(new Http1Client(std::move(target)));
   if (!client->target_.tls) return client;
   client->ctx_ = SSL_CTX_new(TLS_client_method());
@@ -191,6 +202,33 @@ absl::StatusOr<std::unique_ptr<Http1Client>> Http1Client::Create(
   } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
     return absl::InternalError(
         absl::StrCat("cannot load the system's CAs: ", OpenSslError()));
+  }
+  if (has_identity) {
+    const std::string& cert = client->target_.cert_file;
+    const std::string& key = client->target_.key_file;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
+      return absl::NotFoundError(
+          absl::StrCat("cert_file: cannot read ", QuoteForError(cert),
+                       " as a PEM certificate chain: ", OpenSslError()));
+    }
+    EVP_PKEY* pkey = nullptr;
+    if (BIO* in = BIO_new_file(key.c_str(), "r"); in != nullptr) {
+      pkey = PEM_read_bio_PrivateKey(in, nullptr, nullptr, nullptr);
+      BIO_free(in);
+    }
+    if (pkey == nullptr) {
+      return absl::NotFoundError(
+          absl::StrCat("key_file: cannot read ", QuoteForError(key),
+                       " as a PEM private key: ", OpenSslError()));
+    }
+    const bool matches = SSL_CTX_use_PrivateKey(ctx, pkey) == 1 &&
+                         SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pkey);
+    if (!matches) {
+      ERR_clear_error();
+      return absl::InvalidArgumentError(
+          "key_file: is not the key of the certificate in cert_file");
+    }
   }
   return client;
 }

@@ -13,12 +13,11 @@
 // answer: status line, headers, Content-Length or chunked bodies,
 // keep-alive.
 //
-// What it does not do: proxies, redirects, compression, HTTP/2, client
-// certificates. It reuses a connection the server kept open; a reused
-// connection that fails before any byte of the answer arrived (the server
-// closed it while idle) is replaced once, and the request sent again: both
-// of the agent's calls are idempotent (GetAssignment asks; telemetry events
-// carry ids the server deduplicates).
+// What it does not do: proxies, redirects, compression, HTTP/2. It reuses a
+// connection the server kept open; a reused connection that fails before any
+// byte of the answer arrived (the server closed it while idle) is replaced
+// once, and the request sent again: both of the agent's calls are idempotent
+// (GetAssignment asks; telemetry events carry ids the server deduplicates).
 //
 // Errors (absl::Status): UNAVAILABLE for a name that does not resolve, a
 // connection refused or cut, a TLS handshake that fails (the certificate's
@@ -56,6 +55,9 @@ struct Http1Target {
   std::string name;
   // TLS: a PEM file of the CA(s) to trust (empty: the system's CAs).
   std::string ca_file;
+  // TLS: the client's certificate chain (leaf first) and its key, PEM
+  // files, presented when the server asks (mutual TLS). Both or neither.
+  std::string cert_file, key_file;
 };
 
 struct Http1Response {
@@ -138,9 +140,12 @@ class Http1Client {
   // Create
   //
   // Over TLS, builds the client's SSL context: peer verification on, TLS
-  // 1.2 or later, the CAs of `target.ca_file` (NOT_FOUND naming ca_file if
-  // it cannot be read as PEM certificates) or the system's. Connects on the
-  // first Post, not here. INVALID_ARGUMENT for an empty host or port 0.
+  // 1.2 or later, the CAs of `target.ca_file` or the system's, the client
+  // certificate and key if given. NOT_FOUND naming the field for a file
+  // that cannot be read as PEM; INVALID_ARGUMENT for an empty host or port
+  // 0, a certificate without its key (or the reverse), a key that does not
+  // match the certificate, or TLS files without TLS. Connects on the first
+  // Post, not here.
   static absl::StatusOr<std::unique_ptr<Http1Client>> Create(
       Http1Target target);
   ~Http1Client();

@@ -5,6 +5,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -155,7 +156,54 @@ absl::Status SplitListen(const std::string& listen, std::string* host,
   return absl::OkStatus();
 }
 
-// Loads a PEM chain (leaf first) and key into `ctx`.
+// Asks clients for a certificate signed by one of the PEM CAs in
+// `client_ca_pem`, verified if given, not required (token callers present
+// none).
+bool AcceptClientCertificates(const std::string& client_ca_pem, SSL_CTX& ctx) {
+  BIO* pem = BIO_new_mem_buf(client_ca_pem.data(),
+                             static_cast<int>(client_ca_pem.size()));
+  if (pem == nullptr) return false;
+  X509_STORE* store = SSL_CTX_get_cert_store(&ctx);
+  int added = 0;
+  bool ok = true;
+  while (X509* ca = PEM_read_bio_X509(pem, nullptr, nullptr, nullptr)) {
+    ok = ok && X509_STORE_add_cert(store, ca) == 1 &&
+         SSL_CTX_add_client_CA(&ctx, ca) == 1;
+    X509_free(ca);
+    ++added;
+  }
+  BIO_free(pem);
+  ERR_clear_error();  // the end of the file reads as an error
+  if (!ok || added == 0) return false;
+  SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER, nullptr);
+  // Sessions of verified clients resume only within this context.
+  static constexpr unsigned char kContext[] = "ringfence-http";
+  return SSL_CTX_set_session_id_context(&ctx, kContext, sizeof(kContext) - 1) ==
+         1;
+}
+
+// The URI subject alternative names of the client certificate `ssl`
+// verified (none without one).
+std::vector<std::string> VerifiedPeerUris(const SSL* ssl) {
+  std::vector<std::string> uris;
+  X509* peer = SSL_get0_peer_certificate(ssl);
+  if (peer == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return uris;
+  auto* names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(peer, NID_subject_alt_name, nullptr, nullptr));
+  if (names == nullptr) return uris;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+    if (name->type != GEN_URI) continue;
+    const ASN1_IA5STRING* uri = name->d.uniformResourceIdentifier;
+    uris.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)),
+                      static_cast<size_t>(ASN1_STRING_length(uri)));
+  }
+  GENERAL_NAMES_free(names);
+  return uris;
+}
+
+// Loads a PEM chain (leaf first) and key into `ctx`, and the client CAs if
+// any.
 bool SetUpTls(const ServerTls& tls, SSL_CTX& ctx) {
   SSL_CTX_set_min_proto_version(&ctx, TLS1_2_VERSION);
   BIO* certs = BIO_new_mem_buf(tls.cert_chain_pem.data(),
@@ -185,6 +233,9 @@ bool SetUpTls(const ServerTls& tls, SSL_CTX& ctx) {
   ok = key != nullptr && SSL_CTX_use_PrivateKey(&ctx, key) == 1 &&
        SSL_CTX_check_private_key(&ctx) == 1;
   EVP_PKEY_free(key);
+  if (ok && !tls.client_ca_pem.empty()) {
+    ok = AcceptClientCertificates(tls.client_ca_pem, ctx);
+  }
   return ok;
 }
 
@@ -246,6 +297,25 @@ struct HttpServer::Routes {
                    grpc::ClientContext& ctx) {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoMilliseconds(options.call_deadline));
+    // A verified client certificate's URIs, for the handlers to take the
+    // principal from (call.h, kForwardedPeerUri).
+    if (in.ssl != nullptr && !options.forwarded_peer_key.empty()) {
+      std::vector<std::string> uris = VerifiedPeerUris(in.ssl);
+      for (const std::string& uri : uris) {
+        for (const char c : uri) {
+          if (c < 0x20 || c > 0x7e) {
+            SendError(out, grpc::StatusCode::UNAUTHENTICATED,
+                      "the client certificate has a URI that is not "
+                      "printable ASCII");
+            return false;
+          }
+        }
+        ctx.AddMetadata(kForwardedPeerUri, uri);
+      }
+      if (!uris.empty()) {
+        ctx.AddMetadata(kForwardedPeerKey, options.forwarded_peer_key);
+      }
+    }
     if (!in.has_header("Authorization")) return true;
     const std::string authorization = in.get_header_value("Authorization");
     for (const char c : authorization) {

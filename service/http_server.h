@@ -82,9 +82,16 @@ struct HttpServerOptions {
   // "host:port" or "[v6]:port"; port 0 picks a free port (see port()).
   std::string listen = "127.0.0.1:0";
   // Serve HTTPS with this certificate chain and key (nullopt, the default:
-  // plain HTTP). A client CA in it is ignored: HTTP clients are
-  // authenticated by token only. Files are read once (no reload).
+  // plain HTTP). With a client CA in it, a client may present a
+  // certificate signed by it (one that does not verify fails the
+  // handshake); one naming a ringfence:// principal is the caller's
+  // identity, as over gRPC. Clients without one are authenticated by
+  // token. Files are read once (no reload).
   std::optional<ServerTls> tls;
+  // ServerOptions::forwarded_peer_key of the gRPC server behind `channel`:
+  // sent with a client certificate's URIs. Empty: certificates are not
+  // passed on (callers are authenticated by token only).
+  std::string forwarded_peer_key;
   // The gRPC server's bearer tokens, for GET /metrics (the API's calls are
   // authenticated by the gRPC handlers). nullopt: no tokens configured.
   std::optional<TokenAuthenticator> auth;

@@ -35,6 +35,7 @@
 // restart it as a standby. A leader shutting down gracefully releases the
 // lease, for a standby to take over at its next tick.
 #include <curl/curl.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -55,6 +56,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -591,6 +593,19 @@ int Main(int argc, char** argv) {
   }
   http_options.insecure_no_auth = server_options.insecure_no_auth;
   http_options.tls = server_options.tls;
+  if (!http_options.listen.empty() && http_options.tls.has_value() &&
+      !http_options.tls->client_ca_pem.empty()) {
+    // HTTPS clients' certificates reach the gRPC handlers with this key
+    // (call.h, kForwardedPeerKey): random, in this process's memory only.
+    unsigned char key[32];
+    if (RAND_bytes(key, sizeof(key)) != 1) {
+      Log("cannot draw a random key for the HTTP listener");
+      return 1;
+    }
+    server_options.forwarded_peer_key = absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(key), sizeof(key)));
+    http_options.forwarded_peer_key = server_options.forwarded_peer_key;
+  }
   if (!http_options.listen.empty()) {
     if (absl::Status s = ringfence::CheckHttpAuthentication(http_options);
         !s.ok()) {

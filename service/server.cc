@@ -110,9 +110,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Controller* controller,
   server->services_ = std::make_unique<Services>();
   Services& svc = *server->services_;
   svc.metrics = std::make_unique<ServerMetrics>(controller);
-  svc.cluster_authorizer = std::make_unique<CallAuthorizer>(options.auth);
-  svc.authorizer = std::make_unique<CallAuthorizer>(std::move(options.auth),
-                                                    options.authority);
+  svc.cluster_authorizer = std::make_unique<CallAuthorizer>(
+      options.auth, nullptr, options.forwarded_peer_key);
+  svc.authorizer = std::make_unique<CallAuthorizer>(
+      std::move(options.auth), options.authority, options.forwarded_peer_key);
   svc.ingestor = std::make_unique<Ingestor>(
       controller, options.max_batch_events, options.max_inflight_events,
       options.testing_ingest_delay, options.ack_after_checkpoint);

@@ -137,6 +137,11 @@ struct ServerOptions {
   // cleared) and its health does not say it leads. Called on every call:
   // must be fast and thread-safe. Default (nullptr): always OK.
   std::function<absl::Status()> authority;
+  // The secret by which the HTTP listener of this process passes on its
+  // clients' verified certificates (HttpServerOptions::forwarded_peer_key,
+  // call.h's kForwardedPeerKey): random, never written anywhere. Empty
+  // (the default): such metadata is refused.
+  std::string forwarded_peer_key;
 };
 
 // IsLoopbackAddress

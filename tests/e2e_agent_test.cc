@@ -644,11 +644,11 @@ TEST_F(E2EAgentTest, AgentProcessesOverHttpApplyAGoodRelease) {
   EXPECT_EQ(procs[0].p->Wait(absl::Seconds(10)), 0);
 }
 
-// A real ringfence-agent over https:// (the statically linked agent's
-// OpenSSL next to the one libcurl loads): the server's certificate checked
-// against --tls-ca under --tls-server-name, the release applied. Client
-// certificates are refused for an HTTP server (exit 2), as are TLS flags
-// with http://.
+// Real ringfence-agents over https://: the server's certificate checked
+// against --tls-ca under --tls-server-name, the release applied, by an
+// agent with a token and by one whose client certificate names its host
+// (the listener under mutual TLS). TLS flags with http:// are refused
+// (exit 2).
 TEST_F(E2EAgentTest, AnAgentOverHttpsAppliesARelease) {
   const std::string agent_bin = Binary("ringfence-agent");
   ASSERT_EQ(access(agent_bin.c_str(), X_OK), 0) << agent_bin;
@@ -660,7 +660,13 @@ TEST_F(E2EAgentTest, AnAgentOverHttpsAppliesARelease) {
   client_tls_ = *tls;
   server_flags_ = {
       "--http_listen=127.0.0.1:0", "--http_port_file=" + dir_ + "/http_port",
-      "--tls_cert=" + certs->server_cert, "--tls_key=" + certs->server_key};
+      "--tls_cert=" + certs->server_cert, "--tls_key=" + certs->server_key,
+      "--client_ca=" + certs->client_ca};
+  // (gRPC clients need a certificate now: one naming no principal, so that
+  // the test's token decides.)
+  tls = LoadClientTls(certs->ca, certs->client_cert, certs->client_key);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  client_tls_ = *tls;
   StartServer();
   constexpr char kType[] = "channel-file/406";
   ASSERT_THAT(CreateFileRelease("cf406-base", kType, "channel file 1"),
@@ -671,10 +677,9 @@ TEST_F(E2EAgentTest, AnAgentOverHttpsAppliesARelease) {
   std::vector<AgentProc> procs(1);
   AgentProc& pr = procs[0];
   pr.state = dir_ + "/agent-h7";
-  const std::vector<std::string> common = {
+  std::vector<std::string> common = {
       agent_bin,
       "run",
-      "--token-file=" + dir_ + "/h7-token",
       "--host-id=h7",
       absl::StrCat("--content-type=", kType),
       "--allow-unsigned",
@@ -684,29 +689,39 @@ TEST_F(E2EAgentTest, AnAgentOverHttpsAppliesARelease) {
   pr.argv = common;
   pr.argv.insert(
       pr.argv.end(),
-      {"--state-dir=" + pr.state, "--server=https://127.0.0.1:" + port,
-       "--tls-ca=" + certs->ca, "--tls-server-name=localhost"});
+      {"--state-dir=" + pr.state, "--token-file=" + dir_ + "/h7-token",
+       "--server=https://127.0.0.1:" + port, "--tls-ca=" + certs->ca,
+       "--tls-server-name=localhost"});
   BootProc(pr);
   EXPECT_TRUE(StepProcs(
       procs, [&] { return ProcsRunning(procs, "cf406-base") == 1; },
       absl::Seconds(60)))
       << ReadFile(pr.state + "/status");
+  pr.p->Signal(SIGTERM);
+  EXPECT_EQ(pr.p->Wait(absl::Seconds(10)), 0);
 
-  std::vector<std::string> with_cert = common;
-  with_cert.insert(
-      with_cert.end(),
-      {"--state-dir=" + dir_ + "/agent-refused",
-       "--server=https://127.0.0.1:" + port, "--tls-ca=" + certs->ca,
+  // The same host by its certificate alone (no token).
+  std::vector<AgentProc> by_cert(1);
+  by_cert[0].state = dir_ + "/agent-h7-cert";
+  by_cert[0].argv = common;
+  by_cert[0].argv.insert(
+      by_cert[0].argv.end(),
+      {"--state-dir=" + by_cert[0].state, "--server=https://127.0.0.1:" + port,
+       "--tls-ca=" + certs->ca, "--tls-server-name=localhost",
        "--tls-cert=" + certs->host_cert, "--tls-key=" + certs->host_key});
-  CommandResult r = RunCommand(with_cert, {}, absl::Seconds(10));
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_THAT(r.err, HasSubstr("bearer token only"));
+  BootProc(by_cert[0]);
+  EXPECT_TRUE(StepProcs(
+      by_cert, [&] { return ProcsRunning(by_cert, "cf406-base") == 1; },
+      absl::Seconds(60)))
+      << ReadFile(by_cert[0].state + "/status");
+
+  common.push_back("--token-file=" + dir_ + "/h7-token");
   std::vector<std::string> plain_with_ca = common;
   plain_with_ca.insert(
       plain_with_ca.end(),
       {"--state-dir=" + dir_ + "/agent-refused",
        "--server=http://127.0.0.1:" + port, "--tls-ca=" + certs->ca});
-  r = RunCommand(plain_with_ca, {}, absl::Seconds(10));
+  CommandResult r = RunCommand(plain_with_ca, {}, absl::Seconds(10));
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("use https://"));
 }

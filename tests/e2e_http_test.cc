@@ -565,11 +565,17 @@ TEST_F(E2EHttpTest, OpenAgentServerSpeaksGrpcOrHttpByTheAddress) {
        }),
        absl::StatusCode::kInvalidArgument, "tls_ca, tls_server_name: "},
       {with([](AgentServerOptions& o) {
-         o.server = "https://127.0.0.1:1";
+         o.server = "http://127.0.0.1:1";
          o.tls_cert = "/c.pem";
          o.tls_key = "/k.pem";
        }),
        absl::StatusCode::kInvalidArgument, "tls_cert, tls_key: "},
+      {with([](AgentServerOptions& o) {
+         o.server = "https://127.0.0.1:1";
+         o.tls_cert = "/c.pem";
+         o.tls_key = "/k.pem";
+       }),
+       absl::StatusCode::kNotFound, "tls_ca, tls_cert, tls_key: "},
       {with([](AgentServerOptions& o) { o.tls_server_name = "rollouts"; }),
        absl::StatusCode::kInvalidArgument, "tls_server_name: "},
       {with([](AgentServerOptions& o) { o.tls_ca = "/no/such/ca.pem"; }),
@@ -742,7 +748,13 @@ TEST_F(E2EHttpTest, AgentTransportOverHttps) {
   }
 }
 
-TEST_F(E2EHttpTest, UnderMutualTlsHttpCallersStillNeedAToken) {
+// Under mutual TLS the HTTPS listener asks for a client certificate
+// without requiring one: a certificate naming a principal (URI SAN
+// ringfence://role/actor) is the caller, as over gRPC, and binds a host
+// agent to its host; callers without one still need a token; a certificate
+// from another CA fails the handshake. The key by which the listener
+// passes certificates on cannot be forged by gRPC callers.
+TEST_F(E2EHttpTest, UnderMutualTlsAnHttpsCertificateNamesTheCaller) {
   const TestCertFiles* certs = TestCerts();
   ASSERT_NE(certs, nullptr) << "could not generate certificates";
   // gRPC clients present a certificate naming operator carol.
@@ -755,18 +767,77 @@ TEST_F(E2EHttpTest, UnderMutualTlsHttpCallersStillNeedAToken) {
                "--client_ca=" + certs->client_ca});
   EXPECT_EQ(HealthStatus(""), 1);
 
-  // The forwarded call is in-process: no certificate, so no principal but
-  // the token's.
-  httplib::SSLClient https("127.0.0.1", HttpPort());
-  https.set_ca_cert_path(certs->ca.c_str());
-  https.enable_server_certificate_verification(true);
-  https.set_connection_timeout(5);
-  auto anonymous = https.Get("/v1/rollouts");
+  auto https = [&](const std::string& cert, const std::string& key) {
+    auto c = std::make_unique<httplib::SSLClient>("127.0.0.1", HttpPort(), cert,
+                                                  key);
+    c->set_ca_cert_path(certs->ca.c_str());
+    c->enable_server_certificate_verification(true);
+    c->set_connection_timeout(5);
+    return c;
+  };
+  // No certificate: the token decides.
+  auto anonymous = https("", "")->Get("/v1/rollouts");
   ASSERT_TRUE(anonymous) << httplib::to_string(anonymous.error());
   EXPECT_EQ(anonymous->status, 401);
-  auto operator_token = https.Get("/v1/rollouts", Bearer(kOperatorToken));
+  auto operator_token =
+      https("", "")->Get("/v1/rollouts", Bearer(kOperatorToken));
   ASSERT_TRUE(operator_token);
   EXPECT_EQ(operator_token->status, 200);
+  // Carol's certificate, no token: an operator; a host's: not one.
+  auto carol =
+      https(certs->operator_cert, certs->operator_key)->Get("/v1/rollouts");
+  ASSERT_TRUE(carol) << httplib::to_string(carol.error());
+  EXPECT_EQ(carol->status, 200) << carol->body;
+  auto host = https(certs->host_cert, certs->host_key)
+                  ->Get("/v1/rollouts", Bearer(kOperatorToken));
+  ASSERT_TRUE(host);
+  EXPECT_EQ(host->status, 403) << host->body;  // the certificate wins
+  auto wizard = https(certs->unknown_role_cert, certs->unknown_role_key)
+                    ->Get("/v1/rollouts", Bearer(kOperatorToken));
+  ASSERT_TRUE(wizard);
+  EXPECT_EQ(wizard->status, 401) << wizard->body;
+  // Another CA's certificate: no handshake.
+  EXPECT_FALSE(https(certs->other_cert, certs->other_key)->Get("/v1/rollouts"));
+
+  // The agent's transport with h7's certificate and no token: h7 only.
+  HttpAgentOptions options;
+  options.server = absl::StrCat("https://127.0.0.1:", HttpPort());
+  options.ca_file = certs->ca;
+  options.server_name = "localhost";
+  options.cert_file = certs->host_cert;
+  options.key_file = certs->host_key;
+  auto transport = HttpAgentTransport::Create(options);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  absl::StatusOr<AssignmentAnswer> h7 =
+      (*transport)->GetAssignment(Identity("h7", "ct/mtls"), 0);
+  EXPECT_TRUE(h7.ok()) << h7.status();
+  EXPECT_THAT((*transport)->GetAssignment(Identity("h8", "ct/mtls"), 0),
+              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("h8")));
+  options.cert_file = certs->other_cert;
+  options.key_file = certs->other_key;
+  auto stranger = HttpAgentTransport::Create(options);
+  ASSERT_TRUE(stranger.ok()) << stranger.status();
+  EXPECT_THAT((*stranger)->GetAssignment(Identity("h7", "ct/mtls"), 0),
+              StatusIs(absl::StatusCode::kUnavailable));
+  options.key_file = certs->host_key;  // not other_cert's key
+  EXPECT_THAT(
+      HttpAgentTransport::Create(options),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("key_file")));
+
+  // A gRPC caller cannot claim to be the listener passing a certificate
+  // on: with a forged key, or none, the call is refused.
+  for (const char* key : {"", "00", "forged"}) {
+    SCOPED_TRACE(key);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kRelayToken));
+    ctx.AddMetadata("x-ringfence-peer-uri", "ringfence://admin/mallory");
+    if (*key != '\0') ctx.AddMetadata("x-ringfence-peer-key", key);
+    v1::ListRolloutsRequest request;
+    v1::ListRolloutsResponse response;
+    const grpc::Status s = rollouts_->ListRollouts(&ctx, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << s.error_message();
+  }
 }
 
 TEST_F(E2EHttpTest, WithoutTokensHttpIsLoopbackOnlyEvenUnderMutualTls) {

@@ -356,11 +356,14 @@ TEST(Http1ClientTest, ReplacesAKeptConnectionTheServerDropped) {
   ScriptedServer server([&](int fd, int) {
     while (true) {
       if (ReadRequest(fd).empty()) return;
-      if (mode == 2) return;
+      // Read once, as the request arrives (the test changes it only once
+      // the previous answer has arrived).
+      const int now = mode;
+      if (now == 2) return;
       const std::string answer =
           "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
       send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-      if (mode == 1) return;
+      if (now == 1) return;
     }
   });
   std::unique_ptr<Http1Client> client = ClientFor(server.port());

@@ -7,8 +7,7 @@
 //     in plaintext, or over TLS when a CA or a client certificate is given;
 //   - "http://host:port", "https://host:port": the HTTP listener's Fleet
 //     routes (binary protobuf over HTTP/1.1 on a small client over
-//     OpenSSL; docs/agent-protocol.md). No gRPC threads; bearer tokens
-//     only.
+//     OpenSSL; docs/agent-protocol.md). No gRPC threads.
 // Either way the calls, their errors and the backpressure hints are those
 // of AgentTransport (agent.h).
 //
@@ -51,8 +50,9 @@ struct AgentServerOptions {
   // PEM file paths. tls_ca: the CA(s) that sign the server's certificate
   // (https:// without it: the system's CAs; gRPC without it and without a
   // client certificate: plaintext). tls_cert and tls_key: the host's client
-  // certificate for mutual TLS (gRPC only: the HTTP listener asks for
-  // none).
+  // certificate for mutual TLS (gRPC, or https:// to a listener with a
+  // client CA); one naming ringfence://host/<id> binds the agent to that
+  // host.
   std::string tls_ca;
   std::string tls_cert;
   std::string tls_key;
@@ -79,8 +79,7 @@ class AgentServerTransport : public AgentTransport {
 //
 // A transport to `options.server`; connects on the first call, not here.
 // Errors: INVALID_ARGUMENT naming the option (a malformed http(s)://
-// address, TLS options for http://, a client certificate for http(s)://,
-// tls_server_name without TLS, a deadline not above zero, a PEM file that
+// address, TLS options for http://, tls_server_name without TLS, a deadline not above zero, a PEM file that
 // holds no certificate or key, or a key that does not match); NOT_FOUND
 // for a file that cannot be read.
 absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
