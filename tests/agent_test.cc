@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -392,6 +393,87 @@ TEST(AgentTest, TwelveHoursOfPollingWithJitterAndARollover) {
   // Only the payloads of the current release remain.
   EXPECT_THAT(*h.fs.List(absl::StrCat(kStateDir, "/content")),
               ElementsAre(PayloadFileName("rel-b")));
+}
+
+// Polls and heartbeats share wakeups (AgentOptions::heartbeat_with_poll)
+// without either coming late, over random intervals, jitters and windows:
+// heartbeats at most heartbeat_interval apart and at least that less the
+// window; polls at most (1 + jitter) poll intervals apart and at least
+// (1 - jitter) less the window; with equal intervals and a window, almost
+// every heartbeat goes out in a poll's wakeup when the window spans the
+// poll's jitter (as the defaults do: 60 s, +-20 %, 15 s).
+TEST(AgentTest, PollsAndHeartbeatsShareWakeupsAndNeitherIsLate) {
+  std::mt19937 rng(11);
+  for (uint64_t seed = 1; seed <= 24; ++seed) {
+    Harness h(seed);
+    const bool equal = seed % 3 == 0;
+    h.options.poll_interval =
+        absl::Seconds(std::uniform_int_distribution<int>(10, 120)(rng));
+    h.options.heartbeat_interval =
+        equal ? h.options.poll_interval
+              : absl::Seconds(std::uniform_int_distribution<int>(10, 120)(rng));
+    h.options.poll_jitter = std::uniform_real_distribution<double>(0, 0.3)(rng);
+    const absl::Duration windows[] = {absl::ZeroDuration(), absl::Seconds(5),
+                                      absl::Seconds(15), absl::Seconds(30)};
+    h.options.heartbeat_with_poll = windows[equal ? 2 + seed % 2 : rng() % 4];
+    if (equal) {
+      // A window at least the poll's jitter: a poll drawn after the
+      // heartbeat always falls within it.
+      h.options.poll_jitter =
+          std::min(h.options.poll_jitter,
+                   absl::FDivDuration(h.options.heartbeat_with_poll,
+                                      h.options.poll_interval) /
+                       2);
+    }
+    SCOPED_TRACE(absl::StrCat(
+        "seed ", seed, " poll ", absl::FormatDuration(h.options.poll_interval),
+        " heartbeat ", absl::FormatDuration(h.options.heartbeat_interval),
+        " jitter ", h.options.poll_jitter, " window ",
+        absl::FormatDuration(h.options.heartbeat_with_poll)));
+    const absl::Duration window = std::min(
+        h.options.heartbeat_with_poll,
+        std::min(h.options.poll_interval, h.options.heartbeat_interval) / 4);
+    h.server.Assign(MakeRelease("rel-a"));
+    ASSERT_OK(h.Boot());
+    h.RunFor(absl::Minutes(30));
+    ASSERT_EQ(h.agent->GetStatus().last_good, "rel-a");
+    const absl::Time start = h.clock.Now();
+    h.RunFor(absl::Hours(3));
+
+    std::vector<absl::Time> beats;
+    for (const SpooledEvent* e :
+         h.server.Find(EventType::kHeartbeat, "rel-a")) {
+      if (e->event.time >= start) beats.push_back(e->event.time);
+    }
+    std::sort(beats.begin(), beats.end());
+    std::vector<absl::Time> polls;
+    for (absl::Time t : h.server.poll_times) {
+      if (t >= start) polls.push_back(t);
+    }
+    ASSERT_GT(beats.size(), 50u);
+    ASSERT_GT(polls.size(), 50u);
+    for (size_t i = 1; i < beats.size(); ++i) {
+      const absl::Duration gap = beats[i] - beats[i - 1];
+      ASSERT_LE(gap, h.options.heartbeat_interval) << "heartbeat " << i;
+      ASSERT_GE(gap, h.options.heartbeat_interval - window)
+          << "heartbeat " << i;
+    }
+    const double j = h.options.poll_jitter;
+    for (size_t i = 1; i < polls.size(); ++i) {
+      const absl::Duration gap = polls[i] - polls[i - 1];
+      ASSERT_LE(gap, h.options.poll_interval * (1 + j) + absl::Milliseconds(1))
+          << "poll " << i;
+      ASSERT_GE(gap, h.options.poll_interval * (1 - j) - window -
+                         absl::Milliseconds(1))
+          << "poll " << i;
+    }
+    if (equal) {
+      const std::set<absl::Time> poll_set(polls.begin(), polls.end());
+      size_t alone = 0;
+      for (absl::Time t : beats) alone += poll_set.count(t) == 0;
+      EXPECT_LE(alone, 1u) << "heartbeats not in a poll's wakeup";
+    }
+  }
 }
 
 TEST(AgentTest, SameSeedSameEventIds) {

@@ -260,6 +260,14 @@ struct AgentOptions {
   // A HEARTBEAT every heartbeat_interval; content is healthy once it loaded
   // and one interval later the agent is still alive.
   absl::Duration heartbeat_interval = absl::Seconds(60);
+  // Polls and heartbeats share wakeups: a heartbeat due within this long
+  // after a poll goes out with the poll, and a poll due within this long
+  // after a heartbeat is made with it (over one connection: one wakeup,
+  // one connection and, over TLS, one handshake per interval instead of
+  // two). Either may come up to this much early, never late. At most a
+  // quarter of the shorter interval is used; 0: never. Not while a loaded
+  // release awaits its health (no poll then).
+  absl::Duration heartbeat_with_poll = absl::Seconds(15);
   // Boot-loop guard: on the boot_loop_limit-th boot that finds a release
   // still loading and not healthy (within boot_loop_window of the first),
   // the agent falls back instead of loading it.

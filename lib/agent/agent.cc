@@ -172,10 +172,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Start(const AgentOptions& options,
       options.heartbeat_interval <= absl::ZeroDuration() ||
       options.send_backoff_initial <= absl::ZeroDuration() ||
       options.poll_jitter < 0 || options.poll_jitter >= 1 ||
-      options.max_batch_events == 0) {
+      options.max_batch_events == 0 ||
+      options.heartbeat_with_poll < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "intervals must be positive, poll_jitter in [0, 1), "
-        "max_batch_events > 0");
+        "max_batch_events > 0, heartbeat_with_poll >= 0");
   }
   std::unique_ptr<Agent> agent(new Agent(options, fs, clock, transport, hooks));
   RETURN_IF_ERROR(agent->Boot());
@@ -592,12 +593,29 @@ absl::Status Agent::Tick() {
       if (first.ok()) first = s;
     }
   };
+  const uint64_t heartbeats_before = heartbeats_;
   step(HeartbeatDue());
+  const bool heartbeat_sent = heartbeats_ != heartbeats_before;
   // Between loading a release and its health the agent does not poll: the
   // server counts a check-in of a host not yet up on its release as a
   // boot-loop attempt (docs/agent-protocol.md), so a host polls once per
   // boot while applying. Health comes at most two heartbeat intervals later.
-  if (clock_->Now() >= next_poll_ && !AwaitingHealth()) step(Poll());
+  if (!AwaitingHealth()) {
+    const absl::Time now = clock_->Now();
+    const absl::Duration window = std::min(
+        options_.heartbeat_with_poll,
+        std::min(options_.heartbeat_interval, options_.poll_interval) / 4);
+    // A poll due soon is made with the heartbeat that just went out, and a
+    // heartbeat due soon goes out with the poll: one wakeup and one
+    // connection for both (AgentOptions::heartbeat_with_poll).
+    if (now >= next_poll_ || (heartbeat_sent && next_poll_ - now <= window)) {
+      step(Poll());
+      if (!heartbeat_sent && next_heartbeat_ - now <= window) {
+        next_heartbeat_ = now;
+        step(HeartbeatDue());
+      }
+    }
+  }
   step(Reconcile());
   step(SendDue());
   return first;
