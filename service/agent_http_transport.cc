@@ -67,7 +67,9 @@ absl::Status StatusFromAnswer(int http_status, const std::string& body) {
         const auto status_code = static_cast<absl::StatusCode>(c);
         if (code->second.string_value() ==
             absl::StatusCodeToString(status_code)) {
-          return absl::Status(status_code, message->second.string_value());
+          // Bounded: the server's own messages are at most 2 KiB.
+          return absl::Status(
+              status_code, CutForError(message->second.string_value(), 2048));
         }
       }
     }

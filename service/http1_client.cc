@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -329,7 +330,6 @@ absl::Status Http1Client::Handshake(absl::Time deadline) {
                      QuoteForError(name)));
   }
   if (session_ != nullptr) SSL_set_session(ssl_, session_);
-  ScopedSigpipeBlock no_sigpipe;
   while (true) {
     ERR_clear_error();
     const int done = SSL_connect(ssl_);
@@ -366,7 +366,6 @@ absl::Status Http1Client::Handshake(absl::Time deadline) {
 
 absl::Status Http1Client::WriteAll(absl::string_view data,
                                    absl::Time deadline) {
-  ScopedSigpipeBlock no_sigpipe;
   while (!data.empty()) {
     short wait_for = POLLOUT;
     if (ssl_ != nullptr) {
@@ -564,6 +563,11 @@ absl::StatusOr<Http1Response> Http1Client::Post(absl::string_view path,
       "POST ", path, " HTTP/1.1\r\nHost: ", v6 ? "[" : "", name, v6 ? "]" : "",
       ":", target_.port, "\r\nUser-Agent: ", kUserAgent, "\r\n", headers,
       "Content-Length: ", body.size(), "\r\n\r\n", body);
+  // OpenSSL writes to the socket from SSL_connect, SSL_write and SSL_read
+  // (alerts): a peer that went away must be an error, not a SIGPIPE. (Plain
+  // sockets are written with MSG_NOSIGNAL.)
+  std::optional<ScopedSigpipeBlock> no_sigpipe;
+  if (target_.tls) no_sigpipe.emplace();
   for (int attempt = 0;; ++attempt) {
     if (fd_ >= 0 && ClosedWhileIdle()) Close();
     const bool reused = fd_ >= 0;

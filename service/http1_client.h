@@ -17,7 +17,8 @@
 // connection the server kept open; a reused connection that fails before any
 // byte of the answer arrived (the server closed it while idle) is replaced
 // once, and the request sent again: both of the agent's calls are idempotent
-// (GetAssignment asks; telemetry events carry ids the server deduplicates).
+// (GetAssignment asks; the server's evidence from telemetry is monotone, so
+// a batch sent twice counts once: docs/agent.md, "Event ids").
 //
 // Errors (absl::Status): UNAVAILABLE for a name that does not resolve, a
 // connection refused or cut, a TLS handshake that fails (the certificate's

@@ -387,6 +387,21 @@ struct HttpServer::Routes {
 
   bool MetricsAllowed(const httplib::Request& in, httplib::Response& out) {
     if (!options.auth.has_value() || options.metrics_no_auth) return true;
+    // A client certificate naming a principal is the caller, as for the
+    // API's routes.
+    if (in.ssl != nullptr && !options.forwarded_peer_key.empty()) {
+      absl::StatusOr<std::optional<Principal>> from_certificate =
+          PrincipalFromCertificateUris(VerifiedPeerUris(in.ssl));
+      absl::Status s = from_certificate.status();
+      if (s.ok() && from_certificate->has_value()) {
+        s = Authorize(**from_certificate, kReaderRoles, "GET /metrics");
+        if (s.ok()) return true;
+      }
+      if (!s.ok()) {
+        SendStatus(out, s);
+        return false;
+      }
+    }
     absl::StatusOr<Principal> p =
         options.auth->Authenticate(in.get_header_value("Authorization"));
     absl::Status s =
@@ -595,8 +610,8 @@ absl::Status CheckHttpAuthentication(const HttpServerOptions& options) {
   return absl::FailedPreconditionError(absl::StrCat(
       "http_listen: ", QuoteForError(options.listen),
       " is not a loopback address, and without bearer tokens "
-      "(--auth_tokens_file) every HTTP caller would be admin (client "
-      "certificates do not apply to HTTP); configure tokens, listen on "
+      "(--auth_tokens_file) every HTTP caller would be admin (HTTP "
+      "clients need present no certificate); configure tokens, listen on "
       "127.0.0.1, or accept that explicitly with --insecure_no_auth"));
 }
 

@@ -89,7 +89,8 @@ ABSL_FLAG(std::string, port_file, "",
 ABSL_FLAG(std::string, http_listen, "",
           "if set, also serve the HTTP/JSON API and GET /metrics on this "
           "host:port (port 0: any free port); HTTPS with --tls_cert. HTTP "
-          "callers authenticate by bearer token only");
+          "callers authenticate by bearer token, or over HTTPS with "
+          "--client_ca by a client certificate naming a principal");
 ABSL_FLAG(std::string, http_port_file, "",
           "if set, write the bound HTTP port to this file once serving");
 ABSL_FLAG(bool, metrics_no_auth, false,
@@ -157,8 +158,9 @@ ABSL_FLAG(absl::Duration, tls_reload_interval, absl::ZeroDuration(),
           "seconds, at least 1s) and serve what they hold, for certificate "
           "rotation without a restart; 0 = read once at startup");
 ABSL_FLAG(std::string, client_ca, "",
-          "PEM CA certificates; if set, every client must present a "
-          "certificate signed by one of them (mutual TLS)");
+          "PEM CA certificates; if set, every gRPC client must present a "
+          "certificate signed by one of them (mutual TLS), and HTTPS "
+          "clients may");
 ABSL_FLAG(uint64_t, max_batch_events, 100000,
           "largest telemetry batch accepted (events)");
 ABSL_FLAG(uint64_t, max_inflight_events, 1000000,

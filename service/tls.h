@@ -38,7 +38,8 @@ struct ServerTls {
   // Its private key, PEM.
   std::string private_key_pem;
   // CA certificates that sign client certificates, PEM. Non-empty = mutual
-  // TLS: every client must present a certificate signed by one of them.
+  // TLS: every gRPC client must present a certificate signed by one of them
+  // (HTTPS clients may: http_server.h).
   std::string client_ca_pem;
   // > 0: serve from files that gRPC re-reads this often (new handshakes
   // only), namely TlsFileStager's: `watched_identity_path` (key and

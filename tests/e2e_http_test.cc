@@ -2,6 +2,7 @@
 // HTTP client (cpp-httplib), checked against the gRPC API it forwards to,
 // and `ringctl audit verify` on a real and on a tampered audit log.
 #include <httplib.h>
+#include <signal.h>
 
 #include <regex>
 #include <string>
@@ -796,7 +797,20 @@ TEST_F(E2EHttpTest, UnderMutualTlsAnHttpsCertificateNamesTheCaller) {
                     ->Get("/v1/rollouts", Bearer(kOperatorToken));
   ASSERT_TRUE(wizard);
   EXPECT_EQ(wizard->status, 401) << wizard->body;
-  // Another CA's certificate: no handshake.
+  // GET /metrics too.
+  auto carol_metrics =
+      https(certs->operator_cert, certs->operator_key)->Get("/metrics");
+  ASSERT_TRUE(carol_metrics);
+  EXPECT_EQ(carol_metrics->status, 200);
+  auto host_metrics = https(certs->host_cert, certs->host_key)
+                          ->Get("/metrics", Bearer(kOperatorToken));
+  ASSERT_TRUE(host_metrics);
+  EXPECT_EQ(host_metrics->status, 403);
+  // Another CA's certificate: no handshake. (Under TLS 1.3 the server
+  // refuses it after the client's side of the handshake is done, so
+  // cpp-httplib's client may write to the closed connection: its SSL_write
+  // is not guarded against SIGPIPE.)
+  signal(SIGPIPE, SIG_IGN);
   EXPECT_FALSE(https(certs->other_cert, certs->other_key)->Get("/v1/rollouts"));
 
   // The agent's transport with h7's certificate and no token: h7 only.
@@ -856,7 +870,7 @@ TEST_F(E2EHttpTest, WithoutTokensHttpIsLoopbackOnlyEvenUnderMutualTls) {
   EXPECT_EQ(mtls.exit_code, 2);
   EXPECT_THAT(mtls.err,
               AllOf(HasSubstr("http_listen"),
-                    HasSubstr("client certificates do not apply to HTTP")));
+                    HasSubstr("HTTP clients need present no certificate")));
 }
 
 }  // namespace

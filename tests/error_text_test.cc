@@ -1,5 +1,7 @@
 #include "ringfence/error_text.h"
 
+#include <algorithm>
+#include <random>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +43,32 @@ TEST(QuoteForErrorTest, TakesALargerBoundForBoundedText) {
   EXPECT_EQ(QuoteForError("abcdef", 3), "\"abc\"... (6 bytes)");
   EXPECT_EQ(QuoteForError(std::string(2000, 'e'), 2048),
             "\"" + std::string(2000, 'e') + "\"");
+}
+
+// Whatever the bytes, the result is one line without control characters,
+// and text without control characters or backslashes is unchanged.
+TEST(EscapeControlCharactersTest, LeavesOneLineWithoutControlCharacters) {
+  EXPECT_EQ(EscapeControlCharacters("denied\n2026 FORGED \x1b[31mred"),
+            "denied\\n2026 FORGED \\x1b[31mred");
+  EXPECT_EQ(EscapeControlCharacters("a\\b"), "a\\\\b");
+  EXPECT_EQ(EscapeControlCharacters("h\xc3\xa9llo"), "h\xc3\xa9llo");
+  std::mt19937 rng(3);
+  for (int i = 0; i < 2000; ++i) {
+    std::string text(rng() % 64, '\0');
+    for (char& c : text) c = static_cast<char>(rng());
+    const std::string out = EscapeControlCharacters(text);
+    for (const char c : out) {
+      const unsigned char u = static_cast<unsigned char>(c);
+      ASSERT_TRUE(u >= 0x20 && u != 0x7f) << QuoteForError(out);
+    }
+    const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+      const unsigned char u = static_cast<unsigned char>(c);
+      return u >= 0x20 && u != 0x7f && c != '\\';
+    });
+    if (plain) {
+      EXPECT_EQ(out, text);
+    }
+  }
 }
 
 TEST(CutForErrorTest, KeepsShortMessagesAndCutsLongOnes) {

@@ -47,4 +47,13 @@ inline constexpr size_t kMaxParserMessageBytes = 300;
 // bound on a whole message before it leaves the process.
 std::string CutForError(absl::string_view message, size_t max_bytes);
 
+// EscapeControlCharacters
+//
+// `text` with its ASCII control bytes (below 0x20, and 0x7f) and
+// backslashes as C escapes ("\n", "\x1b", "\\"), other bytes as they
+// are: for text written into a line-oriented log or status file that may
+// hold what another party sent (a server's error message), so that it
+// stays one line and carries no terminal escape sequences.
+std::string EscapeControlCharacters(absl::string_view text);
+
 }  // namespace ringfence

@@ -51,6 +51,7 @@
 #include "ringfence/agent_fs.h"
 #include "ringfence/agent_server.h"
 #include "ringfence/clock.h"
+#include "ringfence/error_text.h"
 #include "ringfence/signing.h"
 #include "service/agent/command_hooks.h"
 #include "service/agent/config.h"
@@ -85,7 +86,8 @@ bool WaitFor(absl::Duration d, int inbox_fd) {
 void Log(const std::string& line) {
   std::cerr << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
                                 absl::UTCTimeZone())
-            << " ringfence-agent: " << line << std::endl;
+            << " ringfence-agent: " << ringfence::EscapeControlCharacters(line)
+            << std::endl;
 }
 
 struct Flags {
@@ -227,6 +229,11 @@ int Run(Flags& f) {
     }
     std::getline(in, token);
     token = std::string(absl::StripAsciiWhitespace(token));
+    if (token.empty()) {
+      Log("--token-file: " + f.token_file +
+          " holds no token on its first line");
+      return 2;
+    }
   }
   f.agent.seed = std::hash<std::string>()(f.agent.identity.host_id) ^
                  static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));

@@ -1,11 +1,17 @@
 #include "service/agent/status_text.h"
 
 #include "absl/strings/str_cat.h"
+#include "ringfence/error_text.h"
 
 namespace ringfence::agent {
 
 std::string AgentStatusText(const AgentStatus& s) {
-  auto or_none = [](const std::string& v) { return v.empty() ? "-" : v; };
+  // One "key value" per line, whatever the server said: every value
+  // escaped (a release id is validated, an error message may quote
+  // anything).
+  auto or_none = [](const std::string& v) {
+    return v.empty() ? std::string("-") : EscapeControlCharacters(v);
+  };
   return absl::StrCat(
       "boot ", s.boot, "\nrunning ", or_none(s.running), "\nlast_good ",
       or_none(s.last_good), "\napplying ", or_none(s.applying),
@@ -13,7 +19,9 @@ std::string AgentStatusText(const AgentStatus& s) {
       "\nquarantined ", or_none(s.quarantined), "\nassigned ",
       or_none(s.assigned), "\nspool_pending ", s.spool_pending,
       "\nspool_dropped ", s.spool_dropped, "\nlast_error ",
-      s.last_error.ok() ? "-" : s.last_error.ToString(), "\n");
+      s.last_error.ok() ? "-"
+                        : EscapeControlCharacters(s.last_error.ToString()),
+      "\n");
 }
 
 }  // namespace ringfence::agent
