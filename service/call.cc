@@ -25,21 +25,6 @@ grpc::Status CallAuthorizer::Check(grpc::CallbackServerContext* ctx,
   return s;
 }
 
-grpc::Status CallAuthorizer::FromCertificate(
-    const std::vector<std::string>& uris, const Roles& allowed,
-    absl::string_view method, Principal* principal, bool* found) const {
-  *found = false;
-  absl::StatusOr<std::optional<Principal>> from_certificate =
-      PrincipalFromCertificateUris(uris);
-  if (!from_certificate.ok()) return ToGrpcStatus(from_certificate.status());
-  if (!from_certificate->has_value()) return grpc::Status::OK;
-  absl::Status s = Authorize(**from_certificate, allowed, method);
-  if (!s.ok()) return ToGrpcStatus(s);
-  *principal = **std::move(from_certificate);
-  *found = true;
-  return grpc::Status::OK;
-}
-
 grpc::Status CallAuthorizer::Authenticate(grpc::CallbackServerContext* ctx,
                                           const Roles& allowed,
                                           absl::string_view method,
@@ -76,10 +61,14 @@ grpc::Status CallAuthorizer::Authenticate(grpc::CallbackServerContext* ctx,
       uris.emplace_back(it->second.data(), it->second.size());
     }
   }
-  if (!uris.empty()) {
-    bool found = false;
-    grpc::Status s = FromCertificate(uris, allowed, method, principal, &found);
-    if (!s.ok() || found) return s;
+  absl::StatusOr<std::optional<Principal>> from_certificate =
+      PrincipalFromCertificateUris(uris);
+  if (!from_certificate.ok()) return ToGrpcStatus(from_certificate.status());
+  if (from_certificate->has_value()) {
+    absl::Status s = Authorize(**from_certificate, allowed, method);
+    if (!s.ok()) return ToGrpcStatus(s);
+    *principal = **std::move(from_certificate);
+    return grpc::Status::OK;
   }
   if (!auth_.has_value()) {
     *principal = Principal{Role::kAdmin, "anonymous", ""};

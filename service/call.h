@@ -122,12 +122,6 @@ class CallAuthorizer {
                             const Roles& allowed, absl::string_view method,
                             Principal* principal) const;
 
-  // The principal a client certificate names, from its URI SANs: OK with
-  // `*principal` set, OK without (no ringfence:// URI), or the error.
-  grpc::Status FromCertificate(const std::vector<std::string>& uris,
-                               const Roles& allowed, absl::string_view method,
-                               Principal* principal, bool* found) const;
-
   const std::optional<TokenAuthenticator> auth_;
   const std::function<absl::Status()> authority_;
   const std::string forwarded_peer_key_;

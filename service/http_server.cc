@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -182,6 +183,12 @@ bool AcceptClientCertificates(const std::string& client_ca_pem, SSL_CTX& ctx) {
          1;
 }
 
+// Whether gRPC can carry `value` as metadata: printable ASCII only.
+bool IsPrintableAscii(absl::string_view value) {
+  return std::all_of(value.begin(), value.end(),
+                     [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
 // The URI subject alternative names of the client certificate `ssl`
 // verified (none without one).
 std::vector<std::string> VerifiedPeerUris(const SSL* ssl) {
@@ -302,13 +309,11 @@ struct HttpServer::Routes {
     if (in.ssl != nullptr && !options.forwarded_peer_key.empty()) {
       std::vector<std::string> uris = VerifiedPeerUris(in.ssl);
       for (const std::string& uri : uris) {
-        for (const char c : uri) {
-          if (c < 0x20 || c > 0x7e) {
-            SendError(out, grpc::StatusCode::UNAUTHENTICATED,
-                      "the client certificate has a URI that is not "
-                      "printable ASCII");
-            return false;
-          }
+        if (!IsPrintableAscii(uri)) {
+          SendError(out, grpc::StatusCode::UNAUTHENTICATED,
+                    "the client certificate has a URI that is not printable "
+                    "ASCII");
+          return false;
         }
         ctx.AddMetadata(kForwardedPeerUri, uri);
       }
@@ -318,14 +323,11 @@ struct HttpServer::Routes {
     }
     if (!in.has_header("Authorization")) return true;
     const std::string authorization = in.get_header_value("Authorization");
-    for (const char c : authorization) {
-      // gRPC refuses metadata values outside printable ASCII.
-      if (c < 0x20 || c > 0x7e) {
-        SendError(out, grpc::StatusCode::UNAUTHENTICATED,
-                  "the Authorization header must be \"Bearer "
-                  "<token>\" in printable ASCII");
-        return false;
-      }
+    if (!IsPrintableAscii(authorization)) {
+      SendError(out, grpc::StatusCode::UNAUTHENTICATED,
+                "the Authorization header must be \"Bearer <token>\" in "
+                "printable ASCII");
+      return false;
     }
     ctx.AddMetadata("authorization", authorization);
     return true;

@@ -24,7 +24,6 @@
 #include "ringfence/agent.h"
 #include "ringfence/agent_fs.h"
 #include "ringfence/audit.h"
-#include "service/agent/status_text.h"
 #include "service/agent_transport.h"
 
 namespace ringfence::e2e {
@@ -643,24 +642,6 @@ TEST_F(E2EAgentTest, AgentProcessesOverHttpApplyAGoodRelease) {
   // SIGTERM stops an agent with exit 0.
   procs[0].p->Signal(SIGTERM);
   EXPECT_EQ(procs[0].p->Wait(absl::Seconds(10)), 0);
-}
-
-// The status file is one "key value" per line whatever a server put in
-// its error message (newlines, terminal escapes): a hostile or spoofed
-// server cannot add lines to it.
-TEST(AgentStatusTextTest, AServersMessageStaysOnItsLine) {
-  AgentStatus status;
-  status.running = "rel-a";
-  status.last_error = absl::PermissionDeniedError(
-      "denied\nrunning rel-forged\n\x1b[31mred\x1b[0m");
-  const std::string text = agent::AgentStatusText(status);
-  const std::vector<std::string> lines =
-      absl::StrSplit(text, '\n', absl::SkipEmpty());
-  ASSERT_EQ(lines.size(), 9u) << text;
-  EXPECT_EQ(lines[1], "running rel-a");
-  EXPECT_THAT(lines.back(), HasSubstr("last_error PERMISSION_DENIED: denied"
-                                      "\\nrunning rel-forged\\n\\x1b[31m"));
-  EXPECT_EQ(text.find('\x1b'), std::string::npos);
 }
 
 // Real ringfence-agents over https://: the server's certificate checked

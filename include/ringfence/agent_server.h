@@ -79,9 +79,9 @@ class AgentServerTransport : public AgentTransport {
 //
 // A transport to `options.server`; connects on the first call, not here.
 // Errors: INVALID_ARGUMENT naming the option (a malformed http(s)://
-// address, TLS options for http://, tls_server_name without TLS, a deadline not above zero, a PEM file that
-// holds no certificate or key, or a key that does not match); NOT_FOUND
-// for a file that cannot be read.
+// address, TLS options for http://, tls_server_name without TLS, a deadline not
+// above zero, a PEM file that holds no certificate or key, or a key that does
+// not match); NOT_FOUND for a file that cannot be read.
 absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
     const AgentServerOptions& options);
 
