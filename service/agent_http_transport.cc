@@ -74,9 +74,9 @@ absl::Status StatusFromAnswer(int http_status, const std::string& body) {
       }
     }
   }
-  return absl::Status(CodeFromHttpStatus(http_status),
-                      absl::StrCat("HTTP ", http_status, ": ",
-                                   QuoteForError(body.substr(0, 200))));
+  return absl::Status(
+      CodeFromHttpStatus(http_status),
+      absl::StrCat("HTTP ", http_status, ": ", QuoteForError(body, 200)));
 }
 
 }  // namespace

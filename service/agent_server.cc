@@ -7,6 +7,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "ringfence/error_text.h"
 #include "service/agent_http_transport.h"
 #include "service/agent_transport.h"
 #include "service/tls.h"
@@ -47,6 +49,23 @@ class GrpcServer final : public AgentServerTransport {
   std::unique_ptr<GrpcAgentTransport> transport_;
 };
 
+// A gRPC target is host:port or a gRPC resolver's URI (dns:///host:port,
+// unix:///path, ipv4:..., ...). Another scheme before "://" (ftp://, ws://)
+// is a mistake, refused rather than resolved as a host name.
+absl::Status CheckGrpcTarget(absl::string_view server) {
+  const size_t scheme_end = server.find("://");
+  if (scheme_end == absl::string_view::npos) return absl::OkStatus();
+  const absl::string_view scheme = server.substr(0, scheme_end);
+  for (absl::string_view known :
+       {"dns", "unix", "unix-abstract", "ipv4", "ipv6", "vsock", "xds"}) {
+    if (absl::EqualsIgnoreCase(scheme, known)) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "server: ", QuoteForError(server),
+      " has an unknown scheme; use host:port (gRPC), http://host:port or "
+      "https://host:port"));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
@@ -72,13 +91,12 @@ absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
           "tls_cert, tls_key: the server is http://, without TLS; use "
           "https://");
     }
-    // The files checked as for gRPC, errors named alike.
+    // The files checked as for gRPC, errors named alike (each names its
+    // field).
     if (absl::StatusOr<std::optional<ClientTls>> tls =
             LoadClientTls(options.tls_ca, options.tls_cert, options.tls_key);
         !tls.ok()) {
-      return absl::Status(
-          tls.status().code(),
-          absl::StrCat("tls_ca, tls_cert, tls_key: ", tls.status().message()));
+      return tls.status();
     }
     HttpAgentOptions http;
     http.server = options.server;
@@ -88,21 +106,16 @@ absl::StatusOr<std::unique_ptr<AgentServerTransport>> OpenAgentServer(
     http.cert_file = options.tls_cert;
     http.key_file = options.tls_key;
     http.deadline = options.deadline;
+    // Its errors name their fields (server, deadline, token, ...).
     absl::StatusOr<std::unique_ptr<HttpAgentTransport>> t =
         HttpAgentTransport::Create(std::move(http));
-    if (!t.ok()) {
-      return absl::Status(t.status().code(),
-                          absl::StrCat("server: ", t.status().message()));
-    }
+    if (!t.ok()) return t.status();
     return std::unique_ptr<AgentServerTransport>(*std::move(t));
   }
+  if (absl::Status s = CheckGrpcTarget(options.server); !s.ok()) return s;
   absl::StatusOr<std::optional<ClientTls>> tls =
       LoadClientTls(options.tls_ca, options.tls_cert, options.tls_key);
-  if (!tls.ok()) {
-    return absl::Status(
-        tls.status().code(),
-        absl::StrCat("tls_ca, tls_cert, tls_key: ", tls.status().message()));
-  }
+  if (!tls.ok()) return tls.status();
   if (!options.tls_server_name.empty()) {
     if (!tls->has_value()) {
       return absl::InvalidArgumentError(

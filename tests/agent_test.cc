@@ -612,11 +612,22 @@ TEST(AgentTest, TheFirstAnsweredPollSendsTheBacklog) {
   ASSERT_FALSE(h.server.pending_at_poll.empty());
   EXPECT_GT(h.server.pending_at_poll.back(), 50u);
   const size_t received = h.server.received.size();
+  // While down: the error is recent, the last contact older.
+  const AgentStatus down = h.agent->GetStatus();
+  EXPECT_TRUE(absl::IsUnavailable(down.last_error)) << down.last_error;
+  EXPECT_GT(down.last_error_at, h.clock.Now() - absl::Minutes(2));
+  EXPECT_LT(down.last_contact, h.clock.Now() - absl::Minutes(55));
   h.server.up = true;
   // One poll interval (60 s, jitter 20 %) later, well before a 5-minute
   // backoff ends, the backlog is delivered.
   h.RunFor(absl::Seconds(75));
-  EXPECT_EQ(h.agent->GetStatus().spool_pending, 0u);
+  const AgentStatus up = h.agent->GetStatus();
+  EXPECT_EQ(up.spool_pending, 0u);
+  // The error stays on record, dated; the contact after it says the agent
+  // recovered.
+  EXPECT_EQ(up.last_error, down.last_error);
+  EXPECT_EQ(up.last_error_at, down.last_error_at);
+  EXPECT_GT(up.last_contact, up.last_error_at);
   EXPECT_GT(h.server.received.size(), received + 50);
   h.RunFor(absl::Minutes(5));
   EXPECT_EQ(h.server.pending_at_poll.back(), 0u);

@@ -3,7 +3,11 @@
 // own crash-simulating file system (MemoryFileSystem), stepped on the real
 // clock. A release whose load kills the host is halted by the gate in its
 // first stage, and the hosts it reached fall back on their own.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -845,6 +849,97 @@ TEST_F(E2EAgentTest, ServerDownThirtySecondsLosesNoEvent) {
   EXPECT_EQ(signal(after, "unclean_reboot").control().affected_hosts(), 1u);
   std::cerr << "after the outage: " << after.rollout().state() << " "
             << after.rollout().reason() << "\n";
+}
+
+// SIGTERM while the server hangs: the agent waits for the call in flight
+// (one --call-deadline) and makes no other. A server that answers every
+// call for a second (200, empty body: the telemetry is taken, the poll's
+// answer refused, no matter here), then accepts connections and never
+// answers: the tick that finds it so polls and sends telemetry (a heartbeat
+// is due each 0.3 s), each call taking a deadline if made (6 s, measured).
+TEST_F(E2EAgentTest, SigtermWaitsForOneCallAtMost) {
+  const std::string agent_bin = Binary("ringfence-agent");
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof(address);
+  ASSERT_EQ(
+      bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
+      0);
+  ASSERT_EQ(listen(listener, 64), 0);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size);
+  const std::string state = dir_ + "/stalled";
+  ChildProcess agent(
+      {agent_bin, "run", "--host-id=h7", "--content-type=ct/stalled",
+       "--allow-unsigned", "--state-dir=" + state,
+       absl::StrCat("--server=http://127.0.0.1:", ntohs(address.sin_port)),
+       "--call-deadline=3", "--poll-interval=0.3", "--heartbeat-interval=0.3"},
+      state + ".log");
+  int answered = 0;
+  const absl::Time answer_until = absl::Now() + absl::Seconds(1);
+  int stalled = -1;
+  while (stalled < 0) {
+    pollfd p = {listener, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 10000), 1) << ReadFile(state + ".log");
+    const int fd = accept(listener, nullptr, nullptr);
+    ASSERT_GE(fd, 0);
+    if (absl::Now() >= answer_until && answered >= 4) {
+      stalled = fd;  // kept open, never answered
+      break;
+    }
+    // Read one request (headers and a Content-Length body), answer it.
+    std::string in;
+    char buffer[4096];
+    size_t end = std::string::npos, length = 0;
+    while (end == std::string::npos || in.size() < end + 4 + length) {
+      const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+      if (n <= 0) break;
+      in.append(buffer, static_cast<size_t>(n));
+      end = in.find("\r\n\r\n");
+      const size_t at = absl::AsciiStrToLower(in).find("content-length: ");
+      if (end != std::string::npos && at != std::string::npos && at < end) {
+        length = std::stoul(in.substr(at + 16));
+      }
+    }
+    const std::string ok =
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    send(fd, ok.data(), ok.size(), MSG_NOSIGNAL);
+    close(fd);
+    ++answered;
+  }
+  const absl::Time sent = absl::Now();
+  agent.Signal(SIGTERM);
+  EXPECT_EQ(agent.Wait(absl::Seconds(20)), 0) << ReadFile(state + ".log");
+  const absl::Duration took = absl::Now() - sent;
+  // One deadline (3 s) and slack; two would be 6 s.
+  EXPECT_LT(took, absl::Seconds(4.5)) << ReadFile(state + ".log");
+  close(stalled);
+  close(listener);
+}
+
+// A config file's value out of range stops the agent before it starts:
+// exit 2 and the field's name.
+TEST_F(E2EAgentTest, AConfigValueOutOfRangeIsRefusedByName) {
+  const std::string agent_bin = Binary("ringfence-agent");
+  const std::pair<std::string, std::string> bad[] = {
+      {"call_deadline_s: 0", "call_deadline_s: must be in [0.1, 300]"},
+      {"call_deadline_s: 301", "call_deadline_s: must be in [0.1, 300]"},
+      {"poll_interval_s: 0", "poll_interval_s: must be in [0.05, 86400]"},
+      {"heartbeat_interval_s: -1", "heartbeat_interval_s: must be in"},
+      {"boot_loop_limit: 0", "boot_loop_limit: must be in [1, 100]"},
+  };
+  for (const auto& [line, error] : bad) {
+    SCOPED_TRACE(line);
+    const std::string config = dir_ + "/bad.textproto";
+    WriteFile(config, absl::StrCat("host_id: \"h7\"\ncontent_type: \"ct/x\"\n",
+                                   "state_dir: \"", dir_, "/bad-state\"\n",
+                                   line, "\n"));
+    CommandResult r = RunCommand({agent_bin, "run", "--config=" + config}, {},
+                                 absl::Seconds(10));
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_THAT(r.err, HasSubstr(error));
+  }
 }
 
 TEST_F(E2EAgentTest, AnIdleAgentSendsAQueuedReportAtOnce) {

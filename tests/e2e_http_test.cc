@@ -24,6 +24,7 @@ namespace {
 using cfg::AuditEntry;
 using ::google::protobuf::util::MessageDifferencer;
 using ::ringfence::testing::StatusIs;
+using ::testing::StartsWith;
 
 class E2EHttpTest : public E2ETest {
  protected:
@@ -576,16 +577,24 @@ TEST_F(E2EHttpTest, OpenAgentServerSpeaksGrpcOrHttpByTheAddress) {
          o.tls_cert = "/c.pem";
          o.tls_key = "/k.pem";
        }),
-       absl::StatusCode::kNotFound, "tls_ca, tls_cert, tls_key: "},
+       absl::StatusCode::kNotFound, "tls_cert /c.pem: "},
       {with([](AgentServerOptions& o) { o.tls_server_name = "rollouts"; }),
        absl::StatusCode::kInvalidArgument, "tls_server_name: "},
       {with([](AgentServerOptions& o) { o.tls_ca = "/no/such/ca.pem"; }),
-       absl::StatusCode::kNotFound, "tls_ca, tls_cert, tls_key: "},
+       absl::StatusCode::kNotFound, "tls_ca /no/such/ca.pem: "},
+      {with([](AgentServerOptions& o) { o.server = "ftp://127.0.0.1:1"; }),
+       absl::StatusCode::kInvalidArgument, "server: \"ftp://"},
+      {with([](AgentServerOptions& o) {
+         o.server = "https://127.0.0.1:1";
+         o.token = "a\nb";
+       }),
+       absl::StatusCode::kInvalidArgument, "token: "},
   };
   for (const Bad& b : bad) {
     SCOPED_TRACE(b.names);
+    // The message starts with the option's name, once.
     EXPECT_THAT(OpenAgentServer(b.options).status(),
-                StatusIs(b.code, HasSubstr(b.names)));
+                StatusIs(b.code, StartsWith(b.names)));
   }
 }
 

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "e2e_fixture.h"
+#include "service/agent_http_transport.h"
 
 namespace ringfence {
 namespace {
@@ -345,6 +346,52 @@ TEST(Http1ClientTest, ReadsRetryAfter) {
   EXPECT_EQ(r->status, 429);
   EXPECT_EQ(r->retry_after, "17");
   EXPECT_EQ(r->body, "no");
+}
+
+// What the agent's transport makes of answers other than 200: the
+// server's JSON error keeps its code and message; anything else (a proxy's
+// page) is the HTTP status's code with the start of the body quoted and its
+// whole size named; a 429's Retry-After is the wait.
+TEST(HttpAgentTransportTest, NamesWhatANon200AnswerSays) {
+  struct Case {
+    std::string answer;
+    absl::StatusCode code;
+    std::string message;
+  };
+  const std::string page(5000, 'x');
+  const Case cases[] = {
+      {"HTTP/1.1 403 Forbidden\r\nContent-Length: 50\r\n\r\n"
+       "{\"code\":\"PERMISSION_DENIED\",\"message\":\"not h7\"}   ",
+       absl::StatusCode::kPermissionDenied, "not h7"},
+      {absl::StrCat("HTTP/1.1 502 Bad Gateway\r\nContent-Length: ", page.size(),
+                    "\r\n\r\n", page),
+       absl::StatusCode::kUnavailable, "(5000 bytes)"},
+      {"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope",
+       absl::StatusCode::kNotFound, "HTTP 404: \"nope\""},
+      {"HTTP/1.1 429 Slow Down\r\nRetry-After: 17\r\nContent-Length: "
+       "0\r\n\r\n",
+       absl::StatusCode::kResourceExhausted, "HTTP 429"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.message);
+    ScriptedServer server([&](int fd, int) {
+      ReadRequest(fd);
+      send(fd, c.answer.data(), c.answer.size(), MSG_NOSIGNAL);
+    });
+    HttpAgentOptions options;
+    options.server = absl::StrCat("http://127.0.0.1:", server.port());
+    absl::StatusOr<std::unique_ptr<HttpAgentTransport>> transport =
+        HttpAgentTransport::Create(options);
+    ASSERT_TRUE(transport.ok()) << transport.status();
+    absl::Duration retry_after = absl::ZeroDuration();
+    const absl::Status status = (*transport)->ReportTelemetry({}, &retry_after);
+    EXPECT_EQ(status.code(), c.code) << status;
+    EXPECT_THAT(status.message(), HasSubstr(c.message));
+    EXPECT_LE(status.message().size(), 600u);
+    if (c.code == absl::StatusCode::kResourceExhausted) {
+      EXPECT_EQ(retry_after, absl::Seconds(17));
+    }
+  }
 }
 
 // A kept connection the server closed while idle (before the request, or

@@ -303,8 +303,14 @@ struct AgentStatus {
   std::string assigned;
   size_t spool_pending = 0;
   uint64_t spool_dropped = 0;
-  // The last error of a Tick or a step (OK if none).
+  // The last error of a Tick or a step (OK if none) and when it happened
+  // (the Clock's time; InfinitePast if none). It stays after the agent
+  // recovers: compare it with last_contact.
   absl::Status last_error;
+  absl::Time last_error_at = absl::InfinitePast();
+  // When the server last answered a poll or took a telemetry batch
+  // (InfinitePast: not since this boot).
+  absl::Time last_contact = absl::InfinitePast();
 };
 
 // Agent
@@ -435,6 +441,8 @@ class Agent {
   int send_failures_ = 0;
   std::set<std::string> refused_this_boot_;
   absl::Status last_error_;
+  absl::Time last_error_at_ = absl::InfinitePast();
+  absl::Time last_contact_ = absl::InfinitePast();
 };
 
 }  // namespace ringfence

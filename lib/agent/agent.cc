@@ -202,7 +202,9 @@ absl::Duration Agent::Jitter(absl::Duration d, double lo, double hi) {
 }
 
 void Agent::Note(const absl::Status& s) {
-  if (!s.ok()) last_error_ = s;
+  if (s.ok()) return;
+  last_error_ = s;
+  last_error_at_ = clock_->Now();
 }
 
 absl::Status Agent::SaveState() {
@@ -457,6 +459,7 @@ absl::Status Agent::Poll() {
       transport_->GetAssignment(options_.identity, spool_->pending_count());
   // No answer, or "keep what you run": keep running what we run.
   if (!answer.ok()) return answer.status();
+  last_contact_ = clock_->Now();
   // The server answers again: send the backlog now rather than at the end
   // of a backoff grown while it was down (a retry hint still holds).
   if (spool_->pending_count() > 0) {
@@ -580,6 +583,7 @@ absl::Status Agent::SendDue() {
       return sent;
     }
     send_failures_ = 0;
+    last_contact_ = clock_->Now();
     RETURN_IF_ERROR(spool_->Ack(batch.back().seq));
   }
   return absl::OkStatus();
@@ -692,6 +696,8 @@ AgentStatus Agent::GetStatus() const {
   st.spool_pending = spool_->pending_count();
   st.spool_dropped = spool_->dropped_events();
   st.last_error = last_error_;
+  st.last_error_at = last_error_at_;
+  st.last_contact = last_contact_;
   return st;
 }
 

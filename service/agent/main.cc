@@ -99,6 +99,7 @@ struct Flags {
   ringfence::AgentOptions agent;
   ringfence::agent::CommandHooksOptions hooks;
   double poll_s = 60, heartbeat_s = 60;
+  double call_deadline_s = 10;
   uint64_t spool_max_bytes = 0;  // 0: SpoolOptions' default
 };
 
@@ -133,11 +134,12 @@ absl::Status ApplyConfig(const ringfence::agent::v1::AgentConfig& c,
     f.allow_unsigned = c.allow_unsigned();
   }
   auto seconds = [&](const char* flag, const char* field, bool has, double v,
-                     double& out) -> absl::Status {
+                     double& out, double lo = 0.05,
+                     double hi = 86400) -> absl::Status {
     if (given(flag) || !has) return absl::OkStatus();
-    if (!(v >= 0.05 && v <= 86400)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ": must be in [0.05, 86400] seconds, got ", v));
+    if (!(v >= lo && v <= hi)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": must be in [", lo, ", ", hi, "] seconds, got ", v));
     }
     out = v;
     return absl::OkStatus();
@@ -151,6 +153,12 @@ absl::Status ApplyConfig(const ringfence::agent::v1::AgentConfig& c,
   if (absl::Status s = seconds("--heartbeat-interval", "heartbeat_interval_s",
                                c.has_heartbeat_interval_s(),
                                c.heartbeat_interval_s(), f.heartbeat_s);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          seconds("--call-deadline", "call_deadline_s", c.has_call_deadline_s(),
+                  c.call_deadline_s(), f.call_deadline_s, 0.1, 300);
       !s.ok()) {
     return s;
   }
@@ -202,6 +210,34 @@ void PageOutMappedFiles() {
 // anyway, and an open one holds one of its connection threads.
 constexpr absl::Duration kCloseChannelAfter = absl::Seconds(20);
 
+// Once SIGTERM or SIGINT has arrived, calls to the server fail at once
+// (CANCELLED) instead of being made: a stop waits for the call in flight
+// (at most one --call-deadline), not for each call left in the tick. What
+// was not sent stays in the spool for the next start.
+class StopAwareTransport final : public ringfence::AgentTransport {
+ public:
+  explicit StopAwareTransport(ringfence::AgentTransport* server)
+      : server_(server) {}
+
+  absl::StatusOr<ringfence::AssignmentAnswer> GetAssignment(
+      const ringfence::AgentIdentity& identity,
+      uint64_t telemetry_pending) override {
+    if (g_stop.load()) return Stopping();
+    return server_->GetAssignment(identity, telemetry_pending);
+  }
+  absl::Status ReportTelemetry(absl::Span<const ringfence::SpooledEvent> batch,
+                               absl::Duration* retry_after) override {
+    if (g_stop.load()) return Stopping();
+    return server_->ReportTelemetry(batch, retry_after);
+  }
+
+ private:
+  static absl::Status Stopping() {
+    return absl::CancelledError("stopping (SIGTERM or SIGINT): call not made");
+  }
+  ringfence::AgentTransport* server_;
+};
+
 int Run(Flags& f) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -245,6 +281,7 @@ int Run(Flags& f) {
   server.tls_cert = f.tls_cert;
   server.tls_key = f.tls_key;
   server.tls_server_name = f.tls_server_name;
+  server.deadline = absl::Seconds(f.call_deadline_s);
   absl::StatusOr<std::unique_ptr<ringfence::AgentServerTransport>> transport =
       ringfence::OpenAgentServer(server);
   if (!transport.ok()) {
@@ -253,12 +290,13 @@ int Run(Flags& f) {
     Log(absl::StrCat("server options: ", transport.status().message()));
     return 2;
   }
+  StopAwareTransport stop_aware(transport->get());
   ringfence::agent::CommandHooks hooks(f.hooks);
   std::unique_ptr<ringfence::AgentFileSystem> files =
       ringfence::NewPosixFileSystem();
   absl::StatusOr<std::unique_ptr<ringfence::Agent>> agent =
       ringfence::Agent::Start(f.agent, files.get(), &ringfence::RealClock(),
-                              transport->get(), &hooks);
+                              &stop_aware, &hooks);
   if (!agent.ok()) {
     Log(absl::StrCat("cannot start: ", agent.status().ToString()));
     return absl::IsInvalidArgument(agent.status()) ||
@@ -388,6 +426,11 @@ int main(int argc, char** argv) {
   run->add_option("--heartbeat-interval", f.heartbeat_s,
                   "seconds between heartbeats")
       ->check(CLI::Range(0.05, 86400.0))
+      ->capture_default_str();
+  run->add_option("--call-deadline", f.call_deadline_s,
+                  "seconds each call to the server may take, connecting "
+                  "included")
+      ->check(CLI::Range(0.1, 300.0))
       ->capture_default_str();
   run->add_option("--boot-loop-limit", f.agent.boot_loop_limit,
                   "boots that find a release still loading before falling "
