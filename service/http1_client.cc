@@ -10,14 +10,12 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -32,35 +30,18 @@ namespace {
 
 constexpr char kUserAgent[] = "ringfence-agent";
 
-// Blocks SIGPIPE in this thread while alive; a SIGPIPE raised meanwhile (a
-// write to a socket the peer closed) is consumed, not delivered. The
-// technique libcurl uses for SSL_write, which cannot pass MSG_NOSIGNAL.
-class ScopedSigpipeBlock {
- public:
-  ScopedSigpipeBlock() {
-    sigset_t pipe;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, &old_);
-  }
-  ~ScopedSigpipeBlock() {
-    sigset_t pending;
-    sigpending(&pending);
-    if (sigismember(&pending, SIGPIPE) == 1 &&
-        sigismember(&old_, SIGPIPE) == 0) {
-      sigset_t pipe;
-      sigemptyset(&pipe);
-      sigaddset(&pipe, SIGPIPE);
-      const timespec zero = {0, 0};
-      while (sigtimedwait(&pipe, nullptr, &zero) == -1 && errno == EINTR) {
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-
- private:
-  sigset_t old_;
-};
+// BIO_s_socket's write, sending with MSG_NOSIGNAL (bss_sock.c's sock_write
+// otherwise).
+int NoSigpipeWrite(BIO* bio, const char* data, int size) {
+  int fd = -1;
+  BIO_get_fd(bio, &fd);
+  errno = 0;
+  const int n = static_cast<int>(
+      send(fd, data, static_cast<size_t>(std::max(size, 0)), MSG_NOSIGNAL));
+  BIO_clear_retry_flags(bio);
+  if (n <= 0 && BIO_sock_should_retry(n)) BIO_set_retry_write(bio);
+  return n;
+}
 
 // Milliseconds left until `deadline` for poll(2): at least 0, at most a day.
 int PollMillis(absl::Time deadline) {
@@ -89,6 +70,27 @@ std::string OpenSslError() {
 }
 
 }  // namespace
+
+BIO* NewNoSigpipeSocketBio(int fd) {
+  // BIO_s_socket with its write replaced; made once, never freed.
+  static BIO_METHOD* const method = [] {
+    const BIO_METHOD* socket = BIO_s_socket();
+    BIO_METHOD* m = BIO_meth_new(
+        BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+        "socket without SIGPIPE");
+    if (m == nullptr) return m;
+    BIO_meth_set_write(m, NoSigpipeWrite);
+    BIO_meth_set_read(m, BIO_meth_get_read(socket));
+    BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(socket));
+    BIO_meth_set_create(m, BIO_meth_get_create(socket));
+    BIO_meth_set_destroy(m, BIO_meth_get_destroy(socket));
+    return m;
+  }();
+  if (method == nullptr) return nullptr;
+  BIO* bio = BIO_new(method);
+  if (bio != nullptr) BIO_set_fd(bio, fd, BIO_NOCLOSE);
+  return bio;
+}
 
 absl::StatusOr<Http1Target> ParseHttpUrl(absl::string_view field,
                                          absl::string_view url) {
@@ -193,6 +195,10 @@ absl::StatusOr<std::unique_ptr<Http1Client>> Http1Client::Create(
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
   // Sessions are kept by hand (session_), across connections.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  // One read() takes every record that has arrived, rather than two per
+  // record (its 5-byte header, then its body): a resumed handshake and an
+  // answer are about 8 records. Buffered bytes count in SSL_has_pending.
+  SSL_CTX_set_read_ahead(ctx, 1);
   const std::string& ca = client->target_.ca_file;
   if (!ca.empty()) {
     if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
@@ -238,7 +244,6 @@ void Http1Client::Close() {
   if (ssl_ != nullptr) {
     // A close_notify, not waited for: a connection closed without one
     // leaves its session unresumable on both sides.
-    ScopedSigpipeBlock no_sigpipe;
     SSL_shutdown(ssl_);
     ERR_clear_error();
     SSL_free(ssl_);
@@ -309,11 +314,15 @@ absl::Status Http1Client::Connect(absl::Time deadline) {
 
 absl::Status Http1Client::Handshake(absl::Time deadline) {
   ssl_ = SSL_new(ctx_);
-  if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) {
+  // OpenSSL writes from SSL_connect, SSL_write, SSL_read (alerts) and
+  // SSL_shutdown: a peer that went away is an error, not a SIGPIPE.
+  BIO* socket = ssl_ == nullptr ? nullptr : NewNoSigpipeSocketBio(fd_);
+  if (socket == nullptr) {
     const std::string why = OpenSslError();
     Close();
     return absl::InternalError(absl::StrCat("cannot set up TLS: ", why));
   }
+  SSL_set_bio(ssl_, socket, socket);
   const std::string& name = target_.name.empty() ? target_.host : target_.name;
   bool named = false;
   if (IsIpLiteral(name)) {
@@ -442,7 +451,7 @@ absl::StatusOr<size_t> Http1Client::ReadSome(char* buffer, size_t size,
 }
 
 bool Http1Client::ClosedWhileIdle() const {
-  if (ssl_ != nullptr && SSL_pending(ssl_) > 0) return true;
+  if (ssl_ != nullptr && SSL_has_pending(ssl_) == 1) return true;
   pollfd p = {fd_, POLLIN, 0};
   return poll(&p, 1, 0) != 0;
 }
@@ -563,11 +572,6 @@ absl::StatusOr<Http1Response> Http1Client::Post(absl::string_view path,
       "POST ", path, " HTTP/1.1\r\nHost: ", v6 ? "[" : "", name, v6 ? "]" : "",
       ":", target_.port, "\r\nUser-Agent: ", kUserAgent, "\r\n", headers,
       "Content-Length: ", body.size(), "\r\n\r\n", body);
-  // OpenSSL writes to the socket from SSL_connect, SSL_write and SSL_read
-  // (alerts): a peer that went away must be an error, not a SIGPIPE. (Plain
-  // sockets are written with MSG_NOSIGNAL.)
-  std::optional<ScopedSigpipeBlock> no_sigpipe;
-  if (target_.tls) no_sigpipe.emplace();
   for (int attempt = 0;; ++attempt) {
     if (fd_ >= 0 && ClosedWhileIdle()) Close();
     const bool reused = fd_ >= 0;

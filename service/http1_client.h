@@ -26,9 +26,9 @@
 // DEADLINE_EXCEEDED when the deadline passes first; RESOURCE_EXHAUSTED for
 // a body longer than asked for. The connection is closed after any error.
 //
-// Thread safety: not thread-safe; one call at a time. SIGPIPE is blocked in
-// the calling thread while it writes to the socket (a peer that went away
-// is an error, not a signal).
+// Thread safety: not thread-safe; one call at a time. Writes never raise
+// SIGPIPE (MSG_NOSIGNAL, over TLS too: NewNoSigpipeSocketBio); a peer that
+// went away is an error.
 #pragma once
 
 #include <http_parser.h>
@@ -135,6 +135,16 @@ class Http1AnswerParser {
 // port outside 1..65535).
 absl::StatusOr<Http1Target> ParseHttpUrl(absl::string_view field,
                                          absl::string_view url);
+
+// NewNoSigpipeSocketBio
+//
+// An OpenSSL BIO on the connected socket `fd` (left open when the BIO is
+// freed) that reads like BIO_s_socket and writes with send(MSG_NOSIGNAL):
+// a write to a peer that went away fails with EPIPE and raises no SIGPIPE,
+// whatever the process does with that signal, and without touching the
+// thread's signal mask. Null if OpenSSL cannot make one. The caller owns it
+// (SSL_set_bio takes it over).
+BIO* NewNoSigpipeSocketBio(int fd);
 
 class Http1Client {
  public:

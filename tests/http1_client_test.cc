@@ -11,6 +11,7 @@
 #include <httplib.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -346,6 +347,47 @@ TEST(Http1ClientTest, ReadsRetryAfter) {
   EXPECT_EQ(r->status, 429);
   EXPECT_EQ(r->retry_after, "17");
   EXPECT_EQ(r->body, "no");
+}
+
+// Writes through NewNoSigpipeSocketBio to a peer that went away fail with
+// EPIPE, and so does a TLS handshake over it, with SIGPIPE at its default
+// disposition (which would end the process) and unblocked.
+TEST(NoSigpipeSocketBioTest, AWriteToAClosedPeerIsAnErrorNotASignal) {
+  struct sigaction previous = {};
+  struct sigaction default_action = {};
+  default_action.sa_handler = SIG_DFL;
+  sigaction(SIGPIPE, &default_action, &previous);
+  sigset_t pipe_only, old_mask;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_UNBLOCK, &pipe_only, &old_mask);
+  for (const bool tls : {false, true}) {
+    SCOPED_TRACE(tls ? "SSL_connect" : "BIO_write");
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    close(fds[1]);
+    BIO* bio = NewNoSigpipeSocketBio(fds[0]);
+    ASSERT_NE(bio, nullptr);
+    if (!tls) {
+      EXPECT_EQ(BIO_write(bio, "x", 1), -1);
+      EXPECT_EQ(errno, EPIPE);
+      EXPECT_FALSE(BIO_should_retry(bio));
+      BIO_free(bio);
+    } else {
+      SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+      SSL* ssl = SSL_new(ctx);
+      SSL_set_bio(ssl, bio, bio);
+      const int connected = SSL_connect(ssl);
+      EXPECT_NE(connected, 1);
+      EXPECT_EQ(SSL_get_error(ssl, connected), SSL_ERROR_SYSCALL);
+      EXPECT_EQ(errno, EPIPE);
+      SSL_free(ssl);
+      SSL_CTX_free(ctx);
+    }
+    close(fds[0]);
+  }
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  sigaction(SIGPIPE, &previous, nullptr);
 }
 
 // What the agent's transport makes of answers other than 200: the
