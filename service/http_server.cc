@@ -655,6 +655,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(
   http.set_read_timeout(absl::ToChronoMicroseconds(options.read_timeout));
   http.set_write_timeout(absl::ToChronoMicroseconds(options.write_timeout));
   http.set_keep_alive_timeout(5);
+  // An answer is written as its headers and then its body: with Nagle's
+  // algorithm on, the body waits for the client's delayed acknowledgement
+  // of the headers (about 40 ms on Linux) on every request of a kept
+  // connection (bench/http1_bench.cc, BM_HttpListenerKeptConnection).
+  http.set_tcp_nodelay(true);
   // An agent polling every second keeps its connection (httplib's default
   // closes it after 5 requests).
   http.set_keep_alive_max_count(100);
