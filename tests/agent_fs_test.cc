@@ -29,6 +29,12 @@ void ExerciseBasics(AgentFileSystem* fs, const std::string& root) {
   ASSERT_OK(fs->AppendDurably(dir + "/log", "ab"));
   ASSERT_OK(fs->AppendDurably(dir + "/log", "cd"));
   EXPECT_EQ(*fs->ReadFile(dir + "/log"), "abcd");
+  ASSERT_OK(fs->WriteAtDurably(dir + "/slots", 4, "ab"));
+  EXPECT_EQ(*fs->ReadFile(dir + "/slots"), std::string("\0\0\0\0ab", 6));
+  ASSERT_OK(fs->WriteAtDurably(dir + "/slots", 0, "xyz"));
+  ASSERT_OK(fs->WriteAtDurably(dir + "/slots", 5, "BC"));
+  EXPECT_EQ(*fs->ReadFile(dir + "/slots"), std::string("xyz\0aBC", 7));
+  ASSERT_OK(fs->Remove(dir + "/slots"));
   EXPECT_THAT(*fs->List(dir), ElementsAre("log", "x"));
   ASSERT_OK(fs->Remove(dir + "/x"));
   ASSERT_OK(fs->Remove(dir + "/x"));  // absent: OK
@@ -85,6 +91,29 @@ TEST(MemoryFileSystemTest, TornAppendKeepsAStrictPrefix) {
     ASSERT_LT(got.size(), 15u);
     EXPECT_EQ(got, std::string("head10123456789").substr(0, got.size()));
   }
+}
+
+TEST(MemoryFileSystemTest, TornWriteAtKeepsTheOldBytesPastAStrictPrefix) {
+  for (uint64_t seed = 1; seed < 20; ++seed) {
+    MemoryFileSystem fs(seed);
+    ASSERT_OK(fs.WriteAtDurably("/d/f", 0, "0123456789"));
+    fs.CrashAtMutation(0, MemoryFileSystem::CrashMode::kTorn);
+    EXPECT_FALSE(fs.WriteAtDurably("/d/f", 2, "abcdef").ok());
+    fs.Reboot();
+    const std::string got = *fs.ReadFile("/d/f");
+    ASSERT_EQ(got.size(), 10u);
+    size_t n = 0;  // bytes of the new data that landed
+    while (n < 6 && got[2 + n] == "abcdef"[n]) ++n;
+    EXPECT_GT(n, 0u);
+    EXPECT_LT(n, 6u);
+    EXPECT_EQ(got.substr(2 + n), std::string("0123456789").substr(2 + n));
+  }
+  MemoryFileSystem fs;
+  ASSERT_OK(fs.WriteAtDurably("/d/f", 0, "old"));
+  fs.CrashAtMutation(0, MemoryFileSystem::CrashMode::kBefore);
+  EXPECT_FALSE(fs.WriteAtDurably("/d/f", 0, "new").ok());
+  fs.Reboot();
+  EXPECT_EQ(*fs.ReadFile("/d/f"), "old");
 }
 
 TEST(MemoryFileSystemTest, CrashAfterKeepsTheWholeOperation) {

@@ -1,6 +1,7 @@
 // Tests of the agent's telemetry spool (agent.h EventSpool): framing,
 // recovery of torn and corrupt tails, the ack cursor, the size cap, and
 // randomized crashes at any file operation.
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -132,7 +133,86 @@ TEST(EventSpoolTest, AckedSegmentsAreRemoved) {
   ASSERT_OK(spool->Ack(last));
   EXPECT_EQ(spool->pending_count(), 0u);
   EXPECT_LE(spool->bytes(), opt.segment_bytes);
-  EXPECT_LE(fs.List(kDir)->size(), 2u);  // ack + at most the open tail
+  EXPECT_LE(fs.List(kDir)->size(), 2u);  // cursor + at most the open tail
+}
+
+// The cursor's two slots (agent.h): each acknowledgement writes the other
+// slot, so a damaged newest slot falls back to the acknowledgement before
+// it, never to an older one and never to an error.
+TEST(EventSpoolTest, ADamagedNewestCursorSlotFallsBackToThePreviousAck) {
+  const std::string cursor = absl::StrCat(kDir, "/cursor");
+  for (int acks = 2; acks <= 5; ++acks) {
+    SCOPED_TRACE(absl::StrCat(acks, " acks"));
+    MemoryFileSystem fs;
+    auto spool = *EventSpool::Open(&fs, kDir);
+    std::vector<uint64_t> seqs;
+    for (int i = 0; i < 10; ++i) {
+      seqs.push_back(*spool->Append(absl::StrCat("e", i), Ev(i)));
+    }
+    for (int a = 0; a < acks; ++a) ASSERT_OK(spool->Ack(seqs[a]));
+    EXPECT_EQ(EventSpool::ReadCursor(&fs, kDir)->acked, seqs[acks - 1]);
+    // The newest generation is `acks`, in slot (acks - 1) % 2.
+    fs.files()[cursor][((acks - 1) % 2) * 4096 + 9] ^= 0x40;
+    auto reopened = *EventSpool::Open(&fs, kDir);
+    EXPECT_EQ(reopened->acked_seq(), seqs[acks - 2]);
+    EXPECT_EQ(reopened->pending_count(), 10u - (acks - 1));
+    // The next acknowledgement overwrites the damaged slot.
+    ASSERT_OK(reopened->Ack(seqs[acks]));
+    EXPECT_EQ(EventSpool::Open(&fs, kDir).value()->acked_seq(), seqs[acks]);
+  }
+}
+
+TEST(EventSpoolTest, BothCursorSlotsDamagedIsDataLoss) {
+  MemoryFileSystem fs;
+  auto spool = *EventSpool::Open(&fs, kDir);
+  for (int i = 0; i < 3; ++i) ASSERT_OK(spool->Append("e", Ev(i)).status());
+  ASSERT_OK(spool->Ack(1));
+  ASSERT_OK(spool->Ack(2));
+  std::string& cursor = fs.files()[absl::StrCat(kDir, "/cursor")];
+  cursor[20] ^= 1;
+  cursor[4096 + 20] ^= 1;
+  EXPECT_THAT(EventSpool::Open(&fs, kDir),
+              testing::StatusIs(absl::StatusCode::kDataLoss));
+}
+
+TEST(EventSpoolTest, ATornFirstCursorWriteMeansNoCursor) {
+  for (uint64_t seed = 1; seed <= 10; ++seed) {
+    MemoryFileSystem fs(seed);
+    auto spool = *EventSpool::Open(&fs, kDir);
+    for (int i = 0; i < 3; ++i) ASSERT_OK(spool->Append("e", Ev(i)).status());
+    fs.CrashAtMutation(0, MemoryFileSystem::CrashMode::kTorn);
+    EXPECT_FALSE(spool->Ack(2).ok());
+    fs.Reboot();
+    auto reopened = *EventSpool::Open(&fs, kDir);
+    EXPECT_EQ(reopened->acked_seq(), 0u);
+    EXPECT_EQ(reopened->pending_count(), 3u);
+  }
+}
+
+// A spool from before the two-slot cursor: its `ack` file is read, and
+// removed once the first cursor is written.
+TEST(EventSpoolTest, AnOldAckFileIsReadAndReplacedByTheCursor) {
+  MemoryFileSystem fs;
+  {
+    auto spool = *EventSpool::Open(&fs, kDir);
+    for (int i = 0; i < 8; ++i) ASSERT_OK(spool->Append("e", Ev(i)).status());
+  }
+  ASSERT_OK(fs.WriteFileAtomically(absl::StrCat(kDir, "/ack"), "5 2\n"));
+  auto spool = *EventSpool::Open(&fs, kDir);
+  EXPECT_EQ(spool->acked_seq(), 5u);
+  EXPECT_EQ(spool->dropped_events(), 2u);
+  EXPECT_EQ(spool->pending_count(), 3u);
+  ASSERT_OK(spool->Ack(6));
+  EXPECT_FALSE(fs.files().count(absl::StrCat(kDir, "/ack")));
+  auto reopened = *EventSpool::Open(&fs, kDir);
+  EXPECT_EQ(reopened->acked_seq(), 6u);
+  EXPECT_EQ(reopened->dropped_events(), 2u);
+  ASSERT_OK(fs.WriteFileAtomically(absl::StrCat(kDir, "/ack"), "garbage"));
+  // A valid cursor wins over any `ack` left behind.
+  EXPECT_EQ(EventSpool::Open(&fs, kDir).value()->acked_seq(), 6u);
+  fs.files().erase(absl::StrCat(kDir, "/cursor"));
+  EXPECT_THAT(EventSpool::Open(&fs, kDir),
+              testing::StatusIs(absl::StatusCode::kDataLoss));
 }
 
 // Crashes at random file operations (any mode), random send failures and
@@ -152,6 +232,9 @@ TEST(EventSpoolTest, RandomCrashesLoseNothing) {
     auto spool = *EventSpool::Open(&fs, kDir, opt);
     std::set<std::string> produced, maybe;
     std::map<std::string, SpooledEvent> server;
+    // The cursor survives a crash exactly: the last acknowledgement that
+    // returned OK, or the one the crash interrupted.
+    uint64_t acked = 0, acking = 0;
     int next = 0;
     for (int step = 0; step < 300; ++step) {
       if (rng() % 15 == 0) {
@@ -172,7 +255,8 @@ TEST(EventSpoolTest, RandomCrashesLoseNothing) {
               ASSERT_TRUE(Same(it->second, e)) << e.event_id;
             }
           }
-          spool->Ack(batch.back().seq).IgnoreError();
+          acking = std::max(acked, batch.back().seq);
+          if (spool->Ack(batch.back().seq).ok()) acked = acking;
         }
       }
       if (fs.crashed()) {
@@ -182,6 +266,10 @@ TEST(EventSpoolTest, RandomCrashesLoseNothing) {
             EventSpool::Open(&fs, kDir, opt);
         ASSERT_OK(s.status());
         spool = *std::move(s);
+        ASSERT_TRUE(spool->acked_seq() == acked || spool->acked_seq() == acking)
+            << spool->acked_seq() << " after acks to " << acked << " and "
+            << acking;
+        acked = acking = spool->acked_seq();
       }
     }
     fs.Reboot();  // cancels a crash still scheduled

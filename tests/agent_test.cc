@@ -90,12 +90,10 @@ std::vector<SpooledEvent> SpoolOnDisk(MemoryFileSystem* fs) {
 
 // The records on disk not acknowledged yet (those were delivered).
 std::vector<SpooledEvent> UnackedOnDisk(MemoryFileSystem* fs) {
-  uint64_t acked = 0;
-  auto it = fs->files().find(absl::StrCat(kStateDir, "/spool/ack"));
-  if (it != fs->files().end()) {
-    std::vector<std::string> parts = absl::StrSplit(it->second, ' ');
-    EXPECT_TRUE(absl::SimpleAtoi(parts[0], &acked));
-  }
+  absl::StatusOr<SpoolCursor> cursor =
+      EventSpool::ReadCursor(fs, absl::StrCat(kStateDir, "/spool"));
+  EXPECT_TRUE(cursor.ok()) << cursor.status();
+  const uint64_t acked = cursor.ok() ? cursor->acked : 0;
   std::vector<SpooledEvent> out;
   for (SpooledEvent& e : SpoolOnDisk(fs)) {
     if (e.seq > acked) out.push_back(std::move(e));

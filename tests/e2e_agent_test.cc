@@ -276,14 +276,13 @@ class E2EAgentTest : public E2ETest {
       absl::SleepFor(absl::Milliseconds(50));
     }
     ASSERT_TRUE(idle()) << status();
-    // The spool's acknowledged sequence number ("acked dropped").
+    // The spool's acknowledged sequence number.
+    std::unique_ptr<AgentFileSystem> posix = NewPosixFileSystem();
     auto acked = [&] {
-      uint64_t seq = 0;
-      const std::string ack = ReadFile(pr.state + "/spool/ack");
-      EXPECT_TRUE(absl::SimpleAtoi(
-          absl::StripAsciiWhitespace(ack.substr(0, ack.find(' '))), &seq))
-          << ack;
-      return seq;
+      absl::StatusOr<SpoolCursor> cursor =
+          EventSpool::ReadCursor(posix.get(), pr.state + "/spool");
+      EXPECT_TRUE(cursor.ok()) << cursor.status();
+      return cursor.ok() ? cursor->acked : 0;
     };
     const uint64_t acked_before = acked();
     const CommandResult r =

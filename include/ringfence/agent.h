@@ -81,10 +81,31 @@ struct SpoolOptions {
 // bytes: event_id, host_id, release_id, signal (all integers LE). Recovery
 // reads each segment up to its first record that is torn, too long or fails
 // its CRC and ignores the rest; appends then go to a new segment, so
-// garbage never precedes a good record. The file `ack` ("<acked seq>
-// <dropped events>\n", written atomically) is the acknowledgement cursor:
-// every record with seq <= acked was delivered; segments wholly at or below
-// it are removed.
+// garbage never precedes a good record.
+//
+// The file `cursor` is the acknowledgement cursor: every record with
+// seq <= acked was delivered; segments wholly at or below it are removed.
+// It holds two 32-byte slots, at byte 0 and byte 4096 (different pages and
+// sectors, so a torn write of one cannot touch the other), each
+//
+//   u64 generation | u64 acked | u64 dropped events | u32 CRC32C of the
+//   24 bytes before it | u32 zero        (all LE)
+//
+// written in place in turn (generation g to slot (g - 1) % 2, then
+// fdatasync): one write and one flush per acknowledgement, no rename and no
+// directory fsync. Recovery takes the valid slot of the highest generation;
+// a crash during a write tears only the slot being written, so the other
+// still holds the previous cursor. No valid slot in a file too short to
+// hold the second one is a first write that never completed (no cursor);
+// both slots present and neither valid is DATA_LOSS. A spool written before
+// this format (`ack`, "<acked seq> <dropped events>\n", written atomically)
+// is read when `cursor` has no valid slot, and `ack` is removed once the
+// first cursor is written.
+struct SpoolCursor {
+  uint64_t acked = 0;
+  uint64_t dropped = 0;
+};
+
 class EventSpool {
  public:
   // Open
@@ -126,6 +147,13 @@ class EventSpool {
   static absl::StatusOr<std::vector<SpooledEvent>> ReadAll(
       AgentFileSystem* fs, const std::string& dir);
 
+  // ReadCursor
+  //
+  // The acknowledgement cursor in `dir` as recovery reads it (zeros if there
+  // is none); for tests and diagnostics. DATA_LOSS as Open.
+  static absl::StatusOr<SpoolCursor> ReadCursor(AgentFileSystem* fs,
+                                                const std::string& dir);
+
  private:
   struct Segment {
     std::string name;
@@ -150,6 +178,10 @@ class EventSpool {
   uint64_t next_seq_ = 1;
   uint64_t acked_ = 0;
   uint64_t dropped_ = 0;
+  // The generation of the cursor slot last written (0: none yet).
+  uint64_t cursor_generation_ = 0;
+  // A pre-`cursor` `ack` file is on disk (removed after the first write).
+  bool legacy_ack_ = false;
   std::deque<SpooledEvent> pending_;
 };
 

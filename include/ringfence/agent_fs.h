@@ -53,6 +53,16 @@ class AgentFileSystem {
   virtual absl::Status AppendDurably(const std::string& path,
                                      absl::string_view data) = 0;
 
+  // WriteAtDurably
+  //
+  // Writes `data` over the bytes of `path` from byte `offset` (creating the
+  // file, and then fsyncing its directory; bytes between its end and
+  // `offset` read as zeros) and fdatasyncs it. A crash may leave any prefix
+  // of `data` written over the old bytes (a torn write): readers must check
+  // what they read (EventSpool's cursor slots carry a CRC).
+  virtual absl::Status WriteAtDurably(const std::string& path, uint64_t offset,
+                                      absl::string_view data) = 0;
+
   // Remove
   //
   // Removes `path` and fsyncs its directory. OK if it does not exist.
@@ -82,16 +92,16 @@ std::unique_ptr<AgentFileSystem> NewPosixFileSystem();
 // An in-memory fake for tests. All of its state is "on disk": every
 // operation is durable when it returns, as the interface promises, so a
 // crash can only hit the operation in progress. Crashes are scheduled by
-// counting mutating operations (WriteFileAtomically, AppendDurably, Remove;
-// MakeDirs is not counted):
+// counting mutating operations (WriteFileAtomically, AppendDurably,
+// WriteAtDurably, Remove; MakeDirs is not counted):
 //
 //   fs.CrashAtMutation(k, mode);  // the k-th mutating call from now crashes
 //
 // The crashing operation leaves, by `mode`:
 //   kBefore  nothing (a crash between the previous durable step and it);
-//   kTorn    appends: a seeded-random strict, non-empty prefix of the data
-//            (a torn record); atomic writes: only a partial ".tmp" file;
-//            removes: nothing;
+//   kTorn    appends and in-place writes: a seeded-random strict,
+//            non-empty prefix of the data (a torn record, a torn slot);
+//            atomic writes: only a partial ".tmp" file; removes: nothing;
 //   kAfter   all of it (a crash between it and the next durable step).
 // It then returns UNAVAILABLE, and so does every later call, until
 // Reboot(): the process is dead. Tests then drop the agent and start a new
@@ -107,6 +117,8 @@ class MemoryFileSystem final : public AgentFileSystem {
                                    absl::string_view contents) override;
   absl::Status AppendDurably(const std::string& path,
                              absl::string_view data) override;
+  absl::Status WriteAtDurably(const std::string& path, uint64_t offset,
+                              absl::string_view data) override;
   absl::Status Remove(const std::string& path) override;
   absl::StatusOr<std::vector<std::string>> List(
       const std::string& dir) override;

@@ -110,6 +110,33 @@ class PosixFileSystem final : public AgentFileSystem {
     return absl::OkStatus();
   }
 
+  absl::Status WriteAtDurably(const std::string& path, uint64_t offset,
+                              absl::string_view data) override {
+    bool created = false;
+    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+      fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+      created = true;
+    }
+    if (fd < 0) return Errno("cannot open", path);
+    absl::Status s;
+    while (s.ok() && !data.empty()) {
+      const ssize_t n =
+          pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+      if (n < 0) {
+        if (errno != EINTR) s = Errno("cannot write", path);
+        continue;
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+      offset += static_cast<uint64_t>(n);
+    }
+    if (s.ok() && fdatasync(fd) != 0) s = Errno("cannot fsync", path);
+    close(fd);
+    if (!s.ok()) return s;
+    if (created) return FsyncDir(DirOf(path));
+    return absl::OkStatus();
+  }
+
   absl::Status Remove(const std::string& path) override {
     if (unlink(path.c_str()) != 0) {
       if (errno == ENOENT) return absl::OkStatus();
@@ -240,6 +267,32 @@ absl::Status MemoryFileSystem::AppendDurably(const std::string& path,
   }
   files_[path].append(data.data(), data.size());
   return absl::OkStatus();
+}
+
+absl::Status MemoryFileSystem::WriteAtDurably(const std::string& path,
+                                              uint64_t offset,
+                                              absl::string_view data) {
+  if (crashed_) return Dead();
+  size_t n = data.size();
+  if (Tick()) {
+    crashed_ = true;
+    switch (crash_mode_) {
+      case CrashMode::kBefore:
+        n = 0;
+        break;
+      case CrashMode::kTorn:
+        n = data.size() > 1 ? 1 + rng_() % (data.size() - 1) : 0;
+        break;
+      case CrashMode::kAfter:
+        break;
+    }
+  }
+  if (n > 0) {
+    std::string& file = files_[path];
+    if (file.size() < offset + n) file.resize(offset + n, '\0');
+    file.replace(offset, n, data.data(), n);
+  }
+  return crashed_ ? Dead() : absl::OkStatus();
 }
 
 absl::Status MemoryFileSystem::Remove(const std::string& path) {

@@ -136,6 +136,87 @@ std::string SegmentName(uint64_t first) {
   return absl::StrFormat("seg-%020d.log", first);
 }
 
+// The acknowledgement cursor (agent.h, EventSpool): two slots in place.
+constexpr size_t kCursorSlotBytes = 32;
+constexpr uint64_t kCursorSlotSpacing = 4096;
+
+std::string EncodeCursorSlot(uint64_t generation, const SpoolCursor& c) {
+  std::string out;
+  PutU64(&out, generation);
+  PutU64(&out, c.acked);
+  PutU64(&out, c.dropped);
+  PutU32(&out, Crc32c(out));
+  PutU32(&out, 0);
+  return out;
+}
+
+uint64_t CursorSlotOffset(uint64_t generation) {
+  return ((generation - 1) % 2) * kCursorSlotSpacing;
+}
+
+struct LoadedCursor {
+  SpoolCursor cursor;
+  uint64_t generation = 0;  // 0: no valid slot
+  bool legacy_ack = false;  // `ack` exists
+};
+
+// The pre-slot cursor: "<acked> <dropped>\n", written atomically.
+absl::StatusOr<SpoolCursor> ParseLegacyAck(const std::string& path,
+                                           absl::string_view text) {
+  SpoolCursor c;
+  std::vector<absl::string_view> parts =
+      absl::StrSplit(absl::StripAsciiWhitespace(text), ' ');
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &c.acked) ||
+      !absl::SimpleAtoi(parts[1], &c.dropped)) {
+    // Written atomically, so this is not a torn write: refuse to guess.
+    return absl::DataLossError(absl::StrCat(path, ": malformed"));
+  }
+  return c;
+}
+
+absl::StatusOr<LoadedCursor> LoadCursor(AgentFileSystem* fs,
+                                        const std::string& dir) {
+  LoadedCursor out;
+  const std::string path = dir + "/cursor";
+  absl::StatusOr<std::string> data = fs->ReadFile(path);
+  if (!data.ok() && !absl::IsNotFound(data.status())) return data.status();
+  if (data.ok()) {
+    for (uint64_t slot = 0; slot < 2; ++slot) {
+      const uint64_t at = slot * kCursorSlotSpacing;
+      if (data->size() < at + kCursorSlotBytes) break;
+      Reader r{absl::string_view(*data).substr(at, kCursorSlotBytes)};
+      const uint64_t generation = r.Uint(8);
+      SpoolCursor c;
+      c.acked = r.Uint(8);
+      c.dropped = r.Uint(8);
+      const uint32_t crc = static_cast<uint32_t>(r.Uint(4));
+      if (generation == 0 || CursorSlotOffset(generation) != at ||
+          crc != Crc32c(absl::string_view(*data).substr(at, 24)) ||
+          generation <= out.generation) {
+        continue;
+      }
+      out.generation = generation;
+      out.cursor = c;
+    }
+    if (out.generation == 0 &&
+        data->size() >= kCursorSlotSpacing + kCursorSlotBytes) {
+      // Both slots were written whole once: one crash tears at most one.
+      return absl::DataLossError(
+          absl::StrCat(path, ": neither slot passes its CRC"));
+    }
+  }
+  absl::StatusOr<std::string> legacy = fs->ReadFile(dir + "/ack");
+  if (legacy.ok()) {
+    out.legacy_ack = true;
+    if (out.generation == 0) {
+      ASSIGN_OR_RETURN(out.cursor, ParseLegacyAck(dir + "/ack", *legacy));
+    }
+  } else if (!absl::IsNotFound(legacy.status())) {
+    return legacy.status();
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EventSpool>> EventSpool::Open(
@@ -152,18 +233,11 @@ absl::StatusOr<std::unique_ptr<EventSpool>> EventSpool::Open(
 }
 
 absl::Status EventSpool::Recover() {
-  absl::StatusOr<std::string> cursor = fs_->ReadFile(dir_ + "/ack");
-  if (cursor.ok()) {
-    std::vector<absl::string_view> parts =
-        absl::StrSplit(absl::StripAsciiWhitespace(*cursor), ' ');
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &acked_) ||
-        !absl::SimpleAtoi(parts[1], &dropped_)) {
-      // Written atomically, so this is not a torn write: refuse to guess.
-      return absl::DataLossError(absl::StrCat(dir_, "/ack: malformed"));
-    }
-  } else if (!absl::IsNotFound(cursor.status())) {
-    return cursor.status();
-  }
+  ASSIGN_OR_RETURN(LoadedCursor loaded, LoadCursor(fs_, dir_));
+  acked_ = loaded.cursor.acked;
+  dropped_ = loaded.cursor.dropped;
+  cursor_generation_ = loaded.generation;
+  legacy_ack_ = loaded.legacy_ack;
   next_seq_ = acked_ + 1;
   ASSIGN_OR_RETURN(std::vector<std::string> names, fs_->List(dir_));
   std::vector<std::pair<uint64_t, std::string>> segs;
@@ -199,10 +273,18 @@ absl::Status EventSpool::Recover() {
 }
 
 absl::Status EventSpool::WriteCursor(uint64_t acked, uint64_t dropped) {
-  RETURN_IF_ERROR(fs_->WriteFileAtomically(
-      dir_ + "/ack", absl::StrCat(acked, " ", dropped, "\n")));
+  const uint64_t generation = cursor_generation_ + 1;
+  RETURN_IF_ERROR(fs_->WriteAtDurably(
+      dir_ + "/cursor", CursorSlotOffset(generation),
+      EncodeCursorSlot(generation, SpoolCursor{acked, dropped})));
+  cursor_generation_ = generation;
   acked_ = acked;
   dropped_ = dropped;
+  if (legacy_ack_) {
+    // The cursor supersedes it from now on.
+    RETURN_IF_ERROR(fs_->Remove(dir_ + "/ack"));
+    legacy_ack_ = false;
+  }
   return absl::OkStatus();
 }
 
@@ -310,6 +392,12 @@ absl::StatusOr<std::vector<SpooledEvent>> EventSpool::ReadAll(
     }
   }
   return out;
+}
+
+absl::StatusOr<SpoolCursor> EventSpool::ReadCursor(AgentFileSystem* fs,
+                                                   const std::string& dir) {
+  ASSIGN_OR_RETURN(LoadedCursor loaded, LoadCursor(fs, dir));
+  return loaded.cursor;
 }
 
 }  // namespace ringfence
