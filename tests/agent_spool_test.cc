@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ringfence/agent.h"
+#include "ringfence/agent_fs.h"
 #include "status_matchers.h"
 
 namespace ringfence {
@@ -187,6 +189,70 @@ TEST(EventSpoolTest, ATornFirstCursorWriteMeansNoCursor) {
     EXPECT_EQ(reopened->acked_seq(), 0u);
     EXPECT_EQ(reopened->pending_count(), 3u);
   }
+}
+
+// A file system whose removes of the old format's `ack` fail (an I/O error,
+// not a crash) until told otherwise.
+class AckRemoveFails final : public AgentFileSystem {
+ public:
+  explicit AckRemoveFails(MemoryFileSystem* fs) : fs_(fs) {}
+  absl::StatusOr<std::string> ReadFile(const std::string& path) override {
+    return fs_->ReadFile(path);
+  }
+  absl::Status WriteFileAtomically(const std::string& path,
+                                   absl::string_view contents) override {
+    return fs_->WriteFileAtomically(path, contents);
+  }
+  absl::Status AppendDurably(const std::string& path,
+                             absl::string_view data) override {
+    return fs_->AppendDurably(path, data);
+  }
+  absl::Status WriteAtDurably(const std::string& path, uint64_t offset,
+                              absl::string_view data) override {
+    return fs_->WriteAtDurably(path, offset, data);
+  }
+  absl::Status Remove(const std::string& path) override {
+    if (fail && absl::EndsWith(path, "/ack")) {
+      return absl::InternalError("cannot remove: I/O error");
+    }
+    return fs_->Remove(path);
+  }
+  absl::StatusOr<std::vector<std::string>> List(
+      const std::string& dir) override {
+    return fs_->List(dir);
+  }
+  absl::Status MakeDirs(const std::string& dir) override {
+    return fs_->MakeDirs(dir);
+  }
+  bool fail = true;
+
+ private:
+  MemoryFileSystem* fs_;
+};
+
+// The old `ack` is superseded once a cursor is written: failing to remove
+// it fails nothing (the acknowledgement took effect; before, it stranded
+// the acknowledged events in the pending queue, to be sent again and
+// again), and the next write tries again.
+TEST(EventSpoolTest, AnOldAckThatCannotBeRemovedFailsNoAcknowledgement) {
+  MemoryFileSystem mem;
+  AckRemoveFails fs(&mem);
+  {
+    auto spool = *EventSpool::Open(&fs, kDir);
+    for (int i = 0; i < 8; ++i) ASSERT_OK(spool->Append("e", Ev(i)).status());
+  }
+  ASSERT_OK(mem.WriteFileAtomically(absl::StrCat(kDir, "/ack"), "2 0\n"));
+  auto spool = *EventSpool::Open(&fs, kDir);
+  ASSERT_EQ(spool->pending_count(), 6u);
+  ASSERT_OK(spool->Ack(5));
+  EXPECT_EQ(spool->pending_count(), 3u);
+  EXPECT_EQ(spool->Pending(1)[0].seq, 6u);
+  EXPECT_TRUE(mem.files().count(absl::StrCat(kDir, "/ack")));
+  EXPECT_EQ(EventSpool::Open(&fs, kDir).value()->acked_seq(), 5u);
+  fs.fail = false;
+  ASSERT_OK(spool->Ack(6));
+  EXPECT_FALSE(mem.files().count(absl::StrCat(kDir, "/ack")));
+  EXPECT_EQ(EventSpool::Open(&fs, kDir).value()->acked_seq(), 6u);
 }
 
 // A spool from before the two-slot cursor: its `ack` file is read, and

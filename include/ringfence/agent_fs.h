@@ -56,8 +56,9 @@ class AgentFileSystem {
   // WriteAtDurably
   //
   // Writes `data` over the bytes of `path` from byte `offset` (creating the
-  // file, and then fsyncing its directory; bytes between its end and
-  // `offset` read as zeros) and fdatasyncs it. A crash may leave any prefix
+  // file; bytes between its end and `offset` read as zeros) and fdatasyncs
+  // it; the first call for `path` on this object also fsyncs the directory,
+  // whoever created the file. A crash may leave any prefix
   // of `data` written over the old bytes (a torn write): readers must check
   // what they read (EventSpool's cursor slots carry a CRC).
   virtual absl::Status WriteAtDurably(const std::string& path, uint64_t offset,

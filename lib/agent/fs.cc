@@ -9,9 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "ringfence/agent_fs.h"
+#include "ringfence/status_macros.h"
 
 namespace ringfence {
 namespace {
@@ -112,20 +115,17 @@ class PosixFileSystem final : public AgentFileSystem {
 
   absl::Status WriteAtDurably(const std::string& path, uint64_t offset,
                               absl::string_view data) override {
-    bool created = false;
-    int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-      fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-      created = true;
-    }
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return Errno("cannot open", path);
     absl::Status s;
     while (s.ok() && !data.empty()) {
       const ssize_t n =
           pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-      if (n < 0) {
-        if (errno != EINTR) s = Errno("cannot write", path);
-        continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n == 0) errno = EIO;
+        s = Errno("cannot write", path);
+        break;
       }
       data.remove_prefix(static_cast<size_t>(n));
       offset += static_cast<uint64_t>(n);
@@ -133,7 +133,16 @@ class PosixFileSystem final : public AgentFileSystem {
     if (s.ok() && fdatasync(fd) != 0) s = Errno("cannot fsync", path);
     close(fd);
     if (!s.ok()) return s;
-    if (created) return FsyncDir(DirOf(path));
+    // The directory entry: once per path and file system object, whoever
+    // created the file (an earlier call, or an earlier process, may have
+    // died between creating it and this fsync).
+    {
+      absl::MutexLock lock(&mu_);
+      if (entry_synced_.contains(path)) return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(FsyncDir(DirOf(path)));
+    absl::MutexLock lock(&mu_);
+    entry_synced_.insert(path);
     return absl::OkStatus();
   }
 
@@ -184,6 +193,11 @@ class PosixFileSystem final : public AgentFileSystem {
     }
     return FsyncDir(parent);
   }
+
+ private:
+  absl::Mutex mu_;
+  // Paths WriteAtDurably has fsynced the directory entry of.
+  absl::flat_hash_set<std::string> entry_synced_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -206,14 +206,12 @@ absl::StatusOr<LoadedCursor> LoadCursor(AgentFileSystem* fs,
     }
   }
   absl::StatusOr<std::string> legacy = fs->ReadFile(dir + "/ack");
-  if (legacy.ok()) {
-    out.legacy_ack = true;
-    if (out.generation == 0) {
-      ASSIGN_OR_RETURN(out.cursor, ParseLegacyAck(dir + "/ack", *legacy));
-    }
-  } else if (!absl::IsNotFound(legacy.status())) {
-    return legacy.status();
-  }
+  if (absl::IsNotFound(legacy.status())) return out;
+  // Removed after the next cursor write, which supersedes it.
+  out.legacy_ack = true;
+  if (out.generation > 0) return out;  // a valid cursor wins
+  RETURN_IF_ERROR(legacy.status());
+  ASSIGN_OR_RETURN(out.cursor, ParseLegacyAck(dir + "/ack", *legacy));
   return out;
 }
 
@@ -244,6 +242,8 @@ absl::Status EventSpool::Recover() {
   for (const std::string& name : names) {
     uint64_t first = 0;
     if (ParseSegmentName(name, &first)) segs.emplace_back(first, name);
+    // An older agent's interrupted cursor write.
+    if (name == "ack.tmp") legacy_ack_ = true;
   }
   std::sort(segs.begin(), segs.end());
   bool last_clean = false;
@@ -281,9 +281,11 @@ absl::Status EventSpool::WriteCursor(uint64_t acked, uint64_t dropped) {
   acked_ = acked;
   dropped_ = dropped;
   if (legacy_ack_) {
-    // The cursor supersedes it from now on.
-    RETURN_IF_ERROR(fs_->Remove(dir_ + "/ack"));
-    legacy_ack_ = false;
+    // The cursor supersedes the old format's files from now on; one left
+    // behind (a failed remove, tried again after the next write) is
+    // harmless: a valid cursor wins over it.
+    legacy_ack_ = !(fs_->Remove(dir_ + "/ack").ok() &&
+                    fs_->Remove(dir_ + "/ack.tmp").ok());
   }
   return absl::OkStatus();
 }
