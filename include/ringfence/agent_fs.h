@@ -156,6 +156,9 @@ class MemoryFileSystem final : public AgentFileSystem {
  private:
   // Returns true if this mutating call is the one that crashes.
   bool Tick();
+  // A seeded-random strict, non-empty prefix length of `size` bytes (0 if
+  // there is none): what a torn write leaves.
+  size_t TornLength(size_t size);
   absl::Status Dead() const;
 
   std::map<std::string, std::string> files_;

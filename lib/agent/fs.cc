@@ -40,14 +40,20 @@ absl::Status FsyncDir(const std::string& dir) {
   return absl::OkStatus();
 }
 
-absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
+// Writes all of `data`: at the file offset, or with pwrite from `offset`
+// if it is not negative.
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path,
+                      off_t offset = -1) {
   while (!data.empty()) {
-    const ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
+    const ssize_t n = offset < 0 ? write(fd, data.data(), data.size())
+                                 : pwrite(fd, data.data(), data.size(), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
       return Errno("cannot write", path);
     }
     data.remove_prefix(static_cast<size_t>(n));
+    if (offset >= 0) offset += n;
   }
   return absl::OkStatus();
 }
@@ -117,19 +123,7 @@ class PosixFileSystem final : public AgentFileSystem {
                               absl::string_view data) override {
     int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return Errno("cannot open", path);
-    absl::Status s;
-    while (s.ok() && !data.empty()) {
-      const ssize_t n =
-          pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        if (n == 0) errno = EIO;
-        s = Errno("cannot write", path);
-        break;
-      }
-      data.remove_prefix(static_cast<size_t>(n));
-      offset += static_cast<uint64_t>(n);
-    }
+    absl::Status s = WriteAll(fd, data, path, static_cast<off_t>(offset));
     if (s.ok() && fdatasync(fd) != 0) s = Errno("cannot fsync", path);
     close(fd);
     if (!s.ok()) return s;
@@ -213,6 +207,10 @@ absl::Status MemoryFileSystem::Dead() const {
   return absl::UnavailableError("simulated crash: the process is dead");
 }
 
+size_t MemoryFileSystem::TornLength(size_t size) {
+  return size > 1 ? 1 + rng_() % (size - 1) : 0;
+}
+
 bool MemoryFileSystem::Tick() {
   const bool crash = crash_at_ == 0;
   if (crash_at_ >= 0) --crash_at_;
@@ -268,10 +266,7 @@ absl::Status MemoryFileSystem::AppendDurably(const std::string& path,
       case CrashMode::kBefore:
         break;
       case CrashMode::kTorn:
-        if (data.size() > 1) {
-          const size_t n = 1 + rng_() % (data.size() - 1);
-          files_[path].append(data.data(), n);
-        }
+        files_[path].append(data.data(), TornLength(data.size()));
         break;
       case CrashMode::kAfter:
         files_[path].append(data.data(), data.size());
@@ -295,7 +290,7 @@ absl::Status MemoryFileSystem::WriteAtDurably(const std::string& path,
         n = 0;
         break;
       case CrashMode::kTorn:
-        n = data.size() > 1 ? 1 + rng_() % (data.size() - 1) : 0;
+        n = TornLength(data.size());
         break;
       case CrashMode::kAfter:
         break;
